@@ -1,0 +1,3 @@
+"""Corral: VMs and system containers behind one model."""
+
+__version__ = "0.1.0"

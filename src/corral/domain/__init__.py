@@ -1,0 +1,1 @@
+"""Pure domain model: names, sizes, resources, lifecycle. No I/O here."""

@@ -1,0 +1,47 @@
+"""Errors a user (or the host) can cause, each with a stable code for the API."""
+
+from __future__ import annotations
+
+
+class CorralError(Exception):
+    """Base class: ``code`` maps to an HTTP status, ``message`` is shown to the user."""
+
+    code = "error"
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(CorralError):
+    code = "invalid"
+    status = 400
+
+
+class NotFound(CorralError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(CorralError):
+    code = "conflict"
+    status = 409
+
+
+class Busy(Conflict):
+    code = "busy"
+
+
+class Unsupported(CorralError):
+    """The host or the driver lacks a feature the request needs."""
+
+    code = "unsupported"
+    status = 422
+
+
+class HostFailure(CorralError):
+    """A privileged call or a runtime failed; the message carries what it said."""
+
+    code = "host_failure"
+    status = 500

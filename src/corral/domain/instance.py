@@ -1,0 +1,45 @@
+"""What an instance is: identity, kind, template, resources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from corral.domain.errors import InvalidInput
+from corral.domain.resources import Resources
+
+
+class Kind(StrEnum):
+    CT = "ct"
+    VM = "vm"
+
+    @classmethod
+    def parse(cls, value: str) -> Kind:
+        aliases = {"ct": cls.CT, "container": cls.CT, "vm": cls.VM, "virtual-machine": cls.VM}
+        try:
+            return aliases[value.lower()]
+        except KeyError:
+            raise InvalidInput(f"type '{value}' is not one of: ct, vm") from None
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """Everything a driver needs to realise an instance. ``directory`` is the driver's to use."""
+
+    id: int
+    name: str
+    kind: Kind
+    template: str
+    resources: Resources
+    directory: Path
+    privileged: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def disk_path(self) -> Path:
+        return self.directory / "root.img"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.directory / "run"

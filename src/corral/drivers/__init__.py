@@ -1,0 +1,1 @@
+"""Runtimes behind one Protocol: lxc (containers), qemu (VMs), fake (tests)."""

@@ -1,0 +1,1 @@
+"""Templates: one artifact that becomes a container or a VM."""
