@@ -1,0 +1,114 @@
+"""The LXC configuration of one container, rendered as text (pure: no I/O)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.domain.errors import InvalidInput
+from corral.domain.resources import Resources
+from corral.host.cgroups import CgroupLayout, CgroupVersion
+from corral.host.idmap import IdMap
+
+DEFAULT_INCLUDE_DIR = Path("/usr/share/lxc/config")
+CGROUP_ROOT = "corral"
+"""Every container's cgroup sits under <hierarchy>/corral/ct/<name> (monitor: .../monitor)."""
+CONSOLE_LOG_SIZE = "1MB"
+TTYS = 1
+PTYS = 64
+_SIGNAL_PREFIX = "SIG"
+_SIGNAL = re.compile(r"^SIG(RTMIN\+\d+|RTMAX-\d+|[A-Z][A-Z0-9]*)$")
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """What one container's configuration is made from."""
+
+    lxc_name: str
+    hostname: str
+    disk_path: Path
+    console_log: Path
+    log_file: Path
+    halt_signal: str
+    resources: Resources
+    idmap: IdMap | None
+    """None: a privileged container (no user namespace)."""
+    cgroups: CgroupLayout
+    include_dir: Path = DEFAULT_INCLUDE_DIR
+
+
+def cgroup_dirs(lxc_name: str) -> dict[str, str]:
+    """The cgroup paths (relative to each hierarchy's root) the container and its monitor use."""
+    return {
+        "container": f"{CGROUP_ROOT}/ct/{lxc_name}",
+        "monitor": f"{CGROUP_ROOT}/monitor/{lxc_name}",
+        "pivot": f"{CGROUP_ROOT}/pivot",
+    }
+
+
+def normalise_signal(name: str) -> str:
+    """'usr2', 'SIGUSR2' or '12' -> the form lxc.signal.* accepts ('SIGUSR2' or '12')."""
+    value = name.strip().upper()
+    if value.isdigit():
+        return value
+    if not value.startswith(_SIGNAL_PREFIX):
+        value = _SIGNAL_PREFIX + value
+    if not _SIGNAL.match(value):
+        raise InvalidInput(f"'{name}' is not a signal name")
+    return value
+
+
+def _limit_lines(cgroups: CgroupLayout, resources: Resources) -> list[str]:
+    """Memory limits for whichever hierarchy holds the memory controller here."""
+    where = cgroups.controller_version("memory")
+    lines: list[str] = []
+    if where == CgroupVersion.V1:
+        lines.append(f"lxc.cgroup.memory.limit_in_bytes = {resources.memory}")
+        if resources.memory_min is not None:
+            lines.append(f"lxc.cgroup.memory.soft_limit_in_bytes = {resources.memory_min}")
+    elif where == CgroupVersion.V2:
+        lines.append(f"lxc.cgroup2.memory.max = {resources.memory}")
+        if resources.memory_min is not None:
+            lines.append(f"lxc.cgroup2.memory.low = {resources.memory_min}")
+    return lines
+
+
+def render_config(config: ContainerConfig) -> str:
+    """The text of ``<lxcpath>/<name>/config``."""
+    dirs = cgroup_dirs(config.lxc_name)
+    lines = [
+        "# Written by Corral; changes here are overwritten.",
+        f"lxc.include = {config.include_dir / 'common.conf'}",
+    ]
+    if config.idmap is not None:
+        uid, gid = config.idmap.uid, config.idmap.gid
+        lines += [
+            f"lxc.include = {config.include_dir / 'userns.conf'}",
+            f"lxc.idmap = u 0 {uid.start} {uid.count}",
+            f"lxc.idmap = g 0 {gid.start} {gid.count}",
+        ]
+    lines += [
+        f"lxc.uts.name = {config.hostname}",
+        # LXC's loop backend attaches the image inside the container's start-up, so the
+        # host mount table never sees it and the loop device goes away with the container.
+        f"lxc.rootfs.path = loop:{config.disk_path}",
+        "lxc.net.0.type = empty",
+        f"lxc.signal.halt = {normalise_signal(config.halt_signal)}",
+        f"lxc.tty.max = {TTYS}",
+        f"lxc.pty.max = {PTYS}",
+        f"lxc.console.logfile = {config.console_log}",
+        f"lxc.console.size = {CONSOLE_LOG_SIZE}",
+        "lxc.console.rotate = 1",
+        f"lxc.log.file = {config.log_file}",
+        "lxc.log.level = WARN",
+        "lxc.cgroup.relative = 0",
+        f"lxc.cgroup.dir.container = {dirs['container']}",
+        f"lxc.cgroup.dir.monitor = {dirs['monitor']}",
+        f"lxc.cgroup.dir.monitor.pivot = {dirs['pivot']}",
+        # Limits sit on ct/<name>; the container's cgroup namespace starts one level below,
+        # so even a privileged container cannot raise them.
+        "lxc.cgroup.dir.container.inner = inner",
+    ]
+    lines += _limit_lines(config.cgroups, config.resources)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,108 @@
+"""Rendering an LXC container configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from corral.domain.errors import InvalidInput
+from corral.domain.resources import Resources
+from corral.drivers.lxc.config import ContainerConfig, normalise_signal, render_config
+from corral.host.cgroups import CgroupLayout, CgroupVersion
+from corral.host.idmap import IdMap, IdRange
+
+HYBRID = CgroupLayout(
+    version=CgroupVersion.HYBRID,
+    v1={"memory": Path("/sys/fs/cgroup/memory"), "cpu": Path("/sys/fs/cgroup/cpu")},
+    v2_mount=Path("/sys/fs/cgroup/unified"),
+    v2_controllers=frozenset({"hugetlb"}),
+)
+V2 = CgroupLayout(
+    version=CgroupVersion.V2,
+    v2_mount=Path("/sys/fs/cgroup"),
+    v2_controllers=frozenset({"cpu", "memory", "io", "pids"}),
+)
+SHIFT = IdMap(uid=IdRange(100000, 65536), gid=IdRange(100000, 65536))
+
+
+def _config(idmap: IdMap | None, cgroups: CgroupLayout, **res: int) -> ContainerConfig:
+    return ContainerConfig(
+        lxc_name="101",
+        hostname="web1",
+        disk_path=Path("/srv/corral/instances/101/root.img"),
+        console_log=Path("/srv/corral/instances/101/console.log"),
+        log_file=Path("/srv/corral/instances/101/lxc.log"),
+        halt_signal="SIGUSR2",
+        resources=Resources(memory=128 * 1024**2, **res),
+        idmap=idmap,
+        cgroups=cgroups,
+    )
+
+
+def _values(text: str, key: str) -> list[str]:
+    found = []
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip() == key:
+            found.append(value.strip())
+    return found
+
+
+def test_unprivileged_on_hybrid() -> None:
+    text = render_config(_config(SHIFT, HYBRID))
+    assert _values(text, "lxc.idmap") == ["u 0 100000 65536", "g 0 100000 65536"]
+    assert _values(text, "lxc.include") == [
+        "/usr/share/lxc/config/common.conf",
+        "/usr/share/lxc/config/userns.conf",
+    ]
+    assert _values(text, "lxc.rootfs.path") == ["loop:/srv/corral/instances/101/root.img"]
+    assert _values(text, "lxc.uts.name") == ["web1"]
+    assert _values(text, "lxc.net.0.type") == ["empty"]
+    assert _values(text, "lxc.signal.halt") == ["SIGUSR2"]
+    assert _values(text, "lxc.cgroup.relative") == ["0"]
+    assert _values(text, "lxc.cgroup.dir.container") == ["corral/ct/101"]
+    assert _values(text, "lxc.cgroup.dir.monitor") == ["corral/monitor/101"]
+    assert _values(text, "lxc.console.logfile") == ["/srv/corral/instances/101/console.log"]
+    assert _values(text, "lxc.console.size") == ["1MB"]
+    assert _values(text, "lxc.tty.max") == ["1"]
+    assert _values(text, "lxc.cgroup.memory.limit_in_bytes") == [str(128 * 1024**2)]
+    assert _values(text, "lxc.cgroup2.memory.max") == []
+    assert "lxc.cgroup.dir =" not in text  # mutually exclusive with dir.container/monitor
+
+
+def test_privileged_has_no_user_namespace() -> None:
+    text = render_config(_config(None, HYBRID))
+    assert _values(text, "lxc.idmap") == []
+    assert _values(text, "lxc.include") == ["/usr/share/lxc/config/common.conf"]
+    assert _values(text, "lxc.rootfs.path") == ["loop:/srv/corral/instances/101/root.img"]
+
+
+def test_memory_goes_to_cgroup2_keys_on_v2() -> None:
+    text = render_config(_config(SHIFT, V2, memory_min=64 * 1024**2))
+    assert _values(text, "lxc.cgroup2.memory.max") == [str(128 * 1024**2)]
+    assert _values(text, "lxc.cgroup2.memory.low") == [str(64 * 1024**2)]
+    assert _values(text, "lxc.cgroup.memory.limit_in_bytes") == []
+
+
+def test_soft_limit_on_v1() -> None:
+    text = render_config(_config(SHIFT, HYBRID, memory_min=32 * 1024**2))
+    assert _values(text, "lxc.cgroup.memory.soft_limit_in_bytes") == [str(32 * 1024**2)]
+
+
+def test_no_memory_controller_no_memory_lines() -> None:
+    bare = CgroupLayout(version=CgroupVersion.NONE)
+    assert "memory" not in render_config(_config(SHIFT, bare))
+
+
+@pytest.mark.parametrize(
+    ("given", "rendered"),
+    [("SIGPWR", "SIGPWR"), ("usr2", "SIGUSR2"), ("12", "12"), ("SIGRTMIN+3", "SIGRTMIN+3")],
+)
+def test_halt_signal_forms(given: str, rendered: str) -> None:
+    assert normalise_signal(given) == rendered
+
+
+def test_halt_signal_rejects_nonsense() -> None:
+    with pytest.raises(InvalidInput):
+        normalise_signal("SIG PWR; lxc.init.cmd = /bin/evil")
