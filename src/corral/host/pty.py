@@ -1,0 +1,102 @@
+"""Long-running host commands that need a terminal (consoles): run inside a pty we own.
+
+``run`` (corral.host.run) is for commands that finish; a console client such as
+``lxc-console`` insists on a tty on stdin and stays until closed, so it gets a fresh pty
+here and the caller talks to it through the master file descriptor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import subprocess
+import tty
+from collections.abc import Sequence
+
+from corral.domain.errors import HostFailure
+
+log = logging.getLogger("corral.host")
+
+
+class PtyProcess:
+    """A command whose stdin/stdout/stderr are the slave side of a new pty.
+
+    It satisfies corral.drivers.base.ConsoleStream: ``fileno`` is the master side (for
+    select/poll), ``read`` blocks until bytes arrive and returns b'' once the command exited
+    and its output is drained.
+    """
+
+    def __init__(self, argv: Sequence[str], rows: int = 24, cols: int = 80) -> None:
+        log.debug("spawn in pty %s", " ".join(argv))
+        master, slave = os.openpty()
+        try:
+            tty.setraw(slave)  # the command decides its own modes; no echo from our side
+            _set_size(slave, rows, cols)
+            self._proc = subprocess.Popen(
+                list(argv),
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                start_new_session=True,  # the pty becomes its controlling terminal
+                close_fds=True,
+            )
+        except FileNotFoundError as exc:
+            os.close(master)
+            raise HostFailure(f"'{argv[0]}' is not installed on this host") from exc
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        self._master = master
+        self._closed = False
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def fileno(self) -> int:
+        return self._master
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def read(self, size: int) -> bytes:
+        if self._closed:
+            return b""
+        try:
+            return os.read(self._master, size)
+        except OSError as exc:
+            if exc.errno == errno.EIO:  # the slave side is gone: the command exited
+                return b""
+            raise
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._master, view)
+            view = view[written:]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        with contextlib.suppress(OSError):
+            os.close(self._master)
+
+
+def _set_size(fd: int, rows: int, cols: int) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
