@@ -1,0 +1,1 @@
+"""FastAPI: parse, authenticate, authorize, call a service; nothing else."""

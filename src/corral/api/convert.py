@@ -1,0 +1,43 @@
+"""Service records to wire models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from corral.services.instances import InstanceView
+from corral.state.store import OperationRecord
+from corral.templates.image import TemplateImage
+from corral.wire.models import InstanceModel, OperationModel, ResourcesModel, TemplateModel
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat() + "Z"
+
+
+def instance(view: InstanceView) -> InstanceModel:
+    rec = view.record
+    runtime = view.runtime
+    return InstanceModel(
+        id=rec.id, name=rec.name, type=rec.kind.value, state=view.state.value,
+        template=rec.template, resources=ResourcesModel(**rec.resources.to_dict()),
+        privileged=rec.privileged, ip=list(runtime.addresses) if runtime else [],
+        node=rec.node, pid=runtime.pid if runtime else None,
+        created_at=_iso(rec.created_at), operation=view.operation,
+    )
+
+
+def operation(rec: OperationRecord) -> OperationModel:
+    return OperationModel(
+        id=rec.id, action=rec.action, instance=rec.instance, status=rec.status,
+        progress=rec.progress, phase=rec.phase, error=rec.error,
+        created_at=_iso(rec.created_at), updated_at=_iso(rec.updated_at),
+    )
+
+
+def template(image: TemplateImage, size: int, digest: str) -> TemplateModel:
+    meta = image.metadata
+    return TemplateModel(
+        name=image.name, version=image.version, os=str(meta.get("os", "")),
+        arch=str(meta.get("arch", "")), size=size,
+        kinds=list(meta.get("kinds", ["ct", "vm"])), sha256=digest,
+    )

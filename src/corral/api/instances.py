@@ -1,0 +1,99 @@
+"""/api/v1/instances: list, create, show, lifecycle actions, exec, delete."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from corral.api import convert
+from corral.api.deps import corral
+from corral.services.core import Corral
+from corral.wire.models import (
+    CreateRequest,
+    ExecRequest,
+    ExecResponse,
+    InstanceModel,
+    OperationModel,
+    StopRequest,
+)
+
+router = APIRouter(prefix="/api/v1/instances", tags=["instances"])
+App = Annotated[Corral, Depends(corral)]
+
+
+@router.get("", response_model=list[InstanceModel])
+def list_instances(app: App) -> list[InstanceModel]:
+    return [convert.instance(v) for v in app.instances.list_all()]
+
+
+@router.post("", response_model=OperationModel, status_code=202)
+def create_instance(body: CreateRequest, app: App) -> OperationModel:
+    settings = {
+        key: str(value)
+        for key, value in (("cpus", body.cpus), ("memory", body.memory), ("disk", body.disk))
+        if value is not None
+    }
+    record = app.instances.create(
+        body.name, body.type, body.template, settings, privileged=body.privileged,
+        start=body.start,
+    )
+    return convert.operation(record)
+
+
+@router.get("/{ref}", response_model=InstanceModel)
+def show_instance(ref: str, app: App) -> InstanceModel:
+    return convert.instance(app.instances.get(ref))
+
+
+@router.delete("/{ref}", response_model=OperationModel, status_code=202)
+def delete_instance(ref: str, app: App, force: bool = False) -> OperationModel:
+    return convert.operation(app.instances.delete(ref, force=force))
+
+
+@router.post("/{ref}/start", response_model=OperationModel, status_code=202)
+def start_instance(ref: str, app: App) -> OperationModel:
+    return convert.operation(app.instances.start(ref))
+
+
+@router.post("/{ref}/stop", response_model=OperationModel, status_code=202)
+def stop_instance(ref: str, app: App, body: StopRequest | None = None) -> OperationModel:
+    body = body or StopRequest()
+    return convert.operation(app.instances.stop(ref, force=body.force, timeout=body.timeout))
+
+
+@router.post("/{ref}/restart", response_model=OperationModel, status_code=202)
+def restart_instance(ref: str, app: App, body: StopRequest | None = None) -> OperationModel:
+    body = body or StopRequest()
+    return convert.operation(app.instances.restart(ref, force=body.force, timeout=body.timeout))
+
+
+@router.post("/{ref}/suspend", response_model=OperationModel, status_code=202)
+def suspend_instance(ref: str, app: App) -> OperationModel:
+    return convert.operation(app.instances.suspend(ref))
+
+
+@router.post("/{ref}/resume", response_model=OperationModel, status_code=202)
+def resume_instance(ref: str, app: App) -> OperationModel:
+    return convert.operation(app.instances.resume(ref))
+
+
+@router.post("/{ref}/exec", response_model=ExecResponse)
+def exec_in_instance(ref: str, body: ExecRequest, app: App) -> ExecResponse:
+    result = app.instances.exec(
+        ref, body.argv, base64.b64decode(body.stdin_b64), timeout=body.timeout
+    )
+    return ExecResponse(
+        exit_code=result.exit_code,
+        stdout_b64=base64.b64encode(result.stdout).decode(),
+        stderr_b64=base64.b64encode(result.stderr).decode(),
+    )
+
+
+@router.get("/{ref}/console/log")
+def console_log(
+    ref: str, app: App, limit: Annotated[int, Query(ge=1, le=1 << 24)] = 65536
+) -> dict[str, str]:
+    data = app.instances.console_log(ref, limit)
+    return {"log_b64": base64.b64encode(data).decode()}

@@ -1,0 +1,39 @@
+"""/api/v1/operations: list, show, wait, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from corral.api import convert
+from corral.api.deps import corral
+from corral.services.core import Corral
+from corral.wire.models import OperationModel
+
+router = APIRouter(prefix="/api/v1/operations", tags=["operations"])
+App = Annotated[Corral, Depends(corral)]
+
+
+@router.get("", response_model=list[OperationModel])
+def list_operations(
+    app: App, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[OperationModel]:
+    return [convert.operation(r) for r in app.store.list_operations(limit)]
+
+
+@router.get("/{op_id}", response_model=OperationModel)
+def show_operation(op_id: str, app: App) -> OperationModel:
+    return convert.operation(app.store.get_operation(op_id))
+
+
+@router.get("/{op_id}/wait", response_model=OperationModel)
+def wait_operation(
+    op_id: str, app: App, timeout: Annotated[float, Query(ge=0, le=600)] = 30
+) -> OperationModel:
+    return convert.operation(app.operations.wait(op_id, timeout))
+
+
+@router.delete("/{op_id}", response_model=OperationModel)
+def cancel_operation(op_id: str, app: App) -> OperationModel:
+    return convert.operation(app.operations.cancel(op_id))

@@ -1,0 +1,84 @@
+"""WebSockets: the events stream and interactive consoles."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from corral.api.deps import corral_ws
+from corral.domain.errors import CorralError
+from corral.services.events import Subscription
+
+router = APIRouter(tags=["streams"])
+log = logging.getLogger("corral.api.streams")
+
+
+@router.websocket("/events")
+async def events(websocket: WebSocket) -> None:
+    app = corral_ws(websocket)
+    await websocket.accept()
+    sub: Subscription = app.events.subscribe()
+    try:
+        while True:
+            event = await asyncio.to_thread(sub.get, 1.0)
+            if event is not None:
+                await websocket.send_text(event.model_dump_json())
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        sub.close()
+
+
+@router.websocket("/api/v1/instances/{ref}/console")
+async def console(websocket: WebSocket, ref: str) -> None:
+    """Bytes both ways: binary frames from the guest's console, and to it."""
+    app = corral_ws(websocket)
+    await websocket.accept()
+    try:
+        stream = await asyncio.to_thread(app.instances.open_console, ref)
+    except CorralError as exc:
+        await websocket.close(code=4000 + min(exc.status, 999) % 1000, reason=exc.message[:120])
+        return
+    loop = asyncio.get_running_loop()
+    from_guest: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def readable() -> None:
+        try:
+            data = stream.read(65536)
+        except OSError:
+            data = b""
+        from_guest.put_nowait(data)
+        if not data:
+            loop.remove_reader(stream.fileno())
+
+    loop.add_reader(stream.fileno(), readable)
+
+    async def pump_out() -> None:
+        while True:
+            data = await from_guest.get()
+            if not data:
+                await websocket.close(code=1000, reason="console closed")
+                return
+            await websocket.send_bytes(data)
+
+    async def pump_in() -> None:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            payload = message.get("bytes") or (message.get("text") or "").encode()
+            if payload:
+                await asyncio.to_thread(stream.write, payload)
+
+    tasks = [asyncio.create_task(pump_out()), asyncio.create_task(pump_in())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            loop.remove_reader(stream.fileno())
+        stream.close()

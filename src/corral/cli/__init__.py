@@ -1,0 +1,1 @@
+"""The `corral` command: Typer + Rich over the client SDK (and nothing else)."""

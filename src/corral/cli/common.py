@@ -1,0 +1,71 @@
+"""Shared CLI plumbing: the client, errors as exit codes, waiting for operations."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NoReturn, TypeVar
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from corral.cli.output import errors
+from corral.client import ApiError, CorralClient
+from corral.wire.models import OperationModel
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    errors.print(f"[bold red]Error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def client() -> Iterator[CorralClient]:
+    try:
+        with CorralClient() as c:
+            yield c
+    except ApiError as exc:
+        fail(exc.message)
+
+
+def wait_for(c: CorralClient, op: OperationModel, label: str, quiet: bool = False) -> None:
+    """Follow an operation to its end with a progress bar; exit non-zero if it failed."""
+    if quiet or not sys.stderr.isatty():
+        done = c.wait(op.id)
+    else:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[phase]}"),
+            TimeElapsedColumn(), transient=True,
+        ) as bar:
+            task = bar.add_task(label, total=1.0, phase="")
+
+            def show(current: OperationModel) -> None:
+                bar.update(task, completed=current.progress, phase=current.phase)
+
+            done = c.wait(op.id, on_progress=show)
+    if done.status != "success":
+        fail(f"{label} failed: {done.error or done.status} (operation {done.id})")
+
+
+def each(refs: list[str], act: Callable[[CorralClient, str], OperationModel], verb: str,
+         no_wait: bool) -> None:
+    """Run ``act`` for every named instance; report all, fail if any failed."""
+    failed = False
+    with client() as c:
+        for ref in refs:
+            try:
+                op = act(c, ref)
+                if no_wait:
+                    print(op.id)
+                else:
+                    wait_for(c, op, f"{verb} {ref}")
+            except ApiError as exc:
+                errors.print(f"[bold red]Error:[/] {exc.message}", highlight=False)
+                failed = True
+            except typer.Exit:
+                failed = True
+    if failed:
+        raise typer.Exit(1)

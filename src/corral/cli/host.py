@@ -1,0 +1,70 @@
+"""`corral host info` and `corral template …`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from corral.cli import output
+from corral.cli.common import client, wait_for
+from corral.cli.output import Format
+
+host_app = typer.Typer(help="This host", no_args_is_help=True)
+template_app = typer.Typer(help="Templates", no_args_is_help=True)
+FormatOpt = Annotated[Format, typer.Option("--format", "-f")]
+
+
+def _feature_text(value: Any) -> str:
+    if isinstance(value, dict) and "available" in value:
+        mark = "[green]yes[/]" if value["available"] else "[red]no[/]"
+        return f"{mark}  {value.get('detail', '')}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+@host_app.command("info")
+def host_info(fmt: FormatOpt = Format.table) -> None:
+    """Resources, kernel features and accelerators of this host."""
+    with client() as c:
+        info = c.host_info()
+    if output.emit_structured(info, fmt):
+        return
+    output.key_values([
+        ("hostname", info.hostname), ("node", info.node), ("kernel", info.kernel),
+        ("cpus", str(info.cpus)), ("memory", output.size(info.memory)),
+        ("state dir", info.state_dir),
+    ])
+    output.table(["FEATURE", "STATUS"],
+                 [[k, _feature_text(v)] for k, v in sorted(info.features.items())])
+
+
+@template_app.command("list")
+def template_list(fmt: FormatOpt = Format.table) -> None:
+    """Installed templates."""
+    with client() as c:
+        items = c.list_templates()
+    if not output.emit_structured(items, fmt):
+        output.table(["NAME", "VERSION", "OS", "ARCH", "KINDS", "SIZE", "SHA256"], [
+            [t.name, t.version, t.os, t.arch, ",".join(t.kinds), output.size(t.size),
+             t.sha256[:12]] for t in items])
+
+
+@template_app.command("info")
+def template_info(name: str, fmt: FormatOpt = Format.table) -> None:
+    """One template."""
+    with client() as c:
+        t = c.get_template(name)
+    if not output.emit_structured(t, fmt):
+        output.key_values([("name", t.name), ("version", t.version), ("os", t.os),
+                           ("arch", t.arch), ("kinds", ",".join(t.kinds)),
+                           ("size", output.size(t.size)), ("sha256", t.sha256)])
+
+
+@template_app.command("build")
+def template_build(name: str) -> None:
+    """Build a bundled template (e.g. tiny) from this host's Debian packages."""
+    with client() as c:
+        wait_for(c, c.build_template(name), f"build {name}")
+    output.console.print(f"Template [bold]{name}[/] built")

@@ -1,0 +1,144 @@
+"""Instance commands: create, start, stop, restart, suspend, resume, delete, list, info, exec."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from corral.cli import output
+from corral.cli.common import client, each, fail, wait_for
+from corral.cli.output import Format
+from corral.wire.models import CreateRequest, InstanceModel, StopRequest
+
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or yaml")]
+NoWait = Annotated[bool, typer.Option("--no-wait", help="print the operation id and return")]
+
+
+def create(
+    name: Annotated[str, typer.Argument(help="a DNS label, e.g. web1")],
+    type_: Annotated[str, typer.Option("--type", "-t", help="ct (container) or vm")],
+    template: Annotated[str, typer.Option("--template", help="e.g. tiny")] = "tiny",
+    cpus: Annotated[str | None, typer.Option(help="virtual CPUs")] = None,
+    memory: Annotated[str | None, typer.Option(help="e.g. 256M, 1G")] = None,
+    disk: Annotated[str | None, typer.Option(help="root disk size, e.g. 1G")] = None,
+    privileged: Annotated[bool, typer.Option(help="containers: no user namespace")] = False,
+    start: Annotated[bool, typer.Option("--start", help="start it once created")] = False,
+    no_wait: NoWait = False,
+) -> None:
+    """Create an instance from a template."""
+    request = CreateRequest(
+        name=name, type=type_, template=template, cpus=cpus, memory=memory, disk=disk,
+        privileged=privileged, start=start,
+    )
+    with client() as c:
+        op = c.create_instance(request)
+        if no_wait:
+            print(op.id)
+            return
+        wait_for(c, op, f"create {name}")
+        made = c.get_instance(name)
+    output.console.print(f"Created {made.type} [bold]{made.name}[/] (id {made.id}), {made.state}")
+
+
+def start(refs: Annotated[list[str], typer.Argument(help="names or ids")], no_wait: NoWait = False,
+          ) -> None:
+    """Start instances."""
+    each(refs, lambda c, r: c.action(r, "start"), "start", no_wait)
+
+
+def stop(
+    refs: Annotated[list[str], typer.Argument(help="names or ids")],
+    force: Annotated[bool, typer.Option("--force", help="power off at once")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds of grace before forcing")] = 30.0,
+    no_wait: NoWait = False,
+) -> None:
+    """Shut instances down gracefully (then force after --timeout)."""
+    body = StopRequest(force=force, timeout=timeout)
+    each(refs, lambda c, r: c.action(r, "stop", body), "stop", no_wait)
+
+
+def restart(
+    refs: Annotated[list[str], typer.Argument(help="names or ids")],
+    force: Annotated[bool, typer.Option("--force")] = False,
+    timeout: Annotated[float, typer.Option()] = 30.0,
+    no_wait: NoWait = False,
+) -> None:
+    """Stop and start instances."""
+    body = StopRequest(force=force, timeout=timeout)
+    each(refs, lambda c, r: c.action(r, "restart", body), "restart", no_wait)
+
+
+def suspend(refs: Annotated[list[str], typer.Argument()], no_wait: NoWait = False) -> None:
+    """Pause instances (VM: vCPUs stopped; CT: cgroup freezer)."""
+    each(refs, lambda c, r: c.action(r, "suspend"), "suspend", no_wait)
+
+
+def resume(refs: Annotated[list[str], typer.Argument()], no_wait: NoWait = False) -> None:
+    """Resume suspended instances."""
+    each(refs, lambda c, r: c.action(r, "resume"), "resume", no_wait)
+
+
+def delete(
+    refs: Annotated[list[str], typer.Argument()],
+    force: Annotated[bool, typer.Option("--force", help="stop it first if running")] = False,
+    no_wait: NoWait = False,
+) -> None:
+    """Delete instances and their disks."""
+    each(refs, lambda c, r: c.delete_instance(r, force=force), "delete", no_wait)
+
+
+def _row(i: InstanceModel) -> list[str]:
+    r = i.resources
+    return [str(i.id), i.name, i.type, i.state, str(r.cpus), output.size(r.memory),
+            output.size(r.disk), ", ".join(i.ip) or "-", i.node]
+
+
+def list_(fmt: FormatOpt = Format.table) -> None:
+    """List instances."""
+    with client() as c:
+        items = c.list_instances()
+    if not output.emit_structured(items, fmt):
+        columns = ["ID", "NAME", "TYPE", "STATE", "CPUS", "MEMORY", "DISK", "IP", "NODE"]
+        output.table(columns, [_row(i) for i in items])
+
+
+def info(ref: Annotated[str, typer.Argument()], fmt: FormatOpt = Format.table) -> None:
+    """Show one instance."""
+    with client() as c:
+        i = c.get_instance(ref)
+    if output.emit_structured(i, fmt):
+        return
+    r = i.resources
+    output.key_values([
+        ("id", str(i.id)), ("name", i.name), ("type", i.type), ("state", i.state),
+        ("template", i.template), ("cpus", str(r.cpus)), ("memory", output.size(r.memory)),
+        ("disk", output.size(r.disk)), ("privileged", str(i.privileged).lower()),
+        ("ip", ", ".join(i.ip) or "-"), ("pid", str(i.pid or "-")), ("node", i.node),
+        ("created", i.created_at), ("operation", i.operation or "-"),
+    ])
+
+
+def exec_(
+    ref: Annotated[str, typer.Argument()],
+    argv: Annotated[list[str], typer.Argument(help="the command, after --")],
+    timeout: Annotated[float, typer.Option(help="seconds before giving up")] = 60.0,
+    stdin: Annotated[bool, typer.Option("--stdin", help="send this command's stdin")] = False,
+) -> None:
+    """Run a command inside an instance; exit with its exit code."""
+    data = sys.stdin.buffer.read() if stdin else b""
+    with client() as c:
+        code, out, err = c.exec(ref, argv, data, timeout)
+    sys.stdout.buffer.write(out)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(err)
+    sys.stderr.flush()
+    if code != 0:
+        raise typer.Exit(code)
+
+
+def require(value: str | None, what: str) -> str:
+    if not value:
+        fail(f"{what} is required")
+    return value

@@ -1,0 +1,35 @@
+"""The `corral` command."""
+
+from __future__ import annotations
+
+import typer
+
+from corral.cli import console, host, instances, operations
+
+app = typer.Typer(
+    name="corral", help="VMs and containers on one host, one model.", no_args_is_help=True,
+    pretty_exceptions_enable=False, add_completion=False,
+)
+app.command()(instances.create)
+app.command()(instances.start)
+app.command()(instances.stop)
+app.command()(instances.restart)
+app.command()(instances.suspend)
+app.command()(instances.resume)
+app.command()(instances.delete)
+app.command("list")(instances.list_)
+app.command()(instances.info)
+app.command("exec", context_settings={"ignore_unknown_options": True})(instances.exec_)
+app.command()(console.console)
+app.command()(operations.monitor)
+app.add_typer(operations.app, name="operation")
+app.add_typer(host.host_app, name="host")
+app.add_typer(host.template_app, name="template")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

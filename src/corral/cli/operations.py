@@ -1,0 +1,74 @@
+"""`corral operation list|show|wait|cancel` and `corral monitor`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from corral.cli import output
+from corral.cli.common import client, fail, wait_for
+from corral.cli.output import Format
+from corral.wire.models import OperationModel
+
+app = typer.Typer(help="Long-running operations", no_args_is_help=True)
+FormatOpt = Annotated[Format, typer.Option("--format", "-f")]
+
+
+def _row(op: OperationModel) -> list[str]:
+    return [op.id, op.action, op.instance or "-", op.status, f"{op.progress:.0%}", op.phase,
+            op.created_at, op.error or ""]
+
+
+@app.command("list")
+def list_(fmt: FormatOpt = Format.table,
+          limit: Annotated[int, typer.Option(help="newest N")] = 50) -> None:
+    """List recent operations, newest first."""
+    with client() as c:
+        ops = c.list_operations(limit)
+    if not output.emit_structured(ops, fmt):
+        output.table(["ID", "ACTION", "INSTANCE", "STATUS", "PROGRESS", "PHASE", "CREATED",
+                      "ERROR"], [_row(o) for o in ops])
+
+
+@app.command()
+def show(op_id: str, fmt: FormatOpt = Format.table) -> None:
+    """Show one operation."""
+    with client() as c:
+        op = c.get_operation(op_id)
+    if not output.emit_structured(op, fmt):
+        output.key_values(list(zip(["id", "action", "instance", "status", "progress", "phase",
+                                    "created", "error"], _row(op), strict=True)))
+
+
+@app.command()
+def wait(op_id: str) -> None:
+    """Wait for an operation to end; non-zero exit if it failed."""
+    with client() as c:
+        wait_for(c, c.get_operation(op_id), f"operation {op_id[:8]}")
+
+
+@app.command()
+def cancel(op_id: str) -> None:
+    """Ask a running operation to stop at its next step."""
+    with client() as c:
+        op = c.cancel_operation(op_id)
+    if op.status in ("success", "failure"):
+        fail(f"operation {op_id} already ended ({op.status})")
+    output.console.print(f"Cancellation requested for {op_id}")
+
+
+def monitor(fmt: FormatOpt = Format.table) -> None:
+    """Stream lifecycle and operation events until interrupted."""
+    with client() as c:
+        try:
+            for event in c.events():
+                if output.emit_structured(event.model_dump(mode="json"), fmt):
+                    continue
+                details = " ".join(f"{k}={v}" for k, v in event.data.items() if v is not None)
+                output.console.print(
+                    f"{event.time} [bold]{event.type}[/] {event.instance or ''} {details}",
+                    highlight=False,
+                )
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,200 @@
+"""CorralClient: one method per API call, wire models in and out."""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from corral.wire.models import (
+    CreateRequest,
+    Event,
+    ExecRequest,
+    ExecResponse,
+    HostInfo,
+    InstanceModel,
+    OperationModel,
+    StopRequest,
+    TemplateModel,
+)
+
+DEFAULT_SOCKET = "/run/corral/corral.sock"
+FINAL = ("success", "failure", "cancelled")
+M = TypeVar("M", bound=BaseModel)
+
+
+class ApiError(Exception):
+    """The daemon refused or failed a request; ``message`` is meant for the user."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class CorralClient:
+    def __init__(
+        self, socket: str | None = None, url: str | None = None, token: str | None = None,
+        timeout: float = 120.0,
+    ) -> None:
+        url = url or os.environ.get("CORRAL_URL")
+        token = token or os.environ.get("CORRAL_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if url:
+            self.socket: str | None = None
+            self.base_url = url.rstrip("/")
+            self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        else:
+            self.socket = socket or os.environ.get("CORRAL_SOCKET", DEFAULT_SOCKET)
+            self.base_url = "http://corral"
+            transport = httpx.HTTPTransport(uds=self.socket)
+            self._http = httpx.Client(
+                base_url=self.base_url, transport=transport, headers=headers, timeout=timeout
+            )
+        self._headers = headers
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> CorralClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # Plumbing -------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            where = self.socket or self.base_url
+            raise ApiError(
+                0, "unreachable", f"cannot reach corrald at {where}: is it running? ({exc})"
+            ) from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                code, message = body.get("error", "error"), body.get("message")
+                if message is None:
+                    message = str(body.get("detail", response.text))
+            except ValueError:
+                code, message = "error", response.text
+            raise ApiError(response.status_code, str(code), str(message))
+        return response.json()
+
+    def _model(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        return model.model_validate(self._request(method, path, **kwargs))
+
+    def _models(self, model: type[M], method: str, path: str, **kwargs: Any) -> list[M]:
+        return TypeAdapter(list[model]).validate_python(  # type: ignore[valid-type]
+            self._request(method, path, **kwargs)
+        )
+
+    # Instances ------------------------------------------------------------------------
+    def list_instances(self) -> list[InstanceModel]:
+        return self._models(InstanceModel, "GET", "/api/v1/instances")
+
+    def get_instance(self, ref: str) -> InstanceModel:
+        return self._model(InstanceModel, "GET", f"/api/v1/instances/{ref}")
+
+    def create_instance(self, request: CreateRequest) -> OperationModel:
+        return self._model(
+            OperationModel, "POST", "/api/v1/instances", json=request.model_dump()
+        )
+
+    def delete_instance(self, ref: str, force: bool = False) -> OperationModel:
+        return self._model(
+            OperationModel, "DELETE", f"/api/v1/instances/{ref}", params={"force": force}
+        )
+
+    def action(self, ref: str, action: str, stop: StopRequest | None = None) -> OperationModel:
+        body = stop.model_dump() if stop is not None else None
+        return self._model(OperationModel, "POST", f"/api/v1/instances/{ref}/{action}", json=body)
+
+    def exec(
+        self, ref: str, argv: list[str], stdin: bytes = b"", timeout: float | None = 60.0
+    ) -> tuple[int, bytes, bytes]:
+        request = ExecRequest(
+            argv=argv, stdin_b64=base64.b64encode(stdin).decode(), timeout=timeout
+        )
+        response = self._model(
+            ExecResponse, "POST", f"/api/v1/instances/{ref}/exec", json=request.model_dump(),
+            timeout=(timeout or 3600) + 30,
+        )
+        return (
+            response.exit_code,
+            base64.b64decode(response.stdout_b64),
+            base64.b64decode(response.stderr_b64),
+        )
+
+    def console_log(self, ref: str, limit: int = 65536) -> bytes:
+        body = self._request(
+            "GET", f"/api/v1/instances/{ref}/console/log", params={"limit": limit}
+        )
+        return base64.b64decode(body["log_b64"])
+
+    # Operations -----------------------------------------------------------------------
+    def list_operations(self, limit: int = 100) -> list[OperationModel]:
+        return self._models(OperationModel, "GET", "/api/v1/operations", params={"limit": limit})
+
+    def get_operation(self, op_id: str) -> OperationModel:
+        return self._model(OperationModel, "GET", f"/api/v1/operations/{op_id}")
+
+    def cancel_operation(self, op_id: str) -> OperationModel:
+        return self._model(OperationModel, "DELETE", f"/api/v1/operations/{op_id}")
+
+    def wait(
+        self, op_id: str, timeout: float | None = None,
+        on_progress: Callable[[OperationModel], None] | None = None,
+    ) -> OperationModel:
+        """Block until the operation ends (or ``timeout``), reporting progress as it comes."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = 1.0 if on_progress else 30.0
+            if deadline is not None:
+                step = max(0.0, min(step, deadline - time.monotonic()))
+            op = self._model(
+                OperationModel, "GET", f"/api/v1/operations/{op_id}/wait",
+                params={"timeout": step}, timeout=step + 30,
+            )
+            if on_progress is not None:
+                on_progress(op)
+            if op.status in FINAL or (deadline is not None and time.monotonic() >= deadline):
+                return op
+
+    # Host and templates ---------------------------------------------------------------
+    def host_info(self) -> HostInfo:
+        return self._model(HostInfo, "GET", "/api/v1/host")
+
+    def list_templates(self) -> list[TemplateModel]:
+        return self._models(TemplateModel, "GET", "/api/v1/templates")
+
+    def get_template(self, name: str) -> TemplateModel:
+        return self._model(TemplateModel, "GET", f"/api/v1/templates/{name}")
+
+    def build_template(self, name: str) -> OperationModel:
+        return self._model(OperationModel, "POST", "/api/v1/templates/build", json={"name": name})
+
+    # Streams --------------------------------------------------------------------------
+    def _ws_connect(self, path: str) -> Any:
+        from websockets.sync.client import connect, unix_connect
+
+        if self.socket is not None:
+            return unix_connect(self.socket, uri=f"ws://corral{path}", max_size=None)
+        ws_url = self.base_url.replace("http", "ws", 1) + path
+        return connect(ws_url, additional_headers=self._headers, max_size=None)
+
+    def events(self) -> Iterator[Event]:
+        with self._ws_connect("/events") as ws:
+            for message in ws:
+                yield Event.model_validate_json(message)
+
+    def console(self, ref: str) -> Any:
+        """A websocket carrying the console's bytes both ways (binary frames)."""
+        return self._ws_connect(f"/api/v1/instances/{ref}/console")

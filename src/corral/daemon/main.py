@@ -1,0 +1,108 @@
+"""corrald: open the state, re-adopt guests, serve the API on a Unix socket (and TCP)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from corral.api.app import TokenAuth, create_app
+from corral.daemon import logs
+from corral.services.core import Corral, Settings
+
+log = logging.getLogger("corral.daemon")
+
+DEFAULT_SOCKET = "/run/corral/corral.sock"
+
+
+class _Server(uvicorn.Server):
+    """corrald handles SIGTERM/SIGINT itself (several servers share one loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="corrald", description="The Corral host daemon")
+    parser.add_argument("--state-dir", default=env("CORRAL_STATE_DIR", "/var/lib/corral"))
+    parser.add_argument("--socket", default=env("CORRAL_SOCKET", DEFAULT_SOCKET))
+    parser.add_argument("--listen", default=env("CORRAL_LISTEN", ""),
+                        help="also serve HTTP on HOST:PORT, with token auth")
+    parser.add_argument("--token-file", default=env("CORRAL_TOKEN_FILE", ""),
+                        help="API token for --listen (made if missing)")
+    parser.add_argument("--drivers", default=env("CORRAL_DRIVERS", "real"),
+                        choices=["real", "fake"])
+    parser.add_argument("--node", default=env("CORRAL_NODE", ""))
+    parser.add_argument("--log-level", default=env("CORRAL_LOG_LEVEL", "info"))
+    return parser.parse_args(argv)
+
+
+def _token(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return token
+
+
+async def serve(args: argparse.Namespace) -> None:
+    state_dir = Path(args.state_dir)
+    corral = Corral(Settings(state_dir=state_dir, driver_mode=args.drivers, node=args.node))
+    corral.start()
+    app = create_app(corral)
+    socket_path = Path(args.socket)
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    socket_path.unlink(missing_ok=True)
+    servers = [_Server(uvicorn.Config(app, uds=str(socket_path), log_config=None,
+                                             lifespan="off", ws_ping_interval=None))]
+    if args.listen:
+        host, _, port = args.listen.rpartition(":")
+        token = _token(Path(args.token_file or state_dir / "api.token"))
+        servers.append(_Server(uvicorn.Config(
+            TokenAuth(app, token), host=host or "127.0.0.1", port=int(port), log_config=None,
+            lifespan="off", ws_ping_interval=None,
+        )))
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        log.info("stopping corrald; guests keep running")
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    log.info("corrald serving on %s%s", socket_path, f" and {args.listen}" if args.listen else "")
+
+    async def guard_socket() -> None:
+        while not servers[0].started and not servers[0].should_exit:
+            await asyncio.sleep(0.01)
+        if socket_path.exists():
+            socket_path.chmod(0o600)  # local root only: that is the Unix socket's auth
+
+    try:
+        await asyncio.gather(guard_socket(), *(server.serve() for server in servers))
+    finally:
+        corral.close()
+        socket_path.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logs.setup(args.log_level)
+    asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()

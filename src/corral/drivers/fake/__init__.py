@@ -1,0 +1,1 @@
+"""A first-class driver without a hypervisor, for API and cluster tests."""

@@ -1,0 +1,156 @@
+"""The fake driver: real files, real processes for exec, no guest.
+
+State lives in ``<instance dir>/fake.json`` so that a fresh driver object (as after a daemon
+restart) sees exactly what the previous one left, as the real drivers do. ``exec`` runs the
+command on the host in the instance's directory: enough to prove exit codes, output and
+timeouts flow through every layer unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+from corral.domain.errors import Conflict, HostFailure, InvalidInput
+from corral.domain.instance import InstanceSpec, Kind
+from corral.drivers.base import (
+    Capabilities,
+    ExecResult,
+    Progress,
+    RuntimeState,
+    RuntimeStatus,
+)
+from corral.templates.image import TemplateImage
+
+READY_MARKER = b"corral-guest-ready\n"
+
+
+class FakeConsole:
+    """An echoing console: what is written comes back and lands in the console log."""
+
+    def __init__(self, log_path: Path) -> None:
+        self._ours, self._theirs = socket.socketpair()
+        self._log = log_path
+
+    def fileno(self) -> int:
+        return self._ours.fileno()
+
+    def read(self, size: int) -> bytes:
+        return self._ours.recv(size)
+
+    def write(self, data: bytes) -> None:
+        with self._log.open("ab") as log:
+            log.write(data)
+        self._theirs.sendall(data)
+
+    def close(self) -> None:
+        self._ours.close()
+        self._theirs.close()
+
+
+class FakeDriver:
+    def __init__(self, kind: Kind) -> None:
+        self._kind = kind
+
+    @property
+    def kind(self) -> Kind:
+        return self._kind
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(kind=self._kind, unprivileged=True, notes=("fake: no guest runs",))
+
+    # Files ----------------------------------------------------------------------------
+    def _state_file(self, spec: InstanceSpec) -> Path:
+        return spec.directory / "fake.json"
+
+    def _load(self, spec: InstanceSpec) -> dict[str, str]:
+        try:
+            data: dict[str, str] = json.loads(self._state_file(spec).read_text())
+            return data
+        except FileNotFoundError:
+            return {}
+
+    def _save(self, spec: InstanceSpec, state: RuntimeState) -> None:
+        path = self._state_file(spec)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"state": state.value}))
+        tmp.replace(path)
+
+    def _log_path(self, spec: InstanceSpec) -> Path:
+        return spec.directory / "console.log"
+
+    def _require(self, spec: InstanceSpec, *states: RuntimeState) -> RuntimeState:
+        current = self.status(spec).state
+        if current not in states:
+            raise Conflict(f"{spec.name} is {current.value}")
+        return current
+
+    # Protocol -------------------------------------------------------------------------
+    def create(self, spec: InstanceSpec, template: TemplateImage, progress: Progress) -> None:
+        if spec.resources.disk > 64 * 1024**4:
+            raise InvalidInput("disk larger than 64T is not supported by the fake pool")
+        progress(0.5, "writing disk")
+        with spec.disk_path.open("wb") as disk:
+            disk.truncate(spec.resources.disk)
+        self._save(spec, RuntimeState.STOPPED)
+        progress(1.0, "created")
+
+    def start(self, spec: InstanceSpec, template: TemplateImage) -> None:
+        self._require(spec, RuntimeState.STOPPED)
+        with self._log_path(spec).open("ab") as log:
+            log.write(b"fake boot of " + spec.name.encode() + b"\n" + READY_MARKER)
+        self._save(spec, RuntimeState.RUNNING)
+
+    def stop(self, spec: InstanceSpec, *, force: bool, timeout: float) -> None:
+        self._require(spec, RuntimeState.RUNNING, RuntimeState.SUSPENDED)
+        self._save(spec, RuntimeState.STOPPED)
+
+    def suspend(self, spec: InstanceSpec) -> None:
+        self._require(spec, RuntimeState.RUNNING)
+        self._save(spec, RuntimeState.SUSPENDED)
+
+    def resume(self, spec: InstanceSpec) -> None:
+        self._require(spec, RuntimeState.SUSPENDED)
+        self._save(spec, RuntimeState.RUNNING)
+
+    def delete(self, spec: InstanceSpec) -> None:
+        if self.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
+            raise Conflict(f"{spec.name} is running")
+        for path in (self._state_file(spec), spec.disk_path, self._log_path(spec)):
+            path.unlink(missing_ok=True)
+
+    def status(self, spec: InstanceSpec) -> RuntimeStatus:
+        state = self._load(spec).get("state")
+        if state is None:
+            return RuntimeStatus(RuntimeState.MISSING)
+        pid = os.getpid() if state != RuntimeState.STOPPED.value else None
+        return RuntimeStatus(RuntimeState(state), pid=pid)
+
+    def exec(
+        self, spec: InstanceSpec, argv: list[str], timeout: float | None, stdin: bytes = b""
+    ) -> ExecResult:
+        self._require(spec, RuntimeState.RUNNING)
+        try:
+            proc = subprocess.run(
+                argv, input=stdin, capture_output=True, timeout=timeout, cwd=spec.directory,
+                check=False,
+            )
+        except FileNotFoundError:
+            return ExecResult(127, b"", f"{argv[0]}: not found\n".encode())
+        except subprocess.TimeoutExpired:
+            raise HostFailure(f"command did not finish within {timeout} s") from None
+        return ExecResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def open_console(self, spec: InstanceSpec) -> FakeConsole:
+        self._require(spec, RuntimeState.RUNNING, RuntimeState.SUSPENDED)
+        return FakeConsole(self._log_path(spec))
+
+    def console_log(self, spec: InstanceSpec, limit: int = 65536) -> bytes:
+        try:
+            data = self._log_path(spec).read_bytes()
+        except FileNotFoundError:
+            return b""
+        return data[-limit:]

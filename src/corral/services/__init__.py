@@ -1,0 +1,1 @@
+"""Orchestration: instances, templates, operations, events, host facts."""

@@ -1,0 +1,64 @@
+"""Wiring: one object holding every service of a daemon, built from its configuration."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.domain.errors import InvalidInput
+from corral.domain.instance import Kind
+from corral.drivers.base import Driver
+from corral.services.events import EventBus
+from corral.services.host import HostService
+from corral.services.instances import InstanceService
+from corral.services.locks import InstanceLocks
+from corral.services.operations import OperationManager
+from corral.services.templates import TemplateService
+from corral.state.store import StateStore
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path = Path("/var/lib/corral")
+    driver_mode: str = "real"  # "real": lxc + qemu; "fake": the fake driver for both kinds
+    node: str = ""
+
+
+def make_drivers(settings: Settings) -> dict[Kind, Driver]:
+    if settings.driver_mode == "fake":
+        from corral.drivers.fake.driver import FakeDriver
+
+        return {Kind.CT: FakeDriver(Kind.CT), Kind.VM: FakeDriver(Kind.VM)}
+    if settings.driver_mode == "real":
+        from corral.drivers.lxc.driver import LxcDriver
+        from corral.drivers.qemu.driver import QemuDriver
+
+        return {Kind.CT: LxcDriver(settings.state_dir / "lxc"), Kind.VM: QemuDriver()}
+    raise InvalidInput(f"driver mode '{settings.driver_mode}' is not one of: real, fake")
+
+
+class Corral:
+    def __init__(self, settings: Settings, drivers: dict[Kind, Driver] | None = None) -> None:
+        self.settings = settings
+        node = settings.node or socket.gethostname()
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = StateStore(settings.state_dir / "corral.db")
+        self.events = EventBus()
+        self.locks = InstanceLocks()
+        self.operations = OperationManager(self.store, self.events, self.locks)
+        self.templates = TemplateService(settings.state_dir / "templates")
+        self.host = HostService(settings.state_dir, node, settings.driver_mode)
+        self.instances = InstanceService(
+            self.store, self.operations, self.events, self.templates,
+            drivers if drivers is not None else make_drivers(settings),
+            settings.state_dir / "instances", node,
+        )
+
+    def start(self) -> None:
+        """Fail what a killed daemon left running and re-adopt the guests."""
+        self.operations.fail_orphans()
+        self.instances.reconcile()
+
+    def close(self) -> None:
+        self.operations.shutdown()

@@ -1,0 +1,261 @@
+"""Instance orchestration: validate, lock, run the driver, keep the database true."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.domain import lifecycle
+from corral.domain.errors import InvalidInput, Unsupported
+from corral.domain.instance import InstanceSpec, Kind
+from corral.domain.lifecycle import Action, State
+from corral.domain.names import FIRST_ID, validate_name
+from corral.domain.resources import Resources, apply_settings
+from corral.drivers.base import ConsoleStream, Driver, ExecResult, RuntimeState, RuntimeStatus
+from corral.services.events import EventBus
+from corral.services.operations import OperationContext, OperationManager
+from corral.services.templates import TemplateService
+from corral.state.store import InstanceRecord, OperationRecord, StateStore
+
+log = logging.getLogger("corral.instances")
+
+_Step = Callable[[OperationContext, InstanceSpec], None]
+
+_RUNTIME_TO_STATE = {
+    RuntimeState.RUNNING: State.RUNNING,
+    RuntimeState.SUSPENDED: State.SUSPENDED,
+    RuntimeState.STOPPED: State.STOPPED,
+}
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    record: InstanceRecord
+    state: State
+    runtime: RuntimeStatus | None
+    operation: str | None
+
+
+class InstanceService:
+    def __init__(
+        self, store: StateStore, operations: OperationManager, events: EventBus,
+        templates: TemplateService, drivers: dict[Kind, Driver], directory: Path, node: str,
+    ) -> None:
+        self.store = store
+        self.ops = operations
+        self.events = events
+        self.templates = templates
+        self.drivers = drivers
+        self.directory = directory
+        self.node = node
+        directory.mkdir(parents=True, exist_ok=True)
+
+    # Views ----------------------------------------------------------------------------
+    def spec(self, rec: InstanceRecord) -> InstanceSpec:
+        return InstanceSpec(
+            id=rec.id, name=rec.name, kind=rec.kind, template=rec.template,
+            resources=rec.resources, directory=self.directory / str(rec.id),
+            privileged=rec.privileged,
+        )
+
+    def driver(self, kind: Kind) -> Driver:
+        driver = self.drivers.get(kind)
+        if driver is None:
+            raise Unsupported(f"this host has no driver for {kind.value} instances")
+        return driver
+
+    def _view(self, rec: InstanceRecord) -> InstanceView:
+        holder = self.ops.locks.holder(rec.name)
+        if holder is not None or rec.state in (State.CREATING, State.DELETING):
+            return InstanceView(rec, rec.state, None, holder)
+        try:
+            runtime = self.driver(rec.kind).status(self.spec(rec))
+        except Exception as exc:  # a broken runtime must not hide the instance from `list`
+            log.warning("status of %s failed: %s", rec.name, exc)
+            return InstanceView(rec, State.ERROR, None, None)
+        state = _RUNTIME_TO_STATE.get(runtime.state, State.ERROR)
+        if state != rec.state and self.ops.locks.holder(rec.name) is None:
+            self.store.set_state(rec.id, state)
+            self.events.publish(
+                "instance.state", instance=rec.name, state=state.value, previous=rec.state.value
+            )
+        return InstanceView(rec, state, runtime, None)
+
+    def list_all(self) -> list[InstanceView]:
+        return [self._view(rec) for rec in self.store.list_instances()]
+
+    def get(self, ref: str) -> InstanceView:
+        return self._view(self.store.get_instance(ref))
+
+    # Create and delete ------------------------------------------------------------------
+    def create(
+        self, name: str, kind: str, template: str, settings: dict[str, str],
+        privileged: bool = False, start: bool = False,
+    ) -> OperationRecord:
+        validate_name(name)
+        instance_kind = Kind.parse(kind)
+        driver = self.driver(instance_kind)
+        image = self.templates.get(template)
+        defaults = Resources.from_dict(dict(image.metadata.get("resources", {})))
+        resources = apply_settings(defaults, settings)
+        if privileged and instance_kind is Kind.VM:
+            raise InvalidInput("--privileged applies to containers only")
+        if not privileged and instance_kind is Kind.CT and not driver.capabilities().unprivileged:
+            raise Unsupported(
+                "unprivileged containers are not possible on this host "
+                "(no user namespaces or no subordinate ids for root); use --privileged"
+            )
+        rec = self.store.insert_instance(
+            name, instance_kind, template, resources, privileged, self.node, FIRST_ID
+        )
+        spec = self.spec(rec)
+
+        def work(ctx: OperationContext) -> None:
+            with contextlib.ExitStack() as undo:
+                undo.callback(self._discard, rec, spec)
+                spec.directory.mkdir(parents=True, exist_ok=False)
+                driver.create(spec, image, lambda f, p: ctx.progress(f * 0.9, p))
+                if start:
+                    ctx.progress(0.9, "starting")
+                    driver.start(spec, image)
+                undo.pop_all()
+            state = State.RUNNING if start else State.STOPPED
+            self.store.set_state(rec.id, state)
+            self.events.publish("instance.created", instance=name, id=rec.id, type=kind)
+
+        try:
+            return self.ops.submit("create", name, work)
+        except BaseException:
+            self.store.delete_instance(rec.id)
+            raise
+
+    def _discard(self, rec: InstanceRecord, spec: InstanceSpec) -> None:
+        """Undo a failed create: stop and remove whatever exists, then forget the row."""
+        driver = self.driver(rec.kind)
+        with contextlib.suppress(Exception):
+            if driver.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
+                driver.stop(spec, force=True, timeout=0)
+        try:
+            driver.delete(spec)
+        except Exception as exc:
+            log.warning("cleanup of %s after a failed create: %s", rec.name, exc)
+        shutil.rmtree(spec.directory, ignore_errors=True)
+        self.store.delete_instance(rec.id)
+
+    def delete(self, ref: str, force: bool = False) -> OperationRecord:
+        view = self.get(ref)
+        rec = view.record
+        if not force:
+            lifecycle.check(Action.DELETE, view.state, rec.name)
+        driver = self.driver(rec.kind)
+        spec = self.spec(rec)
+
+        def work(ctx: OperationContext) -> None:
+            if driver.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
+                ctx.progress(0.1, "stopping")
+                driver.stop(spec, force=True, timeout=0)
+            self.store.set_state(rec.id, State.DELETING)
+            ctx.progress(0.5, "removing")
+            driver.delete(spec)
+            shutil.rmtree(spec.directory, ignore_errors=True)
+            self.store.delete_instance(rec.id)
+            self.events.publish("instance.deleted", instance=rec.name, id=rec.id)
+
+        return self.ops.submit("delete", rec.name, work)
+
+    # Lifecycle --------------------------------------------------------------------------
+    def _transition(
+        self, ref: str, action: Action, during: State, after: State, run: _Step,
+    ) -> OperationRecord:
+        view = self.get(ref)
+        rec = view.record
+        lifecycle.check(action, view.state, rec.name)
+        spec = self.spec(rec)
+        before = view.state
+
+        def work(ctx: OperationContext) -> None:
+            self.store.set_state(rec.id, during)
+            self.events.publish("instance.state", instance=rec.name, state=during.value)
+            try:
+                run(ctx, spec)
+            except BaseException:
+                status = self.driver(rec.kind).status(spec)
+                self.store.set_state(rec.id, _RUNTIME_TO_STATE.get(status.state, before))
+                raise
+            self.store.set_state(rec.id, after)
+            self.events.publish("instance.state", instance=rec.name, state=after.value)
+
+        return self.ops.submit(action.value, rec.name, work)
+
+    def start(self, ref: str) -> OperationRecord:
+        def run(ctx: OperationContext, spec: InstanceSpec) -> None:
+            ctx.progress(0.1, "starting")
+            self.driver(spec.kind).start(spec, self.templates.get(spec.template))
+
+        return self._transition(ref, Action.START, State.STARTING, State.RUNNING, run)
+
+    def stop(self, ref: str, force: bool = False, timeout: float = 30.0) -> OperationRecord:
+        if timeout < 0:
+            raise InvalidInput("timeout must not be negative")
+
+        def run(ctx: OperationContext, spec: InstanceSpec) -> None:
+            ctx.progress(0.1, "forcing off" if force else f"shutting down (up to {timeout:g} s)")
+            self.driver(spec.kind).stop(spec, force=force, timeout=timeout)
+
+        return self._transition(ref, Action.STOP, State.STOPPING, State.STOPPED, run)
+
+    def restart(self, ref: str, force: bool = False, timeout: float = 30.0) -> OperationRecord:
+        def run(ctx: OperationContext, spec: InstanceSpec) -> None:
+            driver = self.driver(spec.kind)
+            ctx.progress(0.1, "stopping")
+            driver.stop(spec, force=force, timeout=timeout)
+            ctx.progress(0.5, "starting")
+            driver.start(spec, self.templates.get(spec.template))
+
+        return self._transition(ref, Action.RESTART, State.STOPPING, State.RUNNING, run)
+
+    def suspend(self, ref: str) -> OperationRecord:
+        def run(ctx: OperationContext, spec: InstanceSpec) -> None:
+            self.driver(spec.kind).suspend(spec)
+
+        return self._transition(ref, Action.SUSPEND, State.RUNNING, State.SUSPENDED, run)
+
+    def resume(self, ref: str) -> OperationRecord:
+        def run(ctx: OperationContext, spec: InstanceSpec) -> None:
+            self.driver(spec.kind).resume(spec)
+
+        return self._transition(ref, Action.RESUME, State.SUSPENDED, State.RUNNING, run)
+
+    # Interaction ------------------------------------------------------------------------
+    def exec(
+        self, ref: str, argv: list[str], stdin: bytes = b"", timeout: float | None = 60.0
+    ) -> ExecResult:
+        if not argv:
+            raise InvalidInput("exec needs a command")
+        view = self.get(ref)
+        lifecycle.check(Action.EXEC, view.state, view.record.name)
+        return self.driver(view.record.kind).exec(self.spec(view.record), argv, timeout, stdin)
+
+    def open_console(self, ref: str) -> ConsoleStream:
+        view = self.get(ref)
+        lifecycle.check(Action.CONSOLE, view.state, view.record.name)
+        return self.driver(view.record.kind).open_console(self.spec(view.record))
+
+    def console_log(self, ref: str, limit: int = 65536) -> bytes:
+        view = self.get(ref)
+        return self.driver(view.record.kind).console_log(self.spec(view.record), limit)
+
+    # Start-up ---------------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """After a (re)start of the daemon: adopt running guests, fix rows a crash left."""
+        for rec in self.store.list_instances():
+            if rec.state is State.CREATING:
+                log.warning("instance %s was half-created when corrald stopped; removing", rec.name)
+                self._discard(rec, self.spec(rec))
+                continue
+            view = self._view(rec)
+            log.info("adopted %s (%s): %s", rec.name, rec.kind.value, view.state.value)

@@ -1,0 +1,138 @@
+"""Long work as Operations: an id at once, progress, cancel, events, a final status."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from corral.domain.errors import CorralError, NotFound
+from corral.services.events import EventBus
+from corral.services.locks import InstanceLocks
+from corral.state.store import OperationRecord, StateStore
+
+log = logging.getLogger("corral.operations")
+
+FINAL = frozenset({"success", "failure", "cancelled"})
+
+
+class Cancelled(CorralError):
+    code = "cancelled"
+    status = 409
+
+
+class OperationContext:
+    """Handed to the work function: report progress, check for cancellation."""
+
+    def __init__(self, manager: OperationManager, op_id: str, instance: str | None) -> None:
+        self._manager = manager
+        self.id = op_id
+        self.instance = instance
+        self.cancel_requested = threading.Event()
+
+    def progress(self, fraction: float, phase: str) -> None:
+        if self.cancel_requested.is_set():
+            raise Cancelled(f"operation {self.id} was cancelled")
+        record = self._manager.store.update_operation(
+            self.id, progress=max(0.0, min(1.0, fraction)), phase=phase
+        )
+        self._manager.events.publish(
+            "operation.progress", instance=self.instance, operation=self.id,
+            progress=record.progress, phase=phase,
+        )
+
+
+Work = Callable[[OperationContext], None]
+
+
+class OperationManager:
+    def __init__(self, store: StateStore, events: EventBus, locks: InstanceLocks) -> None:
+        self.store = store
+        self.events = events
+        self.locks = locks
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="op")
+        self._done: dict[str, threading.Event] = {}
+        self._contexts: dict[str, OperationContext] = {}
+        self._guard = threading.Lock()
+
+    def submit(self, action: str, instance: str | None, work: Work) -> OperationRecord:
+        """Lock ``instance`` (Busy if held), record the operation and run ``work`` in a thread."""
+        op_id = str(uuid.uuid4())
+        if instance is not None:
+            self.locks.acquire(instance, op_id, action)
+        try:
+            record = self.store.insert_operation(op_id, action, instance)
+        except BaseException:
+            if instance is not None:
+                self.locks.release(instance, op_id)
+            raise
+        ctx = OperationContext(self, op_id, instance)
+        with self._guard:
+            self._done[op_id] = threading.Event()
+            self._contexts[op_id] = ctx
+        self.events.publish("operation.created", instance=instance, operation=op_id, action=action)
+        self._pool.submit(self._run, ctx, action, work)
+        return record
+
+    def _run(self, ctx: OperationContext, action: str, work: Work) -> None:
+        status, error = "success", None
+        try:
+            self.store.update_operation(ctx.id, status="running", phase="started")
+            work(ctx)
+        except Cancelled as exc:
+            status, error = "cancelled", exc.message
+        except CorralError as exc:
+            status, error = "failure", exc.message
+        except Exception as exc:  # a bug or an unexpected host error: keep the daemon alive
+            log.exception("operation %s (%s) crashed", ctx.id, action)
+            status, error = "failure", f"internal error: {exc}"
+        finally:
+            if ctx.instance is not None:
+                self.locks.release(ctx.instance, ctx.id)
+        progress = 1.0 if status == "success" else None
+        self.store.update_operation(
+            ctx.id, status=status, error=error, progress=progress,
+            phase="done" if status == "success" else status,
+        )
+        self.events.publish(
+            "operation." + status, instance=ctx.instance, operation=ctx.id, action=action,
+            error=error,
+        )
+        with self._guard:
+            done = self._done.pop(ctx.id, None)
+            self._contexts.pop(ctx.id, None)
+        if done is not None:
+            done.set()
+
+    def wait(self, op_id: str, timeout: float | None) -> OperationRecord:
+        with self._guard:
+            done = self._done.get(op_id)
+        if done is not None:
+            done.wait(timeout)
+        return self.store.get_operation(op_id)
+
+    def cancel(self, op_id: str) -> OperationRecord:
+        record = self.store.get_operation(op_id)
+        if record.status in FINAL:
+            return record
+        with self._guard:
+            ctx = self._contexts.get(op_id)
+        if ctx is None:
+            raise NotFound(f"operation '{op_id}' is not running in this daemon")
+        ctx.cancel_requested.set()
+        return self.store.get_operation(op_id)
+
+    def fail_orphans(self) -> int:
+        """Operations a killed daemon left pending or running are failed, not left hanging."""
+        orphans = self.store.unfinished_operations()
+        for record in orphans:
+            self.store.update_operation(
+                record.id, status="failure", phase="interrupted",
+                error="corrald stopped while this operation ran",
+            )
+        return len(orphans)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

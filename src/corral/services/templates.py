@@ -1,0 +1,91 @@
+"""Installed templates and their builders."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from corral.domain.errors import InvalidInput, NotFound
+from corral.domain.names import validate_name
+from corral.templates.image import METADATA, TemplateImage
+
+Builder = Callable[[Path, Callable[[float, str], None] | None], TemplateImage]
+
+# Template name -> "module:function" of its builder (imported only when a build is asked for).
+BUILDERS: dict[str, str] = {"tiny": "corral.templates.builders.tiny:build_tiny"}
+
+
+def builder_for(name: str) -> Builder:
+    target = BUILDERS.get(name)
+    if target is None:
+        known = ", ".join(sorted(BUILDERS))
+        raise NotFound(f"no builder for template '{name}'; buildable: {known}")
+    module, func = target.split(":")
+    built: Builder = getattr(importlib.import_module(module), func)
+    return built
+
+
+class TemplateService:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def list(self) -> list[TemplateImage]:
+        found = []
+        for child in sorted(self.directory.iterdir()):
+            if (child / METADATA).is_file():
+                found.append(TemplateImage.load(child))
+        return found
+
+    def get(self, name: str) -> TemplateImage:
+        path = self.directory / name
+        if not (path / METADATA).is_file():
+            known = ", ".join(t.name for t in self.list()) or "none installed"
+            hint = " (build it: corral template build tiny)" if name in BUILDERS else ""
+            raise NotFound(f"unknown template '{name}'{hint}; available: {known}")
+        return TemplateImage.load(path)
+
+    def build(
+        self, name: str, progress: Callable[[float, str], None] | None = None
+    ) -> TemplateImage:
+        """Build ``name`` into a temporary directory, then move it in place atomically."""
+        validate_name(name, "template")
+        builder = builder_for(name)
+        staging = Path(tempfile.mkdtemp(prefix=f".build-{name}-", dir=self.directory))
+        try:
+            builder(staging, progress)
+            final = self.directory / name
+            old = None
+            if final.exists():
+                old = final.rename(self.directory / f".old-{name}-{staging.name}")
+            staging.rename(final)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+            return TemplateImage.load(final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def size(self, image: TemplateImage) -> int:
+        return sum(p.stat().st_size for p in image.directory.iterdir() if p.is_file())
+
+    def digest(self, image: TemplateImage) -> str:
+        declared = image.metadata.get("sha256")
+        if isinstance(declared, str):
+            return declared
+        if isinstance(declared, dict) and "rootfs.tar.gz" in declared:
+            return str(declared["rootfs.tar.gz"])
+        sha = hashlib.sha256()
+        with image.rootfs.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                sha.update(block)
+        return sha.hexdigest()
+
+    def delete(self, name: str) -> None:
+        image = self.get(name)
+        if not image.directory.is_relative_to(self.directory):
+            raise InvalidInput(f"template '{name}' is outside the template store")
+        shutil.rmtree(image.directory)

@@ -1,0 +1,1 @@
+"""Persistent state: SQLite through SQLAlchemy 2, schema by Alembic migrations."""

@@ -1,0 +1,189 @@
+"""The state store services use: instances and operations, in SQLite.
+
+A small typed facade over SQLAlchemy so that services never build queries themselves and a
+cluster store (etcd) can later offer the same methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from corral.domain.errors import Conflict, NotFound
+from corral.domain.instance import Kind
+from corral.domain.lifecycle import State
+from corral.domain.resources import Resources
+from corral.state.db import open_database
+from corral.state.models import InstanceRow, OperationRow
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    id: int
+    name: str
+    kind: Kind
+    template: str
+    state: State
+    resources: Resources
+    privileged: bool
+    node: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class OperationRecord:
+    id: str
+    action: str
+    instance: str | None
+    status: str
+    progress: float
+    phase: str
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _instance(row: InstanceRow) -> InstanceRecord:
+    return InstanceRecord(
+        id=row.id,
+        name=row.name,
+        kind=Kind(row.kind),
+        template=row.template,
+        state=State(row.state),
+        resources=Resources.from_dict(dict(row.resources)),
+        privileged=row.privileged,
+        node=row.node,
+        created_at=row.created_at,
+    )
+
+
+def _operation(row: OperationRow) -> OperationRecord:
+    return OperationRecord(
+        id=row.id,
+        action=row.action,
+        instance=row.instance,
+        status=row.status,
+        progress=row.progress,
+        phase=row.phase,
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class StateStore:
+    def __init__(self, path: Path) -> None:
+        self._sessions = open_database(path)
+
+    # Instances ------------------------------------------------------------------------
+    def list_instances(self) -> list[InstanceRecord]:
+        with self._sessions() as s:
+            return [_instance(r) for r in s.scalars(select(InstanceRow).order_by(InstanceRow.id))]
+
+    def get_instance(self, ref: str) -> InstanceRecord:
+        """By name, or by numeric id."""
+        with self._sessions() as s:
+            query = select(InstanceRow)
+            if ref.isdigit():
+                query = query.where(InstanceRow.id == int(ref))
+            else:
+                query = query.where(InstanceRow.name == ref)
+            row = s.scalars(query).first()
+            if row is None:
+                raise NotFound(f"no instance '{ref}'")
+            return _instance(row)
+
+    def insert_instance(
+        self, name: str, kind: Kind, template: str, resources: Resources, privileged: bool,
+        node: str, first_id: int,
+    ) -> InstanceRecord:
+        """Reserve the name and the lowest free id atomically; Conflict on a duplicate name."""
+        with self._sessions() as s, s.begin():
+            if s.scalars(select(InstanceRow).where(InstanceRow.name == name)).first():
+                raise Conflict(f"an instance named '{name}' already exists")
+            used = set(s.scalars(select(InstanceRow.id)))
+            new_id = first_id
+            while new_id in used:
+                new_id += 1
+            row = InstanceRow(
+                id=new_id, name=name, kind=kind.value, template=template,
+                state=State.CREATING.value, resources=resources.to_dict(),
+                privileged=privileged, node=node, created_at=utcnow(),
+            )
+            s.add(row)
+            try:
+                s.flush()
+            except IntegrityError:
+                raise Conflict(f"an instance named '{name}' already exists") from None
+            return _instance(row)
+
+    def set_state(self, instance_id: int, state: State) -> None:
+        with self._sessions() as s, s.begin():
+            row = s.get(InstanceRow, instance_id)
+            if row is not None:
+                row.state = state.value
+
+    def set_resources(self, instance_id: int, resources: Resources) -> None:
+        with self._sessions() as s, s.begin():
+            row = s.get(InstanceRow, instance_id)
+            if row is not None:
+                row.resources = resources.to_dict()
+
+    def delete_instance(self, instance_id: int) -> None:
+        with self._sessions() as s, s.begin():
+            s.execute(delete(InstanceRow).where(InstanceRow.id == instance_id))
+
+    # Operations -----------------------------------------------------------------------
+    def insert_operation(self, op_id: str, action: str, instance: str | None) -> OperationRecord:
+        now = utcnow()
+        row = OperationRow(
+            id=op_id, action=action, instance=instance, status="pending", progress=0.0,
+            phase="queued", error=None, created_at=now, updated_at=now,
+        )
+        with self._sessions() as s, s.begin():
+            s.add(row)
+        return _operation(row)
+
+    def update_operation(
+        self, op_id: str, *, status: str | None = None, progress: float | None = None,
+        phase: str | None = None, error: str | None = None,
+    ) -> OperationRecord:
+        with self._sessions() as s, s.begin():
+            row = s.get(OperationRow, op_id)
+            if row is None:
+                raise NotFound(f"no operation '{op_id}'")
+            if status is not None:
+                row.status = status
+            if progress is not None:
+                row.progress = progress
+            if phase is not None:
+                row.phase = phase
+            if error is not None:
+                row.error = error
+            row.updated_at = utcnow()
+            return _operation(row)
+
+    def get_operation(self, op_id: str) -> OperationRecord:
+        with self._sessions() as s:
+            row = s.get(OperationRow, op_id)
+            if row is None:
+                raise NotFound(f"no operation '{op_id}'")
+            return _operation(row)
+
+    def list_operations(self, limit: int = 100) -> list[OperationRecord]:
+        with self._sessions() as s:
+            query = select(OperationRow).order_by(OperationRow.created_at.desc()).limit(limit)
+            return [_operation(r) for r in s.scalars(query)]
+
+    def unfinished_operations(self) -> list[OperationRecord]:
+        with self._sessions() as s:
+            query = select(OperationRow).where(OperationRow.status.in_(("pending", "running")))
+            return [_operation(r) for r in s.scalars(query)]

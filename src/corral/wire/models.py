@@ -1,0 +1,108 @@
+"""Request and response bodies of the REST API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+
+
+class ResourcesModel(BaseModel):
+    cpus: int
+    memory: int
+    disk: int
+    cpu_limit: int | None = None
+    cpu_shares: int | None = None
+    memory_min: int | None = None
+
+
+class InstanceModel(BaseModel):
+    id: int
+    name: str
+    type: str
+    state: str
+    template: str
+    resources: ResourcesModel
+    privileged: bool = False
+    ip: list[str] = Field(default_factory=list)
+    node: str
+    pid: int | None = None
+    created_at: str
+    operation: str | None = None
+
+
+class CreateRequest(BaseModel):
+    name: str
+    type: str
+    template: str
+    cpus: str | int | None = None
+    memory: str | None = None
+    disk: str | None = None
+    privileged: bool = False
+    start: bool = False
+
+
+class StopRequest(BaseModel):
+    force: bool = False
+    timeout: float = 30.0
+
+
+class ExecRequest(BaseModel):
+    argv: list[str]
+    stdin_b64: str = ""
+    timeout: float | None = 60.0
+
+
+class ExecResponse(BaseModel):
+    exit_code: int
+    stdout_b64: str
+    stderr_b64: str
+
+
+class OperationModel(BaseModel):
+    id: str
+    action: str
+    instance: str | None
+    status: str
+    progress: float
+    phase: str
+    error: str | None = None
+    created_at: str
+    updated_at: str
+
+
+class HostInfo(BaseModel):
+    hostname: str
+    node: str
+    kernel: str
+    cpus: int
+    memory: int
+    state_dir: str
+    features: dict[str, Any]
+
+
+class TemplateModel(BaseModel):
+    name: str
+    version: str
+    os: str
+    arch: str
+    size: int
+    kinds: list[str]
+    sha256: str
+
+
+class BuildTemplateRequest(BaseModel):
+    name: str
+
+
+class Event(BaseModel):
+    type: str
+    time: str
+    instance: str | None = None
+    operation: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)

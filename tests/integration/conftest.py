@@ -1,0 +1,113 @@
+"""A real corrald (fake driver) in a subprocess, its own state dir and socket, per test module."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from corral.client import CorralClient
+
+
+@dataclass
+class Daemon:
+    state_dir: Path
+    socket: Path
+    url: str
+    token: str
+    process: subprocess.Popen[bytes]
+
+    def client(self) -> CorralClient:
+        return CorralClient(socket=str(self.socket))
+
+    def cli(self, *args: str, stdin: bytes = b"", check: bool = False) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, CORRAL_SOCKET=str(self.socket), COLUMNS="200")
+        proc = subprocess.run(
+            [sys.executable, "-m", "corral.cli.main", *args], input=stdin.decode(),
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"corral {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+
+def write_fake_template(templates: Path, name: str = "tiny") -> None:
+    directory = templates / name
+    directory.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("etc/hostname")
+        data = b"fake\n"
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    (directory / "rootfs.tar.gz").write_bytes(buffer.getvalue())
+    (directory / "metadata.json").write_text(json.dumps({
+        "name": name, "version": "1", "os": "busybox", "arch": "x86_64",
+        "resources": {"cpus": 1, "memory": 128 * 1024**2, "disk": 64 * 1024**2},
+    }))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_daemon(state_dir: Path, drivers: str = "fake") -> Daemon:
+    sock = state_dir / "corral.sock"
+    port = free_port()
+    token_file = state_dir / "token"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "corral.daemon.main", "--state-dir", str(state_dir),
+         "--socket", str(sock), "--drivers", drivers, "--listen", f"127.0.0.1:{port}",
+         "--token-file", str(token_file), "--node", "test-node", "--log-level", "warning"],
+        stderr=open(state_dir / "corrald.log", "ab"),  # noqa: SIM115
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if sock.exists() and token_file.exists():
+            try:
+                with CorralClient(socket=str(sock)) as c:
+                    c.host_info()
+                break
+            except Exception:
+                pass
+        if process.poll() is not None:
+            raise RuntimeError((state_dir / "corrald.log").read_text())
+        time.sleep(0.05)
+    else:
+        process.kill()
+        raise RuntimeError("corrald did not come up")
+    return Daemon(state_dir, sock, f"http://127.0.0.1:{port}", token_file.read_text().strip(),
+                  process)
+
+
+def stop_daemon(daemon: Daemon, sig: int = signal.SIGTERM) -> None:
+    if daemon.process.poll() is None:
+        daemon.process.send_signal(sig)
+        try:
+            daemon.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            daemon.process.kill()
+            daemon.process.wait()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    write_fake_template(tmp_path / "templates")
+    d = start_daemon(tmp_path)
+    try:
+        yield d
+    finally:
+        stop_daemon(d)

@@ -1,0 +1,103 @@
+"""Operations, locks and undo, with a real SQLite store and the fake driver."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from corral.domain.errors import Busy
+from corral.services.core import Corral, Settings
+from corral.services.operations import OperationContext
+from tests.integration.conftest import write_fake_template
+
+
+@pytest.fixture
+def corral(tmp_path: Path) -> Corral:
+    write_fake_template(tmp_path / "templates")
+    app = Corral(Settings(state_dir=tmp_path, driver_mode="fake", node="n1"))
+    app.start()
+    return app
+
+
+def test_second_operation_on_a_busy_instance_is_refused(corral: Corral) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow(ctx: OperationContext) -> None:
+        started.set()
+        release.wait(10)
+
+    op = corral.operations.submit("slow", "web1", slow)
+    started.wait(5)
+    with pytest.raises(Busy, match=f"operation {op.id}"):
+        corral.operations.submit("other", "web1", lambda ctx: None)
+    release.set()
+    assert corral.operations.wait(op.id, 10).status == "success"
+    after = corral.operations.submit("other", "web1", lambda ctx: None)
+    assert corral.operations.wait(after.id, 10).status == "success"
+
+
+def test_lifecycle_refused_while_create_runs(corral: Corral) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow(ctx: OperationContext) -> None:
+        started.set()
+        release.wait(10)
+
+    corral.operations.submit("slow", "a1", slow)
+    started.wait(5)
+    with pytest.raises(Busy):
+        corral.operations.submit("start", "a1", lambda ctx: None)
+    release.set()
+
+
+def test_failed_create_leaves_nothing(corral: Corral) -> None:
+    op = corral.instances.create("huge", "ct", "tiny", {"disk": "100T"})
+    done = corral.operations.wait(op.id, 10)
+    assert done.status == "failure"
+    assert "64T" in (done.error or "")
+    assert corral.store.list_instances() == []
+    assert not (corral.settings.state_dir / "instances" / "101").exists()
+
+
+def test_cancel_stops_at_next_step(corral: Corral) -> None:
+    started = threading.Event()
+    proceed = threading.Event()
+
+    def steps(ctx: OperationContext) -> None:
+        started.set()
+        proceed.wait(10)
+        ctx.progress(0.5, "second step")
+
+    op = corral.operations.submit("steps", None, steps)
+    started.wait(5)
+    corral.operations.cancel(op.id)
+    proceed.set()
+    assert corral.operations.wait(op.id, 10).status == "cancelled"
+
+
+def test_orphaned_operations_fail_on_restart(tmp_path: Path) -> None:
+    write_fake_template(tmp_path / "templates")
+    first = Corral(Settings(state_dir=tmp_path, driver_mode="fake"))
+    first.store.insert_operation("abc", "create", "x")
+    second = Corral(Settings(state_dir=tmp_path, driver_mode="fake"))
+    second.start()
+    record = second.store.get_operation("abc")
+    assert record.status == "failure" and "corrald stopped" in (record.error or "")
+
+
+def test_half_created_instance_removed_on_restart(tmp_path: Path) -> None:
+    write_fake_template(tmp_path / "templates")
+    first = Corral(Settings(state_dir=tmp_path, driver_mode="fake"))
+    from corral.domain.instance import Kind
+    from corral.domain.resources import Resources
+
+    rec = first.store.insert_instance("half", Kind.CT, "tiny", Resources(), False, "n", 101)
+    (tmp_path / "instances" / str(rec.id)).mkdir(parents=True)
+    second = Corral(Settings(state_dir=tmp_path, driver_mode="fake"))
+    second.start()
+    assert second.store.list_instances() == []
+    assert not (tmp_path / "instances" / str(rec.id)).exists()
