@@ -1,0 +1,1 @@
+"""Builders for the templates Corral ships with (made on the host, nothing downloaded)."""
