@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
+import select
+import struct
 import subprocess
-import tty
+import termios
+import time
 from collections.abc import Sequence
 
 from corral.domain.errors import HostFailure
@@ -32,7 +36,6 @@ class PtyProcess:
         log.debug("spawn in pty %s", " ".join(argv))
         master, slave = os.openpty()
         try:
-            tty.setraw(slave)  # the command decides its own modes; no echo from our side
             _set_size(slave, rows, cols)
             self._proc = subprocess.Popen(
                 list(argv),
@@ -62,6 +65,23 @@ class PtyProcess:
 
     def alive(self) -> bool:
         return self._proc.poll() is None
+
+    def wait_until_raw(self, timeout: float) -> bool:
+        """Wait until the command put its terminal into raw mode (ICANON off), as console
+        clients do once attached; input written before that may be flushed by them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not termios.tcgetattr(self._master)[3] & termios.ICANON:
+                return True
+            if self._proc.poll() is not None:
+                return False
+            time.sleep(0.005)
+        return False
+
+    def output_so_far(self) -> bytes:
+        """What the command wrote that nobody read yet (for error messages)."""
+        ready, _, _ = select.select([self._master], [], [], 0)
+        return self.read(65536) if ready else b""
 
     def read(self, size: int) -> bytes:
         if self._closed:
@@ -95,8 +115,4 @@ class PtyProcess:
 
 
 def _set_size(fd: int, rows: int, cols: int) -> None:
-    import fcntl
-    import struct
-    import termios
-
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))

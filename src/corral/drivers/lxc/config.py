@@ -35,6 +35,8 @@ class ContainerConfig:
     idmap: IdMap | None
     """None: a privileged container (no user namespace)."""
     cgroups: CgroupLayout
+    rootfs_mount: Path
+    """Where a privileged container's image is loop-mounted on the host (unused otherwise)."""
     include_dir: Path = DEFAULT_INCLUDE_DIR
 
 
@@ -74,6 +76,21 @@ def _limit_lines(cgroups: CgroupLayout, resources: Resources) -> list[str]:
     return lines
 
 
+def _rootfs_lines(config: ContainerConfig) -> list[str]:
+    if config.idmap is not None:
+        # LXC's loop backend attaches the image inside the container's start-up, so the
+        # host mount table never sees it and the loop device goes away with the container.
+        return [f"lxc.rootfs.path = loop:{config.disk_path}"]
+    # Privileged: the devices cgroup (common.conf) forbids /dev/loop-control before LXC
+    # mounts the root, and allowing loop devices would let the container read other
+    # tenants' disks. The driver mounts the image on the host before lxc-start; the hook
+    # unmounts it however the container stops (lxc-stop or a poweroff inside).
+    return [
+        f"lxc.rootfs.path = dir:{config.rootfs_mount}",
+        f"lxc.hook.post-stop = /bin/sh -c 'umount {config.rootfs_mount}'",
+    ]
+
+
 def render_config(config: ContainerConfig) -> str:
     """The text of ``<lxcpath>/<name>/config``."""
     dirs = cgroup_dirs(config.lxc_name)
@@ -90,9 +107,7 @@ def render_config(config: ContainerConfig) -> str:
         ]
     lines += [
         f"lxc.uts.name = {config.hostname}",
-        # LXC's loop backend attaches the image inside the container's start-up, so the
-        # host mount table never sees it and the loop device goes away with the container.
-        f"lxc.rootfs.path = loop:{config.disk_path}",
+        *_rootfs_lines(config),
         "lxc.net.0.type = empty",
         f"lxc.signal.halt = {normalise_signal(config.halt_signal)}",
         f"lxc.tty.max = {TTYS}",

@@ -37,6 +37,7 @@ def _config(idmap: IdMap | None, cgroups: CgroupLayout, **res: int) -> Container
         resources=Resources(memory=128 * 1024**2, **res),
         idmap=idmap,
         cgroups=cgroups,
+        rootfs_mount=Path("/srv/corral/instances/101/run/rootfs"),
     )
 
 
@@ -75,7 +76,15 @@ def test_privileged_has_no_user_namespace() -> None:
     text = render_config(_config(None, HYBRID))
     assert _values(text, "lxc.idmap") == []
     assert _values(text, "lxc.include") == ["/usr/share/lxc/config/common.conf"]
-    assert _values(text, "lxc.rootfs.path") == ["loop:/srv/corral/instances/101/root.img"]
+    # The image is mounted on the host by the driver (no loop devices inside the container).
+    assert _values(text, "lxc.rootfs.path") == ["dir:/srv/corral/instances/101/run/rootfs"]
+    assert _values(text, "lxc.hook.post-stop") == [
+        "/bin/sh -c 'umount /srv/corral/instances/101/run/rootfs'"
+    ]
+
+
+def test_unprivileged_needs_no_host_mount() -> None:
+    assert "lxc.hook" not in render_config(_config(SHIFT, HYBRID))
 
 
 def test_memory_goes_to_cgroup2_keys_on_v2() -> None:

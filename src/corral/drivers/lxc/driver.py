@@ -1,0 +1,326 @@
+"""Containers through the ``lxc-*`` tools, in a Corral-owned lxcpath (never /var/lib/lxc).
+
+What a container is made of, all found again from disk (so a restarted daemon re-adopts
+running containers by asking ``lxc-info``):
+
+* ``<lxcpath>/<id>/config``   — rendered by ``config.render_config``;
+* ``spec.disk_path``          — the ext4 root image (``lxc.rootfs.path = loop:...``);
+* ``spec.directory/console.log`` (+ ``.1`` once rotated) and ``lxc.log``.
+
+The LXC name is the instance id (stable across renames); the hostname is the instance name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import stat
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from corral.domain.errors import Conflict, HostFailure, NotFound, Unsupported
+from corral.domain.instance import InstanceSpec, Kind
+from corral.drivers.base import (
+    Capabilities,
+    ConsoleStream,
+    ExecResult,
+    Progress,
+    RuntimeState,
+    RuntimeStatus,
+)
+from corral.drivers.lxc.config import (
+    DEFAULT_INCLUDE_DIR,
+    ContainerConfig,
+    render_config,
+)
+from corral.drivers.lxc.info import parse_info
+from corral.host.cgroups import CgroupLayout, read_layout
+from corral.host.idmap import IdMap, root_idmap, unprivileged_possible
+from corral.host.mounts import mount_image, unmount
+from corral.host.process import run_with_deadline
+from corral.host.pty import PtyProcess
+from corral.host.run import require_tool, run
+from corral.storage.images import build_root_disk
+from corral.templates.image import TemplateImage
+
+CONSOLE_LOG = "console.log"
+LXC_LOG = "lxc.log"
+EXEC_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+START_TIMEOUT = 30.0
+CONSOLE_ATTACH_TIMEOUT = 5.0
+# lxc-console's escape key: etoc("X") is -1, which LXC documents as "no escape sequence",
+# so no byte a user types can detach the console.
+_NO_ESCAPE = "X"
+
+
+def lxc_name(spec: InstanceSpec) -> str:
+    return str(spec.id)
+
+
+class LxcDriver:
+    """The Driver for Kind.CT. ``lxcpath`` is Corral's own (e.g. <state>/lxc)."""
+
+    def __init__(self, lxcpath: Path, include_dir: Path = DEFAULT_INCLUDE_DIR) -> None:
+        self.lxcpath = lxcpath
+        self.include_dir = include_dir
+
+    # -- what this host can do ------------------------------------------------------------
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.CT
+
+    def capabilities(self) -> Capabilities:
+        unprivileged, why_not = unprivileged_possible()
+        layout = read_layout()
+        notes = [f"cgroups: {layout.version.value}"]
+        if why_not:
+            notes.append(f"unprivileged containers unavailable: {why_not}")
+        return Capabilities(kind=Kind.CT, unprivileged=unprivileged, notes=tuple(notes))
+
+    # -- paths ----------------------------------------------------------------------------
+
+    def _container_dir(self, spec: InstanceSpec) -> Path:
+        return self.lxcpath / lxc_name(spec)
+
+    def _args(self, tool: str, spec: InstanceSpec) -> list[str]:
+        return [require_tool(tool, "lxc"), "-n", lxc_name(spec), "-P", str(self.lxcpath)]
+
+    @staticmethod
+    def _console_log(spec: InstanceSpec) -> Path:
+        return spec.directory / CONSOLE_LOG
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _idmap_for(self, spec: InstanceSpec) -> IdMap | None:
+        if spec.privileged:
+            return None
+        possible, why_not = unprivileged_possible()
+        found = root_idmap() if possible else None
+        if found is None:
+            raise Unsupported(
+                f"cannot create unprivileged container '{spec.name}': {why_not}; "
+                "or ask for a privileged one"
+            )
+        if found.uid.start != found.gid.start:
+            raise Unsupported(
+                f"root's subordinate uid range ({found.uid.start}) and gid range "
+                f"({found.gid.start}) start at different ids; Corral shifts both by one offset"
+            )
+        return found
+
+    def config_for(self, spec: InstanceSpec, template: TemplateImage) -> ContainerConfig:
+        return ContainerConfig(
+            lxc_name=lxc_name(spec),
+            hostname=spec.name,
+            disk_path=spec.disk_path,
+            console_log=self._console_log(spec),
+            log_file=spec.directory / LXC_LOG,
+            halt_signal=template.ct_halt_signal,
+            resources=spec.resources,
+            idmap=self._idmap_for(spec),
+            cgroups=self._cgroups(),
+            rootfs_mount=spec.run_dir / "rootfs",
+            include_dir=self.include_dir,
+        )
+
+    @staticmethod
+    def _cgroups() -> CgroupLayout:
+        return read_layout()
+
+    def create(self, spec: InstanceSpec, template: TemplateImage, progress: Progress) -> None:
+        require_tool("lxc-start", "lxc")
+        for name in ("common.conf", "userns.conf"):
+            if not (self.include_dir / name).is_file():
+                raise Unsupported(f"LXC's {self.include_dir / name} is missing (package lxc)")
+        container_dir = self._container_dir(spec)
+        if container_dir.exists():
+            raise Conflict(f"container {lxc_name(spec)} already exists in {self.lxcpath}")
+        config = self.config_for(spec, template)
+        shift = 0 if config.idmap is None else config.idmap.uid.start
+        if shift:
+            _check_reachable(spec.directory, shift)
+        with ExitStack() as undo:
+            if not spec.directory.exists():
+                spec.directory.mkdir(parents=True)
+                undo.callback(_rmdir_if_empty, spec.directory)
+            progress(0.05, "building root disk")
+            undo.callback(spec.disk_path.unlink, missing_ok=True)
+            build_root_disk(template.rootfs, spec.disk_path, spec.resources.disk, shift)
+            progress(0.9, "writing container configuration")
+            self.lxcpath.mkdir(parents=True, exist_ok=True)
+            container_dir.mkdir(mode=0o750)
+            undo.callback(shutil.rmtree, container_dir, ignore_errors=True)
+            (container_dir / "config").write_text(render_config(config))
+            undo.pop_all()
+        progress(1.0, "created")
+
+    def start(self, spec: InstanceSpec, template: TemplateImage) -> None:
+        self._require_exists(spec)
+        current = self.status(spec).state
+        if current == RuntimeState.RUNNING:
+            return
+        if current == RuntimeState.SUSPENDED:
+            raise Conflict(f"container '{spec.name}' is suspended; resume it")
+        if spec.privileged:
+            mount_image(spec.disk_path, spec.run_dir / "rootfs")
+        proc = run([*self._args("lxc-start", spec), "-d"], check=False, timeout=START_TIMEOUT)
+        if proc.returncode != 0:
+            unmount(spec.run_dir / "rootfs")
+            said = (proc.stderr or proc.stdout).decode(errors="replace").strip()
+            raise HostFailure(
+                f"container '{spec.name}' did not start: {said}\n{self._log_tail(spec)}"
+            )
+        run([*self._args("lxc-wait", spec), "-s", "RUNNING", "-t", str(int(START_TIMEOUT))])
+
+    def stop(self, spec: InstanceSpec, *, force: bool, timeout: float) -> None:
+        current = self.status(spec).state
+        if current in (RuntimeState.STOPPED, RuntimeState.MISSING):
+            return
+        if current == RuntimeState.SUSPENDED:
+            # A frozen init cannot receive its halt signal, and frozen tasks die only on thaw.
+            run(self._args("lxc-unfreeze", spec))
+        if force:
+            run([*self._args("lxc-stop", spec), "-k"], timeout=30)
+        else:
+            # lxc-stop sends lxc.signal.halt, waits up to -t seconds, then kills.
+            grace = max(1, math.ceil(timeout))
+            run([*self._args("lxc-stop", spec), "-t", str(grace)], timeout=grace + 30)
+        if self.status(spec).state != RuntimeState.STOPPED:
+            raise HostFailure(f"container '{spec.name}' is still running after lxc-stop")
+        unmount(spec.run_dir / "rootfs")  # privileged: normally the post-stop hook did it
+
+    def suspend(self, spec: InstanceSpec) -> None:
+        self._require_state(spec, RuntimeState.RUNNING, "suspend")
+        run(self._args("lxc-freeze", spec))
+
+    def resume(self, spec: InstanceSpec) -> None:
+        self._require_state(spec, RuntimeState.SUSPENDED, "resume")
+        run(self._args("lxc-unfreeze", spec))
+
+    def delete(self, spec: InstanceSpec) -> None:
+        # Not lxc-destroy: its loop backend deletes the image file itself, and what LXC
+        # keeps for a stopped container is only the config directory we wrote.
+        current = self.status(spec).state
+        if current in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
+            raise Conflict(f"container '{spec.name}' is {current.value}; stop it first")
+        rootfs_mount = spec.run_dir / "rootfs"
+        unmount(rootfs_mount)
+        _rmdir_if_empty(rootfs_mount)
+        shutil.rmtree(self._container_dir(spec), ignore_errors=True)
+        console = self._console_log(spec)
+        for path in (spec.disk_path, console, console.with_name(CONSOLE_LOG + ".1"),
+                     spec.directory / LXC_LOG):
+            path.unlink(missing_ok=True)
+        _rmdir_if_empty(spec.run_dir)
+        _rmdir_if_empty(spec.directory)
+
+    # -- observing ------------------------------------------------------------------------
+
+    def status(self, spec: InstanceSpec) -> RuntimeStatus:
+        if not (self._container_dir(spec) / "config").is_file():
+            return RuntimeStatus(RuntimeState.MISSING)
+        proc = run([*self._args("lxc-info", spec), "-s", "-p", "-i"], check=False, timeout=30)
+        if proc.returncode != 0:
+            said = (proc.stderr or proc.stdout).decode(errors="replace").strip()
+            if "doesn't exist" in said:
+                return RuntimeStatus(RuntimeState.MISSING)
+            raise HostFailure(f"lxc-info failed for '{spec.name}': {said}")
+        return parse_info(proc.stdout.decode(errors="replace"))
+
+    def exec(
+        self, spec: InstanceSpec, argv: list[str], timeout: float | None, stdin: bytes = b""
+    ) -> ExecResult:
+        if not argv:
+            raise Conflict("nothing to run: the command is empty")
+        self._require_state(spec, RuntimeState.RUNNING, "exec in")
+        command = [
+            *self._args("lxc-attach", spec),
+            "--clear-env",
+            "--set-var", f"PATH={EXEC_PATH}",
+            "--set-var", "HOME=/root",
+            "--set-var", "TERM=dumb",
+            "--",
+            *argv,
+        ]
+        # On its deadline the command and everything it started inside are killed (exit 137,
+        # the output so far is returned), as the VM agent does with ``timeout -s KILL``.
+        done = run_with_deadline(command, input=stdin, timeout=timeout)
+        return ExecResult(exit_code=done.returncode, stdout=done.stdout, stderr=done.stderr)
+
+    def open_console(self, spec: InstanceSpec) -> ConsoleStream:
+        current = self.status(spec).state
+        if current not in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
+            raise Conflict(f"container '{spec.name}' is {current.value}; start it first")
+        console = PtyProcess([*self._args("lxc-console", spec), "-t", "0", "-e", _NO_ESCAPE])
+        if not console.wait_until_raw(CONSOLE_ATTACH_TIMEOUT):
+            said = console.output_so_far().decode(errors="replace").strip()
+            console.close()
+            raise HostFailure(f"cannot attach to the console of '{spec.name}': {said}")
+        return console
+
+    def console_log(self, spec: InstanceSpec, limit: int = 65536) -> bytes:
+        current = self._console_log(spec)
+        return _tail([current.with_name(CONSOLE_LOG + ".1"), current], limit)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _require_exists(self, spec: InstanceSpec) -> None:
+        if not (self._container_dir(spec) / "config").is_file():
+            raise NotFound(f"container '{spec.name}' has no LXC configuration on this host")
+
+    def _require_state(self, spec: InstanceSpec, wanted: RuntimeState, action: str) -> None:
+        current = self.status(spec).state
+        if current != wanted:
+            raise Conflict(f"cannot {action} container '{spec.name}': it is {current.value}")
+
+    def _log_tail(self, spec: InstanceSpec, limit: int = 4096) -> str:
+        return _tail([spec.directory / LXC_LOG], limit).decode(errors="replace").strip()
+
+
+def _tail(paths: list[Path], limit: int) -> bytes:
+    """The last ``limit`` bytes of the files ``paths`` joined in order (missing ones skipped)."""
+    chunks: list[bytes] = []
+    remaining = limit
+    for path in reversed(paths):
+        if remaining <= 0:
+            break
+        with contextlib.suppress(FileNotFoundError), path.open("rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - remaining))
+            data = handle.read()
+            chunks.append(data)
+            remaining -= len(data)
+    return b"".join(reversed(chunks))
+
+
+def _check_reachable(directory: Path, uid: int) -> None:
+    """The container's root (host uid ``uid``) must be able to walk to its disk image."""
+    for path in [*reversed(directory.parents), directory]:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return  # create makes it (mode 0755)
+        if st.st_mode & stat.S_IXOTH or (st.st_uid == uid and st.st_mode & stat.S_IXUSR):
+            continue
+        raise Unsupported(
+            f"an unprivileged container's root (host uid {uid}) cannot reach {directory}: "
+            f"{path} is not searchable by others (chmod o+x {path})"
+        )
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+def wait_for_console(spec: InstanceSpec, driver: LxcDriver, marker: bytes, timeout: float) -> bool:
+    """Whether ``marker`` shows up in the console log within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if marker in driver.console_log(spec):
+            return True
+        time.sleep(0.01)
+    return False

@@ -1,0 +1,47 @@
+"""Loop-mounting disk images on the host (privileged containers' roots) and undoing it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from corral.host.run import require_tool, run
+
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+
+def _unescape(path: str) -> str:
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        path = path.replace(code, char)
+    return path
+
+
+def mount_points(mountinfo_text: str) -> list[Path]:
+    """Mount points listed in the text of /proc/<pid>/mountinfo (field 5)."""
+    points: list[Path] = []
+    for line in mountinfo_text.splitlines():
+        fields = line.split()
+        if len(fields) > 4:
+            points.append(Path(_unescape(fields[4])))
+    return points
+
+
+def is_mounted(target: Path) -> bool:
+    return target.resolve() in mount_points(MOUNTINFO.read_text())
+
+
+def mount_image(image: Path, target: Path) -> None:
+    """Mount the ext4 ``image`` at ``target`` through a loop device that goes away on umount
+    (util-linux sets autoclear for ``-o loop``)."""
+    target.mkdir(parents=True, exist_ok=True)
+    if is_mounted(target):
+        return
+    mount = require_tool("mount", "mount")
+    run([mount, "-t", "ext4", "-o", "loop,nodev", str(image), str(target)])
+
+
+def unmount(target: Path) -> None:
+    """Unmount ``target`` if something is mounted there (detaching its loop device)."""
+    if not is_mounted(target):
+        return
+    umount = require_tool("umount", "mount")
+    run([umount, str(target)])
