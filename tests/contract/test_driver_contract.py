@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,8 +73,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> TemplateImage:
 
 
 @pytest.fixture(params=CASES)
-def case(request: pytest.FixtureRequest, tmp_path: Path, template: TemplateImage,
-         ) -> Iterator[tuple[Driver, InstanceSpec, TemplateImage, DriverFactory]]:
+def case(request: pytest.FixtureRequest, template: TemplateImage,
+         ) -> Iterator[tuple[Driver, InstanceSpec, TemplateImage, DriverFactory, Path]]:
     factory, kind, tool = request.param
     if tool is not None:
         reason = _unavailable(tool)
@@ -81,22 +82,27 @@ def case(request: pytest.FixtureRequest, tmp_path: Path, template: TemplateImage
             pytest.skip(reason)
         if not template.kernel.exists():
             pytest.skip("the tiny template could not be built here (no busybox or kernel)")
-    driver = factory(tmp_path)
+    # Unprivileged containers (host uid 100000) must be able to walk to their disk image,
+    # and pytest's tmp_path sits below a 0700 directory.
+    root = Path(tempfile.mkdtemp(prefix="corral-contract-"))
+    root.chmod(0o711)
+    driver = factory(root)
     name = f"contract-{kind.value}-{os.getpid() % 10000}"
     spec = InstanceSpec(
         id=900, name=name, kind=kind, template=template.name,
         resources=Resources(cpus=1, memory=128 * 1024**2, disk=64 * 1024**2),
-        directory=tmp_path / "instance",
+        directory=root / "instance",
     )
     spec.directory.mkdir()
     try:
-        yield driver, spec, template, factory
+        yield driver, spec, template, factory, root
     finally:
         status = driver.status(spec).state
         if status in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
             driver.stop(spec, force=True, timeout=0)
         if driver.status(spec).state is not RuntimeState.MISSING:
             driver.delete(spec)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
@@ -109,9 +115,9 @@ def _wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
 
 
 def test_driver_contract(
-    case: tuple[Driver, InstanceSpec, TemplateImage, DriverFactory], tmp_path: Path
+    case: tuple[Driver, InstanceSpec, TemplateImage, DriverFactory, Path],
 ) -> None:
-    driver, spec, template, factory = case
+    driver, spec, template, factory, root = case
     assert driver.capabilities().kind is driver.kind is spec.kind
     assert driver.status(spec).state is RuntimeState.MISSING
 
@@ -134,7 +140,7 @@ def test_driver_contract(
     driver.resume(spec)
     assert driver.status(spec).state is RuntimeState.RUNNING
 
-    adopted = factory(tmp_path)  # as after a daemon restart: nothing kept in memory
+    adopted = factory(root)  # as after a daemon restart: nothing kept in memory
     assert adopted.status(spec).state is RuntimeState.RUNNING
     assert adopted.exec(spec, ["true"], timeout=30).exit_code == 0
 

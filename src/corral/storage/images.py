@@ -106,11 +106,15 @@ def build_root_disk(rootfs_tar: Path, dest: Path, size_bytes: int, uid_shift: in
                 f"disk size {_mib(size_bytes)} is too small for this template: its files "
                 f"need at least {_mib(needed)} on ext4"
             )
+        # mkfs.ext4 -d copies the tree's contents but not its top directory's owner.
+        top = tree.stat()
+        owner = f"{top.st_uid}:{top.st_gid}"
         try:
             with open(dest, "xb") as image:
                 image.truncate(size_bytes)
             proc = run(
-                [mkfs, "-q", "-F", "-L", "root", "-d", str(tree), str(dest)],
+                [mkfs, "-q", "-F", "-L", "root", "-E", f"root_owner={owner}",
+                 "-d", str(tree), str(dest)],
                 check=False,
                 timeout=600,
             )
