@@ -1,0 +1,128 @@
+"""The exact ``qemu-system-x86_64`` command line of a VM, as a pure function.
+
+Benchmarks run the identical raw command to compare Corral against plain QEMU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.domain.errors import InvalidInput
+
+AGENT_PORT = "org.corral.agent"
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the terminating NUL
+
+
+@dataclass(frozen=True)
+class VmPaths:
+    """Where one VM keeps its runtime files; ``run`` holds only what dies with the process."""
+
+    directory: Path
+    run: Path
+
+    @property
+    def qmp(self) -> Path:
+        return self.run / "qmp.sock"
+
+    @property
+    def console(self) -> Path:
+        return self.run / "console.sock"
+
+    @property
+    def agent(self) -> Path:
+        return self.run / "agent.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run / "qemu.pid"
+
+    @property
+    def agent_lock(self) -> Path:
+        return self.run / "agent.lock"
+
+    @property
+    def console_log(self) -> Path:
+        return self.directory / "console.log"
+
+    def sockets(self) -> tuple[Path, ...]:
+        return (self.qmp, self.console, self.agent)
+
+
+@dataclass(frozen=True)
+class VmConfig:
+    name: str
+    cpus: int
+    memory: int  # bytes
+    accel: str
+    kernel: Path
+    initrd: Path | None
+    append: str
+    disk: Path
+    paths: VmPaths
+    machine: str = "microvm"
+
+
+def kernel_append(template_cmdline: str, hostname: str, tsc_khz: int | None) -> str:
+    """The template's command line plus what Corral adds; later words win in the kernel."""
+    words = template_cmdline.split()
+    if not any(w.startswith("console=") for w in words):
+        words.append("console=ttyS0")
+    if not any(w.startswith("root=") for w in words):
+        words.append("root=/dev/vda")
+    if tsc_khz:
+        words.append(f"tsc_early_khz={tsc_khz}")
+    words.append(f"corral.hostname={hostname}")
+    return " ".join(words)
+
+
+def _machine(machine: str) -> tuple[str, str]:
+    """(-machine value, virtio device suffix) per machine type."""
+    if machine == "microvm":
+        # ACPI on: the power button (system_powerdown) and poweroff work; virtio over MMIO.
+        return "microvm,acpi=on,isa-serial=on,pit=on,pic=on,rtc=on", "device"
+    if machine in ("q35", "pc"):
+        return machine, "pci"
+    raise InvalidInput(f"machine '{machine}' is not one of: microvm, q35, pc")
+
+
+def chardev_socket(ident: str, path: Path, extra: str = "") -> str:
+    if len(str(path)) > MAX_SOCKET_PATH:
+        raise InvalidInput(
+            f"socket path '{path}' is longer than {MAX_SOCKET_PATH} bytes; "
+            "use a shorter instance directory"
+        )
+    return f"socket,id={ident},path={path},server=on,wait=off{extra}"
+
+
+def build_argv(qemu: str, cfg: VmConfig) -> list[str]:
+    """The full argv; QEMU daemonizes and writes its pid file once the VM is running."""
+    machine, bus = _machine(cfg.machine)
+    p = cfg.paths
+    argv = [
+        qemu,
+        "-name", f"{cfg.name},process=corral-{cfg.name}"[:200],
+        "-machine", machine,
+        "-accel", cfg.accel,
+        "-m", f"{cfg.memory // 1024**2}M",
+        "-smp", str(cfg.cpus),
+        "-nodefaults", "-no-user-config", "-display", "none",
+        "-kernel", str(cfg.kernel),
+    ]  # fmt: skip
+    if cfg.initrd is not None:
+        argv += ["-initrd", str(cfg.initrd)]
+    argv += [
+        "-append", cfg.append,
+        "-drive", f"id=root,file={cfg.disk},format=raw,if=none,discard=unmap",
+        "-device", f"virtio-blk-{bus},drive=root,id=root-disk",
+        "-device", f"virtio-serial-{bus},id=vser",
+        "-chardev", chardev_socket("agent", p.agent),
+        "-device", f"virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT}",
+        "-chardev", chardev_socket("console", p.console, f",logfile={p.console_log},logappend=on"),
+        "-serial", "chardev:console",
+        "-chardev", chardev_socket("qmp", p.qmp),
+        "-mon", "chardev=qmp,mode=control",
+        "-pidfile", str(p.pidfile),
+        "-daemonize",
+    ]  # fmt: skip
+    return argv

@@ -1,0 +1,284 @@
+"""QemuDriver: the Driver Protocol for VMs.
+
+Everything needed to find a running VM again lives under the instance directory: the pid
+file and the QMP, console and agent sockets in ``run/``, the console log beside it. QEMU
+daemonizes, so a VM outlives the process that started it; ``status`` re-adopts it from the
+pid file and QMP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from corral.domain.errors import Conflict, HostFailure, InvalidInput
+from corral.domain.instance import InstanceSpec, Kind
+from corral.drivers.base import (
+    Capabilities,
+    ConsoleStream,
+    ExecResult,
+    Progress,
+    RuntimeState,
+    RuntimeStatus,
+)
+from corral.drivers.qemu import agent
+from corral.drivers.qemu.cmdline import VmConfig, VmPaths, build_argv, kernel_append
+from corral.drivers.qemu.console import SocketConsole, tail
+from corral.drivers.qemu.qmp import qmp
+from corral.host.cpu import tsc_khz
+from corral.host.kvm import choose_accel
+from corral.host.run import require_tool, run
+from corral.storage.images import build_root_disk
+from corral.templates.image import TemplateImage
+
+CONFIG = "vm.json"
+KERNEL_HEADROOM = 32 * 1024**2  # guest RAM beyond the kernel image it needs to boot
+_PAUSED = {"paused", "suspended", "prelaunch", "inmigrate", "postmigrate", "save-vm"}
+
+
+def _paths(spec: InstanceSpec) -> VmPaths:
+    return VmPaths(directory=spec.directory, run=spec.run_dir)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat.rsplit(b")", 1)[-1].split()[0] != b"Z"
+
+
+def _is_our_qemu(pid: int, paths: VmPaths) -> bool:
+    """Guard against a recycled pid: the process must be QEMU using this VM's QMP socket."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return str(paths.qmp).encode() in cmdline
+
+
+class QemuDriver:
+    def __init__(self, accel: str | None = None, qemu: str | None = None) -> None:
+        if accel not in (None, "kvm", "tcg"):
+            raise InvalidInput(f"accelerator '{accel}' is not one of: kvm, tcg")
+        self._accel = accel
+        self._qemu = qemu
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.VM
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            kind=Kind.VM,
+            notes=("exec and graceful stop need the Corral guest agent in the template",),
+        )
+
+    def _binary(self) -> str:
+        if self._qemu is None:
+            self._qemu = require_tool("qemu-system-x86_64", "qemu-system-x86")
+        return self._qemu
+
+    def accel_for(self, template: TemplateImage) -> str:
+        return self._accel or choose_accel(template.kernel).accel
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def create(self, spec: InstanceSpec, template: TemplateImage, progress: Progress) -> None:
+        if not template.kernel.exists():
+            raise InvalidInput(f"template '{template.name}' has no kernel; it cannot boot a VM")
+        if spec.disk_path.exists():
+            raise Conflict(f"'{spec.name}' already has a disk at '{spec.disk_path}'")
+        made_dir = not spec.directory.exists()
+        spec.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            progress(0.0, "root disk")
+            build_root_disk(template.rootfs, spec.disk_path, spec.resources.disk)
+            progress(0.9, "configuration")
+            config = {"template": template.name, "template_version": template.version}
+            (spec.directory / CONFIG).write_text(json.dumps(config) + "\n")
+            progress(1.0, "created")
+        except BaseException:
+            spec.disk_path.unlink(missing_ok=True)
+            (spec.directory / CONFIG).unlink(missing_ok=True)
+            if made_dir:
+                shutil.rmtree(spec.directory, ignore_errors=True)
+            raise
+
+    def config(self, spec: InstanceSpec, template: TemplateImage) -> VmConfig:
+        res = spec.resources
+        needed = template.kernel.stat().st_size + KERNEL_HEADROOM
+        if res.memory < needed:
+            raise InvalidInput(
+                f"memory {res.memory // 1024**2} MiB is too little to boot template "
+                f"'{template.name}': its kernel needs at least {-(-needed // 1024**2)} MiB"
+            )
+        initrd = template.initrd if template.initrd.exists() else None
+        return VmConfig(
+            name=spec.name,
+            cpus=res.cpus,
+            memory=res.memory,
+            accel=self.accel_for(template),
+            kernel=template.kernel,
+            initrd=initrd,
+            append=kernel_append(template.vm_cmdline, spec.name, tsc_khz()),
+            disk=spec.disk_path,
+            paths=_paths(spec),
+            machine=str(template.metadata.get("vm", {}).get("machine", "microvm")),
+        )
+
+    def start(self, spec: InstanceSpec, template: TemplateImage) -> None:
+        paths = _paths(spec)
+        if self._pid(paths) is not None:
+            raise Conflict(f"'{spec.name}' is already running")
+        if not spec.disk_path.exists():
+            raise InvalidInput(f"'{spec.name}' has no disk at '{spec.disk_path}'; create it")
+        cfg = self.config(spec, template)
+        self._cleanup_runtime(paths)
+        paths.run.mkdir(parents=True, exist_ok=True)
+        try:
+            run(build_argv(self._binary(), cfg), timeout=60)
+            if self._pid(paths) is None:
+                raise HostFailure(f"QEMU for '{spec.name}' exited right after starting")
+        except BaseException:
+            self._kill(paths)
+            self._cleanup_runtime(paths)
+            raise
+
+    def stop(self, spec: InstanceSpec, *, force: bool, timeout: float) -> None:
+        paths = _paths(spec)
+        pid = self._pid(paths)
+        if pid is None:
+            self._cleanup_runtime(paths)
+            return
+        deadline = time.monotonic() + max(0.0, timeout)
+        if not force:
+            self._request_poweroff(paths, deadline)
+            if self._wait_gone(pid, deadline):
+                self._cleanup_runtime(paths)
+                return
+        self._kill(paths)
+        self._cleanup_runtime(paths)
+
+    def _request_poweroff(self, paths: VmPaths, deadline: float) -> None:
+        """Ask the guest to power off: resume it if paused, tell its agent, press the button."""
+        with contextlib.suppress(HostFailure):
+            if qmp(paths.qmp, "query-status").get("status") in _PAUSED:
+                qmp(paths.qmp, "cont")
+        budget = min(3.0, max(0.1, deadline - time.monotonic()))
+        try:
+            rid = agent.new_id()
+            client = agent.AgentClient(paths.agent, paths.agent_lock)
+            client.call(agent.encode_simple("POWEROFF", rid), rid, budget)
+            return
+        except HostFailure:
+            pass
+        with contextlib.suppress(HostFailure):
+            qmp(paths.qmp, "system_powerdown")
+
+    def _wait_gone(self, pid: int, deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return True
+            time.sleep(0.05)
+        return not _alive(pid)
+
+    def _kill(self, paths: VmPaths) -> None:
+        """QMP quit, then SIGKILL; returns once the process is gone."""
+        pid = self._pid(paths)
+        if pid is None:
+            return
+        with contextlib.suppress(HostFailure):
+            qmp(paths.qmp, "quit", timeout=2.0)
+        if self._wait_gone(pid, time.monotonic() + 3.0):
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        if not self._wait_gone(pid, time.monotonic() + 10.0):
+            raise HostFailure(f"QEMU pid {pid} did not exit after SIGKILL")
+
+    def _cleanup_runtime(self, paths: VmPaths) -> None:
+        for path in (*paths.sockets(), paths.pidfile, paths.agent_lock):
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            paths.run.rmdir()
+
+    def suspend(self, spec: InstanceSpec) -> None:
+        self._running_pid(spec)
+        qmp(_paths(spec).qmp, "stop")
+
+    def resume(self, spec: InstanceSpec) -> None:
+        self._running_pid(spec)
+        qmp(_paths(spec).qmp, "cont")
+
+    def delete(self, spec: InstanceSpec) -> None:
+        paths = _paths(spec)
+        if self._pid(paths) is not None:
+            raise Conflict(f"cannot delete '{spec.name}': it is running; stop it first")
+        self._cleanup_runtime(paths)
+        for path in (spec.disk_path, paths.console_log, spec.directory / CONFIG):
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # other layers may keep files there too
+            spec.directory.rmdir()
+
+    # --- observation -----------------------------------------------------------------------
+
+    def _pid(self, paths: VmPaths) -> int | None:
+        try:
+            pid = int(paths.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if _alive(pid) and _is_our_qemu(pid, paths):
+            return pid
+        return None
+
+    def _running_pid(self, spec: InstanceSpec) -> int:
+        pid = self._pid(_paths(spec))
+        if pid is None:
+            raise Conflict(f"'{spec.name}' is not running")
+        return pid
+
+    def status(self, spec: InstanceSpec) -> RuntimeStatus:
+        paths = _paths(spec)
+        pid = self._pid(paths)
+        if pid is None:
+            if spec.disk_path.exists():
+                return RuntimeStatus(RuntimeState.STOPPED)
+            return RuntimeStatus(RuntimeState.MISSING)
+        try:
+            qemu_status = str(qmp(paths.qmp, "query-status").get("status", "unknown"))
+        except HostFailure as exc:
+            return RuntimeStatus(RuntimeState.RUNNING, pid, details={"qmp": exc.message})
+        state = RuntimeState.SUSPENDED if qemu_status in _PAUSED else RuntimeState.RUNNING
+        return RuntimeStatus(state, pid, details={"qemu_status": qemu_status})
+
+    def exec(
+        self, spec: InstanceSpec, argv: list[str], timeout: float | None, stdin: bytes = b""
+    ) -> ExecResult:
+        self._running_pid(spec)
+        paths = _paths(spec)
+        rid = agent.new_id()
+        request = agent.encode_exec(rid, argv, timeout, stdin)
+        wait = None if timeout is None else timeout + agent.EXEC_GRACE
+        reply = agent.AgentClient(paths.agent, paths.agent_lock).call(request, rid, wait)
+        if reply.verb == "ERROR":
+            raise HostFailure(f"the guest agent refused the command: {reply.message}")
+        if reply.verb != "RESULT":
+            raise HostFailure(f"the guest agent answered {reply.verb} to exec")
+        return ExecResult(reply.exit_code, reply.stdout, reply.stderr)
+
+    def open_console(self, spec: InstanceSpec) -> ConsoleStream:
+        self._running_pid(spec)
+        return SocketConsole(_paths(spec).console)
+
+    def console_log(self, spec: InstanceSpec, limit: int = 65536) -> bytes:
+        return tail(_paths(spec).console_log, limit)
