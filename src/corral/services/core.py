@@ -48,12 +48,21 @@ class Corral:
         self.locks = InstanceLocks()
         self.operations = OperationManager(self.store, self.events, self.locks)
         self.templates = TemplateService(settings.state_dir / "templates")
-        self.host = HostService(settings.state_dir, node, settings.driver_mode)
+        self.host = HostService(
+            settings.state_dir, node, settings.driver_mode, self._probe_kernel
+        )
         self.instances = InstanceService(
             self.store, self.operations, self.events, self.templates,
             drivers if drivers is not None else make_drivers(settings),
             settings.state_dir / "instances", node,
         )
+
+    def _probe_kernel(self) -> Path | None:
+        """A kernel to probe KVM with: the first installed template's."""
+        for image in self.templates.list():
+            if image.kernel.exists():
+                return image.kernel
+        return None
 
     def start(self) -> None:
         """Fail what a killed daemon left running and re-adopt the guests."""

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import platform
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from corral.host.cgroups import read_layout
 from corral.host.features import probe_all
+from corral.host.kvm import choose_accel
 
 log = logging.getLogger("corral.host")
 
@@ -22,18 +24,25 @@ def _memory_bytes() -> int:
     return 0
 
 
-def _optional(module: str, func: str) -> Any:
-    """Facts from host modules that may be absent on a minimal install; an error is a fact."""
-    try:
-        return getattr(importlib.import_module(module), func)()
-    except Exception as exc:
-        log.warning("%s.%s failed: %s", module, func, exc)
-        return {"error": str(exc)}
+def _cgroups() -> dict[str, Any]:
+    layout = read_layout()
+    return {"version": layout.version.value, "controllers": layout.controllers()}
+
+
+def _accelerator(kernel: Path | None) -> dict[str, Any]:
+    if kernel is None or not kernel.exists():
+        return {"accel": "unknown", "reason": "no template kernel to probe with yet"}
+    choice = choose_accel(kernel)
+    return {"accel": choice.accel, "reason": choice.reason}
 
 
 class HostService:
-    def __init__(self, state_dir: Path, node: str, driver_mode: str) -> None:
+    def __init__(
+        self, state_dir: Path, node: str, driver_mode: str,
+        probe_kernel: Callable[[], Path | None] = lambda: None,
+    ) -> None:
         self.state_dir = state_dir
+        self.probe_kernel = probe_kernel
         self.node = node
         self.driver_mode = driver_mode
         self._features: dict[str, Any] | None = None
@@ -41,10 +50,17 @@ class HostService:
     def features(self) -> dict[str, Any]:
         if self._features is None:
             found: dict[str, Any] = {k: v.to_dict() for k, v in probe_all().items()}
-            found["cgroups"] = _optional("corral.host.cgroups", "describe")
-            found["vm_accelerator"] = _optional("corral.host.kvm", "describe")
+            found["cgroups"] = _cgroups()
             found["drivers"] = self.driver_mode
             self._features = found
+        if "vm_accelerator" not in self._features:
+            if self.driver_mode == "fake":
+                accel = {"accel": "none", "reason": "fake drivers: no VM runs"}
+            else:
+                accel = _accelerator(self.probe_kernel())
+            if accel["accel"] != "unknown":  # probe again later once a kernel exists
+                self._features["vm_accelerator"] = accel
+            return {**self._features, "vm_accelerator": accel}
         return self._features
 
     def info(self) -> dict[str, Any]:
