@@ -1,0 +1,66 @@
+"""build_root_disk against the real e2fsprogs (no root, no mounts: debugfs reads the image)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from corral.domain.errors import InvalidInput
+from corral.storage.images import build_root_disk
+
+pytestmark = [pytest.mark.system]
+if shutil.which("mkfs.ext4") is None or shutil.which("debugfs") is None:
+    pytestmark.append(pytest.mark.skip(reason="e2fsprogs is not installed"))
+
+
+def make_tar(path: Path, files: dict[str, bytes], uid: int = 0) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.uid, info.gid, info.mode = len(data), uid, uid, 0o4755
+            tar.addfile(info, io.BytesIO(data))
+
+
+def debugfs(image: Path, command: str) -> str:
+    proc = subprocess.run(["debugfs", "-R", command, str(image)], capture_output=True, check=True)
+    return proc.stdout.decode()
+
+
+def test_image_holds_the_files_with_shifted_owners(tmp_path: Path) -> None:
+    make_tar(tmp_path / "r.tar.gz", {"etc/hostname": b"tiny\n", "bin/su": b"x" * 5000}, uid=3)
+    image = tmp_path / "root.img"
+    build_root_disk(tmp_path / "r.tar.gz", image, 16 * 1024**2, uid_shift=100000)
+    assert image.stat().st_size == 16 * 1024**2
+    assert image.stat().st_blocks * 512 < 16 * 1024**2  # sparse
+    assert debugfs(image, "cat /etc/hostname") == "tiny\n"
+    stat = debugfs(image, "stat /bin/su")
+    assert "User: 100003" in stat and "Group: 100003" in stat
+    assert "Mode:  04755" in stat  # setuid survives
+    assert (
+        "Filesystem volume name:   root"
+        in subprocess.run(
+            ["dumpe2fs", "-h", str(image)], capture_output=True, check=True
+        ).stdout.decode()
+    )
+
+
+def test_too_small_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    make_tar(tmp_path / "r.tar.gz", {"big": bytes(20 * 1024**2)})
+    image = tmp_path / "root.img"
+    with pytest.raises(InvalidInput, match="too small for this template"):
+        build_root_disk(tmp_path / "r.tar.gz", image, 16 * 1024**2)
+    assert not image.exists()
+    assert list(tmp_path.iterdir()) == [tmp_path / "r.tar.gz"]
+
+
+def test_unsafe_members_are_refused(tmp_path: Path) -> None:
+    make_tar(tmp_path / "r.tar.gz", {"../escape": b"x"})
+    with pytest.raises(InvalidInput, match="unsafe member"):
+        build_root_disk(tmp_path / "r.tar.gz", tmp_path / "root.img", 16 * 1024**2)
+    assert not (tmp_path / "root.img").exists()
+    assert not (tmp_path.parent / "escape").exists()

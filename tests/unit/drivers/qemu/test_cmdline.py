@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from corral.domain.errors import InvalidInput
+from corral.drivers.qemu.cmdline import VmConfig, VmPaths, build_argv, kernel_append
+
+
+def config(directory: Path, **overrides: object) -> VmConfig:
+    values: dict[str, object] = {
+        "name": "web1",
+        "cpus": 2,
+        "memory": 256 * 1024**2,
+        "accel": "tcg",
+        "kernel": Path("/t/vmlinux"),
+        "initrd": Path("/t/initrd.img"),
+        "append": "console=ttyS0 root=/dev/vda",
+        "disk": directory / "root.img",
+        "paths": VmPaths(directory, directory / "run"),
+    }
+    values.update(overrides)
+    return VmConfig(**values)  # type: ignore[arg-type]
+
+
+def option(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, word in enumerate(argv) if word == flag]
+
+
+def test_microvm_command_line() -> None:
+    argv = build_argv("/usr/bin/qemu-system-x86_64", config(Path("/vms/web1")))
+    assert argv[0] == "/usr/bin/qemu-system-x86_64"
+    assert option(argv, "-machine") == ["microvm,acpi=on,isa-serial=on,pit=on,pic=on,rtc=on"]
+    assert option(argv, "-accel") == ["tcg"]
+    assert option(argv, "-m") == ["256M"]
+    assert option(argv, "-smp") == ["2"]
+    assert option(argv, "-kernel") == ["/t/vmlinux"]
+    assert option(argv, "-initrd") == ["/t/initrd.img"]
+    assert option(argv, "-pidfile") == ["/vms/web1/run/qemu.pid"]
+    assert "-daemonize" in argv
+    assert "-nodefaults" in argv
+    devices = option(argv, "-device")
+    assert "virtio-blk-device,drive=root,id=root-disk" in devices
+    assert "virtserialport,bus=vser.0,chardev=agent,name=org.corral.agent" in devices
+    chardevs = option(argv, "-chardev")
+    assert (
+        "socket,id=console,path=/vms/web1/run/console.sock,server=on,wait=off,"
+        "logfile=/vms/web1/console.log,logappend=on"
+    ) in chardevs
+    assert "socket,id=qmp,path=/vms/web1/run/qmp.sock,server=on,wait=off" in chardevs
+    assert option(argv, "-mon") == ["chardev=qmp,mode=control"]
+    assert option(argv, "-serial") == ["chardev:console"]
+
+
+def test_pc_machines_use_virtio_pci_and_no_initrd_is_allowed() -> None:
+    argv = build_argv("qemu", config(Path("/v"), machine="q35", initrd=None, accel="kvm"))
+    assert option(argv, "-machine") == ["q35"]
+    assert "-initrd" not in argv
+    assert "virtio-blk-pci,drive=root,id=root-disk" in option(argv, "-device")
+
+
+def test_unknown_machine_and_long_socket_paths_are_refused() -> None:
+    with pytest.raises(InvalidInput, match="machine 'sparc'"):
+        build_argv("qemu", config(Path("/v"), machine="sparc"))
+    deep = Path("/" + "d" * 120)
+    with pytest.raises(InvalidInput, match="longer than 107 bytes"):
+        build_argv("qemu", config(deep))
+
+
+def test_kernel_append_adds_what_corral_needs() -> None:
+    assert kernel_append("quiet", "vm1", 2596136) == (
+        "quiet console=ttyS0 root=/dev/vda tsc_early_khz=2596136 corral.hostname=vm1"
+    )
+    assert kernel_append("console=hvc0 root=/dev/vdb", "a", None) == (
+        "console=hvc0 root=/dev/vdb corral.hostname=a"
+    )
