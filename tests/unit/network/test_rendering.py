@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import ipaddress
+import itertools
+
+from corral.network.classes import classify, intervals, parse_class
+from corral.network.model import (
+    BandwidthRule,
+    Direction,
+    NetworkSpec,
+    NetworkType,
+    NicSpec,
+)
+from corral.network.nftables import FilterInput, counter_name, parse_counter_name, render
+from corral.network.shaping import plans
+
+CLASSES = [parse_class("local=10.0.0.0/8,fd00::/8"), parse_class("world=0.0.0.0/0,::/0"),
+           parse_class("dc=10.20.0.0/16")]
+BRIDGED = NetworkSpec(1, "lan", NetworkType.BRIDGED, (ipaddress.ip_network("10.1.0.0/24"),),
+                      uplink="up0")
+ROUTED = NetworkSpec(2, "pub", NetworkType.ROUTED, uplink="up0")
+
+
+def nic(instance: int, network: NetworkSpec, *addresses: str, guard: bool = True) -> NicSpec:
+    return NicSpec(instance, 0, network, f"02:c0:00:00:00:{instance % 256:02x}",
+                   tuple(ipaddress.ip_address(a) for a in addresses), antispoof=guard)
+
+
+def test_most_specific_class_wins_and_intervals_are_disjoint() -> None:
+    assert classify(CLASSES, "10.20.1.1") == "dc"
+    assert classify(CLASSES, "10.1.1.1") == "local"
+    assert classify(CLASSES, "8.8.8.8") == "world"
+    assert classify(CLASSES, "fd00::1") == "local"
+    assert classify(CLASSES, "2001:db8::1") == "world"
+    four = intervals(CLASSES, 4)
+    assert [i.render() for i in four] == [
+        "0.0.0.0-9.255.255.255", "10.0.0.0-10.19.255.255", "10.20.0.0-10.20.255.255",
+        "10.21.0.0-10.255.255.255", "11.0.0.0-255.255.255.255",
+    ]
+    assert all(a.last < b.first for a, b in itertools.pairwise(four))
+    assert classify([parse_class("local=10.0.0.0/8")], "8.8.8.8") is None
+
+
+def test_counter_names_round_trip() -> None:
+    name = counter_name(101, "world", Direction.IN)
+    assert parse_counter_name(name) == (101, "world", Direction.IN)
+    assert parse_counter_name("something_else") is None
+
+
+def test_ruleset_puts_each_nic_in_its_family_and_keeps_counter_values() -> None:
+    text = render(FilterInput(
+        (nic(101, BRIDGED, "10.1.0.5"), nic(102, ROUTED, "198.51.100.7"),
+         nic(103, BRIDGED, "10.1.0.9", guard=False)),
+        tuple(CLASSES), {"bridge": {"i101_world_out": (7, 700)}},
+    ))
+    bridge, inet = text.split("table inet corral {")
+    assert '"c101n0" . 02:c0:00:00:00:65' in bridge and '"c101n0" . 10.1.0.5' in bridge
+    assert "c102n0" not in bridge and '"c102n0" . 198.51.100.7' in inet
+    assert "counter i101_world_out { packets 7 bytes 700 }" in bridge
+    assert "counter i102_world_out { packets 0 bytes 0 }" in inet
+    # An unguarded NIC is accounted but not in the anti-spoofing sets.
+    assert '"c103n0" : jump acct_out_103' in bridge
+    assert '"c103n0" . ' not in bridge
+    # Replaced atomically: every table is deleted and rebuilt in the same script.
+    assert text.count("delete table") == 2
+    assert "arp saddr ip != @ip4_ok drop" in bridge and "arp" not in inet
+
+
+def test_empty_ruleset_has_no_empty_maps() -> None:
+    text = render(FilterInput((), tuple(CLASSES)))
+    assert "vmap" not in text and "elements = { }" not in text
+
+
+def test_htb_tree_puts_outbound_on_the_uplink_and_inbound_on_the_ifb() -> None:
+    rules = [BandwidthRule(1, 101, "world", Direction.OUT, 10**7, 3 * 10**7),
+             BandwidthRule(2, 101, "world", Direction.IN, 10**6, 2 * 10**6)]
+    addresses = {101: (ipaddress.ip_address("10.1.0.5"), ipaddress.ip_address("fd00:1::5"))}
+    egress, ingress = plans(BRIDGED, rules, addresses, CLASSES)
+    assert (egress.device, egress.direction) == ("up0", Direction.OUT)
+    assert (ingress.device, ingress.direction) == ("cifb1", Direction.IN)
+    out = "\n".join(egress.commands)
+    assert "classid 1:11 htb rate 10000000bit ceil 30000000bit" in out
+    assert "classid 1:12" not in out
+    # World traffic goes to the leaf, local traffic to the default class (no rule for it).
+    assert "match ip src 10.1.0.5/32 match ip dst 0.0.0.0/0 flowid 1:11" in out
+    assert "match ip src 10.1.0.5/32 match ip dst 10.0.0.0/8 flowid 1:ffff" in out
+    assert "protocol ipv6 prio 428 u32 match ip6 src fd00:1::5/128 match ip6 dst ::/0" in out
+    # Longer prefixes are tried first.
+    prio = {line.split("match ip dst ")[1].split()[0]: int(line.split(" prio ")[1].split()[0])
+            for line in egress.commands if "match ip dst" in line}
+    assert prio["10.20.0.0/16"] < prio["10.0.0.0/8"] < prio["0.0.0.0/0"]
+    inbound = "\n".join(ingress.commands)
+    assert "match ip dst 10.1.0.5/32 match ip src 0.0.0.0/0 flowid 1:12" in inbound
+
+
+def test_without_an_uplink_the_bridge_is_the_shared_link_and_directions_flip() -> None:
+    nat = NetworkSpec(3, "priv", NetworkType.NAT, (ipaddress.ip_network("192.168.9.0/24"),))
+    rules = [BandwidthRule(1, 101, "world", Direction.OUT, 10**7, 10**7)]
+    egress, ingress = plans(nat, rules, {101: (ipaddress.ip_address("192.168.9.5"),)}, CLASSES)
+    assert (egress.device, egress.direction) == ("cbr3", Direction.IN)
+    assert (ingress.device, ingress.direction) == ("cifb3", Direction.OUT)
+    assert any("classid 1:11" in c for c in ingress.commands)
