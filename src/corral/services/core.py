@@ -13,8 +13,10 @@ from corral.services.events import EventBus
 from corral.services.host import HostService
 from corral.services.instances import InstanceService
 from corral.services.locks import InstanceLocks
+from corral.services.networks import NetworkService, backend_for
 from corral.services.operations import OperationManager
 from corral.services.templates import TemplateService
+from corral.state.netstore import NetworkStore
 from corral.state.store import StateStore
 
 
@@ -56,6 +58,10 @@ class Corral:
             drivers if drivers is not None else make_drivers(settings),
             settings.state_dir / "instances", node,
         )
+        self.networks = NetworkService(
+            NetworkStore(settings.state_dir / "corral.db"),
+            backend_for(settings.driver_mode, settings.state_dir), self.instances, self.events,
+        )
 
     def _probe_kernel(self) -> Path | None:
         """A kernel to probe KVM with: the first installed template's."""
@@ -68,6 +74,8 @@ class Corral:
         """Fail what a killed daemon left running and re-adopt the guests."""
         self.operations.fail_orphans()
         self.instances.reconcile()
+        self.networks.start()
 
     def close(self) -> None:
+        self.networks.close()
         self.operations.shutdown()

@@ -13,6 +13,7 @@ from typing import Any
 from corral.host.cgroups import read_layout
 from corral.host.features import probe_all
 from corral.host.kvm import choose_accel
+from corral.host.netfeatures import probe_network
 
 log = logging.getLogger("corral.host")
 
@@ -50,6 +51,7 @@ class HostService:
     def features(self) -> dict[str, Any]:
         if self._features is None:
             found: dict[str, Any] = {k: v.to_dict() for k, v in probe_all().items()}
+            found.update({k: v.to_dict() for k, v in probe_network().items()})
             found["cgroups"] = _cgroups()
             found["drivers"] = self.driver_mode
             self._features = found

@@ -171,11 +171,13 @@ class InstanceService:
     def _transition(
         self, ref: str, action: Action, during: State, after: State, run: _Step,
     ) -> OperationRecord:
-        view = self.get(ref)
-        rec = view.record
-        lifecycle.check(action, view.state, rec.name)
+        rec = self.store.get_instance(ref)
+        if action is Action.START and lifecycle.allowed(action, rec.state):
+            before = rec.state  # fast path: the driver itself refuses a guest already running
+        else:
+            before = self._view(rec).state  # the row may be stale: ask the runtime
+        lifecycle.check(action, before, rec.name)
         spec = self.spec(rec)
-        before = view.state
 
         def work(ctx: OperationContext) -> None:
             self.store.set_state(rec.id, during)
@@ -193,7 +195,6 @@ class InstanceService:
 
     def start(self, ref: str) -> OperationRecord:
         def run(ctx: OperationContext, spec: InstanceSpec) -> None:
-            ctx.progress(0.1, "starting")
             self.driver(spec.kind).start(spec, self.templates.get(spec.template))
 
         return self._transition(ref, Action.START, State.STARTING, State.RUNNING, run)

@@ -35,12 +35,11 @@ class OperationContext:
     def progress(self, fraction: float, phase: str) -> None:
         if self.cancel_requested.is_set():
             raise Cancelled(f"operation {self.id} was cancelled")
-        record = self._manager.store.update_operation(
-            self.id, progress=max(0.0, min(1.0, fraction)), phase=phase
-        )
+        fraction = max(0.0, min(1.0, fraction))
+        self._manager.store.update_operation(self.id, progress=fraction, phase=phase)
         self._manager.events.publish(
             "operation.progress", instance=self.instance, operation=self.id,
-            progress=record.progress, phase=phase,
+            progress=fraction, phase=phase,
         )
 
 
@@ -79,7 +78,6 @@ class OperationManager:
     def _run(self, ctx: OperationContext, action: str, work: Work) -> None:
         status, error = "success", None
         try:
-            self.store.update_operation(ctx.id, status="running", phase="started")
             work(ctx)
         except Cancelled as exc:
             status, error = "cancelled", exc.message

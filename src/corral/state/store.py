@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from corral.domain.errors import Conflict, NotFound
@@ -127,9 +127,9 @@ class StateStore:
 
     def set_state(self, instance_id: int, state: State) -> None:
         with self._sessions() as s, s.begin():
-            row = s.get(InstanceRow, instance_id)
-            if row is not None:
-                row.state = state.value
+            s.execute(
+                update(InstanceRow).where(InstanceRow.id == instance_id).values(state=state.value)
+            )
 
     def set_resources(self, instance_id: int, resources: Resources) -> None:
         with self._sessions() as s, s.begin():
@@ -145,7 +145,7 @@ class StateStore:
     def insert_operation(self, op_id: str, action: str, instance: str | None) -> OperationRecord:
         now = utcnow()
         row = OperationRow(
-            id=op_id, action=action, instance=instance, status="pending", progress=0.0,
+            id=op_id, action=action, instance=instance, status="running", progress=0.0,
             phase="queued", error=None, created_at=now, updated_at=now,
         )
         with self._sessions() as s, s.begin():
@@ -155,21 +155,16 @@ class StateStore:
     def update_operation(
         self, op_id: str, *, status: str | None = None, progress: float | None = None,
         phase: str | None = None, error: str | None = None,
-    ) -> OperationRecord:
+    ) -> None:
+        values: dict[str, object] = {"updated_at": utcnow()}
+        for key, value in (("status", status), ("progress", progress), ("phase", phase),
+                           ("error", error)):
+            if value is not None:
+                values[key] = value
         with self._sessions() as s, s.begin():
-            row = s.get(OperationRow, op_id)
-            if row is None:
+            done = s.execute(update(OperationRow).where(OperationRow.id == op_id).values(values))
+            if done.rowcount == 0:
                 raise NotFound(f"no operation '{op_id}'")
-            if status is not None:
-                row.status = status
-            if progress is not None:
-                row.progress = progress
-            if phase is not None:
-                row.phase = phase
-            if error is not None:
-                row.error = error
-            row.updated_at = utcnow()
-            return _operation(row)
 
     def get_operation(self, op_id: str) -> OperationRecord:
         with self._sessions() as s:

@@ -159,21 +159,28 @@ class LxcDriver:
 
     def start(self, spec: InstanceSpec, template: TemplateImage) -> None:
         self._require_exists(spec)
-        current = self.status(spec).state
-        if current == RuntimeState.RUNNING:
-            return
-        if current == RuntimeState.SUSPENDED:
-            raise Conflict(f"container '{spec.name}' is suspended; resume it")
-        if spec.privileged:
+        if spec.privileged:  # the host mount must not be made twice: look first
+            if self._refuse_if_up(spec):
+                return
             mount_image(spec.disk_path, spec.run_dir / "rootfs")
         proc = run([*self._args("lxc-start", spec), "-d"], check=False, timeout=START_TIMEOUT)
         if proc.returncode != 0:
+            # Asking lxc-info only on failure keeps a subprocess off the start path.
+            if not spec.privileged and self._refuse_if_up(spec):
+                return
             unmount(spec.run_dir / "rootfs")
             said = (proc.stderr or proc.stdout).decode(errors="replace").strip()
             raise HostFailure(
                 f"container '{spec.name}' did not start: {said}\n{self._log_tail(spec)}"
             )
         run([*self._args("lxc-wait", spec), "-s", "RUNNING", "-t", str(int(START_TIMEOUT))])
+
+    def _refuse_if_up(self, spec: InstanceSpec) -> bool:
+        """True if already running (start is then a no-op); Conflict if suspended."""
+        current = self.status(spec).state
+        if current == RuntimeState.SUSPENDED:
+            raise Conflict(f"container '{spec.name}' is suspended; resume it")
+        return current == RuntimeState.RUNNING
 
     def stop(self, spec: InstanceSpec, *, force: bool, timeout: float) -> None:
         current = self.status(spec).state

@@ -1,0 +1,212 @@
+"""Start latency: Corral vs the raw tool, interleaved in one run, printed as a table.
+
+* CT: `corral start` (through corrald's API and an Operation) vs raw `lxc-start -d` +
+  `lxc-wait -s RUNNING` of the same LXC config on a copy of the same root disk.
+* VM: `corral start` vs the identical `qemu-system-x86_64` command line (from the same pure
+  builder) on a copy of the same disk. Two columns: until the runtime is up (QEMU daemonized,
+  what `corral start` waits for) and until the guest prints its ready marker.
+
+Run as root: .venv/bin/python bench/start.py [--runs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from corral.client import CorralClient  # noqa: E402
+from corral.domain.instance import InstanceSpec, Kind  # noqa: E402
+from corral.domain.resources import Resources  # noqa: E402
+from corral.drivers.qemu.cmdline import VmPaths, build_argv  # noqa: E402
+from corral.drivers.qemu.driver import QemuDriver  # noqa: E402
+from corral.templates.builders.tiny import build_tiny  # noqa: E402
+from corral.templates.image import TemplateImage  # noqa: E402
+from corral.wire.models import CreateRequest, StopRequest  # noqa: E402
+from tests.integration.conftest import Daemon, start_daemon, stop_daemon  # noqa: E402
+
+READY = b"corral-guest-ready"
+Timer = Callable[[], float]
+
+
+def _wait_file_contains(path: Path, needle: bytes, start: float, timeout: float = 60) -> float:
+    while time.monotonic() - start < timeout:
+        try:
+            if needle in path.read_bytes():
+                return time.monotonic() - start
+        except FileNotFoundError:
+            pass
+        time.sleep(0.005)
+    raise RuntimeError(f"{needle!r} never appeared in {path}")
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _corral_start(c: CorralClient, name: str) -> float:
+    started = time.monotonic()
+    op = c.wait(c.action(name, "start").id)
+    took = time.monotonic() - started
+    if op.status != "success":
+        raise RuntimeError(f"start {name}: {op.error}")
+    return took
+
+
+def _corral_stop(c: CorralClient, name: str) -> None:
+    c.wait(c.action(name, "stop", StopRequest(force=True, timeout=0)).id)
+
+
+class RawContainer:
+    """The same LXC config as Corral's container, on a copy of its disk, under another name."""
+
+    def __init__(self, daemon: Daemon, instance_id: int, root: Path) -> None:
+        self.lxcpath = root / "lxc"
+        self.name = f"raw{instance_id}"
+        corral_dir = daemon.state_dir / "instances" / str(instance_id)
+        raw_dir = root / "instance"
+        raw_dir.mkdir(parents=True)
+        shutil.copy(corral_dir / "root.img", raw_dir / "root.img")
+        config = (daemon.state_dir / "lxc" / str(instance_id) / "config").read_text()
+        config = config.replace(str(corral_dir), str(raw_dir))
+        config = re.sub(rf"(lxc\.cgroup\.dir\.\S+ = corral/\w+/){instance_id}\b",
+                        rf"\g<1>{self.name}", config)
+        (self.lxcpath / self.name).mkdir(parents=True)
+        (self.lxcpath / self.name / "config").write_text(config)
+
+    def _lxc(self, tool: str, *args: str) -> None:
+        subprocess.run([tool, "-n", self.name, "-P", str(self.lxcpath), *args], check=True,
+                       capture_output=True)
+
+    def start(self) -> float:
+        started = time.monotonic()
+        self._lxc("lxc-start", "-d")
+        self._lxc("lxc-wait", "-s", "RUNNING", "-t", "30")
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        self._lxc("lxc-stop", "-k")
+
+
+class RawVm:
+    """The identical QEMU command line as Corral's VM, on a copy of its disk."""
+
+    def __init__(self, daemon: Daemon, instance_id: int, template: TemplateImage, root: Path,
+                 resources: Resources, name: str) -> None:
+        corral_dir = daemon.state_dir / "instances" / str(instance_id)
+        spec = InstanceSpec(id=instance_id, name=name, kind=Kind.VM, template="tiny",
+                            resources=resources, directory=corral_dir)
+        cfg = QemuDriver().config(spec, template)
+        raw_dir = root / "vm"
+        (raw_dir / "run").mkdir(parents=True)
+        shutil.copy(corral_dir / "root.img", raw_dir / "root.img")
+        self.paths = VmPaths(directory=raw_dir, run=raw_dir / "run")
+        from dataclasses import replace
+
+        self.cfg = replace(cfg, disk=raw_dir / "root.img", paths=self.paths)
+        self.argv = build_argv(shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
+                               self.cfg)
+
+    def start(self) -> tuple[float, float]:
+        self.paths.console_log.unlink(missing_ok=True)
+        started = time.monotonic()
+        subprocess.run(self.argv, check=True, capture_output=True)
+        up = time.monotonic() - started
+        ready = _wait_file_contains(self.paths.console_log, READY, started)
+        return up, ready
+
+    def stop(self) -> None:
+        pid = int(self.paths.pidfile.read_text())
+        os.kill(pid, signal.SIGKILL)
+        while Path(f"/proc/{pid}").exists():
+            time.sleep(0.01)
+        for sock in self.paths.sockets():
+            sock.unlink(missing_ok=True)
+        self.paths.pidfile.unlink(missing_ok=True)
+
+
+def _row(label: str, corral: list[float], raw: list[float]) -> list[str]:
+    c50, c90 = _percentile(corral, 50), _percentile(corral, 90)
+    r50, r90 = _percentile(raw, 50), _percentile(raw, 90)
+    return [label, f"{r50 * 1000:.0f}", f"{r90 * 1000:.0f}", f"{c50 * 1000:.0f}",
+            f"{c90 * 1000:.0f}", f"{c50 / r50:.2f}x", f"{statistics.mean(corral) / statistics.mean(raw):.2f}x"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root")
+    root = Path(tempfile.mkdtemp(prefix="corral-bench-"))
+    root.chmod(0o711)
+    state = root / "state"
+    state.mkdir()
+    template = build_tiny(state / "templates" / "tiny")
+    daemon = start_daemon(state, drivers="real")
+    results: dict[str, tuple[list[float], list[float]]] = {
+        k: ([], []) for k in ("CT start (running)", "VM start (runtime up)",
+                              "VM start (guest ready)")}
+    try:
+        with daemon.client() as c:
+            for name, kind in (("bench-ct", "ct"), ("bench-vm", "vm")):
+                op = c.create_instance(CreateRequest(name=name, type=kind, template="tiny",
+                                                     memory="160M", disk="64M"))
+                if c.wait(op.id).status != "success":
+                    raise RuntimeError(f"create {name} failed")
+            ct = c.get_instance("bench-ct")
+            vm = c.get_instance("bench-vm")
+            raw_ct = RawContainer(daemon, ct.id, root / "raw-ct")
+            vm_res = Resources(cpus=vm.resources.cpus, memory=vm.resources.memory,
+                               disk=vm.resources.disk)
+            raw_vm = RawVm(daemon, vm.id, template, root / "raw-vm", vm_res, vm.name)
+            vm_log = daemon.state_dir / "instances" / str(vm.id) / "console.log"
+            for i in range(args.runs):
+                order = (0, 1) if i % 2 == 0 else (1, 0)  # interleave, alternate who goes first
+                for which in order:
+                    if which == 0:
+                        results["CT start (running)"][0].append(_corral_start(c, "bench-ct"))
+                        _corral_stop(c, "bench-ct")
+                        vm_log.unlink(missing_ok=True)
+                        started = time.monotonic()
+                        up = _corral_start(c, "bench-vm")
+                        ready = _wait_file_contains(vm_log, READY, started)
+                        results["VM start (runtime up)"][0].append(up)
+                        results["VM start (guest ready)"][0].append(ready)
+                        _corral_stop(c, "bench-vm")
+                    else:
+                        results["CT start (running)"][1].append(raw_ct.start())
+                        raw_ct.stop()
+                        up, ready = raw_vm.start()
+                        results["VM start (runtime up)"][1].append(up)
+                        results["VM start (guest ready)"][1].append(ready)
+                        raw_vm.stop()
+            for name in ("bench-ct", "bench-vm"):
+                c.wait(c.delete_instance(name, force=True).id)
+    finally:
+        stop_daemon(daemon)
+        shutil.rmtree(root, ignore_errors=True)
+    header = ["what", "raw p50 ms", "raw p90 ms", "corral p50 ms", "corral p90 ms",
+              "ratio p50", "ratio mean"]
+    rows = [_row(k, v[0], v[1]) for k, v in results.items()]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    print(f"runs: {args.runs} each, interleaved")
+    for r in [header, *rows]:
+        print(" | ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,486 @@
+"""Networks, NICs, traffic classes, bandwidth and accounting: validate, store, realise.
+
+The service follows instances through the event bus (started, stopped, deleted), so the
+instance service needs no knowledge of networks. Everything it puts on the host is replaced
+whole and idempotently (``apply``), which is also how a restarted daemon re-adopts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.domain.errors import Conflict, CorralError, InvalidInput, NotFound, Unsupported
+from corral.domain.lifecycle import State
+from corral.domain.names import validate_name
+from corral.drivers.nics import NicHotplug
+from corral.network import ipam
+from corral.network.classes import parse_class
+from corral.network.model import (
+    MAX_NICS,
+    Direction,
+    IPAddress,
+    NetworkSpec,
+    NetworkType,
+    NicSpec,
+    TrafficClass,
+    parse_address,
+    parse_network,
+    parse_rate,
+    validate_ifname,
+)
+from corral.network.nftables import FAMILIES, FilterInput, parse_counter_name
+from corral.network.nicfile import write_nics
+from corral.network.realise import NetworkBackend, require_kernel_features
+from corral.services.events import EventBus
+from corral.services.instances import InstanceService
+from corral.state.netstore import NetworkStore
+from corral.state.store import InstanceRecord
+
+log = logging.getLogger("corral.networks")
+DEFAULT_LINK_RATE = "1gbit"
+
+
+@dataclass(frozen=True)
+class TrafficRow:
+    instance: str
+    instance_id: int
+    traffic_class: str
+    direction: Direction
+    packets: int
+    bytes: int
+
+
+class NetworkService:
+    def __init__(self, store: NetworkStore, backend: NetworkBackend, instances: InstanceService,
+                 events: EventBus) -> None:
+        self.store = store
+        self.backend = backend
+        self.instances = instances
+        self.events = events
+        self._apply_lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # Networks ---------------------------------------------------------------------------
+    def create_network(
+        self, name: str, type_: str, subnets: list[str], gateways: list[str] | None = None,
+        uplink: str | None = None, vlan: int | None = None, link_rate: str | None = None,
+        pools: list[str] | None = None,
+    ) -> NetworkSpec:
+        validate_name(name, "network")
+        kind = NetworkType.parse(type_)
+        nets = tuple(parse_network(s) for s in subnets)
+        gws = tuple(parse_address(g, "gateway") for g in gateways or [])
+        if uplink is not None:
+            validate_ifname(uplink, "uplink")
+        if kind is NetworkType.VLAN:
+            if uplink is None or vlan is None or not 1 <= vlan <= 4094:
+                raise InvalidInput("a vlan network needs --uplink and --vlan 1..4094")
+        elif vlan is not None:
+            raise InvalidInput("--vlan applies to networks of type vlan only")
+        if kind is NetworkType.NAT:
+            if not nets:
+                raise InvalidInput("a nat network needs a private --subnet")
+            if not gws:
+                gws = tuple(parse_address(str(n.network_address + 1)) for n in nets)
+        if kind is NetworkType.ROUTED and gws:
+            raise InvalidInput("a routed network's gateway is the host itself; omit --gateway")
+        for gateway in gws:
+            if not any(gateway.version == n.version and gateway in n for n in nets):
+                raise InvalidInput(f"gateway {gateway} is in none of the subnets")
+        pool_ranges = tuple(self._parse_pool(p, nets) for p in pools or [])
+        spec = NetworkSpec(0, name, kind, nets, gws, uplink, vlan,
+                           parse_rate(link_rate or DEFAULT_LINK_RATE, "link rate"), pool_ranges)
+        require_kernel_features(spec)  # refused before anything is stored or made
+        with self._apply_lock:
+            spec = self.store.insert_network(spec)
+            try:
+                self.backend.ensure_network(spec)
+                self.apply()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.backend.remove_network(spec)
+                self.store.delete_network(spec.id)
+                raise
+        self.events.publish("network.created", name=name, type=kind.value)
+        return spec
+
+    @staticmethod
+    def _parse_pool(text: str, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+                    ) -> tuple[IPAddress, IPAddress]:
+        first, sep, last = text.partition("-")
+        if not sep:
+            raise InvalidInput(f"pool '{text}' must look like FIRST-LAST")
+        a, b = parse_address(first, "pool start"), parse_address(last, "pool end")
+        if a.version != b.version or int(a) > int(b):
+            raise InvalidInput(f"pool '{text}' is not an ascending range of one IP version")
+        if nets and not any(a in n and b in n for n in nets if n.version == a.version):
+            raise InvalidInput(f"pool '{text}' is not inside a subnet of the network")
+        return a, b
+
+    def list_networks(self) -> list[NetworkSpec]:
+        return self.store.list_networks()
+
+    def get_network(self, ref: str) -> NetworkSpec:
+        return self.store.get_network(ref)
+
+    def delete_network(self, ref: str) -> None:
+        spec = self.store.get_network(ref)
+        users = self.store.list_nics(network_id=spec.id)
+        if users:
+            names = sorted({self._instance_name(n.instance_id) for n in users})
+            raise Conflict(
+                f"network '{spec.name}' still has NICs of: {', '.join(names)}; remove them first"
+            )
+        with self._apply_lock:
+            self.backend.remove_network(spec)
+            self.store.delete_network(spec.id)
+            self.apply()
+        self.events.publish("network.deleted", name=spec.name)
+
+    def _instance_name(self, instance_id: int) -> str:
+        try:
+            return self.instances.store.get_instance(str(instance_id)).name
+        except NotFound:
+            return str(instance_id)
+
+    # NICs -------------------------------------------------------------------------------
+    def list_nics(self, instance_ref: str | None = None) -> list[tuple[str, NicSpec]]:
+        if instance_ref is None:
+            return [(self._instance_name(n.instance_id), n) for n in self.store.list_nics()]
+        rec = self.instances.store.get_instance(instance_ref)
+        return [(rec.name, n) for n in self.store.list_nics(rec.id)]
+
+    def _addresses(self, spec: NetworkSpec, requested: list[str]) -> tuple[IPAddress, ...]:
+        used = self.store.used_addresses(spec.id)
+        chosen: list[IPAddress] = []
+        if not requested:
+            versions = sorted({n.version for n in spec.subnets})
+            if not versions:
+                raise InvalidInput(
+                    f"network '{spec.name}' has no subnet to allocate from: give --ip"
+                )
+            requested = [f"auto{v}" for v in versions]
+        for item in requested:
+            if item in ("auto", "auto4", "auto6"):
+                version = 6 if item == "auto6" else 4
+                address = ipam.allocate(spec, version, [*used, *chosen])
+            else:
+                address = parse_address(item, "--ip")
+                ipam.check_static(spec, address, [*used, *chosen])
+            chosen.append(address)
+        return tuple(chosen)
+
+    def add_nic(self, instance_ref: str, network_ref: str, ips: list[str] | None = None,
+                mac: str | None = None, antispoof: bool = True) -> NicSpec:
+        rec = self.instances.store.get_instance(instance_ref)
+        spec = self.store.get_network(network_ref)
+        holder = self.instances.ops.locks.holder(rec.name)
+        if holder is not None:
+            raise Conflict(f"'{rec.name}' is busy with operation {holder}; try again after it")
+        with self._apply_lock:
+            existing = self.store.list_nics(rec.id)
+            if len(existing) >= MAX_NICS:
+                raise Conflict(
+                    f"'{rec.name}' already has {MAX_NICS} NICs, the most an instance can have"
+                )
+            taken = {n.index for n in existing}
+            index = next(i for i in range(MAX_NICS) if i not in taken)
+            the_mac = ipam.normalise_mac(mac) if mac else ipam.generate_mac(self.store.used_macs())
+            nic = NicSpec(rec.id, index, spec, the_mac, self._addresses(spec, ips or []),
+                          antispoof)
+            self.store.insert_nic(nic)
+            try:
+                self._write_file(rec)
+                if self._running(rec):
+                    driver = self.instances.driver(rec.kind)
+                    if not isinstance(driver, NicHotplug):
+                        raise Unsupported(
+                            f"the {rec.kind.value} driver cannot hot-add NICs; stop "
+                            f"'{rec.name}' first"
+                        )
+                    driver.attach_nic(self.instances.spec(rec), nic)
+                    self.backend.plug(nic)
+                self.apply()
+            except BaseException:
+                self.store.delete_nic(rec.id, index)
+                self._write_file(rec)
+                with contextlib.suppress(Exception):
+                    self.backend.unplug(nic, delete_device=True)
+                    self.apply()
+                raise
+        self.events.publish("nic.added", instance=rec.name, index=index, network=spec.name)
+        return nic
+
+    def remove_nic(self, instance_ref: str, index: int) -> None:
+        rec = self.instances.store.get_instance(instance_ref)
+        nic = next((n for n in self.store.list_nics(rec.id) if n.index == index), None)
+        if nic is None:
+            raise NotFound(f"'{rec.name}' has no NIC {index}")
+        with self._apply_lock:
+            if self._running(rec):
+                driver = self.instances.driver(rec.kind)
+                if not isinstance(driver, NicHotplug):
+                    raise Unsupported(
+                        f"the {rec.kind.value} driver cannot hot-remove NICs; stop "
+                        f"'{rec.name}' first"
+                    )
+                driver.detach_nic(self.instances.spec(rec), nic)
+            self.backend.unplug(nic, delete_device=True)
+            self.store.delete_nic(rec.id, index)
+            self._write_file(rec)
+            self.apply()
+        self.events.publish("nic.removed", instance=rec.name, index=index)
+
+    def _running(self, rec: InstanceRecord) -> bool:
+        return self.instances.get(str(rec.id)).state in (State.RUNNING, State.SUSPENDED)
+
+    def _write_file(self, rec: InstanceRecord) -> None:
+        write_nics(self.instances.spec(rec).directory, self.store.list_nics(rec.id))
+
+    # Traffic classes and bandwidth --------------------------------------------------------
+    def list_classes(self) -> list[TrafficClass]:
+        return self.store.list_classes()
+
+    def set_class(self, definition: str) -> TrafficClass:
+        cls = parse_class(definition)
+        with self._apply_lock:
+            self.store.put_class(cls)
+            self.apply()
+        return cls
+
+    def delete_class(self, name: str) -> None:
+        with self._apply_lock:
+            in_use = [r for r in self.store.list_bandwidth() if r.traffic_class == name]
+            if in_use:
+                raise Conflict(f"traffic class '{name}' has bandwidth rules; remove them first")
+            self.store.delete_class(name)
+            self.apply()
+
+    def set_bandwidth(self, instance_ref: str, traffic_class: str, direction: str,
+                      rate: str, ceil: str | None) -> None:
+        rec = self.instances.store.get_instance(instance_ref)
+        if traffic_class not in {c.name for c in self.store.list_classes()}:
+            raise NotFound(f"no traffic class '{traffic_class}' (corral network class set)")
+        directions = list(Direction) if direction == "both" else [self._direction(direction)]
+        guarantee = parse_rate(rate, "rate")
+        maximum = parse_rate(ceil, "ceil") if ceil else guarantee
+        if maximum < guarantee:
+            raise InvalidInput(f"ceil {ceil} is below the guarantee {rate}")
+        nics = self.store.list_nics(rec.id)
+        for nic in nics:
+            if nic.network.shaping_device is None:
+                raise Unsupported(
+                    f"network '{nic.network.name}' has no shared link to shape (a routed "
+                    "network needs an --uplink)"
+                )
+        with self._apply_lock:
+            before = self.store.list_bandwidth(rec.id)
+            for each in directions:
+                self.store.put_bandwidth(rec.id, traffic_class, each, guarantee, maximum)
+            try:
+                self.apply()
+            except BaseException:
+                self.store.delete_bandwidth(rec.id)
+                for rule in before:
+                    self.store.put_bandwidth(rule.instance_id, rule.traffic_class,
+                                             rule.direction, rule.rate, rule.ceil)
+                raise
+
+    def clear_bandwidth(self, instance_ref: str, traffic_class: str | None = None) -> None:
+        rec = self.instances.store.get_instance(instance_ref)
+        with self._apply_lock:
+            self.store.delete_bandwidth(rec.id, traffic_class)
+            self.apply()
+
+    def list_bandwidth(self, instance_ref: str | None = None) -> list[tuple[str, object]]:
+        rules = self.store.list_bandwidth(
+            None if instance_ref is None else self.instances.store.get_instance(instance_ref).id
+        )
+        return [(self._instance_name(r.instance_id), r) for r in rules]
+
+    @staticmethod
+    def _direction(text: str) -> Direction:
+        try:
+            return Direction(text)
+        except ValueError:
+            raise InvalidInput(f"direction '{text}' is not one of: in, out, both") from None
+
+    # Accounting -------------------------------------------------------------------------
+    def _current_counters(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """Kernel values where the kernel has them, the last saved ones otherwise."""
+        saved = self.store.load_counters()
+        live = self.backend.counters()
+        merged: dict[str, dict[str, tuple[int, int]]] = {}
+        for family in FAMILIES:
+            values = dict(saved.get(family, {}))
+            for name, value in live.get(family, {}).items():
+                if value[1] >= values.get(name, (0, 0))[1]:
+                    values[name] = value
+            merged[family] = values
+        return merged
+
+    def _save_counters(self, counters: dict[str, dict[str, tuple[int, int]]]) -> None:
+        known = {r.id for r in self.instances.store.list_instances()}
+        for family, values in counters.items():
+            rows = {}
+            for name, (packets, octets) in values.items():
+                parsed = parse_counter_name(name)
+                if parsed is not None and parsed[0] in known:
+                    rows[name] = (packets, octets, *parsed)
+            self.store.save_counters(family, rows)
+
+    def traffic(self, instance_ref: str | None = None) -> list[TrafficRow]:
+        with self._apply_lock:
+            counters = self._current_counters()
+            self._save_counters(counters)
+        wanted = None
+        if instance_ref is not None:
+            wanted = self.instances.store.get_instance(instance_ref).id
+        totals: dict[tuple[int, str, Direction], tuple[int, int]] = {}
+        for values in counters.values():
+            for name, (packets, octets) in values.items():
+                parsed = parse_counter_name(name)
+                if parsed is None or (wanted is not None and parsed[0] != wanted):
+                    continue
+                p, b = totals.get(parsed, (0, 0))
+                totals[parsed] = (p + packets, b + octets)
+        names = {r.id: r.name for r in self.instances.store.list_instances()}
+        return [TrafficRow(names[i], i, c, d, p, b)
+                for (i, c, d), (p, b) in sorted(totals.items()) if i in names]
+
+    # Realisation ------------------------------------------------------------------------
+    def apply(self) -> None:
+        """Make the host's rulesets and HTB trees match the database (idempotent)."""
+        with self._apply_lock:
+            instances = {r.id for r in self.instances.store.list_instances()}
+            nics = [n for n in self.store.list_nics() if n.instance_id in instances]
+            classes = self.store.list_classes()
+            counters = self._current_counters()
+            nat = tuple(n for n in self.store.list_networks() if n.type is NetworkType.NAT)
+            self.backend.apply_filters(FilterInput(tuple(nics), tuple(classes), counters, nat))
+            self._save_counters(counters)
+            rules = [r for r in self.store.list_bandwidth() if r.instance_id in instances]
+            for network in self.store.list_networks():
+                mine = [n for n in nics if n.network.id == network.id]
+                members = {n.instance_id for n in mine}
+                addresses: dict[int, tuple[IPAddress, ...]] = {}
+                for nic in mine:
+                    addresses[nic.instance_id] = addresses.get(nic.instance_id, ()) + nic.addresses
+                self.backend.apply_shaping(
+                    network, [r for r in rules if r.instance_id in members], addresses, classes
+                )
+
+    def plug_instance(self, instance_id: int) -> None:
+        for nic in self.store.list_nics(instance_id):
+            try:
+                self.backend.plug(nic)
+            except CorralError as exc:
+                log.warning("NIC %s of instance %s: %s", nic.index, instance_id, exc.message)
+
+    def unplug_instance(self, instance_id: int) -> None:
+        for nic in self.store.list_nics(instance_id):
+            with contextlib.suppress(CorralError):
+                self.backend.unplug(nic, delete_device=True)
+
+    def forget_instance(self, instance_id: int) -> None:
+        with self._apply_lock:
+            self.unplug_instance(instance_id)
+            self.store.delete_instance(instance_id)
+            self.apply()
+
+    def reconcile(self) -> None:
+        """At daemon start: networks exist, NICs of running guests plugged, rules in place."""
+        known = {r.id: r for r in self.instances.store.list_instances()}
+        for network in self.store.list_networks():
+            try:
+                self.backend.ensure_network(network)
+            except CorralError as exc:
+                log.error("network %s cannot be realised: %s", network.name, exc.message)
+        for nic in self.store.list_nics():
+            if nic.instance_id not in known:
+                log.warning("dropping NICs of vanished instance %s", nic.instance_id)
+                self.forget_instance(nic.instance_id)
+        for rec in known.values():
+            if self.store.list_nics(rec.id):
+                self._write_file(rec)
+                if self._running(rec):
+                    self.plug_instance(rec.id)
+        try:
+            self.apply()
+        except CorralError as exc:
+            log.error("network rules could not be applied: %s", exc.message)
+
+    # Following instances ----------------------------------------------------------------
+    def start(self) -> None:
+        self.reconcile()
+        sub = self.events.subscribe()
+
+        def follow() -> None:
+            try:
+                while not self._stop.is_set():
+                    event = sub.get(timeout=0.5)
+                    if event is not None:
+                        self._on_event(event.type, event.instance, event.data)
+            finally:
+                sub.close()
+
+        self._thread = threading.Thread(target=follow, name="networks", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _on_event(self, type_: str, instance: str | None, data: dict[str, object]) -> None:
+        try:
+            if type_ == "instance.deleted" and isinstance(data.get("id"), int):
+                self.forget_instance(int(str(data["id"])))
+            elif type_ in ("instance.state", "instance.created") and instance is not None:
+                rec = self.instances.store.get_instance(instance)
+                if not self.store.list_nics(rec.id):
+                    return
+                state = data.get("state")
+                if state == State.RUNNING.value or (type_ == "instance.created"
+                                                    and self._running(rec)):
+                    with self._apply_lock:
+                        self.plug_instance(rec.id)
+                        self.apply()
+                elif state == State.STOPPED.value:
+                    with self._apply_lock:
+                        self.unplug_instance(rec.id)
+        except CorralError as exc:
+            log.warning("network follow-up of %s %s failed: %s", type_, instance, exc.message)
+        except Exception:
+            log.exception("network follow-up of %s %s crashed", type_, instance)
+
+
+def metrics_text(rows: list[TrafficRow]) -> str:
+    """Prometheus exposition of the traffic counters."""
+    lines = [
+        "# HELP corral_traffic_bytes_total Bytes per instance, traffic class and direction.",
+        "# TYPE corral_traffic_bytes_total counter",
+    ]
+    lines += [f'corral_traffic_bytes_total{{instance="{r.instance}",class="{r.traffic_class}",'
+              f'direction="{r.direction.value}"}} {r.bytes}' for r in rows]
+    lines += [
+        "# HELP corral_traffic_packets_total Packets per instance, traffic class and direction.",
+        "# TYPE corral_traffic_packets_total counter",
+    ]
+    lines += [f'corral_traffic_packets_total{{instance="{r.instance}",class="{r.traffic_class}",'
+              f'direction="{r.direction.value}"}} {r.packets}' for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def backend_for(driver_mode: str, state_dir: Path) -> NetworkBackend:
+    from corral.network.realise import HostBackend, RecordingBackend
+
+    if driver_mode == "fake":
+        return RecordingBackend(state_dir / "network")
+    return HostBackend()
