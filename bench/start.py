@@ -26,15 +26,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from corral.client import CorralClient  # noqa: E402
-from corral.domain.instance import InstanceSpec, Kind  # noqa: E402
-from corral.domain.resources import Resources  # noqa: E402
-from corral.drivers.qemu.cmdline import VmPaths, build_argv  # noqa: E402
-from corral.drivers.qemu.driver import QemuDriver  # noqa: E402
-from corral.templates.builders.tiny import build_tiny  # noqa: E402
-from corral.templates.image import TemplateImage  # noqa: E402
-from corral.wire.models import CreateRequest, StopRequest  # noqa: E402
-from tests.integration.conftest import Daemon, start_daemon, stop_daemon  # noqa: E402
+from corral.client import CorralClient
+from corral.domain.instance import InstanceSpec, Kind
+from corral.domain.resources import Resources
+from corral.drivers.qemu.cmdline import VmPaths, build_argv
+from corral.drivers.qemu.driver import QemuDriver
+from corral.templates.builders.tiny import build_tiny
+from corral.templates.image import TemplateImage
+from corral.wire.models import CreateRequest, StopRequest
+from tests.integration.conftest import Daemon, start_daemon, stop_daemon
 
 READY = b"corral-guest-ready"
 Timer = Callable[[], float]
@@ -141,8 +141,9 @@ class RawVm:
 def _row(label: str, corral: list[float], raw: list[float]) -> list[str]:
     c50, c90 = _percentile(corral, 50), _percentile(corral, 90)
     r50, r90 = _percentile(raw, 50), _percentile(raw, 90)
+    mean_ratio = statistics.mean(corral) / statistics.mean(raw)
     return [label, f"{r50 * 1000:.0f}", f"{r90 * 1000:.0f}", f"{c50 * 1000:.0f}",
-            f"{c90 * 1000:.0f}", f"{c50 / r50:.2f}x", f"{statistics.mean(corral) / statistics.mean(raw):.2f}x"]
+            f"{c90 * 1000:.0f}", f"{c50 / r50:.2f}x", f"{mean_ratio:.2f}x"]
 
 
 def main() -> None:
