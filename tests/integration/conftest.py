@@ -31,7 +31,9 @@ class Daemon:
     def client(self) -> CorralClient:
         return CorralClient(socket=str(self.socket))
 
-    def cli(self, *args: str, stdin: bytes = b"", check: bool = False) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, stdin: bytes = b"", check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, CORRAL_SOCKET=str(self.socket), COLUMNS="200")
         proc = subprocess.run(
             [sys.executable, "-m", "corral.cli.main", *args], input=stdin.decode(),
