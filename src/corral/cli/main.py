@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from corral.cli import console, host, instances, operations
+from corral.cli import console, host, instances, networks, operations
 
 app = typer.Typer(
     name="corral", help="VMs and containers on one host, one model.", no_args_is_help=True,
@@ -25,6 +25,10 @@ app.command()(operations.monitor)
 app.add_typer(operations.app, name="operation")
 app.add_typer(host.host_app, name="host")
 app.add_typer(host.template_app, name="template")
+app.add_typer(networks.network_app, name="network")
+app.add_typer(networks.nic_app, name="nic")
+app.add_typer(networks.bandwidth_app, name="bandwidth")
+app.command()(networks.netstat)
 
 
 def main() -> None:

@@ -12,15 +12,23 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from corral.wire.models import (
+    AddNicRequest,
+    BandwidthModel,
+    CreateNetworkRequest,
     CreateRequest,
     Event,
     ExecRequest,
     ExecResponse,
     HostInfo,
     InstanceModel,
+    NetworkModel,
+    NicModel,
     OperationModel,
+    SetBandwidthRequest,
     StopRequest,
     TemplateModel,
+    TrafficClassModel,
+    TrafficModel,
 )
 
 DEFAULT_SOCKET = "/run/corral/corral.sock"
@@ -198,3 +206,71 @@ class CorralClient:
     def console(self, ref: str) -> Any:
         """A websocket carrying the console's bytes both ways (binary frames)."""
         return self._ws_connect(f"/api/v1/instances/{ref}/console")
+
+
+    # Networks, NICs, traffic classes, bandwidth, traffic (issue 5) -----------------------
+    def list_networks(self) -> list[NetworkModel]:
+        return self._models(NetworkModel, "GET", "/api/v1/networks")
+
+    def create_network(self, request: CreateNetworkRequest) -> NetworkModel:
+        return self._model(NetworkModel, "POST", "/api/v1/networks", json=request.model_dump())
+
+    def get_network(self, ref: str) -> NetworkModel:
+        return self._model(NetworkModel, "GET", f"/api/v1/networks/{ref}")
+
+    def delete_network(self, ref: str) -> None:
+        self._request_empty("DELETE", f"/api/v1/networks/{ref}")
+
+    def list_nics(self, ref: str | None = None) -> list[NicModel]:
+        path = "/api/v1/nics" if ref is None else f"/api/v1/instances/{ref}/nics"
+        return self._models(NicModel, "GET", path)
+
+    def add_nic(self, ref: str, request: AddNicRequest) -> NicModel:
+        return self._model(NicModel, "POST", f"/api/v1/instances/{ref}/nics",
+                           json=request.model_dump())
+
+    def remove_nic(self, ref: str, index: int) -> None:
+        self._request_empty("DELETE", f"/api/v1/instances/{ref}/nics/{index}")
+
+    def list_traffic_classes(self) -> list[TrafficClassModel]:
+        return self._models(TrafficClassModel, "GET", "/api/v1/traffic-classes")
+
+    def set_traffic_class(self, name: str, ranges: list[str]) -> TrafficClassModel:
+        return self._model(TrafficClassModel, "PUT", f"/api/v1/traffic-classes/{name}",
+                           json={"name": name, "ranges": ranges})
+
+    def delete_traffic_class(self, name: str) -> None:
+        self._request_empty("DELETE", f"/api/v1/traffic-classes/{name}")
+
+    def list_bandwidth(self, ref: str | None = None) -> list[BandwidthModel]:
+        params = {"instance": ref} if ref else {}
+        return self._models(BandwidthModel, "GET", "/api/v1/bandwidth", params=params)
+
+    def set_bandwidth(self, ref: str, request: SetBandwidthRequest) -> None:
+        self._request_empty("PUT", f"/api/v1/instances/{ref}/bandwidth",
+                            json=request.model_dump())
+
+    def clear_bandwidth(self, ref: str, traffic_class: str | None = None) -> None:
+        params = {"traffic_class": traffic_class} if traffic_class else {}
+        self._request_empty("DELETE", f"/api/v1/instances/{ref}/bandwidth", params=params)
+
+    def traffic(self, ref: str | None = None) -> list[TrafficModel]:
+        params = {"instance": ref} if ref else {}
+        return self._models(TrafficModel, "GET", "/api/v1/traffic", params=params)
+
+    def metrics(self) -> str:
+        return str(self._http.get("/metrics").text)
+
+    def _request_empty(self, method: str, path: str, **kwargs: Any) -> None:
+        """``_request`` for calls that answer 204 No Content."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise ApiError(0, "unreachable", f"cannot reach corrald: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                code, message = str(body.get("error", "error")), str(body.get("message"))
+            except ValueError:
+                code, message = "error", response.text
+            raise ApiError(response.status_code, code, message)

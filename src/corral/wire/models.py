@@ -106,3 +106,74 @@ class Event(BaseModel):
     instance: str | None = None
     operation: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+
+
+# Networks (issue 5) ---------------------------------------------------------------------
+class NetworkModel(BaseModel):
+    id: int
+    name: str
+    type: str
+    subnets: list[str] = Field(default_factory=list)
+    gateways: list[str] = Field(default_factory=list)
+    uplink: str | None = None
+    vlan: int | None = None
+    link_rate: int
+    bridge: str | None = None
+    nics: int = 0
+
+
+class CreateNetworkRequest(BaseModel):
+    name: str
+    type: str
+    subnets: list[str] = Field(default_factory=list)
+    gateways: list[str] = Field(default_factory=list)
+    uplink: str | None = None
+    vlan: int | None = None
+    link_rate: str | None = None
+    pools: list[str] = Field(default_factory=list)
+
+
+class NicModel(BaseModel):
+    instance: str
+    index: int
+    network: str
+    mac: str
+    addresses: list[str]
+    antispoof: bool
+    host_device: str
+    guest_device: str
+
+
+class AddNicRequest(BaseModel):
+    network: str
+    ips: list[str] = Field(default_factory=list)
+    mac: str | None = None
+    antispoof: bool = True
+
+
+class TrafficClassModel(BaseModel):
+    name: str
+    ranges: list[str]
+
+
+class BandwidthModel(BaseModel):
+    instance: str
+    traffic_class: str
+    direction: str
+    rate: int
+    ceil: int
+
+
+class SetBandwidthRequest(BaseModel):
+    traffic_class: str
+    direction: str = "both"
+    rate: str
+    ceil: str | None = None
+
+
+class TrafficModel(BaseModel):
+    instance: str
+    traffic_class: str
+    direction: str
+    packets: int
+    bytes: int

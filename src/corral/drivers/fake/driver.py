@@ -23,6 +23,7 @@ from corral.drivers.base import (
     RuntimeState,
     RuntimeStatus,
 )
+from corral.network.model import NicSpec
 from corral.templates.image import TemplateImage
 
 READY_MARKER = b"corral-guest-ready\n"
@@ -119,7 +120,8 @@ class FakeDriver:
     def delete(self, spec: InstanceSpec) -> None:
         if self.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
             raise Conflict(f"{spec.name} is running")
-        for path in (self._state_file(spec), spec.disk_path, self._log_path(spec)):
+        for path in (self._state_file(spec), spec.disk_path, self._log_path(spec),
+                     self._nics_path(spec)):
             path.unlink(missing_ok=True)
 
     def status(self, spec: InstanceSpec) -> RuntimeStatus:
@@ -154,3 +156,23 @@ class FakeDriver:
         except FileNotFoundError:
             return b""
         return data[-limit:]
+
+    # NICs: accepted as data, recorded next to the state file --------------------------
+    def _nics_path(self, spec: InstanceSpec) -> Path:
+        return spec.directory / "fake-nics.json"
+
+    def attached_nics(self, spec: InstanceSpec) -> list[int]:
+        try:
+            found: list[int] = json.loads(self._nics_path(spec).read_text())
+            return found
+        except FileNotFoundError:
+            return []
+
+    def attach_nic(self, spec: InstanceSpec, nic: NicSpec) -> None:
+        self._require(spec, RuntimeState.RUNNING, RuntimeState.SUSPENDED)
+        attached = sorted({*self.attached_nics(spec), nic.index})
+        self._nics_path(spec).write_text(json.dumps(attached))
+
+    def detach_nic(self, spec: InstanceSpec, nic: NicSpec) -> None:
+        attached = [i for i in self.attached_nics(spec) if i != nic.index]
+        self._nics_path(spec).write_text(json.dumps(attached))
