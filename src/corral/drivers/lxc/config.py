@@ -10,6 +10,7 @@ from corral.domain.errors import InvalidInput
 from corral.domain.resources import Resources
 from corral.host.cgroups import CgroupLayout, CgroupVersion
 from corral.host.idmap import IdMap
+from corral.network.model import NetworkType, NicSpec
 
 DEFAULT_INCLUDE_DIR = Path("/usr/share/lxc/config")
 CGROUP_ROOT = "corral"
@@ -38,6 +39,7 @@ class ContainerConfig:
     rootfs_mount: Path
     """Where a privileged container's image is loop-mounted on the host (unused otherwise)."""
     include_dir: Path = DEFAULT_INCLUDE_DIR
+    nics: tuple[NicSpec, ...] = ()
 
 
 def cgroup_dirs(lxc_name: str) -> dict[str, str]:
@@ -91,6 +93,34 @@ def _rootfs_lines(config: ContainerConfig) -> list[str]:
     ]
 
 
+def _net_lines(nics: tuple[NicSpec, ...]) -> list[str]:
+    """veth per NIC: host end named as the network code expects, guest end ethN, addresses set
+    by LXC before init runs. Bridged NICs are attached by LXC; routed ones by Corral after."""
+    if not nics:
+        return ["lxc.net.0.type = empty"]
+    lines: list[str] = []
+    for n, nic in enumerate(sorted(nics, key=lambda x: x.index)):
+        key = f"lxc.net.{n}"
+        lines += [f"{key}.type = veth", f"{key}.veth.pair = {nic.host_ifname}",
+                  f"{key}.name = {nic.guest_ifname}", f"{key}.hwaddr = {nic.mac}",
+                  f"{key}.flags = up"]
+        if nic.network.bridge is not None:
+            lines.append(f"{key}.link = {nic.network.bridge}")
+        for address in nic.addresses:
+            family = "ipv4" if address.version == 4 else "ipv6"
+            lines.append(f"{key}.{family}.address = {address}/{nic.prefix_of(address)}")
+        if nic.network.type is NetworkType.ROUTED:
+            if nic.ipv4:
+                lines.append(f"{key}.ipv4.gateway = dev")
+            if nic.ipv6:
+                lines.append(f"{key}.ipv6.gateway = dev")
+        elif nic.index == 0:
+            for gateway in nic.network.gateways:
+                family = "ipv4" if gateway.version == 4 else "ipv6"
+                lines.append(f"{key}.{family}.gateway = {gateway}")
+    return lines
+
+
 def render_config(config: ContainerConfig) -> str:
     """The text of ``<lxcpath>/<name>/config``."""
     dirs = cgroup_dirs(config.lxc_name)
@@ -108,7 +138,7 @@ def render_config(config: ContainerConfig) -> str:
     lines += [
         f"lxc.uts.name = {config.hostname}",
         *_rootfs_lines(config),
-        "lxc.net.0.type = empty",
+        *_net_lines(config.nics),
         f"lxc.signal.halt = {normalise_signal(config.halt_signal)}",
         f"lxc.tty.max = {TTYS}",
         f"lxc.pty.max = {PTYS}",

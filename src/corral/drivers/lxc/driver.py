@@ -42,6 +42,7 @@ from corral.host.mounts import mount_image, unmount
 from corral.host.process import run_with_deadline
 from corral.host.pty import PtyProcess
 from corral.host.run import require_tool, run
+from corral.network.nicfile import NICS_FILE, read_nics
 from corral.storage.images import build_root_disk
 from corral.templates.image import TemplateImage
 
@@ -124,6 +125,7 @@ class LxcDriver:
             cgroups=self._cgroups(),
             rootfs_mount=spec.run_dir / "rootfs",
             include_dir=self.include_dir,
+            nics=tuple(read_nics(spec.directory)),
         )
 
     @staticmethod
@@ -159,6 +161,10 @@ class LxcDriver:
 
     def start(self, spec: InstanceSpec, template: TemplateImage) -> None:
         self._require_exists(spec)
+        if (spec.directory / NICS_FILE).exists():  # NICs may have changed while stopped
+            (self._container_dir(spec) / "config").write_text(
+                render_config(self.config_for(spec, template))
+            )
         if spec.privileged:  # the host mount must not be made twice: look first
             if self._refuse_if_up(spec):
                 return
