@@ -18,7 +18,7 @@ App = Annotated[Corral, Depends(corral)]
 
 @router.get("/host", response_model=HostInfo)
 def host_info(app: App) -> HostInfo:
-    return HostInfo(**app.host.info())
+    return HostInfo(**app.host.info(), capacity=app.capacity.report())
 
 
 @router.get("/templates", response_model=list[TemplateModel])

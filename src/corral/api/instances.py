@@ -35,6 +35,7 @@ def create_instance(body: CreateRequest, app: App) -> OperationModel:
         for key, value in (("cpus", body.cpus), ("memory", body.memory), ("disk", body.disk))
         if value is not None
     }
+    settings.update(body.resources)
     record = app.instances.create(
         body.name, body.type, body.template, settings, privileged=body.privileged,
         start=body.start,

@@ -24,6 +24,10 @@ def _feature_text(value: Any) -> str:
     return str(value)
 
 
+def _amount(resource: str, value: Any) -> str:
+    return str(int(value)) if resource == "cpu" else output.size(int(value))
+
+
 @host_app.command("info")
 def host_info(fmt: FormatOpt = Format.table) -> None:
     """Resources, kernel features and accelerators of this host."""
@@ -36,6 +40,12 @@ def host_info(fmt: FormatOpt = Format.table) -> None:
         ("cpus", str(info.cpus)), ("memory", output.size(info.memory)),
         ("state dir", info.state_dir),
     ])
+    if info.capacity:
+        output.table(["RESOURCE", "PHYSICAL", "ALLOCATED", "RATIO", "POLICY MAX"], [
+            [name, _amount(name, v["physical"]), _amount(name, v["allocated"]),
+             "-" if v["ratio"] is None else f"{v['ratio']:.2f}:1",
+             "none" if v["max_ratio"] is None else f"{v['max_ratio']:g}:1"]
+            for name, v in info.capacity.items()])
     output.table(["FEATURE", "STATUS"],
                  [[k, _feature_text(v)] for k, v in sorted(info.features.items())])
 

@@ -10,6 +10,7 @@ import typer
 from corral.cli import output
 from corral.cli.common import client, each, fail, wait_for
 from corral.cli.output import Format
+from corral.cli.resources import assignments
 from corral.wire.models import CreateRequest, InstanceModel, StopRequest
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or yaml")]
@@ -26,11 +27,13 @@ def create(
     privileged: Annotated[bool, typer.Option(help="containers: no user namespace")] = False,
     start: Annotated[bool, typer.Option("--start", help="start it once created")] = False,
     no_wait: NoWait = False,
+    settings: Annotated[list[str] | None, typer.Argument(
+        help="resource key=value … as for `corral set` (e.g. cpu_limit=50 io_iops=300)")] = None,
 ) -> None:
     """Create an instance from a template."""
     request = CreateRequest(
         name=name, type=type_, template=template, cpus=cpus, memory=memory, disk=disk,
-        privileged=privileged, start=start,
+        privileged=privileged, start=start, resources=assignments(settings),
     )
     with client() as c:
         op = c.create_instance(request)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from corral.cli import console, host, instances, networks, operations
+from corral.cli import console, host, instances, networks, operations, resources
 
 app = typer.Typer(
     name="corral", help="VMs and containers on one host, one model.", no_args_is_help=True,
@@ -29,6 +29,10 @@ app.add_typer(networks.network_app, name="network")
 app.add_typer(networks.nic_app, name="nic")
 app.add_typer(networks.bandwidth_app, name="bandwidth")
 app.command()(networks.netstat)
+app.command("set")(resources.set_)
+app.command()(resources.stats)
+app.command()(resources.top)
+host.host_app.command("policy")(resources.policy)
 
 
 def main() -> None:

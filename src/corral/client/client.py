@@ -24,7 +24,12 @@ from corral.wire.models import (
     NetworkModel,
     NicModel,
     OperationModel,
+    PolicyModel,
     SetBandwidthRequest,
+    SetPolicyRequest,
+    SetResourcesRequest,
+    SetResourcesResponse,
+    StatsModel,
     StopRequest,
     TemplateModel,
     TrafficClassModel,
@@ -274,3 +279,22 @@ class CorralClient:
             except ValueError:
                 code, message = "error", response.text
             raise ApiError(response.status_code, code, message)
+
+    # Resources, usage, capacity (issue 4) ------------------------------------------------
+    def set_resources(self, ref: str, settings: dict[str, str]) -> SetResourcesResponse:
+        body = SetResourcesRequest(settings=settings).model_dump()
+        return self._model(SetResourcesResponse, "PATCH", f"/api/v1/instances/{ref}/resources",
+                           json=body)
+
+    def stats(self, ref: str) -> StatsModel:
+        return self._model(StatsModel, "GET", f"/api/v1/instances/{ref}/stats")
+
+    def all_stats(self) -> list[StatsModel]:
+        return self._models(StatsModel, "GET", "/api/v1/stats")
+
+    def policy(self) -> PolicyModel:
+        return self._model(PolicyModel, "GET", "/api/v1/host/policy")
+
+    def set_policy(self, settings: dict[str, str]) -> PolicyModel:
+        body = SetPolicyRequest(settings=settings).model_dump()
+        return self._model(PolicyModel, "PUT", "/api/v1/host/policy", json=body)

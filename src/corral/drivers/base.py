@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from corral.domain.instance import InstanceSpec, Kind
+from corral.domain.resources import Resources
 from corral.templates.image import TemplateImage
 
 Progress = Callable[[float, str], None]
@@ -52,6 +53,48 @@ class ExecResult:
     exit_code: int
     stdout: bytes
     stderr: bytes
+
+
+class Applied(StrEnum):
+    LIVE = "live"  # in effect now, on the running instance
+    NEXT_START = "next start"  # persisted; the runtime takes it when the instance next starts
+    NOT_APPLICABLE = "not applicable"  # this kind has no such limit (said in ``note``)
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    key: str
+    applied: Applied
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class AppliedChange:
+    """What ``apply_resources`` did with each changed key."""
+
+    changes: tuple[KeyChange, ...] = ()
+
+    def of(self, key: str) -> KeyChange | None:
+        return next((c for c in self.changes if c.key == key), None)
+
+
+@dataclass(frozen=True)
+class InstanceStats:
+    """Usage counters of one instance; cumulative counters only (rates are the caller's)."""
+
+    running: bool
+    cpu_ns: int = 0  # CPU time used (a VM: its QEMU process)
+    vcpus: int = 0  # CPUs the guest has online (a CT: CPUs it may run on)
+    memory_used: int = 0
+    memory_total: int = 0  # CT: its limit; VM: guest RAM after the balloon
+    disk_used: int = 0  # bytes allocated to the root image on the host
+    disk_size: int = 0
+    io_read_bytes: int = 0
+    io_write_bytes: int = 0
+    io_read_ops: int = 0
+    io_write_ops: int = 0
+    pids: int = 0
+    oom_kills: int = 0
 
 
 class ConsoleStream(Protocol):
@@ -104,4 +147,16 @@ class Driver(Protocol):
 
     def console_log(self, spec: InstanceSpec, limit: int = 65536) -> bytes:
         """The last ``limit`` bytes the guest wrote to its console."""
+        ...
+
+    def apply_resources(
+        self, spec: InstanceSpec, old: Resources, new: Resources
+    ) -> AppliedChange:
+        """Make a changed resource set take effect: live where the runtime allows, else at
+        the next start (``spec.resources`` is ``new``, already validated and persisted by the
+        caller). Says per changed key which it was."""
+        ...
+
+    def stats(self, spec: InstanceSpec) -> InstanceStats:
+        """Usage counters now (``running=False`` and disk figures only when stopped)."""
         ...

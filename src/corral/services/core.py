@@ -9,12 +9,14 @@ from pathlib import Path
 from corral.domain.errors import InvalidInput
 from corral.domain.instance import Kind
 from corral.drivers.base import Driver
+from corral.services.capacity import CapacityService
 from corral.services.events import EventBus
 from corral.services.host import HostService
 from corral.services.instances import InstanceService
 from corral.services.locks import InstanceLocks
 from corral.services.networks import NetworkService, backend_for
 from corral.services.operations import OperationManager
+from corral.services.resources import ResourceService
 from corral.services.templates import TemplateService
 from corral.state.netstore import NetworkStore
 from corral.state.store import StateStore
@@ -58,10 +60,21 @@ class Corral:
             drivers if drivers is not None else make_drivers(settings),
             settings.state_dir / "instances", node,
         )
+        self.capacity = CapacityService(
+            self.store, settings.state_dir / "instances",
+            settings.state_dir / "capacity-policy.json",
+        )
+        self.instances.admission = self.capacity.admit
+        self.resources = ResourceService(
+            self.instances, self.capacity, self.events, nic_devices=self._nic_devices
+        )
         self.networks = NetworkService(
             NetworkStore(settings.state_dir / "corral.db"),
             backend_for(settings.driver_mode, settings.state_dir), self.instances, self.events,
         )
+
+    def _nic_devices(self, ref: str) -> list[str]:
+        return [nic.host_ifname for _name, nic in self.networks.list_nics(ref)]
 
     def _probe_kernel(self) -> Path | None:
         """A kernel to probe KVM with: the first installed template's."""

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import shutil
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,10 @@ class InstanceService:
         self.directory = directory
         self.node = node
         directory.mkdir(parents=True, exist_ok=True)
+        self.admission: Callable[
+            [Resources, Resources | None], AbstractContextManager[None]
+        ] = lambda _new, _old: nullcontext()
+        """Over-commitment check held around recording a new instance (services/capacity)."""
 
     # Views ----------------------------------------------------------------------------
     def spec(self, rec: InstanceRecord) -> InstanceSpec:
@@ -109,9 +114,12 @@ class InstanceService:
                 "unprivileged containers are not possible on this host "
                 "(no user namespaces or no subordinate ids for root); use --privileged"
             )
-        rec = self.store.insert_instance(
-            name, instance_kind, template, resources, privileged, self.node, FIRST_ID
-        )
+        if instance_kind is Kind.VM and resources.pids is not None:
+            raise InvalidInput("pids applies to containers only (a VM's kernel has its own)")
+        with self.admission(resources, None):
+            rec = self.store.insert_instance(
+                name, instance_kind, template, resources, privileged, self.node, FIRST_ID
+            )
         spec = self.spec(rec)
 
         def work(ctx: OperationContext) -> None:

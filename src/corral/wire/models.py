@@ -19,6 +19,13 @@ class ResourcesModel(BaseModel):
     cpu_limit: int | None = None
     cpu_shares: int | None = None
     memory_min: int | None = None
+    cpu_pin: str | None = None
+    swap: int | None = None
+    io_read_bps: int | None = None
+    io_write_bps: int | None = None
+    io_iops: int | None = None
+    pids: int | None = None
+    max_cpus: int | None = None
 
 
 class InstanceModel(BaseModel):
@@ -45,6 +52,8 @@ class CreateRequest(BaseModel):
     disk: str | None = None
     privileged: bool = False
     start: bool = False
+    resources: dict[str, str] = Field(default_factory=dict)
+    """Any resource key (cpu_limit, io_read_bps, ...) as for `corral set`."""
 
 
 class StopRequest(BaseModel):
@@ -84,6 +93,8 @@ class HostInfo(BaseModel):
     memory: int
     state_dir: str
     features: dict[str, Any]
+    capacity: dict[str, Any] = Field(default_factory=dict)
+    """Per resource: physical, allocated, ratio and the policy's max_ratio."""
 
 
 class TemplateModel(BaseModel):
@@ -177,3 +188,65 @@ class TrafficModel(BaseModel):
     direction: str
     packets: int
     bytes: int
+
+
+# Resources (issue 4) --------------------------------------------------------------------
+class SetResourcesRequest(BaseModel):
+    settings: dict[str, str]
+
+
+class KeyChangeModel(BaseModel):
+    key: str
+    applied: str  # "live", "next start" or "not applicable"
+    note: str = ""
+
+
+class SetResourcesResponse(BaseModel):
+    instance: str
+    resources: ResourcesModel
+    changes: list[KeyChangeModel]
+
+
+class StatsModel(BaseModel):
+    instance: str
+    type: str
+    running: bool
+    time: float
+    cpu_percent: float
+    cpu_seconds: float
+    vcpus: int
+    memory_used: int
+    memory_total: int
+    disk_used: int
+    disk_size: int
+    io_read_bytes: int
+    io_write_bytes: int
+    io_read_ops: int
+    io_write_ops: int
+    net_rx_bytes: int
+    net_tx_bytes: int
+    pids: int
+    oom_kills: int
+
+
+class CapacityEntry(BaseModel):
+    physical: float
+    allocated: float
+    ratio: float | None = None
+    max_ratio: float | None = None
+
+
+class CapacityModel(BaseModel):
+    cpu: CapacityEntry
+    memory: CapacityEntry
+    disk: CapacityEntry
+
+
+class PolicyModel(BaseModel):
+    cpu: float | None = None
+    memory: float | None = None
+    disk: float | None = None
+
+
+class SetPolicyRequest(BaseModel):
+    settings: dict[str, str]

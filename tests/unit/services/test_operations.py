@@ -55,6 +55,7 @@ def test_lifecycle_refused_while_create_runs(corral: Corral) -> None:
 
 
 def test_failed_create_leaves_nothing(corral: Corral) -> None:
+    corral.capacity.set_policy({"disk": "none"})  # let the driver be the one to refuse
     op = corral.instances.create("huge", "ct", "tiny", {"disk": "100T"})
     done = corral.operations.wait(op.id, 10)
     assert done.status == "failure"

@@ -16,13 +16,17 @@ from pathlib import Path
 
 from corral.domain.errors import Conflict, HostFailure, InvalidInput
 from corral.domain.instance import InstanceSpec, Kind
+from corral.domain.resources import Resources
 from corral.drivers.base import (
+    AppliedChange,
     Capabilities,
     ExecResult,
     Progress,
+    InstanceStats,
     RuntimeState,
     RuntimeStatus,
 )
+from corral.drivers.fake import resources as fake_resources
 from corral.network.model import NicSpec
 from corral.templates.image import TemplateImage
 
@@ -103,6 +107,7 @@ class FakeDriver:
         self._require(spec, RuntimeState.STOPPED)
         with self._log_path(spec).open("ab") as log:
             log.write(b"fake boot of " + spec.name.encode() + b"\n" + READY_MARKER)
+        fake_resources.started(spec)
         self._save(spec, RuntimeState.RUNNING)
 
     def stop(self, spec: InstanceSpec, *, force: bool, timeout: float) -> None:
@@ -121,7 +126,7 @@ class FakeDriver:
         if self.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
             raise Conflict(f"{spec.name} is running")
         for path in (self._state_file(spec), spec.disk_path, self._log_path(spec),
-                     self._nics_path(spec)):
+                     self._nics_path(spec), fake_resources.live_path(spec)):
             path.unlink(missing_ok=True)
 
     def status(self, spec: InstanceSpec) -> RuntimeStatus:
@@ -156,6 +161,17 @@ class FakeDriver:
         except FileNotFoundError:
             return b""
         return data[-limit:]
+
+    # Resources: live values beside the state file, the disk file really grows --------
+    def apply_resources(
+        self, spec: InstanceSpec, old: Resources, new: Resources
+    ) -> AppliedChange:
+        running = self.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED)
+        return fake_resources.apply(spec, old, new, running)
+
+    def stats(self, spec: InstanceSpec) -> InstanceStats:
+        running = self.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED)
+        return fake_resources.stats(spec, running)
 
     # NICs: accepted as data, recorded next to the state file --------------------------
     def _nics_path(self, spec: InstanceSpec) -> Path:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from corral.domain.errors import InvalidInput
 from corral.domain.resources import Resources
-from corral.host.cgroups import CgroupLayout, CgroupVersion
+from corral.drivers.cgroup_limits import limit_writes, lxc_config_lines
+from corral.host.cgroups import CgroupLayout
 from corral.host.idmap import IdMap
 from corral.network.model import NetworkType, NicSpec
 
@@ -19,6 +20,7 @@ CONSOLE_LOG_SIZE = "1MB"
 TTYS = 1
 PTYS = 64
 _SIGNAL_PREFIX = "SIG"
+RESOURCES_MARKER = "# Resources (rewritten by `corral set`; everything below this line)"
 _SIGNAL = re.compile(r"^SIG(RTMIN\+\d+|RTMAX-\d+|[A-Z][A-Z0-9]*)$")
 
 
@@ -39,6 +41,8 @@ class ContainerConfig:
     rootfs_mount: Path
     """Where a privileged container's image is loop-mounted on the host (unused otherwise)."""
     include_dir: Path = DEFAULT_INCLUDE_DIR
+    swap_limit: bool = False
+    """Whether the host can limit swap (v1 memsw files / v2 memory.swap.max)."""
     nics: tuple[NicSpec, ...] = ()
 
 
@@ -63,19 +67,10 @@ def normalise_signal(name: str) -> str:
     return value
 
 
-def _limit_lines(cgroups: CgroupLayout, resources: Resources) -> list[str]:
-    """Memory limits for whichever hierarchy holds the memory controller here."""
-    where = cgroups.controller_version("memory")
-    lines: list[str] = []
-    if where == CgroupVersion.V1:
-        lines.append(f"lxc.cgroup.memory.limit_in_bytes = {resources.memory}")
-        if resources.memory_min is not None:
-            lines.append(f"lxc.cgroup.memory.soft_limit_in_bytes = {resources.memory_min}")
-    elif where == CgroupVersion.V2:
-        lines.append(f"lxc.cgroup2.memory.max = {resources.memory}")
-        if resources.memory_min is not None:
-            lines.append(f"lxc.cgroup2.memory.low = {resources.memory_min}")
-    return lines
+def _limit_lines(cgroups: CgroupLayout, resources: Resources, swap_limit: bool) -> list[str]:
+    """CPU, memory and pids limits for whichever hierarchy holds each controller here (IO
+    limits need the loop device, known only once the container runs)."""
+    return lxc_config_lines(limit_writes(cgroups, resources, ct=True, memsw=swap_limit))
 
 
 def _rootfs_lines(config: ContainerConfig) -> list[str]:
@@ -155,5 +150,6 @@ def render_config(config: ContainerConfig) -> str:
         # so even a privileged container cannot raise them.
         "lxc.cgroup.dir.container.inner = inner",
     ]
-    lines += _limit_lines(config.cgroups, config.resources)
+    lines.append(RESOURCES_MARKER)
+    lines += _limit_lines(config.cgroups, config.resources, config.swap_limit)
     return "\n".join(lines) + "\n"

@@ -22,20 +22,25 @@ from pathlib import Path
 
 from corral.domain.errors import Conflict, HostFailure, NotFound, Unsupported
 from corral.domain.instance import InstanceSpec, Kind
+from corral.domain.resources import Resources
 from corral.drivers.base import (
+    AppliedChange,
     Capabilities,
     ConsoleStream,
     ExecResult,
+    InstanceStats,
     Progress,
     RuntimeState,
     RuntimeStatus,
 )
+from corral.drivers.lxc import resources as ct_resources
 from corral.drivers.lxc.config import (
     DEFAULT_INCLUDE_DIR,
     ContainerConfig,
     render_config,
 )
 from corral.drivers.lxc.info import parse_info
+from corral.host import cgroupfs
 from corral.host.cgroups import CgroupLayout, read_layout
 from corral.host.idmap import IdMap, root_idmap, unprivileged_possible
 from corral.host.mounts import mount_image, unmount
@@ -126,6 +131,7 @@ class LxcDriver:
             rootfs_mount=spec.run_dir / "rootfs",
             include_dir=self.include_dir,
             nics=tuple(read_nics(spec.directory)),
+            swap_limit=cgroupfs.swap_limit_possible(self._cgroups()),
         )
 
     @staticmethod
@@ -165,6 +171,10 @@ class LxcDriver:
             (self._container_dir(spec) / "config").write_text(
                 render_config(self.config_for(spec, template))
             )
+        ct_resources.prepare_start(  # the persisted resources; a grown disk's filesystem
+            spec, self._container_dir(spec) / "config", self._cgroups(),
+            lambda: self.status(spec).state != RuntimeState.STOPPED,
+        )
         if spec.privileged:  # the host mount must not be made twice: look first
             if self._refuse_if_up(spec):
                 return
@@ -180,6 +190,8 @@ class LxcDriver:
                 f"container '{spec.name}' did not start: {said}\n{self._log_tail(spec)}"
             )
         run([*self._args("lxc-wait", spec), "-s", "RUNNING", "-t", str(int(START_TIMEOUT))])
+        # IO limits need the loop device LXC attached during start-up
+        ct_resources.apply_live(self._cgroups(), lxc_name(spec), spec.disk_path, spec.resources)
 
     def _refuse_if_up(self, spec: InstanceSpec) -> bool:
         """True if already running (start is then a no-op); Conflict if suspended."""
@@ -277,6 +289,20 @@ class LxcDriver:
     def console_log(self, spec: InstanceSpec, limit: int = 65536) -> bytes:
         current = self._console_log(spec)
         return _tail([current.with_name(CONSOLE_LOG + ".1"), current], limit)
+
+    # -- resources ------------------------------------------------------------------------
+
+    def apply_resources(
+        self, spec: InstanceSpec, old: Resources, new: Resources
+    ) -> AppliedChange:
+        self._require_exists(spec)
+        running = self.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED)
+        return ct_resources.apply(spec, lxc_name(spec), self._container_dir(spec) / "config",
+                                  self._cgroups(), old, new, running)
+
+    def stats(self, spec: InstanceSpec) -> InstanceStats:
+        running = self.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED)
+        return ct_resources.stats(spec, lxc_name(spec), self._cgroups(), running)
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -61,6 +61,17 @@ class VmConfig:
     disk: Path
     paths: VmPaths
     machine: str = "microvm"
+    max_cpus: int = 0  # vCPUs ``cpus`` can grow to live; 0: ``cpus``
+    balloon: bool = True
+
+
+def smp(cfg: VmConfig) -> str:
+    """microvm cannot hot-plug vCPUs: all exist from boot (the kernel's ``maxcpus=`` keeps
+    the extra ones offline); q35/pc start ``cpus`` and have slots up to ``maxcpus``."""
+    most = max(cfg.cpus, cfg.max_cpus)
+    if cfg.machine == "microvm" or most == cfg.cpus:
+        return str(most)
+    return f"cpus={cfg.cpus},maxcpus={most}"
 
 
 def kernel_append(template_cmdline: str, hostname: str, tsc_khz: int | None) -> str:
@@ -105,7 +116,7 @@ def build_argv(qemu: str, cfg: VmConfig) -> list[str]:
         "-machine", machine,
         "-accel", cfg.accel,
         "-m", f"{cfg.memory // 1024**2}M",
-        "-smp", str(cfg.cpus),
+        "-smp", smp(cfg),
         "-nodefaults", "-no-user-config", "-display", "none",
         "-kernel", str(cfg.kernel),
     ]  # fmt: skip
@@ -115,6 +126,7 @@ def build_argv(qemu: str, cfg: VmConfig) -> list[str]:
         "-append", cfg.append,
         "-drive", f"id=root,file={cfg.disk},format=raw,if=none,discard=unmap",
         "-device", f"virtio-blk-{bus},drive=root,id=root-disk",
+        *(["-device", f"virtio-balloon-{bus},id=balloon"] if cfg.balloon else []),
         "-device", f"virtio-serial-{bus},id=vser",
         "-chardev", chardev_socket("agent", p.agent),
         "-device", f"virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT}",

@@ -18,10 +18,13 @@ from pathlib import Path
 
 from corral.domain.errors import Conflict, HostFailure, InvalidInput
 from corral.domain.instance import InstanceSpec, Kind
+from corral.domain.resources import Resources
 from corral.drivers.base import (
+    AppliedChange,
     Capabilities,
     ConsoleStream,
     ExecResult,
+    InstanceStats,
     Progress,
     RuntimeState,
     RuntimeStatus,
@@ -29,7 +32,9 @@ from corral.drivers.base import (
 from corral.drivers.qemu import agent
 from corral.drivers.qemu.cmdline import VmConfig, VmPaths, build_argv, kernel_append
 from corral.drivers.qemu.console import SocketConsole, tail
+from corral.drivers.qemu import resources as vm_resources
 from corral.drivers.qemu.qmp import qmp
+from corral.host.cgroups import read_layout
 from corral.host.cpu import tsc_khz
 from corral.host.kvm import choose_accel
 from corral.host.run import require_tool, run
@@ -121,6 +126,9 @@ class QemuDriver:
                 f"'{template.name}': its kernel needs at least {-(-needed // 1024**2)} MiB"
             )
         initrd = template.initrd if template.initrd.exists() else None
+        machine = str(template.metadata.get("vm", {}).get("machine", "microvm"))
+        append = kernel_append(template.vm_cmdline, spec.name, tsc_khz())
+        append = " ".join([append, *vm_resources.kernel_maxcpus(res, machine)])
         return VmConfig(
             name=spec.name,
             cpus=res.cpus,
@@ -128,10 +136,11 @@ class QemuDriver:
             accel=self.accel_for(template),
             kernel=template.kernel,
             initrd=initrd,
-            append=kernel_append(template.vm_cmdline, spec.name, tsc_khz()),
+            append=append,
             disk=spec.disk_path,
             paths=_paths(spec),
-            machine=str(template.metadata.get("vm", {}).get("machine", "microvm")),
+            machine=machine,
+            max_cpus=vm_resources.max_cpus(res),
         )
 
     def start(self, spec: InstanceSpec, template: TemplateImage) -> None:
@@ -145,14 +154,22 @@ class QemuDriver:
         paths.run.mkdir(parents=True, exist_ok=True)
         try:
             run(build_argv(self._binary(), cfg), timeout=60)
-            if self._pid(paths) is None:
+            pid = self._pid(paths)
+            if pid is None:
                 raise HostFailure(f"QEMU for '{spec.name}' exited right after starting")
+            # the persisted resources: cgroup (CPU cap/weight/pin) and IO throttling
+            vm_resources.started(spec, paths, read_layout(), pid)
         except BaseException:
             self._kill(paths)
             self._cleanup_runtime(paths)
+            vm_resources.unplace(spec, read_layout())
             raise
 
     def stop(self, spec: InstanceSpec, *, force: bool, timeout: float) -> None:
+        self._stop(spec, force=force, timeout=timeout)
+        vm_resources.unplace(spec, read_layout())  # QEMU is gone: its cgroup is empty
+
+    def _stop(self, spec: InstanceSpec, *, force: bool, timeout: float) -> None:
         paths = _paths(spec)
         pid = self._pid(paths)
         if pid is None:
@@ -207,7 +224,8 @@ class QemuDriver:
             raise HostFailure(f"QEMU pid {pid} did not exit after SIGKILL")
 
     def _cleanup_runtime(self, paths: VmPaths) -> None:
-        for path in (*paths.sockets(), paths.pidfile, paths.agent_lock):
+        live = paths.run / vm_resources.LIVE_FILE
+        for path in (*paths.sockets(), paths.pidfile, paths.agent_lock, live):
             path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             paths.run.rmdir()
@@ -225,6 +243,7 @@ class QemuDriver:
         if self._pid(paths) is not None:
             raise Conflict(f"cannot delete '{spec.name}': it is running; stop it first")
         self._cleanup_runtime(paths)
+        vm_resources.unplace(spec, read_layout())
         for path in (spec.disk_path, paths.console_log, spec.directory / CONFIG):
             path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # other layers may keep files there too
@@ -282,3 +301,16 @@ class QemuDriver:
 
     def console_log(self, spec: InstanceSpec, limit: int = 65536) -> bytes:
         return tail(_paths(spec).console_log, limit)
+
+    # --- resources -------------------------------------------------------------------------
+
+    def apply_resources(
+        self, spec: InstanceSpec, old: Resources, new: Resources
+    ) -> AppliedChange:
+        paths = _paths(spec)
+        running = self._pid(paths) is not None
+        return vm_resources.apply(spec, paths, read_layout(), old, new, running)
+
+    def stats(self, spec: InstanceSpec) -> InstanceStats:
+        paths = _paths(spec)
+        return vm_resources.stats(spec, paths, read_layout(), self._pid(paths))

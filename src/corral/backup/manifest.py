@@ -1,0 +1,110 @@
+"""A backup's manifest: what instance, which chunks at which offsets, and its figures.
+
+The manifest is the commit record: it is written (atomically) only after every chunk it
+names is stored, so a backup interrupted at any point (even kill -9) has no manifest and is
+never listed; its orphan chunks are swept by the next garbage collection.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from corral.domain.errors import InvalidInput
+
+FORMAT = 1
+
+
+def new_backup_id(instance: str, when: datetime) -> str:
+    return f"{instance}-{when.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    index: int  # offset = index * chunk_size
+    name: str
+    length: int  # plaintext bytes (the last chunk of an image may be short)
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    """What is needed to recreate the instance: the same fields its database row has."""
+
+    name: str
+    id: int
+    kind: str
+    template: str
+    resources: dict[str, Any]
+    privileged: bool = False
+
+
+@dataclass
+class Stats:
+    read_bytes: int = 0  # image bytes read and hashed
+    zero_bytes: int = 0  # skipped as all-zero (holes)
+    new_bytes: int = 0  # plaintext of chunks the store did not have
+    stored_bytes: int = 0  # what those chunks took in the store (compressed, sealed)
+    reused_bytes: int = 0  # plaintext of chunks already in the store (deduplicated)
+    new_chunks: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Manifest:
+    id: str
+    instance: InstanceInfo
+    created_at: datetime
+    disk_size: int
+    chunk_size: int
+    chunks: list[ChunkRef]
+    parent: str | None = None  # the previous backup this one was incremental to
+    encrypted: bool = False
+    key_fingerprint: str | None = None
+    consistency: str = ""  # how the point-in-time image was taken
+    method: str = "hash"  # "hash" (all read, deduplicated by name) or "dirty-bitmap"
+    stats: Stats = field(default_factory=Stats)
+    format: int = FORMAT
+
+    @property
+    def key(self) -> str:
+        return manifest_key(self.id)
+
+    @property
+    def names(self) -> set[str]:
+        return {c.name for c in self.chunks}
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["created_at"] = self.created_at.astimezone(UTC).isoformat()
+        data["chunks"] = [[c.index, c.name, c.length] for c in self.chunks]
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Manifest:
+        try:
+            data = json.loads(raw)
+            if data.get("format") != FORMAT:
+                raise InvalidInput(f"manifest format {data.get('format')} is not supported")
+            return cls(
+                id=data["id"], instance=InstanceInfo(**data["instance"]),
+                created_at=datetime.fromisoformat(data["created_at"]),
+                disk_size=int(data["disk_size"]), chunk_size=int(data["chunk_size"]),
+                chunks=[ChunkRef(int(i), str(n), int(n_)) for i, n, n_ in data["chunks"]],
+                parent=data.get("parent"), encrypted=bool(data.get("encrypted")),
+                key_fingerprint=data.get("key_fingerprint"),
+                consistency=data.get("consistency", ""), method=data.get("method", "hash"),
+                stats=Stats(**data.get("stats", {})),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInput(f"unreadable manifest: {exc}") from None
+
+
+def manifest_key(backup_id: str) -> str:
+    return f"manifests/{backup_id}.json"
+
+
+def chunk_key(name: str) -> str:
+    return f"chunks/{name[:2]}/{name}"

@@ -1,0 +1,246 @@
+"""Writing and reading cgroup files: every cgroup change Corral makes goes through here.
+
+Paths are relative to each hierarchy's root (e.g. ``corral/vm/105``); the layout says where
+each controller lives (v1 mount or the cgroup2 mount), so v1, v2 and hybrid hosts all work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.domain.errors import HostFailure
+from corral.host.cgroups import CgroupLayout, CgroupVersion
+
+log = logging.getLogger("corral.host")
+INHERIT = "<inherit>"
+
+
+def hierarchy(layout: CgroupLayout, controller: str) -> Path | None:
+    """The mount point holding ``controller`` on this host, or None if it has none."""
+    where = layout.controller_version(controller)
+    if where == CgroupVersion.V1:
+        return layout.v1[controller]
+    if where == CgroupVersion.V2:
+        return layout.v2_mount
+    return None
+
+
+def _roots(layout: CgroupLayout, controllers: Iterable[str]) -> dict[Path, list[str]]:
+    found: dict[Path, list[str]] = {}
+    for controller in controllers:
+        root = hierarchy(layout, controller)
+        if root is not None:
+            found.setdefault(root, []).append(controller)
+    return found
+
+
+def _write(path: Path, value: str) -> None:
+    log.debug("cgroup write %s = %s", path, value)
+    try:
+        with open(path, "w") as handle:
+            handle.write(value)
+    except OSError as exc:
+        why = errno.errorcode.get(exc.errno or 0, "") if exc.errno else ""
+        raise HostFailure(f"cannot write '{value}' to {path}: {exc.strerror or exc} {why}"
+                          .strip()) from exc
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def ensure_group(layout: CgroupLayout, controllers: Iterable[str], rel: str) -> None:
+    """Create ``rel`` in every hierarchy holding one of ``controllers``.
+
+    v1 cpuset groups start with no CPUs and no memory nodes: each new level copies its
+    parent's. On v2 the controllers are enabled in ``cgroup.subtree_control`` down the path.
+    """
+    parts = [p for p in rel.split("/") if p]
+    for root, names in _roots(layout, controllers).items():
+        current = root
+        v2 = root == layout.v2_mount and layout.controller_version(names[0]) == CgroupVersion.V2
+        for part in parts:
+            if v2:
+                for name in names:
+                    if name in layout.v2_controllers:
+                        with contextlib.suppress(HostFailure):
+                            _write(current / "cgroup.subtree_control", f"+{name}")
+            child = current / part
+            if not child.is_dir():
+                try:
+                    child.mkdir()
+                except FileExistsError:
+                    pass
+                except OSError as exc:
+                    raise HostFailure(f"cannot create cgroup {child}: {exc}") from exc
+            if "cpuset" in names and not v2:
+                for file in ("cpuset.cpus", "cpuset.mems"):
+                    if not (_read(child / file) or "").strip():
+                        _write(child / file, (_read(current / file) or "").strip())
+            current = child
+
+
+def apply(layout: CgroupLayout, rel: str, controller: str, file: str, value: str) -> None:
+    """Write ``value`` to ``file`` of group ``rel`` in the hierarchy holding ``controller``."""
+    root = hierarchy(layout, controller)
+    if root is None:
+        raise HostFailure(f"this host has no '{controller}' cgroup controller")
+    group = root / rel
+    v1 = layout.controller_version(controller) == CgroupVersion.V1
+    if value == INHERIT:
+        parent_file = "cpuset.cpus" if v1 else "cpuset.cpus.effective"
+        value = (_read(group.parent / parent_file) or "").strip()
+    if v1 and file == "cpuset.cpus":
+        _write_cpuset_tree(group, value)
+    else:
+        _write(group / file, value)
+
+
+def _subtree(group: Path) -> list[Path]:
+    """``group`` and every cgroup below it, parents first."""
+    found = [group]
+    for current in found:
+        found += sorted(p for p in current.iterdir() if p.is_dir())
+    return found
+
+
+def _write_cpuset_tree(group: Path, cpus: str) -> None:
+    """v1 cpusets must stay nested (a parent cannot drop a CPU a child uses): first widen the
+    group and its descendants to old + new top-down, then narrow them to ``cpus`` bottom-up."""
+    tree = _subtree(group)
+    old = (_read(group / "cpuset.cpus") or "").strip()
+    union = f"{old},{cpus}" if old and cpus else (old or cpus)
+    for cgroup in tree:
+        _write(cgroup / "cpuset.cpus", union)
+    for cgroup in reversed(tree):
+        _write(cgroup / "cpuset.cpus", cpus)
+
+
+def move_process(layout: CgroupLayout, controllers: Iterable[str], rel: str, pid: int) -> None:
+    """Put process ``pid`` (all its threads) into ``rel`` in each hierarchy."""
+    for root in _roots(layout, controllers):
+        _write(root / rel / "cgroup.procs", str(pid))
+
+
+def remove_group(layout: CgroupLayout, controllers: Iterable[str], rel: str) -> None:
+    """Remove the leaf ``rel`` where it exists and is empty (missing is fine)."""
+    for root in _roots(layout, controllers):
+        with contextlib.suppress(FileNotFoundError):
+            try:
+                (root / rel).rmdir()
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise HostFailure(f"cannot remove cgroup {root / rel}: {exc}") from exc
+
+
+def group_exists(layout: CgroupLayout, controller: str, rel: str) -> bool:
+    root = hierarchy(layout, controller)
+    return root is not None and (root / rel).is_dir()
+
+
+def read(layout: CgroupLayout, controller: str, rel: str, file: str) -> str | None:
+    root = hierarchy(layout, controller)
+    return None if root is None else _read(root / rel / file)
+
+
+def swap_limit_possible(layout: CgroupLayout) -> bool:
+    """Whether swap can be limited: v1 memsw files (swapaccount) or v2 memory.swap.max."""
+    root = hierarchy(layout, "memory")
+    if root is None:
+        return False
+    if layout.controller_version("memory") == CgroupVersion.V1:
+        return (root / "memory.memsw.limit_in_bytes").exists()
+    return True
+
+
+# --- usage ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CgroupUsage:
+    cpu_ns: int = 0
+    memory: int = 0
+    io_read_bytes: int = 0
+    io_write_bytes: int = 0
+    io_read_ops: int = 0
+    io_write_ops: int = 0
+    pids: int = 0
+    oom_kills: int = 0
+
+
+def parse_blkio(text: str) -> tuple[int, int]:
+    """Total Read and Write of a v1 blkio.throttle.io_service_* file over all devices."""
+    read_total = write_total = 0
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[1] == "Read":
+            read_total += int(fields[2])
+        elif len(fields) == 3 and fields[1] == "Write":
+            write_total += int(fields[2])
+    return read_total, write_total
+
+
+def parse_io_stat(text: str) -> tuple[int, int, int, int]:
+    """rbytes, wbytes, rios, wios summed over the devices of a v2 io.stat."""
+    totals = {"rbytes": 0, "wbytes": 0, "rios": 0, "wios": 0}
+    for line in text.splitlines():
+        for word in line.split()[1:]:
+            key, _, value = word.partition("=")
+            if key in totals and value.isdigit():
+                totals[key] += int(value)
+    return totals["rbytes"], totals["wbytes"], totals["rios"], totals["wios"]
+
+
+def parse_flat_keyed(text: str) -> dict[str, int]:
+    """'key value' lines (memory.stat, cpu.stat, memory.events) -> dict."""
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        with contextlib.suppress(ValueError):
+            found[key] = int(value)
+    return found
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int((text or "0").split()[0])
+    except (ValueError, IndexError):
+        return 0
+
+
+def usage(layout: CgroupLayout, rel: str) -> CgroupUsage:
+    """What the group ``rel`` has used so far (zeros for controllers the host lacks)."""
+    def get(controller: str, file: str) -> str | None:
+        return read(layout, controller, rel, file)
+
+    v1 = CgroupVersion.V1
+    if layout.controller_version("cpuacct") == v1:
+        cpu_ns = _int(get("cpuacct", "cpuacct.usage"))
+    else:
+        cpu_ns = parse_flat_keyed(get("cpu", "cpu.stat") or "").get("usage_usec", 0) * 1000
+    if layout.controller_version("memory") == v1:
+        stat = parse_flat_keyed(get("memory", "memory.stat") or "")
+        # usage_in_bytes counts the page cache; report what the group really holds
+        memory = stat.get("total_rss", 0) + stat.get("total_shmem", 0) + stat.get(
+            "total_mapped_file", 0)
+        memory = memory or _int(get("memory", "memory.usage_in_bytes"))
+        oom = parse_flat_keyed(get("memory", "memory.oom_control") or "").get("oom_kill", 0)
+    else:
+        memory = _int(get("memory", "memory.current"))
+        oom = parse_flat_keyed(get("memory", "memory.events") or "").get("oom_kill", 0)
+    if layout.controller_version("blkio") == v1:
+        rb, wb = parse_blkio(get("blkio", "blkio.throttle.io_service_bytes_recursive")
+                             or get("blkio", "blkio.throttle.io_service_bytes") or "")
+        ro, wo = parse_blkio(get("blkio", "blkio.throttle.io_serviced_recursive")
+                             or get("blkio", "blkio.throttle.io_serviced") or "")
+    else:
+        rb, wb, ro, wo = parse_io_stat(get("io", "io.stat") or "")
+    pids = _int(get("pids", "pids.current"))
+    return CgroupUsage(cpu_ns, memory, rb, wb, ro, wo, pids, oom)

@@ -1,0 +1,174 @@
+"""Over-commitment accounting: what is allocated against what the host physically has.
+
+Allocated = the sum over every instance on this host (running or not: a stopped instance
+keeps its claim) of ``cpus``, ``memory`` and ``disk``. Physical = online CPUs, MemTotal, and
+the size of the filesystem holding the instance directories. The policy is a maximum ratio
+per resource (allocated / physical); a create or a set that would take a resource above it
+is refused, unless it does not increase that resource. The policy lives in
+``<state>/capacity-policy.json`` and is changed through the API (``corral host policy``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from corral.domain.errors import Conflict, InvalidInput
+from corral.domain.resources import Resources
+from corral.domain.sizes import format_size
+from corral.state.store import StateStore
+
+RESOURCES = ("cpu", "memory", "disk")
+
+
+class OverCommitted(Conflict):
+    code = "overcommitted"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Maximum allocated/physical ratio per resource; None: no maximum."""
+
+    cpu: float | None = 8.0
+    memory: float | None = 4.0
+    disk: float | None = 10.0
+
+    def get(self, resource: str) -> float | None:
+        value: float | None = getattr(self, resource)
+        return value
+
+
+@dataclass(frozen=True)
+class Amounts:
+    cpu: int
+    memory: int
+    disk: int
+
+    def get(self, resource: str) -> int:
+        value: int = getattr(self, resource)
+        return value
+
+
+def amounts(res: Resources) -> Amounts:
+    return Amounts(cpu=res.cpus, memory=res.memory, disk=res.disk)
+
+
+def physical_amounts(instances_dir: Path) -> Amounts:
+    memory = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            memory = int(line.split()[1]) * 1024
+    fs = os.statvfs(instances_dir)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return Amounts(cpu=cpus or 1, memory=memory, disk=fs.f_blocks * fs.f_frsize)
+
+
+def parse_policy(base: Policy, settings: dict[str, str]) -> Policy:
+    changes: dict[str, float | None] = {}
+    for key, raw in settings.items():
+        if key not in RESOURCES:
+            raise InvalidInput(f"unknown policy key '{key}'; known: {', '.join(RESOURCES)}")
+        text = raw.strip().lower().removesuffix(":1")
+        if text in ("", "none", "unlimited"):
+            changes[key] = None
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            raise InvalidInput(f"{key} ratio '{raw}' is not a number (e.g. 4 or 1.5)") from None
+        if not value > 0:
+            raise InvalidInput(f"{key} ratio must be greater than 0, not {raw}")
+        changes[key] = value
+    return replace(base, **changes)
+
+
+def _show(resource: str, value: float) -> str:
+    if resource == "cpu":
+        return f"{value:g} CPUs"
+    return format_size(int(value))
+
+
+def check(
+    physical: Amounts, allocated: Amounts, policy: Policy, new: Resources, old: Resources | None
+) -> None:
+    """OverCommitted if replacing ``old`` (None: a new instance) by ``new`` takes a resource
+    that grows above its policy ratio. ``allocated`` includes ``old``."""
+    before = amounts(old) if old is not None else Amounts(0, 0, 0)
+    after = amounts(new)
+    for resource in RESOURCES:
+        limit = policy.get(resource)
+        grows = after.get(resource) > before.get(resource)
+        if limit is None or not grows:
+            continue
+        total = allocated.get(resource) - before.get(resource) + after.get(resource)
+        have = physical.get(resource)
+        ratio = total / have if have else float("inf")
+        if ratio > limit + 1e-9:
+            raise OverCommitted(
+                f"{resource} over-commitment would be {ratio:.2f}:1 ({_show(resource, total)} "
+                f"allocated of {_show(resource, have)} on this host), above the policy "
+                f"maximum of {limit:g}:1; free some, or raise it with "
+                f"`corral host policy {resource}=<ratio>`"
+            )
+
+
+class CapacityService:
+    def __init__(
+        self, store: StateStore, instances_dir: Path, policy_file: Path,
+        physical: Callable[[], Amounts] | None = None,
+    ) -> None:
+        self.store = store
+        self.instances_dir = instances_dir
+        self.policy_file = policy_file
+        self._physical = physical or (lambda: physical_amounts(instances_dir))
+        self._lock = threading.Lock()
+
+    def policy(self) -> Policy:
+        try:
+            data: dict[str, Any] = json.loads(self.policy_file.read_text())
+        except FileNotFoundError:
+            return Policy()
+        return Policy(**{k: v for k, v in data.items() if k in RESOURCES})
+
+    def set_policy(self, settings: dict[str, str]) -> Policy:
+        with self._lock:
+            policy = parse_policy(self.policy(), settings)
+            tmp = self.policy_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(asdict(policy)) + "\n")
+            tmp.replace(self.policy_file)
+            return policy
+
+    def allocated(self) -> Amounts:
+        rows = self.store.list_instances()
+        return Amounts(
+            cpu=sum(r.resources.cpus for r in rows),
+            memory=sum(r.resources.memory for r in rows),
+            disk=sum(r.resources.disk for r in rows),
+        )
+
+    @contextlib.contextmanager
+    def admit(self, new: Resources, old: Resources | None) -> Iterator[None]:
+        """Check ``new`` against the policy and hold the accounting lock while the caller
+        records it, so two concurrent requests cannot both take the last share."""
+        with self._lock:
+            check(self._physical(), self.allocated(), self.policy(), new, old)
+            yield
+
+    def report(self) -> dict[str, dict[str, float | int | None]]:
+        physical, allocated, policy = self._physical(), self.allocated(), self.policy()
+        found: dict[str, dict[str, float | int | None]] = {}
+        for resource in RESOURCES:
+            have = physical.get(resource)
+            found[resource] = {
+                "physical": have,
+                "allocated": allocated.get(resource),
+                "ratio": round(allocated.get(resource) / have, 3) if have else None,
+                "max_ratio": policy.get(resource),
+            }
+        return found

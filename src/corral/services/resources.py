@@ -1,0 +1,202 @@
+"""Live resource changes (`corral set`) and usage figures (`corral stats`, `top`, /metrics).
+
+A change is validated, checked against the over-commitment policy, persisted, and then
+handed to the driver, which applies it live where the runtime allows and says per key when
+it takes effect. Every start re-applies the persisted set (the drivers build the runtime
+from ``spec.resources``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.domain.errors import InvalidInput
+from corral.domain.instance import Kind
+from corral.domain.resources import Resources, apply_settings, parse_cpu_list
+from corral.domain.sizes import format_size
+from corral.drivers.base import AppliedChange, InstanceStats
+from corral.host.netcounters import counters
+from corral.services.capacity import CapacityService
+from corral.services.events import EventBus
+from corral.services.instances import InstanceService
+from corral.state.store import InstanceRecord
+
+ONLINE_CPUS = Path("/sys/devices/system/cpu/online")
+SAMPLE_GAP = 0.25  # seconds between two samples when there is no recent previous one
+FRESH = 30.0  # a previous sample younger than this gives the CPU % since then
+
+
+def host_cpus() -> tuple[int, ...]:
+    try:
+        return parse_cpu_list(ONLINE_CPUS.read_text())
+    except (OSError, InvalidInput):
+        return ()
+
+
+def check_kind_rules(rec: InstanceRecord, old: Resources, new: Resources) -> None:
+    """What no runtime can do, refused before anything changes."""
+    if new.disk < old.disk:
+        raise InvalidInput(
+            f"disk cannot shrink ({format_size(old.disk)} -> {format_size(new.disk)}): "
+            "filesystems and partitions inside would be cut off"
+        )
+    if rec.kind is Kind.VM and new.pids is not None:
+        raise InvalidInput("pids applies to containers only (a VM's kernel has its own)")
+    if new.cpu_pin is not None and new.cpu_pin != old.cpu_pin:
+        present = host_cpus()
+        missing = sorted(set(parse_cpu_list(new.cpu_pin)) - set(present)) if present else []
+        if missing:
+            raise InvalidInput(
+                f"cpu_pin {new.cpu_pin} names CPUs this host does not have online "
+                f"({','.join(map(str, missing))}); online: {ONLINE_CPUS.read_text().strip()}"
+            )
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One instance's figures at ``time``: the driver's counters plus network and rates."""
+
+    instance: str
+    kind: Kind
+    time: float
+    stats: InstanceStats
+    cpu_percent: float  # percent of one CPU since the previous sample
+    net_rx_bytes: int
+    net_tx_bytes: int
+    resources: Resources
+
+
+class ResourceService:
+    def __init__(
+        self, instances: InstanceService, capacity: CapacityService, events: EventBus,
+        nic_devices: Callable[[str], list[str]] = lambda _ref: [],
+    ) -> None:
+        self.instances = instances
+        self.capacity = capacity
+        self.events = events
+        self.nic_devices = nic_devices
+        self._samples: dict[int, tuple[float, int]] = {}
+        self._samples_lock = threading.Lock()
+
+    # Changes ------------------------------------------------------------------------------
+    def set(self, ref: str, settings: dict[str, str]) -> tuple[InstanceRecord, AppliedChange]:
+        if not settings:
+            raise InvalidInput("nothing to set: give key=value pairs (e.g. cpu_limit=50)")
+        rec = self.instances.store.get_instance(ref)
+        old = rec.resources
+        new = apply_settings(old, settings)
+        check_kind_rules(rec, old, new)
+        locks = self.instances.ops.locks
+        token = f"set-{uuid.uuid4()}"
+        locks.acquire(rec.name, token, "set")
+        try:
+            with self.capacity.admit(new, old):
+                self.instances.store.set_resources(rec.id, new)
+            spec = self.instances.spec(self.instances.store.get_instance(str(rec.id)))
+            try:
+                applied = self.instances.driver(rec.kind).apply_resources(spec, old, new)
+            except BaseException:
+                self.instances.store.set_resources(rec.id, old)  # nothing half-changed
+                raise
+        finally:
+            locks.release(rec.name, token)
+        self.events.publish(
+            "instance.resources", instance=rec.name,
+            changes={c.key: c.applied.value for c in applied.changes},
+        )
+        return self.instances.store.get_instance(str(rec.id)), applied
+
+    # Usage --------------------------------------------------------------------------------
+    def _net(self, rec: InstanceRecord) -> tuple[int, int]:
+        rx = tx = 0
+        for ifname in self.nic_devices(str(rec.id)):
+            c = counters(ifname)
+            rx += c["tx_bytes"]  # what the host sent into the instance's NIC
+            tx += c["rx_bytes"]
+        return rx, tx
+
+    def usage(self, ref: str) -> Usage:
+        rec = self.instances.store.get_instance(ref)
+        driver = self.instances.driver(rec.kind)
+        spec = self.instances.spec(rec)
+        now, stats = time.monotonic(), driver.stats(spec)
+        with self._samples_lock:
+            previous = self._samples.get(rec.id)
+        if stats.running and (previous is None or now - previous[0] > FRESH
+                              or now - previous[0] < 0.05):
+            previous = (now, stats.cpu_ns)
+            time.sleep(SAMPLE_GAP)
+            now, stats = time.monotonic(), driver.stats(spec)
+        percent = 0.0
+        if stats.running and previous is not None and now > previous[0]:
+            delta = max(0, stats.cpu_ns - previous[1])
+            percent = round(delta / ((now - previous[0]) * 1e9) * 100, 1)
+        with self._samples_lock:
+            self._samples[rec.id] = (now, stats.cpu_ns)
+        rx, tx = self._net(rec)
+        return Usage(rec.name, rec.kind, time.time(), stats, percent, rx, tx, rec.resources)
+
+    def usage_all(self) -> list[Usage]:
+        found = []
+        for rec in self.instances.store.list_instances():
+            try:
+                found.append(self.usage(str(rec.id)))
+            except Exception:  # one broken runtime must not hide the others
+                continue
+        return found
+
+
+def metrics_text(rows: list[Usage]) -> str:
+    """Prometheus text exposition of the usage figures."""
+    series: list[tuple[str, str, str, Callable[[Usage], float]]] = [
+        ("corral_instance_up", "gauge", "1 if the instance is running.",
+         lambda u: 1 if u.stats.running else 0),
+        ("corral_instance_cpu_seconds_total", "counter", "CPU time used.",
+         lambda u: u.stats.cpu_ns / 1e9),
+        ("corral_instance_cpu_percent", "gauge", "CPU use in percent of one CPU.",
+         lambda u: u.cpu_percent),
+        ("corral_instance_vcpus", "gauge", "CPUs online in the instance.",
+         lambda u: u.stats.vcpus),
+        ("corral_instance_memory_used_bytes", "gauge", "Memory in use.",
+         lambda u: u.stats.memory_used),
+        ("corral_instance_memory_bytes", "gauge", "Memory the instance has (limit/balloon).",
+         lambda u: u.stats.memory_total),
+        ("corral_instance_disk_used_bytes", "gauge", "Bytes allocated to the root disk.",
+         lambda u: u.stats.disk_used),
+        ("corral_instance_disk_size_bytes", "gauge", "Size of the root disk.",
+         lambda u: u.stats.disk_size),
+        ("corral_instance_io_read_bytes_total", "counter", "Bytes read from block devices.",
+         lambda u: u.stats.io_read_bytes),
+        ("corral_instance_io_write_bytes_total", "counter", "Bytes written to block devices.",
+         lambda u: u.stats.io_write_bytes),
+        ("corral_instance_network_receive_bytes_total", "counter", "Bytes received.",
+         lambda u: u.net_rx_bytes),
+        ("corral_instance_network_transmit_bytes_total", "counter", "Bytes sent.",
+         lambda u: u.net_tx_bytes),
+        ("corral_instance_oom_kills_total", "counter", "Processes the OOM killer ended.",
+         lambda u: u.stats.oom_kills),
+    ]
+    lines: list[str] = []
+    for name, kind, text, value in series:
+        lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+        for u in rows:
+            lines.append(f'{name}{{instance="{u.instance}",type="{u.kind.value}"}} {value(u):g}')
+    return "\n".join(lines) + "\n"
+
+
+def capacity_metrics_text(report: dict[str, dict[str, float | int | None]]) -> str:
+    lines = [
+        "# HELP corral_host_physical Physical amount (cpu: CPUs, memory/disk: bytes).",
+        "# TYPE corral_host_physical gauge",
+    ]
+    lines += [f'corral_host_physical{{resource="{r}"}} {v["physical"]}' for r, v in report.items()]
+    lines += ["# HELP corral_host_allocated Amount allocated to instances.",
+              "# TYPE corral_host_allocated gauge"]
+    lines += [f'corral_host_allocated{{resource="{r}"}} {v["allocated"]}'
+              for r, v in report.items()]
+    return "\n".join(lines) + "\n"
