@@ -38,7 +38,7 @@ class Resources:
     io_write_bps: int | None = None
     io_iops: int | None = None  # reads and writes each
     pids: int | None = None  # containers only
-    max_cpus: int | None = None  # VMs: vCPUs present at boot that ``cpus`` can reach live
+    max_cpus: int | None = None  # VMs: vCPUs at boot that ``cpus`` can reach live (>= cpus)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -177,8 +177,6 @@ def validate(res: Resources) -> None:
         raise InvalidInput(f"disk {res.disk} bytes is below the minimum of 8M")
     if res.memory_min is not None and res.memory_min > res.memory:
         raise InvalidInput("memory_min must not exceed memory")
-    if res.max_cpus is not None and res.max_cpus < res.cpus:
-        raise InvalidInput(f"max_cpus {res.max_cpus} is below cpus {res.cpus}")
 
 
 def effective_quota_percent(res: Resources, ct: bool) -> int | None:

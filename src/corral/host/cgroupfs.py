@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,11 @@ def apply(layout: CgroupLayout, rel: str, controller: str, file: str, value: str
         value = (_read(group.parent / parent_file) or "").strip()
     if v1 and file == "cpuset.cpus":
         _write_cpuset_tree(group, value)
+    elif v1 and file.startswith("blkio.throttle."):
+        # v1 blk-throttle is not hierarchical: a limit binds only tasks in that very group,
+        # and LXC runs the container one level down (inner), so the whole subtree gets it.
+        for cgroup in _subtree(group):
+            _write(cgroup / file, value)
     else:
         _write(group / file, value)
 
@@ -130,15 +136,24 @@ def move_process(layout: CgroupLayout, controllers: Iterable[str], rel: str, pid
         _write(root / rel / "cgroup.procs", str(pid))
 
 
-def remove_group(layout: CgroupLayout, controllers: Iterable[str], rel: str) -> None:
-    """Remove the leaf ``rel`` where it exists and is empty (missing is fine)."""
+def remove_group(
+    layout: CgroupLayout, controllers: Iterable[str], rel: str, wait: float = 5.0
+) -> None:
+    """Remove the leaf ``rel`` where it exists (missing is fine). A process that just died
+    keeps its group busy for a moment (EBUSY): retried for up to ``wait`` seconds."""
+    deadline = time.monotonic() + wait
     for root in _roots(layout, controllers):
-        with contextlib.suppress(FileNotFoundError):
+        while True:
             try:
                 (root / rel).rmdir()
+                break
+            except FileNotFoundError:
+                break
             except OSError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise HostFailure(f"cannot remove cgroup {root / rel}: {exc}") from exc
+                if exc.errno == errno.EBUSY and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise HostFailure(f"cannot remove cgroup {root / rel}: {exc}") from exc
 
 
 def group_exists(layout: CgroupLayout, controller: str, rel: str) -> bool:
@@ -215,6 +230,15 @@ def _int(text: str | None) -> int:
         return 0
 
 
+def _v1_oom_kills(layout: CgroupLayout, rel: str) -> int:
+    """v1 counts an OOM kill in the group of the killed task only: sum the subtree."""
+    root = hierarchy(layout, "memory")
+    if root is None or not (root / rel).is_dir():
+        return 0
+    return sum(parse_flat_keyed(_read(g / "memory.oom_control") or "").get("oom_kill", 0)
+               for g in _subtree(root / rel))
+
+
 def usage(layout: CgroupLayout, rel: str) -> CgroupUsage:
     """What the group ``rel`` has used so far (zeros for controllers the host lacks)."""
     def get(controller: str, file: str) -> str | None:
@@ -231,7 +255,7 @@ def usage(layout: CgroupLayout, rel: str) -> CgroupUsage:
         memory = stat.get("total_rss", 0) + stat.get("total_shmem", 0) + stat.get(
             "total_mapped_file", 0)
         memory = memory or _int(get("memory", "memory.usage_in_bytes"))
-        oom = parse_flat_keyed(get("memory", "memory.oom_control") or "").get("oom_kill", 0)
+        oom = _v1_oom_kills(layout, rel)
     else:
         memory = _int(get("memory", "memory.current"))
         oom = parse_flat_keyed(get("memory", "memory.events") or "").get("oom_kill", 0)

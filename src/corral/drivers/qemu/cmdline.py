@@ -113,7 +113,10 @@ def build_argv(qemu: str, cfg: VmConfig) -> list[str]:
     argv = [
         qemu,
         "-name", f"{cfg.name},process=corral-{cfg.name}"[:200],
-        "-machine", machine,
+        # Guest RAM without a swap reservation (MAP_NORESERVE): lazily allocated, so a VM
+        # may be given more memory than the host has (over-commitment, policed by Corral).
+        "-object", f"memory-backend-ram,id=ram,size={cfg.memory // 1024**2}M,reserve=off",
+        "-machine", f"{machine},memory-backend=ram",
         "-accel", cfg.accel,
         "-m", f"{cfg.memory // 1024**2}M",
         "-smp", smp(cfg),

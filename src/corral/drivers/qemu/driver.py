@@ -30,9 +30,9 @@ from corral.drivers.base import (
     RuntimeStatus,
 )
 from corral.drivers.qemu import agent
+from corral.drivers.qemu import resources as vm_resources
 from corral.drivers.qemu.cmdline import VmConfig, VmPaths, build_argv, kernel_append
 from corral.drivers.qemu.console import SocketConsole, tail
-from corral.drivers.qemu import resources as vm_resources
 from corral.drivers.qemu.qmp import qmp
 from corral.host.cgroups import read_layout
 from corral.host.cpu import tsc_khz

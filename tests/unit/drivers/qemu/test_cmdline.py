@@ -31,7 +31,9 @@ def option(argv: list[str], flag: str) -> list[str]:
 def test_microvm_command_line() -> None:
     argv = build_argv("/usr/bin/qemu-system-x86_64", config(Path("/vms/web1")))
     assert argv[0] == "/usr/bin/qemu-system-x86_64"
-    assert option(argv, "-machine") == ["microvm,acpi=on,isa-serial=on,pit=on,pic=on,rtc=on"]
+    assert option(argv, "-machine") == [
+        "microvm,acpi=on,isa-serial=on,pit=on,pic=on,rtc=on,memory-backend=ram"]
+    assert option(argv, "-object") == ["memory-backend-ram,id=ram,size=256M,reserve=off"]
     assert option(argv, "-accel") == ["tcg"]
     assert option(argv, "-m") == ["256M"]
     assert option(argv, "-smp") == ["2"]
@@ -55,7 +57,7 @@ def test_microvm_command_line() -> None:
 
 def test_pc_machines_use_virtio_pci_and_no_initrd_is_allowed() -> None:
     argv = build_argv("qemu", config(Path("/v"), machine="q35", initrd=None, accel="kvm"))
-    assert option(argv, "-machine") == ["q35"]
+    assert option(argv, "-machine") == ["q35,memory-backend=ram"]
     assert "-initrd" not in argv
     assert "virtio-blk-pci,drive=root,id=root-disk" in option(argv, "-device")
 
