@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from corral import __version__
-from corral.api import host, instances, networks, operations, resources, streams
+from corral.api import backups, host, instances, networks, operations, resources, streams
 from corral.domain.errors import CorralError
 from corral.services.core import Corral
 
@@ -25,7 +25,7 @@ def create_app(corral: Corral) -> FastAPI:
     app = FastAPI(title="Corral", version=__version__, description="VMs and containers, one API")
     app.state.corral = corral
     # resources before networks: its /metrics page includes the traffic counters
-    for module in (instances, operations, host, streams, resources, networks):
+    for module in (instances, operations, host, streams, resources, networks, backups):
         app.include_router(module.router)
 
     @app.exception_handler(CorralError)

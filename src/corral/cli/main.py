@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from corral.cli import console, host, instances, networks, operations, resources
+from corral.cli import (
+    backups,
+    console,
+    host,
+    instances,
+    networks,
+    operations,
+    resources,
+)
 
 app = typer.Typer(
     name="corral", help="VMs and containers on one host, one model.", no_args_is_help=True,
@@ -33,6 +41,10 @@ app.command("set")(resources.set_)
 app.command()(resources.stats)
 app.command()(resources.top)
 host.host_app.command("policy")(resources.policy)
+
+app.add_typer(backups.snapshot_app, name="snapshot")
+app.add_typer(backups.backup_app, name="backup")
+app.command()(backups.restore)
 
 
 def main() -> None:

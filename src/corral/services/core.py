@@ -72,9 +72,28 @@ class Corral:
             NetworkStore(settings.state_dir / "corral.db"),
             backend_for(settings.driver_mode, settings.state_dir), self.instances, self.events,
         )
+        self._wire_backups(settings)
 
     def _nic_devices(self, ref: str) -> list[str]:
         return [nic.host_ifname for _name, nic in self.networks.list_nics(ref)]
+
+    def _wire_backups(self, settings: Settings) -> None:
+        from corral.drivers.snapshots import SnapshotHooks, hooks_for
+        from corral.services.backups import BackupScheduler, BackupService
+        from corral.services.snapshots import SnapshotService
+        from corral.state.backupstore import BackupStore
+
+        hooks: dict[Kind, SnapshotHooks] = {}
+        for kind, driver in self.instances.drivers.items():
+            found = hooks_for(driver)  # None: no snapshots for that kind
+            if found is not None:
+                hooks[kind] = found
+        store = BackupStore(settings.state_dir / "corral.db")
+        self.snapshots = SnapshotService(self.instances, store, hooks)
+        self.backups = BackupService(
+            self.instances, store, hooks, settings.state_dir / "backup-scratch"
+        )
+        self.backup_schedule = BackupScheduler(self.backups)
 
     def _probe_kernel(self) -> Path | None:
         """A kernel to probe KVM with: the first installed template's."""
@@ -88,7 +107,9 @@ class Corral:
         self.operations.fail_orphans()
         self.instances.reconcile()
         self.networks.start()
+        self.backup_schedule.start()
 
     def close(self) -> None:
+        self.backup_schedule.stop()
         self.networks.close()
         self.operations.shutdown()

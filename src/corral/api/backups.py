@@ -1,0 +1,169 @@
+"""/api/v1/instances/{ref}/snapshots, /api/v1/backups, /api/v1/backup-targets,
+/api/v1/backup-schedules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from corral.api import convert
+from corral.api.deps import corral
+from corral.backup.manifest import Manifest
+from corral.backup.retention import Retention
+from corral.services.core import Corral
+from corral.state.backupstore import TargetRecord
+from corral.wire.backups import (
+    BackupModel,
+    BackupRequest,
+    BackupStatsModel,
+    PruneModel,
+    PruneRequest,
+    RestoreRequest,
+    ScheduleModel,
+    ScheduleRequest,
+    SnapshotModel,
+    SnapshotRequest,
+    SnapshotTreeModel,
+    TargetModel,
+    TargetRequest,
+    VerifyModel,
+    VerifyRequest,
+)
+from corral.wire.models import OperationModel
+
+router = APIRouter(prefix="/api/v1", tags=["snapshots", "backups"])
+App = Annotated[Corral, Depends(corral)]
+
+
+def _backup(m: Manifest) -> BackupModel:
+    s = m.stats
+    return BackupModel(
+        id=m.id, instance=m.instance.name, instance_id=m.instance.id, type=m.instance.kind,
+        template=m.instance.template, created_at=m.created_at.isoformat(),
+        disk_size=m.disk_size, chunk_size=m.chunk_size, chunks=len(m.chunks),
+        parent=m.parent, encrypted=m.encrypted, consistency=m.consistency, method=m.method,
+        stats=BackupStatsModel(
+            read_bytes=s.read_bytes, zero_bytes=s.zero_bytes, new_bytes=s.new_bytes,
+            stored_bytes=s.stored_bytes, reused_bytes=s.reused_bytes,
+            new_chunks=s.new_chunks, seconds=s.seconds),
+    )
+
+
+def _target(t: TargetRecord) -> TargetModel:
+    return TargetModel(name=t.name, url=t.url, encrypted=t.key_file is not None)
+
+
+# Snapshots ------------------------------------------------------------------------------
+@router.get("/instances/{ref}/snapshots", response_model=SnapshotTreeModel)
+def list_snapshots(ref: str, app: App) -> SnapshotTreeModel:
+    tree = app.snapshots.tree(ref)
+    return SnapshotTreeModel(instance=tree.instance, head=tree.head, snapshots=[
+        SnapshotModel(id=s.id, name=s.name, parent=s.parent, memory=s.memory,
+                      consistency=s.consistency, method=s.method,
+                      created_at=s.created_at.isoformat(), current=s.id == tree.head)
+        for s in tree.snapshots])
+
+
+@router.post("/instances/{ref}/snapshots", response_model=OperationModel, status_code=202)
+def create_snapshot(ref: str, body: SnapshotRequest, app: App) -> OperationModel:
+    return convert.operation(app.snapshots.create(ref, body.name, body.memory))
+
+
+@router.post("/instances/{ref}/snapshots/{name}/revert", response_model=OperationModel,
+             status_code=202)
+def revert_snapshot(ref: str, name: str, app: App) -> OperationModel:
+    return convert.operation(app.snapshots.revert(ref, name))
+
+
+@router.delete("/instances/{ref}/snapshots/{name}", status_code=204)
+def delete_snapshot(ref: str, name: str, app: App) -> Response:
+    app.snapshots.delete(ref, name)
+    return Response(status_code=204)
+
+
+# Targets --------------------------------------------------------------------------------
+@router.get("/backup-targets", response_model=list[TargetModel])
+def list_targets(app: App) -> list[TargetModel]:
+    return [_target(t) for t in app.backups.targets()]
+
+
+@router.post("/backup-targets", response_model=TargetModel, status_code=201)
+def add_target(body: TargetRequest, app: App) -> TargetModel:
+    return _target(app.backups.add_target(body.name, body.url, body.key_file, body.access_key,
+                                          body.secret_key))
+
+
+@router.delete("/backup-targets/{name}", status_code=204)
+def remove_target(name: str, app: App) -> Response:
+    app.backups.remove_target(name)
+    return Response(status_code=204)
+
+
+# Backups --------------------------------------------------------------------------------
+@router.post("/backups", response_model=OperationModel, status_code=202)
+def create_backup(body: BackupRequest, app: App) -> OperationModel:
+    return convert.operation(app.backups.create(body.instance, body.target, body.key_file))
+
+
+@router.get("/backups", response_model=list[BackupModel])
+def list_backups(app: App, target: str, instance: str | None = None,
+                 key_file: str | None = None) -> list[BackupModel]:
+    return [_backup(m) for m in app.backups.list_backups(target, instance, key_file)]
+
+
+@router.post("/backups/verify", response_model=VerifyModel)
+def verify_backups(body: VerifyRequest, app: App) -> VerifyModel:
+    r = app.backups.verify(body.target, body.backups, body.key_file)
+    return VerifyModel(ok=r.ok, backups=r.backups, chunks_checked=r.chunks_checked,
+                       damaged_backups=r.damaged_backups, damaged_chunks=r.damaged_chunks,
+                       unreadable_manifests=r.unreadable_manifests)
+
+
+@router.post("/backups/prune", response_model=PruneModel)
+def prune_backups(body: PruneRequest, app: App) -> PruneModel:
+    rules = Retention(body.keep_last, body.keep_daily, body.keep_weekly)
+    r = app.backups.prune(body.target, body.instance, rules, body.key_file)
+    return PruneModel(kept=r.kept, deleted=r.deleted, chunks_deleted=r.chunks_deleted)
+
+
+@router.get("/backups/{backup_id}", response_model=BackupModel)
+def show_backup(backup_id: str, app: App, target: str,
+                key_file: str | None = None) -> BackupModel:
+    return _backup(app.backups.info(target, backup_id, key_file))
+
+
+@router.delete("/backups/{backup_id}", status_code=204)
+def delete_backup(backup_id: str, app: App, target: str,
+                  key_file: str | None = None) -> Response:
+    app.backups.delete(target, backup_id, key_file)
+    return Response(status_code=204)
+
+
+@router.post("/backups/{backup_id}/restore", response_model=OperationModel, status_code=202)
+def restore_backup(backup_id: str, body: RestoreRequest, app: App) -> OperationModel:
+    return convert.operation(
+        app.backups.restore(body.target, backup_id, body.as_name, body.key_file))
+
+
+# Schedules ------------------------------------------------------------------------------
+@router.get("/backup-schedules", response_model=list[ScheduleModel])
+def list_schedules(app: App) -> list[ScheduleModel]:
+    return [ScheduleModel(instance=s.instance, target=s.target, daily=s.daily_at,
+                          keep_last=s.keep_last, keep_daily=s.keep_daily,
+                          keep_weekly=s.keep_weekly,
+                          last_run=s.last_run.isoformat() if s.last_run else None)
+            for s in app.backups.store.schedules()]
+
+
+@router.put("/backup-schedules/{instance}", status_code=204)
+def set_schedule(instance: str, body: ScheduleRequest, app: App) -> Response:
+    app.backups.set_schedule(instance, body.target, body.daily,
+                             Retention(body.keep_last, body.keep_daily, body.keep_weekly))
+    return Response(status_code=204)
+
+
+@router.delete("/backup-schedules/{instance}", status_code=204)
+def remove_schedule(instance: str, app: App) -> Response:
+    app.backups.store.remove_schedule(instance)
+    return Response(status_code=204)

@@ -1,0 +1,264 @@
+"""`corral snapshot …`, `corral backup …` and `corral restore`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from corral.cli import output
+from corral.cli.common import client, wait_for
+from corral.cli.output import Format
+from corral.client.backups import BackupCalls
+from corral.wire.backups import (
+    BackupModel,
+    PruneRequest,
+    RestoreRequest,
+    ScheduleRequest,
+    SnapshotModel,
+    TargetRequest,
+    VerifyRequest,
+)
+
+snapshot_app = typer.Typer(help="Snapshots (with --memory: the running state too)",
+                           no_args_is_help=True)
+backup_app = typer.Typer(help="Backups to local, NAS and S3 targets", no_args_is_help=True)
+target_app = typer.Typer(help="Named backup targets", no_args_is_help=True)
+backup_app.add_typer(target_app, name="target")
+FormatOpt = Annotated[Format, typer.Option("--format", "-f")]
+KeyOpt = Annotated[str | None, typer.Option("--key-file", help="encryption key file")]
+NoWait = Annotated[bool, typer.Option("--no-wait", help="print the operation id and return")]
+MiB = 1 << 20
+
+
+def _follow(c: object, op: object, label: str, no_wait: bool) -> None:
+    from corral.client import CorralClient
+    from corral.wire.models import OperationModel
+
+    assert isinstance(c, CorralClient) and isinstance(op, OperationModel)
+    if no_wait:
+        print(op.id)
+        return
+    wait_for(c, op, label)
+
+
+# Snapshots ------------------------------------------------------------------------------
+@snapshot_app.command("create")
+def snapshot_create(
+    name: str, snapshot: str,
+    memory: Annotated[bool, typer.Option("--memory", help="include the running state")] = False,
+    no_wait: NoWait = False,
+) -> None:
+    """Snapshot an instance (running or stopped)."""
+    with client() as c:
+        _follow(c, BackupCalls(c).snapshot(name, snapshot, memory), f"snapshot {name}", no_wait)
+    output.console.print(f"Snapshot {snapshot} of {name} created")
+
+
+def _tree_lines(snaps: list[SnapshotModel]) -> list[tuple[str, SnapshotModel]]:
+    children: dict[str | None, list[SnapshotModel]] = {}
+    for s in snaps:
+        children.setdefault(s.parent, []).append(s)
+    lines: list[tuple[str, SnapshotModel]] = []
+
+    def walk(parent: str | None, prefix: str) -> None:
+        kids = children.get(parent, [])
+        for i, s in enumerate(kids):
+            last = i == len(kids) - 1
+            lines.append((prefix + ("└─ " if last else "├─ "), s))
+            walk(s.id, prefix + ("   " if last else "│  "))
+
+    walk(None, "")
+    return lines
+
+
+@snapshot_app.command("list")
+def snapshot_list(name: str, fmt: FormatOpt = Format.table) -> None:
+    """Show an instance's snapshots as a tree (* marks where its present state came from)."""
+    with client() as c:
+        tree = BackupCalls(c).snapshots(name)
+    if output.emit_structured(tree, fmt):
+        return
+    if not tree.snapshots:
+        output.console.print(f"{name} has no snapshots")
+        return
+    output.table(["SNAPSHOT", "MEMORY", "CREATED", "CONSISTENCY"], [
+        [f"{branch}{s.name}{' *' if s.current else ''}", "yes" if s.memory else "no",
+         s.created_at[:19], f"{s.consistency} [{s.method}]"]
+        for branch, s in _tree_lines(tree.snapshots)])
+
+
+@snapshot_app.command("revert")
+def snapshot_revert(name: str, snapshot: str, no_wait: NoWait = False) -> None:
+    """Return to a snapshot (one with memory resumes running there; else left stopped)."""
+    with client() as c:
+        _follow(c, BackupCalls(c).revert(name, snapshot), f"revert {name}", no_wait)
+    output.console.print(f"{name} reverted to {snapshot}")
+
+
+@snapshot_app.command("delete")
+def snapshot_delete(name: str, snapshot: str) -> None:
+    """Delete one snapshot; its descendants stay valid."""
+    with client() as c:
+        BackupCalls(c).delete_snapshot(name, snapshot)
+    output.console.print(f"Snapshot {snapshot} of {name} deleted")
+
+
+# Targets --------------------------------------------------------------------------------
+@target_app.command("add")
+def target_add(
+    name: str, url: Annotated[str, typer.Argument(help="/dir, /mnt/nas/dir or s3://bucket/p")],
+    key_file: KeyOpt = None,
+    access_key: Annotated[str | None, typer.Option(envvar="AWS_ACCESS_KEY_ID")] = None,
+    secret_key: Annotated[str | None, typer.Option(envvar="AWS_SECRET_ACCESS_KEY")] = None,
+) -> None:
+    """Name a backup target (checked and initialised now)."""
+    with client() as c:
+        t = BackupCalls(c).add_target(TargetRequest(name=name, url=url, key_file=key_file,
+                                                    access_key=access_key,
+                                                    secret_key=secret_key))
+    output.console.print(f"Target {t.name} -> {t.url}{' (encrypted)' if t.encrypted else ''}")
+
+
+@target_app.command("list")
+def target_list(fmt: FormatOpt = Format.table) -> None:
+    with client() as c:
+        targets = BackupCalls(c).targets()
+    if not output.emit_structured(targets, fmt):
+        output.table(["NAME", "URL", "ENCRYPTED"],
+                     [[t.name, t.url, "yes" if t.encrypted else "no"] for t in targets])
+
+
+@target_app.command("remove")
+def target_remove(name: str) -> None:
+    with client() as c:
+        BackupCalls(c).remove_target(name)
+
+
+# Backups --------------------------------------------------------------------------------
+ToOpt = Annotated[str, typer.Option("--to", "--target", help="target name, /dir or s3://…")]
+
+
+@backup_app.command("create")
+def backup_create(name: str, to: ToOpt, key_file: KeyOpt = None, no_wait: NoWait = False) -> None:
+    """Back up an instance online (it keeps running) into a target."""
+    with client() as c:
+        calls = BackupCalls(c)
+        _follow(c, calls.backup(name, to, key_file), f"backup {name}", no_wait)
+        if no_wait:
+            return
+        b = calls.backups(to, name, key_file)[-1]
+    s = b.stats
+    output.console.print(
+        f"Backup {b.id}: {_mib(s.read_bytes)} read, {_mib(s.new_bytes)} new "
+        f"({_mib(s.stored_bytes)} stored), {_mib(s.reused_bytes)} deduplicated, "
+        f"{s.read_bytes / MiB / max(s.seconds, 1e-3):.0f} MiB/s", highlight=False)
+
+
+def _mib(n: int) -> str:
+    return f"{n / MiB:.1f} MiB"
+
+
+@backup_app.command("list")
+def backup_list(to: ToOpt, name: Annotated[str | None, typer.Argument()] = None,
+                key_file: KeyOpt = None, fmt: FormatOpt = Format.table) -> None:
+    """List the committed backups in a target (only those of NAME when given)."""
+    with client() as c:
+        found = BackupCalls(c).backups(to, name, key_file)
+    if not output.emit_structured(found, fmt):
+        output.table(["BACKUP", "INSTANCE", "TYPE", "CREATED", "DISK", "NEW", "STORED"], [
+            [b.id, b.instance, b.type, b.created_at[:19], _mib(b.disk_size),
+             _mib(b.stats.new_bytes), _mib(b.stats.stored_bytes)] for b in found])
+
+
+def _info_rows(b: BackupModel) -> list[tuple[str, str]]:
+    s = b.stats
+    return [("id", b.id), ("instance", f"{b.instance} ({b.type}, id {b.instance_id})"),
+            ("template", b.template), ("created", b.created_at),
+            ("disk", _mib(b.disk_size)), ("chunks", f"{b.chunks} x {_mib(b.chunk_size)}"),
+            ("parent", b.parent or "-"), ("encrypted", "yes" if b.encrypted else "no"),
+            ("consistency", b.consistency), ("method", b.method),
+            ("read", _mib(s.read_bytes)), ("new", _mib(s.new_bytes)),
+            ("stored", _mib(s.stored_bytes)), ("deduplicated", _mib(s.reused_bytes)),
+            ("seconds", f"{s.seconds:.2f}")]
+
+
+@backup_app.command("info")
+def backup_info(backup: str, to: ToOpt, key_file: KeyOpt = None,
+                fmt: FormatOpt = Format.table) -> None:
+    with client() as c:
+        b = BackupCalls(c).backup_info(to, backup, key_file)
+    if not output.emit_structured(b, fmt):
+        output.key_values(_info_rows(b))
+
+
+@backup_app.command("verify")
+def backup_verify(to: ToOpt, backups: Annotated[list[str] | None, typer.Argument()] = None,
+                  key_file: KeyOpt = None, fmt: FormatOpt = Format.table) -> None:
+    """Read and check every chunk; name the damaged backups (exit 1 if any)."""
+    with client() as c:
+        report = BackupCalls(c).verify(VerifyRequest(target=to, backups=backups or [],
+                                                     key_file=key_file))
+    if not output.emit_structured(report, fmt):
+        output.console.print(f"{report.backups} backups, {report.chunks_checked} chunks checked")
+        for b in report.damaged_backups:
+            output.console.print(f"DAMAGED {b}", highlight=False)
+        for m in report.unreadable_manifests:
+            output.console.print(f"UNREADABLE MANIFEST {m}", highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@backup_app.command("delete")
+def backup_delete(backup: str, to: ToOpt, key_file: KeyOpt = None) -> None:
+    with client() as c:
+        BackupCalls(c).delete_backup(to, backup, key_file)
+    output.console.print(f"Backup {backup} deleted")
+
+
+KeepLast = Annotated[int, typer.Option("--keep-last")]
+KeepDaily = Annotated[int, typer.Option("--keep-daily")]
+KeepWeekly = Annotated[int, typer.Option("--keep-weekly")]
+
+
+@backup_app.command("prune")
+def backup_prune(to: ToOpt, name: Annotated[str | None, typer.Argument()] = None,
+                 keep_last: KeepLast = 0, keep_daily: KeepDaily = 0, keep_weekly: KeepWeekly = 0,
+                 key_file: KeyOpt = None) -> None:
+    """Delete backups the retention rules do not keep, then their unused chunks."""
+    with client() as c:
+        r = BackupCalls(c).prune(PruneRequest(
+            target=to, instance=name, keep_last=keep_last, keep_daily=keep_daily,
+            keep_weekly=keep_weekly, key_file=key_file))
+    output.console.print(f"kept {len(r.kept)}, deleted {len(r.deleted)} backups "
+                         f"and {r.chunks_deleted} chunks")
+
+
+@backup_app.command("schedule")
+def backup_schedule(
+    name: str, to: ToOpt, daily: Annotated[str, typer.Option("--daily", help="HH:MM")],
+    keep_last: KeepLast = 0, keep_daily: KeepDaily = 0, keep_weekly: KeepWeekly = 0,
+) -> None:
+    """Back NAME up every day at --daily (corrald runs it), then prune by the rules."""
+    with client() as c:
+        BackupCalls(c).set_schedule(name, ScheduleRequest(
+            target=to, daily=daily, keep_last=keep_last, keep_daily=keep_daily,
+            keep_weekly=keep_weekly))
+    output.console.print(f"{name}: daily backup at {daily} to {to}")
+
+
+def restore(
+    backup: str, target: ToOpt,
+    as_name: Annotated[str | None, typer.Option("--as", help="restore as a new instance")] = None,
+    key_file: KeyOpt = None, no_wait: NoWait = False,
+) -> None:
+    """Restore a backup: over its (stopped) instance, or --as a new one."""
+    with client() as c:
+        op = BackupCalls(c).restore(backup, RestoreRequest(target=target, as_name=as_name,
+                                                           key_file=key_file))
+        _follow(c, op, f"restore {backup}", no_wait)
+    if not no_wait:
+        output.console.print(f"Restored {backup}" + (f" as {as_name}" if as_name else ""))
+
+
+

@@ -1,0 +1,127 @@
+"""Snapshot hooks: what a driver adds for snapshots and online backups.
+
+Kept apart from the ``Driver`` Protocol (drivers/base.py) so the core contract stays small;
+every driver (fake, lxc, qemu) has a ``snapshots.py`` implementing ``SnapshotHooks`` and
+``hooks_for`` finds it. A snapshot is a directory: ``root.img`` (a copy-on-write clone of the
+disk where the filesystem can, else a sparse copy) and, with memory, the runtime state
+(``vmstate.qcow2`` for QEMU, CRIU images for LXC, ``state.json`` for the fake driver).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from corral.domain.instance import InstanceSpec
+from corral.templates.image import TemplateImage
+
+FICLONE = 0x40049409
+_NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS}
+_STEP = 8 << 20
+
+
+def cow_copy(src: Path, dst: Path) -> str:
+    """Copy ``src`` to the new file ``dst``: a reflink (constant time) where the filesystem
+    shares extents (btrfs, XFS), else a sparse copy of the data extents only (time grows
+    with the data, not with the disk size). Returns "reflink" or "sparse copy"."""
+    with src.open("rb") as s, dst.open("xb") as d:
+        try:
+            try:
+                fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
+                return "reflink"
+            except OSError as exc:
+                if exc.errno not in _NO_CLONE:
+                    raise
+            size = os.fstat(s.fileno()).st_size
+            os.ftruncate(d.fileno(), size)
+            offset = 0
+            while offset < size:
+                try:
+                    start = os.lseek(s.fileno(), offset, os.SEEK_DATA)
+                except OSError as exc:
+                    if exc.errno == errno.ENXIO:
+                        break
+                    raise
+                end = min(os.lseek(s.fileno(), start, os.SEEK_HOLE), size)
+                pos = start
+                while pos < end:
+                    done = os.copy_file_range(
+                        s.fileno(), d.fileno(), min(_STEP, end - pos), pos, pos
+                    )
+                    if done == 0:
+                        break
+                    pos += done
+                offset = end
+            return "sparse copy"
+        except BaseException:
+            with contextlib.suppress(OSError):
+                dst.unlink()
+            raise
+
+
+def replace_disk(spec: InstanceSpec, source: Path) -> None:
+    """Make the instance's (stopped) disk a copy of ``source``, atomically."""
+    disk = spec.disk_path
+    tmp = disk.with_name(f".{disk.name}.revert")
+    tmp.unlink(missing_ok=True)
+    cow_copy(source, tmp)
+    os.replace(tmp, disk)
+
+
+@dataclass(frozen=True)
+class Captured:
+    """How a point-in-time disk copy was made, for manifests and snapshot listings."""
+
+    consistency: str
+    method: str  # "reflink", "sparse copy", "blockdev-backup"
+
+
+class SnapshotHooks(Protocol):
+    def memory_refusal(self, spec: InstanceSpec) -> str | None:
+        """None when snapshots with memory are possible here, else the reason they are not."""
+        ...
+
+    def take(self, spec: InstanceSpec, dest: Path, memory: bool) -> Captured:
+        """Write the snapshot into the empty directory ``dest``: ``dest/root.img`` consistent
+        (file systems quiesced where possible) and, with ``memory``, the running state. The
+        instance keeps running (it pauses at most for the copy-on-write clone)."""
+        ...
+
+    def revert(
+        self, spec: InstanceSpec, template: TemplateImage, source: Path, memory: bool
+    ) -> None:
+        """Return the instance to the snapshot in ``source``. Without memory the instance is
+        left stopped; with memory it resumes exactly where the snapshot was taken."""
+        ...
+
+    def capture_disk(self, spec: InstanceSpec, dest: Path) -> Captured:
+        """A consistent point-in-time copy of the disk at ``dest`` for a backup, taken while
+        the instance keeps running."""
+        ...
+
+
+def hooks_for(driver: object) -> SnapshotHooks | None:
+    """The snapshot hooks of ``driver`` (by its class; each driver has its own module), or
+    None for a driver without any."""
+    from corral.drivers.fake.driver import FakeDriver
+    from corral.drivers.fake.snapshots import FakeSnapshots
+
+    if isinstance(driver, FakeDriver):
+        return FakeSnapshots(driver)
+    from corral.drivers.lxc.driver import LxcDriver
+    from corral.drivers.qemu.driver import QemuDriver
+
+    if isinstance(driver, LxcDriver):
+        from corral.drivers.lxc.snapshots import LxcSnapshots
+
+        return LxcSnapshots(driver)
+    if isinstance(driver, QemuDriver):
+        from corral.drivers.qemu.snapshots import QemuSnapshots
+
+        return QemuSnapshots(driver)
+    return None

@@ -1,0 +1,339 @@
+"""Backups of instances into chunk stores, restores, retention, verification, schedules.
+
+A backup is taken from a point-in-time copy the driver's snapshot hooks make while the
+instance keeps running (CT: freeze + fsfreeze + copy-on-write clone + thaw; VM: QEMU
+blockdev-backup), then chunked into the target's store; the manifest is committed last.
+One lock per target serialises backups with prune/delete (garbage collection must not see
+the chunks of a backup whose manifest is not committed yet).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from corral.backup.crypto import Codec
+from corral.backup.engine import backup_image, restore_image
+from corral.backup.manifest import InstanceInfo, Manifest
+from corral.backup.retention import Retention, select_kept
+from corral.backup.store import ChunkStore, VerifyReport
+from corral.backup.targets import S3Target, open_target
+from corral.domain.errors import Conflict, InvalidInput, NotFound
+from corral.domain.instance import Kind
+from corral.domain.lifecycle import State
+from corral.drivers.snapshots import SnapshotHooks
+from corral.services.instances import InstanceService
+from corral.services.operations import OperationContext
+from corral.state.backupstore import BackupStore, ScheduleRecord, TargetRecord
+from corral.state.store import OperationRecord
+
+log = logging.getLogger("corral.backups")
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    kept: list[str]
+    deleted: list[str]
+    chunks_deleted: int
+
+
+class RateReporter:
+    """Turns byte counts into throttled progress with bytes and rate in the phase text."""
+
+    def __init__(self, ctx: OperationContext, verb: str, start: float, span: float) -> None:
+        self.ctx, self.verb, self.start, self.span = ctx, verb, start, span
+        self.began = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.2 and done < total:
+            return
+        self.last = now
+        rate = done / max(now - self.began, 1e-6) / MiB
+        fraction = done / total if total else 1.0
+        self.ctx.progress(
+            self.start + self.span * fraction,
+            f"{self.verb} {done / MiB:.1f}/{total / MiB:.1f} MiB at {rate:.1f} MiB/s",
+        )
+
+
+class BackupService:
+    def __init__(
+        self, instances: InstanceService, store: BackupStore, hooks: dict[Kind, SnapshotHooks],
+        scratch: Path,
+    ) -> None:
+        self.instances = instances
+        self.store = store
+        self.hooks = hooks
+        self.scratch = scratch
+        self._target_locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        scratch.mkdir(parents=True, exist_ok=True)
+        for leftover in scratch.glob("*.img"):  # a killed daemon's point-in-time copies
+            leftover.unlink(missing_ok=True)
+
+    # Targets -----------------------------------------------------------------------------
+    def add_target(
+        self, name: str, url: str, key_file: str | None = None, access_key: str | None = None,
+        secret_key: str | None = None,
+    ) -> TargetRecord:
+        if not name or "/" in name or ":" in name:
+            raise InvalidInput(f"target name '{name}' must be a plain name")
+        record = TargetRecord(name, url, key_file, access_key, secret_key)
+        self._open(record, create=True)  # refuse unusable targets before recording them
+        self.store.add_target(record)
+        return record
+
+    def targets(self) -> list[TargetRecord]:
+        return self.store.targets()
+
+    def remove_target(self, name: str) -> None:
+        self.store.remove_target(name)
+
+    def _record(self, target: str, key_file: str | None = None) -> TargetRecord:
+        found = self.store.target(target)
+        if found is not None:
+            return found
+        if target.startswith(("/", "s3://", "file://")):
+            return TargetRecord(target, target, key_file, None, None)
+        raise NotFound(f"no backup target '{target}' (add one with `corral backup target add`)")
+
+    def _open(self, record: TargetRecord, create: bool = False) -> ChunkStore:
+        target = open_target(record.url, record.access_key, record.secret_key)
+        if create and isinstance(target, S3Target):
+            target.ensure_bucket()
+        store = ChunkStore(target, Codec.from_key_file(
+            Path(record.key_file) if record.key_file else None))
+        store.open(create=create)
+        return store
+
+    @contextlib.contextmanager
+    def _locked(self, record: TargetRecord) -> Iterator[None]:
+        with self._guard:
+            lock = self._target_locks.setdefault(record.url, threading.Lock())
+        with lock:
+            yield
+
+    # Backups -----------------------------------------------------------------------------
+    def create(self, ref: str, target: str, key_file: str | None = None) -> OperationRecord:
+        """Start a backup operation."""
+        view = self.instances.get(ref)
+        rec = view.record
+        hooks = self.hooks.get(rec.kind)
+        if hooks is None:
+            raise InvalidInput(f"this host cannot back up {rec.kind.value} instances")
+        record = self._record(target, key_file)
+        store = self._open(record, create=True)
+        spec = self.instances.spec(rec)
+        info = InstanceInfo(rec.name, rec.id, rec.kind.value, rec.template,
+                            rec.resources.to_dict(), rec.privileged)
+
+        def work(ctx: OperationContext) -> None:
+            copy = self.scratch / f"{ctx.id}.img"
+            try:
+                ctx.progress(0.02, "point-in-time copy")
+                captured = hooks.capture_disk(spec, copy)
+                with self._locked(record):
+                    previous = self.latest(store, rec.name)
+                    manifest = backup_image(
+                        copy, store, info, previous=previous,
+                        consistency=f"{captured.consistency} [{captured.method}]",
+                        progress=RateReporter(ctx, "stored", 0.1, 0.9),
+                    )
+            finally:
+                copy.unlink(missing_ok=True)
+            s = manifest.stats
+            ctx.progress(1.0, f"backup {manifest.id}: {s.new_bytes / MiB:.1f} MiB new of "
+                              f"{s.read_bytes / MiB:.1f} MiB read")
+            self.instances.events.publish(
+                "backup.created", instance=rec.name, backup=manifest.id,
+                new_bytes=s.new_bytes, stored_bytes=s.stored_bytes)
+
+        return self.instances.ops.submit("backup", rec.name, work)
+
+    @staticmethod
+    def latest(store: ChunkStore, instance: str) -> Manifest | None:
+        mine = [m for m in store.manifests() if m.instance.name == instance]
+        return mine[-1] if mine else None
+
+    def list_backups(self, target: str, instance: str | None = None,
+             key_file: str | None = None) -> list[Manifest]:
+        store = self._open(self._record(target, key_file))
+        return [m for m in store.manifests() if instance is None or m.instance.name == instance]
+
+    def info(self, target: str, backup_id: str, key_file: str | None = None) -> Manifest:
+        return self._open(self._record(target, key_file)).manifest(backup_id)
+
+    def verify(self, target: str, backup_ids: list[str] | None = None,
+               key_file: str | None = None) -> VerifyReport:
+        return self._open(self._record(target, key_file)).verify(backup_ids or None)
+
+    def delete(self, target: str, backup_id: str, key_file: str | None = None) -> int:
+        record = self._record(target, key_file)
+        store = self._open(record)
+        with self._locked(record):
+            store.delete_manifest(backup_id)
+            return store.garbage_collect()[0]
+
+    def prune(self, target: str, instance: str | None, rules: Retention,
+              key_file: str | None = None) -> PruneResult:
+        if rules.empty:
+            raise InvalidInput("prune needs at least one of --keep-last, --keep-daily, "
+                               "--keep-weekly")
+        record = self._record(target, key_file)
+        store = self._open(record)
+        with self._locked(record):
+            manifests = store.manifests()
+            names = {m.instance.name for m in manifests} if instance is None else {instance}
+            kept: list[str] = []
+            deleted: list[str] = []
+            for name in sorted(names):
+                mine = [(m.id, m.created_at) for m in manifests if m.instance.name == name]
+                keep = select_kept(mine, rules)
+                for backup_id, _ in mine:
+                    if backup_id in keep:
+                        kept.append(backup_id)
+                    else:
+                        store.delete_manifest(backup_id)
+                        deleted.append(backup_id)
+            removed = store.garbage_collect()[0] if deleted else 0
+        return PruneResult(sorted(kept), sorted(deleted), removed)
+
+    # Restore -------------------------------------------------------------------------------
+    def restore(self, target: str, backup_id: str, as_name: str | None = None,
+                key_file: str | None = None) -> OperationRecord:
+        """Restore into a new instance (``as_name``, or the original name when no instance
+        has it any more), or over the original instance when it exists and is stopped."""
+        store = self._open(self._record(target, key_file))
+        manifest = store.manifest(backup_id)
+        source = manifest.instance
+        name = as_name or source.name
+        try:
+            existing = self.instances.get(name)
+        except NotFound:
+            existing = None
+        if existing is not None and as_name is not None:
+            raise Conflict(f"an instance named '{as_name}' already exists")
+        if existing is not None:
+            if existing.record.kind.value != source.kind:
+                raise Conflict(f"'{name}' is a {existing.record.kind.value}; the backup is a "
+                               f"{source.kind}")
+            if existing.state is not State.STOPPED:
+                raise Conflict(f"{name} is {existing.state.value}: stop it to restore over "
+                               "it, or restore --as a new name")
+            spec = self.instances.spec(existing.record)
+
+            def in_place(ctx: OperationContext) -> None:
+                self._write_disk(ctx, manifest, store, spec.disk_path)
+
+            return self.instances.ops.submit("restore", name, in_place)
+        settings = {"disk": f"{manifest.disk_size // 1024}K"}
+        for key in ("cpus", "memory"):
+            value = source.resources.get(key)
+            if value is not None:
+                settings[key] = str(value) if key == "cpus" else f"{int(str(value)) // 1024}K"
+        create = self.instances.create(name, source.kind, source.template, settings,
+                                       privileged=source.privileged)
+
+        def as_new(ctx: OperationContext) -> None:
+            ctx.progress(0.0, f"creating {name}")
+            done = self.instances.ops.wait(create.id, None)
+            if done.status != "success":
+                raise Conflict(f"creating '{name}' failed: {done.error}")
+            rec = self.instances.store.get_instance(name)
+            self.instances.ops.locks.acquire(name, ctx.id, "restore")
+            try:
+                self._write_disk(ctx, manifest, store, self.instances.spec(rec).disk_path)
+            finally:
+                self.instances.ops.locks.release(name, ctx.id)
+
+        return self.instances.ops.submit("restore", None, as_new)
+
+    def _write_disk(self, ctx: OperationContext, manifest: Manifest, store: ChunkStore,
+                    disk: Path) -> None:
+        tmp = disk.with_name(f".{disk.name}.restore")
+        tmp.unlink(missing_ok=True)
+        restore_image(manifest, store, tmp, RateReporter(ctx, "restored", 0.05, 0.95))
+        tmp.replace(disk)
+
+    # Schedules -----------------------------------------------------------------------------
+    def set_schedule(self, instance: str, target: str, daily_at: str, rules: Retention) -> None:
+        self.instances.store.get_instance(instance)
+        self._record(target)
+        try:
+            hour, minute = (int(x) for x in daily_at.split(":"))
+            if not (0 <= hour < 24 and 0 <= minute < 60):
+                raise ValueError
+        except ValueError:
+            raise InvalidInput(f"--daily '{daily_at}' is not a time HH:MM") from None
+        self.store.set_schedule(ScheduleRecord(
+            instance, target, f"{hour:02d}:{minute:02d}", rules.keep_last, rules.keep_daily,
+            rules.keep_weekly, None))
+
+    def due(self, now: datetime) -> list[ScheduleRecord]:
+        """Schedules whose time today has passed and that have not run since (pure of I/O
+        besides reading the table)."""
+        found = []
+        for s in self.store.schedules():
+            hour, minute = (int(x) for x in s.daily_at.split(":"))
+            slot = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            if slot > now:
+                slot -= timedelta(days=1)
+            if s.last_run is None or s.last_run < slot:
+                found.append(s)
+        return found
+
+    def run_due(self, now: datetime) -> list[str]:
+        """Start the backups that are due (then prune by their rules); operation ids."""
+        started = []
+        for s in self.due(now):
+            self.store.mark_run(s.instance, now)
+            try:
+                op_id = self.create(s.instance, s.target).id
+            except Exception as exc:
+                log.warning("scheduled backup of %s failed to start: %s", s.instance, exc)
+                continue
+            started.append(op_id)
+            rules = Retention(s.keep_last, s.keep_daily, s.keep_weekly)
+            if not rules.empty:
+                threading.Thread(target=self._prune_after, args=(op_id, s, rules),
+                                 daemon=True).start()
+        return started
+
+    def _prune_after(self, op_id: str, s: ScheduleRecord, rules: Retention) -> None:
+        if self.instances.ops.wait(op_id, None).status == "success":
+            try:
+                self.prune(s.target, s.instance, rules)
+            except Exception as exc:
+                log.warning("scheduled prune of %s failed: %s", s.instance, exc)
+
+
+class BackupScheduler:
+    """corrald's schedule loop: every ``interval`` seconds, start the backups that are due."""
+
+    def __init__(self, backups: BackupService, interval: float = 30.0) -> None:
+        self.backups = backups
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="backup-schedule", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.backups.run_due(datetime.now())
+            except Exception:
+                log.exception("backup schedule run failed")
+
+    def stop(self) -> None:
+        self._stop.set()

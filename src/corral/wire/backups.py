@@ -1,0 +1,128 @@
+"""Wire models of snapshots and backups (shared by api/ and client/)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class SnapshotRequest(BaseModel):
+    name: str
+    memory: bool = False
+
+
+class SnapshotModel(BaseModel):
+    id: str
+    name: str
+    parent: str | None
+    memory: bool
+    consistency: str
+    method: str
+    created_at: str
+    current: bool = False
+
+
+class SnapshotTreeModel(BaseModel):
+    instance: str
+    head: str | None
+    snapshots: list[SnapshotModel]
+
+
+class TargetRequest(BaseModel):
+    name: str
+    url: str
+    key_file: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+
+
+class TargetModel(BaseModel):
+    name: str
+    url: str
+    encrypted: bool
+
+
+class BackupRequest(BaseModel):
+    instance: str
+    target: str
+    key_file: str | None = None
+
+
+class BackupStatsModel(BaseModel):
+    read_bytes: int
+    zero_bytes: int
+    new_bytes: int
+    stored_bytes: int
+    reused_bytes: int
+    new_chunks: int
+    seconds: float
+
+
+class BackupModel(BaseModel):
+    id: str
+    instance: str
+    instance_id: int
+    type: str
+    template: str
+    created_at: str
+    disk_size: int
+    chunk_size: int
+    chunks: int
+    parent: str | None
+    encrypted: bool
+    consistency: str
+    method: str
+    stats: BackupStatsModel
+
+
+class VerifyRequest(BaseModel):
+    target: str
+    backups: list[str] = []
+    key_file: str | None = None
+
+
+class VerifyModel(BaseModel):
+    ok: bool
+    backups: int
+    chunks_checked: int
+    damaged_backups: list[str]
+    damaged_chunks: dict[str, str]
+    unreadable_manifests: list[str]
+
+
+class PruneRequest(BaseModel):
+    target: str
+    instance: str | None = None
+    keep_last: int = 0
+    keep_daily: int = 0
+    keep_weekly: int = 0
+    key_file: str | None = None
+
+
+class PruneModel(BaseModel):
+    kept: list[str]
+    deleted: list[str]
+    chunks_deleted: int
+
+
+class RestoreRequest(BaseModel):
+    target: str
+    as_name: str | None = None
+    key_file: str | None = None
+
+
+class ScheduleRequest(BaseModel):
+    target: str
+    daily: str
+    keep_last: int = 0
+    keep_daily: int = 0
+    keep_weekly: int = 0
+
+
+class ScheduleModel(BaseModel):
+    instance: str
+    target: str
+    daily: str
+    keep_last: int
+    keep_daily: int
+    keep_weekly: int
+    last_run: str | None

@@ -1,0 +1,167 @@
+"""Snapshots and backups through a real corrald (fake driver), its API and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from corral.client.backups import BackupCalls
+from tests.integration.conftest import Daemon, start_daemon, stop_daemon
+
+MiB = 1 << 20
+
+
+def disk_of(daemon: Daemon, name: str) -> Path:
+    with daemon.client() as c:
+        instance_id = c.get_instance(name).id
+    found = [p for p in (daemon.state_dir / "instances" / str(instance_id)).glob("*.img")]
+    if not found:  # a pool disk
+        found = list(daemon.state_dir.glob(f"pools/*/volumes/{instance_id}/*.img"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def create(daemon: Daemon, name: str, disk: str = "64M", start: bool = True) -> Path:
+    args = ["create", name, "--type", "ct", "--template", "tiny", "--disk", disk]
+    daemon.cli(*args, *(["--start"] if start else []), check=True)
+    return disk_of(daemon, name)
+
+
+def fill(path: Path, offset: int, size: int) -> None:
+    with path.open("r+b") as f:
+        f.seek(offset)
+        f.write(os.urandom(size))
+
+
+def test_backup_incremental_restore_verify(daemon: Daemon, tmp_path: Path) -> None:
+    disk = create(daemon, "web")
+    fill(disk, 0, 48 * MiB)
+    store = tmp_path / "nas"
+    daemon.cli("backup", "target", "add", "nas", str(store), check=True)
+    daemon.cli("backup", "create", "web", "--to", "nas", check=True)
+    fill(disk, 20 * MiB, 480 * 1024)  # ~1 % of the disk
+    done = daemon.cli("backup", "create", "web", "--to", "nas", check=True)
+    assert "MiB new" in done.stdout
+    with daemon.client() as c:
+        calls = BackupCalls(c)
+        first, second = calls.backups("nas", "web")
+        assert first.stats.new_bytes >= 48 * MiB
+        assert 480 * 1024 <= second.stats.new_bytes <= 2 * 4 * MiB  # one or two 4 MiB chunks
+        assert second.parent == first.id
+        assert "online" in first.consistency or "fake" in first.consistency
+
+    daemon.cli("restore", second.id, "--to", "nas", "--as", "copy", check=True)
+    assert disk_of(daemon, "copy").read_bytes() == disk.read_bytes()
+    daemon.cli("start", "copy", check=True)
+
+    assert daemon.cli("backup", "verify", "--to", "nas").returncode == 0
+    manifests = {p.stem: json.loads(p.read_text()) for p in (store / "manifests").iterdir()}
+    names = {bid: {c[1] for c in m["chunks"]} for bid, m in manifests.items()}
+    only_first = sorted(names[first.id] - names[second.id])
+    assert only_first
+    chunk = store / "chunks" / only_first[0][:2] / only_first[0]
+    chunk.write_bytes(chunk.read_bytes()[:-7] + b"garbage")
+    bad = daemon.cli("backup", "verify", "--to", "nas")
+    assert bad.returncode == 1
+    assert f"DAMAGED {first.id}" in bad.stdout and second.id not in bad.stdout
+
+    listed = daemon.cli("backup", "list", "--to", "nas", "web", "-f", "json", check=True)
+    assert [b["id"] for b in json.loads(listed.stdout)] == [first.id, second.id]
+    pruned = daemon.cli("backup", "prune", "--to", "nas", "web", "--keep-last", "1", check=True)
+    assert "deleted 1" in pruned.stdout
+    assert daemon.cli("backup", "verify", "--to", "nas").returncode == 0
+
+
+def test_restore_refuses_a_running_instance_and_a_taken_name(daemon: Daemon,
+                                                             tmp_path: Path) -> None:
+    create(daemon, "db")
+    daemon.cli("backup", "create", "db", "--to", str(tmp_path / "b"), check=True)
+    with daemon.client() as c:
+        (backup,) = BackupCalls(c).backups(str(tmp_path / "b"))
+    running = daemon.cli("restore", backup.id, "--to", str(tmp_path / "b"))
+    assert running.returncode == 1 and "stop it" in running.stderr
+    taken = daemon.cli("restore", backup.id, "--to", str(tmp_path / "b"), "--as", "db")
+    assert taken.returncode == 1 and "already exists" in taken.stderr
+    daemon.cli("stop", "db", check=True)
+    disk = disk_of(daemon, "db")
+    before = disk.read_bytes()
+    fill(disk, 0, MiB)
+    daemon.cli("restore", backup.id, "--to", str(tmp_path / "b"), check=True)
+    assert disk.read_bytes() == before
+
+
+def test_snapshot_tree_branches_and_survives_deleting_the_middle(daemon: Daemon) -> None:
+    disk = create(daemon, "app")
+    fill(disk, 0, MiB)
+    gen1 = disk.read_bytes()
+    daemon.cli("snapshot", "create", "app", "one", check=True)
+    fill(disk, 0, MiB)
+    gen2 = disk.read_bytes()
+    daemon.cli("snapshot", "create", "app", "two", "--memory", check=True)
+    fill(disk, 0, MiB)
+    daemon.cli("snapshot", "create", "app", "three", check=True)
+
+    daemon.cli("snapshot", "revert", "app", "one", check=True)
+    assert disk_of(daemon, "app").read_bytes() == gen1
+    with daemon.client() as c:
+        assert c.get_instance("app").state == "stopped"  # disk-only revert
+    daemon.cli("snapshot", "create", "app", "branch", check=True)
+    daemon.cli("snapshot", "delete", "app", "two", check=True)  # the middle of one-two-three
+
+    daemon.cli("snapshot", "revert", "app", "three", check=True)
+    daemon.cli("snapshot", "revert", "app", "one", check=True)
+    with daemon.client() as c:
+        tree = BackupCalls(c).snapshots("app")
+    by_name = {s.name: s for s in tree.snapshots}
+    assert by_name["three"].parent == by_name["one"].id  # took its deleted parent's parent
+    assert by_name["branch"].parent == by_name["one"].id
+    assert by_name["one"].current
+    shown = daemon.cli("snapshot", "list", "app", check=True).stdout
+    assert "one *" in shown and "branch" in shown and "two" not in shown
+    dup = daemon.cli("snapshot", "create", "app", "one")
+    assert dup.returncode == 1 and "already has" in dup.stderr
+    del gen2
+
+
+def test_memory_snapshot_revert_resumes_running(daemon: Daemon) -> None:
+    create(daemon, "mem")
+    daemon.cli("snapshot", "create", "mem", "live", "--memory", check=True)
+    daemon.cli("stop", "mem", check=True)
+    daemon.cli("snapshot", "revert", "mem", "live", check=True)
+    with daemon.client() as c:
+        assert c.get_instance("mem").state == "running"
+    daemon.cli("stop", "mem", check=True)
+    refused = daemon.cli("snapshot", "create", "mem", "x", "--memory")
+    assert refused.returncode == 1 and "running" in refused.stderr
+
+
+def test_kill_9_during_a_backup_leaves_no_partial_backup(daemon: Daemon,
+                                                         tmp_path: Path) -> None:
+    disk = create(daemon, "big", disk="256M")
+    fill(disk, 0, 256 * MiB)
+    target = str(tmp_path / "t")
+    with daemon.client() as c:
+        op = BackupCalls(c).backup("big", target)
+        while c.get_operation(op.id).progress < 0.2:  # kill it while chunks are being stored
+            time.sleep(0.02)
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait()
+    again = start_daemon(daemon.state_dir)
+    try:
+        with again.client() as c:
+            calls = BackupCalls(c)
+            partial = calls.backups(target)
+            assert c.get_operation(op.id).status in ("failure", "success")
+            if c.get_operation(op.id).status == "failure":
+                assert partial == []
+            again.cli("backup", "create", "big", "--to", target, check=True)
+            backups = calls.backups(target)
+            assert len(backups) == len(partial) + 1
+            assert not list((daemon.state_dir / "backup-scratch").glob("*.img"))
+        assert again.cli("backup", "verify", "--to", target).returncode == 0
+        again.cli("stop", "big", check=True)
+    finally:
+        stop_daemon(again)
