@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 
 from corral.api import convert
 from corral.api.deps import corral
@@ -46,3 +52,47 @@ def build_template(body: BuildTemplateRequest, app: App) -> OperationModel:
         app.events.publish("template.built", name=body.name)
 
     return convert.operation(app.operations.submit("template-build", None, work))
+
+
+@router.post("/templates/import", response_model=TemplateModel, status_code=201)
+async def import_template(request: Request, app: App, replace: bool = False) -> TemplateModel:
+    """The body is a ``.corral-template`` file; it is verified in full before it is installed."""
+    fd, name = tempfile.mkstemp(prefix=".upload-", suffix=".corral-template",
+                                dir=app.templates.directory)
+    upload = Path(name)
+    try:
+        with open(fd, "wb") as out:
+            async for chunk in request.stream():
+                out.write(chunk)
+        image = await run_in_threadpool(
+            app.templates.import_file, upload, replace, None, "the template file"
+        )
+    finally:
+        upload.unlink(missing_ok=True)
+    app.events.publish("template.imported", name=image.name)
+    return convert.template(image, app.templates.size(image), app.templates.digest(image))
+
+
+@router.get("/templates/{name}/export")
+def export_template(name: str, app: App) -> FileResponse:
+    image = app.templates.get(name)
+    fd, path = tempfile.mkstemp(prefix=".export-", suffix=".corral-template",
+                                dir=app.templates.directory)
+    os.close(fd)
+    dest = Path(path)
+    try:
+        app.templates.export_file(image.name, dest)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return FileResponse(
+        dest, media_type="application/octet-stream", filename=f"{image.name}.corral-template",
+        background=BackgroundTask(dest.unlink, missing_ok=True),
+    )
+
+
+@router.delete("/templates/{name}")
+def delete_template(name: str, app: App) -> dict[str, str]:
+    app.templates.delete(name)
+    app.events.publish("template.deleted", name=name)
+    return {"deleted": name}

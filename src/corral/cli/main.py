@@ -13,6 +13,7 @@ from corral.cli import (
     operations,
     resources,
 )
+from corral.cli.storage import register as register_storage
 
 app = typer.Typer(
     name="corral", help="VMs and containers on one host, one model.", no_args_is_help=True,
@@ -45,6 +46,7 @@ host.host_app.command("policy")(resources.policy)
 app.add_typer(backups.snapshot_app, name="snapshot")
 app.add_typer(backups.backup_app, name="backup")
 app.command()(backups.restore)
+register_storage(app)
 
 
 def main() -> None:

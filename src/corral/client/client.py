@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from corral.client.storage import StorageCalls
 from corral.wire.models import (
     AddNicRequest,
     BandwidthModel,
@@ -51,7 +52,7 @@ class ApiError(Exception):
         self.message = message
 
 
-class CorralClient:
+class CorralClient(StorageCalls):
     def __init__(
         self, socket: str | None = None, url: str | None = None, token: str | None = None,
         timeout: float = 120.0,

@@ -35,10 +35,15 @@ class InstanceSpec:
     directory: Path
     privileged: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+    root_disk: Path | None = None
+    """The root disk in a storage pool. When set, storage made it and storage deletes it:
+    drivers neither build nor remove it. None: the driver builds ``directory/root.img``."""
+    data_disks: tuple[Path, ...] = ()
+    """Further disks (raw ext4 images in a pool), in attach order (vdb, vdc, …)."""
 
     @property
     def disk_path(self) -> Path:
-        return self.directory / "root.img"
+        return self.root_disk if self.root_disk is not None else self.directory / "root.img"
 
     @property
     def run_dir(self) -> Path:

@@ -17,8 +17,10 @@ from corral.services.locks import InstanceLocks
 from corral.services.networks import NetworkService, backend_for
 from corral.services.operations import OperationManager
 from corral.services.resources import ResourceService
+from corral.services.storage import StorageService
 from corral.services.templates import TemplateService
 from corral.state.netstore import NetworkStore
+from corral.state.storagestore import StorageStore
 from corral.state.store import StateStore
 
 
@@ -72,6 +74,7 @@ class Corral:
             NetworkStore(settings.state_dir / "corral.db"),
             backend_for(settings.driver_mode, settings.state_dir), self.instances, self.events,
         )
+        self._wire_storage(settings)
         self._wire_backups(settings)
 
     def _nic_devices(self, ref: str) -> list[str]:
@@ -95,6 +98,20 @@ class Corral:
         )
         self.backup_schedule = BackupScheduler(self.backups)
 
+    def _wire_storage(self, settings: Settings) -> None:
+        from corral.services.convert import ConvertService
+
+        self.storage = StorageService(
+            StorageStore(settings.state_dir / "corral.db"), settings.state_dir,
+            settings.driver_mode,
+        )
+        self.instances.storage = self.storage
+        self.templates.users = lambda name: [
+            r.name for r in self.store.list_instances() if r.template == name
+        ]
+        self.templates.on_removed.append(self.storage.drop_bases)
+        self.convert = ConvertService(self.instances, self.storage)
+
     def _probe_kernel(self) -> Path | None:
         """A kernel to probe KVM with: the first installed template's."""
         for image in self.templates.list():
@@ -105,6 +122,7 @@ class Corral:
     def start(self) -> None:
         """Fail what a killed daemon left running and re-adopt the guests."""
         self.operations.fail_orphans()
+        self.storage.setup()  # pools first: instances' disks live there
         self.instances.reconcile()
         self.networks.start()
         self.backup_schedule.start()
@@ -113,3 +131,4 @@ class Corral:
         self.backup_schedule.stop()
         self.networks.close()
         self.operations.shutdown()
+        self.storage.close()

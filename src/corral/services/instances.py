@@ -19,6 +19,7 @@ from corral.domain.resources import Resources, apply_settings
 from corral.drivers.base import ConsoleStream, Driver, ExecResult, RuntimeState, RuntimeStatus
 from corral.services.events import EventBus
 from corral.services.operations import OperationContext, OperationManager
+from corral.services.storage import InstanceDisks, NoDisks
 from corral.services.templates import TemplateService
 from corral.state.store import InstanceRecord, OperationRecord, StateStore
 
@@ -53,6 +54,8 @@ class InstanceService:
         self.drivers = drivers
         self.directory = directory
         self.node = node
+        self.storage: InstanceDisks = NoDisks()
+        """Root disks in storage pools (services/storage); without it drivers build them."""
         directory.mkdir(parents=True, exist_ok=True)
         self.admission: Callable[
             [Resources, Resources | None], AbstractContextManager[None]
@@ -61,11 +64,11 @@ class InstanceService:
 
     # Views ----------------------------------------------------------------------------
     def spec(self, rec: InstanceRecord) -> InstanceSpec:
-        return InstanceSpec(
+        return self.storage.attach(InstanceSpec(
             id=rec.id, name=rec.name, kind=rec.kind, template=rec.template,
             resources=rec.resources, directory=self.directory / str(rec.id),
             privileged=rec.privileged,
-        )
+        ))
 
     def driver(self, kind: Kind) -> Driver:
         driver = self.drivers.get(kind)
@@ -126,10 +129,12 @@ class InstanceService:
             with contextlib.ExitStack() as undo:
                 undo.callback(self._discard, rec, spec)
                 spec.directory.mkdir(parents=True, exist_ok=False)
-                driver.create(spec, image, lambda f, p: ctx.progress(f * 0.9, p))
+                self.storage.prepare(spec, image, lambda f, p: ctx.progress(f * 0.6, p))
+                made = self.spec(rec)  # with its root disk in a pool, if storage made one
+                driver.create(made, image, lambda f, p: ctx.progress(0.6 + f * 0.3, p))
                 if start:
                     ctx.progress(0.9, "starting")
-                    driver.start(spec, image)
+                    driver.start(made, image)
                 undo.pop_all()
             state = State.RUNNING if start else State.STOPPED
             self.store.set_state(rec.id, state)
@@ -147,10 +152,12 @@ class InstanceService:
         with contextlib.suppress(Exception):
             if driver.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
                 driver.stop(spec, force=True, timeout=0)
+        spec = self.spec(rec)
         try:
             driver.delete(spec)
         except Exception as exc:
             log.warning("cleanup of %s after a failed create: %s", rec.name, exc)
+        self.storage.release(spec)
         shutil.rmtree(spec.directory, ignore_errors=True)
         self.store.delete_instance(rec.id)
 
@@ -169,6 +176,7 @@ class InstanceService:
             self.store.set_state(rec.id, State.DELETING)
             ctx.progress(0.5, "removing")
             driver.delete(spec)
+            self.storage.release(spec)
             shutil.rmtree(spec.directory, ignore_errors=True)
             self.store.delete_instance(rec.id)
             self.events.publish("instance.deleted", instance=rec.name, id=rec.id)

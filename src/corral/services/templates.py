@@ -9,8 +9,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from corral.domain.errors import InvalidInput, NotFound
+from corral.domain.errors import Conflict, InvalidInput, NotFound
 from corral.domain.names import validate_name
+from corral.templates.artifact import export_template, unpack_artifact
 from corral.templates.image import METADATA, TemplateImage
 
 Builder = Callable[[Path, Callable[[float, str], None] | None], TemplateImage]
@@ -33,6 +34,10 @@ class TemplateService:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
+        self.users: Callable[[str], list[str]] = lambda name: []
+        """Names of the instances made from a template (set by the daemon's wiring)."""
+        self.on_removed: list[Callable[[str], None]] = []
+        """Called with a template's name after it was deleted or replaced."""
 
     def list(self) -> list[TemplateImage]:
         found = []
@@ -65,6 +70,8 @@ class TemplateService:
             staging.rename(final)
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
+                for hook in self.on_removed:
+                    hook(name)
             return TemplateImage.load(final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -88,4 +95,50 @@ class TemplateService:
         image = self.get(name)
         if not image.directory.is_relative_to(self.directory):
             raise InvalidInput(f"template '{name}' is outside the template store")
+        users = self.users(name)
+        if users:
+            raise Conflict(
+                f"template '{name}' is used by {', '.join(sorted(users))}; delete those first"
+            )
         shutil.rmtree(image.directory)
+        for hook in self.on_removed:
+            hook(name)
+
+    # The one-file artifact ---------------------------------------------------------------
+    def import_file(
+        self, artifact: Path, replace: bool = False,
+        progress: Callable[[float, str], None] | None = None, origin: str | None = None,
+    ) -> TemplateImage:
+        """Verify and install ``artifact``; all or nothing (a staging directory renamed into
+        place only once every checksum matched)."""
+        staging = Path(tempfile.mkdtemp(prefix=".import-", dir=self.directory))
+        try:
+            metadata = unpack_artifact(artifact, staging, progress or (lambda f, p: None),
+                                       origin)
+            name = str(metadata["name"])
+            final = self.directory / name
+            if (final / METADATA).is_file() and not replace:
+                raise Conflict(f"template '{name}' is already installed (delete it first, or "
+                               "import with --replace)")
+            old = None
+            if final.exists():
+                if self.users(name):
+                    raise Conflict(f"template '{name}' is in use by "
+                                   f"{', '.join(sorted(self.users(name)))}; cannot replace it")
+                old = final.rename(self.directory / f".old-{name}-{staging.name}")
+            staging.rename(final)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+                for hook in self.on_removed:
+                    hook(name)
+            return TemplateImage.load(final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def export_file(
+        self, name: str, dest: Path, progress: Callable[[float, str], None] | None = None
+    ) -> Path:
+        """Write ``name`` as one ``.corral-template`` file at ``dest`` (atomic rename)."""
+        image = self.get(name)
+        export_template(image.directory, dest, progress or (lambda f, p: None))
+        return dest

@@ -131,6 +131,13 @@ class StateStore:
                 update(InstanceRow).where(InstanceRow.id == instance_id).values(state=state.value)
             )
 
+    def set_kind(self, instance_id: int, kind: Kind) -> None:
+        """Conversion between a container and a VM: same row, same id, name and NICs."""
+        with self._sessions() as s, s.begin():
+            s.execute(
+                update(InstanceRow).where(InstanceRow.id == instance_id).values(kind=kind.value)
+            )
+
     def set_resources(self, instance_id: int, resources: Resources) -> None:
         with self._sessions() as s, s.begin():
             row = s.get(InstanceRow, instance_id)

@@ -97,9 +97,10 @@ class FakeDriver:
     def create(self, spec: InstanceSpec, template: TemplateImage, progress: Progress) -> None:
         if spec.resources.disk > 64 * 1024**4:
             raise InvalidInput("disk larger than 64T is not supported by the fake pool")
-        progress(0.5, "writing disk")
-        with spec.disk_path.open("wb") as disk:
-            disk.truncate(spec.resources.disk)
+        if spec.root_disk is None:  # else storage made it in a pool
+            progress(0.5, "writing disk")
+            with spec.disk_path.open("wb") as disk:
+                disk.truncate(spec.resources.disk)
         self._save(spec, RuntimeState.STOPPED)
         progress(1.0, "created")
 
@@ -125,7 +126,8 @@ class FakeDriver:
     def delete(self, spec: InstanceSpec) -> None:
         if self.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
             raise Conflict(f"{spec.name} is running")
-        for path in (self._state_file(spec), spec.disk_path, self._log_path(spec),
+        owned = [spec.disk_path] if spec.root_disk is None else []  # pool disks: storage's
+        for path in (self._state_file(spec), *owned, self._log_path(spec),
                      self._nics_path(spec), fake_resources.live_path(spec)):
             path.unlink(missing_ok=True)
 

@@ -39,7 +39,7 @@ class ContainerConfig:
     """None: a privileged container (no user namespace)."""
     cgroups: CgroupLayout
     rootfs_mount: Path
-    """Where a privileged container's image is loop-mounted on the host (unused otherwise)."""
+    """Where the root image is loop-mounted on the host while the container runs."""
     include_dir: Path = DEFAULT_INCLUDE_DIR
     swap_limit: bool = False
     """Whether the host can limit swap (v1 memsw files / v2 memory.swap.max)."""
@@ -74,18 +74,18 @@ def _limit_lines(cgroups: CgroupLayout, resources: Resources, swap_limit: bool) 
 
 
 def _rootfs_lines(config: ContainerConfig) -> list[str]:
+    # The root image holds ids as the template has them (0 = root), so a VM boots the very
+    # same disk. The driver loop-mounts it on the host before lxc-start (LXC's loop: backend
+    # cannot be idmapped: "Idmapped rootfs currently only supports the dir storage driver");
+    # an unprivileged container maps it into its user namespace with an idmapped mount
+    # (kernel >= 5.12, ext4 supports it). Privileged: plain, and the devices cgroup keeps
+    # /dev/loop* away from it. The hook unmounts however the container stops (lxc-stop or a
+    # poweroff inside); unmounting detaches the loop device (autoclear).
+    lines = [f"lxc.rootfs.path = dir:{config.rootfs_mount}"]
     if config.idmap is not None:
-        # LXC's loop backend attaches the image inside the container's start-up, so the
-        # host mount table never sees it and the loop device goes away with the container.
-        return [f"lxc.rootfs.path = loop:{config.disk_path}"]
-    # Privileged: the devices cgroup (common.conf) forbids /dev/loop-control before LXC
-    # mounts the root, and allowing loop devices would let the container read other
-    # tenants' disks. The driver mounts the image on the host before lxc-start; the hook
-    # unmounts it however the container stops (lxc-stop or a poweroff inside).
-    return [
-        f"lxc.rootfs.path = dir:{config.rootfs_mount}",
-        f"lxc.hook.post-stop = /bin/sh -c 'umount {config.rootfs_mount}'",
-    ]
+        lines.append("lxc.rootfs.options = idmap=container")
+    lines.append(f"lxc.hook.post-stop = /bin/sh -c 'umount {config.rootfs_mount}'")
+    return lines
 
 
 def _net_lines(nics: tuple[NicSpec, ...]) -> list[str]:

@@ -4,7 +4,9 @@ What a container is made of, all found again from disk (so a restarted daemon re
 running containers by asking ``lxc-info``):
 
 * ``<lxcpath>/<id>/config``   — rendered by ``config.render_config``;
-* ``spec.disk_path``          — the ext4 root image (``lxc.rootfs.path = loop:...``);
+* ``spec.disk_path``          — the ext4 root image, ids unshifted (the same disk a VM
+  boots), loop-mounted on the host at ``run/rootfs`` while the container runs; an
+  unprivileged container sees it through an idmapped mount (``idmap=container``);
 * ``spec.directory/console.log`` (+ ``.1`` once rotated) and ``lxc.log``.
 
 The LXC name is the instance id (stable across renames); the hostname is the instance name.
@@ -154,9 +156,10 @@ class LxcDriver:
             if not spec.directory.exists():
                 spec.directory.mkdir(parents=True)
                 undo.callback(_rmdir_if_empty, spec.directory)
-            progress(0.05, "building root disk")
-            undo.callback(spec.disk_path.unlink, missing_ok=True)
-            build_root_disk(template.rootfs, spec.disk_path, spec.resources.disk, shift)
+            if spec.root_disk is None:  # else storage made it (a clone of a base image)
+                progress(0.05, "building root disk")
+                undo.callback(spec.disk_path.unlink, missing_ok=True)
+                build_root_disk(template.rootfs, spec.disk_path, spec.resources.disk)
             progress(0.9, "writing container configuration")
             self.lxcpath.mkdir(parents=True, exist_ok=True)
             container_dir.mkdir(mode=0o750)
@@ -175,14 +178,14 @@ class LxcDriver:
             spec, self._container_dir(spec) / "config", self._cgroups(),
             lambda: self.status(spec).state != RuntimeState.STOPPED,
         )
-        if spec.privileged:  # the host mount must not be made twice: look first
-            if self._refuse_if_up(spec):
-                return
-            mount_image(spec.disk_path, spec.run_dir / "rootfs")
+        # Both kinds run from a host loop mount (a no-op when it is already mounted); an
+        # unprivileged container maps it with idmap=container (config.py).
+        mount_image(spec.disk_path, spec.run_dir / "rootfs")
         proc = run([*self._args("lxc-start", spec), "-d"], check=False, timeout=START_TIMEOUT)
         if proc.returncode != 0:
-            # Asking lxc-info only on failure keeps a subprocess off the start path.
-            if not spec.privileged and self._refuse_if_up(spec):
+            # Asking lxc-info only on failure keeps a subprocess off the start path; a
+            # running container keeps its mount.
+            if self._refuse_if_up(spec):
                 return
             unmount(spec.run_dir / "rootfs")
             said = (proc.stderr or proc.stdout).decode(errors="replace").strip()
@@ -215,7 +218,7 @@ class LxcDriver:
             run([*self._args("lxc-stop", spec), "-t", str(grace)], timeout=grace + 30)
         if self.status(spec).state != RuntimeState.STOPPED:
             raise HostFailure(f"container '{spec.name}' is still running after lxc-stop")
-        unmount(spec.run_dir / "rootfs")  # privileged: normally the post-stop hook did it
+        unmount(spec.run_dir / "rootfs")  # normally the post-stop hook did it
 
     def suspend(self, spec: InstanceSpec) -> None:
         self._require_state(spec, RuntimeState.RUNNING, "suspend")
@@ -236,7 +239,8 @@ class LxcDriver:
         _rmdir_if_empty(rootfs_mount)
         shutil.rmtree(self._container_dir(spec), ignore_errors=True)
         console = self._console_log(spec)
-        for path in (spec.disk_path, console, console.with_name(CONSOLE_LOG + ".1"),
+        owned = [spec.disk_path] if spec.root_disk is None else []  # pool disks: storage's
+        for path in (*owned, console, console.with_name(CONSOLE_LOG + ".1"),
                      spec.directory / LXC_LOG):
             path.unlink(missing_ok=True)
         _rmdir_if_empty(spec.run_dir)

@@ -99,19 +99,22 @@ class QemuDriver:
     def create(self, spec: InstanceSpec, template: TemplateImage, progress: Progress) -> None:
         if not template.kernel.exists():
             raise InvalidInput(f"template '{template.name}' has no kernel; it cannot boot a VM")
-        if spec.disk_path.exists():
+        owns_disk = spec.root_disk is None  # else storage made it (a clone of a base image)
+        if owns_disk and spec.disk_path.exists():
             raise Conflict(f"'{spec.name}' already has a disk at '{spec.disk_path}'")
         made_dir = not spec.directory.exists()
         spec.directory.mkdir(parents=True, exist_ok=True)
         try:
-            progress(0.0, "root disk")
-            build_root_disk(template.rootfs, spec.disk_path, spec.resources.disk)
+            if owns_disk:
+                progress(0.0, "root disk")
+                build_root_disk(template.rootfs, spec.disk_path, spec.resources.disk)
             progress(0.9, "configuration")
             config = {"template": template.name, "template_version": template.version}
             (spec.directory / CONFIG).write_text(json.dumps(config) + "\n")
             progress(1.0, "created")
         except BaseException:
-            spec.disk_path.unlink(missing_ok=True)
+            if owns_disk:
+                spec.disk_path.unlink(missing_ok=True)
             (spec.directory / CONFIG).unlink(missing_ok=True)
             if made_dir:
                 shutil.rmtree(spec.directory, ignore_errors=True)
@@ -244,7 +247,8 @@ class QemuDriver:
             raise Conflict(f"cannot delete '{spec.name}': it is running; stop it first")
         self._cleanup_runtime(paths)
         vm_resources.unplace(spec, read_layout())
-        for path in (spec.disk_path, paths.console_log, spec.directory / CONFIG):
+        owned = [spec.disk_path] if spec.root_disk is None else []  # pool disks: storage's
+        for path in (*owned, paths.console_log, spec.directory / CONFIG):
             path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # other layers may keep files there too
             spec.directory.rmdir()

@@ -57,7 +57,9 @@ def test_unprivileged_on_hybrid() -> None:
         "/usr/share/lxc/config/common.conf",
         "/usr/share/lxc/config/userns.conf",
     ]
-    assert _values(text, "lxc.rootfs.path") == ["loop:/srv/corral/instances/101/root.img"]
+    # Unshifted image, host loop mount, idmapped into the container's user namespace.
+    assert _values(text, "lxc.rootfs.path") == ["dir:/srv/corral/instances/101/run/rootfs"]
+    assert _values(text, "lxc.rootfs.options") == ["idmap=container"]
     assert _values(text, "lxc.uts.name") == ["web1"]
     assert _values(text, "lxc.net.0.type") == ["empty"]
     assert _values(text, "lxc.signal.halt") == ["SIGUSR2"]
@@ -78,13 +80,17 @@ def test_privileged_has_no_user_namespace() -> None:
     assert _values(text, "lxc.include") == ["/usr/share/lxc/config/common.conf"]
     # The image is mounted on the host by the driver (no loop devices inside the container).
     assert _values(text, "lxc.rootfs.path") == ["dir:/srv/corral/instances/101/run/rootfs"]
+    assert _values(text, "lxc.rootfs.options") == []  # no idmap without a user namespace
     assert _values(text, "lxc.hook.post-stop") == [
         "/bin/sh -c 'umount /srv/corral/instances/101/run/rootfs'"
     ]
 
 
-def test_unprivileged_needs_no_host_mount() -> None:
-    assert "lxc.hook" not in render_config(_config(SHIFT, HYBRID))
+def test_unprivileged_unmounts_its_root_however_it_stops() -> None:
+    text = render_config(_config(SHIFT, HYBRID))
+    assert _values(text, "lxc.hook.post-stop") == [
+        "/bin/sh -c 'umount /srv/corral/instances/101/run/rootfs'"
+    ]
 
 
 def test_memory_goes_to_cgroup2_keys_on_v2() -> None:

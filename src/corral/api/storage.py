@@ -1,0 +1,86 @@
+"""/api/v1/storage/pools, and per instance: disks, clone, convert."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from corral.api import convert
+from corral.api.deps import corral
+from corral.domain.sizes import parse_size
+from corral.services.core import Corral
+from corral.state.storagestore import PoolRecord
+from corral.storage.pools import open_pool
+from corral.wire.models import OperationModel
+from corral.wire.storage import (
+    CloneRequest,
+    ConvertRequest,
+    CreatePoolRequest,
+    DiskModel,
+    PoolModel,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["storage"])
+App = Annotated[Corral, Depends(corral)]
+
+
+def _pool(record: PoolRecord, app: Corral) -> PoolModel:
+    config = record.config
+    pool = open_pool(config)
+    usage = pool.usage()
+    return PoolModel(
+        name=config.name, driver=config.driver, path=str(config.path),
+        source=str(config.source) if config.source else None, cow=pool.cow(),
+        active=pool.active, total=usage.total, used=usage.used, free=usage.free,
+        default=record.default, volumes=len(app.storage.store.disks_in_pool(config.name)),
+    )
+
+
+@router.get("/storage/pools", response_model=list[PoolModel])
+def list_pools(app: App) -> list[PoolModel]:
+    return [_pool(r, app) for r in app.storage.list_pools()]
+
+
+@router.get("/storage/pools/{name}", response_model=PoolModel)
+def show_pool(name: str, app: App) -> PoolModel:
+    return _pool(app.storage.store.get_pool(name), app)
+
+
+@router.post("/storage/pools", response_model=PoolModel, status_code=201)
+def create_pool(body: CreatePoolRequest, app: App) -> PoolModel:
+    size = parse_size(body.size) if body.size else None
+    record = app.storage.create_pool(body.name, body.driver, body.path, body.source, size)
+    app.events.publish("storage.pool.created", pool=body.name, driver=body.driver)
+    return _pool(record, app)
+
+
+@router.delete("/storage/pools/{name}")
+def delete_pool(name: str, app: App) -> dict[str, str]:
+    app.storage.delete_pool(name)
+    app.events.publish("storage.pool.deleted", pool=name)
+    return {"deleted": name}
+
+
+@router.get("/instances/{ref}/disks", response_model=list[DiskModel])
+def list_disks(ref: str, app: App) -> list[DiskModel]:
+    rec = app.instances.get(ref).record
+    found = []
+    for disk, path in app.storage.disks(rec.id):
+        st = path.stat() if path.exists() else None
+        found.append(DiskModel(
+            name=disk.name, pool=disk.pool, path=str(path),
+            size=st.st_size if st else disk.size, allocated=st.st_blocks * 512 if st else 0,
+            root=disk.root, pending_size=disk.pending_size,
+        ))
+    return found
+
+
+@router.post("/instances/{ref}/clone", response_model=OperationModel, status_code=202)
+def clone_instance(ref: str, body: CloneRequest, app: App) -> OperationModel:
+    return convert.operation(app.convert.clone(ref, body.name, body.pool))
+
+
+@router.post("/instances/{ref}/convert", response_model=OperationModel, status_code=202)
+def convert_instance(ref: str, body: ConvertRequest, app: App) -> OperationModel:
+    return convert.operation(app.convert.convert(ref, body.to))

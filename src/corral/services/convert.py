@@ -1,0 +1,155 @@
+"""Clones (copy-on-write where the pool allows) and container <-> VM conversion.
+
+Conversion is a reboot, not a copy: every root image is an unshifted ext4 filesystem that
+both kinds boot (a container through an idmapped host mount, a VM as /dev/vda), so only the
+runtime configuration changes. The instance keeps its row (id, name), its NICs file (MACs,
+addresses), its resources and its disks; the pool's used space does not change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from corral.domain.errors import Conflict, InvalidInput, Unsupported
+from corral.domain.instance import InstanceSpec, Kind
+from corral.domain.lifecycle import State
+from corral.domain.names import FIRST_ID, validate_name
+from corral.drivers.base import RuntimeState
+from corral.services.instances import InstanceService
+from corral.services.operations import OperationContext
+from corral.services.storage import StorageService
+from corral.state.store import OperationRecord
+
+log = logging.getLogger("corral.convert")
+STOP_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class ConvertService:
+    instances: InstanceService
+    storage: StorageService
+
+    # Clone -----------------------------------------------------------------------------------
+    def clone(self, ref: str, new_name: str, pool: str | None = None) -> OperationRecord:
+        """A new stopped instance with copies of every disk of ``ref`` (which must be stopped:
+        a running guest's filesystem is not consistent on disk)."""
+        svc = self.instances
+        validate_name(new_name)
+        view = svc.get(ref)
+        src = view.record
+        if view.state is not State.STOPPED:
+            raise Conflict(f"'{src.name}' is {view.state.value}; stop it before cloning")
+        if not self.storage.store.disks(src.id):
+            raise Unsupported(f"'{src.name}' has no disks in a storage pool; it cannot be "
+                              "cloned")
+        if pool is not None:
+            self.storage.pool(pool)  # unknown pool: a clear 404 now
+        image = svc.templates.get(src.template)
+        driver = svc.driver(src.kind)
+        rec = svc.store.insert_instance(new_name, src.kind, src.template, src.resources,
+                                        src.privileged, svc.node, FIRST_ID)
+        base_spec = svc.spec(rec)
+
+        def work(ctx: OperationContext) -> None:
+            with contextlib.ExitStack() as undo:
+                undo.callback(svc._discard, rec, base_spec)
+                base_spec.directory.mkdir(parents=True, exist_ok=False)
+                ctx.progress(0.0, "cloning disks")
+                cow = self.storage.clone_disks(src.id, rec.id, pool,
+                                               lambda f, p: ctx.progress(f * 0.9, p))
+                ctx.progress(0.9, "configuring" + (" (copy-on-write)" if cow else ""))
+                driver.create(svc.spec(rec), image, lambda f, p: None)
+                undo.pop_all()
+            svc.store.set_state(rec.id, State.STOPPED)
+            svc.events.publish("instance.created", instance=new_name, id=rec.id,
+                               type=src.kind.value, cloned_from=src.name, cow=cow)
+
+        try:
+            return svc.ops.submit("clone", new_name, work)
+        except BaseException:
+            svc.store.delete_instance(rec.id)
+            raise
+
+    # Convert ---------------------------------------------------------------------------------
+    def convert(self, ref: str, to: str) -> OperationRecord:
+        svc = self.instances
+        target = Kind.parse(to)
+        view = svc.get(ref)
+        rec = view.record
+        if rec.kind is target:
+            raise InvalidInput(f"'{rec.name}' is already a {target.value}")
+        if view.state not in (State.STOPPED, State.RUNNING):
+            raise Conflict(f"'{rec.name}' is {view.state.value}; only a stopped or running "
+                           "instance converts")
+        new_driver = svc.driver(target)
+        old_driver = svc.driver(rec.kind)
+        image = svc.templates.get(rec.template)
+        spec = svc.spec(rec)
+        if spec.root_disk is None:
+            raise Unsupported(f"'{rec.name}' has its root disk outside any storage pool "
+                              "(made before pools); it cannot convert")
+        if target is Kind.VM:
+            if not image.kernel.is_file():
+                raise Unsupported(f"template '{image.name}' has no kernel; '{rec.name}' "
+                                  "cannot boot as a VM")
+            if rec.privileged:
+                raise Unsupported(f"'{rec.name}' is a privileged container; a VM has no such "
+                                  "mode (convert an unprivileged container)")
+            if getattr(rec.resources, "pids", None) is not None:
+                raise InvalidInput(f"'{rec.name}' has a pids limit, which a VM cannot have; "
+                                   "unset it first")
+        if target is Kind.CT and not new_driver.capabilities().unprivileged:
+            raise Unsupported("unprivileged containers are not possible on this host")
+        was_running = view.state is State.RUNNING
+
+        def work(ctx: OperationContext) -> None:
+            if was_running:
+                ctx.progress(0.05, f"stopping the {rec.kind.value}")
+                old_driver.stop(spec, force=False, timeout=STOP_TIMEOUT)
+            svc.store.set_state(rec.id, State.STOPPED)
+            ctx.progress(0.3, f"removing the {rec.kind.value} runtime (the disk stays)")
+            old_driver.delete(spec)
+            svc.store.set_kind(rec.id, target)
+            new_spec = svc.spec(svc.store.get_instance(str(rec.id)))
+            try:
+                ctx.progress(0.5, f"configuring the {target.value}")
+                new_spec.directory.mkdir(parents=True, exist_ok=True)
+                new_driver.create(new_spec, image, lambda f, p: None)
+                if was_running:
+                    ctx.progress(0.7, f"starting as a {target.value}")
+                    svc.store.set_state(rec.id, State.STARTING)
+                    new_driver.start(new_spec, image)
+            except BaseException:
+                self._roll_back(rec.id, spec, new_spec, was_running)
+                raise
+            svc.store.set_state(rec.id, State.RUNNING if was_running else State.STOPPED)
+            svc.events.publish("instance.converted", instance=rec.name, id=rec.id,
+                               type=target.value, previous=rec.kind.value)
+
+        return svc.ops.submit("convert", rec.name, work)
+
+    def _roll_back(self, instance_id: int, old_spec: InstanceSpec, new_spec: InstanceSpec,
+                   was_running: bool) -> None:
+        """Conversion failed: the instance goes back to its old kind (its disk never moved)."""
+        svc = self.instances
+        new_driver, old_driver = svc.driver(new_spec.kind), svc.driver(old_spec.kind)
+        with contextlib.suppress(Exception):
+            if new_driver.status(new_spec).state != RuntimeState.STOPPED:
+                new_driver.stop(new_spec, force=True, timeout=0)
+        with contextlib.suppress(Exception):
+            new_driver.delete(new_spec)
+        svc.store.set_kind(instance_id, old_spec.kind)
+        try:
+            image = svc.templates.get(old_spec.template)
+            old_spec.directory.mkdir(parents=True, exist_ok=True)
+            old_driver.create(old_spec, image, lambda f, p: None)
+            if was_running:
+                old_driver.start(old_spec, image)
+                svc.store.set_state(instance_id, State.RUNNING)
+            else:
+                svc.store.set_state(instance_id, State.STOPPED)
+        except Exception as exc:
+            log.error("rolling back the conversion of %s failed: %s", old_spec.name, exc)
+            svc.store.set_state(instance_id, State.ERROR)

@@ -1,0 +1,283 @@
+"""Storage pools, the per-template base image cache, and instance disks in pools.
+
+Create from a template = clone the template's cached base image (an ext4 filesystem built
+once per template content with ``mkfs.ext4 -d``) into the pool, then grow it offline to the
+requested size: a reflink where the pool shares extents, a sparse copy otherwise. The base
+image is unshifted (ids as in the template), so one base serves containers and VMs alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from corral.domain.errors import Conflict, InvalidInput, NotFound, Unsupported
+from corral.domain.instance import InstanceSpec
+from corral.domain.names import validate_name
+from corral.host.diskgrow import grow_ext4_offline, grow_file
+from corral.host.run import run
+from corral.state.storagestore import DiskRecord, PoolRecord, StorageStore
+from corral.storage.images import build_root_disk
+from corral.storage.pools import Pool, PoolConfig, clone_file, open_pool
+from corral.templates.artifact import artifact_digest
+from corral.templates.image import TemplateImage
+
+log = logging.getLogger("corral.storage")
+
+Progress = Callable[[float, str], None]
+DEFAULT_POOL = "default"
+DEFAULT_BTRFS_SIZE = 64 * 1024**3
+"""The default pool's backing file (sparse: it takes only what is written)."""
+ROOT = "root"
+
+
+def _quiet(fraction: float, phase: str) -> None:
+    del fraction, phase
+
+
+class InstanceDisks(Protocol):
+    """What InstanceService asks of storage (a no-op without pools: drivers build disks)."""
+
+    def attach(self, spec: InstanceSpec) -> InstanceSpec: ...
+
+    def prepare(self, spec: InstanceSpec, image: TemplateImage, progress: Progress) -> None: ...
+
+    def release(self, spec: InstanceSpec) -> None: ...
+
+
+class NoDisks:
+    def attach(self, spec: InstanceSpec) -> InstanceSpec:
+        return spec
+
+    def prepare(self, spec: InstanceSpec, image: TemplateImage, progress: Progress) -> None:
+        del spec, image, progress
+
+    def release(self, spec: InstanceSpec) -> None:
+        del spec
+
+
+def base_key(image: TemplateImage) -> str:
+    return f"{image.name}-{artifact_digest(image.metadata)[:16]}"
+
+
+class StorageService:
+    def __init__(self, store: StorageStore, state_dir: Path, driver_mode: str) -> None:
+        self.store = store
+        self.state_dir = state_dir
+        self.driver_mode = driver_mode
+
+    # Pools --------------------------------------------------------------------------------
+    def pool(self, name: str) -> Pool:
+        return open_pool(self.store.get_pool(name).config)
+
+    def default_pool(self) -> Pool:
+        record = self.store.default_pool()
+        if record is None:
+            raise NotFound("no default storage pool; create one with corral storage create")
+        return open_pool(record.config)
+
+    def list_pools(self) -> list[PoolRecord]:
+        return self.store.list_pools()
+
+    def setup(self) -> None:
+        """At daemon start: make the default pool once, then activate every pool."""
+        if self.store.default_pool() is None:
+            self._make_default()
+        for record in self.store.list_pools():
+            try:
+                open_pool(record.config).activate()
+            except Exception as exc:  # one broken pool must not keep the daemon down
+                log.error("storage pool %s is unavailable: %s", record.config.name, exc)
+
+    def _make_default(self) -> None:
+        base = self.state_dir / "pools"
+        base.mkdir(parents=True, exist_ok=True)
+        base.chmod(base.stat().st_mode | 0o111)
+        if self.driver_mode == "real" and shutil.which("mkfs.btrfs"):
+            size = min(DEFAULT_BTRFS_SIZE, _free_bytes(base))
+            config = PoolConfig(DEFAULT_POOL, "btrfs", base / DEFAULT_POOL,
+                                source=base / f"{DEFAULT_POOL}.btrfs", size=size)
+            try:
+                open_pool(config).create()
+                self.store.insert_pool(config, default=True)
+                log.info("default pool: btrfs on a loop-backed file (%s)", config.source)
+                return
+            except Exception as exc:
+                log.warning("no btrfs default pool (%s); using a directory pool", exc)
+        config = PoolConfig(DEFAULT_POOL, "dir", base / DEFAULT_POOL)
+        open_pool(config).create()
+        self.store.insert_pool(config, default=True)
+
+    def close(self) -> None:
+        """At daemon stop: unmount pools nothing uses (a running guest keeps its pool)."""
+        for record in self.store.list_pools():
+            try:
+                open_pool(record.config).deactivate()
+            except Conflict as exc:
+                log.info("%s", exc)
+            except Exception as exc:
+                log.warning("deactivating pool %s: %s", record.config.name, exc)
+
+    def create_pool(self, name: str, driver: str, path: str | None, source: str | None,
+                    size: int | None) -> PoolRecord:
+        validate_name(name, "pool")
+        if driver not in ("dir", "btrfs"):
+            raise InvalidInput(f"pool driver '{driver}' is not one of: dir, btrfs")
+        with contextlib.suppress(NotFound):
+            self.store.get_pool(name)
+            raise Conflict(f"storage pool '{name}' already exists")
+        where = Path(path) if path else self.state_dir / "pools" / name
+        if driver == "dir":
+            if where.exists() and any(where.iterdir()):
+                raise Conflict(f"{where} is not empty; give a new or empty directory")
+            config = PoolConfig(name, "dir", where)
+        else:
+            backing = Path(source) if source else self.state_dir / "pools" / f"{name}.btrfs"
+            if where.exists() and any(where.iterdir()):
+                raise Conflict(f"mount point {where} is not empty")
+            config = PoolConfig(name, "btrfs", where, source=backing, size=size)
+        pool = open_pool(config)
+        pool.create()
+        try:
+            return self.store.insert_pool(config)
+        except BaseException:
+            pool.destroy()
+            raise
+
+    def delete_pool(self, name: str) -> None:
+        record = self.store.get_pool(name)
+        users = self.store.disks_in_pool(name)
+        if users:
+            ids = sorted({d.instance_id for d in users})
+            raise Conflict(f"pool '{name}' holds disks of instances {ids}; delete them first")
+        if record.default:
+            raise Conflict(f"pool '{name}' is the default pool")
+        open_pool(record.config).destroy()
+        self.store.delete_pool(name)
+
+    # Base images --------------------------------------------------------------------------
+    def base_image(self, pool: Pool, image: TemplateImage, progress: Progress = _quiet) -> Path:
+        """The template's root filesystem as an ext4 image in ``pool``: built once (at the
+        template's default disk size), then reused for every create and both kinds."""
+        path = pool.base(base_key(image))
+        if path.is_file():
+            return path
+        size = int(image.metadata.get("resources", {}).get("disk", 0)) or 256 * 1024**2
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        partial.unlink(missing_ok=True)
+        progress(0.0, "building the template's base image (once)")
+        build_root_disk(image.rootfs, partial, size)
+        os.replace(partial, path)
+        return path
+
+    def drop_bases(self, template: str) -> None:
+        """A template was deleted or replaced: its base images are stale."""
+        for record in self.store.list_pools():
+            for base in (record.config.path / "bases").glob(f"{template}-*.img"):
+                base.unlink(missing_ok=True)
+
+    # Instance disks -----------------------------------------------------------------------
+    def attach(self, spec: InstanceSpec) -> InstanceSpec:
+        disks = self.store.disks(spec.id)
+        if not disks:
+            return spec
+        paths = [self.pool(d.pool).volume(spec.id, d.name) for d in disks]
+        return dataclasses.replace(spec, root_disk=paths[0], data_disks=tuple(paths[1:]))
+
+    def prepare(self, spec: InstanceSpec, image: TemplateImage, progress: Progress,
+                pool_name: str | None = None) -> None:
+        """The root disk of a new instance, cloned from the template's base image."""
+        pool = self.pool(pool_name) if pool_name else self.default_pool()
+        dest = pool.volume(spec.id, ROOT)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.store.insert_disk(DiskRecord(spec.id, ROOT, 0, pool.name, spec.resources.disk))
+        try:
+            base = self.base_image(pool, image, lambda f, p: progress(f * 0.5, p))
+            if spec.resources.disk < base.stat().st_size:
+                progress(0.5, "building the root disk (smaller than the template's base)")
+                build_root_disk(image.rootfs, dest, spec.resources.disk)
+            else:
+                cow = clone_file(base, dest, lambda f, p: progress(0.5 + f * 0.4, p))
+                progress(0.9, "cloned" if cow else "copied")
+                if spec.resources.disk > base.stat().st_size:
+                    grow_file(dest, spec.resources.disk)
+                    _resize2fs(dest)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            _rmdir(dest.parent)
+            self.store.delete_disks(spec.id)
+            raise
+
+    def release(self, spec: InstanceSpec) -> None:
+        """Delete every disk of an instance (it is stopped and its driver state gone)."""
+        for disk in self.store.disks(spec.id):
+            try:
+                pool = self.pool(disk.pool)
+                pool.volume(spec.id, disk.name).unlink(missing_ok=True)
+                _rmdir(pool.volume_dir(spec.id))
+            except NotFound:
+                pass
+        self.store.delete_disks(spec.id)
+
+    def disks(self, instance_id: int) -> list[tuple[DiskRecord, Path]]:
+        return [(d, self.pool(d.pool).volume(instance_id, d.name))
+                for d in self.store.disks(instance_id)]
+
+    def clone_disks(self, source_id: int, target_id: int, pool_name: str | None,
+                    progress: Progress = _quiet) -> bool:
+        """Copy every disk of ``source_id`` to ``target_id``; True if all were CoW clones."""
+        disks = self.store.disks(source_id)
+        if not disks:
+            raise Unsupported(f"instance {source_id} has no disks in a storage pool")
+        all_cow = True
+        made: list[Path] = []
+        try:
+            for n, disk in enumerate(disks):
+                src = self.pool(disk.pool).volume(source_id, disk.name)
+                pool = self.pool(pool_name) if pool_name else self.pool(disk.pool)
+                dst = pool.volume(target_id, disk.name)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                self.store.insert_disk(dataclasses.replace(disk, instance_id=target_id,
+                                                           pool=pool.name))
+                made.append(dst)
+                all_cow &= clone_file(src, dst, _part(progress, n, len(disks), disk.name))
+        except BaseException:
+            for path in made:
+                path.unlink(missing_ok=True)
+                _rmdir(path.parent)
+            self.store.delete_disks(target_id)
+            raise
+        return all_cow
+
+
+def _part(progress: Progress, index: int, count: int, label: str) -> Progress:
+    def report(fraction: float, phase: str) -> None:
+        progress((index + fraction) / count, f"{label}: {phase}")
+
+    return report
+
+
+def _resize2fs(image: Path) -> None:
+    started = time.monotonic()
+    try:
+        run(["resize2fs", "-f", str(image)], timeout=600)
+    except Exception:
+        grow_ext4_offline(image)  # e2fsck first, then resize2fs
+    log.debug("resize2fs %s: %.2f s", image, time.monotonic() - started)
+
+
+def _rmdir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+def _free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize

@@ -1,0 +1,48 @@
+"""Wire models for storage pools, disks, clones and conversion (shared by api/ and client/)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class PoolModel(BaseModel):
+    name: str
+    driver: str
+    path: str
+    source: str | None
+    cow: bool
+    active: bool
+    total: int
+    used: int
+    free: int
+    default: bool
+    volumes: int
+
+
+class CreatePoolRequest(BaseModel):
+    name: str
+    driver: str
+    path: str | None = None
+    source: str | None = None
+    """btrfs: a block device or a file (made, sized ``size``, when missing)."""
+    size: str | None = None
+
+
+class DiskModel(BaseModel):
+    name: str
+    pool: str
+    path: str
+    size: int
+    allocated: int
+    root: bool
+    pending_size: int | None = None
+    """A grow that takes effect at the next start (the instance was running)."""
+
+
+class CloneRequest(BaseModel):
+    name: str
+    pool: str | None = None
+
+
+class ConvertRequest(BaseModel):
+    to: str
