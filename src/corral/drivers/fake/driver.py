@@ -21,8 +21,8 @@ from corral.drivers.base import (
     AppliedChange,
     Capabilities,
     ExecResult,
-    Progress,
     InstanceStats,
+    Progress,
     RuntimeState,
     RuntimeStatus,
 )
