@@ -78,7 +78,7 @@ def start_daemon(state_dir: Path, drivers: str = "fake") -> Daemon:
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if sock.exists() and token_file.exists():
+        if sock.exists() and token_file.exists() and (state_dir / "tls" / "cert.pem").exists():
             try:
                 with CorralClient(socket=str(sock)) as c:
                     c.host_info()
@@ -91,7 +91,7 @@ def start_daemon(state_dir: Path, drivers: str = "fake") -> Daemon:
     else:
         process.kill()
         raise RuntimeError("corrald did not come up")
-    return Daemon(state_dir, sock, f"http://127.0.0.1:{port}", token_file.read_text().strip(),
+    return Daemon(state_dir, sock, f"https://127.0.0.1:{port}", token_file.read_text().strip(),
                   process)
 
 

@@ -94,14 +94,20 @@ def test_conflicts(daemon: Daemon) -> None:
 
 
 def test_token_auth_on_tcp(daemon: Daemon) -> None:
-    assert httpx.get(daemon.url + "/api/v1/instances").status_code == 401
+    from corral.host.tls import pinned_context
+
+    cert = daemon.state_dir / "tls" / "cert.pem"  # TCP is TLS with a self-signed, pinned cert
+    tls = pinned_context(cert.read_text())
+    with pytest.raises(httpx.ConnectError):  # not trusted without the pin
+        httpx.get(daemon.url + "/api/v1/instances")
+    assert httpx.get(daemon.url + "/api/v1/instances", verify=tls).status_code == 401
     bad = {"Authorization": "Bearer wrong"}
-    assert httpx.get(daemon.url + "/api/v1/instances", headers=bad).status_code == 401
+    assert httpx.get(daemon.url + "/api/v1/instances", headers=bad, verify=tls).status_code == 401
     good = {"Authorization": f"Bearer {daemon.token}"}
-    assert httpx.get(daemon.url + "/api/v1/instances", headers=good).json() == []
+    assert httpx.get(daemon.url + "/api/v1/instances", headers=good, verify=tls).json() == []
     from corral.client import CorralClient
 
-    with CorralClient(url=daemon.url, token=daemon.token) as c:
+    with CorralClient(url=daemon.url, token=daemon.token, tls_cert=str(cert)) as c:
         assert c.host_info().node == "test-node"
 
 

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from corral import __version__
 from corral.api import backups, host, instances, networks, operations, resources, streams
+from corral.api.migration import router as migration_router
 from corral.api.storage import router as storage_router
 from corral.domain.errors import CorralError
 from corral.services.core import Corral
@@ -29,6 +30,7 @@ def create_app(corral: Corral) -> FastAPI:
     for module in (instances, operations, host, streams, resources, networks, backups):
         app.include_router(module.router)
     app.include_router(storage_router)
+    app.include_router(migration_router)
 
     @app.exception_handler(CorralError)
     async def corral_error(_request: Request, exc: CorralError) -> JSONResponse:

@@ -9,6 +9,7 @@ from corral.cli import (
     console,
     host,
     instances,
+    migration,
     networks,
     operations,
     resources,
@@ -42,6 +43,11 @@ app.command("set")(resources.set_)
 app.command()(resources.stats)
 app.command()(resources.top)
 host.host_app.command("policy")(resources.policy)
+app.command()(migration.migrate)
+app.add_typer(migration.remote_app, name="remote")
+app.add_typer(migration.migration_app, name="migration")
+host.host_app.command("join")(migration.host_join)
+host.host_app.command("pairing")(migration.host_pairing)
 
 app.add_typer(backups.snapshot_app, name="snapshot")
 app.add_typer(backups.backup_app, name="backup")

@@ -52,10 +52,23 @@ class ApiError(Exception):
         self.message = message
 
 
+def _verify(tls_cert: str | None) -> Any:
+    """A corrald's self-signed certificate is pinned: ``tls_cert`` or $CORRAL_TLS_CERT names
+    its PEM file (``/var/lib/corral/tls/cert.pem`` on that host)."""
+    path = tls_cert or os.environ.get("CORRAL_TLS_CERT")
+    if not path:
+        return True
+    from pathlib import Path
+
+    from corral.host.tls import pinned_context
+
+    return pinned_context(Path(path).read_text())
+
+
 class CorralClient(StorageCalls):
     def __init__(
         self, socket: str | None = None, url: str | None = None, token: str | None = None,
-        timeout: float = 120.0,
+        timeout: float = 120.0, tls_cert: str | None = None,
     ) -> None:
         url = url or os.environ.get("CORRAL_URL")
         token = token or os.environ.get("CORRAL_TOKEN")
@@ -63,7 +76,8 @@ class CorralClient(StorageCalls):
         if url:
             self.socket: str | None = None
             self.base_url = url.rstrip("/")
-            self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+            self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout,
+                                      verify=_verify(tls_cert))
         else:
             self.socket = socket or os.environ.get("CORRAL_SOCKET", DEFAULT_SOCKET)
             self.base_url = "http://corral"

@@ -40,6 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also serve HTTP on HOST:PORT, with token auth")
     parser.add_argument("--token-file", default=env("CORRAL_TOKEN_FILE", ""),
                         help="API token for --listen (made if missing)")
+    parser.add_argument("--advertise", default=env("CORRAL_ADVERTISE", ""),
+                        help="the https://HOST:PORT peers reach --listen at (default: it)")
+    parser.add_argument("--insecure-http", action="store_true",
+                        help="serve --listen as plain HTTP (tests, trusted networks only)")
     parser.add_argument("--drivers", default=env("CORRAL_DRIVERS", "real"),
                         choices=["real", "fake"])
     parser.add_argument("--node", default=env("CORRAL_NODE", ""))
@@ -70,9 +74,16 @@ async def serve(args: argparse.Namespace) -> None:
     if args.listen:
         host, _, port = args.listen.rpartition(":")
         token = _token(Path(args.token_file or state_dir / "api.token"))
+        tls: dict[str, str] = {}
+        if not args.insecure_http:  # a self-signed identity, pinned by peers (host/tls.py)
+            identity = corral.remotes.identity
+            tls = {"ssl_keyfile": str(identity.key), "ssl_certfile": str(identity.cert)}
+            default_url = f"https://{host or '127.0.0.1'}:{port}"
+            corral.remotes.advertise_url = args.advertise or default_url
+            corral.remotes.own_token = token
         servers.append(_Server(uvicorn.Config(
             TokenAuth(app, token), host=host or "127.0.0.1", port=int(port), log_config=None,
-            lifespan="off", ws_ping_interval=None,
+            lifespan="off", ws_ping_interval=None, **tls,  # type: ignore[arg-type]
         )))
     loop = asyncio.get_running_loop()
 

@@ -76,9 +76,21 @@ class Corral:
         )
         self._wire_storage(settings)
         self._wire_backups(settings)
+        self._wire_migration(settings, node)
 
     def _nic_devices(self, ref: str) -> list[str]:
         return [nic.host_ifname for _name, nic in self.networks.list_nics(ref)]
+
+    def _wire_migration(self, settings: Settings, node: str) -> None:
+        from corral.services.migration import MigrationService
+        from corral.services.remotes import RemoteService
+        from corral.state.migstore import MigrationStore
+
+        store = MigrationStore(settings.state_dir / "corral.db")
+        self.remotes = RemoteService(store, settings.state_dir / "tls", node)
+        self.migrations = MigrationService(
+            store, self.instances, self.networks, self.remotes, self.events
+        )
 
     def _wire_backups(self, settings: Settings) -> None:
         from corral.drivers.snapshots import SnapshotHooks, hooks_for
@@ -123,12 +135,14 @@ class Corral:
         """Fail what a killed daemon left running and re-adopt the guests."""
         self.operations.fail_orphans()
         self.storage.setup()  # pools first: instances' disks live there
+        self.migrations.recover()  # before reconcile: it knows the half-migrated rows
         self.instances.reconcile()
         self.networks.start()
         self.backup_schedule.start()
 
     def close(self) -> None:
         self.backup_schedule.stop()
+        self.migrations.close()
         self.networks.close()
         self.operations.shutdown()
         self.storage.close()

@@ -1,0 +1,169 @@
+"""`corral migrate`, `corral remote add|list|remove`, `corral host join|pairing`,
+`corral migration list|show`."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated, Literal
+
+import typer
+
+from corral.cli import output
+from corral.cli.common import client, fail, wait_for
+from corral.cli.output import Format
+from corral.client import migration as api
+from corral.domain.errors import CorralError
+from corral.domain.sizes import parse_size
+from corral.wire.migration import (
+    AddRemoteRequest,
+    JoinRequest,
+    MigrateRequest,
+    MigrationModel,
+)
+
+remote_app = typer.Typer(help="Paired hosts (remotes)", no_args_is_help=True)
+migration_app = typer.Typer(help="Migration records", no_args_is_help=True)
+FormatOpt = Annotated[Format, typer.Option("--format", "-f")]
+
+
+@remote_app.command("add")
+def remote_add(
+    name: str, url: str,
+    token: Annotated[str, typer.Option(help="the peer's API token")],
+    fingerprint: Annotated[str | None, typer.Option(
+        help="expected sha256 certificate fingerprint (`corral host pairing` there)")] = None,
+) -> None:
+    """Pair with the corrald at URL (https://HOST:PORT): pin its certificate, keep its token."""
+    with client() as c:
+        remote = api.add_remote(c, AddRemoteRequest(name=name, url=url, token=token,
+                                                    fingerprint=fingerprint))
+    trust = "verified" if fingerprint else "trusted on first use"
+    output.console.print(f"Remote [bold]{remote.name}[/] at {remote.url}: certificate "
+                         f"{remote.fingerprint} ({trust})", highlight=False)
+
+
+@remote_app.command("list")
+def remote_list(fmt: FormatOpt = Format.table) -> None:
+    """Paired remotes."""
+    with client() as c:
+        items = api.list_remotes(c)
+    if not output.emit_structured(items, fmt):
+        output.table(["NAME", "URL", "FINGERPRINT", "ADDED"],
+                     [[r.name, r.url, r.fingerprint, r.created_at] for r in items])
+
+
+@remote_app.command("remove")
+def remote_remove(name: str) -> None:
+    """Forget a remote."""
+    with client() as c:
+        api.remove_remote(c, name)
+    output.console.print(f"Remote [bold]{name}[/] removed")
+
+
+def host_join(
+    name: str, url: str,
+    token: Annotated[str, typer.Option(help="the peer's API token")],
+    fingerprint: Annotated[str | None, typer.Option(help="expected certificate")] = None,
+    as_name: Annotated[str | None, typer.Option("--as", help="our name there")] = None,
+) -> None:
+    """Pair both ways: add URL as remote NAME here, and this host as a remote there."""
+    with client() as c:
+        remote = api.join(c, JoinRequest(name=name, url=url, token=token,
+                                         fingerprint=fingerprint, as_name=as_name))
+    output.console.print(f"Joined [bold]{remote.name}[/] at {remote.url} "
+                         f"({remote.fingerprint}); it knows this host too", highlight=False)
+
+
+def host_pairing(fmt: FormatOpt = Format.table) -> None:
+    """What a peer needs to pair with this host: URL and certificate fingerprint."""
+    with client() as c:
+        info = api.pairing(c)
+    if not output.emit_structured(info, fmt):
+        output.key_values([("node", info.node), ("url", info.url or "(no --listen)"),
+                           ("fingerprint", info.fingerprint)])
+
+
+def _result(m: MigrationModel) -> str:
+    d = m.details
+    parts = [f"path: {m.path} — {d.get('why', '')}"]
+    if d.get("downtime_ms") is not None:
+        parts.append(f"downtime {d['downtime_ms']} ms")
+    if d.get("qemu_downtime_ms") is not None:
+        parts.append(f"(QEMU: {d['qemu_downtime_ms']} ms)")
+    if d.get("total_ms") is not None:
+        parts.append(f"total {d['total_ms'] / 1000:.2f} s")
+    for key, label in (("disk_bytes", "disk"), ("ram_bytes", "RAM")):
+        if d.get(key):
+            parts.append(f"{label} {output.size(int(d[key]))}")
+    if d.get("id_changed"):
+        parts.append(f"id changed {d['id_changed']} (the source id was taken there)")
+    return ", ".join(parts)
+
+
+def migrate(
+    name: str, host: Annotated[str, typer.Argument(help="a remote (corral remote list)")],
+    live: Annotated[bool, typer.Option("--live", help="live (the default when running)")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help="stop, copy, start there")] = False,
+    bandwidth: Annotated[str | None, typer.Option(
+        help="bytes per second, e.g. 100M")] = None,
+    downtime: Annotated[int, typer.Option(help="VM downtime limit in ms")] = 100,
+    no_wait: Annotated[bool, typer.Option("--no-wait")] = False,
+) -> None:
+    """Move an instance to another host; says which path it took, its downtime and time."""
+    if live and offline:
+        fail("--live and --offline exclude each other")
+    try:
+        rate = parse_size(bandwidth, "--bandwidth") if bandwidth else None
+    except CorralError as exc:
+        fail(exc.message)
+    mode: Literal["auto", "live", "offline"] = (
+        "live" if live else "offline" if offline else "auto")
+    with client() as c:
+        op = api.migrate(c, name, MigrateRequest(target=host, mode=mode, bandwidth=rate,
+                                                 downtime_ms=downtime))
+        if no_wait:
+            print(op.id)
+            return
+        try:
+            wait_for(c, op, f"migrate {name} → {host}")
+        except typer.Exit:
+            record = None
+            with contextlib.suppress(Exception):  # the error itself is printed already
+                record = api.get_migration(c, op.id)
+            if record is not None:
+                output.errors.print(f"{name} stays on this host ({record.phase}); "
+                                    f"path was {record.path}", highlight=False)
+            raise
+        record = api.get_migration(c, op.id)
+    output.console.print(f"Migrated [bold]{name}[/] to [bold]{host}[/]: {_result(record)}",
+                         highlight=False)
+
+
+def _row(m: MigrationModel) -> list[str]:
+    d = m.details
+    return [m.id[:8], m.direction, m.instance, m.peer, m.path, m.status,
+            "" if d.get("downtime_ms") is None else f"{d['downtime_ms']} ms",
+            "" if d.get("total_ms") is None else f"{d['total_ms'] / 1000:.2f} s",
+            m.error or m.phase]
+
+
+@migration_app.command("list")
+def migration_list(fmt: FormatOpt = Format.table) -> None:
+    """Migrations to and from this host, newest first."""
+    with client() as c:
+        items = api.list_migrations(c)
+    if not output.emit_structured(items, fmt):
+        output.table(["ID", "DIR", "INSTANCE", "PEER", "PATH", "STATUS", "DOWNTIME", "TOTAL",
+                      "PHASE/ERROR"], [_row(m) for m in items])
+
+
+@migration_app.command("show")
+def migration_show(ref: str, fmt: FormatOpt = Format.table) -> None:
+    """One migration, by its id or its operation's id."""
+    with client() as c:
+        m = api.get_migration(c, ref)
+    if not output.emit_structured(m, fmt):
+        output.key_values([("id", m.id), ("direction", m.direction), ("instance", m.instance),
+                           ("peer", m.peer), ("path", m.path), ("status", m.status),
+                           ("phase", m.phase), ("result", _result(m)),
+                           ("error", m.error or "")])

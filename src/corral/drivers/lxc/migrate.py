@@ -1,0 +1,45 @@
+"""Moving a container between hosts, LXC's side.
+
+Without CRIU a container moves as its disk: the ext4 image is pre-copied while it runs, the
+container is stopped (a clean unmount makes the image consistent; a freeze would leave dirty
+pages in the host's page cache, outside the image), the final delta is sent and the target
+starts it. ``adopt`` writes the LXC configuration for an image that arrived that way.
+CRIU is used only where ``criu check`` passes on both hosts; it is detected, not assumed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from corral.domain.instance import InstanceSpec
+from corral.drivers.lxc.config import render_config
+from corral.drivers.lxc.driver import LxcDriver, _check_reachable, lxc_name
+from corral.templates.image import TemplateImage
+
+
+def adopt(driver: LxcDriver, spec: InstanceSpec, template: TemplateImage) -> None:
+    """Make LXC know a container whose image and files are already in ``spec.directory``."""
+    config = driver.config_for(spec, template)
+    if config.idmap is not None:
+        _check_reachable(spec.directory, config.idmap.uid.start)
+    container_dir = driver.lxcpath / lxc_name(spec)
+    driver.lxcpath.mkdir(parents=True, exist_ok=True)
+    container_dir.mkdir(mode=0o750, exist_ok=True)
+    (container_dir / "config").write_text(render_config(config))
+
+
+def criu_check() -> tuple[bool, str]:
+    """Whether CRIU can checkpoint here (``criu check``), and why not."""
+    criu = shutil.which("criu")
+    if criu is None:
+        return False, "criu is not installed"
+    try:
+        proc = subprocess.run([criu, "check"], capture_output=True, text=True, timeout=30,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"criu check did not run: {exc}"
+    if proc.returncode != 0:
+        said = (proc.stderr or proc.stdout).strip().splitlines()
+        return False, "criu check failed: " + (said[-1] if said else f"exit {proc.returncode}")
+    return True, "criu check passed"

@@ -1,0 +1,123 @@
+"""The client one corrald uses to drive another: TLS pinned to the peer's certificate and
+its bearer token. Every failure becomes a ``HostFailure`` naming the peer."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+from corral.domain.errors import CorralError, HostFailure
+from corral.host.tls import pinned_context
+from corral.migration.frames import Frame, encode
+from corral.state.migstore import RemoteRecord
+from corral.wire.migration import CommitReply, CommitRequest, IncomingReply, IncomingRequest
+
+INCOMING = "/api/v1/migrations/incoming"
+
+
+class PeerError(HostFailure):
+    """The peer answered with an error (its code and message are kept)."""
+
+    def __init__(self, message: str, code: str, status: int) -> None:
+        super().__init__(message)
+        self.peer_code = code
+        self.peer_status = status
+
+
+class PeerClient:
+    def __init__(self, remote: RemoteRecord, timeout: float = 60.0) -> None:
+        self.remote = remote
+        self._http = httpx.Client(
+            base_url=remote.url.rstrip("/"), verify=pinned_context(remote.cert_pem),
+            headers={"Authorization": f"Bearer {remote.token}"}, timeout=timeout,
+            # Peers are reached directly: a proxy from the environment must not intercept.
+            trust_env=False,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> PeerClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, timeout: float | None = None,
+                **kwargs: Any) -> Any:
+        name = self.remote.name
+        try:
+            if timeout is not None:
+                kwargs["timeout"] = timeout
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise HostFailure(
+                f"target '{name}' ({self.remote.url}) is unreachable: "
+                f"{exc or type(exc).__name__}"
+            ) from exc
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                code = str(body.get("error", "error"))
+                message = str(body.get("message", body.get("detail", response.text)))
+            except ValueError:
+                code, message = "error", response.text
+            raise PeerError(f"target '{name}': {message}", code, response.status_code)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    # The incoming-migration protocol -------------------------------------------------
+    def host(self) -> dict[str, Any]:
+        found: dict[str, Any] = self.request("GET", "/api/v1/host", timeout=10.0)
+        return found
+
+    def reserve(self, request: IncomingRequest) -> IncomingReply:
+        return IncomingReply.model_validate(
+            self.request("POST", INCOMING, json=request.model_dump(), timeout=120.0)
+        )
+
+    def heartbeat(self, mid: str) -> None:
+        self.request("POST", f"{INCOMING}/{mid}/heartbeat", timeout=10.0)
+
+    def send_disk(self, mid: str, frames: list[Frame]) -> None:
+        self.request("PUT", f"{INCOMING}/{mid}/disk", content=encode(frames),
+                     headers={"content-type": "application/octet-stream"})
+
+    def send_files(self, mid: str, tar: bytes) -> None:
+        self.request("PUT", f"{INCOMING}/{mid}/files", content=tar,
+                     headers={"content-type": "application/x-tar"})
+
+    def commit(self, mid: str, start: bool) -> CommitReply:
+        return CommitReply.model_validate(self.request(
+            "POST", f"{INCOMING}/{mid}/commit", json=CommitRequest(start=start).model_dump(),
+            timeout=120.0,
+        ))
+
+    def status(self, mid: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.request("GET", f"{INCOMING}/{mid}", timeout=10.0)
+        return found
+
+    def abort(self, mid: str, reason: str) -> None:
+        """Tell the target to drop everything of ``mid``; already gone counts as done."""
+        try:
+            self.request("DELETE", f"{INCOMING}/{mid}", params={"reason": reason[:500]},
+                         timeout=60.0)
+        except PeerError as exc:
+            if exc.peer_status != 404:
+                raise
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, CorralError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default

@@ -1,0 +1,110 @@
+"""Wire models of remotes (pairing) and migrations, between CLI, daemon and peer daemons."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class AddRemoteRequest(BaseModel):
+    name: str
+    url: str
+    token: str
+    fingerprint: str | None = None  # given out of band; else trust on first use (shown)
+
+
+class RemoteModel(BaseModel):
+    name: str
+    url: str
+    fingerprint: str
+    created_at: str
+
+
+class PairingInfo(BaseModel):
+    """What a host tells a peer that wants to pair with it."""
+
+    node: str
+    url: str | None
+    fingerprint: str
+
+
+class JoinRequest(BaseModel):
+    """Pair both ways: this host adds ``url`` as remote ``name`` and asks it to add us back."""
+
+    name: str
+    url: str
+    token: str
+    fingerprint: str | None = None
+    as_name: str | None = None  # what the peer calls us (default: our node name)
+
+
+class MigrateRequest(BaseModel):
+    target: str
+    mode: Literal["auto", "live", "offline"] = "auto"
+    bandwidth: int | None = Field(default=None, ge=1, description="bytes per second")
+    downtime_ms: int = Field(default=100, ge=1, le=60000)
+
+
+class MigrationModel(BaseModel):
+    id: str
+    direction: str
+    instance: str
+    instance_id: int | None
+    kind: str
+    peer: str
+    path: str
+    status: str
+    phase: str
+    operation: str | None
+    details: dict[str, Any]
+    error: str | None
+    created_at: str
+    updated_at: str
+
+
+class NicTransfer(BaseModel):
+    index: int
+    network: str
+    mac: str
+    addresses: list[str]
+    antispoof: bool = True
+
+
+class IncomingRequest(BaseModel):
+    """Source → target: reserve the instance here and prepare to receive it."""
+
+    migration_id: str
+    source_node: str
+    name: str
+    id: int
+    kind: str
+    template: str
+    template_version: str
+    resources: dict[str, Any]
+    privileged: bool
+    nics: list[NicTransfer]
+    disk_size: int
+    disk_allocated: int
+    files_size: int
+    path: Literal["live", "copy"]
+    idmap_start: int | None = None
+    lease_seconds: float = Field(default=15.0, ge=1.0, le=600.0)
+
+
+class IncomingReply(BaseModel):
+    migration_id: str
+    id: int
+    nbd_host: str | None = None
+    nbd_port: int | None = None
+    nbd_export: str | None = None
+    migrate_uri: str | None = None
+
+
+class CommitRequest(BaseModel):
+    start: bool  # copy path: start the instance on the target (it ran on the source)
+
+
+class CommitReply(BaseModel):
+    state: str
+    resumed_at: float  # wall clock on the target when the guest ran again

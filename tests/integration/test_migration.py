@@ -1,0 +1,230 @@
+"""Pairing and migration between two real corralds (fake drivers) over TLS on loopback.
+
+The fake driver has no guest: its "disk" is a real sparse file and exec runs on the host in
+the instance directory, so data written "inside" lands in root.img and its checksum proves
+the copy. Failure injection: unreachable target, full target disk, cancel, either corrald
+killed; each must leave the source as it was and nothing on the target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from corral.host.tls import fingerprint_of_pem
+from tests.integration.conftest import Daemon, start_daemon, stop_daemon, write_fake_template
+
+
+def _up(directory: Path) -> Daemon:
+    directory.mkdir(parents=True, exist_ok=True)
+    write_fake_template(directory / "templates")
+    return start_daemon(directory)
+
+
+@pytest.fixture
+def hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Daemon, Daemon]]:
+    monkeypatch.setenv("CORRAL_MIGRATION_LEASE", "2")  # the daemons inherit it
+    a, b = _up(tmp_path / "a"), _up(tmp_path / "b")
+    try:
+        a.cli("remote", "add", "b", b.url, "--token", b.token, check=True)
+        yield a, b
+    finally:
+        stop_daemon(a)
+        stop_daemon(b)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _instance(d: Daemon, name: str) -> dict[str, object] | None:
+    listed = json.loads(d.cli("list", "--format", "json", check=True).stdout)
+    return next((i for i in listed if i["name"] == name), None)
+
+
+def _disk(d: Daemon, instance_id: int) -> Path:
+    """Where the root disk is: a storage pool's volume, or the instance directory."""
+    found = [p for p in d.state_dir.rglob("*.img") if str(instance_id) in p.parent.name
+             or p.parent.name == str(instance_id)]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _make(d: Daemon, name: str, mib: int = 4, start: bool = True) -> Path:
+    d.cli("create", name, "--type", "ct", "--disk", "256M", *(["--start"] if start else []),
+          check=True)
+    info = _instance(d, name)
+    assert info is not None
+    disk = _disk(d, int(str(info["id"])))
+    if mib:  # "inside the instance": the fake driver's disk is this file
+        with disk.open("r+b") as image:
+            image.seek(3 * 1024**2)
+            image.write(os.urandom(mib * 1024**2))
+    return disk
+
+
+def _nothing_on(d: Daemon, name: str) -> None:
+    assert _instance(d, name) is None
+    assert list((d.state_dir / "instances").iterdir()) == []
+
+
+def test_pairing_pins_the_certificate_and_checks_the_token(tmp_path: Path) -> None:
+    a, b = _up(tmp_path / "a"), _up(tmp_path / "b")
+    try:
+        pinned = fingerprint_of_pem((b.state_dir / "tls" / "cert.pem").read_text())
+        wrong = "sha256:" + "0" * 64
+        said = a.cli("remote", "add", "b", b.url, "--token", b.token, "--fingerprint", wrong)
+        assert said.returncode != 0 and "refusing to pair" in said.stderr
+        said = a.cli("remote", "add", "b", b.url, "--token", "not-the-token")
+        assert said.returncode != 0 and "refused the token" in said.stderr
+        a.cli("remote", "add", "b", b.url, "--token", b.token, "--fingerprint", pinned,
+              check=True)
+        listed = json.loads(a.cli("remote", "list", "-f", "json", check=True).stdout)
+        assert [(r["name"], r["fingerprint"]) for r in listed] == [("b", pinned)]
+        # join: both directions in one command
+        b.cli("host", "join", "a2", a.url, "--token", a.token, "--as", "b2", check=True)
+        names_a = {r["name"] for r in json.loads(a.cli("remote", "list", "-f", "json").stdout)}
+        assert names_a == {"b", "b2"}
+    finally:
+        stop_daemon(a)
+        stop_daemon(b)
+
+
+def test_running_container_moves_with_its_identity(hosts: tuple[Daemon, Daemon]) -> None:
+    a, b = hosts
+    for d in (a, b):
+        d.cli("network", "create", "lan", "--subnet", "10.77.0.0/24", check=True)
+    disk = _make(a, "web1", start=False)
+    a.cli("nic", "add", "web1", "--network", "lan", "--ip", "10.77.0.9", check=True)
+    a.cli("set", "web1", "cpus=2", check=True)
+    a.cli("start", "web1", check=True)
+    before = _instance(a, "web1")
+    nics_before = json.loads(a.cli("nic", "list", "web1", "-f", "json", check=True).stdout)
+    digest = _digest(disk)
+
+    said = a.cli("migrate", "web1", "b")
+    assert said.returncode == 0, said.stderr
+    assert "path: precopy" in said.stdout and "downtime" in said.stdout
+
+    after = _instance(b, "web1")
+    assert after is not None and before is not None
+    assert (after["id"], after["state"], after["resources"]) == (
+        before["id"], "running", before["resources"])
+    nics_after = json.loads(b.cli("nic", "list", "web1", "-f", "json", check=True).stdout)
+    key = [(n["mac"], n["addresses"], n["network"]) for n in nics_before]
+    assert [(n["mac"], n["addresses"], n["network"]) for n in nics_after] == key
+    assert _digest(_disk(b, int(str(after["id"])))) == digest
+    _nothing_on(a, "web1")
+    record = json.loads(a.cli("migration", "list", "-f", "json", check=True).stdout)[0]
+    assert (record["status"], record["path"], record["direction"]) == ("success", "precopy",
+                                                                       "out")
+
+
+def test_stopped_vm_moves_offline_and_an_id_clash_takes_the_next_id(
+    hosts: tuple[Daemon, Daemon],
+) -> None:
+    a, b = hosts
+    b.cli("create", "other", "--type", "vm", check=True)  # takes id 101 on b
+    a.cli("create", "db1", "--type", "vm", check=True)
+    said = a.cli("migrate", "db1", "b", check=True)
+    assert "path: offline" in said.stdout and "id changed 101 -> 102" in said.stdout
+    moved = _instance(b, "db1")
+    assert moved is not None and (moved["id"], moved["state"]) == (102, "stopped")
+
+
+def test_unreachable_target_leaves_the_source_running(hosts: tuple[Daemon, Daemon]) -> None:
+    a, b = hosts
+    _make(a, "web1")
+    stop_daemon(b)
+    said = a.cli("migrate", "web1", "b")
+    assert said.returncode != 0 and "unreachable" in said.stderr
+    assert (_instance(a, "web1") or {})["state"] == "running"
+
+
+def test_full_target_disk_is_refused(hosts: tuple[Daemon, Daemon], tmp_path: Path) -> None:
+    a, b = hosts
+    stop_daemon(b)
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(small)], check=True)
+    try:
+        write_fake_template(small / "templates")
+        b2 = start_daemon(small)
+        try:
+            a.cli("remote", "remove", "b", check=True)
+            a.cli("remote", "add", "b", b2.url, "--token", b2.token, check=True)
+            _make(a, "web1", mib=16)
+            said = a.cli("migrate", "web1", "b")
+            assert said.returncode != 0 and "not enough disk space" in said.stderr
+            assert (_instance(a, "web1") or {})["state"] == "running"
+            _nothing_on(b2, "web1")
+        finally:
+            stop_daemon(b2)
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def _start_slow(a: Daemon, name: str) -> str:
+    """A migration throttled to 2 MiB/s over 16 MiB of data: seconds to act in."""
+    op = a.cli("migrate", name, "b", "--bandwidth", "2M", "--no-wait", check=True).stdout.strip()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        shown = json.loads(a.cli("operation", "show", op, "-f", "json", check=True).stdout)
+        if "pre-copy" in shown["phase"]:
+            return op
+        time.sleep(0.1)
+    raise AssertionError(f"the migration never reached the disk copy: {shown}")
+
+
+def test_cancel_rolls_back(hosts: tuple[Daemon, Daemon]) -> None:
+    a, b = hosts
+    _make(a, "web1", mib=16)
+    op = _start_slow(a, "web1")
+    a.cli("operation", "cancel", op, check=True)
+    said = a.cli("operation", "wait", op)
+    assert said.returncode != 0 and "cancelled" in said.stderr
+    assert (_instance(a, "web1") or {})["state"] == "running"
+    _nothing_on(b, "web1")
+    record = json.loads(a.cli("migration", "show", op, "-f", "json", check=True).stdout)
+    assert (record["status"], record["phase"]) == ("cancelled", "rolled back")
+
+
+def test_target_corrald_killed(hosts: tuple[Daemon, Daemon]) -> None:
+    a, b = hosts
+    _make(a, "web1", mib=16)
+    op = _start_slow(a, "web1")
+    stop_daemon(b, signal.SIGKILL)
+    said = a.cli("operation", "wait", op)
+    assert said.returncode != 0 and "unreachable" in said.stderr
+    assert (_instance(a, "web1") or {})["state"] == "running"
+    b2 = start_daemon(b.state_dir)  # its restart removes the half-received instance
+    try:
+        _nothing_on(b2, "web1")
+    finally:
+        stop_daemon(b2)
+
+
+def test_source_corrald_killed(hosts: tuple[Daemon, Daemon]) -> None:
+    a, b = hosts
+    _make(a, "web1", mib=16)
+    _start_slow(a, "web1")
+    stop_daemon(a, signal.SIGKILL)
+    deadline = time.monotonic() + 15  # the target's lease (2 s here) runs out
+    while _instance(b, "web1") is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    _nothing_on(b, "web1")
+    a2 = start_daemon(a.state_dir)
+    try:
+        assert (_instance(a2, "web1") or {})["state"] == "running"
+        record = json.loads(a2.cli("migration", "list", "-f", "json", check=True).stdout)[0]
+        assert (record["status"], record["phase"]) == ("failure", "rolled back")
+    finally:
+        stop_daemon(a2)
