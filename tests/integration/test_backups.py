@@ -140,8 +140,8 @@ def test_memory_snapshot_revert_resumes_running(daemon: Daemon) -> None:
 
 def test_kill_9_during_a_backup_leaves_no_partial_backup(daemon: Daemon,
                                                          tmp_path: Path) -> None:
-    disk = create(daemon, "big", disk="256M")
-    fill(disk, 0, 256 * MiB)
+    disk = create(daemon, "big", disk="160M")
+    fill(disk, 0, 160 * MiB)
     target = str(tmp_path / "t")
     with daemon.client() as c:
         op = BackupCalls(c).backup("big", target)
