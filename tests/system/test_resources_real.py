@@ -175,11 +175,22 @@ def test_cpu_limit_caps_the_qemu_process(env: Env) -> None:
     assert pid is not None
     procs = cgroupfs.read(layout, "cpu", cgroup_path(vm), "cgroup.procs") or ""
     assert str(pid) in procs.split()
-    thread = busy(env, vm, 12)
+    def throttled() -> int:
+        stat = cgroupfs.read(layout, "cpu", cgroup_path(vm), "cpu.stat") or ""
+        return cgroupfs.parse_flat_keyed(stat).get("nr_throttled", 0)
+
+    thread = busy(env, vm, 16)
     time.sleep(2)
-    (capped,) = cpu_percent(env, [vm], 6)
-    print(f"\nVM cpu_limit=50 (QEMU process, TCG): {capped:.1f} %")
-    assert 35 < capped < 56
+    before = throttled()
+    (capped,) = cpu_percent(env, [vm], 5)
+    periods = throttled() - before
+    vm, applied = env.change(vm, cpu_limit=None)
+    (free,) = cpu_percent(env, [vm], 5)
+    print(f"\nVM cpu_limit=50 (QEMU process, TCG): {capped:.1f} %, throttled in {periods} "
+          f"of ~50 periods; cap lifted live: {free:.1f} % (the rest of a loaded 2-core host)")
+    assert applied == {"cpu_limit": "live"}
+    assert 15 < capped < 56
+    assert periods >= 10  # the cap, not the guest or the host, held it
     thread.join()
 
 
