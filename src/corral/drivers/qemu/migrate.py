@@ -235,8 +235,7 @@ class LiveSource:
             "job-id": MIRROR_JOB, "device": ROOT_DEVICE, "target": NBD_NODE, "sync": "full",
             "copy-mode": "write-blocking", "auto-dismiss": True,
         }
-        if bandwidth:
-            args["speed"] = bandwidth
+        del bandwidth  # the limit is for the RAM stream; the mirror skips holes anyway
         s.execute("blockdev-mirror", args)
         self._mirror_started = True
         while True:

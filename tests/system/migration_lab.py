@@ -1,0 +1,168 @@
+"""Two corrald "hosts" on one machine: each in its own network namespace with its own address
+and state directory, joined by a bridge in a third namespace the lab creates. Pairing,
+QEMU's NBD and migration streams all go over those addresses; nothing touches the host's
+own network. Used by the migration system tests and bench/migrate.py."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from corral.client import CorralClient
+from corral.templates.image import TemplateImage
+
+SUBNET = "10.231.{n}.{h}"
+
+
+def sh(*argv: str, check: bool = True) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+@dataclass
+class Host:
+    name: str
+    netns: str
+    address: str
+    state_dir: Path
+    port: int = 8443
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.state_dir / "corral.sock"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.address}:{self.port}"
+
+    @property
+    def token(self) -> str:
+        return (self.state_dir / "token").read_text().strip()
+
+    def client(self) -> CorralClient:
+        return CorralClient(socket=str(self.socket))
+
+    def cli(self, *args: str, check: bool = False,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, CORRAL_SOCKET=str(self.socket), COLUMNS="200")
+        proc = subprocess.run([sys.executable, "-m", "corral.cli.main", *args],
+                              capture_output=True, text=True, env=env, timeout=timeout,
+                              check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"[{self.name}] corral {' '.join(args)}: {proc.stderr}")
+        return proc
+
+    def start(self, extra_env: dict[str, str] | None = None) -> None:
+        self.socket.unlink(missing_ok=True)
+        env = dict(os.environ, **(extra_env or {}))
+        self.process = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, sys.executable, "-m", "corral.daemon.main",
+             "--state-dir", str(self.state_dir), "--socket", str(self.socket),
+             "--drivers", "real", "--listen", f"{self.address}:{self.port}",
+             "--token-file", str(self.state_dir / "token"), "--node", self.name,
+             "--log-level", "info"],
+            stderr=open(self.state_dir / "corrald.log", "ab"),  # noqa: SIM115
+            env=env,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.socket.exists() and (self.state_dir / "token").exists():
+                with contextlib.suppress(Exception), self.client() as c:
+                    c.host_info()
+                    return
+            if self.process.poll() is not None:
+                raise RuntimeError((self.state_dir / "corrald.log").read_text()[-3000:])
+            time.sleep(0.1)
+        raise RuntimeError(f"corrald {self.name} did not come up")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def instances(self) -> dict[str, dict[str, object]]:
+        listed = json.loads(self.cli("list", "--format", "json", check=True).stdout or "[]")
+        return {str(i["name"]): i for i in listed}
+
+
+@dataclass
+class Lab:
+    template: TemplateImage
+    hosts: list[Host] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="corral-mig-")))
+
+    def __post_init__(self) -> None:
+        self.root.chmod(0o711)  # unprivileged container roots (uid 100000) walk through
+        tag = uuid.uuid4().hex[:6]
+        hub = f"crltest-mig-{tag}-hub"
+        self._add_ns(hub)
+        sh("ip", "-n", hub, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", hub, "link", "set", "br0", "up")
+        self.hub = hub
+        self.tag = tag
+        net = 231
+
+        for index, role in enumerate(("a", "b"), start=1):
+            ns = f"crltest-mig-{tag}-{role}"
+            self._add_ns(ns)
+            sh("ip", "-n", hub, "link", "add", f"p{role}", "type", "veth", "peer", "name",
+               "eth0", "netns", ns)
+            sh("ip", "-n", hub, "link", "set", f"p{role}", "master", "br0", "up")
+            address = f"10.{net}.0.{index}"
+            sh("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            state = self.root / role
+            state.mkdir()
+            state.chmod(0o711)
+            shutil.copytree(self.template.directory, state / "templates" / "tiny")
+            self.hosts.append(Host(role, ns, address, state))
+
+    def _add_ns(self, name: str) -> None:
+        sh("ip", "netns", "add", name)
+        self.namespaces.append(name)
+
+    def start(self, extra_env: dict[str, str] | None = None) -> tuple[Host, Host]:
+        for host in self.hosts:
+            host.start(extra_env)
+        a, b = self.hosts
+        a.cli("remote", "add", "b", b.url, "--token", b.token, check=True)
+        b.cli("remote", "add", "a", a.url, "--token", a.token, check=True)
+        return a, b
+
+    def close(self) -> None:
+        """Force every instance off on both hosts, stop the daemons, remove the namespaces."""
+        for host in self.hosts:
+            try:
+                if host.process is None or host.process.poll() is not None:
+                    host.start()
+                for name in host.instances():
+                    host.cli("delete", "--force", name)
+            except Exception as exc:  # keep cleaning the rest
+                print(f"cleanup of {host.name}: {exc}", file=sys.stderr)
+            finally:
+                host.stop()
+        for ns in reversed(self.namespaces):
+            sh("ip", "netns", "del", ns, check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
