@@ -65,6 +65,11 @@ class NetHost:
             args += ["address", mac]
         self.ip(*args)
 
+    def ensure_tap(self, name: str) -> None:
+        """A persistent tap device (QEMU opens it by name); an existing one is reused."""
+        if self.link(name) is None:
+            self.ip("tuntap", "add", "dev", name, "mode", "tap")
+
     def ensure_ifb(self, name: str) -> None:
         if self.link(name) is None:
             self.ip("link", "add", name, "type", "ifb")

@@ -50,6 +50,26 @@ class VmPaths:
 
 
 @dataclass(frozen=True)
+class VmNic:
+    """One NIC as QEMU sees it: a tap on the host (made beforehand) and a virtio-net device."""
+
+    index: int
+    ifname: str
+    mac: str
+
+    @property
+    def netdev_id(self) -> str:
+        return f"net{self.index}"
+
+    @property
+    def device_id(self) -> str:
+        return f"nic{self.index}"
+
+
+HOTPLUG_PORTS = 16  # q35: one PCIe root port per possible NIC (MAX_NICS), so any can come later
+
+
+@dataclass(frozen=True)
 class VmConfig:
     name: str
     cpus: int
@@ -61,6 +81,7 @@ class VmConfig:
     disk: Path
     paths: VmPaths
     machine: str = "microvm"
+    nics: tuple[VmNic, ...] = ()
     max_cpus: int = 0  # vCPUs ``cpus`` can grow to live; 0: ``cpus``
     balloon: bool = True
 
@@ -95,6 +116,36 @@ def _machine(machine: str) -> tuple[str, str]:
     if machine in ("q35", "pc"):
         return machine, "pci"
     raise InvalidInput(f"machine '{machine}' is not one of: microvm, q35, pc")
+
+
+def netdev_tap(nic: VmNic) -> str:
+    """The tap backend: an existing device by name, no scripts, never vhost (it may be absent,
+    and vhost=on aborts QEMU there)."""
+    return f"tap,id={nic.netdev_id},ifname={nic.ifname},script=no,downscript=no,vhost=off"
+
+
+def nic_device(machine: str, nic: VmNic) -> str:
+    """The guest device: virtio-mmio on microvm, on its own PCIe root port on q35 (so it can
+    be unplugged, and so can one added later), on the root bus on pc (ACPI hot-plug)."""
+    _, bus = _machine(machine)
+    value = f"virtio-net-{bus},netdev={nic.netdev_id},mac={nic.mac},id={nic.device_id}"
+    if machine == "q35":
+        value += f",bus={root_port(nic.index)}"
+    return value
+
+
+def root_port(index: int) -> str:
+    return f"rp{index}"
+
+
+def nic_argv(machine: str, nics: tuple[VmNic, ...]) -> list[str]:
+    argv: list[str] = []
+    if machine == "q35":
+        for i in range(HOTPLUG_PORTS):
+            argv += ["-device", f"pcie-root-port,id={root_port(i)},bus=pcie.0,chassis={i + 1}"]
+    for nic in sorted(nics, key=lambda n: n.index):
+        argv += ["-netdev", netdev_tap(nic), "-device", nic_device(machine, nic)]
+    return argv
 
 
 def chardev_socket(ident: str, path: Path, extra: str = "") -> str:
@@ -140,4 +191,4 @@ def build_argv(qemu: str, cfg: VmConfig) -> list[str]:
         "-pidfile", str(p.pidfile),
         "-daemonize",
     ]  # fmt: skip
-    return argv
+    return argv + nic_argv(cfg.machine, cfg.nics)

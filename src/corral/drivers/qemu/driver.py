@@ -33,6 +33,14 @@ from corral.drivers.qemu import agent
 from corral.drivers.qemu import resources as vm_resources
 from corral.drivers.qemu.cmdline import VmConfig, VmPaths, build_argv, kernel_append
 from corral.drivers.qemu.console import SocketConsole, tail
+from corral.drivers.qemu.nics import (
+    QemuNicHotplug,
+    append_nics,
+    instance_nics,
+    prepare_taps,
+    remove_taps,
+    vm_nics,
+)
 from corral.drivers.qemu.qmp import qmp
 from corral.host.cgroups import read_layout
 from corral.host.cpu import tsc_khz
@@ -69,7 +77,7 @@ def _is_our_qemu(pid: int, paths: VmPaths) -> bool:
     return str(paths.qmp).encode() in cmdline
 
 
-class QemuDriver:
+class QemuDriver(QemuNicHotplug):
     def __init__(self, accel: str | None = None, qemu: str | None = None) -> None:
         if accel not in (None, "kvm", "tcg"):
             raise InvalidInput(f"accelerator '{accel}' is not one of: kvm, tcg")
@@ -132,6 +140,8 @@ class QemuDriver:
         machine = str(template.metadata.get("vm", {}).get("machine", "microvm"))
         append = kernel_append(template.vm_cmdline, spec.name, tsc_khz())
         append = " ".join([append, *vm_resources.kernel_maxcpus(res, machine)])
+        nics = instance_nics(spec)
+        append = append_nics(append, nics)
         return VmConfig(
             name=spec.name,
             cpus=res.cpus,
@@ -144,6 +154,7 @@ class QemuDriver:
             paths=_paths(spec),
             machine=machine,
             max_cpus=vm_resources.max_cpus(res),
+            nics=vm_nics(nics),
         )
 
     def start(self, spec: InstanceSpec, template: TemplateImage) -> None:
@@ -156,6 +167,7 @@ class QemuDriver:
         self._cleanup_runtime(paths)
         paths.run.mkdir(parents=True, exist_ok=True)
         try:
+            prepare_taps(instance_nics(spec))
             run(build_argv(self._binary(), cfg), timeout=60)
             pid = self._pid(paths)
             if pid is None:
@@ -166,6 +178,7 @@ class QemuDriver:
             self._kill(paths)
             self._cleanup_runtime(paths)
             vm_resources.unplace(spec, read_layout())
+            remove_taps(instance_nics(spec))
             raise
 
     def stop(self, spec: InstanceSpec, *, force: bool, timeout: float) -> None:
@@ -177,15 +190,18 @@ class QemuDriver:
         pid = self._pid(paths)
         if pid is None:
             self._cleanup_runtime(paths)
+            remove_taps(instance_nics(spec))
             return
         deadline = time.monotonic() + max(0.0, timeout)
         if not force:
             self._request_poweroff(paths, deadline)
             if self._wait_gone(pid, deadline):
                 self._cleanup_runtime(paths)
+                remove_taps(instance_nics(spec))
                 return
         self._kill(paths)
         self._cleanup_runtime(paths)
+        remove_taps(instance_nics(spec))
 
     def _request_poweroff(self, paths: VmPaths, deadline: float) -> None:
         """Ask the guest to power off: resume it if paused, tell its agent, press the button."""
@@ -246,6 +262,7 @@ class QemuDriver:
         if self._pid(paths) is not None:
             raise Conflict(f"cannot delete '{spec.name}': it is running; stop it first")
         self._cleanup_runtime(paths)
+        remove_taps(instance_nics(spec))
         vm_resources.unplace(spec, read_layout())
         owned = [spec.disk_path] if spec.root_disk is None else []  # pool disks: storage's
         for path in (*owned, paths.console_log, spec.directory / CONFIG):

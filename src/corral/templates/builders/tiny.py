@@ -136,6 +136,7 @@ def write_rootfs(dest: Path, applets: list[str]) -> None:
         _tar_add(tar, "etc/init.d/rcS", tarfile.REGTYPE, 0o755, guest_file("rcS"))
         _tar_add(tar, "etc/init.d/rcK", tarfile.REGTYPE, 0o755, guest_file("rcK"))
         _tar_add(tar, "sbin/corral-agent", tarfile.REGTYPE, 0o755, guest_file("corral-agent"))
+        _tar_add(tar, "sbin/corral-net", tarfile.REGTYPE, 0o755, guest_file("corral-net"))
         button = guest_file("power-button")
         _tar_add(tar, "etc/acpi/PWRF/00000080", tarfile.REGTYPE, 0o755, button)
 
