@@ -42,6 +42,7 @@ from corral.drivers.lxc.config import (
     render_config,
 )
 from corral.drivers.lxc.info import parse_info
+from corral.drivers.lxc.nics import LxcNicHotplug
 from corral.host import cgroupfs
 from corral.host.cgroups import CgroupLayout, read_layout
 from corral.host.idmap import IdMap, root_idmap, unprivileged_possible
@@ -67,7 +68,7 @@ def lxc_name(spec: InstanceSpec) -> str:
     return str(spec.id)
 
 
-class LxcDriver:
+class LxcDriver(LxcNicHotplug):
     """The Driver for Kind.CT. ``lxcpath`` is Corral's own (e.g. <state>/lxc)."""
 
     def __init__(self, lxcpath: Path, include_dir: Path = DEFAULT_INCLUDE_DIR) -> None:
