@@ -66,12 +66,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_daemon(state_dir: Path, drivers: str = "fake") -> Daemon:
+def start_daemon(state_dir: Path, drivers: str = "fake", prefix: tuple[str, ...] = ()) -> Daemon:
+    """``prefix`` wraps the daemon's command (e.g. ``nsenter --net=…`` to run it in a netns)."""
     sock = state_dir / "corral.sock"
     port = free_port()
     token_file = state_dir / "token"
     process = subprocess.Popen(
-        [sys.executable, "-m", "corral.daemon.main", "--state-dir", str(state_dir),
+        [*prefix, sys.executable, "-m", "corral.daemon.main", "--state-dir", str(state_dir),
          "--socket", str(sock), "--drivers", drivers, "--listen", f"127.0.0.1:{port}",
          "--token-file", str(token_file), "--node", "test-node", "--log-level", "warning"],
         stderr=open(state_dir / "corrald.log", "ab"),  # noqa: SIM115
