@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import shutil
@@ -21,7 +22,8 @@ from typing import Protocol
 from corral.domain.errors import Conflict, InvalidInput, NotFound, Unsupported
 from corral.domain.instance import InstanceSpec
 from corral.domain.names import validate_name
-from corral.host.diskgrow import grow_ext4_offline, grow_file
+from corral.domain.sizes import format_size
+from corral.host.diskgrow import grow_ext4_offline
 from corral.host.run import run
 from corral.state.storagestore import DiskRecord, PoolRecord, StorageStore
 from corral.storage.images import build_root_disk
@@ -207,7 +209,7 @@ class StorageService:
                 cow = clone_file(base, dest, lambda f, p: progress(0.5 + f * 0.4, p))
                 progress(0.9, "cloned" if cow else "copied")
                 if spec.resources.disk > base.stat().st_size:
-                    grow_file(dest, spec.resources.disk)
+                    _grow(pool, dest, spec.resources.disk)
                     _resize2fs(dest)
         except BaseException:
             dest.unlink(missing_ok=True)
@@ -262,6 +264,19 @@ def _part(progress: Progress, index: int, count: int, label: str) -> Progress:
         progress((index + fraction) / count, f"{label}: {phase}")
 
     return report
+
+
+def _grow(pool: Pool, image: Path, size: int) -> None:
+    try:
+        with image.open("r+b") as handle:
+            handle.truncate(size)
+    except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise InvalidInput(
+                f"disk size {format_size(size)} is more than pool '{pool.name}' can hold in "
+                "one file"
+            ) from None
+        raise
 
 
 def _resize2fs(image: Path) -> None:

@@ -55,11 +55,11 @@ def test_lifecycle_refused_while_create_runs(corral: Corral) -> None:
 
 
 def test_failed_create_leaves_nothing(corral: Corral) -> None:
-    corral.capacity.set_policy({"disk": "none"})  # let the driver be the one to refuse
+    corral.capacity.set_policy({"disk": "none"})  # let storage be the one to refuse
     op = corral.instances.create("huge", "ct", "tiny", {"disk": "100T"})
     done = corral.operations.wait(op.id, 10)
     assert done.status == "failure"
-    assert "64T" in (done.error or "")
+    assert "100T" in (done.error or "") and "pool 'default'" in (done.error or "")
     assert corral.store.list_instances() == []
     assert not (corral.settings.state_dir / "instances" / "101").exists()
 
