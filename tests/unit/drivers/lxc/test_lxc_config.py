@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def _config(idmap: IdMap | None, cgroups: CgroupLayout, **res: int) -> Container
         console_log=Path("/srv/corral/instances/101/console.log"),
         log_file=Path("/srv/corral/instances/101/lxc.log"),
         halt_signal="SIGUSR2",
-        resources=Resources(memory=128 * 1024**2, **res),
+        resources=replace(Resources(memory=128 * 1024**2), **res),
         idmap=idmap,
         cgroups=cgroups,
         rootfs_mount=Path("/srv/corral/instances/101/run/rootfs"),
