@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ V2 = CgroupLayout(
 SHIFT = IdMap(uid=IdRange(100000, 65536), gid=IdRange(100000, 65536))
 
 
-def _config(idmap: IdMap | None, cgroups: CgroupLayout, **res: int) -> ContainerConfig:
+def _config(idmap: IdMap | None, cgroups: CgroupLayout, **res: Any) -> ContainerConfig:
     return ContainerConfig(
         lxc_name="101",
         hostname="web1",
