@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -66,6 +67,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def daemon_env(state_dir: Path) -> dict[str, str]:
+    """Each test daemon gets its own cgroup root, the same for every restart on ``state_dir``,
+    so that several daemons on this host never share guests' cgroup paths."""
+    digest = hashlib.sha1(str(state_dir).encode()).hexdigest()[:10]
+    return dict(os.environ, CORRAL_CGROUP_ROOT=f"corral-test-{digest}")
+
+
 def start_daemon(state_dir: Path, drivers: str = "fake", prefix: tuple[str, ...] = ()) -> Daemon:
     """``prefix`` wraps the daemon's command (e.g. ``nsenter --net=…`` to run it in a netns)."""
     sock = state_dir / "corral.sock"
@@ -76,6 +84,7 @@ def start_daemon(state_dir: Path, drivers: str = "fake", prefix: tuple[str, ...]
          "--socket", str(sock), "--drivers", drivers, "--listen", f"127.0.0.1:{port}",
          "--token-file", str(token_file), "--node", "test-node", "--log-level", "warning"],
         stderr=open(state_dir / "corrald.log", "ab"),  # noqa: SIM115
+        env=daemon_env(state_dir),
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +20,16 @@ from corral.host.cgroups import CgroupLayout, CgroupVersion
 
 log = logging.getLogger("corral.host")
 INHERIT = "<inherit>"
+ROOT_ENV = "CORRAL_CGROUP_ROOT"
+
+
+def corral_root() -> str:
+    """The cgroup directory every guest of this daemon sits under (``corral`` by default).
+
+    One daemon per host is the rule; tests and labs that run several daemons on one host give
+    each its own root (``CORRAL_CGROUP_ROOT``) so their guests' cgroups never collide.
+    """
+    return os.environ.get(ROOT_ENV, "corral").strip("/") or "corral"
 
 
 def hierarchy(layout: CgroupLayout, controller: str) -> Path | None:

@@ -9,13 +9,13 @@ from pathlib import Path
 from corral.domain.errors import InvalidInput
 from corral.domain.resources import Resources
 from corral.drivers.cgroup_limits import limit_writes, lxc_config_lines
+from corral.host.cgroupfs import corral_root
 from corral.host.cgroups import CgroupLayout
 from corral.host.idmap import IdMap
 from corral.network.model import NetworkType, NicSpec
 
 DEFAULT_INCLUDE_DIR = Path("/usr/share/lxc/config")
-CGROUP_ROOT = "corral"
-"""Every container's cgroup sits under <hierarchy>/corral/ct/<name> (monitor: .../monitor)."""
+# Every container's cgroup sits under <hierarchy>/<corral_root()>/ct/<name> (monitor: .../monitor).
 CONSOLE_LOG_SIZE = "1MB"
 TTYS = 1
 PTYS = 64
@@ -49,9 +49,9 @@ class ContainerConfig:
 def cgroup_dirs(lxc_name: str) -> dict[str, str]:
     """The cgroup paths (relative to each hierarchy's root) the container and its monitor use."""
     return {
-        "container": f"{CGROUP_ROOT}/ct/{lxc_name}",
-        "monitor": f"{CGROUP_ROOT}/monitor/{lxc_name}",
-        "pivot": f"{CGROUP_ROOT}/pivot",
+        "container": f"{corral_root()}/ct/{lxc_name}",
+        "monitor": f"{corral_root()}/monitor/{lxc_name}",
+        "pivot": f"{corral_root()}/pivot",
     }
 
 

@@ -42,7 +42,7 @@ LIVE_FILE = "resources-live.json"
 
 
 def cgroup_path(spec: InstanceSpec) -> str:
-    return f"corral/vm/{spec.id}"
+    return f"{cgroupfs.corral_root()}/vm/{spec.id}"
 
 
 def max_cpus(res: Resources) -> int:
