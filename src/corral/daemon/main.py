@@ -64,7 +64,7 @@ def _token(path: Path) -> str:
 async def serve(args: argparse.Namespace) -> None:
     state_dir = Path(args.state_dir)
     corral = Corral(Settings(state_dir=state_dir, driver_mode=args.drivers, node=args.node))
-    corral.start()
+    await asyncio.to_thread(corral.start)  # drivers block (QMP runs its own loop)
     app = create_app(corral)
     socket_path = Path(args.socket)
     socket_path.parent.mkdir(parents=True, exist_ok=True)

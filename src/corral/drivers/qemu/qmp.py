@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from qemu.qmp import QMPClient
 
 from corral.domain.errors import HostFailure
+
+T = TypeVar("T")
 
 
 async def _execute(
@@ -25,6 +29,16 @@ async def _execute(
         await client.disconnect()
 
 
+def _run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """asyncio.run, also from a thread that already runs an event loop (then in a worker)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
 def qmp(
     path: Path, command: str, arguments: dict[str, Any] | None = None, timeout: float = 5.0
 ) -> Any:
@@ -36,7 +50,7 @@ def qmp_many(
     path: Path, commands: list[tuple[str, dict[str, Any] | None]], timeout: float = 5.0
 ) -> list[Any]:
     try:
-        return asyncio.run(_execute(path, commands, timeout))
+        return _run_coroutine(lambda: _execute(path, commands, timeout))
     except (TimeoutError, OSError, EOFError) as exc:
         raise HostFailure(f"QMP at '{path}' unreachable: {exc or type(exc).__name__}") from exc
     except Exception as exc:  # qemu.qmp raises its own hierarchy (ExecuteError, ConnectError…)
