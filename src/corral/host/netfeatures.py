@@ -24,6 +24,8 @@ _PROBES = {
     "ifb": ("IFB devices (ingress shaping)", "ip link add i0 type ifb"),
     "veth": ("veth pairs", "ip link add p0 type veth peer name p1"),
     "tap": ("tap devices", "ip tuntap add dev t0 mode tap"),
+    # Reported only: VM NICs always use vhost=off (vhost=on aborts QEMU where it is missing).
+    "vhost_net": ("vhost-net (/dev/vhost-net; VM NICs use vhost=off)", "test -c /dev/vhost-net"),
     "htb": (
         "tc HTB qdisc",
         "ip link add p0 type veth peer name p1 && tc qdisc add dev p0 root handle 1: htb",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from corral.domain import lifecycle
@@ -255,7 +256,12 @@ class InstanceService:
             raise InvalidInput("exec needs a command")
         view = self.get(ref)
         lifecycle.check(Action.EXEC, view.state, view.record.name)
-        return self.driver(view.record.kind).exec(self.spec(view.record), argv, timeout, stdin)
+        began = time.monotonic()
+        result = self.driver(view.record.kind).exec(self.spec(view.record), argv, timeout, stdin)
+        # Drivers kill a command at its deadline (exit 137, as timeout -s KILL): say so.
+        if timeout and result.exit_code == 137 and time.monotonic() - began >= timeout * 0.95:
+            result = replace(result, timed_out=True)
+        return result
 
     def open_console(self, ref: str) -> ConsoleStream:
         view = self.get(ref)

@@ -19,7 +19,7 @@ import contextlib
 import time
 from typing import Any
 
-from corral.domain.errors import HostFailure, InvalidInput, Unsupported
+from corral.domain.errors import Conflict, HostFailure, InvalidInput, Unsupported
 from corral.domain.instance import InstanceSpec
 from corral.drivers.qemu import agent
 from corral.drivers.qemu.cmdline import VmNic, VmPaths, root_port
@@ -135,6 +135,9 @@ def _peripherals(paths: VmPaths) -> set[str]:
 
 def hot_add(spec: InstanceSpec, paths: VmPaths, nic: NicSpec) -> None:
     machine = _require_hotplug(spec, paths, "hot-add")
+    if qmp(paths.qmp, "query-status").get("status") != "running":
+        # a paused guest can neither take the device nor configure it
+        raise Conflict(f"VM '{spec.name}' is paused; resume it to hot-add a NIC")
     vm = VmNic(nic.index, nic.host_ifname, nic.mac)
     host = NetHost()
     prepare_tap(nic, host)
