@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, types, unit, integration (fake driver) and system tests
-# (real LXC, real QEMU; they skip with the machine's reason where the host cannot).
+# The whole test suite: lint, types, unit, integration (fake driver), driver contract and
+# system tests (real LXC, real QEMU, real nftables/tc in namespaces the tests make; each
+# skips with the machine's reason where the host cannot). Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin
+[ -x "$py/pytest" ] && [ -x "$py/ruff" ] && [ -x "$py/mypy" ] || scripts/install-deps.sh
 "$py/ruff" check src tests bench
 "$py/mypy"
 "$py/pytest" -q -p no:cacheprovider "$@"

@@ -81,7 +81,7 @@ def test_conflicts(daemon: Daemon) -> None:
         assert err.value.status == 409
         assert len(c.list_instances()) == 1
         c.wait(c.action("web1", "start").id, 30)
-        with pytest.raises(ApiError, match="already running"):
+        with pytest.raises(ApiError, match="is running; use restart"):
             c.action("web1", "start")
         with pytest.raises(ApiError, match="--force"):
             c.delete_instance("web1")

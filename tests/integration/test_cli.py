@@ -73,7 +73,7 @@ def test_errors_exit_non_zero_with_message(daemon: Daemon) -> None:
     dup = daemon.cli("create", "dup", "--type", "vm")
     assert dup.returncode != 0 and "already exists" in dup.stderr
     running = daemon.cli("start", "dup")
-    assert running.returncode != 0 and "already running" in running.stderr
+    assert running.returncode != 0 and "is running; use restart" in running.stderr
     refuse = daemon.cli("delete", "dup")
     assert refuse.returncode != 0 and "--force" in refuse.stderr
     assert daemon.cli("delete", "dup", "--force").returncode == 0

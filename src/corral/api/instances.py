@@ -89,6 +89,7 @@ def exec_in_instance(ref: str, body: ExecRequest, app: App) -> ExecResponse:
         exit_code=result.exit_code,
         stdout_b64=base64.b64encode(result.stdout).decode(),
         stderr_b64=base64.b64encode(result.stderr).decode(),
+        timed_out=result.timed_out,
     )
 
 

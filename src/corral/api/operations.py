@@ -31,9 +31,10 @@ def show_operation(op_id: str, app: App) -> OperationModel:
 def wait_operation(
     op_id: str, app: App, timeout: Annotated[float, Query(ge=0, le=600)] = 30
 ) -> OperationModel:
-    return convert.operation(app.operations.wait(op_id, timeout))
+    full_id = app.store.get_operation(op_id).id
+    return convert.operation(app.operations.wait(full_id, timeout))
 
 
 @router.delete("/{op_id}", response_model=OperationModel)
 def cancel_operation(op_id: str, app: App) -> OperationModel:
-    return convert.operation(app.operations.cancel(op_id))
+    return convert.operation(app.operations.cancel(app.store.get_operation(op_id).id))

@@ -15,6 +15,8 @@ from corral.client import ApiError, CorralClient
 from corral.wire.models import OperationModel
 
 T = TypeVar("T")
+PAST = {"start": "started", "stop": "stopped", "restart": "restarted", "suspend": "suspended",
+        "resume": "resumed", "delete": "deleted"}
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -62,6 +64,7 @@ def each(refs: list[str], act: Callable[[CorralClient, str], OperationModel], ve
                     print(op.id)
                 else:
                     wait_for(c, op, f"{verb} {ref}")
+                    print(f"{PAST.get(verb, verb + 'ed').capitalize()} {ref}")
             except ApiError as exc:
                 errors.print(f"[bold red]Error:[/] {exc.message}", highlight=False)
                 failed = True

@@ -18,13 +18,37 @@ from corral.cli.common import client, fail
 CTRL_A = b"\x01"
 
 
-def _pump_output(ws: Any, stop: threading.Event) -> None:
+def _escape(data: bytes, pending: bool) -> tuple[bytes, bool, bool]:
+    """Apply the Ctrl-a escape to typed bytes: (bytes for the guest, Ctrl-a pending, detach).
+
+    Ctrl-a q detaches (also when both arrive in one read), Ctrl-a a sends one Ctrl-a, and a
+    Ctrl-a followed by anything else passes both through.
+    """
+    out = bytearray()
+    for byte in data:
+        char = bytes([byte])
+        if pending:
+            pending = False
+            if char in (b"q", b"Q"):
+                return bytes(out), False, True
+            out += CTRL_A if char in (b"a", CTRL_A) else CTRL_A + char
+        elif char == CTRL_A:
+            pending = True
+        else:
+            out += char
+    return bytes(out), pending, False
+
+
+def _pump_output(ws: Any, stop: threading.Event, closed: list[str]) -> None:
     try:
         for message in ws:
             data = message if isinstance(message, bytes) else message.encode()
             os.write(sys.stdout.fileno(), data)
     except Exception:
         pass
+    code = getattr(ws, "close_code", None)
+    if code is not None and code >= 4000:  # the daemon refused or ended the console
+        closed.append(getattr(ws, "close_reason", "") or f"closed ({code})")
     stop.set()
 
 
@@ -40,7 +64,9 @@ def console(
             sys.stdout.buffer.write(c.console_log(ref))
             sys.stdout.flush()
             return
-        c.get_instance(ref)  # a clear error for an unknown name before switching the terminal
+        state = c.get_instance(ref).state  # clear errors before switching the terminal
+        if state not in ("running", "suspended"):
+            fail(f"cannot attach to the console of '{ref}': it is {state}; start it first")
         try:
             ws = c.console(ref)
         except Exception as exc:
@@ -49,7 +75,8 @@ def console(
     if interactive:
         print(f"Connected to {ref}'s console. Ctrl-a q detaches.\r", file=sys.stderr)
     stop = threading.Event()
-    reader = threading.Thread(target=_pump_output, args=(ws, stop), daemon=True)
+    closed: list[str] = []
+    reader = threading.Thread(target=_pump_output, args=(ws, stop, closed), daemon=True)
     reader.start()
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd) if interactive else None
@@ -66,11 +93,12 @@ def console(
                 stop.wait(linger)
                 break
             if interactive:
-                if escape and data[:1] in (b"q", b"Q"):
+                data, escape, detach = _escape(data, escape)
+                if data:
+                    ws.send(data)
+                if detach:
                     break
-                escape = data.endswith(CTRL_A)
-                if escape:
-                    data = data[:-1]
+                continue
             if data:
                 ws.send(data)
     finally:
@@ -78,5 +106,8 @@ def console(
             termios.tcsetattr(fd, termios.TCSADRAIN, saved)
         with contextlib.suppress(Exception):
             ws.close()
+    reader.join(1)
+    if closed:
+        fail(f"console of '{ref}': {closed[0]}")
     if interactive:
         print("\nDetached.", file=sys.stderr)

@@ -124,21 +124,24 @@ def info(ref: Annotated[str, typer.Argument()], fmt: FormatOpt = Format.table) -
 
 
 def exec_(
-    ref: Annotated[str, typer.Argument()],
+    ref: Annotated[str, typer.Argument(help="instance name or id")],
     argv: Annotated[list[str], typer.Argument(help="the command, after --")],
-    timeout: Annotated[float, typer.Option(help="seconds before giving up")] = 60.0,
-    stdin: Annotated[bool, typer.Option("--stdin", help="send this command's stdin")] = False,
+    timeout: Annotated[float, typer.Option(
+        help="seconds before the command is killed; 0: no limit")] = 0,
+    stdin: Annotated[bool, typer.Option("--stdin", "-i", help="send this command's stdin")] = False,
 ) -> None:
     """Run a command inside an instance; exit with its exit code."""
     data = sys.stdin.buffer.read() if stdin else b""
     with client() as c:
-        code, out, err = c.exec(ref, argv, data, timeout)
-    sys.stdout.buffer.write(out)
+        done = c.run(ref, argv, data, timeout or None)
+    sys.stdout.buffer.write(done.stdout)
     sys.stdout.flush()
-    sys.stderr.buffer.write(err)
+    sys.stderr.buffer.write(done.stderr)
     sys.stderr.flush()
-    if code != 0:
-        raise typer.Exit(code)
+    if done.timed_out:
+        fail(f"'{' '.join(argv)}' was killed after --timeout {timeout:g} s", 124)
+    if done.exit_code != 0:
+        raise typer.Exit(done.exit_code)
 
 
 def require(value: str | None, what: str) -> str:

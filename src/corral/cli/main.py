@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from corral import __version__
 from corral.cli import (
     backups,
     console,
@@ -53,6 +56,20 @@ app.add_typer(backups.snapshot_app, name="snapshot")
 app.add_typer(backups.backup_app, name="backup")
 app.command()(backups.restore)
 register_storage(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"corral {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="print the version and exit")] = False,
+) -> None:
+    """VMs and containers on one host, one model."""
 
 
 def main() -> None:

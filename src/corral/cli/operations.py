@@ -65,10 +65,11 @@ def monitor(fmt: FormatOpt = Format.table) -> None:
             for event in c.events():
                 if output.emit_structured(event.model_dump(mode="json"), fmt):
                     continue
-                details = " ".join(f"{k}={v}" for k, v in event.data.items() if v is not None)
-                output.console.print(
-                    f"{event.time} [bold]{event.type}[/] {event.instance or ''} {details}",
-                    highlight=False,
+                details = " ".join(
+                    f"{k}={round(v, 3) if isinstance(v, float) else v}"
+                    for k, v in event.data.items() if v is not None
                 )
+                # One plain line per event, never wrapped: monitors are piped into grep.
+                print(f"{event.time} {event.type} {event.instance or '-'} {details}", flush=True)
         except KeyboardInterrupt:
             pass

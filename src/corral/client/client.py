@@ -6,6 +6,7 @@ import base64
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -40,6 +41,14 @@ from corral.wire.models import (
 DEFAULT_SOCKET = "/run/corral/corral.sock"
 FINAL = ("success", "failure", "cancelled")
 M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ExecOutcome:
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool
 
 
 class ApiError(Exception):
@@ -145,21 +154,28 @@ class CorralClient(StorageCalls):
         body = stop.model_dump() if stop is not None else None
         return self._model(OperationModel, "POST", f"/api/v1/instances/{ref}/{action}", json=body)
 
-    def exec(
-        self, ref: str, argv: list[str], stdin: bytes = b"", timeout: float | None = 60.0
-    ) -> tuple[int, bytes, bytes]:
+    def run(
+        self, ref: str, argv: list[str], stdin: bytes = b"", timeout: float | None = None
+    ) -> ExecOutcome:
+        """Run ``argv`` inside the instance; ``timeout`` in seconds, None for no limit."""
         request = ExecRequest(
             argv=argv, stdin_b64=base64.b64encode(stdin).decode(), timeout=timeout
         )
         response = self._model(
             ExecResponse, "POST", f"/api/v1/instances/{ref}/exec", json=request.model_dump(),
-            timeout=(timeout or 3600) + 30,
+            timeout=None if timeout is None else timeout + 30,
         )
-        return (
-            response.exit_code,
-            base64.b64decode(response.stdout_b64),
-            base64.b64decode(response.stderr_b64),
+        return ExecOutcome(
+            response.exit_code, base64.b64decode(response.stdout_b64),
+            base64.b64decode(response.stderr_b64), response.timed_out,
         )
+
+    def exec(
+        self, ref: str, argv: list[str], stdin: bytes = b"", timeout: float | None = 60.0
+    ) -> tuple[int, bytes, bytes]:
+        """(exit code, stdout, stderr) of ``argv`` run inside the instance."""
+        done = self.run(ref, argv, stdin, timeout)
+        return done.exit_code, done.stdout, done.stderr
 
     def console_log(self, ref: str, limit: int = 65536) -> bytes:
         body = self._request(

@@ -41,11 +41,15 @@ _ALLOWED: dict[Action, frozenset[State]] = {
     Action.CONSOLE: frozenset({State.RUNNING, State.SUSPENDED}),
 }
 
-_HINTS: dict[Action, str] = {
-    Action.START: "it is already running; use restart",
-    Action.DELETE: "stop it first or use --force",
-    Action.EXEC: "start it first",
-    Action.RESUME: "it is not suspended",
+_HINTS: dict[tuple[Action, State | None], str] = {
+    (Action.START, State.RUNNING): "use restart",
+    (Action.START, State.SUSPENDED): "resume it instead",
+    (Action.DELETE, None): "stop it first or use --force",
+    (Action.EXEC, State.SUSPENDED): "resume it first",
+    (Action.EXEC, None): "start it first",
+    (Action.CONSOLE, None): "start it first",
+    (Action.RESUME, None): "it is not suspended",
+    (Action.SUSPEND, State.SUSPENDED): "it is already suspended",
 }
 
 TRANSIENT: frozenset[State] = frozenset(
@@ -57,9 +61,9 @@ def check(action: Action, state: State, name: str) -> None:
     """Raise Conflict with a clear reason unless ``action`` is allowed in ``state``."""
     if state in _ALLOWED[action]:
         return
-    hint = _HINTS.get(action, "")
-    if action == Action.START and state != State.RUNNING:
-        hint = ""
+    hint = _HINTS.get((action, state)) or _HINTS.get((action, None), "")
+    if state in TRANSIENT:
+        hint = "an operation is changing it; wait for it and try again"
     reason = f"cannot {action.value} '{name}': it is {state.value}"
     raise Conflict(f"{reason}; {hint}" if hint else reason)
 

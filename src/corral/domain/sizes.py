@@ -23,6 +23,8 @@ def parse_size(text: str, what: str = "size") -> int:
     if not match:
         raise InvalidInput(f"{what} '{text}' is not a size; write e.g. 512M, 1G or 2T")
     number, unit = match.groups()
+    if float(number) <= 0:
+        raise InvalidInput(f"{what} '{text}' must be greater than zero")
     if not unit:
         raise InvalidInput(f"{what} '{text}' has no unit; write e.g. {text}M or {text}G")
     factor = _UNITS.get(unit.lower())

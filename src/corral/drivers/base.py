@@ -53,6 +53,7 @@ class ExecResult:
     exit_code: int
     stdout: bytes
     stderr: bytes
+    timed_out: bool = False
 
 
 class Applied(StrEnum):

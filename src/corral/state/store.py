@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from corral.domain.errors import Conflict, NotFound
+from corral.domain.errors import Conflict, InvalidInput, NotFound
 from corral.domain.instance import Kind
 from corral.domain.lifecycle import State
 from corral.domain.resources import Resources
@@ -174,8 +174,15 @@ class StateStore:
                 raise NotFound(f"no operation '{op_id}'")
 
     def get_operation(self, op_id: str) -> OperationRecord:
+        """By full id, or by a unique prefix of at least 4 characters (as list shows them)."""
         with self._sessions() as s:
             row = s.get(OperationRow, op_id)
+            if row is None and len(op_id) >= 4 and "%" not in op_id and "_" not in op_id:
+                query = select(OperationRow).where(OperationRow.id.startswith(op_id)).limit(2)
+                found = list(s.scalars(query))
+                if len(found) > 1:
+                    raise InvalidInput(f"operation id prefix '{op_id}' is ambiguous")
+                row = found[0] if found else None
             if row is None:
                 raise NotFound(f"no operation '{op_id}'")
             return _operation(row)

@@ -64,13 +64,14 @@ class StopRequest(BaseModel):
 class ExecRequest(BaseModel):
     argv: list[str]
     stdin_b64: str = ""
-    timeout: float | None = 60.0
+    timeout: float | None = None  # seconds; None: no limit
 
 
 class ExecResponse(BaseModel):
     exit_code: int
     stdout_b64: str
     stderr_b64: str
+    timed_out: bool = False
 
 
 class OperationModel(BaseModel):

@@ -18,7 +18,9 @@ def test_allowed(action: Action, state: State) -> None:
 
 @pytest.mark.parametrize(
     ("action", "state", "says"),
-    [(Action.START, State.RUNNING, "already running"),
+    [(Action.START, State.RUNNING, "it is running; use restart"),
+     (Action.EXEC, State.SUSPENDED, "resume it first"),
+     (Action.START, State.STARTING, "wait for it"),
      (Action.DELETE, State.RUNNING, "--force"),
      (Action.EXEC, State.STOPPED, "start it first"),
      (Action.RESUME, State.RUNNING, "not suspended"),
