@@ -19,7 +19,7 @@ from corral.backup.engine import backup_image
 from corral.backup.manifest import InstanceInfo
 from corral.backup.store import ChunkStore
 from corral.backup.targets import LocalTarget
-from corral.drivers.snapshots import cow_copy
+from corral.drivers.snapshots import clone
 
 MiB = 1 << 20
 
@@ -80,14 +80,14 @@ def main() -> None:
         for gib in (1, 8):
             disk = root / f"disk{gib}.img"
             make_image(disk, gib << 30, 64 * MiB)
-            clone = root / f"snap{gib}.img"
+            clone_path = root / f"snap{gib}.img"
             os.sync()
             start = time.perf_counter()
-            method = cow_copy(disk, clone)
+            method = clone(disk, clone_path)
             took = time.perf_counter() - start
             print(f"snapshot of a {gib} GiB disk (64 MiB data): {took * 1000:.0f} ms ({method})")
             disk.unlink()
-            clone.unlink()
+            clone_path.unlink()
 
 
 if __name__ == "__main__":

@@ -160,7 +160,7 @@ def test_kill_9_during_a_backup_leaves_no_partial_backup(daemon: Daemon,
             again.cli("backup", "create", "big", "--to", target, check=True)
             backups = calls.backups(target)
             assert len(backups) == len(partial) + 1
-            assert not list((daemon.state_dir / "backup-scratch").glob("*.img"))
+            assert not list(disk.parent.glob(".backup-*.img"))  # the copy beside the disk
         assert again.cli("backup", "verify", "--to", target).returncode == 0
         again.cli("stop", "big", check=True)
     finally:

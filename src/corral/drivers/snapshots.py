@@ -9,59 +9,20 @@ disk where the filesystem can, else a sparse copy) and, with memory, the runtime
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from corral.domain.instance import InstanceSpec
+from corral.storage.pools.copy import clone_file
 from corral.templates.image import TemplateImage
 
-FICLONE = 0x40049409
-_NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS}
-_STEP = 8 << 20
 
-
-def cow_copy(src: Path, dst: Path) -> str:
-    """Copy ``src`` to the new file ``dst``: a reflink (constant time) where the filesystem
-    shares extents (btrfs, XFS), else a sparse copy of the data extents only (time grows
-    with the data, not with the disk size). Returns "reflink" or "sparse copy"."""
-    with src.open("rb") as s, dst.open("xb") as d:
-        try:
-            try:
-                fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
-                return "reflink"
-            except OSError as exc:
-                if exc.errno not in _NO_CLONE:
-                    raise
-            size = os.fstat(s.fileno()).st_size
-            os.ftruncate(d.fileno(), size)
-            offset = 0
-            while offset < size:
-                try:
-                    start = os.lseek(s.fileno(), offset, os.SEEK_DATA)
-                except OSError as exc:
-                    if exc.errno == errno.ENXIO:
-                        break
-                    raise
-                end = min(os.lseek(s.fileno(), start, os.SEEK_HOLE), size)
-                pos = start
-                while pos < end:
-                    done = os.copy_file_range(
-                        s.fileno(), d.fileno(), min(_STEP, end - pos), pos, pos
-                    )
-                    if done == 0:
-                        break
-                    pos += done
-                offset = end
-            return "sparse copy"
-        except BaseException:
-            with contextlib.suppress(OSError):
-                dst.unlink()
-            raise
+def clone(src: Path, dst: Path) -> str:
+    """``dst`` as a copy-on-write clone of ``src`` where the filesystem can (else a sparse
+    copy): storage's one clone helper. Returns the method, for listings and manifests."""
+    return "reflink" if clone_file(src, dst) else "sparse copy"
 
 
 def replace_disk(spec: InstanceSpec, source: Path) -> None:
@@ -69,7 +30,7 @@ def replace_disk(spec: InstanceSpec, source: Path) -> None:
     disk = spec.disk_path
     tmp = disk.with_name(f".{disk.name}.revert")
     tmp.unlink(missing_ok=True)
-    cow_copy(source, tmp)
+    clone(source, tmp)
     os.replace(tmp, disk)
 
 

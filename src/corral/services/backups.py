@@ -65,6 +65,16 @@ class RateReporter:
         )
 
 
+SCRATCH = ".backup-"
+
+
+def scratch_copy(disk: Path, op_id: str) -> Path:
+    """A backup's point-in-time copy lives beside the disk, in the same pool, so that it is a
+    reflink where the pool can (a container stays frozen only for that); deleted when the
+    backup ends, and at daemon start after a kill."""
+    return disk.parent / f"{SCRATCH}{op_id}.img"
+
+
 class BackupService:
     def __init__(
         self, instances: InstanceService, store: BackupStore, hooks: dict[Kind, SnapshotHooks],
@@ -77,8 +87,16 @@ class BackupService:
         self._target_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         scratch.mkdir(parents=True, exist_ok=True)
-        for leftover in scratch.glob("*.img"):  # a killed daemon's point-in-time copies
+
+    def sweep_scratch(self) -> None:
+        """At daemon start (pools active): delete a killed daemon's point-in-time copies."""
+        for leftover in self.scratch.glob("*.img"):
             leftover.unlink(missing_ok=True)
+        for rec in self.instances.store.list_instances():
+            with contextlib.suppress(OSError):
+                disk = self.instances.spec(rec).disk_path
+                for leftover in disk.parent.glob(f"{SCRATCH}*.img"):
+                    leftover.unlink(missing_ok=True)
 
     # Targets -----------------------------------------------------------------------------
     def add_target(
@@ -137,7 +155,7 @@ class BackupService:
                             rec.resources.to_dict(), rec.privileged)
 
         def work(ctx: OperationContext) -> None:
-            copy = self.scratch / f"{ctx.id}.img"
+            copy = scratch_copy(spec.disk_path, ctx.id)
             try:
                 ctx.progress(0.02, "point-in-time copy")
                 captured = hooks.capture_disk(spec, copy)

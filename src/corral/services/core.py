@@ -135,6 +135,7 @@ class Corral:
         """Fail what a killed daemon left running and re-adopt the guests."""
         self.operations.fail_orphans()
         self.storage.setup()  # pools first: instances' disks live there
+        self.backups.sweep_scratch()
         self.migrations.recover()  # before reconcile: it knows the half-migrated rows
         self.instances.reconcile()
         self.networks.start()

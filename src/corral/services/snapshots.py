@@ -35,7 +35,9 @@ class SnapshotTree:
 
 
 def snapshot_dir(spec: InstanceSpec, snapshot_id: str) -> Path:
-    return spec.directory / "snapshots" / snapshot_id
+    """Beside the root disk (in its pool's volume directory), so a snapshot is a reflink
+    where the pool has them; storage removes the directory with the disk."""
+    return spec.disk_path.parent / "snapshots" / snapshot_id
 
 
 class SnapshotService:

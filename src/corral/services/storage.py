@@ -223,6 +223,7 @@ class StorageService:
             try:
                 pool = self.pool(disk.pool)
                 pool.volume(spec.id, disk.name).unlink(missing_ok=True)
+                shutil.rmtree(pool.volume_dir(spec.id) / "snapshots", ignore_errors=True)
                 _rmdir(pool.volume_dir(spec.id))
             except NotFound:
                 pass

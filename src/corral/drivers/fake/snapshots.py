@@ -9,7 +9,7 @@ from corral.domain.errors import Conflict
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
 from corral.drivers.fake.driver import FakeDriver
-from corral.drivers.snapshots import Captured, cow_copy, replace_disk
+from corral.drivers.snapshots import Captured, clone, replace_disk
 from corral.templates.image import TemplateImage
 
 STATE = "state.json"
@@ -23,7 +23,7 @@ class FakeSnapshots:
         return None
 
     def take(self, spec: InstanceSpec, dest: Path, memory: bool) -> Captured:
-        method = cow_copy(spec.disk_path, dest / "root.img")
+        method = clone(spec.disk_path, dest / "root.img")
         if memory:
             state = self.driver.status(spec).state
             if state not in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
@@ -41,4 +41,4 @@ class FakeSnapshots:
             shutil.copyfile(source / STATE, spec.directory / "fake.json")
 
     def capture_disk(self, spec: InstanceSpec, dest: Path) -> Captured:
-        return Captured("crash-consistent copy (fake driver)", cow_copy(spec.disk_path, dest))
+        return Captured("crash-consistent copy (fake driver)", clone(spec.disk_path, dest))

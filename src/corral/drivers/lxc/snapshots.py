@@ -20,7 +20,7 @@ from corral.domain.errors import Conflict, HostFailure, Unsupported
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
 from corral.drivers.lxc.driver import LxcDriver
-from corral.drivers.snapshots import Captured, cow_copy, replace_disk
+from corral.drivers.snapshots import Captured, clone, replace_disk
 from corral.host.run import run
 from corral.templates.image import TemplateImage
 
@@ -89,7 +89,7 @@ class LxcSnapshots:
             if self.driver.status(spec).state is not RuntimeState.RUNNING:
                 raise Conflict(f"{spec.name} is not running: a memory snapshot needs it running")
         with self._quiesced(spec) as consistency:
-            method = cow_copy(spec.disk_path, dest / "root.img")
+            method = clone(spec.disk_path, dest / "root.img")
             if memory:
                 self._checkpoint(spec, dest / CRIU_DIR, restore=False)
         return Captured(consistency + (" + CRIU checkpoint" if memory else ""), method)
@@ -109,5 +109,5 @@ class LxcSnapshots:
 
     def capture_disk(self, spec: InstanceSpec, dest: Path) -> Captured:
         with self._quiesced(spec) as consistency:
-            method = cow_copy(spec.disk_path, dest)
+            method = clone(spec.disk_path, dest)
         return Captured(consistency, method)

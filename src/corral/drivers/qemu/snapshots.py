@@ -23,7 +23,7 @@ from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
 from corral.drivers.qemu.driver import QemuDriver
 from corral.drivers.qemu.qmp import qmp
-from corral.drivers.snapshots import Captured, cow_copy, replace_disk
+from corral.drivers.snapshots import Captured, clone, replace_disk
 from corral.host.run import require_tool, run
 from corral.templates.image import TemplateImage
 
@@ -105,7 +105,7 @@ class QemuSnapshots:
             raise Conflict(f"{spec.name} is {state.value}: a memory snapshot needs it running")
         synced = up and not memory and state is RuntimeState.RUNNING and self._guest_sync(spec)
         with self._paused(spec) if up else contextlib.nullcontext():
-            method = cow_copy(spec.disk_path, dest / "root.img")
+            method = clone(spec.disk_path, dest / "root.img")
             if memory:
                 qemu_img = require_tool("qemu-img", "qemu-utils")
                 run([qemu_img, "create", "-q", "-f", "qcow2", str(dest / VMSTATE), "1M"])
@@ -140,7 +140,7 @@ class QemuSnapshots:
     def capture_disk(self, spec: InstanceSpec, dest: Path) -> Captured:
         state = self._state(spec)
         if state not in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
-            return Captured("stopped (consistent)", cow_copy(spec.disk_path, dest))
+            return Captured("stopped (consistent)", clone(spec.disk_path, dest))
         synced = state is RuntimeState.RUNNING and self._guest_sync(spec)
         sock = self._sock(spec)
         with dest.open("xb") as f:

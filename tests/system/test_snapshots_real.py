@@ -1,0 +1,251 @@
+"""Snapshots and backups of real containers and VMs through corrald (tiny template).
+
+Disk snapshots while running, revert, branching; memory snapshots of a VM (a tmpfs file and
+a running process survive the revert); a container's memory snapshot refused with CRIU's
+reason; online backups to a local and an S3 (moto_server) target restored as new instances
+that boot with exactly the data from before the backup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from corral.backup.manifest import manifest_key
+from corral.backup.targets import open_target
+from corral.client.backups import BackupCalls
+from tests.integration.conftest import Daemon
+from tests.integration.s3server import ACCESS_KEY, SECRET_KEY, s3_server
+from tests.system.fixtures_template import tiny_template
+from tests.system.test_daemon_real import real_daemon
+
+__all__ = ["real_daemon", "tiny_template"]
+
+pytestmark = [pytest.mark.system]
+MARKER = b"corral-guest-ready"
+MiB = 1 << 20
+CHUNK = 4 * MiB
+
+
+# Helpers --------------------------------------------------------------------------------
+def sh(daemon: Daemon, name: str, script: str, timeout: float = 60) -> str:
+    """Run ``script`` in the guest; its stdout (the test fails on a non-zero exit)."""
+    with daemon.client() as c:
+        code, out, err = c.exec(name, ["sh", "-c", script], timeout=timeout)
+    assert code == 0, f"{name}: `{script}` exited {code}: {err.decode(errors='replace')}"
+    return out.decode(errors="replace")
+
+
+def wait_ready(daemon: Daemon, name: str, timeout: float = 90) -> None:
+    """The guest printed its ready marker (since its last start) and exec works."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with daemon.client() as c:
+            log = c.console_log(name, limit=1 << 20)
+        if MARKER in log:
+            try:
+                with daemon.client() as c:
+                    if c.exec(name, ["true"], timeout=10)[0] == 0:
+                        return
+            except Exception:
+                pass
+        time.sleep(0.2)
+    raise AssertionError(f"{name} never became ready")
+
+
+def state(daemon: Daemon, name: str) -> str:
+    with daemon.client() as c:
+        return c.get_instance(name).state
+
+
+def create(daemon: Daemon, name: str, kind: str) -> None:
+    daemon.cli("create", name, "--type", kind, "--template", "tiny", "--memory", "160M",
+               "--disk", "64M", "--start", check=True)
+    wait_ready(daemon, name)
+
+
+def snapshot(daemon: Daemon, name: str, snap: str, *more: str) -> None:
+    daemon.cli("snapshot", "create", name, snap, *more, check=True)
+
+
+def revert(daemon: Daemon, name: str, snap: str) -> None:
+    daemon.cli("snapshot", "revert", name, snap, check=True)
+
+
+def restart_after_revert(daemon: Daemon, name: str) -> None:
+    assert state(daemon, name) == "stopped"  # disk-only revert leaves it stopped
+    daemon.cli("start", name, check=True)
+    wait_ready(daemon, name)
+
+
+def disk_of(daemon: Daemon, name: str) -> Path:
+    with daemon.client() as c:
+        ident = c.get_instance(name).id
+    found = list(daemon.state_dir.glob(f"pools/*/volumes/{ident}/root.img"))
+    found += list((daemon.state_dir / "instances" / str(ident)).glob("root.img"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def chunk_digests(path: Path) -> dict[int, str]:
+    """sha256 of every 4 MiB chunk of ``path`` that is not all zero (what an unencrypted
+    manifest names)."""
+    found: dict[int, str] = {}
+    zero = bytes(CHUNK)
+    with path.open("rb") as f:
+        index = 0
+        while data := f.read(CHUNK):
+            if data != zero[: len(data)]:
+                found[index] = hashlib.sha256(data).hexdigest()
+            index += 1
+    return found
+
+
+def write_random(daemon: Daemon, name: str, path: str, kib: int) -> str:
+    """Write ``kib`` KiB of random data to ``path`` in the guest, sync; its sha256."""
+    out = sh(daemon, name, f"dd if=/dev/urandom of={path} bs=1024 count={kib} 2>/dev/null && "
+                           f"sync && sha256sum {path}")
+    return out.split()[0]
+
+
+def guest_sha(daemon: Daemon, name: str, path: str) -> str:
+    return sh(daemon, name, f"sha256sum {path}").split()[0]
+
+
+def tree(daemon: Daemon, name: str) -> dict[str, str | None]:
+    """snapshot name -> parent name, and ``*`` -> the current one."""
+    data = json.loads(daemon.cli("snapshot", "list", name, "-f", "json", check=True).stdout)
+    by_id = {s["id"]: s["name"] for s in data["snapshots"]}
+    found: dict[str, str | None] = {s["name"]: by_id.get(s["parent"]) for s in data["snapshots"]}
+    found["*"] = next((s["name"] for s in data["snapshots"] if s["current"]), None)
+    return found
+
+
+# Snapshots ------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["ct", "vm"])
+def test_disk_snapshot_revert_and_branching(real_daemon: Daemon, kind: str) -> None:
+    d, name = real_daemon, f"snap-{kind}"
+    create(d, name, kind)
+    sh(d, name, "echo one > /root/file && sync")
+    snapshot(d, name, "s1")  # while running
+    assert state(d, name) == "running"
+    sh(d, name, "echo two > /root/file && sync")
+    snapshot(d, name, "s2")
+    sh(d, name, "echo three > /root/file && sync")
+
+    revert(d, name, "s1")
+    restart_after_revert(d, name)
+    assert sh(d, name, "cat /root/file") == "one\n"
+    sh(d, name, "echo branch > /root/file && sync")
+    snapshot(d, name, "s3")  # a second child of s1
+    assert tree(d, name) == {"s1": None, "s2": "s1", "s3": "s1", "*": "s3"}
+
+    revert(d, name, "s2")
+    restart_after_revert(d, name)
+    assert sh(d, name, "cat /root/file") == "two\n"
+    d.cli("snapshot", "delete", name, "s1", check=True)  # the middle: children re-parented
+    assert tree(d, name) == {"s2": None, "s3": None, "*": "s2"}
+    revert(d, name, "s3")
+    restart_after_revert(d, name)
+    assert sh(d, name, "cat /root/file") == "branch\n"
+    d.cli("delete", "--force", name, check=True)
+
+
+def test_vm_memory_snapshot_resumes_with_its_ram(real_daemon: Daemon) -> None:
+    d, name = real_daemon, "mem-vm"
+    create(d, name, "vm")
+    # /tmp is tmpfs: only RAM holds it. A counter process keeps counting into it.
+    sh(d, name, "echo before > /tmp/ram && echo disk-before > /root/file && sync && "
+                "(i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done) "
+                "</dev/null >/dev/null 2>&1 & echo $! > /tmp/counter.pid")
+    pid = sh(d, name, "cat /tmp/counter.pid").strip()
+    snapshot(d, name, "live", "--memory")
+    assert state(d, name) == "running"
+    counted = int(sh(d, name, "cat /tmp/count"))
+    sh(d, name, f"echo after > /tmp/ram && echo disk-after > /root/file && sync && kill {pid}")
+
+    revert(d, name, "live")
+    assert state(d, name) == "running"  # resumed, not rebooted
+    assert sh(d, name, "cat /tmp/ram") == "before\n"
+    assert sh(d, name, "cat /root/file") == "disk-before\n"
+    assert sh(d, name, f"cat /proc/{pid}/cmdline >/dev/null && echo alive") == "alive\n"
+    first = int(sh(d, name, "cat /tmp/count"))
+    deadline = time.monotonic() + 30
+    while int(sh(d, name, "cat /tmp/count")) <= first and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert int(sh(d, name, "cat /tmp/count")) > first  # the same process counts on
+    assert first <= counted + 50  # from where it was, not from zero after a reboot
+    with d.client() as c:
+        boots = c.console_log(name, limit=1 << 20).count(MARKER)
+    assert boots == 1, "the revert must not boot the guest again"
+    d.cli("delete", "--force", name, check=True)
+
+
+def test_container_memory_snapshot_refused_with_criu_reason(real_daemon: Daemon) -> None:
+    d, name = real_daemon, "mem-ct"
+    create(d, name, "ct")
+    refused = d.cli("snapshot", "create", name, "m", "--memory")
+    assert refused.returncode != 0
+    assert "criu" in refused.stderr.lower(), refused.stderr
+    assert tree(d, name) == {"*": None}
+    assert state(d, name) == "running"
+    d.cli("delete", "--force", name, check=True)
+
+
+# Backups --------------------------------------------------------------------------------
+def backup_and_restore(d: Daemon, name: str, kind: str, target: str, url: str) -> None:
+    """Back ``name`` up while it runs, write more, restore as a new instance: it boots, has
+    the data from before the backup, and its disk is byte-identical to the backup's source."""
+    create(d, name, kind)
+    before = write_random(d, name, "/root/data", 2048)
+    d.cli("backup", "create", name, "--to", target, check=True)
+    assert state(d, name) == "running"
+    sh(d, name, "dd if=/dev/urandom of=/root/data bs=1024 count=64 conv=notrunc 2>/dev/null "
+                "&& echo later > /root/later && sync")
+    with d.client() as c:
+        [backup] = BackupCalls(c).backups(target, name)
+    assert "online" in backup.consistency, backup.consistency
+
+    copy = f"{name}-copy"
+    d.cli("restore", backup.id, "--to", target, "--as", copy, check=True)
+    disk = disk_of(d, copy)
+    manifest_chunks = {c[0]: c[1] for c in _manifest(url, backup.id)["chunks"]}
+    assert chunk_digests(disk) == manifest_chunks  # the source image, byte for byte
+    assert disk.stat().st_size == backup.disk_size
+    d.cli("start", copy, check=True)
+    wait_ready(d, copy)
+    assert guest_sha(d, copy, "/root/data") == before
+    assert sh(d, copy, "test -e /root/later || echo absent") == "absent\n"
+    d.cli("delete", "--force", name, copy, check=True)
+
+
+def _manifest(url: str, backup_id: str) -> dict[str, list[list[object]]]:
+    """The committed manifest as stored, read straight from the target (not via corrald)."""
+    target = open_target(url, ACCESS_KEY, SECRET_KEY)
+    return json.loads(target.get(manifest_key(backup_id)))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("kind", ["ct", "vm"])
+def test_online_backup_restore_as_new_instance(real_daemon: Daemon, kind: str) -> None:
+    target = Path(tempfile.mkdtemp(prefix="corral-backups-", dir=real_daemon.state_dir))
+    backup_and_restore(real_daemon, f"bk-{kind}", kind, str(target), str(target))
+
+
+@pytest.fixture
+def s3_endpoint(real_daemon: Daemon) -> Iterator[str]:
+    with s3_server(real_daemon.state_dir) as endpoint:
+        yield endpoint
+
+
+def test_s3_round_trip_with_a_real_container(real_daemon: Daemon, s3_endpoint: str) -> None:
+    d = real_daemon
+    url = f"s3://corral-real/backups?endpoint={s3_endpoint}"
+    d.cli("backup", "target", "add", "s3", url, "--access-key", ACCESS_KEY, "--secret-key",
+          SECRET_KEY, check=True)
+    backup_and_restore(d, "s3-ct", "ct", "s3", url)
