@@ -84,6 +84,9 @@ class VmConfig:
     nics: tuple[VmNic, ...] = ()
     max_cpus: int = 0  # vCPUs ``cpus`` can grow to live; 0: ``cpus``
     balloon: bool = True
+    paused: bool = False
+    """Start with the vCPUs stopped (``-S``, QMP status ``prelaunch``): the guest runs nothing
+    until QMP ``cont`` (a memory snapshot is loaded into it first)."""
 
 
 def smp(cfg: VmConfig) -> str:
@@ -191,4 +194,6 @@ def build_argv(qemu: str, cfg: VmConfig) -> list[str]:
         "-pidfile", str(p.pidfile),
         "-daemonize",
     ]  # fmt: skip
+    if cfg.paused:
+        argv.append("-S")
     return argv + nic_argv(cfg.machine, cfg.nics)

@@ -9,6 +9,7 @@ pid file and QMP.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -157,13 +158,17 @@ class QemuDriver(QemuNicHotplug):
             nics=vm_nics(nics),
         )
 
-    def start(self, spec: InstanceSpec, template: TemplateImage) -> None:
+    def start(
+        self, spec: InstanceSpec, template: TemplateImage, *, paused: bool = False
+    ) -> None:
+        """Start QEMU; ``paused``: with the vCPUs stopped until QMP ``cont`` (the guest has
+        not run a single instruction: a memory snapshot can be loaded into it)."""
         paths = _paths(spec)
         if self._pid(paths) is not None:
             raise Conflict(f"'{spec.name}' is already running")
         if not spec.disk_path.exists():
             raise InvalidInput(f"'{spec.name}' has no disk at '{spec.disk_path}'; create it")
-        cfg = self.config(spec, template)
+        cfg = dataclasses.replace(self.config(spec, template), paused=paused)
         self._cleanup_runtime(paths)
         paths.run.mkdir(parents=True, exist_ok=True)
         try:

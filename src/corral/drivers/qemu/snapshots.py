@@ -5,8 +5,9 @@
 * Memory: while paused, QMP ``snapshot-save`` writes QEMU's state (RAM and devices) into a
   small qcow2 side file per snapshot (``vmstate.qcow2``, hot-added as a block node that no
   device uses: a raw root disk cannot hold a vmstate). Revert starts QEMU on the reverted
-  disk, pauses it at once (long before the guest kernel could touch its disk) and
-  ``snapshot-load``s the state into it, then resumes: the guest continues where it was.
+  disk with its vCPUs stopped (``-S``: the guest never runs a single instruction of a fresh
+  boot, so it cannot touch the disk), ``snapshot-load``s the state into it, then resumes:
+  the guest continues where it was.
 * Online backup: ``blockdev-backup`` (sync=full) to a temporary raw file, a point-in-time
   copy made by QEMU's copy-before-write filter while the guest keeps running.
 """
@@ -127,10 +128,9 @@ class QemuSnapshots:
         replace_disk(spec, source / "root.img")
         if not memory:
             return
-        self.driver.start(spec, template)
+        self.driver.start(spec, template, paused=True)  # -S: not one guest instruction yet
         sock = self._sock(spec)
         try:
-            qmp(sock, "stop")
             self._vmstate_job(spec, source / VMSTATE, "snapshot-load")
             qmp(sock, "cont")
         except BaseException:

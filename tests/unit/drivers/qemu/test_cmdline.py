@@ -77,3 +77,8 @@ def test_kernel_append_adds_what_corral_needs() -> None:
     assert kernel_append("console=hvc0 root=/dev/vdb", "a", None) == (
         "console=hvc0 root=/dev/vdb corral.hostname=a"
     )
+
+
+def test_paused_start_stops_the_vcpus_until_cont() -> None:
+    assert "-S" not in build_argv("qemu", config(Path("/vms/web1")))
+    assert "-S" in build_argv("qemu", config(Path("/vms/web1"), paused=True))
