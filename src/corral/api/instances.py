@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from corral.api import convert
 from corral.api.deps import corral
 from corral.services.core import Corral
+from corral.services.foreign import ForeignSource
 from corral.wire.models import (
     CreateRequest,
     ExecRequest,
@@ -36,9 +38,13 @@ def create_instance(body: CreateRequest, app: App) -> OperationModel:
         if value is not None
     }
     settings.update(body.resources)
+    foreign = None
+    if body.image is not None or body.iso is not None:
+        foreign = ForeignSource(image=Path(body.image) if body.image else None,
+                                iso=Path(body.iso) if body.iso else None)
     record = app.instances.create(
         body.name, body.type, body.template, settings, privileged=body.privileged,
-        start=body.start,
+        start=body.start, pool=body.pool, foreign=foreign,
     )
     return convert.operation(record)
 

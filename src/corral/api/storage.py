@@ -8,17 +8,23 @@ from fastapi import APIRouter, Depends
 
 from corral.api import convert
 from corral.api.deps import corral
+from corral.domain.disks import default_mount
+from corral.domain.instance import Kind
 from corral.domain.sizes import parse_size
 from corral.services.core import Corral
+from corral.services.disks import DiskChange
 from corral.state.storagestore import PoolRecord
 from corral.storage.pools import open_pool
 from corral.wire.models import OperationModel
 from corral.wire.storage import (
+    AddDiskRequest,
     CloneRequest,
     ConvertRequest,
     CreatePoolRequest,
+    DiskChangeModel,
     DiskModel,
     PoolModel,
+    ResizeDiskRequest,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["storage"])
@@ -66,14 +72,36 @@ def delete_pool(name: str, app: App) -> dict[str, str]:
 def list_disks(ref: str, app: App) -> list[DiskModel]:
     rec = app.instances.get(ref).record
     found = []
-    for disk, path in app.storage.disks(rec.id):
-        st = path.stat() if path.exists() else None
+    for d in app.disks.list(str(rec.id)):
+        mount = None
+        if not d.record.root and rec.kind is Kind.CT:
+            mount = d.record.mount or default_mount(d.record.name)
         found.append(DiskModel(
-            name=disk.name, pool=disk.pool, path=str(path),
-            size=st.st_size if st else disk.size, allocated=st.st_blocks * 512 if st else 0,
-            root=disk.root, pending_size=disk.pending_size,
+            name=d.record.name, pool=d.record.pool, path=str(d.path), size=d.size,
+            allocated=d.allocated, root=d.record.root, pending_size=d.record.pending_size,
+            filesystem=d.filesystem, mount=mount,
         ))
     return found
+
+
+def _change(change: DiskChange) -> DiskChangeModel:
+    return DiskChangeModel(disk=change.disk, applied=change.applied, note=change.note)
+
+
+@router.post("/instances/{ref}/disks", response_model=DiskChangeModel, status_code=201)
+def add_disk(ref: str, body: AddDiskRequest, app: App) -> DiskChangeModel:
+    size = parse_size(body.size, "disk size")
+    return _change(app.disks.add(ref, body.name, size, body.pool, body.path))
+
+
+@router.delete("/instances/{ref}/disks/{name}", response_model=DiskChangeModel)
+def remove_disk(ref: str, name: str, app: App) -> DiskChangeModel:
+    return _change(app.disks.remove(ref, name))
+
+
+@router.post("/instances/{ref}/disks/{name}/resize", response_model=DiskChangeModel)
+def resize_disk(ref: str, name: str, body: ResizeDiskRequest, app: App) -> DiskChangeModel:
+    return _change(app.disks.resize(ref, name, parse_size(body.size, "disk size")))
 
 
 @router.post("/instances/{ref}/clone", response_model=OperationModel, status_code=202)

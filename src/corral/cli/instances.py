@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -26,14 +27,21 @@ def create(
     disk: Annotated[str | None, typer.Option(help="root disk size, e.g. 1G")] = None,
     privileged: Annotated[bool, typer.Option(help="containers: no user namespace")] = False,
     start: Annotated[bool, typer.Option("--start", help="start it once created")] = False,
+    pool: Annotated[str | None, typer.Option(help="storage pool of the root disk")] = None,
+    image: Annotated[str | None, typer.Option(
+        help="VMs: a raw/qcow2 disk image to boot through the firmware (copied into the "
+             "pool)")] = None,
+    iso: Annotated[str | None, typer.Option(
+        help="VMs: an installer ISO; a blank disk of --disk size, VNC console")] = None,
     no_wait: NoWait = False,
     settings: Annotated[list[str] | None, typer.Argument(
         help="resource key=value … as for `corral set` (e.g. cpu_limit=50 io_iops=300)")] = None,
 ) -> None:
-    """Create an instance from a template."""
+    """Create an instance from a template, or a VM from a disk image or an ISO."""
     request = CreateRequest(
         name=name, type=type_, template=template, cpus=cpus, memory=memory, disk=disk,
-        privileged=privileged, start=start, resources=assignments(settings),
+        privileged=privileged, start=start, resources=assignments(settings), pool=pool,
+        image=_absolute(image), iso=_absolute(iso),
     )
     with client() as c:
         op = c.create_instance(request)
@@ -43,6 +51,11 @@ def create(
         wait_for(c, op, f"create {name}")
         made = c.get_instance(name)
     output.console.print(f"Created {made.type} [bold]{made.name}[/] (id {made.id}), {made.state}")
+
+
+def _absolute(path: str | None) -> str | None:
+    """Image paths are read by the daemon (on this host over the Unix socket)."""
+    return None if path is None else os.path.abspath(path)
 
 
 def start(refs: Annotated[list[str], typer.Argument(help="names or ids")], no_wait: NoWait = False,

@@ -12,7 +12,13 @@ from corral.cli import output
 from corral.cli.common import client, wait_for
 from corral.cli.host import template_app
 from corral.cli.output import Format
-from corral.wire.storage import CloneRequest, CreatePoolRequest, PoolModel
+from corral.wire.storage import (
+    AddDiskRequest,
+    CloneRequest,
+    CreatePoolRequest,
+    DiskChangeModel,
+    PoolModel,
+)
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or yaml")]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="print the operation id and return")]
@@ -119,9 +125,53 @@ def disk_list(ref: str, fmt: FormatOpt = Format.table) -> None:
     with client() as c:
         disks = c.list_disks(ref)
     if not output.emit_structured(disks, fmt):
-        output.table(["NAME", "POOL", "SIZE", "ALLOCATED", "PATH"], [
-            [d.name, d.pool, output.size(d.size), output.size(d.allocated), d.path]
+        output.table(["NAME", "POOL", "SIZE", "FILESYSTEM", "ALLOCATED", "MOUNT", "PATH"], [
+            [d.name, d.pool, output.size(d.size),
+             output.size(d.filesystem) if d.filesystem else "-", output.size(d.allocated),
+             d.mount or "-", d.path]
             for d in disks])
+
+
+def _print_change(ref: str, verb: str, change: DiskChangeModel) -> None:
+    when = {"now": "done", "live": "live", "next start": "at the next start"}
+    done = when.get(change.applied, change.applied)
+    text = f"Disk [bold]{change.disk}[/] of {ref} {verb}: {done}"
+    output.console.print(text + (f" ({change.note})" if change.note else ""))
+
+
+@disk_app.command("add")
+def disk_add(
+    ref: Annotated[str, typer.Argument(help="instance name or id")],
+    name: Annotated[str, typer.Argument(help="the disk's name, e.g. data")],
+    size: Annotated[str, typer.Option("--size", "-s", help="e.g. 10G")],
+    pool: Annotated[str | None, typer.Option(
+        help="storage pool (default: the root disk's)")] = None,
+    path: Annotated[str | None, typer.Option(
+        help="containers: mount point inside (default /mnt/NAME)")] = None,
+) -> None:
+    """Add an empty ext4 data disk (VM: virtio-blk with serial NAME; CT: mounted at --path)."""
+    with client() as c:
+        change = c.add_disk(ref, AddDiskRequest(name=name, size=size, pool=pool, path=path))
+    _print_change(ref, "added", change)
+
+
+@disk_app.command("remove")
+def disk_remove(ref: str, name: str) -> None:
+    """Remove a data disk and delete its image (refused while a guest still uses it)."""
+    with client() as c:
+        change = c.remove_disk(ref, name)
+    _print_change(ref, "removed", change)
+
+
+@disk_app.command("resize")
+def disk_resize(
+    ref: str, name: str,
+    size: Annotated[str, typer.Argument(help="the new size (grow only), e.g. 20G")],
+) -> None:
+    """Grow a data disk (shrinking is refused). The root disk grows with `corral set`."""
+    with client() as c:
+        change = c.resize_disk(ref, name, size)
+    _print_change(ref, f"grown to {size}", change)
 
 
 # Clone and convert ------------------------------------------------------------------------

@@ -16,11 +16,14 @@ from pydantic import BaseModel
 
 from corral.wire.models import OperationModel, TemplateModel
 from corral.wire.storage import (
+    AddDiskRequest,
     CloneRequest,
     ConvertRequest,
     CreatePoolRequest,
+    DiskChangeModel,
     DiskModel,
     PoolModel,
+    ResizeDiskRequest,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -95,6 +98,19 @@ class StorageCalls:
     # Disks, clones, conversion ------------------------------------------------------------
     def list_disks(self, ref: str) -> list[DiskModel]:
         return self._models(DiskModel, "GET", f"/api/v1/instances/{ref}/disks")
+
+    def add_disk(self, ref: str, request: AddDiskRequest) -> DiskChangeModel:
+        return self._model(DiskChangeModel, "POST", f"/api/v1/instances/{ref}/disks",
+                           json=request.model_dump(), timeout=None)
+
+    def remove_disk(self, ref: str, name: str) -> DiskChangeModel:
+        return self._model(DiskChangeModel, "DELETE", f"/api/v1/instances/{ref}/disks/{name}",
+                           timeout=None)
+
+    def resize_disk(self, ref: str, name: str, size: str) -> DiskChangeModel:
+        return self._model(DiskChangeModel, "POST",
+                           f"/api/v1/instances/{ref}/disks/{name}/resize",
+                           json=ResizeDiskRequest(size=size).model_dump(), timeout=None)
 
     def clone_instance(self, ref: str, request: CloneRequest) -> OperationModel:
         return self._model(OperationModel, "POST", f"/api/v1/instances/{ref}/clone",

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from corral.domain.disks import DataDisk
 from corral.domain.errors import InvalidInput
 from corral.domain.resources import Resources
 
@@ -38,7 +39,7 @@ class InstanceSpec:
     root_disk: Path | None = None
     """The root disk in a storage pool. When set, storage made it and storage deletes it:
     drivers neither build nor remove it. None: the driver builds ``directory/root.img``."""
-    data_disks: tuple[Path, ...] = ()
+    data_disks: tuple[DataDisk, ...] = ()
     """Further disks (raw ext4 images in a pool), in attach order (vdb, vdc, …)."""
 
     @property

@@ -17,6 +17,7 @@ from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.lifecycle import State
 from corral.domain.names import FIRST_ID, validate_name
 from corral.drivers.base import RuntimeState
+from corral.services.foreign import FOREIGN_TEMPLATE
 from corral.services.instances import InstanceService
 from corral.services.operations import OperationContext
 from corral.services.storage import StorageService
@@ -100,6 +101,9 @@ class ConvertService:
             if getattr(rec.resources, "pids", None) is not None:
                 raise InvalidInput(f"'{rec.name}' has a pids limit, which a VM cannot have; "
                                    "unset it first")
+        if target is Kind.CT and rec.template == FOREIGN_TEMPLATE:
+            raise Unsupported(f"'{rec.name}' boots a foreign disk image (no Corral root "
+                              "filesystem); only VMs made from templates become containers")
         if target is Kind.CT and not new_driver.capabilities().unprivileged:
             raise Unsupported("unprivileged containers are not possible on this host")
         was_running = view.state is State.RUNNING

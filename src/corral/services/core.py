@@ -112,6 +112,7 @@ class Corral:
 
     def _wire_storage(self, settings: Settings) -> None:
         from corral.services.convert import ConvertService
+        from corral.services.disks import DiskService
 
         self.storage = StorageService(
             StorageStore(settings.state_dir / "corral.db"), settings.state_dir,
@@ -123,6 +124,7 @@ class Corral:
         ]
         self.templates.on_removed.append(self.storage.drop_bases)
         self.convert = ConvertService(self.instances, self.storage)
+        self.disks = DiskService(self.instances, self.storage, self.events)
 
     def _probe_kernel(self) -> Path | None:
         """A kernel to probe KVM with: the first installed template's."""

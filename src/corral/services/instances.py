@@ -19,6 +19,7 @@ from corral.domain.names import FIRST_ID, validate_name
 from corral.domain.resources import Resources, apply_settings
 from corral.drivers.base import ConsoleStream, Driver, ExecResult, RuntimeState, RuntimeStatus
 from corral.services.events import EventBus
+from corral.services.foreign import ForeignSource
 from corral.services.operations import OperationContext, OperationManager
 from corral.services.storage import InstanceDisks, NoDisks
 from corral.services.templates import TemplateService
@@ -103,11 +104,14 @@ class InstanceService:
     # Create and delete ------------------------------------------------------------------
     def create(
         self, name: str, kind: str, template: str, settings: dict[str, str],
-        privileged: bool = False, start: bool = False,
+        privileged: bool = False, start: bool = False, pool: str | None = None,
+        foreign: ForeignSource | None = None,
     ) -> OperationRecord:
         validate_name(name)
         instance_kind = Kind.parse(kind)
         driver = self.driver(instance_kind)
+        if foreign is not None:
+            template, settings = foreign.prepare(instance_kind, settings)
         image = self.templates.get(template)
         defaults = Resources.from_dict(dict(image.metadata.get("resources", {})))
         resources = apply_settings(defaults, settings)
@@ -130,7 +134,13 @@ class InstanceService:
             with contextlib.ExitStack() as undo:
                 undo.callback(self._discard, rec, spec)
                 spec.directory.mkdir(parents=True, exist_ok=False)
-                self.storage.prepare(spec, image, lambda f, p: ctx.progress(f * 0.6, p))
+                def disk_progress(f: float, p: str) -> None:
+                    ctx.progress(f * 0.6, p)
+
+                if foreign is None:
+                    self.storage.prepare(spec, image, disk_progress, pool)
+                else:
+                    foreign.make_disk(self.storage, spec, disk_progress, pool)
                 made = self.spec(rec)  # with its root disk in a pool, if storage made one
                 driver.create(made, image, lambda f, p: ctx.progress(0.6 + f * 0.3, p))
                 if start:

@@ -15,10 +15,11 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+from corral.domain.disks import DataDisk
 from corral.domain.errors import Conflict, InvalidInput, NotFound, Unsupported
 from corral.domain.instance import InstanceSpec
 from corral.domain.names import validate_name
@@ -26,6 +27,7 @@ from corral.domain.sizes import format_size
 from corral.host.diskgrow import grow_ext4_offline
 from corral.host.run import run
 from corral.state.storagestore import DiskRecord, PoolRecord, StorageStore
+from corral.storage.foreign import ImageInfo, import_image
 from corral.storage.images import build_root_disk
 from corral.storage.pools import Pool, PoolConfig, clone_file, open_pool
 from corral.templates.artifact import artifact_digest
@@ -49,7 +51,14 @@ class InstanceDisks(Protocol):
 
     def attach(self, spec: InstanceSpec) -> InstanceSpec: ...
 
-    def prepare(self, spec: InstanceSpec, image: TemplateImage, progress: Progress) -> None: ...
+    def prepare(self, spec: InstanceSpec, image: TemplateImage, progress: Progress,
+                pool_name: str | None = None) -> None: ...
+
+    def prepare_image(self, spec: InstanceSpec, source: Path, info: ImageInfo,
+                      progress: Progress, pool_name: str | None = None) -> None: ...
+
+    def prepare_blank(self, spec: InstanceSpec, progress: Progress,
+                      pool_name: str | None = None) -> None: ...
 
     def release(self, spec: InstanceSpec) -> None: ...
 
@@ -58,8 +67,19 @@ class NoDisks:
     def attach(self, spec: InstanceSpec) -> InstanceSpec:
         return spec
 
-    def prepare(self, spec: InstanceSpec, image: TemplateImage, progress: Progress) -> None:
+    def prepare(self, spec: InstanceSpec, image: TemplateImage, progress: Progress,
+                pool_name: str | None = None) -> None:
+        if pool_name is not None:
+            raise Unsupported("this daemon keeps no storage pools; --pool is not possible")
         del spec, image, progress
+
+    def prepare_image(self, spec: InstanceSpec, source: Path, info: ImageInfo,
+                      progress: Progress, pool_name: str | None = None) -> None:
+        raise Unsupported("this daemon keeps no storage pools; foreign images need one")
+
+    def prepare_blank(self, spec: InstanceSpec, progress: Progress,
+                      pool_name: str | None = None) -> None:
+        raise Unsupported("this daemon keeps no storage pools; ISO installs need one")
 
     def release(self, spec: InstanceSpec) -> None:
         del spec
@@ -190,8 +210,14 @@ class StorageService:
         disks = self.store.disks(spec.id)
         if not disks:
             return spec
-        paths = [self.pool(d.pool).volume(spec.id, d.name) for d in disks]
-        return dataclasses.replace(spec, root_disk=paths[0], data_disks=tuple(paths[1:]))
+        root = next((d for d in disks if d.root), None)
+        data = tuple(
+            DataDisk(d.name, self.pool(d.pool).volume(spec.id, d.name), d.size, d.idx,
+                     d.mount or "")
+            for d in disks if not d.root
+        )
+        root_path = self.pool(root.pool).volume(spec.id, root.name) if root else None
+        return dataclasses.replace(spec, root_disk=root_path, data_disks=data)
 
     def prepare(self, spec: InstanceSpec, image: TemplateImage, progress: Progress,
                 pool_name: str | None = None) -> None:
@@ -216,6 +242,35 @@ class StorageService:
             _rmdir(dest.parent)
             self.store.delete_disks(spec.id)
             raise
+
+    @contextlib.contextmanager
+    def _new_root(self, spec: InstanceSpec, pool_name: str | None) -> Iterator[Path]:
+        """A root disk row and its path; both gone again if the body fails."""
+        pool = self.pool(pool_name) if pool_name else self.default_pool()
+        dest = pool.volume(spec.id, ROOT)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.store.insert_disk(DiskRecord(spec.id, ROOT, 0, pool.name, spec.resources.disk))
+        try:
+            yield dest
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            _rmdir(dest.parent)
+            self.store.delete_disks(spec.id)
+            raise
+
+    def prepare_image(self, spec: InstanceSpec, source: Path, info: ImageInfo,
+                      progress: Progress, pool_name: str | None = None) -> None:
+        """A foreign VM image as the root disk: cloned (raw) or converted (qcow2, …)."""
+        with self._new_root(spec, pool_name) as dest:
+            cow = import_image(source, info, dest, spec.resources.disk, progress)
+            progress(1.0, "cloned" if cow else "copied")
+
+    def prepare_blank(self, spec: InstanceSpec, progress: Progress,
+                      pool_name: str | None = None) -> None:
+        """An empty (sparse) root disk for an installer to fill."""
+        with self._new_root(spec, pool_name) as dest, dest.open("xb") as handle:
+            handle.truncate(spec.resources.disk)
+        progress(1.0, "blank disk")
 
     def release(self, spec: InstanceSpec) -> None:
         """Delete every disk of an instance (it is stopped and its driver state gone)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from corral.domain.errors import Conflict, InvalidInput, NotFound
 from corral.domain.names import validate_name
+from corral.services.foreign import FOREIGN_TEMPLATE, foreign_metadata
 from corral.templates.artifact import export_template, unpack_artifact
 from corral.templates.image import METADATA, TemplateImage
 
@@ -47,6 +48,9 @@ class TemplateService:
         return found
 
     def get(self, name: str) -> TemplateImage:
+        if name == FOREIGN_TEMPLATE:  # VMs from foreign images: no files, only metadata
+            return TemplateImage(FOREIGN_TEMPLATE, self.directory / ".foreign",
+                                 foreign_metadata())
         path = self.directory / name
         if not (path / METADATA).is_file():
             known = ", ".join(t.name for t in self.list()) or "none installed"

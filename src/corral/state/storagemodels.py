@@ -42,3 +42,4 @@ class DiskRow(Base):
                                       nullable=False)
     size: Mapped[int] = mapped_column(BigInteger, nullable=False)
     pending_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    mount: Mapped[str | None] = mapped_column(String(4096), nullable=True)

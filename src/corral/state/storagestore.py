@@ -28,6 +28,8 @@ class DiskRecord:
     pool: str
     size: int
     pending_size: int | None = None
+    mount: str | None = None
+    """Data disks of containers: the path inside (None: /mnt/<name>)."""
 
     @property
     def root(self) -> bool:
@@ -43,7 +45,8 @@ def _pool(row: PoolRow) -> PoolRecord:
 
 
 def _disk(row: DiskRow) -> DiskRecord:
-    return DiskRecord(row.instance_id, row.name, row.idx, row.pool, row.size, row.pending_size)
+    return DiskRecord(row.instance_id, row.name, row.idx, row.pool, row.size, row.pending_size,
+                      row.mount)
 
 
 class StorageStore:
@@ -97,7 +100,8 @@ class StorageStore:
     def insert_disk(self, disk: DiskRecord) -> None:
         with self._sessions.begin() as s:
             s.add(DiskRow(instance_id=disk.instance_id, name=disk.name, idx=disk.idx,
-                          pool=disk.pool, size=disk.size, pending_size=disk.pending_size))
+                          pool=disk.pool, size=disk.size, pending_size=disk.pending_size,
+                          mount=disk.mount))
 
     def set_disk_size(self, instance_id: int, name: str, size: int,
                       pending: int | None) -> None:

@@ -129,3 +129,23 @@ def build_root_disk(rootfs_tar: Path, dest: Path, size_bytes: int, uid_shift: in
         except BaseException:
             dest.unlink(missing_ok=True)
             raise
+
+
+def make_data_disk(dest: Path, size_bytes: int, label: str) -> None:
+    """Make ``dest``: a sparse raw image of ``size_bytes`` holding an empty ext4 filesystem
+    labelled ``label``, its root directory owned by uid/gid 0 (unshifted, like root disks)."""
+    if dest.exists():
+        raise InvalidInput(f"disk image '{dest}' already exists")
+    mkfs = require_tool("mkfs.ext4", "e2fsprogs")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(dest, "xb") as image:
+            image.truncate(size_bytes)
+        proc = run([mkfs, "-q", "-F", "-L", label[:16], "-E", "root_owner=0:0", str(dest)],
+                   check=False, timeout=600)
+        if proc.returncode != 0:
+            said = (proc.stderr or proc.stdout).decode(errors="replace").strip()
+            raise HostFailure(f"mkfs.ext4 failed (exit {proc.returncode}): {said}")
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise

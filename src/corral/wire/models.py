@@ -54,6 +54,12 @@ class CreateRequest(BaseModel):
     start: bool = False
     resources: dict[str, str] = Field(default_factory=dict)
     """Any resource key (cpu_limit, io_read_bps, ...) as for `corral set`."""
+    pool: str | None = None
+    """The storage pool of the root disk (default: the default pool)."""
+    image: str | None = None
+    """VMs: a disk image (raw, qcow2, …) on the daemon's host, booted through the firmware."""
+    iso: str | None = None
+    """VMs: an installer ISO on the daemon's host: a blank disk of ``disk`` size + CD-ROM."""
 
 
 class StopRequest(BaseModel):

@@ -37,6 +37,29 @@ class DiskModel(BaseModel):
     root: bool
     pending_size: int | None = None
     """A grow that takes effect at the next start (the instance was running)."""
+    filesystem: int | None = None
+    """Size of the ext4 filesystem in the image (smaller than ``size`` until it is grown)."""
+    mount: str | None = None
+    """Containers' data disks: the path inside."""
+
+
+class AddDiskRequest(BaseModel):
+    name: str
+    size: str
+    pool: str | None = None
+    path: str | None = None
+    """Containers: where the disk appears inside (default /mnt/NAME)."""
+
+
+class ResizeDiskRequest(BaseModel):
+    size: str
+
+
+class DiskChangeModel(BaseModel):
+    disk: str
+    applied: str
+    """"now" (the instance was stopped), "live" or "next start"."""
+    note: str = ""
 
 
 class CloneRequest(BaseModel):

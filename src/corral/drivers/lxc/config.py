@@ -44,6 +44,8 @@ class ContainerConfig:
     swap_limit: bool = False
     """Whether the host can limit swap (v1 memsw files / v2 memory.swap.max)."""
     nics: tuple[NicSpec, ...] = ()
+    data_mounts: tuple[tuple[Path, str], ...] = ()
+    """Data disks: (where the image is loop-mounted on the host, path inside)."""
 
 
 def cgroup_dirs(lxc_name: str) -> dict[str, str]:
@@ -85,6 +87,18 @@ def _rootfs_lines(config: ContainerConfig) -> list[str]:
     if config.idmap is not None:
         lines.append("lxc.rootfs.options = idmap=container")
     lines.append(f"lxc.hook.post-stop = /bin/sh -c 'umount {config.rootfs_mount}'")
+    return lines
+
+
+def _disk_lines(config: ContainerConfig) -> list[str]:
+    """Data disks: their host loop mounts bound in (idmapped like the root, so uid 0 on the
+    disk is root inside); unmounted by a hook however the container stops."""
+    lines: list[str] = []
+    options = "bind,create=dir" + (",idmap=container" if config.idmap is not None else "")
+    for host, inside in config.data_mounts:
+        lines.append(f"lxc.mount.entry = {host} {inside.lstrip('/')} none {options} 0 0")
+    for host, _inside in config.data_mounts:
+        lines.append(f"lxc.hook.post-stop = /bin/sh -c 'umount {host} || true'")
     return lines
 
 
@@ -133,6 +147,7 @@ def render_config(config: ContainerConfig) -> str:
     lines += [
         f"lxc.uts.name = {config.hostname}",
         *_rootfs_lines(config),
+        *_disk_lines(config),
         *_net_lines(config.nics),
         f"lxc.signal.halt = {normalise_signal(config.halt_signal)}",
         f"lxc.tty.max = {TTYS}",

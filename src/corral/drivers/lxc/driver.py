@@ -41,6 +41,12 @@ from corral.drivers.lxc.config import (
     ContainerConfig,
     render_config,
 )
+from corral.drivers.lxc.disks import (
+    LxcDiskHotplug,
+    data_mount,
+    mount_data_disks,
+    unmount_data_disks,
+)
 from corral.drivers.lxc.info import parse_info
 from corral.drivers.lxc.nics import LxcNicHotplug
 from corral.host import cgroupfs
@@ -68,7 +74,7 @@ def lxc_name(spec: InstanceSpec) -> str:
     return str(spec.id)
 
 
-class LxcDriver(LxcNicHotplug):
+class LxcDriver(LxcNicHotplug, LxcDiskHotplug):
     """The Driver for Kind.CT. ``lxcpath`` is Corral's own (e.g. <state>/lxc)."""
 
     def __init__(self, lxcpath: Path, include_dir: Path = DEFAULT_INCLUDE_DIR) -> None:
@@ -135,6 +141,7 @@ class LxcDriver(LxcNicHotplug):
             include_dir=self.include_dir,
             nics=tuple(read_nics(spec.directory)),
             swap_limit=cgroupfs.swap_limit_possible(self._cgroups()),
+            data_mounts=tuple((data_mount(spec, d), d.mount_point) for d in spec.data_disks),
         )
 
     @staticmethod
@@ -171,10 +178,11 @@ class LxcDriver(LxcNicHotplug):
 
     def start(self, spec: InstanceSpec, template: TemplateImage) -> None:
         self._require_exists(spec)
-        if (spec.directory / NICS_FILE).exists():  # NICs may have changed while stopped
-            (self._container_dir(spec) / "config").write_text(
-                render_config(self.config_for(spec, template))
-            )
+        config_file = self._container_dir(spec) / "config"
+        # NICs and data disks may have changed while it was stopped
+        if (spec.directory / NICS_FILE).exists() or spec.data_disks or (
+                "lxc.mount.entry" in config_file.read_text()):
+            config_file.write_text(render_config(self.config_for(spec, template)))
         ct_resources.prepare_start(  # the persisted resources; a grown disk's filesystem
             spec, self._container_dir(spec) / "config", self._cgroups(),
             lambda: self.status(spec).state != RuntimeState.STOPPED,
@@ -182,6 +190,7 @@ class LxcDriver(LxcNicHotplug):
         # Both kinds run from a host loop mount (a no-op when it is already mounted); an
         # unprivileged container maps it with idmap=container (config.py).
         mount_image(spec.disk_path, spec.run_dir / "rootfs")
+        mount_data_disks(spec)
         proc = run([*self._args("lxc-start", spec), "-d"], check=False, timeout=START_TIMEOUT)
         if proc.returncode != 0:
             # Asking lxc-info only on failure keeps a subprocess off the start path; a
@@ -189,6 +198,7 @@ class LxcDriver(LxcNicHotplug):
             if self._refuse_if_up(spec):
                 return
             unmount(spec.run_dir / "rootfs")
+            unmount_data_disks(spec)
             said = (proc.stderr or proc.stdout).decode(errors="replace").strip()
             raise HostFailure(
                 f"container '{spec.name}' did not start: {said}\n{self._log_tail(spec)}"
@@ -220,6 +230,7 @@ class LxcDriver(LxcNicHotplug):
         if self.status(spec).state != RuntimeState.STOPPED:
             raise HostFailure(f"container '{spec.name}' is still running after lxc-stop")
         unmount(spec.run_dir / "rootfs")  # normally the post-stop hook did it
+        unmount_data_disks(spec)
 
     def suspend(self, spec: InstanceSpec) -> None:
         self._require_state(spec, RuntimeState.RUNNING, "suspend")
@@ -238,6 +249,7 @@ class LxcDriver(LxcNicHotplug):
         rootfs_mount = spec.run_dir / "rootfs"
         unmount(rootfs_mount)
         _rmdir_if_empty(rootfs_mount)
+        unmount_data_disks(spec)
         shutil.rmtree(self._container_dir(spec), ignore_errors=True)
         console = self._console_log(spec)
         owned = [spec.disk_path] if spec.root_disk is None else []  # pool disks: storage's

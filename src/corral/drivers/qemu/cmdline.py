@@ -5,6 +5,7 @@ Benchmarks run the identical raw command to compare Corral against plain QEMU.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,10 @@ class VmPaths:
         return self.run / "qemu.pid"
 
     @property
+    def vnc(self) -> Path:
+        return self.run / "vnc.sock"
+
+    @property
     def agent_lock(self) -> Path:
         return self.run / "agent.lock"
 
@@ -46,7 +51,7 @@ class VmPaths:
         return self.directory / "console.log"
 
     def sockets(self) -> tuple[Path, ...]:
-        return (self.qmp, self.console, self.agent)
+        return (self.qmp, self.console, self.agent, self.vnc)
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,59 @@ class VmNic:
 
 
 HOTPLUG_PORTS = 16  # q35: one PCIe root port per possible NIC (MAX_NICS), so any can come later
+DISK_PORTS = 8  # q35: one PCIe root port per possible data disk (domain.disks.MAX_DATA_DISKS)
+
+
+@dataclass(frozen=True)
+class VmDisk:
+    """A data disk as QEMU sees it: a raw ``-blockdev`` node and a virtio-blk device whose
+    serial is the disk's name (the guest finds it as /dev/disk/by-id/virtio-<name>)."""
+
+    name: str
+    path: Path
+    index: int  # 1..DISK_PORTS, stable for the disk's life (its q35 root port)
+
+    @property
+    def node(self) -> str:
+        return f"d-{self.name}"
+
+    @property
+    def device_id(self) -> str:
+        return f"disk-{self.name}"
+
+
+def disk_port(index: int) -> str:
+    return f"dp{index - 1}"
+
+
+def blockdev(disk: VmDisk) -> dict[str, object]:
+    """The ``-blockdev`` / QMP ``blockdev-add`` arguments of a data disk."""
+    return {"driver": "raw", "node-name": disk.node, "discard": "unmap",
+            "file": {"driver": "file", "filename": str(disk.path), "discard": "unmap"}}
+
+
+def disk_device(machine: str, disk: VmDisk) -> dict[str, str]:
+    """The QMP ``device_add`` arguments (and, rendered, the ``-device`` value)."""
+    _, bus = _machine(machine)
+    device = {"driver": f"virtio-blk-{bus}", "drive": disk.node, "id": disk.device_id,
+              "serial": disk.name}
+    if machine == "q35":
+        device["bus"] = disk_port(disk.index)
+    return device
+
+
+def disk_argv(machine: str, disks: tuple[VmDisk, ...]) -> list[str]:
+    argv: list[str] = []
+    if machine == "q35":
+        for i in range(1, DISK_PORTS + 1):
+            argv += ["-device", f"pcie-root-port,id={disk_port(i)},bus=pcie.0,"
+                                f"chassis={HOTPLUG_PORTS + i}"]
+    for disk in sorted(disks, key=lambda d: d.index):
+        device = disk_device(machine, disk)
+        driver = device.pop("driver")
+        argv += ["-blockdev", json.dumps(blockdev(disk), separators=(",", ":")),
+                 "-device", ",".join([driver, *(f"{k}={v}" for k, v in device.items())])]
+    return argv
 
 
 @dataclass(frozen=True)
@@ -87,6 +145,14 @@ class VmConfig:
     paused: bool = False
     """Start with the vCPUs stopped (``-S``, QMP status ``prelaunch``): the guest runs nothing
     until QMP ``cont`` (a memory snapshot is loaded into it first)."""
+    data_disks: tuple[VmDisk, ...] = ()
+    firmware: bool = False
+    """Boot through the machine's firmware (SeaBIOS) from the disk or ``cdrom`` instead of
+    the template's kernel (foreign images); ``kernel``/``initrd``/``append`` are unused."""
+    cdrom: Path | None = None
+    """An ISO as an IDE CD-ROM, first in the boot order."""
+    vnc: bool = False
+    """A VGA card and its VNC server on ``paths.vnc`` (a Unix socket)."""
 
 
 def smp(cfg: VmConfig) -> str:
@@ -151,18 +217,25 @@ def nic_argv(machine: str, nics: tuple[VmNic, ...]) -> list[str]:
     return argv
 
 
-def chardev_socket(ident: str, path: Path, extra: str = "") -> str:
+def _socket_path(path: Path) -> Path:
     if len(str(path)) > MAX_SOCKET_PATH:
         raise InvalidInput(
             f"socket path '{path}' is longer than {MAX_SOCKET_PATH} bytes; "
             "use a shorter instance directory"
         )
+    return path
+
+
+def chardev_socket(ident: str, path: Path, extra: str = "") -> str:
+    _socket_path(path)
     return f"socket,id={ident},path={path},server=on,wait=off{extra}"
 
 
 def build_argv(qemu: str, cfg: VmConfig) -> list[str]:
     """The full argv; QEMU daemonizes and writes its pid file once the VM is running."""
     machine, bus = _machine(cfg.machine)
+    if cfg.firmware and cfg.machine == "microvm":
+        raise InvalidInput("microvm has no firmware to boot a disk image with; use q35 or pc")
     p = cfg.paths
     argv = [
         qemu,
@@ -175,14 +248,24 @@ def build_argv(qemu: str, cfg: VmConfig) -> list[str]:
         "-m", f"{cfg.memory // 1024**2}M",
         "-smp", smp(cfg),
         "-nodefaults", "-no-user-config", "-display", "none",
-        "-kernel", str(cfg.kernel),
     ]  # fmt: skip
-    if cfg.initrd is not None:
-        argv += ["-initrd", str(cfg.initrd)]
+    root_boot = ""
+    if cfg.firmware:
+        root_boot = ",bootindex=1"
+        if cfg.cdrom is not None:
+            argv += ["-drive", f"id=cd0,file={_comma(cfg.cdrom)},format=raw,if=none,"
+                               "media=cdrom,readonly=on",
+                     "-device", "ide-cd,drive=cd0,id=cdrom,bootindex=0"]
+    else:
+        argv += ["-kernel", str(cfg.kernel)]
+        if cfg.initrd is not None:
+            argv += ["-initrd", str(cfg.initrd)]
+        argv += ["-append", cfg.append]
+    if cfg.vnc:
+        argv += ["-device", "VGA,id=video", "-vnc", f"unix:{_socket_path(p.vnc)}"]
     argv += [
-        "-append", cfg.append,
-        "-drive", f"id=root,file={cfg.disk},format=raw,if=none,discard=unmap",
-        "-device", f"virtio-blk-{bus},drive=root,id=root-disk",
+        "-drive", f"id=root,file={_comma(cfg.disk)},format=raw,if=none,discard=unmap",
+        "-device", f"virtio-blk-{bus},drive=root,id=root-disk{root_boot}",
         *(["-device", f"virtio-balloon-{bus},id=balloon"] if cfg.balloon else []),
         "-device", f"virtio-serial-{bus},id=vser",
         "-chardev", chardev_socket("agent", p.agent),
@@ -196,4 +279,9 @@ def build_argv(qemu: str, cfg: VmConfig) -> list[str]:
     ]  # fmt: skip
     if cfg.paused:
         argv.append("-S")
-    return argv + nic_argv(cfg.machine, cfg.nics)
+    return argv + disk_argv(cfg.machine, cfg.data_disks) + nic_argv(cfg.machine, cfg.nics)
+
+
+def _comma(path: Path) -> str:
+    """A path inside a QEMU option value: commas are doubled."""
+    return str(path).replace(",", ",,")

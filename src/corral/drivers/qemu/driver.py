@@ -17,7 +17,8 @@ import signal
 import time
 from pathlib import Path
 
-from corral.domain.errors import Conflict, HostFailure, InvalidInput
+from corral.domain.disks import CDROM_FILE
+from corral.domain.errors import Conflict, HostFailure, InvalidInput, Unsupported
 from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.resources import Resources
 from corral.drivers.base import (
@@ -34,6 +35,7 @@ from corral.drivers.qemu import agent
 from corral.drivers.qemu import resources as vm_resources
 from corral.drivers.qemu.cmdline import VmConfig, VmPaths, build_argv, kernel_append
 from corral.drivers.qemu.console import SocketConsole, tail
+from corral.drivers.qemu.disks import QemuDiskHotplug, vm_disks
 from corral.drivers.qemu.nics import (
     QemuNicHotplug,
     append_nics,
@@ -51,6 +53,9 @@ from corral.storage.images import build_root_disk
 from corral.templates.image import TemplateImage
 
 CONFIG = "vm.json"
+CDROM = CDROM_FILE
+NO_AGENT = "no-agent"
+"""In ``run/`` while a VM without the Corral guest agent runs (a foreign image)."""
 KERNEL_HEADROOM = 32 * 1024**2  # guest RAM beyond the kernel image it needs to boot
 _PAUSED = {"paused", "suspended", "prelaunch", "inmigrate", "postmigrate", "save-vm"}
 
@@ -78,7 +83,21 @@ def _is_our_qemu(pid: int, paths: VmPaths) -> bool:
     return str(paths.qmp).encode() in cmdline
 
 
-class QemuDriver(QemuNicHotplug):
+def firmware_boot(template: TemplateImage) -> bool:
+    """Foreign images (and ISO installs) boot through SeaBIOS, not the template's kernel."""
+    return str(template.metadata.get("vm", {}).get("boot", "kernel")) == "firmware"
+
+
+def has_agent(template: TemplateImage) -> bool:
+    return bool(template.metadata.get("vm", {}).get("agent", not firmware_boot(template)))
+
+
+def _host_kernel() -> Path | None:
+    found = Path(f"/boot/vmlinuz-{os.uname().release}")
+    return found if found.is_file() else None
+
+
+class QemuDriver(QemuNicHotplug, QemuDiskHotplug):
     def __init__(self, accel: str | None = None, qemu: str | None = None) -> None:
         if accel not in (None, "kvm", "tcg"):
             raise InvalidInput(f"accelerator '{accel}' is not one of: kvm, tcg")
@@ -101,12 +120,15 @@ class QemuDriver(QemuNicHotplug):
         return self._qemu
 
     def accel_for(self, template: TemplateImage) -> str:
-        return self._accel or choose_accel(template.kernel).accel
+        if self._accel:
+            return self._accel
+        kernel = template.kernel if template.kernel.exists() else _host_kernel()
+        return choose_accel(kernel).accel if kernel is not None else "tcg"
 
     # --- lifecycle -------------------------------------------------------------------------
 
     def create(self, spec: InstanceSpec, template: TemplateImage, progress: Progress) -> None:
-        if not template.kernel.exists():
+        if not template.kernel.exists() and not firmware_boot(template):
             raise InvalidInput(f"template '{template.name}' has no kernel; it cannot boot a VM")
         owns_disk = spec.root_disk is None  # else storage made it (a clone of a base image)
         if owns_disk and spec.disk_path.exists():
@@ -131,7 +153,8 @@ class QemuDriver(QemuNicHotplug):
 
     def config(self, spec: InstanceSpec, template: TemplateImage) -> VmConfig:
         res = spec.resources
-        needed = template.kernel.stat().st_size + KERNEL_HEADROOM
+        firmware = firmware_boot(template)
+        needed = (0 if firmware else template.kernel.stat().st_size) + KERNEL_HEADROOM
         if res.memory < needed:
             raise InvalidInput(
                 f"memory {res.memory // 1024**2} MiB is too little to boot template "
@@ -156,6 +179,10 @@ class QemuDriver(QemuNicHotplug):
             machine=machine,
             max_cpus=vm_resources.max_cpus(res),
             nics=vm_nics(nics),
+            data_disks=vm_disks(spec),
+            firmware=firmware,
+            cdrom=cdrom if firmware and (cdrom := spec.directory / CDROM).is_file() else None,
+            vnc=firmware,
         )
 
     def start(
@@ -173,6 +200,8 @@ class QemuDriver(QemuNicHotplug):
         paths.run.mkdir(parents=True, exist_ok=True)
         try:
             prepare_taps(instance_nics(spec))
+            if not has_agent(template):
+                (paths.run / NO_AGENT).write_text("this VM boots a foreign image\n")
             run(build_argv(self._binary(), cfg), timeout=60)
             pid = self._pid(paths)
             if pid is None:
@@ -214,7 +243,11 @@ class QemuDriver(QemuNicHotplug):
             if qmp(paths.qmp, "query-status").get("status") in _PAUSED:
                 qmp(paths.qmp, "cont")
         budget = min(3.0, max(0.1, deadline - time.monotonic()))
+        if (paths.run / NO_AGENT).exists():
+            budget = 0.0
         try:
+            if budget <= 0:
+                raise HostFailure("no guest agent")
             rid = agent.new_id()
             client = agent.AgentClient(paths.agent, paths.agent_lock)
             client.call(agent.encode_simple("POWEROFF", rid), rid, budget)
@@ -249,7 +282,8 @@ class QemuDriver(QemuNicHotplug):
 
     def _cleanup_runtime(self, paths: VmPaths) -> None:
         live = paths.run / vm_resources.LIVE_FILE
-        for path in (*paths.sockets(), paths.pidfile, paths.agent_lock, live):
+        for path in (*paths.sockets(), paths.pidfile, paths.agent_lock, live,
+                     paths.run / NO_AGENT):
             path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             paths.run.rmdir()
@@ -311,6 +345,12 @@ class QemuDriver(QemuNicHotplug):
     ) -> ExecResult:
         self._running_pid(spec)
         paths = _paths(spec)
+        if (paths.run / NO_AGENT).exists():
+            raise Unsupported(
+                f"'{spec.name}' runs a foreign image without the Corral guest agent, so "
+                f"Corral cannot run commands in it; use its console (corral console "
+                f"{spec.name} --vnc) or the network"
+            )
         rid = agent.new_id()
         request = agent.encode_exec(rid, argv, timeout, stdin)
         wait = None if timeout is None else timeout + agent.EXEC_GRACE

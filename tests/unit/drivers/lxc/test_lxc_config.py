@@ -123,3 +123,16 @@ def test_halt_signal_forms(given: str, rendered: str) -> None:
 def test_halt_signal_rejects_nonsense() -> None:
     with pytest.raises(InvalidInput):
         normalise_signal("SIG PWR; lxc.init.cmd = /bin/evil")
+
+
+def test_data_disks_are_bound_in_idmapped_and_unmounted_at_stop() -> None:
+    from dataclasses import replace as dc_replace
+
+    host = Path("/srv/corral/instances/101/run/disks/data")
+    cfg = dc_replace(_config(SHIFT, HYBRID), data_mounts=((host, "/mnt/data"),))
+    text = render_config(cfg)
+    assert _values(text, "lxc.mount.entry") == [
+        f"{host} mnt/data none bind,create=dir,idmap=container 0 0"]
+    assert f"/bin/sh -c 'umount {host} || true'" in _values(text, "lxc.hook.post-stop")
+    privileged = render_config(dc_replace(_config(None, HYBRID), data_mounts=((host, "/srv"),)))
+    assert _values(privileged, "lxc.mount.entry") == [f"{host} srv none bind,create=dir 0 0"]

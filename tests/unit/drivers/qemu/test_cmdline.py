@@ -82,3 +82,53 @@ def test_kernel_append_adds_what_corral_needs() -> None:
 def test_paused_start_stops_the_vcpus_until_cont() -> None:
     assert "-S" not in build_argv("qemu", config(Path("/vms/web1")))
     assert "-S" in build_argv("qemu", config(Path("/vms/web1"), paused=True))
+
+
+def test_data_disks_are_blockdev_nodes_with_their_name_as_serial() -> None:
+    import json
+
+    from corral.drivers.qemu.cmdline import VmDisk
+
+    disks = (VmDisk("logs", Path("/p/logs.img"), 2), VmDisk("data", Path("/p/data.img"), 1))
+    argv = build_argv("qemu", config(Path("/vms/web1"), data_disks=disks))
+    nodes = [json.loads(v) for v in option(argv, "-blockdev")]
+    assert [n["node-name"] for n in nodes] == ["d-data", "d-logs"]  # by index
+    assert nodes[0]["file"] == {"driver": "file", "filename": "/p/data.img", "discard": "unmap"}
+    devices = option(argv, "-device")
+    assert "virtio-blk-device,drive=d-data,id=disk-data,serial=data" in devices
+    assert not any(d.startswith("pcie-root-port") for d in devices)  # microvm: no ports
+
+
+def test_q35_has_a_root_port_per_possible_data_disk() -> None:
+    from corral.drivers.qemu.cmdline import DISK_PORTS, VmDisk
+
+    disk = VmDisk("data", Path("/p/data.img"), 3)
+    argv = build_argv("qemu", config(Path("/vms/web1"), machine="q35", data_disks=(disk,)))
+    devices = option(argv, "-device")
+    ports = [d for d in devices if d.startswith("pcie-root-port,id=dp")]
+    assert len(ports) == DISK_PORTS
+    assert "pcie-root-port,id=dp0,bus=pcie.0,chassis=17" in ports  # after the 16 NIC ports
+    assert "virtio-blk-pci,drive=d-data,id=disk-data,serial=data,bus=dp2" in devices
+
+
+def test_firmware_boot_with_cdrom_and_vnc() -> None:
+    cfg = config(Path("/vms/web1"), machine="q35", firmware=True,
+                 cdrom=Path("/vms/web1/cdrom.iso"), vnc=True)
+    argv = build_argv("qemu", cfg)
+    assert "-kernel" not in argv and "-append" not in argv and "-initrd" not in argv
+    devices = option(argv, "-device")
+    assert "ide-cd,drive=cd0,id=cdrom,bootindex=0" in devices
+    assert "virtio-blk-pci,drive=root,id=root-disk,bootindex=1" in devices
+    assert "VGA,id=video" in devices
+    assert option(argv, "-vnc") == ["unix:/vms/web1/run/vnc.sock"]
+    assert any("media=cdrom,readonly=on" in d for d in option(argv, "-drive"))
+
+
+def test_firmware_boot_is_refused_on_microvm() -> None:
+    with pytest.raises(InvalidInput, match="microvm has no firmware"):
+        build_argv("qemu", config(Path("/vms/web1"), firmware=True))
+
+
+def test_commas_in_disk_paths_are_escaped() -> None:
+    argv = build_argv("qemu", config(Path("/vms/a,b")))
+    assert any(d.startswith("id=root,file=/vms/a,,b/root.img,") for d in option(argv, "-drive"))
