@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from corral.client.backups import BackupCalls
+from corral.wire.backups import VerifyRequest
 from tests.integration.conftest import Daemon, start_daemon, stop_daemon
 
 MiB = 1 << 20
@@ -165,3 +166,30 @@ def test_kill_9_during_a_backup_leaves_no_partial_backup(daemon: Daemon,
         again.cli("stop", "big", check=True)
     finally:
         stop_daemon(again)
+
+
+def test_verify_is_an_operation_with_a_report(daemon: Daemon, tmp_path: Path) -> None:
+    disk = create(daemon, "ver")
+    fill(disk, 0, 12 * MiB)
+    target = str(tmp_path / "v")
+    daemon.cli("backup", "create", "ver", "--to", target, check=True)
+    with daemon.client() as c:
+        calls = BackupCalls(c)
+        [backup] = calls.backups(target, "ver")
+        op = calls.verify(VerifyRequest(target=target))
+        assert op.action == "verify"
+        done = c.wait(op.id)
+        assert done.status == "success", done.error
+        report = calls.verify_report(op.id)
+        assert report.ok and report.backups == 1 and report.chunks_checked == backup.chunks
+        chunk = next(p for p in (Path(target) / "chunks").rglob("*") if p.is_file())
+        chunk.unlink()
+        again = calls.verify(VerifyRequest(target=target, backups=[backup.id]))
+        damaged = calls.verify_report(c.wait(again.id).id)
+        assert not damaged.ok and damaged.damaged_backups == [backup.id]
+        assert damaged.damaged_chunks == {chunk.name: "missing"}
+        operations = len(c.list_operations())
+    refused = daemon.cli("backup", "verify", "--to", target, "no-such-backup")
+    assert refused.returncode == 1 and "no backup 'no-such-backup'" in refused.stderr
+    with daemon.client() as c:
+        assert len(c.list_operations()) == operations  # refused before an operation existed

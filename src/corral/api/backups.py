@@ -112,9 +112,14 @@ def list_backups(app: App, target: str, instance: str | None = None,
     return [_backup(m) for m in app.backups.list_backups(target, instance, key_file)]
 
 
-@router.post("/backups/verify", response_model=VerifyModel)
-def verify_backups(body: VerifyRequest, app: App) -> VerifyModel:
-    r = app.backups.verify(body.target, body.backups, body.key_file)
+@router.post("/backups/verify", response_model=OperationModel, status_code=202)
+def verify_backups(body: VerifyRequest, app: App) -> OperationModel:
+    return convert.operation(app.backups.verify(body.target, body.backups, body.key_file))
+
+
+@router.get("/backups/verify/{op_id}", response_model=VerifyModel)
+def verify_report(op_id: str, app: App) -> VerifyModel:
+    r = app.backups.verify_report(op_id)
     return VerifyModel(ok=r.ok, backups=r.backups, chunks_checked=r.chunks_checked,
                        damaged_backups=r.damaged_backups, damaged_chunks=r.damaged_chunks,
                        unreadable_manifests=r.unreadable_manifests)

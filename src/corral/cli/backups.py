@@ -194,11 +194,16 @@ def backup_info(backup: str, to: ToOpt, key_file: KeyOpt = None,
 
 @backup_app.command("verify")
 def backup_verify(to: ToOpt, backups: Annotated[list[str] | None, typer.Argument()] = None,
-                  key_file: KeyOpt = None, fmt: FormatOpt = Format.table) -> None:
+                  key_file: KeyOpt = None, fmt: FormatOpt = Format.table,
+                  no_wait: NoWait = False) -> None:
     """Read and check every chunk; name the damaged backups (exit 1 if any)."""
     with client() as c:
-        report = BackupCalls(c).verify(VerifyRequest(target=to, backups=backups or [],
-                                                     key_file=key_file))
+        calls = BackupCalls(c)
+        op = calls.verify(VerifyRequest(target=to, backups=backups or [], key_file=key_file))
+        _follow(c, op, "verify", no_wait)
+        if no_wait:
+            return
+        report = calls.verify_report(op.id)
     if not output.emit_structured(report, fmt):
         output.console.print(f"{report.backups} backups, {report.chunks_checked} chunks checked")
         for b in report.damaged_backups:

@@ -75,9 +75,12 @@ class BackupCalls:
         return self.c._model(BackupModel, "GET", f"/api/v1/backups/{backup_id}",
                              params=self._params(target, key_file))
 
-    def verify(self, request: VerifyRequest) -> VerifyModel:
-        return self.c._model(VerifyModel, "POST", "/api/v1/backups/verify",
+    def verify(self, request: VerifyRequest) -> OperationModel:
+        return self.c._model(OperationModel, "POST", "/api/v1/backups/verify",
                              json=request.model_dump())
+
+    def verify_report(self, op_id: str) -> VerifyModel:
+        return self.c._model(VerifyModel, "GET", f"/api/v1/backups/verify/{op_id}")
 
     def delete_backup(self, target: str, backup_id: str, key_file: str | None = None) -> None:
         self.c._request_empty("DELETE", f"/api/v1/backups/{backup_id}",

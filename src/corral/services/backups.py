@@ -10,6 +10,8 @@ the chunks of a backup whose manifest is not committed yet).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import threading
 import time
@@ -35,6 +37,7 @@ from corral.state.store import OperationRecord
 
 log = logging.getLogger("corral.backups")
 MiB = 1 << 20
+KEPT_REPORTS = 100  # verify reports kept (the newest)
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class BackupService:
         self.store = store
         self.hooks = hooks
         self.scratch = scratch
+        self.reports = scratch.parent / "verify-reports"
         self._target_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         scratch.mkdir(parents=True, exist_ok=True)
@@ -191,8 +195,49 @@ class BackupService:
         return self._open(self._record(target, key_file)).manifest(backup_id)
 
     def verify(self, target: str, backup_ids: list[str] | None = None,
-               key_file: str | None = None) -> VerifyReport:
-        return self._open(self._record(target, key_file)).verify(backup_ids or None)
+               key_file: str | None = None) -> OperationRecord:
+        """Start verifying (all, or the named) backups: every chunk read once, decoded and
+        re-hashed. An Operation (a large store takes long; progress in chunks, cancellable);
+        its report is kept under the operation's id (``verify_report``)."""
+        store = self._open(self._record(target, key_file))  # an unusable target: refused now
+        for backup_id in backup_ids or []:
+            store.manifest(backup_id)  # NotFound before an operation exists
+
+        def work(ctx: OperationContext) -> None:
+            last = [0.0]
+
+            def progress(done: int, total: int) -> None:
+                now = time.monotonic()
+                if now - last[0] >= 0.2 or done == total:
+                    last[0] = now
+                    ctx.progress(done / total if total else 1.0,
+                                 f"verified {done}/{total} chunks")
+
+            report = store.verify(backup_ids or None, progress)
+            # A chunk garbage-collected meanwhile is missing only for a backup deleted
+            # meanwhile (collection removes unreferenced chunks only): not damage.
+            present = set(store.manifest_ids())
+            report.damaged_backups = [b for b in report.damaged_backups if b in present]
+            self._save_report(ctx.id, report)
+
+        return self.instances.ops.submit("verify", None, work)
+
+    def _save_report(self, op_id: str, report: VerifyReport) -> None:
+        self.reports.mkdir(parents=True, exist_ok=True)
+        tmp = self.reports / f".{op_id}.json"
+        tmp.write_text(json.dumps(dataclasses.asdict(report)))
+        tmp.replace(self.reports / f"{op_id}.json")
+        kept = sorted(self.reports.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        for old in kept[:-KEPT_REPORTS]:
+            old.unlink(missing_ok=True)
+
+    def verify_report(self, op_id: str) -> VerifyReport:
+        """The report of a finished verify operation."""
+        path = self.reports / f"{op_id}.json"
+        if "/" in op_id or not path.is_file():
+            raise NotFound(f"no verify report for operation '{op_id}' (still running, failed, "
+                           "or one of the oldest)")
+        return VerifyReport(**json.loads(path.read_text()))
 
     def delete(self, target: str, backup_id: str, key_file: str | None = None) -> int:
         record = self._record(target, key_file)
