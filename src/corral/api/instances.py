@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from corral.api import convert
 from corral.api.deps import corral
 from corral.services.core import Corral
-from corral.services.foreign import ForeignSource
+from corral.services.foreign import ForeignSource, vnc_socket
 from corral.wire.models import (
     CreateRequest,
     ExecRequest,
@@ -47,6 +48,12 @@ def create_instance(body: CreateRequest, app: App) -> OperationModel:
         start=body.start, pool=body.pool, foreign=foreign,
     )
     return convert.operation(record)
+
+
+@router.get("/{ref}/vnc")
+def vnc(ref: str, app: App) -> dict[str, str]:
+    """Where the VNC console of a firmware-booted VM is (a Unix socket on the daemon's host)."""
+    return {"socket": str(vnc_socket(app.instances, ref)), "host": socket.gethostname()}
 
 
 @router.get("/{ref}", response_model=InstanceModel)

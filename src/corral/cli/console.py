@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from corral.cli.common import client, fail
+from corral.cli.vnc import vnc_hint
 
 CTRL_A = b"\x01"
 
@@ -57,8 +58,15 @@ def console(
     log: Annotated[bool, typer.Option("--log", help="print the kept console log and exit")] = False,
     linger: Annotated[float, typer.Option(help="non-interactive: seconds to wait for output "
                                           "after input ends")] = 2.0,
+    vnc: Annotated[bool, typer.Option("--vnc", help="VMs from --image/--iso: where their VNC "
+                                      "console is (with --vnc-port: proxy it)")] = False,
+    vnc_port: Annotated[int | None, typer.Option(
+        help="with --vnc: serve it on 127.0.0.1:PORT here (0: any free port)")] = None,
 ) -> None:
     """Attach to the serial console (both kinds). Ctrl-a q detaches."""
+    if vnc:
+        vnc_hint(ref, vnc_port)
+        return
     with client() as c:
         if log:
             sys.stdout.buffer.write(c.console_log(ref))

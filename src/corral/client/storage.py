@@ -112,6 +112,11 @@ class StorageCalls:
                            f"/api/v1/instances/{ref}/disks/{name}/resize",
                            json=ResizeDiskRequest(size=size).model_dump(), timeout=None)
 
+    def vnc(self, ref: str) -> dict[str, str]:
+        """{"socket": path on the daemon's host, "host": its hostname}."""
+        found: dict[str, str] = self._request("GET", f"/api/v1/instances/{ref}/vnc")
+        return found
+
     def clone_instance(self, ref: str, request: CloneRequest) -> OperationModel:
         return self._model(OperationModel, "POST", f"/api/v1/instances/{ref}/clone",
                            json=request.model_dump())

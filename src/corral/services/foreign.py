@@ -12,16 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from corral.domain.disks import CDROM_FILE
-from corral.domain.errors import InvalidInput
+from corral.domain.errors import Conflict, HostFailure, InvalidInput, Unsupported
 from corral.domain.instance import InstanceSpec, Kind
+from corral.domain.lifecycle import State
 from corral.domain.sizes import format_size, parse_size
 from corral.storage.foreign import ImageInfo, inspect_image
 from corral.storage.pools.copy import clone_file
 
+if TYPE_CHECKING:
+    from corral.services.instances import InstanceService
+
 FOREIGN_TEMPLATE = "@image"
+VNC_SOCKET = "vnc.sock"  # in the instance's run/ (drivers/qemu/cmdline.VmPaths.vnc)
 DEFAULT_ISO_DISK = 8 * 1024**3
 
 
@@ -85,3 +90,18 @@ class ForeignSource:
         progress(0.0, "copying the ISO")
         clone_file(self.iso, spec.directory / CDROM_FILE)
         storage.prepare_blank(spec, progress, pool)
+
+
+def vnc_socket(instances: InstanceService, ref: str) -> Path:
+    """The VNC server of a running firmware-booted VM (a Unix socket on this host)."""
+    view = instances.get(ref)
+    rec = view.record
+    if rec.kind is not Kind.VM or rec.template != FOREIGN_TEMPLATE:
+        raise Unsupported(f"'{rec.name}' has no VNC console: only VMs from --image/--iso get "
+                          "a graphics card; use `corral console` (serial)")
+    if view.state not in (State.RUNNING, State.SUSPENDED):
+        raise Conflict(f"'{rec.name}' is {view.state.value}; start it first")
+    found = instances.spec(rec).run_dir / VNC_SOCKET
+    if not found.exists():
+        raise HostFailure(f"the VNC socket of '{rec.name}' is missing ({found})")
+    return found
