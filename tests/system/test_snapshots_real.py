@@ -249,3 +249,32 @@ def test_s3_round_trip_with_a_real_container(real_daemon: Daemon, s3_endpoint: s
     d.cli("backup", "target", "add", "s3", url, "--access-key", ACCESS_KEY, "--secret-key",
           SECRET_KEY, check=True)
     backup_and_restore(d, "s3-ct", "ct", "s3", url)
+
+
+@pytest.mark.parametrize("kind", ["ct", "vm"])
+def test_incremental_backup_after_a_one_percent_change(real_daemon: Daemon, kind: str,
+                                                       record_property: object) -> None:
+    """The second backup stores about the chunks the change touched (by chunk hash), not
+    the disk: a 1 % change of a 128 MiB disk (1.3 MiB into an existing file)."""
+    d, name = real_daemon, f"inc-{kind}"
+    d.cli("create", name, "--type", kind, "--template", "tiny", "--memory", "160M",
+          "--disk", "128M", "--start", check=True)
+    wait_ready(d, name)
+    write_random(d, name, "/root/data", 32 * 1024)
+    target = str(Path(tempfile.mkdtemp(prefix="corral-backups-", dir=d.state_dir)))
+    d.cli("backup", "create", name, "--to", target, check=True)
+    sh(d, name, "dd if=/dev/urandom of=/root/data bs=1024 count=1310 seek=8192 conv=notrunc "
+                "2>/dev/null && sync")
+    d.cli("backup", "create", name, "--to", target, check=True)
+    with d.client() as c:
+        first, second = BackupCalls(c).backups(target, name)
+    assert first.stats.new_bytes >= 32 * MiB
+    assert second.parent == first.id
+    new = second.stats.new_bytes
+    assert new < 6 * CHUNK, f"{new / MiB:.1f} MiB new after a 1.3 MiB change"
+    assert callable(record_property)
+    record_property("incremental_new_mib", round(new / MiB, 1))
+    print(f"\n{kind}: full {first.stats.new_bytes / MiB:.1f} MiB new, incremental "
+          f"{new / MiB:.1f} MiB new ({100 * new / second.disk_size:.1f} % of the disk), "
+          f"{second.stats.read_bytes / MiB:.1f} MiB read, {second.stats.seconds:.2f} s")
+    d.cli("delete", "--force", name, check=True)
