@@ -18,7 +18,11 @@ from corral.templates.image import METADATA, TemplateImage
 Builder = Callable[[Path, Callable[[float, str], None] | None], TemplateImage]
 
 # Template name -> "module:function" of its builder (imported only when a build is asked for).
-BUILDERS: dict[str, str] = {"tiny": "corral.templates.builders.tiny:build_tiny"}
+BUILDERS: dict[str, str] = {
+    "tiny": "corral.templates.builders.tiny:build_tiny",
+    "debian-12": "corral.templates.builders.debian:build_debian",
+    "debian-12-nginx": "corral.templates.builders.debian:build_debian_nginx",
+}
 
 
 def builder_for(name: str) -> Builder:
