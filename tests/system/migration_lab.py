@@ -157,6 +157,12 @@ class Lab:
             try:
                 if host.process is None or host.process.poll() is not None:
                     host.start()
+                # a migration still running holds its instance's lock: cancel it first
+                ops = json.loads(host.cli("operation", "list", "-f", "json").stdout or "[]")
+                for op in ops:
+                    if op["status"] == "running":
+                        host.cli("operation", "cancel", op["id"])
+                        host.cli("operation", "wait", op["id"])
                 for name in host.instances():
                     host.cli("delete", "--force", name)
             except Exception as exc:  # keep cleaning the rest
