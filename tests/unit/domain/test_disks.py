@@ -37,7 +37,7 @@ def test_mount_paths() -> None:
 def test_only_growing_is_allowed() -> None:
     check_grow("data", 1024**3, 1024**3)
     check_grow("data", 1024**3, 2 * 1024**3)
-    with pytest.raises(InvalidInput, match="cannot shrink .*only growing"):
+    with pytest.raises(InvalidInput, match=r"cannot shrink .*only growing"):
         check_grow("data", 2 * 1024**3, 1024**3)
     with pytest.raises(InvalidInput):
         validate_new_size(1024)
