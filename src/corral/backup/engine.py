@@ -12,6 +12,7 @@ import errno
 import os
 import time
 from collections.abc import Callable, Iterator
+from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,8 +60,9 @@ def chunks_with_data(extents: list[tuple[int, int]], chunk_size: int) -> Iterato
 def backup_image(
     image: Path, store: ChunkStore, instance: InstanceInfo, *,
     chunk_size: int = CHUNK_SIZE, previous: Manifest | None = None,
-    changed: set[int] | None = None, consistency: str = "", workers: int | None = None,
+    changed: AbstractSet[int] | None = None, consistency: str = "", workers: int | None = None,
     progress: BytesProgress = _quiet, when: datetime | None = None,
+    tracking: str | None = None,
 ) -> Manifest:
     """Store ``image`` and commit its manifest (last). ``changed``, when given together with
     a ``previous`` manifest of the same geometry, names the only chunk indexes that may
@@ -76,6 +78,9 @@ def backup_image(
             changed is not None and previous is not None
             and previous.disk_size == size and previous.chunk_size == chunk_size
         )
+        if changed is not None and not incremental:
+            raise InvalidInput("a changed-chunk set needs a previous backup of the same disk "
+                               "size and chunk size")
         refs: dict[int, ChunkRef] = {}
         if incremental:
             assert previous is not None and changed is not None
@@ -129,7 +134,7 @@ def backup_image(
         parent=previous.id if previous is not None else None,
         encrypted=store.codec.encrypted, key_fingerprint=store.codec.fingerprint(),
         consistency=consistency, method="dirty-bitmap" if incremental else "hash",
-        stats=stats,
+        stats=stats, tracking=tracking,
     )
     store.commit(manifest)
     return manifest

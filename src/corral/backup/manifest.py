@@ -67,6 +67,7 @@ class Manifest:
     method: str = "hash"  # "hash" (all read, deduplicated by name) or "dirty-bitmap"
     stats: Stats = field(default_factory=Stats)
     format: int = FORMAT
+    tracking: str | None = None  # the runtime's change tracker started at this backup
 
     @property
     def key(self) -> str:
@@ -96,7 +97,7 @@ class Manifest:
                 parent=data.get("parent"), encrypted=bool(data.get("encrypted")),
                 key_fingerprint=data.get("key_fingerprint"),
                 consistency=data.get("consistency", ""), method=data.get("method", "hash"),
-                stats=Stats(**data.get("stats", {})),
+                stats=Stats(**data.get("stats", {})), tracking=data.get("tracking"),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput(f"unreadable manifest: {exc}") from None

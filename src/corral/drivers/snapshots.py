@@ -39,7 +39,13 @@ class Captured:
     """How a point-in-time disk copy was made, for manifests and snapshot listings."""
 
     consistency: str
-    method: str  # "reflink", "sparse copy", "blockdev-backup"
+    method: str  # "reflink", "sparse copy", "blockdev-backup", "blockdev-backup (dirty bitmap)"
+    changed: frozenset[int] | None = None
+    """With ``since``: the only 4 MiB chunk indexes that may differ from the backup ``since``
+    belongs to (the copy holds just those); None: the copy is the whole disk."""
+    tracking: str | None = None
+    """A change tracker (QEMU dirty bitmap) started at this copy's point in time, for the
+    next backup's ``since``; None where the runtime has none."""
 
 
 class SnapshotHooks(Protocol):
@@ -60,9 +66,15 @@ class SnapshotHooks(Protocol):
         left stopped; with memory it resumes exactly where the snapshot was taken."""
         ...
 
-    def capture_disk(self, spec: InstanceSpec, dest: Path) -> Captured:
+    def capture_disk(self, spec: InstanceSpec, dest: Path, since: str | None = None) -> Captured:
         """A consistent point-in-time copy of the disk at ``dest`` for a backup, taken while
-        the instance keeps running."""
+        the instance keeps running. ``since``: the tracker the previous backup (same disk
+        size, 4 MiB chunks) started; where it still exists only the changed chunks are
+        copied and named in ``Captured.changed``."""
+        ...
+
+    def drop_tracking(self, spec: InstanceSpec, tracking: str) -> None:
+        """Forget a change tracker (superseded by a newer backup, or its backup failed)."""
         ...
 
 

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from corral.backup.crypto import Codec
-from corral.backup.engine import backup_image, restore_image
+from corral.backup.engine import CHUNK_SIZE, backup_image, restore_image
 from corral.backup.manifest import InstanceInfo, Manifest
 from corral.backup.retention import Retention, select_kept
 from corral.backup.store import ChunkStore, VerifyReport
@@ -29,7 +29,7 @@ from corral.backup.targets import S3Target, open_target
 from corral.domain.errors import Conflict, InvalidInput, NotFound
 from corral.domain.instance import Kind
 from corral.domain.lifecycle import State
-from corral.drivers.snapshots import SnapshotHooks
+from corral.drivers.snapshots import Captured, SnapshotHooks
 from corral.services.instances import InstanceService
 from corral.services.operations import OperationContext
 from corral.state.backupstore import BackupStore, ScheduleRecord, TargetRecord
@@ -160,18 +160,34 @@ class BackupService:
 
         def work(ctx: OperationContext) -> None:
             copy = scratch_copy(spec.disk_path, ctx.id)
+            base = self.latest(store, rec.name)
+            size = spec.disk_path.stat().st_size
+            since = (base.tracking if base is not None and base.disk_size == size
+                     and base.chunk_size == CHUNK_SIZE else None)
+            captured: Captured | None = None
             try:
                 ctx.progress(0.02, "point-in-time copy")
-                captured = hooks.capture_disk(spec, copy)
+                captured = hooks.capture_disk(spec, copy, since)
                 with self._locked(record):
                     previous = self.latest(store, rec.name)
+                    if captured.changed is not None and (
+                            previous is None or base is None or previous.id != base.id):
+                        raise Conflict(f"backup '{base.id if base else '?'}' was deleted "
+                                       "during this incremental backup; run it again")
                     manifest = backup_image(
-                        copy, store, info, previous=previous,
+                        copy, store, info, previous=previous, changed=captured.changed,
                         consistency=f"{captured.consistency} [{captured.method}]",
                         progress=RateReporter(ctx, "stored", 0.1, 0.9),
+                        tracking=captured.tracking,
                     )
+            except BaseException:
+                if captured is not None and captured.tracking is not None:
+                    hooks.drop_tracking(spec, captured.tracking)  # ``since`` stays valid
+                raise
             finally:
                 copy.unlink(missing_ok=True)
+            if since is not None:
+                hooks.drop_tracking(spec, since)  # superseded by this backup's tracker
             s = manifest.stats
             ctx.progress(1.0, f"backup {manifest.id}: {s.new_bytes / MiB:.1f} MiB new of "
                               f"{s.read_bytes / MiB:.1f} MiB read")

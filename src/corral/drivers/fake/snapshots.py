@@ -40,5 +40,8 @@ class FakeSnapshots:
         if memory:
             shutil.copyfile(source / STATE, spec.directory / "fake.json")
 
-    def capture_disk(self, spec: InstanceSpec, dest: Path) -> Captured:
+    def capture_disk(self, spec: InstanceSpec, dest: Path, since: str | None = None) -> Captured:
         return Captured("crash-consistent copy (fake driver)", clone(spec.disk_path, dest))
+
+    def drop_tracking(self, spec: InstanceSpec, tracking: str) -> None:
+        """No change tracking: incrementals are found by chunk hash."""

@@ -107,7 +107,11 @@ class LxcSnapshots:
         if memory:
             self._checkpoint(spec, source / CRIU_DIR, restore=True)
 
-    def capture_disk(self, spec: InstanceSpec, dest: Path) -> Captured:
+    def capture_disk(self, spec: InstanceSpec, dest: Path, since: str | None = None) -> Captured:
         with self._quiesced(spec) as consistency:
             method = clone(spec.disk_path, dest)
         return Captured(consistency, method)
+
+    def drop_tracking(self, spec: InstanceSpec, tracking: str) -> None:
+        """No change tracking for a loop-mounted image: incrementals are found by chunk
+        hash (the whole image is read; only new chunks are stored)."""
