@@ -110,8 +110,20 @@ class Pool:
         return self.active and reflink_works(self.path)
 
     def usage(self) -> PoolUsage:
+        """A dir pool shares its filesystem: ``used`` is what the pool's own files allocate
+        (shared reflinked extents counted once per file), ``total``/``free`` the filesystem's."""
         if not self.active:
             return PoolUsage(0, 0, 0)
+        st = os.statvfs(self.path)
+        allocated = 0
+        for folder, _dirs, files in os.walk(self.path):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    allocated += os.lstat(os.path.join(folder, name)).st_blocks * 512
+        return PoolUsage(total=st.f_blocks * st.f_frsize, used=allocated,
+                         free=st.f_bavail * st.f_frsize)
+
+    def _filesystem_usage(self) -> PoolUsage:
         st = os.statvfs(self.path)
         total = st.f_blocks * st.f_frsize
         free = st.f_bavail * st.f_frsize
@@ -120,6 +132,10 @@ class Pool:
 
 class BtrfsPool(Pool):
     """btrfs on a block device, or on a file attached through a loop device."""
+
+    def usage(self) -> PoolUsage:
+        """The pool's own filesystem: shared (CoW) extents count once."""
+        return self._filesystem_usage() if self.active else PoolUsage(0, 0, 0)
 
     @property
     def source(self) -> Path:
