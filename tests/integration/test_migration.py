@@ -228,3 +228,55 @@ def test_source_corrald_killed(hosts: tuple[Daemon, Daemon]) -> None:
         assert (record["status"], record["phase"]) == ("failure", "rolled back")
     finally:
         stop_daemon(a2)
+
+
+def _tree(d: Daemon, name: str) -> list[dict[str, object]]:
+    said = json.loads(d.cli("snapshot", "list", name, "-f", "json", check=True).stdout)
+    return [{k: s[k] for k in ("name", "parent", "memory", "current", "created_at",
+                                "consistency")} for s in said["snapshots"]]
+
+
+def _snapshot_rows(d: Daemon) -> int:
+    import sqlite3
+
+    with sqlite3.connect(d.state_dir / "corral.db") as db:
+        return int(db.execute("SELECT count(*) FROM snapshots").fetchone()[0])
+
+
+def test_snapshot_tree_moves_with_the_instance_and_reverts_there(
+    hosts: tuple[Daemon, Daemon],
+) -> None:
+    a, b = hosts
+    disk = _make(a, "app")
+    a.cli("snapshot", "create", "app", "one", check=True)
+    at_one = _digest(disk)
+    with disk.open("r+b") as image:  # the guest changes its disk after "one"
+        image.seek(40 * 1024**2)
+        image.write(os.urandom(2 * 1024**2))
+    at_two = _digest(disk)
+    a.cli("snapshot", "create", "app", "two", "--memory", check=True)
+    a.cli("snapshot", "revert", "app", "one", check=True)  # head back at "one" …
+    a.cli("start", "app", check=True)
+    a.cli("snapshot", "create", "app", "branch", check=True)  # … so the tree branches
+    tree = _tree(a, "app")
+    assert [(s["name"], s["current"]) for s in tree] == [
+        ("one", False), ("two", False), ("branch", True)]
+
+    said = a.cli("migrate", "app", "b")
+    assert said.returncode == 0, said.stderr
+
+    assert _tree(b, "app") == tree
+    assert _snapshot_rows(a) == 0  # the source forgot the rows with the instance
+    moved = _instance(b, "app")
+    assert moved is not None and moved["state"] == "running"
+    with _disk(b, int(str(moved["id"]))).open("r+b") as image:
+        image.seek(40 * 1024**2)
+        image.write(b"\0" * 1024**2)  # differs from every snapshot
+    b.cli("snapshot", "revert", "app", "two", check=True)  # memory: resumes running
+    reverted = _instance(b, "app")
+    assert reverted is not None and reverted["state"] == "running"
+    assert _digest(_disk(b, int(str(moved["id"])))) == at_two
+    b.cli("snapshot", "revert", "app", "one", check=True)  # disk only: left stopped
+    assert _digest(_disk(b, int(str(moved["id"])))) == at_one
+    assert [(s["name"], s["current"]) for s in _tree(b, "app")] == [
+        ("one", True), ("two", False), ("branch", False)]

@@ -110,11 +110,12 @@ def heartbeat(mid: str, app: App) -> Response:
 
 
 @router.put(INCOMING + "/{mid}/disk")
-async def receive_disk(mid: str, request: Request, app: App) -> dict[str, int]:
+async def receive_disk(mid: str, request: Request, app: App, file: str | None = None,
+                       size: int = 0) -> dict[str, int]:
     body = await request.body()
     from starlette.concurrency import run_in_threadpool
 
-    written = await run_in_threadpool(app.migrations.receive_disk, mid, body)
+    written = await run_in_threadpool(app.migrations.receive_disk, mid, body, file, size)
     return {"written": written}
 
 

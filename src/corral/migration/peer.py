@@ -82,8 +82,14 @@ class PeerClient:
     def heartbeat(self, mid: str) -> None:
         self.request("POST", f"{INCOMING}/{mid}/heartbeat", timeout=10.0)
 
-    def send_disk(self, mid: str, frames: list[Frame]) -> None:
-        self.request("PUT", f"{INCOMING}/{mid}/disk", content=encode(frames),
+    def send_disk(self, mid: str, frames: list[Frame], file: str | None = None,
+                  size: int | None = None) -> None:
+        """Frames of the root disk, or of ``file`` (a snapshot's or data disk's file beside
+        it, relative to the root disk's directory) whose length is ``size``."""
+        params: dict[str, str | int] = {}
+        if file is not None:
+            params = {"file": file, "size": size or 0}
+        self.request("PUT", f"{INCOMING}/{mid}/disk", content=encode(frames), params=params,
                      headers={"content-type": "application/octet-stream"})
 
     def send_files(self, mid: str, tar: bytes) -> None:

@@ -91,6 +91,7 @@ class Corral:
         self.migrations = MigrationService(
             store, self.instances, self.networks, self.remotes, self.events
         )
+        self.migrations.snapshot_store = self.snapshots.store
 
     def _wire_backups(self, settings: Settings) -> None:
         from corral.drivers.snapshots import SnapshotHooks, hooks_for

@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import re
 import shutil
 import tarfile
 import threading
@@ -27,8 +29,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 from corral.domain.errors import (
     Conflict,
@@ -42,7 +45,7 @@ from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.lifecycle import State
 from corral.domain.resources import Resources
 from corral.drivers.base import Driver, RuntimeState
-from corral.migration.frames import decode
+from corral.migration.frames import Frame, decode
 from corral.migration.peer import PeerClient, describe, env_float
 from corral.migration.transfer import DiskCopier, Throttle, allocated_bytes, apply_frames
 from corral.services.events import EventBus
@@ -54,17 +57,25 @@ from corral.state.migstore import MigrationRecord, MigrationStore
 from corral.state.store import InstanceRecord, OperationRecord
 from corral.wire.migration import (
     CommitReply,
+    DataDiskTransfer,
     IncomingReply,
     IncomingRequest,
     MigrateRequest,
     NicTransfer,
+    SnapshotTransfer,
 )
+
+if TYPE_CHECKING:
+    from corral.state.backupstore import BackupStore
 
 log = logging.getLogger("corral.migration")
 
 # What stays behind when the instance directory's files move (the disk goes separately,
 # nics.json is rewritten by the target's network service, run/ dies with the process).
-_NOT_FILES = {"root.img", "nics.json", "run", "lxc.log"}
+# snapshots/ is beside the root disk (the instance directory only without pools) and moves
+# file by file as disk frames.
+_NOT_FILES = {"root.img", "nics.json", "run", "lxc.log", "snapshots"}
+_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 PRECOPY_ROUNDS = 3
 PRECOPY_CONVERGED = 4 * 1024 * 1024  # a pre-copy round this small is as good as it gets
 
@@ -101,6 +112,19 @@ def files_size(directory: Path) -> int:
             elif entry.is_dir():
                 total += sum(p.stat().st_blocks * 512 for p in entry.rglob("*") if p.is_file())
     return total
+
+
+def snapshot_files(spec: InstanceSpec, ids: list[str]) -> list[tuple[str, Path]]:
+    """(name relative to the root disk's directory, path) of every file of the snapshots
+    ``ids`` (``snapshots/<id>/…`` beside the root disk)."""
+    base = spec.disk_path.parent
+    found: list[tuple[str, Path]] = []
+    for snapshot_id in ids:
+        top = base / "snapshots" / snapshot_id
+        if top.is_dir():
+            found.extend((p.relative_to(base).as_posix(), p)
+                         for p in sorted(top.rglob("*")) if p.is_file())
+    return found
 
 
 def is_qemu(driver: Driver) -> bool:
@@ -143,6 +167,8 @@ class MigrationService:
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
+        self.snapshot_store: BackupStore | None = None
+        """Snapshot rows (services/snapshots); they move with the instance."""
 
     # ================================ source ==========================================
 
@@ -244,6 +270,7 @@ class MigrationService:
             self._check_space(spec.disk_path.parent, request)
             with spec.disk_path.open("wb") as disk:
                 disk.truncate(request.disk_size)
+            spec = incoming.spec = self._place_data_disks(rec, request.data_disks)
             for nic in request.nics:
                 self.networks.add_nic(str(rec.id), nic.network, nic.addresses, nic.mac,
                                       nic.antispoof)
@@ -293,6 +320,52 @@ class MigrationService:
             storage.store.insert_disk(DiskRecord(rec.id, ROOT, 0, pool.name, resources.disk))
         return self.instances.spec(rec)
 
+    def _place_data_disks(self, rec: InstanceRecord,
+                          disks: list[DataDiskTransfer]) -> InstanceSpec:
+        """Data disks arrive in the default pool, as sparse files of their source's length."""
+        from corral.services.storage import StorageService
+        from corral.state.storagestore import DiskRecord
+
+        if not disks:
+            return self.instances.spec(rec)
+        storage = self.instances.storage
+        if not isinstance(storage, StorageService):
+            raise Unsupported("this host has no storage pools for the instance's data disks")
+        pool = storage.default_pool()
+        for disk in disks:
+            if not re.fullmatch(r"[a-z0-9-]{1,20}", disk.name) or disk.name == "root":
+                raise InvalidInput(f"bad data disk name '{disk.name}'")
+            path = pool.volume(rec.id, disk.name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            storage.store.insert_disk(DiskRecord(rec.id, disk.name, disk.idx, pool.name,
+                                                 disk.size, mount=disk.mount))
+            with path.open("xb") as image:
+                image.truncate(disk.file_size)
+        return self.instances.spec(rec)
+
+    def _side_file(self, incoming: Incoming, name: str, size: int) -> Path:
+        """The target path of ``name`` (a snapshot's file or a data disk, relative to the
+        root disk's directory), created with length ``size``; anything else is refused."""
+        spec, request = incoming.spec, incoming.request
+        parts = PurePosixPath(name).parts
+        if not parts or not all(_PART.match(part) for part in parts):
+            raise InvalidInput(f"bad file name '{name}'")
+        data = {f"{d.name}.img": d for d in spec.data_disks}
+        if len(parts) == 1 and parts[0] in data:
+            return data[parts[0]].path
+        if (len(parts) < 3 or parts[0] != "snapshots"
+                or parts[1] not in {s.id for s in request.snapshots}):
+            raise InvalidInput(f"'{name}' is no file of this migration")
+        path = spec.disk_path.parent.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+        return path
+
     def _take(self, mid: str) -> Incoming:
         with self._guard:
             incoming = self._incoming.get(mid)
@@ -310,11 +383,14 @@ class MigrationService:
             raise NotFound(f"no incoming migration '{mid}' on this host")
         return rec
 
-    def receive_disk(self, mid: str, body: bytes) -> int:
+    def receive_disk(self, mid: str, body: bytes, file: str | None = None,
+                     size: int = 0) -> int:
         incoming = self._take(mid)
         with incoming.guard:
             try:
-                return apply_frames(incoming.spec.disk_path, decode(body))
+                path = (incoming.spec.disk_path if file is None
+                        else self._side_file(incoming, file, size))
+                return apply_frames(path, decode(body))
             except OSError as exc:
                 if exc.errno == 28:
                     raise NoSpace(f"the target's disk is full: {exc}") from exc
@@ -353,6 +429,7 @@ class MigrationService:
                     state = State.RUNNING
                 resumed_at = time.time()
             incoming.committed = True
+            self._import_snapshots(incoming)
             self.instances.store.set_state(rec.id, state)
             self.store.update_migration(mid, status="success", phase="done")
             with self._guard:
@@ -363,6 +440,18 @@ class MigrationService:
         self.events.publish("instance.migrated-in", instance=rec.name, id=rec.id,
                             source=incoming.request.source_node)
         return CommitReply(state=state.value, resumed_at=resumed_at)
+
+    def _import_snapshots(self, incoming: Incoming) -> None:
+        store, request = self.snapshot_store, incoming.request
+        if store is None or not request.snapshots:
+            return
+        for snap in request.snapshots:
+            from corral.state.backupstore import SnapshotRecord
+
+            store.insert_snapshot(SnapshotRecord(
+                snap.id, incoming.rec.id, snap.name, snap.parent, snap.memory,
+                snap.consistency, snap.method, datetime.fromisoformat(snap.created_at)))
+        store.set_head(incoming.rec.id, request.snapshot_head)
 
     def abort(self, mid: str, reason: str) -> None:
         with self._guard:
@@ -387,6 +476,7 @@ class MigrationService:
                 driver.stop(spec, force=True, timeout=0)
         steps: list[Callable[[], None]] = [
                      lambda: self.networks.forget_instance(rec.id),
+                     lambda: self._forget_snapshots(rec.id),
                      lambda: driver.delete(spec),
                      lambda: self.instances.storage.release(spec),
                      lambda: shutil.rmtree(spec.directory, ignore_errors=True),
@@ -404,6 +494,10 @@ class MigrationService:
             )
         log.warning("incoming migration %s of %s aborted: %s", incoming.request.migration_id,
                     rec.name, reason)
+
+    def _forget_snapshots(self, instance_id: int) -> None:
+        if self.snapshot_store is not None:
+            self.snapshot_store.forget_instance(instance_id)
 
     def _ensure_watchdog(self) -> None:
         with self._guard:
@@ -524,6 +618,9 @@ class _SourceRun:
         self.details: dict[str, Any] = {}
         self.committing = False
         self._hb_stop = threading.Event()
+        self.side_files: list[tuple[str, Path]] = []
+        """Snapshots' files beside the root disk: immutable while the migration holds the
+        instance lock, so sent once, before anything that counts as downtime."""
 
     # -- helpers --------------------------------------------------------------------------
     def phase(self, fraction: float, text: str) -> None:
@@ -578,6 +675,20 @@ class _SourceRun:
                 for _name, n in self.s.networks.list_nics(self.rec.name)]
         template = self.s.instances.templates.get(self.rec.template)
         disk = self.spec.disk_path
+        snapshots: list[SnapshotTransfer] = []
+        head = None
+        if self.s.snapshot_store is not None:
+            base = disk.parent / "snapshots"
+            snapshots = [SnapshotTransfer(
+                id=r.id, name=r.name, parent=r.parent, memory=r.memory,
+                consistency=r.consistency, method=r.method, created_at=r.created_at.isoformat(),
+            ) for r in self.s.snapshot_store.snapshots(self.rec.id) if (base / r.id).is_dir()]
+            head = self.s.snapshot_store.head(self.rec.id)
+        self.side_files = snapshot_files(self.spec, [s.id for s in snapshots])
+        data_disks = [DataDiskTransfer(name=d.name, idx=d.index, size=d.size,
+                                       file_size=d.path.stat().st_size,
+                                       mount=d.mount or None)
+                      for d in self.spec.data_disks]
         request = IncomingRequest(
             migration_id=self.mid, source_node=self.s.instances.node, name=self.rec.name,
             id=self.rec.id, kind=self.rec.kind.value, template=self.rec.template,
@@ -585,9 +696,13 @@ class _SourceRun:
             privileged=self.rec.privileged, nics=nics,
             disk_size=disk.stat().st_size if disk.exists() else 0,
             disk_allocated=allocated_bytes(disk) if disk.exists() else 0,
-            files_size=files_size(self.spec.directory),
+            files_size=files_size(self.spec.directory)
+            + sum(allocated_bytes(p) for _n, p in self.side_files)
+            + sum(allocated_bytes(d.path) for d in self.spec.data_disks),
             path="live" if self.path == "live" else "copy", idmap_start=idmap_start,
-            lease_seconds=_lease(),
+            lease_seconds=_lease(), snapshots=snapshots,
+            snapshot_head=head if any(s.id == head for s in snapshots) else None,
+            data_disks=data_disks,
         )
         self.phase(0.02, f"reserving '{self.rec.name}' on {self.remote.name}")
         reply = peer.reserve(request)
@@ -597,8 +712,35 @@ class _SourceRun:
             self.details["id_changed"] = f"{self.rec.id} -> {reply.id}"
         return reply
 
+    def _send_side_files(self, peer: PeerClient, lo: float, hi: float) -> int:
+        total = sum(allocated_bytes(p) for _n, p in self.side_files) or 1
+        done = 0
+        for name, path in self.side_files:
+            done += self._send_file(peer, name, path, done, total, lo, hi)
+        return done
+
+    def _send_file(self, peer: PeerClient, name: str, path: Path, before: int, total: int,
+                   lo: float, hi: float) -> int:
+        size = path.stat().st_size
+
+        def send(frames: list[Frame]) -> None:
+            peer.send_disk(self.mid, frames, name, size)
+
+        def report(sent: int) -> None:
+            self.phase(lo + (hi - lo) * min(1.0, (before + sent) / total),
+                       f"{name} {(before + sent) / 1024**2:.1f}/{total / 1024**2:.1f} MiB")
+
+        sent = DiskCopier(path, send).round(report, self.check, Throttle(self.request.bandwidth))
+        if sent == 0:  # an empty (or all-hole) file: make it exist with its length
+            send([])
+        return sent
+
     def _live(self, peer: PeerClient, reply: IncomingReply) -> CommitReply:
         from corral.drivers.qemu.migrate import LiveSource
+
+        if self.side_files:
+            self.phase(0.03, "sending snapshots")
+            self._send_side_files(peer, 0.03, 0.05)
 
         assert reply.nbd_host and reply.nbd_port and reply.nbd_export and reply.migrate_uri
         source = LiveSource(self.spec)
@@ -637,7 +779,7 @@ class _SourceRun:
         copier = DiskCopier(self.spec.disk_path, lambda frames: peer.send_disk(self.mid, frames))
         throttle = Throttle(self.request.bandwidth)
         disk_bytes = allocated_bytes(self.spec.disk_path) or 1
-        sent_total = 0
+        sent_total = self._send_side_files(peer, 0.03, 0.05) if self.side_files else 0
 
         def rnd(lo: float, hi: float, label: str) -> int:
             def report(done: int) -> None:
@@ -722,6 +864,7 @@ class _SourceRun:
         service.instances.storage.release(spec)
         shutil.rmtree(spec.directory, ignore_errors=True)
         service.instances.store.delete_instance(rec.id)
+        service._forget_snapshots(rec.id)
 
     def _rollback(self, exc: BaseException) -> None:
         problems: list[str] = []

@@ -71,6 +71,29 @@ class NicTransfer(BaseModel):
     antispoof: bool = True
 
 
+class SnapshotTransfer(BaseModel):
+    """A snapshot row; its files (``snapshots/<id>/…`` beside the root disk) follow as
+    ``PUT …/disk?file=`` frames."""
+
+    id: str
+    name: str
+    parent: str | None
+    memory: bool
+    consistency: str
+    method: str
+    created_at: str
+
+
+class DataDiskTransfer(BaseModel):
+    """A data disk; its image follows as ``PUT …/disk?file=<name>.img`` frames."""
+
+    name: str
+    idx: int
+    size: int
+    file_size: int
+    mount: str | None = None
+
+
 class IncomingRequest(BaseModel):
     """Source → target: reserve the instance here and prepare to receive it."""
 
@@ -90,6 +113,9 @@ class IncomingRequest(BaseModel):
     path: Literal["live", "copy"]
     idmap_start: int | None = None
     lease_seconds: float = Field(default=15.0, ge=1.0, le=600.0)
+    snapshots: list[SnapshotTransfer] = []  # oldest first
+    snapshot_head: str | None = None
+    data_disks: list[DataDiskTransfer] = []
 
 
 class IncomingReply(BaseModel):
