@@ -30,12 +30,48 @@ def sh(*argv: str, check: bool = True) -> str:
     return proc.stdout
 
 
+def cgroup_mounts() -> str:
+    """Shell commands that mount this host's cgroup hierarchies again: ``ip netns exec``
+    mounts a fresh /sys (for the namespace's network devices) without them, and a corrald
+    without cgroups applies no resource limits at all."""
+    lines: list[str] = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        before, after = line.split(" - ", 1)
+        fstype, _source, options = after.split()[:3]
+        where = before.split()[4]
+        if fstype not in ("cgroup", "cgroup2") or not where.startswith("/sys/fs/cgroup"):
+            continue
+        opts = ",".join(o for o in options.split(",")
+                        if o not in ("rw", "ro") and not o.startswith("release_agent="))
+        if where != "/sys/fs/cgroup" and not lines:
+            lines.append("mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup")
+        lines.append(f"mkdir -p {where} && mount -t {fstype} "
+                     f"{'-o ' + opts if opts else ''} {fstype} {where}")
+    for entry in Path("/sys/fs/cgroup").iterdir():
+        if entry.is_symlink():
+            lines.append(f"ln -s {os.readlink(entry)} {entry}")
+    return " && ".join(lines) or "true"
+
+
+def remove_cgroups(root: str) -> None:
+    """The (empty, once the guests are gone) cgroup trees a daemon made under ``root``."""
+    for top in Path("/sys/fs/cgroup").glob(f"*/{root}"):
+        for group in sorted((p for p in top.rglob("*") if p.is_dir()),
+                            key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                group.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
+
+
 @dataclass
 class Host:
     name: str
     netns: str
     address: str
     state_dir: Path
+    cgroup_root: str = "corral"
+    """Each daemon's own cgroup root: both run on this one host, with the same ids."""
     port: int = 8443
     process: subprocess.Popen[bytes] | None = None
 
@@ -66,9 +102,10 @@ class Host:
 
     def start(self, extra_env: dict[str, str] | None = None) -> None:
         self.socket.unlink(missing_ok=True)
-        env = dict(os.environ, **(extra_env or {}))
+        env = dict(os.environ, CORRAL_CGROUP_ROOT=self.cgroup_root, **(extra_env or {}))
         self.process = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns, sys.executable, "-m", "corral.daemon.main",
+            ["ip", "netns", "exec", self.netns, "sh", "-c", cgroup_mounts() + ' && exec "$@"',
+             "corrald", sys.executable, "-m", "corral.daemon.main",
              "--state-dir", str(self.state_dir), "--socket", str(self.socket),
              "--drivers", "real", "--listen", f"{self.address}:{self.port}",
              "--token-file", str(self.state_dir / "token"), "--node", self.name,
@@ -137,7 +174,7 @@ class Lab:
             state.mkdir()
             state.chmod(0o711)
             shutil.copytree(self.template.directory, state / "templates" / "tiny")
-            self.hosts.append(Host(role, ns, address, state))
+            self.hosts.append(Host(role, ns, address, state, f"crltest-mig-{tag}-{role}"))
 
     def _add_ns(self, name: str) -> None:
         sh("ip", "netns", "add", name)
@@ -171,4 +208,6 @@ class Lab:
                 host.stop()
         for ns in reversed(self.namespaces):
             sh("ip", "netns", "del", ns, check=False)
+        for host in self.hosts:
+            remove_cgroups(host.cgroup_root)
         shutil.rmtree(self.root, ignore_errors=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -62,10 +64,31 @@ def _prepare_vm(a: Host, name: str) -> tuple[str, int]:
     return digest, int(_exec(a, name, "cat /root/count"))
 
 
+def _qemu_cpu_group(host: Host, instance_id: int) -> tuple[int, Path]:
+    """The pid of the instance's QEMU and its cpu cgroup directory under the host's root."""
+    from corral.host import cgroupfs
+    from corral.host.cgroups import read_layout
+
+    pidfile = host.state_dir / "instances" / str(instance_id) / "run" / "qemu.pid"
+    mount = cgroupfs.hierarchy(read_layout(), "cpu")
+    assert mount is not None
+    return int(pidfile.read_text().strip()), mount / host.cgroup_root / "vm" / str(instance_id)
+
+
+def _cpu_quota_us(group: Path) -> int:
+    if (group / "cpu.max").exists():
+        return int((group / "cpu.max").read_text().split()[0])
+    return int((group / "cpu.cfs_quota_us").read_text())
+
+
 def test_vm_live_migration_keeps_files_and_processes(lab: tuple[Host, Host]) -> None:
     a, b = lab
     digest, count = _prepare_vm(a, "vm1")
     pid = _exec(a, "vm1", "cat /root/counter.pid")
+    # live changes before the move: a CPU cap and a balloon below the boot memory (the
+    # target must boot QEMU with the source's -m, not the new 192M, or the RAM will not fit)
+    a.cli("set", "vm1", "cpu_limit=50", "memory=192M", check=True)
+    a.cli("snapshot", "create", "vm1", "before", check=True)
     before = a.instances()["vm1"]
 
     said = a.cli("migrate", "vm1", "b", "--downtime", "100", check=True)
@@ -83,6 +106,23 @@ def test_vm_live_migration_keeps_files_and_processes(lab: tuple[Host, Host]) -> 
     time.sleep(0.5)
     assert int(_exec(b, "vm1", "cat /root/count")) > first > count
     assert downtime < 2000  # the benchmark holds the real bound; here: it was live
+
+    # resources hold on the target at once: its QEMU is in b's cgroup with the CPU cap
+    qemu, group = _qemu_cpu_group(b, int(str(after["id"])))
+    assert str(qemu) in (group / "cgroup.procs").read_text().split()
+    assert _cpu_quota_us(group) == 50_000  # 50 % of a 100 ms period
+    kib = int(_exec(b, "vm1", "awk '/MemTotal/ {print $2}' /proc/meminfo"))
+    assert kib < 180 * 1024  # still ballooned (256M boots with ~205 MiB MemTotal)
+
+    # the snapshot moved too and reverts there (disk only: left stopped)
+    listed = json.loads(b.cli("snapshot", "list", "vm1", "-f", "json", check=True).stdout)
+    assert [s["name"] for s in listed["snapshots"]] == ["before"]
+    _exec(b, "vm1", "touch /root/after-move; sync")
+    b.cli("snapshot", "revert", "vm1", "before", check=True)
+    b.cli("start", "vm1", check=True)
+    _wait_agent(b, "vm1")
+    assert _exec(b, "vm1", "ls /root/after-move 2>/dev/null || echo gone") == "gone"
+    assert _exec(b, "vm1", "sha256sum /root/data") == digest
 
 
 def test_container_moves_by_disk_precopy(lab: tuple[Host, Host]) -> None:

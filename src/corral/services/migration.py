@@ -282,7 +282,8 @@ class MigrationService:
 
                 assert isinstance(driver, QemuDriver)
                 incoming.qemu_started = True
-                ends = start_incoming(driver, spec, template, local_host)
+                ends = start_incoming(driver, spec, template, local_host,
+                                      request.boot_memory)
                 reply = reply.model_copy(update={
                     "nbd_host": ends.nbd_host, "nbd_port": ends.nbd_port,
                     "nbd_export": ends.export, "migrate_uri": ends.migrate_uri,
@@ -416,6 +417,7 @@ class MigrationService:
 
                 resumed_at = finish_incoming(spec)
                 state = State.RUNNING
+                self._resumed(spec)
             else:
                 if is_lxc(driver):
                     from corral.drivers.lxc.driver import LxcDriver
@@ -440,6 +442,17 @@ class MigrationService:
         self.events.publish("instance.migrated-in", instance=rec.name, id=rec.id,
                             source=incoming.request.source_node)
         return CommitReply(state=state.value, resumed_at=resumed_at)
+
+    @staticmethod
+    def _resumed(spec: InstanceSpec) -> None:
+        """The guest runs here (the commit cannot fail any more): the QMP settings."""
+        from corral.drivers.qemu.migrate import resumed_incoming
+
+        try:
+            resumed_incoming(spec)
+        except CorralError as exc:
+            log.warning("re-applying IO limits/balloon to %s after migrating in: %s",
+                        spec.name, exc.message)
 
     def _import_snapshots(self, incoming: Incoming) -> None:
         store, request = self.snapshot_store, incoming.request
@@ -685,6 +698,11 @@ class _SourceRun:
             ) for r in self.s.snapshot_store.snapshots(self.rec.id) if (base / r.id).is_dir()]
             head = self.s.snapshot_store.head(self.rec.id)
         self.side_files = snapshot_files(self.spec, [s.id for s in snapshots])
+        boot_memory = None
+        if self.path == "live":
+            from corral.drivers.qemu.migrate import source_boot_memory
+
+            boot_memory = source_boot_memory(self.spec)
         data_disks = [DataDiskTransfer(name=d.name, idx=d.index, size=d.size,
                                        file_size=d.path.stat().st_size,
                                        mount=d.mount or None)
@@ -702,7 +720,7 @@ class _SourceRun:
             path="live" if self.path == "live" else "copy", idmap_start=idmap_start,
             lease_seconds=_lease(), snapshots=snapshots,
             snapshot_head=head if any(s.id == head for s in snapshots) else None,
-            data_disks=data_disks,
+            data_disks=data_disks, boot_memory=boot_memory,
         )
         self.phase(0.02, f"reserving '{self.rec.name}' on {self.remote.name}")
         reply = peer.reserve(request)

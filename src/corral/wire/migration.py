@@ -116,6 +116,7 @@ class IncomingRequest(BaseModel):
     snapshots: list[SnapshotTransfer] = []  # oldest first
     snapshot_head: str | None = None
     data_disks: list[DataDiskTransfer] = []
+    boot_memory: int | None = None  # live VM: the source QEMU's -m (the RAM layout to match)
 
 
 class IncomingReply(BaseModel):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import threading
 import time
@@ -28,9 +29,11 @@ from qemu.qmp import EventListener, QMPClient
 
 from corral.domain.errors import HostFailure
 from corral.domain.instance import InstanceSpec
+from corral.drivers.qemu import resources as vm_resources
 from corral.drivers.qemu.cmdline import VmPaths, build_argv
 from corral.drivers.qemu.driver import QemuDriver
 from corral.drivers.qemu.qmp import qmp
+from corral.host.cgroups import read_layout
 from corral.host.run import run
 from corral.templates.image import TemplateImage
 
@@ -132,11 +135,15 @@ def _paths(spec: InstanceSpec) -> VmPaths:
 
 
 def start_incoming(driver: QemuDriver, spec: InstanceSpec, template: TemplateImage,
-                   listen_host: str) -> IncomingEndpoints:
-    """Start the paused, waiting QEMU on the target with its disk exported over NBD."""
+                   listen_host: str, boot_memory: int | None = None) -> IncomingEndpoints:
+    """Start the paused, waiting QEMU on the target with its disk exported over NBD, in its
+    cgroup with the instance's limits. ``boot_memory``: the source QEMU's ``-m`` (a live
+    ``set memory=`` ballooned below it; the RAM layout must match)."""
     if driver.status(spec).pid is not None:
         raise HostFailure(f"'{spec.name}' already has a QEMU on this host")
     cfg = driver.config(spec, template)
+    if boot_memory is not None:
+        cfg = dataclasses.replace(cfg, memory=boot_memory)
     paths = _paths(spec)
     paths.run.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(ImportError):  # NIC taps, where the driver has NICs
@@ -145,8 +152,10 @@ def start_incoming(driver: QemuDriver, spec: InstanceSpec, template: TemplateIma
         prepare_taps(instance_nics(spec))
     argv = [*build_argv(driver._binary(), cfg), "-incoming", "defer", "-S"]
     run(argv, timeout=60)
-    if driver.status(spec).pid is None:
+    pid = driver.status(spec).pid
+    if pid is None:
         raise HostFailure(f"the incoming QEMU for '{spec.name}' exited right after starting")
+    vm_resources.arrived(spec, paths, read_layout(), pid, cfg.memory)
     nbd_port, migrate_port = free_port(listen_host), free_port(listen_host)
     node = _root_node(paths)
     qmp(paths.qmp, "nbd-server-start", {
@@ -189,6 +198,15 @@ def finish_incoming(spec: InstanceSpec, timeout: float = 30.0) -> float:
         return time.time()
     finally:
         session.close()
+
+
+def resumed_incoming(spec: InstanceSpec) -> None:
+    """After the commit's ``cont`` (outside the downtime): IO throttling and balloon."""
+    vm_resources.resumed(spec, _paths(spec))
+
+
+def source_boot_memory(spec: InstanceSpec) -> int:
+    return vm_resources.booted_memory(_paths(spec))
 
 
 # --- source ------------------------------------------------------------------------------

@@ -163,6 +163,25 @@ def started(spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout, pid: int) 
     _save_live(paths, {"cpus": res.cpus, "memory": res.memory})
 
 
+def arrived(spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout, pid: int,
+            booted: int) -> None:
+    """A QEMU started to receive a live migration: into its cgroup with the persisted limits
+    at once (before any RAM arrives); ``booted`` is the source's boot memory."""
+    place(spec, layout, pid)
+    _save_live(paths, {"cpus": spec.resources.cpus, "memory": booted})
+
+
+def resumed(spec: InstanceSpec, paths: VmPaths) -> None:
+    """A migrated-in guest runs: QMP settings that are the host's, not the guest's state —
+    IO throttling, and the balloon target below the boot memory."""
+    res = spec.resources
+    if any(getattr(res, k) is not None for k in _IO_KEYS):
+        io_throttle(paths, res)
+    booted = int(_load_live(paths).get("memory") or res.memory)
+    if res.memory < booted:
+        balloon(paths, res.memory)
+
+
 def apply(
     spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout, old: Resources, new: Resources,
     running: bool,
