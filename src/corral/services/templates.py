@@ -71,18 +71,22 @@ class TemplateService:
         staging = Path(tempfile.mkdtemp(prefix=f".build-{name}-", dir=self.directory))
         try:
             builder(staging, progress)
-            final = self.directory / name
-            old = None
-            if final.exists():
-                old = final.rename(self.directory / f".old-{name}-{staging.name}")
-            staging.rename(final)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-                for hook in self.on_removed:
-                    hook(name)
-            return TemplateImage.load(final)
+            return self._swap_in(name, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def _swap_in(self, name: str, staging: Path) -> TemplateImage:
+        """Rename a complete ``staging`` directory into place; the old version goes after."""
+        final = self.directory / name
+        old = None
+        if final.exists():
+            old = final.rename(self.directory / f".old-{name}-{staging.name}")
+        staging.rename(final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+            for hook in self.on_removed:
+                hook(name)
+        return TemplateImage.load(final)
 
     def size(self, image: TemplateImage) -> int:
         return sum(p.stat().st_size for p in image.directory.iterdir() if p.is_file())
@@ -128,18 +132,10 @@ class TemplateService:
             if (final / METADATA).is_file() and not replace:
                 raise Conflict(f"template '{name}' is already installed (delete it first, or "
                                "import with --replace)")
-            old = None
-            if final.exists():
-                if self.users(name):
-                    raise Conflict(f"template '{name}' is in use by "
-                                   f"{', '.join(sorted(self.users(name)))}; cannot replace it")
-                old = final.rename(self.directory / f".old-{name}-{staging.name}")
-            staging.rename(final)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-                for hook in self.on_removed:
-                    hook(name)
-            return TemplateImage.load(final)
+            if final.exists() and self.users(name):
+                raise Conflict(f"template '{name}' is in use by "
+                               f"{', '.join(sorted(self.users(name)))}; cannot replace it")
+            return self._swap_in(name, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
