@@ -280,3 +280,31 @@ def test_snapshot_tree_moves_with_the_instance_and_reverts_there(
     assert _digest(_disk(b, int(str(moved["id"])))) == at_one
     assert [(s["name"], s["current"]) for s in _tree(b, "app")] == [
         ("one", True), ("two", False), ("branch", False)]
+
+
+def test_data_disks_move_with_a_running_container(hosts: tuple[Daemon, Daemon]) -> None:
+    a, b = hosts
+    _make(a, "app", start=False)
+    a.cli("disk", "add", "app", "data", "--size", "32M", "--path", "/srv/data", check=True)
+    disks = json.loads(a.cli("disk", "list", "app", "-f", "json", check=True).stdout)
+    data = Path(next(d["path"] for d in disks if d["name"] == "data"))
+    with data.open("r+b") as image:  # "written inside": past the ext4 metadata
+        image.seek(20 * 1024**2)
+        image.write(os.urandom(3 * 1024**2))
+    digest, size = _digest(data), data.stat().st_size
+    a.cli("start", "app", check=True)
+
+    said = a.cli("migrate", "app", "b")
+    assert said.returncode == 0, said.stderr
+    assert "path: precopy" in said.stdout
+
+    moved = json.loads(b.cli("disk", "list", "app", "-f", "json", check=True).stdout)
+    assert [(d["name"], d["size"], d["mount"]) for d in moved] == [
+        (d["name"], d["size"], d["mount"]) for d in disks]
+    there = Path(next(d["path"] for d in moved if d["name"] == "data"))
+    assert _digest(there) == digest
+    assert there.stat().st_size == size
+    assert not data.exists()
+    _nothing_on(a, "app")
+    running = _instance(b, "app")
+    assert running is not None and running["state"] == "running"

@@ -127,15 +127,20 @@ def test_vm_live_migration_keeps_files_and_processes(lab: tuple[Host, Host]) -> 
 
 def test_container_moves_by_disk_precopy(lab: tuple[Host, Host]) -> None:
     a, b = lab
-    a.cli("create", "ct1", "--type", "ct", "--disk", "256M", "--start", check=True)
+    a.cli("create", "ct1", "--type", "ct", "--disk", "256M", check=True)
+    a.cli("disk", "add", "ct1", "data", "--size", "32M", check=True)  # moves along
+    a.cli("start", "ct1", check=True)
     digest = _exec(a, "ct1", "dd if=/dev/urandom of=/root/data bs=1M count=8 2>/dev/null; "
                              "sha256sum /root/data")
+    on_data = _exec(a, "ct1", "dd if=/dev/urandom of=/mnt/data/f bs=1M count=4 2>/dev/null; "
+                              "cd /mnt/data && sha256sum f")
     said = a.cli("migrate", "ct1", "b", check=True)
     assert "path: precopy" in said.stdout and "no CRIU" in said.stdout, said.stdout
     downtime = float(re.search(r"downtime ([\d.]+) ms", said.stdout).group(1))  # type: ignore[union-attr]
     print(said.stdout)
     assert b.instances()["ct1"]["state"] == "running"
     assert _exec(b, "ct1", "sha256sum /root/data") == digest
+    assert _exec(b, "ct1", "cd /mnt/data && sha256sum f") == on_data
     assert "ct1" not in a.instances()
     assert downtime < 10000
 
@@ -185,3 +190,23 @@ def test_cancel_during_ram_precopy_rolls_back(lab: tuple[Host, Host]) -> None:
     assert int(_exec(a, "vm3", "cat /root/count")) > count
     assert "vm3" not in b.instances()
     assert list((b.state_dir / "instances").iterdir()) == []
+
+
+def test_vm_with_a_data_disk_is_refused_live_and_moves_offline(lab: tuple[Host, Host]) -> None:
+    a, b = lab
+    a.cli("create", "vm4", "--type", "vm", "--memory", "256M", "--disk", "256M", check=True)
+    a.cli("disk", "add", "vm4", "data", "--size", "32M", check=True)
+    a.cli("start", "vm4", check=True)
+    _wait_agent(a, "vm4")
+    mark = _exec(a, "vm4", "head -c 4096 /dev/urandom > /dev/vdb; sync; "
+                           "head -c 4096 /dev/vdb | sha256sum")
+    said = a.cli("migrate", "vm4", "b")
+    assert said.returncode != 0 and "--offline" in said.stderr, said.stderr
+    assert a.instances()["vm4"]["state"] == "running" and "vm4" not in b.instances()
+
+    said = a.cli("migrate", "vm4", "b", "--offline", check=True)
+    assert "path: offline" in said.stdout
+    _wait_agent(b, "vm4")
+    assert _exec(b, "vm4", "cat /sys/block/vdb/serial") == "data"
+    assert _exec(b, "vm4", "head -c 4096 /dev/vdb | sha256sum") == mark
+    assert "vm4" not in a.instances()

@@ -202,10 +202,11 @@ class MigrationService:
         remote = self.remotes.get(request.target)
         driver = self.instances.driver(rec.kind)
         running = view.state is State.RUNNING
-        if self.instances.spec(rec).data_disks:
-            raise Unsupported(f"'{rec.name}' has data disks; only the root disk can migrate "
-                              "so far (detach them first)")
         path, why = self.choose_path(rec.kind, driver, running, request.mode)
+        if path == "live" and self.instances.spec(rec).data_disks:
+            raise Unsupported(
+                f"'{rec.name}' has data disks: only the root disk is mirrored live so far; "
+                "use --offline to move it with them (stopped, copied, started on the target)")
         mid = str(uuid.uuid4())
 
         def work(ctx: OperationContext) -> None:
@@ -339,7 +340,7 @@ class MigrationService:
             path = pool.volume(rec.id, disk.name)
             path.parent.mkdir(parents=True, exist_ok=True)
             storage.store.insert_disk(DiskRecord(rec.id, disk.name, disk.idx, pool.name,
-                                                 disk.size, mount=disk.mount))
+                                                 disk.size, disk.pending_size, disk.mount))
             with path.open("xb") as image:
                 image.truncate(disk.file_size)
         return self.instances.spec(rec)
@@ -703,9 +704,15 @@ class _SourceRun:
             from corral.drivers.qemu.migrate import source_boot_memory
 
             boot_memory = source_boot_memory(self.spec)
+        pending: dict[str, int | None] = {}
+        from corral.services.storage import StorageService
+
+        if isinstance(self.s.instances.storage, StorageService):
+            pending = {d.name: d.pending_size
+                       for d in self.s.instances.storage.store.disks(self.rec.id)}
         data_disks = [DataDiskTransfer(name=d.name, idx=d.index, size=d.size,
                                        file_size=d.path.stat().st_size,
-                                       mount=d.mount or None)
+                                       mount=d.mount or None, pending_size=pending.get(d.name))
                       for d in self.spec.data_disks]
         request = IncomingRequest(
             migration_id=self.mid, source_node=self.s.instances.node, name=self.rec.name,
@@ -793,17 +800,27 @@ class _SourceRun:
         if problems:
             raise HostFailure("; ".join(problems))
 
+    def _copiers(self, peer: PeerClient) -> list[DiskCopier]:
+        """The root disk and every data disk (``<name>.img`` on the wire)."""
+        def sender(name: str, size: int) -> Callable[[list[Frame]], None]:
+            return lambda frames: peer.send_disk(self.mid, frames, name, size)
+
+        return [DiskCopier(self.spec.disk_path, lambda frames: peer.send_disk(self.mid, frames)),
+                *(DiskCopier(d.path, sender(f"{d.name}.img", d.path.stat().st_size))
+                  for d in self.spec.data_disks)]
+
     def _copy(self, peer: PeerClient) -> CommitReply:
-        copier = DiskCopier(self.spec.disk_path, lambda frames: peer.send_disk(self.mid, frames))
+        copiers = self._copiers(peer)
         throttle = Throttle(self.request.bandwidth)
-        disk_bytes = allocated_bytes(self.spec.disk_path) or 1
+        disk_bytes = sum(allocated_bytes(c.path) for c in copiers) or 1
         sent_total = self._send_side_files(peer, 0.03, 0.05) if self.side_files else 0
 
         def rnd(lo: float, hi: float, label: str) -> int:
-            def report(done: int) -> None:
-                self.phase(lo + (hi - lo) * min(1.0, done / disk_bytes),
-                           f"{label} {done / 1024**2:.1f}/{disk_bytes / 1024**2:.1f} MiB")
-            return copier.round(report, self.check, throttle)
+            sent = 0
+            for copier in copiers:
+                sent += copier.round(self._reporter(lo, hi, label, sent, disk_bytes),
+                                     self.check, throttle)
+            return sent
 
         if self.running and self.path == "precopy":
             for attempt in range(PRECOPY_ROUNDS):
@@ -833,6 +850,14 @@ class _SourceRun:
             if self.running else None,
         })
         return commit
+
+    def _reporter(self, lo: float, hi: float, label: str, before: int,
+                  total: int) -> Callable[[int], None]:
+        def report(done: int) -> None:
+            done += before
+            self.phase(lo + (hi - lo) * min(1.0, done / total),
+                       f"{label} {done / 1024**2:.1f}/{total / 1024**2:.1f} MiB")
+        return report
 
     def _restart_source(self) -> None:
         if self.driver.status(self.spec).state is RuntimeState.STOPPED:

@@ -92,6 +92,7 @@ class DataDiskTransfer(BaseModel):
     size: int
     file_size: int
     mount: str | None = None
+    pending_size: int | None = None  # a container's ext4 grow due at its next start
 
 
 class IncomingRequest(BaseModel):
