@@ -159,3 +159,26 @@ def test_accounting_and_bandwidth_survive_a_daemon_restart(daemon: Daemon) -> No
         assert refused.returncode == 1 and "already assigned" in refused.stderr
     finally:
         stop_daemon(again)
+
+
+def test_list_and_info_show_assigned_nic_addresses_for_vms_and_containers(
+    daemon: Daemon,
+) -> None:
+    with daemon.client() as c:
+        _lan(c)
+        op = c.create_instance(CreateRequest(name="vm1", type="vm", template="tiny"))
+        assert c.wait(op.id, timeout=30).status == "success"
+        _instance(c, "ct1")
+    daemon.cli("nic", "add", "vm1", "--network", "lan", "--ip", "10.5.0.7",
+               "--ip", "fd00:5::7", check=True)
+    daemon.cli("nic", "add", "ct1", "--network", "lan", "--ip", "10.5.0.8", check=True)
+    rows = {r["name"]: r for r in json.loads(
+        daemon.cli("list", "--format", "json", check=True).stdout)}
+    assert rows["vm1"]["ip"] == ["10.5.0.7", "fd00:5::7"]
+    assert rows["ct1"]["ip"] == ["10.5.0.8"]
+    info = json.loads(daemon.cli("info", "vm1", "--format", "json", check=True).stdout)
+    assert info["ip"] == ["10.5.0.7", "fd00:5::7"]
+    table = daemon.cli("info", "vm1", check=True).stdout
+    assert "10.5.0.7, fd00:5::7" in table
+    with daemon.client() as c:
+        assert c.get_instance("vm1").ip == ["10.5.0.7", "fd00:5::7"]

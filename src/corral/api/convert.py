@@ -20,7 +20,7 @@ def instance(view: InstanceView) -> InstanceModel:
     return InstanceModel(
         id=rec.id, name=rec.name, type=rec.kind.value, state=view.state.value,
         template=rec.template, resources=ResourcesModel(**rec.resources.to_dict()),
-        privileged=rec.privileged, ip=list(runtime.addresses) if runtime else [],
+        privileged=rec.privileged, ip=list(view.addresses),
         node=rec.node, pid=runtime.pid if runtime else None,
         created_at=_iso(rec.created_at), operation=view.operation,
     )

@@ -38,6 +38,27 @@ def write_nics(directory: Path, nics: list[NicSpec]) -> None:
     tmp.replace(directory / NICS_FILE)
 
 
+def read_addresses(directory: Path) -> list[str]:
+    """The addresses Corral assigned to an instance's NICs (no prefix length), in NIC order.
+
+    A plain file read, cheap enough for every row of ``corral list``; a missing or unreadable
+    file means no assigned addresses.
+    """
+    try:
+        data = json.loads((directory / NICS_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    found: list[str] = []
+    if not isinstance(data, list):
+        return found
+    for item in sorted((i for i in data if isinstance(i, dict)), key=lambda i: i.get("index", 0)):
+        for address in item.get("addresses", []):
+            text = str(address).split("/", 1)[0]
+            if text not in found:
+                found.append(text)
+    return found
+
+
 def read_nics(directory: Path) -> list[NicSpec]:
     try:
         data = json.loads((directory / NICS_FILE).read_text())

@@ -18,6 +18,7 @@ from corral.domain.lifecycle import Action, State
 from corral.domain.names import FIRST_ID, validate_name
 from corral.domain.resources import Resources, apply_settings
 from corral.drivers.base import ConsoleStream, Driver, ExecResult, RuntimeState, RuntimeStatus
+from corral.network.nicfile import read_addresses
 from corral.services.events import EventBus
 from corral.services.foreign import ForeignSource
 from corral.services.operations import OperationContext, OperationManager
@@ -42,6 +43,8 @@ class InstanceView:
     state: State
     runtime: RuntimeStatus | None
     operation: str | None
+    addresses: tuple[str, ...] = ()
+    """Assigned NIC addresses (nics.json) merged with what the runtime reports, deduplicated."""
 
 
 class InstanceService:
@@ -79,21 +82,26 @@ class InstanceService:
         return driver
 
     def _view(self, rec: InstanceRecord) -> InstanceView:
+        assigned = read_addresses(self.directory / str(rec.id))
         holder = self.ops.locks.holder(rec.name)
         if holder is not None or rec.state in (State.CREATING, State.DELETING):
-            return InstanceView(rec, rec.state, None, holder)
+            return InstanceView(rec, rec.state, None, holder, tuple(assigned))
         try:
             runtime = self.driver(rec.kind).status(self.spec(rec))
         except Exception as exc:  # a broken runtime must not hide the instance from `list`
             log.warning("status of %s failed: %s", rec.name, exc)
-            return InstanceView(rec, State.ERROR, None, None)
+            return InstanceView(rec, State.ERROR, None, None, tuple(assigned))
+        for reported in runtime.addresses:
+            address = reported.split("/", 1)[0]
+            if address not in assigned:
+                assigned.append(address)
         state = _RUNTIME_TO_STATE.get(runtime.state, State.ERROR)
         if state != rec.state and self.ops.locks.holder(rec.name) is None:
             self.store.set_state(rec.id, state)
             self.events.publish(
                 "instance.state", instance=rec.name, state=state.value, previous=rec.state.value
             )
-        return InstanceView(rec, state, runtime, None)
+        return InstanceView(rec, state, runtime, None, tuple(assigned))
 
     def list_all(self) -> list[InstanceView]:
         return [self._view(rec) for rec in self.store.list_instances()]
