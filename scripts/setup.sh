@@ -36,7 +36,8 @@ if ! corral list >/dev/null; then
   exit 1
 fi
 
-corral template info tiny >/dev/null 2>&1 || corral template build tiny
+# Rebuilt when missing or made from other guest files / builder / kernel (an upgrade).
+corral template build tiny --if-outdated
 corral info web1 >/dev/null 2>&1 || corral create web1 --type ct --template tiny --cpus 1 --memory 256M --disk 1G
 corral info db1  >/dev/null 2>&1 || corral create db1  --type vm --template tiny --cpus 2 --memory 512M --disk 2G
 for name in web1 db1; do

@@ -46,6 +46,12 @@ def build_template(body: BuildTemplateRequest, app: App) -> OperationModel:
     from corral.services.templates import builder_for
 
     builder_for(body.name)  # unknown builder: a clear 404 now, not a failed operation later
+    if body.if_outdated and app.templates.is_current(body.name):
+        def current(ctx: OperationContext) -> None:
+            ctx.progress(1.0, "up to date")
+
+        # A distinct action name: the caller can tell "nothing to build" from "built".
+        return convert.operation(app.operations.submit("template-current", None, current))
 
     def work(ctx: OperationContext) -> None:
         app.templates.build(body.name, ctx.progress)

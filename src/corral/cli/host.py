@@ -73,8 +73,18 @@ def template_info(name: str, fmt: FormatOpt = Format.table) -> None:
 
 
 @template_app.command("build")
-def template_build(name: str) -> None:
+def template_build(
+    name: str,
+    if_outdated: Annotated[bool, typer.Option(
+        "--if-outdated",
+        help="build only if missing or different from what this Corral would build now",
+    )] = False,
+) -> None:
     """Build a bundled template (e.g. tiny) from this host's Debian packages."""
     with client() as c:
-        wait_for(c, c.build_template(name), f"build {name}")
-    output.console.print(f"Template [bold]{name}[/] built")
+        op = c.build_template(name, if_outdated)
+        wait_for(c, op, f"build {name}")
+    if op.action == "template-current":
+        output.console.print(f"Template [bold]{name}[/] is up to date; nothing built")
+    else:
+        output.console.print(f"Template [bold]{name}[/] built")

@@ -222,8 +222,9 @@ class CorralClient(StorageCalls):
     def get_template(self, name: str) -> TemplateModel:
         return self._model(TemplateModel, "GET", f"/api/v1/templates/{name}")
 
-    def build_template(self, name: str) -> OperationModel:
-        return self._model(OperationModel, "POST", "/api/v1/templates/build", json={"name": name})
+    def build_template(self, name: str, if_outdated: bool = False) -> OperationModel:
+        return self._model(OperationModel, "POST", "/api/v1/templates/build",
+                           json={"name": name, "if_outdated": if_outdated})
 
     # Streams --------------------------------------------------------------------------
     def _ws_connect(self, path: str) -> Any:

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from corral.domain.errors import Conflict, InvalidInput, NotFound
 from corral.domain.names import validate_name
@@ -24,15 +25,40 @@ BUILDERS: dict[str, str] = {
     "debian-12-nginx": "corral.templates.builders.debian:build_debian_nginx",
 }
 
+# Template name -> "module:function" giving the content version its builder would make now
+# (stored by the builder in metadata.json as build.content); see TemplateService.is_current.
+CONTENT_VERSIONS: dict[str, str] = {
+    "tiny": "corral.templates.builders.tiny:content_version",
+}
+
+
+def _resolve(target: str) -> Any:
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
+
 
 def builder_for(name: str) -> Builder:
     target = BUILDERS.get(name)
     if target is None:
         known = ", ".join(sorted(BUILDERS))
         raise NotFound(f"no builder for template '{name}'; buildable: {known}")
-    module, func = target.split(":")
-    built: Builder = getattr(importlib.import_module(module), func)
+    built: Builder = _resolve(target)
     return built
+
+
+def content_version(name: str) -> str | None:
+    """What ``name``'s builder would make now (None: its builder does not version content)."""
+    target = CONTENT_VERSIONS.get(name)
+    if target is None:
+        return None
+    version: str = _resolve(target)()
+    return version
+
+
+def installed_content(image: TemplateImage) -> str | None:
+    build = image.metadata.get("build")
+    content = build.get("content") if isinstance(build, dict) else None
+    return content if isinstance(content, str) else None
 
 
 class TemplateService:
@@ -61,6 +87,19 @@ class TemplateService:
             hint = " (build it: corral template build tiny)" if name in BUILDERS else ""
             raise NotFound(f"unknown template '{name}'{hint}; available: {known}")
         return TemplateImage.load(path)
+
+    def is_current(self, name: str) -> bool:
+        """Whether ``name`` is installed as its builder would make it now: same content
+        version (False when missing, or built by an older Corral or from other guest files
+        or another kernel). A builder without content versions: installed counts as current."""
+        validate_name(name, "template")
+        builder_for(name)
+        if not (self.directory / name / METADATA).is_file():
+            return False
+        wanted = content_version(name)
+        if wanted is None:
+            return True
+        return installed_content(TemplateImage.load(self.directory / name)) == wanted
 
     def build(
         self, name: str, progress: Callable[[float, str], None] | None = None

@@ -116,6 +116,8 @@ class TemplateModel(BaseModel):
 
 class BuildTemplateRequest(BaseModel):
     name: str
+    if_outdated: bool = False
+    """Build only when the installed template differs from what the builder makes now."""
 
 
 class Event(BaseModel):

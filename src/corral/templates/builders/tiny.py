@@ -75,6 +75,38 @@ def guest_file(name: str) -> bytes:
     return (resources.files("corral.templates") / "guest" / name).read_bytes()
 
 
+_GUEST_FILES = ("inittab", "rcS", "rcK", "corral-agent", "corral-net", "power-button", "init")
+_BUILDER_SOURCES = ("tiny.py", "cpio.py", "kernel.py")
+
+
+def content_version(
+    kernel_version: str | None = None, machine: str = "microvm",
+    read_guest: Callable[[str], bytes] | None = None,
+) -> str:
+    """What ``build_tiny`` would make now, as one checksum: the builder's version and source,
+    every guest file it ships, the host's busybox and the kernel version. Stored in the
+    metadata (``build.content``) so an installed template can be compared with it (cheap:
+    nothing is built)."""
+    sha = hashlib.sha256()
+
+    def feed(label: str, data: bytes) -> None:
+        sha.update(f"{label} {len(data)}\n".encode())
+        sha.update(data)
+
+    feed("version", VERSION.encode())
+    feed("kernel", (kernel_version or host_kernel_version()).encode())
+    feed("machine", machine.encode())
+    for name in _GUEST_FILES:
+        feed(f"guest/{name}", (read_guest or guest_file)(name))
+    builders = resources.files("corral.templates.builders")
+    for name in _BUILDER_SOURCES:
+        source = builders / name
+        feed(f"builder/{name}", source.read_bytes() if source.is_file() else b"")
+    feed("busybox", hashlib.sha256(BUSYBOX.read_bytes()).digest()
+         if BUSYBOX.is_file() else b"")
+    return sha.hexdigest()
+
+
 def busybox_applets() -> list[str]:
     """Paths (no leading slash) of every applet the host's busybox provides."""
     require_tool("busybox", "busybox-static")
@@ -190,6 +222,7 @@ def build_tiny(
     vmlinuz = Path("/boot") / f"vmlinuz-{version}"
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    content = content_version(version, machine)
     report(0.0, "root filesystem")
     applets = busybox_applets()
     write_rootfs(out_dir / ROOTFS, applets)
@@ -215,6 +248,7 @@ def build_tiny(
         "kernel": {"source": f"host:{version}", "modules": modules},
         "resources": {"cpus": 1, "memory": 128 * 1024**2, "disk": 64 * 1024**2},
         "files": files,
+        "build": {"content": content},
         "ct": {"halt_signal": "SIGUSR2", "init": "/sbin/init"},
         "vm": {
             "cmdline": CMDLINE,
