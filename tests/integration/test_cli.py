@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import yaml
 
@@ -41,7 +42,9 @@ def test_operator_tour(daemon: Daemon) -> None:
     assert {"create", "start", "stop", "suspend", "resume", "restart"} <= {o["action"] for o in ops}
     shown = json.loads(run("operation", "show", ops[0]["id"], "--format", "json").stdout)
     assert shown["status"] == "success"
-    assert run("operation", "wait", ops[0]["id"]).returncode == 0
+    waited = run("operation", "wait", ops[0]["id"])
+    assert waited.returncode == 0
+    assert waited.stdout.strip() == f"Operation {ops[0]['id'][:8]} (stop web1) succeeded"
     run("delete", "web1", "db1", check=True)
     assert json.loads(run("list", "--format", "json", check=True).stdout) == []
 
@@ -99,3 +102,21 @@ def test_host_info(daemon: Daemon) -> None:
     assert "FEATURE" in daemon.cli("host", "info", check=True).stdout
     templates = json.loads(daemon.cli("template", "list", "--format", "json").stdout)
     assert [t["name"] for t in templates] == ["tiny"]
+
+
+def test_silent_commands_confirm_success(daemon: Daemon, tmp_path: Path) -> None:
+    run = daemon.cli
+    run("create", "web1", "--type", "ct", "--template", "tiny", check=True)
+    run("network", "class", "set", "local=10.0.0.0/8", check=True)
+    said = run("bandwidth", "set", "web1", "--class", "local", "--rate", "10mbit",
+               "--ceil", "50mbit", check=True).stdout
+    assert said.strip() == "Bandwidth for web1 class local: rate 10mbit, ceil 50mbit"
+    said = run("bandwidth", "set", "web1", "--class", "local", "--rate", "5mbit",
+               "--direction", "in", check=True).stdout
+    assert said.strip() == "Bandwidth for web1 class local (in): rate 5mbit, ceil 5mbit"
+    run("bandwidth", "clear", "web1", check=True)
+    said = run("network", "class", "delete", "local", check=True).stdout
+    assert said.strip() == "Class local deleted"
+    run("backup", "target", "add", "nas", str(tmp_path / "nas"), check=True)
+    said = run("backup", "target", "remove", "nas", check=True).stdout
+    assert said.strip() == "Target nas removed"

@@ -133,6 +133,7 @@ def target_list(fmt: FormatOpt = Format.table) -> None:
 def target_remove(name: str) -> None:
     with client() as c:
         BackupCalls(c).remove_target(name)
+    output.console.print(f"Target {name} removed")
 
 
 # Backups --------------------------------------------------------------------------------

@@ -110,6 +110,7 @@ def class_delete(name: str) -> None:
     """Delete a traffic class."""
     with client() as c:
         c.delete_traffic_class(name)
+    output.console.print(f"Class [bold]{name}[/] deleted")
 
 
 @nic_app.command("add")
@@ -162,6 +163,9 @@ def bandwidth_set(
     with client() as c:
         c.set_bandwidth(instance, SetBandwidthRequest(
             traffic_class=traffic_class, direction=direction, rate=rate, ceil=ceil))
+    where = "" if direction == "both" else f" ({direction})"
+    output.console.print(f"Bandwidth for [bold]{instance}[/] class {traffic_class}{where}: "
+                         f"rate {rate}, ceil {ceil or rate}")
 
 
 @bandwidth_app.command("clear")

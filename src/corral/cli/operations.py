@@ -45,7 +45,10 @@ def show(op_id: str, fmt: FormatOpt = Format.table) -> None:
 def wait(op_id: str) -> None:
     """Wait for an operation to end; non-zero exit if it failed."""
     with client() as c:
-        wait_for(c, c.get_operation(op_id), f"operation {op_id[:8]}")
+        op = c.get_operation(op_id)
+        wait_for(c, op, f"operation {op_id[:8]}")
+    subject = f"{op.action} {op.instance}" if op.instance else op.action
+    output.console.print(f"Operation {op.id[:8]} ({subject}) succeeded")
 
 
 @app.command()
