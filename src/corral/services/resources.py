@@ -8,6 +8,7 @@ from ``spec.resources``).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -151,6 +152,22 @@ class ResourceService:
         return found
 
 
+def sample(value: float) -> str:
+    """A Prometheus sample value: integers exactly (a byte counter keeps every digit), floats
+    (percentages, seconds) at full precision, never the 6 significant digits of ``:g``."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 2**63:
+        return str(int(value))
+    return repr(value)
+
+
 def metrics_text(rows: list[Usage]) -> str:
     """Prometheus text exposition of the usage figures."""
     series: list[tuple[str, str, str, Callable[[Usage], float]]] = [
@@ -185,7 +202,8 @@ def metrics_text(rows: list[Usage]) -> str:
     for name, kind, text, value in series:
         lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
         for u in rows:
-            lines.append(f'{name}{{instance="{u.instance}",type="{u.kind.value}"}} {value(u):g}')
+            labels = f'instance="{u.instance}",type="{u.kind.value}"'
+            lines.append(f"{name}{{{labels}}} {sample(value(u))}")
     return "\n".join(lines) + "\n"
 
 
@@ -194,9 +212,10 @@ def capacity_metrics_text(report: dict[str, dict[str, float | int | None]]) -> s
         "# HELP corral_host_physical Physical amount (cpu: CPUs, memory/disk: bytes).",
         "# TYPE corral_host_physical gauge",
     ]
-    lines += [f'corral_host_physical{{resource="{r}"}} {v["physical"]}' for r, v in report.items()]
+    lines += [f'corral_host_physical{{resource="{r}"}} {sample(v["physical"])}'
+              for r, v in report.items() if v["physical"] is not None]
     lines += ["# HELP corral_host_allocated Amount allocated to instances.",
               "# TYPE corral_host_allocated gauge"]
-    lines += [f'corral_host_allocated{{resource="{r}"}} {v["allocated"]}'
-              for r, v in report.items()]
+    lines += [f'corral_host_allocated{{resource="{r}"}} {sample(v["allocated"])}'
+              for r, v in report.items() if v["allocated"] is not None]
     return "\n".join(lines) + "\n"
