@@ -148,3 +148,26 @@ def test_vm_from_a_foreign_image_and_from_an_iso(daemon: Daemon, tmp_path: Path)
     for args, words in refused:
         proc = daemon.cli(*args)
         assert proc.returncode == 1 and words in proc.stderr, (args, proc.stderr)
+
+
+def test_data_disks_count_against_the_disk_policy(daemon: Daemon) -> None:
+    _create(daemon, "web1")
+    with daemon.client() as c:
+        before = c.host_info().capacity["disk"]["allocated"]
+    daemon.cli("disk", "add", "web1", "data", "--size", "32M", check=True)
+    with daemon.client() as c:
+        assert c.host_info().capacity["disk"]["allocated"] == before + 32 * MiB
+    huge = daemon.cli("disk", "add", "web1", "huge", "--size", "900T")
+    assert huge.returncode == 1
+    assert "disk over-commitment would be" in huge.stderr and "above the policy" in huge.stderr
+    grow = daemon.cli("disk", "resize", "web1", "data", "900T")
+    assert grow.returncode == 1 and "disk over-commitment would be" in grow.stderr
+    with daemon.client() as c:
+        disks = {d.name: d for d in c.list_disks("web1")}
+        assert set(disks) == {"root", "data"} and disks["data"].size == 32 * MiB
+        assert c.host_info().capacity["disk"]["allocated"] == before + 32 * MiB
+    assert not (Path(disks["root"].path).parent / "huge.img").exists()
+    daemon.cli("disk", "resize", "web1", "data", "48M", check=True)  # a small grow: fine
+    daemon.cli("disk", "remove", "web1", "data", check=True)
+    with daemon.client() as c:
+        assert c.host_info().capacity["disk"]["allocated"] == before

@@ -1,10 +1,11 @@
 """Over-commitment accounting: what is allocated against what the host physically has.
 
 Allocated = the sum over every instance on this host (running or not: a stopped instance
-keeps its claim) of ``cpus``, ``memory`` and ``disk``. Physical = online CPUs, MemTotal, and
-the size of the filesystem holding the instance directories. The policy is a maximum ratio
-per resource (allocated / physical); a create or a set that would take a resource above it
-is refused, unless it does not increase that resource. The policy lives in
+keeps its claim) of ``cpus``, ``memory`` and ``disk`` (the root disk, plus every data disk:
+``disk add`` and ``disk resize`` are admitted like a create). Physical = online CPUs,
+MemTotal, and the size of the filesystem holding the instance directories. The policy is a
+maximum ratio per resource (allocated / physical); a create or a set that would take a
+resource above it is refused, unless it does not increase that resource. The policy lives in
 ``<state>/capacity-policy.json`` and is changed through the API (``corral host policy``).
 """
 
@@ -100,7 +101,14 @@ def check(
     """OverCommitted if replacing ``old`` (None: a new instance) by ``new`` takes a resource
     that grows above its policy ratio. ``allocated`` includes ``old``."""
     before = amounts(old) if old is not None else Amounts(0, 0, 0)
-    after = amounts(new)
+    check_amounts(physical, allocated, policy, before, amounts(new))
+
+
+def check_amounts(
+    physical: Amounts, allocated: Amounts, policy: Policy, before: Amounts, after: Amounts
+) -> None:
+    """OverCommitted if replacing the claim ``before`` (part of ``allocated``) by ``after``
+    takes a resource that grows above its policy ratio."""
     for resource in RESOURCES:
         limit = policy.get(resource)
         grows = after.get(resource) > before.get(resource)
@@ -128,6 +136,8 @@ class CapacityService:
         self.policy_file = policy_file
         self._physical = physical or (lambda: physical_amounts(instances_dir))
         self._lock = threading.Lock()
+        self.data_disks: Callable[[], int] = lambda: 0
+        """Bytes of every data disk on this host (set by the daemon's storage wiring)."""
 
     def policy(self) -> Policy:
         try:
@@ -149,7 +159,7 @@ class CapacityService:
         return Amounts(
             cpu=sum(r.resources.cpus for r in rows),
             memory=sum(r.resources.memory for r in rows),
-            disk=sum(r.resources.disk for r in rows),
+            disk=sum(r.resources.disk for r in rows) + self.data_disks(),
         )
 
     @contextlib.contextmanager
@@ -158,6 +168,15 @@ class CapacityService:
         records it, so two concurrent requests cannot both take the last share."""
         with self._lock:
             check(self._physical(), self.allocated(), self.policy(), new, old)
+            yield
+
+    @contextlib.contextmanager
+    def admit_disk(self, old: int, new: int) -> Iterator[None]:
+        """A data disk going from ``old`` bytes (0: a new one) to ``new``: the disk policy
+        check, with the accounting lock held while the caller records it."""
+        with self._lock:
+            check_amounts(self._physical(), self.allocated(), self.policy(),
+                          Amounts(0, 0, old), Amounts(0, 0, new))
             yield
 
     def report(self) -> dict[str, dict[str, float | int | None]]:

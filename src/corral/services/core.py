@@ -125,7 +125,9 @@ class Corral:
         ]
         self.templates.on_removed.append(self.storage.drop_bases)
         self.convert = ConvertService(self.instances, self.storage)
-        self.disks = DiskService(self.instances, self.storage, self.events)
+        self.capacity.data_disks = self.storage.store.data_disk_bytes
+        self.disks = DiskService(self.instances, self.storage, self.events,
+                                 admit=self.capacity.admit_disk)
 
     def _probe_kernel(self) -> Path | None:
         """A kernel to probe KVM with: the first installed template's."""

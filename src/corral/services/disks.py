@@ -10,8 +10,8 @@ which. Removal from a running guest that cannot let go is refused, never done be
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +61,13 @@ class DiskChange:
 
 class DiskService:
     def __init__(self, instances: InstanceService, storage: StorageService,
-                 events: EventBus) -> None:
+                 events: EventBus,
+                 admit: Callable[[int, int], AbstractContextManager[None]] | None = None,
+                 ) -> None:
         self.instances = instances
+        self.admit = admit or (lambda old, new: nullcontext())
+        """The over-commitment check for a data disk going from old to new bytes
+        (services/capacity), held while the change is recorded."""
         self.storage = storage
         self.events = events
 
@@ -103,15 +108,17 @@ class DiskService:
             target = self.storage.pool(pool or root.pool)
             path = target.volume(rec.id, name)
             record = DiskRecord(rec.id, name, free[0], target.name, size, mount=mount)
-            make_data_disk(path, size, name)
-            try:
-                self.storage.store.insert_disk(record)
+            with self.admit(0, size):
+                make_data_disk(path, size, name)
                 try:
-                    change = self._attach(rec, state, name)
+                    self.storage.store.insert_disk(record)
                 except BaseException:
-                    self.storage.store.delete_disk(rec.id, name)
+                    path.unlink(missing_ok=True)
                     raise
+            try:
+                change = self._attach(rec, state, name)
             except BaseException:
+                self.storage.store.delete_disk(rec.id, name)
                 path.unlink(missing_ok=True)
                 raise
         self.events.publish("instance.disk.added", instance=rec.name, disk=name, size=size,
@@ -153,8 +160,9 @@ class DiskService:
             check_grow(name, current, size)
             if size == current:
                 return DiskChange(name, "now", f"already {format_size(size)}")
-            grow_file(disk.path, size)
-            self.storage.store.set_disk_size(rec.id, name, size, None)
+            with self.admit(current, size):
+                grow_file(disk.path, size)
+                self.storage.store.set_disk_size(rec.id, name, size, None)
             if state not in _RUNNING:
                 grow_ext4_offline(disk.path)
                 change = DiskChange(name, "now", "image and ext4 filesystem grown")

@@ -97,6 +97,12 @@ class StorageStore:
         with self._sessions() as s:
             return [_disk(r) for r in s.scalars(select(DiskRow).where(DiskRow.pool == pool))]
 
+    def data_disk_bytes(self) -> int:
+        """The size of every data disk on this host (a pending grow counted at its target)."""
+        with self._sessions() as s:
+            return sum(max(r.size, r.pending_size or 0)
+                       for r in s.scalars(select(DiskRow).where(DiskRow.idx != 0)))
+
     def insert_disk(self, disk: DiskRecord) -> None:
         with self._sessions.begin() as s:
             s.add(DiskRow(instance_id=disk.instance_id, name=disk.name, idx=disk.idx,
