@@ -120,3 +120,23 @@ def test_silent_commands_confirm_success(daemon: Daemon, tmp_path: Path) -> None
     run("backup", "target", "add", "nas", str(tmp_path / "nas"), check=True)
     said = run("backup", "target", "remove", "nas", check=True).stdout
     assert said.strip() == "Target nas removed"
+
+
+def test_info_table_shows_set_resource_limits(daemon: Daemon) -> None:
+    run = daemon.cli
+    run("create", "web1", "--type", "ct", "--template", "tiny", "--memory", "256M",
+        check=True)
+    plain = run("info", "web1", check=True).stdout
+    for key in ("cpu_limit", "cpu_shares", "memory_min", "io_read_bps", "io_iops", "pids"):
+        assert key not in plain
+    run("set", "web1", "cpu_limit=50", "cpu_shares=512", "memory_min=128M",
+        "io_read_bps=10M", "io_iops=200", "pids=100", check=True)
+    rows = {line.split()[0]: " ".join(line.split()[1:])
+            for line in run("info", "web1", check=True).stdout.splitlines() if line.strip()}
+    assert rows["cpu_limit"] == "50% of one CPU"
+    assert rows["cpu_shares"] == "512"
+    assert rows["memory_min"] == "128M"
+    assert rows["io_read_bps"] == "10M/s"
+    assert rows["io_iops"] == "200/s"
+    assert rows["pids"] == "100"
+    assert "io_write_bps" not in rows and "swap" not in rows

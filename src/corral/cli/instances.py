@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -12,7 +13,7 @@ from corral.cli import output
 from corral.cli.common import client, each, fail, wait_for
 from corral.cli.output import Format
 from corral.cli.resources import assignments
-from corral.wire.models import CreateRequest, InstanceModel, StopRequest
+from corral.wire.models import CreateRequest, InstanceModel, ResourcesModel, StopRequest
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or yaml")]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="print the operation id and return")]
@@ -120,6 +121,23 @@ def list_(fmt: FormatOpt = Format.table) -> None:
         output.table(columns, [_row(i) for i in items])
 
 
+def _set_limits(r: ResourcesModel) -> list[tuple[str, str]]:
+    """The optional resource keys that are set (not None), in ``corral set``'s units."""
+    def rate(v: object) -> str:
+        return f"{output.size(int(str(v)))}/s"
+
+    def size(v: object) -> str:
+        return output.size(int(str(v)))
+
+    shown: list[tuple[str, Callable[[object], str]]] = [
+        ("max_cpus", str), ("cpu_limit", lambda v: f"{v}% of one CPU"), ("cpu_shares", str),
+        ("cpu_pin", str), ("memory_min", size), ("swap", size), ("io_read_bps", rate),
+        ("io_write_bps", rate), ("io_iops", lambda v: f"{v}/s"), ("pids", str),
+    ]
+    return [(key, render(value)) for key, render in shown
+            if (value := getattr(r, key)) is not None]
+
+
 def info(ref: Annotated[str, typer.Argument()], fmt: FormatOpt = Format.table) -> None:
     """Show one instance."""
     with client() as c:
@@ -130,7 +148,8 @@ def info(ref: Annotated[str, typer.Argument()], fmt: FormatOpt = Format.table) -
     output.key_values([
         ("id", str(i.id)), ("name", i.name), ("type", i.type), ("state", i.state),
         ("template", i.template), ("cpus", str(r.cpus)), ("memory", output.size(r.memory)),
-        ("disk", output.size(r.disk)), ("privileged", str(i.privileged).lower()),
+        ("disk", output.size(r.disk)), *_set_limits(r),
+        ("privileged", str(i.privileged).lower()),
         ("ip", ", ".join(i.ip) or "-"), ("pid", str(i.pid or "-")), ("node", i.node),
         ("created", i.created_at), ("operation", i.operation or "-"),
     ])
