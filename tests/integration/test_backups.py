@@ -18,9 +18,9 @@ MiB = 1 << 20
 def disk_of(daemon: Daemon, name: str) -> Path:
     with daemon.client() as c:
         instance_id = c.get_instance(name).id
-    found = [p for p in (daemon.state_dir / "instances" / str(instance_id)).glob("*.img")]
+    found = list((daemon.state_dir / "instances" / str(instance_id)).glob("root.img"))
     if not found:  # a pool disk
-        found = list(daemon.state_dir.glob(f"pools/*/volumes/{instance_id}/*.img"))
+        found = list(daemon.state_dir.glob(f"pools/*/volumes/{instance_id}/root.img"))
     assert len(found) == 1, found
     return found[0]
 
@@ -137,6 +137,50 @@ def test_memory_snapshot_revert_resumes_running(daemon: Daemon) -> None:
     daemon.cli("stop", "mem", check=True)
     refused = daemon.cli("snapshot", "create", "mem", "x", "--memory")
     assert refused.returncode == 1 and "running" in refused.stderr
+
+
+def test_memory_revert_refused_when_devices_changed_and_disk_only_works(
+        daemon: Daemon) -> None:
+    disk = create(daemon, "db1")
+    fill(disk, 0, MiB)
+    before = disk.read_bytes()
+    daemon.cli("snapshot", "create", "db1", "before-upgrade", "--memory", check=True)
+    daemon.cli("disk", "add", "db1", "data", "--size", "8M", check=True)  # next start
+    fill(disk, 0, MiB)
+    after = disk.read_bytes()
+    refused = daemon.cli("snapshot", "revert", "db1", "before-upgrade")
+    assert refused.returncode == 1
+    assert "data disk 'data' added" in refused.stderr and "--disk-only" in refused.stderr
+    assert disk.read_bytes() == after  # nothing changed
+    with daemon.client() as c:
+        assert c.get_instance("db1").state == "running"
+    daemon.cli("snapshot", "revert", "db1", "before-upgrade", "--disk-only", check=True)
+    assert disk_of(daemon, "db1").read_bytes() == before
+    with daemon.client() as c:
+        assert c.get_instance("db1").state == "stopped"
+        assert BackupCalls(c).snapshots("db1").snapshots[0].current
+    daemon.cli("disk", "remove", "db1", "data", check=True)  # the same devices again
+    daemon.cli("snapshot", "revert", "db1", "before-upgrade", check=True)
+    with daemon.client() as c:
+        assert c.get_instance("db1").state == "running"
+
+
+def test_failed_memory_load_boots_the_reverted_disk(daemon: Daemon) -> None:
+    disk = create(daemon, "db2")
+    fill(disk, 0, MiB)
+    before = disk.read_bytes()
+    daemon.cli("snapshot", "create", "db2", "s", "--memory", check=True)
+    fill(disk, 0, MiB)
+    with daemon.client() as c:
+        snap_id = BackupCalls(c).snapshots("db2").snapshots[0].id
+    (disk.parent / "snapshots" / snap_id / "state.json").write_text("not a state")
+    failed = daemon.cli("snapshot", "revert", "db2", "s")
+    assert failed.returncode == 1 and "memory state could not be restored" in failed.stderr
+    assert "cold boot" in failed.stderr
+    assert disk_of(daemon, "db2").read_bytes() == before  # reverted, not half-way
+    with daemon.client() as c:
+        assert c.get_instance("db2").state == "running"
+        assert BackupCalls(c).snapshots("db2").snapshots[0].current
 
 
 def test_kill_9_during_a_backup_leaves_no_partial_backup(daemon: Daemon,

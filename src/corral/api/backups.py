@@ -72,8 +72,8 @@ def create_snapshot(ref: str, body: SnapshotRequest, app: App) -> OperationModel
 
 @router.post("/instances/{ref}/snapshots/{name}/revert", response_model=OperationModel,
              status_code=202)
-def revert_snapshot(ref: str, name: str, app: App) -> OperationModel:
-    return convert.operation(app.snapshots.revert(ref, name))
+def revert_snapshot(ref: str, name: str, app: App, disk_only: bool = False) -> OperationModel:
+    return convert.operation(app.snapshots.revert(ref, name, disk_only))
 
 
 @router.delete("/instances/{ref}/snapshots/{name}", status_code=204)

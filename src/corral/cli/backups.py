@@ -89,10 +89,15 @@ def snapshot_list(name: str, fmt: FormatOpt = Format.table) -> None:
 
 
 @snapshot_app.command("revert")
-def snapshot_revert(name: str, snapshot: str, no_wait: NoWait = False) -> None:
+def snapshot_revert(
+    name: str, snapshot: str, no_wait: NoWait = False,
+    disk_only: Annotated[bool, typer.Option(
+        "--disk-only", help="only the disk, even of a snapshot with memory")] = False,
+) -> None:
     """Return to a snapshot (one with memory resumes running there; else left stopped)."""
     with client() as c:
-        _follow(c, BackupCalls(c).revert(name, snapshot), f"revert {name}", no_wait)
+        _follow(c, BackupCalls(c).revert(name, snapshot, disk_only), f"revert {name}",
+                no_wait)
     output.console.print(f"{name} reverted to {snapshot}")
 
 

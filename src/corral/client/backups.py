@@ -42,9 +42,10 @@ class BackupCalls:
         return self.c._model(OperationModel, "POST", f"/api/v1/instances/{ref}/snapshots",
                              json=body)
 
-    def revert(self, ref: str, name: str) -> OperationModel:
+    def revert(self, ref: str, name: str, disk_only: bool = False) -> OperationModel:
         return self.c._model(OperationModel, "POST",
-                             f"/api/v1/instances/{ref}/snapshots/{name}/revert")
+                             f"/api/v1/instances/{ref}/snapshots/{name}/revert",
+                             params={"disk_only": "true"} if disk_only else None)
 
     def delete_snapshot(self, ref: str, name: str) -> None:
         self.c._request_empty("DELETE", f"/api/v1/instances/{ref}/snapshots/{name}")

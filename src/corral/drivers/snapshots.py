@@ -9,12 +9,15 @@ disk where the filesystem can, else a sparse copy) and, with memory, the runtime
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from corral.domain.errors import HostFailure
 from corral.domain.instance import InstanceSpec
+from corral.network.nicfile import read_nics
 from corral.storage.pools.copy import clone_file
 from corral.templates.image import TemplateImage
 
@@ -32,6 +35,45 @@ def replace_disk(spec: InstanceSpec, source: Path) -> None:
     tmp.unlink(missing_ok=True)
     clone(source, tmp)
     os.replace(tmp, disk)
+
+
+DEVICES = "devices.json"
+
+
+def device_set(spec: InstanceSpec) -> dict[str, list[str]]:
+    """The devices a start of ``spec`` gives the instance (data disks by name, NICs by index
+    and MAC): a memory snapshot can only be loaded into a runtime with the same ones."""
+    return {"data disks": [d.name for d in spec.data_disks],
+            "NICs": [f"{n.index}:{n.mac}" for n in read_nics(spec.directory)]}
+
+
+def record_devices(spec: InstanceSpec, dest: Path) -> None:
+    (dest / DEVICES).write_text(json.dumps(device_set(spec)) + "\n")
+
+
+def device_changes(spec: InstanceSpec, source: Path) -> list[str]:
+    """How the devices a start would use now differ from those recorded in the snapshot
+    ``source`` ("data disk 'data' added", …); empty when equal or not recorded (older
+    snapshots)."""
+    try:
+        then: dict[str, list[str]] = json.loads((source / DEVICES).read_text())
+    except (FileNotFoundError, ValueError):
+        return []
+    now = device_set(spec)
+    changes = []
+    for kind, items in now.items():
+        label = kind[:-1]  # "data disk", "NIC"
+        before = then.get(kind, [])
+        changes += [f"{label} '{x.split(':', 1)[0] if kind == 'NICs' else x}' added"
+                    for x in items if x not in before]
+        changes += [f"{label} '{x.split(':', 1)[0] if kind == 'NICs' else x}' removed"
+                    for x in before if x not in items]
+    return changes
+
+
+class MemoryNotRestored(HostFailure):
+    """A memory revert whose runtime state could not be loaded: the disk *is* reverted and
+    the instance was booted from it (cold); the memory state is lost."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +105,9 @@ class SnapshotHooks(Protocol):
         self, spec: InstanceSpec, template: TemplateImage, source: Path, memory: bool
     ) -> None:
         """Return the instance to the snapshot in ``source``. Without memory the instance is
-        left stopped; with memory it resumes exactly where the snapshot was taken."""
+        left stopped; with memory it resumes exactly where the snapshot was taken. When the
+        memory state cannot be loaded, the instance is booted from the reverted disk and
+        ``MemoryNotRestored`` is raised."""
         ...
 
     def capture_disk(self, spec: InstanceSpec, dest: Path, since: str | None = None) -> Captured:

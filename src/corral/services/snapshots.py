@@ -18,7 +18,12 @@ from pathlib import Path
 from corral.domain.errors import Conflict, InvalidInput, Unsupported
 from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.lifecycle import State
-from corral.drivers.snapshots import SnapshotHooks
+from corral.drivers.snapshots import (
+    MemoryNotRestored,
+    SnapshotHooks,
+    device_changes,
+    record_devices,
+)
 from corral.services.instances import InstanceService
 from corral.services.operations import OperationContext
 from corral.state.backupstore import BackupStore, SnapshotRecord
@@ -95,6 +100,7 @@ class SnapshotService:
             try:
                 ctx.progress(0.1, "memory and disk" if memory else "disk (copy-on-write)")
                 captured = hooks.take(spec, dest, memory)
+                record_devices(spec, dest)  # a memory revert needs the same devices
                 parent = self.tree(rec.name).head
                 self.store.insert_snapshot(SnapshotRecord(
                     snapshot_id, rec.id, name, parent, memory, captured.consistency,
@@ -107,23 +113,38 @@ class SnapshotService:
 
         return self.instances.ops.submit("snapshot", rec.name, work)
 
-    def revert(self, ref: str, name: str) -> OperationRecord:
+    def revert(self, ref: str, name: str, disk_only: bool = False) -> OperationRecord:
         """Back to snapshot ``name``: with its memory when it has some (the instance resumes
-        there), else disk only (the instance is left stopped)."""
+        there), else (or with ``disk_only``) disk only (the instance is left stopped).
+
+        A memory revert is refused before anything changes when the devices a start would
+        give the instance now (data disks, NICs) differ from those at the snapshot: the
+        saved state cannot be loaded into a different machine."""
         rec = self.instances.store.get_instance(ref)
         snap = self.store.snapshot(rec.id, name)
         hooks = self._hooks(rec.kind)
         spec = self.instances.spec(rec)
-        if snap.memory:
+        memory = snap.memory and not disk_only
+        source = snapshot_dir(spec, snap.id)
+        if memory:
             reason = hooks.memory_refusal(spec)
             if reason is not None:
                 raise Unsupported(f"snapshot '{name}' has memory, which {reason}")
+            changes = device_changes(spec, source)
+            if changes:
+                raise Conflict(
+                    f"the devices of {rec.name} changed since snapshot '{name}' "
+                    f"({', '.join(changes)}): a memory revert needs the same devices; revert "
+                    "the disk only with --disk-only, or undo the change")
         template = self.instances.templates.get(rec.template)
 
         def work(ctx: OperationContext) -> None:
-            ctx.progress(0.1, "reverting memory and disk" if snap.memory else "reverting disk")
+            ctx.progress(0.1, "reverting memory and disk" if memory else "reverting disk")
             try:
-                hooks.revert(spec, template, snapshot_dir(spec, snap.id), snap.memory)
+                hooks.revert(spec, template, source, memory)
+            except MemoryNotRestored:
+                self.store.set_head(rec.id, snap.id)  # the disk is the snapshot's
+                raise
             finally:
                 state = self.instances.driver(rec.kind).status(spec).state.value
                 self.instances.store.set_state(

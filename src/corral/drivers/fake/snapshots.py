@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from corral.domain.errors import Conflict
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
 from corral.drivers.fake.driver import FakeDriver
-from corral.drivers.snapshots import Captured, clone, replace_disk
+from corral.drivers.snapshots import Captured, MemoryNotRestored, clone, replace_disk
 from corral.templates.image import TemplateImage
 
 STATE = "state.json"
@@ -38,6 +39,13 @@ class FakeSnapshots:
             self.driver.stop(spec, force=True, timeout=0)
         replace_disk(spec, source / "root.img")
         if memory:
+            try:
+                json.loads((source / STATE).read_text())  # "loading" the state
+            except (OSError, ValueError) as exc:
+                self.driver.start(spec, template)  # as QEMU's: a cold boot of the disk
+                raise MemoryNotRestored(
+                    f"the memory state could not be restored ({exc}); {spec.name} was "
+                    "started from the snapshot's disk (a cold boot)") from exc
             shutil.copyfile(source / STATE, spec.directory / "fake.json")
 
     def capture_disk(self, spec: InstanceSpec, dest: Path, since: str | None = None) -> Captured:

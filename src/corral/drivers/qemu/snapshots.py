@@ -27,7 +27,7 @@ from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
 from corral.drivers.qemu.driver import QemuDriver
 from corral.drivers.qemu.qmp import qmp
-from corral.drivers.snapshots import Captured, clone, replace_disk
+from corral.drivers.snapshots import Captured, MemoryNotRestored, clone, replace_disk
 from corral.host.run import require_tool, run
 from corral.templates.image import TemplateImage
 
@@ -136,6 +136,14 @@ class QemuSnapshots:
         try:
             self._vmstate_job(spec, source / VMSTATE, "snapshot-load")
             qmp(sock, "cont")
+        except HostFailure as exc:
+            # The disk is reverted already; a VM left stopped there would fail every retry
+            # the same way: boot it from the reverted disk and say the memory is lost.
+            self.driver.stop(spec, force=True, timeout=0)
+            self.driver.start(spec, template)
+            raise MemoryNotRestored(
+                f"the memory state could not be restored ({exc}); {spec.name} was started "
+                "from the snapshot's disk (a cold boot)") from exc
         except BaseException:
             self.driver.stop(spec, force=True, timeout=0)
             raise
