@@ -183,6 +183,18 @@ def test_failed_memory_load_boots_the_reverted_disk(daemon: Daemon) -> None:
         assert BackupCalls(c).snapshots("db2").snapshots[0].current
 
 
+def test_backup_of_an_instance_with_data_disks_is_refused(daemon: Daemon,
+                                                          tmp_path: Path) -> None:
+    create(daemon, "dd")
+    daemon.cli("disk", "add", "dd", "data", "--size", "8M", check=True)
+    daemon.cli("backup", "target", "add", "nas", str(tmp_path / "nas"), check=True)
+    refused = daemon.cli("backup", "create", "dd", "--to", "nas")
+    assert refused.returncode == 1
+    assert "backups cover the root disk only; data disks: data" in refused.stderr
+    with daemon.client() as c:
+        assert BackupCalls(c).backups("nas", "dd") == []
+
+
 def test_kill_9_during_a_backup_leaves_no_partial_backup(daemon: Daemon,
                                                          tmp_path: Path) -> None:
     disk = create(daemon, "big", disk="160M")

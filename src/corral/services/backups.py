@@ -26,7 +26,7 @@ from corral.backup.manifest import InstanceInfo, Manifest
 from corral.backup.retention import Retention, select_kept
 from corral.backup.store import ChunkStore, VerifyReport
 from corral.backup.targets import S3Target, open_target
-from corral.domain.errors import Conflict, InvalidInput, NotFound
+from corral.domain.errors import Conflict, InvalidInput, NotFound, Unsupported
 from corral.domain.instance import Kind
 from corral.domain.lifecycle import State
 from corral.drivers.snapshots import Captured, SnapshotHooks
@@ -152,9 +152,14 @@ class BackupService:
         hooks = self.hooks.get(rec.kind)
         if hooks is None:
             raise InvalidInput(f"this host cannot back up {rec.kind.value} instances")
+        spec = self.instances.spec(rec)
+        if spec.data_disks:  # not silently left out: a restore would lose them
+            raise Unsupported(
+                "backups cover the root disk only; data disks: "
+                + ", ".join(d.name for d in spec.data_disks)
+                + " (remove them, or copy their data another way)")
         record = self._record(target, key_file)
         store = self._open(record, create=True)
-        spec = self.instances.spec(rec)
         info = InstanceInfo(rec.name, rec.id, rec.kind.value, rec.template,
                             rec.resources.to_dict(), rec.privileged)
 
