@@ -20,6 +20,7 @@ import gzip
 import hashlib
 import io
 import json
+import lzma
 import os
 import re
 import tarfile
@@ -43,6 +44,11 @@ MAX_METADATA = 1024 * 1024
 REQUIRED = ("name", "version", "os", "arch", "files")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
+CORRUPT: tuple[type[BaseException], ...] = (
+    tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError,
+    OSError,  # gzip/bz2 raise OSError without an errno for bad data
+)
+"""What reading a damaged archive raises (gzip/zlib/lzma/bz2/tar, a short read)."""
 
 Progress = Callable[[float, str], None]
 
@@ -224,9 +230,11 @@ def unpack_artifact(
             if missing:
                 raise InvalidInput(f"{origin} is incomplete: {', '.join(missing)} missing "
                                    "(truncated?)")
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
-        raise InvalidInput(f"{origin} is not a valid Corral template archive "
-                           f"(truncated or corrupt: {exc})") from None
+    except CORRUPT as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # a filesystem error (disk full, …), not the archive's fault
+        raise InvalidInput(f"corrupt template: {origin} is not a valid Corral template archive "
+                           f"(truncated or corrupt: {type(exc).__name__}: {exc})") from None
     progress(0.97, "checking the root filesystem archive")
     check_rootfs_archive(staging / ROOTFS, origin)
     return metadata
@@ -274,5 +282,6 @@ def check_rootfs_archive(path: Path, origin: str) -> None:
                 if member.name.startswith("/") or ".." in parts:
                     raise InvalidInput(f"{origin}: the root filesystem archive has an unsafe "
                                        f"member '{member.name}'")
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise InvalidInput(f"{origin}: the root filesystem archive is broken ({exc})") from None
+    except CORRUPT as exc:
+        raise InvalidInput(f"corrupt template: {origin}: the root filesystem archive is broken "
+                           f"({type(exc).__name__}: {exc})") from None

@@ -167,3 +167,25 @@ def test_export_refuses_a_damaged_store_entry(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="damaged"):
         export_template(source, tmp_path / "x.corral-template")
     assert not (tmp_path / "x.corral-template").exists()
+
+
+@pytest.mark.parametrize("member", ["rootfs.tar.gz", "vmlinux.gz", "initrd.img.gz"])
+@pytest.mark.parametrize("where", ["middle", "trailer", "crc"])
+def test_byte_flipped_artifact_is_a_clear_corrupt_template(
+    tmp_path: Path, artifact: Path, member: str, where: str
+) -> None:
+    with tarfile.open(artifact) as tar:
+        info = tar.getmember(member)
+    # 16 bytes flipped in the compressed data or over the gzip trailer; or only the CRC
+    # (gzip.BadGzipFile: CRC check failed, once an uncaught 500)
+    at = info.offset_data + {"middle": info.size // 2, "trailer": info.size - 16,
+                             "crc": info.size - 8}[where]
+    data = bytearray(artifact.read_bytes())
+    for i in range(at, at + (4 if where == "crc" else 16)):
+        data[i] ^= 0xFF
+    bad = tmp_path / "flipped.corral-template"
+    bad.write_bytes(bytes(data))
+    store = TemplateService(tmp_path / "store")
+    with pytest.raises(InvalidInput, match="corrupt"):
+        store.import_file(bad)
+    assert list((tmp_path / "store").iterdir()) == []  # nothing half-installed
