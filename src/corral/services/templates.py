@@ -171,9 +171,8 @@ class TemplateService:
             if (final / METADATA).is_file() and not replace:
                 raise Conflict(f"template '{name}' is already installed (delete it first, or "
                                "import with --replace)")
-            if final.exists() and self.users(name):
-                raise Conflict(f"template '{name}' is in use by "
-                               f"{', '.join(sorted(self.users(name)))}; cannot replace it")
+            # In use is fine (as for `template build`): instances own their disks, and the
+            # base-image cache is dropped by the on_removed hooks.
             return self._swap_in(name, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

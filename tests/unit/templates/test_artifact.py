@@ -154,6 +154,10 @@ def test_service_import_is_all_or_nothing(tmp_path: Path, artifact: Path) -> Non
     with pytest.raises(Conflict, match="already installed"):
         store.import_file(artifact)
     store.users = lambda name: ["web1"]
+    dropped: list[str] = []
+    store.on_removed.append(dropped.append)
+    assert store.import_file(artifact, replace=True).name == "mini"  # in use: replaced, as
+    assert dropped == ["mini"]  # build does; the base images are dropped
     with pytest.raises(Conflict, match="web1"):
         store.delete("mini")
     store.users = lambda name: []
