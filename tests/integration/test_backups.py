@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from corral.client.backups import BackupCalls
+from corral.state.backupstore import BackupStore
 from corral.wire.backups import VerifyRequest
 from tests.integration.conftest import Daemon, start_daemon, stop_daemon
 
@@ -249,3 +250,33 @@ def test_verify_is_an_operation_with_a_report(daemon: Daemon, tmp_path: Path) ->
     assert refused.returncode == 1 and "no backup 'no-such-backup'" in refused.stderr
     with daemon.client() as c:
         assert len(c.list_operations()) == operations  # refused before an operation existed
+
+
+def test_schedules_list_remove_and_go_with_their_instance_and_target(
+        daemon: Daemon, tmp_path: Path) -> None:
+    create(daemon, "s1")
+    create(daemon, "s2")
+    daemon.cli("backup", "target", "add", "nas", str(tmp_path / "nas"), check=True)
+    daemon.cli("backup", "target", "add", "usb", str(tmp_path / "usb"), check=True)
+    daemon.cli("backup", "schedule", "set", "s1", "--to", "nas", "--daily", "02:00", check=True)
+    daemon.cli("backup", "schedule", "set", "s2", "--to", "usb", "--daily", "03:00", check=True)
+    shown = daemon.cli("backup", "schedule", "list", check=True).stdout
+    assert "s1" in shown and "02:00" in shown and "usb" in shown
+    wrong = daemon.cli("backup", "schedule", "remove", "s1", "--to", "usb")
+    assert wrong.returncode == 1 and "no backup schedule for 's1' to 'usb'" in wrong.stderr
+    daemon.cli("backup", "schedule", "remove", "s1", "--to", "nas", check=True)
+    with daemon.client() as c:
+        assert [s.instance for s in BackupCalls(c).schedules()] == ["s2"]
+    daemon.cli("backup", "schedule", "set", "s1", "--to", "nas", "--daily", "02:00", check=True)
+    daemon.cli("backup", "target", "remove", "usb", check=True)  # s2's schedule goes
+    with daemon.client() as c:
+        assert [s.instance for s in BackupCalls(c).schedules()] == ["s1"]
+
+    daemon.cli("snapshot", "create", "s1", "snap", check=True)
+    with daemon.client() as c:
+        old_id = c.get_instance("s1").id
+    daemon.cli("delete", "s1", "--force", check=True)
+    with daemon.client() as c:
+        assert BackupCalls(c).schedules() == []
+    assert BackupStore(daemon.state_dir / "corral.db").snapshots(old_id) == []
+    assert BackupStore(daemon.state_dir / "corral.db").head(old_id) is None

@@ -169,6 +169,6 @@ def set_schedule(instance: str, body: ScheduleRequest, app: App) -> Response:
 
 
 @router.delete("/backup-schedules/{instance}", status_code=204)
-def remove_schedule(instance: str, app: App) -> Response:
-    app.backups.store.remove_schedule(instance)
+def remove_schedule(instance: str, app: App, target: str | None = None) -> Response:
+    app.backups.remove_schedule(instance, target)
     return Response(status_code=204)

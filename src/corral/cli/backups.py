@@ -245,7 +245,30 @@ def backup_prune(to: ToOpt, name: Annotated[str | None, typer.Argument()] = None
                          f"and {r.chunks_deleted} chunks")
 
 
-@backup_app.command("schedule")
+schedule_app = typer.Typer(help="Daily backups corrald runs.", no_args_is_help=True)
+backup_app.add_typer(schedule_app, name="schedule")
+
+
+@schedule_app.command("list")
+def schedule_list() -> None:
+    """The backup schedules."""
+    with client() as c:
+        found = BackupCalls(c).schedules()
+    output.table(["INSTANCE", "TARGET", "DAILY", "KEEP", "LAST RUN"], [
+        [s.instance, s.target, s.daily,
+         f"last={s.keep_last} daily={s.keep_daily} weekly={s.keep_weekly}",
+         (s.last_run or "-")[:19]] for s in found])
+
+
+@schedule_app.command("remove")
+def schedule_remove(name: str, to: ToOpt) -> None:
+    """Stop backing NAME up to --to on schedule."""
+    with client() as c:
+        BackupCalls(c).remove_schedule(name, to)
+    output.console.print(f"{name}: no more scheduled backups to {to}")
+
+
+@schedule_app.command("set")
 def backup_schedule(
     name: str, to: ToOpt, daily: Annotated[str, typer.Option("--daily", help="HH:MM")],
     keep_last: KeepLast = 0, keep_daily: KeepDaily = 0, keep_weekly: KeepWeekly = 0,

@@ -103,5 +103,6 @@ class BackupCalls:
         self.c._request_empty("PUT", f"/api/v1/backup-schedules/{instance}",
                               json=request.model_dump())
 
-    def remove_schedule(self, instance: str) -> None:
-        self.c._request_empty("DELETE", f"/api/v1/backup-schedules/{instance}")
+    def remove_schedule(self, instance: str, target: str | None = None) -> None:
+        self.c._request_empty("DELETE", f"/api/v1/backup-schedules/{instance}",
+                              params={"target": target} if target is not None else None)

@@ -119,6 +119,15 @@ class BackupService:
 
     def remove_target(self, name: str) -> None:
         self.store.remove_target(name)
+        self.store.forget_schedules(target=name)  # a schedule would fail every day
+
+    def remove_schedule(self, instance: str, target: str | None = None) -> None:
+        """Stop backing ``instance`` up on schedule; ``target``: only if it goes there."""
+        found = [s for s in self.store.schedules() if s.instance == instance]
+        if not found or (target is not None and found[0].target != target):
+            raise NotFound(f"no backup schedule for '{instance}'"
+                           + (f" to '{target}'" if target is not None else ""))
+        self.store.remove_schedule(instance)
 
     def _record(self, target: str, key_file: str | None = None) -> TargetRecord:
         found = self.store.target(target)

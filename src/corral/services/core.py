@@ -21,7 +21,7 @@ from corral.services.storage import StorageService
 from corral.services.templates import TemplateService
 from corral.state.netstore import NetworkStore
 from corral.state.storagestore import StorageStore
-from corral.state.store import StateStore
+from corral.state.store import InstanceRecord, StateStore
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,12 @@ class Corral:
             self.instances, store, hooks, settings.state_dir / "backup-scratch"
         )
         self.backup_schedule = BackupScheduler(self.backups)
+
+        def forget(rec: InstanceRecord) -> None:  # a new instance reusing the id or name
+            store.forget_instance(rec.id)          # must not inherit them
+            store.forget_schedules(instance=rec.name)
+
+        self.instances.on_deleted.append(forget)
 
     def _wire_storage(self, settings: Settings) -> None:
         from corral.services.convert import ConvertService

@@ -66,6 +66,8 @@ class InstanceService:
             [Resources, Resources | None], AbstractContextManager[None]
         ] = lambda _new, _old: nullcontext()
         """Over-commitment check held around recording a new instance (services/capacity)."""
+        self.on_deleted: list[Callable[[InstanceRecord], None]] = []
+        """Called after an instance's row is gone (its snapshot rows, backup schedules)."""
 
     # Views ----------------------------------------------------------------------------
     def spec(self, rec: InstanceRecord) -> InstanceSpec:
@@ -198,6 +200,11 @@ class InstanceService:
             self.storage.release(spec)
             shutil.rmtree(spec.directory, ignore_errors=True)
             self.store.delete_instance(rec.id)
+            for forget in self.on_deleted:
+                try:
+                    forget(rec)
+                except Exception:
+                    log.exception("cleaning up after deleting %s failed", rec.name)
             self.events.publish("instance.deleted", instance=rec.name, id=rec.id)
 
         return self.ops.submit("delete", rec.name, work)

@@ -156,6 +156,16 @@ class BackupStore:
                          .where(BackupScheduleRow.instance == instance)).rowcount == 0:
                 raise NotFound(f"no backup schedule for '{instance}'")
 
+    def forget_schedules(self, instance: str | None = None, target: str | None = None) -> None:
+        """Drop the schedules of a deleted instance or of a removed target."""
+        with self._sessions() as s, s.begin():
+            query = delete(BackupScheduleRow)
+            if instance is not None:
+                query = query.where(BackupScheduleRow.instance == instance)
+            if target is not None:
+                query = query.where(BackupScheduleRow.target == target)
+            s.execute(query)
+
     def mark_run(self, instance: str, when: datetime) -> None:
         with self._sessions() as s, s.begin():
             s.execute(update(BackupScheduleRow).where(BackupScheduleRow.instance == instance)
