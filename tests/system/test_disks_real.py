@@ -91,6 +91,9 @@ def test_container_disk_is_mounted_idmapped_and_grows_at_next_start(site: Daemon
     assert "at the next start" in grown and "CAP_SYS_RESOURCE" in grown
     removal = d.cli("disk", "remove", "ct1", "data")
     assert removal.returncode == 1 and "mounted at /srv/data" in removal.stderr
+    d.cli("disk", "add", "ct1", "queued", "--size", "16M", check=True)  # for the next start
+    unqueued = d.cli("disk", "remove", "ct1", "queued")  # never mounted: it just goes
+    assert unqueued.returncode == 0, unqueued.stderr
     d.cli("restart", "ct1", check=True)
     df2 = _until(d, "ct1", "cat /srv/data/f && df -k /srv/data | tail -1").splitlines()
     assert df2[0] == "hi" and int(df2[1].split()[1]) > size_kib * 1.8

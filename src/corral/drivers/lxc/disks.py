@@ -3,14 +3,16 @@
 containers, as the root is), unmounted when it stops.
 
 Nothing changes inside a running container: a new disk, a removal or a grown filesystem
-takes effect at the next start. Removal from a running container is refused (its files are
-in use inside). A grown image gets its ext4 grown offline (``e2fsck -f`` + ``resize2fs``)
+takes effect at the next start. Removal from a running container is refused while the disk
+is mounted (its files are in use inside); a disk only queued for the next start just goes.
+A grown image gets its ext4 grown offline (``e2fsck -f`` + ``resize2fs``)
 right before the mount, because online ``resize2fs`` needs CAP_SYS_RESOURCE.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 from corral.domain.disks import DataDisk
@@ -65,6 +67,10 @@ class LxcDiskHotplug:
                          "inject mounts into a running container)")
 
     def detach_disk(self, spec: InstanceSpec, disk: DataDisk) -> KeyChange:
+        if not os.path.ismount(data_mount(spec, disk)):
+            # Added after this start and only queued: nothing inside uses it.
+            return KeyChange(disk.name, Applied.LIVE,
+                             "it was queued for the next start and never mounted")
         raise Conflict(f"cannot remove disk '{disk.name}' from running container "
                        f"'{spec.name}': it is mounted at {disk.mount_point} inside; stop it "
                        "first")
