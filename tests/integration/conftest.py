@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -113,6 +114,24 @@ def stop_daemon(daemon: Daemon, sig: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             daemon.process.kill()
             daemon.process.wait()
+    remove_empty_cgroups(daemon_env(daemon.state_dir)["CORRAL_CGROUP_ROOT"])
+
+
+def remove_empty_cgroups(root: str, base: Path = Path("/sys/fs/cgroup")) -> None:
+    """Remove the test daemon's cgroup directories that hold no process, deepest first.
+
+    Guests still running keep theirs (rmdir of a populated cgroup fails), so this is safe
+    between a kill -9 and a restart too.
+    """
+    for top in [base / root, *(h / root for h in base.iterdir() if h.is_dir())]:
+        if not top.is_dir():
+            continue
+        for folder in sorted((p for p in top.rglob("*") if p.is_dir()),
+                             key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
 
 
 @pytest.fixture
