@@ -70,19 +70,32 @@ def _corral_stop(c: CorralClient, name: str) -> None:
     c.wait(c.action(name, "stop", StopRequest(force=True, timeout=0)).id)
 
 
-class RawContainer:
-    """The same LXC config as Corral's container, on a copy of its disk, under another name."""
+def _root_disk(c: CorralClient, name: str) -> Path:
+    return Path(next(d.path for d in c.list_disks(name) if d.root))
 
-    def __init__(self, daemon: Daemon, instance_id: int, root: Path) -> None:
+
+class RawContainer:
+    """The same LXC config as Corral's container, on a copy of its disk, under another name.
+
+    Corral mounts the (unshifted) image on the host and LXC idmaps it (``dir:`` rootfs), so
+    the raw start mounts the copy the same way before ``lxc-start``; the config's post-stop
+    hook unmounts it, as it does for Corral.
+    """
+
+    def __init__(self, daemon: Daemon, c: CorralClient, name: str, instance_id: int,
+                 root: Path) -> None:
         self.lxcpath = root / "lxc"
         self.name = f"raw{instance_id}"
         corral_dir = daemon.state_dir / "instances" / str(instance_id)
         raw_dir = root / "instance"
         raw_dir.mkdir(parents=True)
-        shutil.copy(corral_dir / "root.img", raw_dir / "root.img")
+        self.image = raw_dir / "root.img"
+        shutil.copy(_root_disk(c, name), self.image)
+        self.rootfs = raw_dir / "run" / "rootfs"
+        self.rootfs.mkdir(parents=True)
         config = (daemon.state_dir / "lxc" / str(instance_id) / "config").read_text()
         config = config.replace(str(corral_dir), str(raw_dir))
-        config = re.sub(rf"(lxc\.cgroup\.dir\.\S+ = corral/\w+/){instance_id}\b",
+        config = re.sub(rf"(lxc\.cgroup\.dir\.\S+ = \S+/\w+/){instance_id}\b",
                         rf"\g<1>{self.name}", config)
         (self.lxcpath / self.name).mkdir(parents=True)
         (self.lxcpath / self.name / "config").write_text(config)
@@ -93,26 +106,31 @@ class RawContainer:
 
     def start(self) -> float:
         started = time.monotonic()
+        subprocess.run(["mount", "-t", "ext4", "-o", "loop,nodev", str(self.image),
+                        str(self.rootfs)], check=True, capture_output=True)
         self._lxc("lxc-start", "-d")
         self._lxc("lxc-wait", "-s", "RUNNING", "-t", "30")
         return time.monotonic() - started
 
     def stop(self) -> None:
         self._lxc("lxc-stop", "-k")
+        if os.path.ismount(self.rootfs):  # the post-stop hook normally did it
+            subprocess.run(["umount", str(self.rootfs)], check=True)
 
 
 class RawVm:
     """The identical QEMU command line as Corral's VM, on a copy of its disk."""
 
-    def __init__(self, daemon: Daemon, instance_id: int, template: TemplateImage, root: Path,
-                 resources: Resources, name: str) -> None:
+    def __init__(self, daemon: Daemon, c: CorralClient, instance_id: int,
+                 template: TemplateImage, root: Path, resources: Resources, name: str) -> None:
         corral_dir = daemon.state_dir / "instances" / str(instance_id)
+        disk = _root_disk(c, name)
         spec = InstanceSpec(id=instance_id, name=name, kind=Kind.VM, template="tiny",
-                            resources=resources, directory=corral_dir)
+                            resources=resources, directory=corral_dir, root_disk=disk)
         cfg = QemuDriver().config(spec, template)
         raw_dir = root / "vm"
         (raw_dir / "run").mkdir(parents=True)
-        shutil.copy(corral_dir / "root.img", raw_dir / "root.img")
+        shutil.copy(disk, raw_dir / "root.img")
         self.paths = VmPaths(directory=raw_dir, run=raw_dir / "run")
         from dataclasses import replace
 
@@ -170,10 +188,10 @@ def main() -> None:
                     raise RuntimeError(f"create {name} failed")
             ct = c.get_instance("bench-ct")
             vm = c.get_instance("bench-vm")
-            raw_ct = RawContainer(daemon, ct.id, root / "raw-ct")
+            raw_ct = RawContainer(daemon, c, ct.name, ct.id, root / "raw-ct")
             vm_res = Resources(cpus=vm.resources.cpus, memory=vm.resources.memory,
                                disk=vm.resources.disk)
-            raw_vm = RawVm(daemon, vm.id, template, root / "raw-vm", vm_res, vm.name)
+            raw_vm = RawVm(daemon, c, vm.id, template, root / "raw-vm", vm_res, vm.name)
             vm_log = daemon.state_dir / "instances" / str(vm.id) / "console.log"
             for i in range(args.runs):
                 order = (0, 1) if i % 2 == 0 else (1, 0)  # interleave, alternate who goes first
