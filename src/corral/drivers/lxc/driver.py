@@ -204,8 +204,11 @@ class LxcDriver(LxcNicHotplug, LxcDiskHotplug):
                 f"container '{spec.name}' did not start: {said}\n{self._log_tail(spec)}"
             )
         run([*self._args("lxc-wait", spec), "-s", "RUNNING", "-t", str(int(START_TIMEOUT))])
-        # IO limits need the loop device LXC attached during start-up
-        ct_resources.apply_live(self._cgroups(), lxc_name(spec), spec.disk_path, spec.resources)
+        # IO limits need the loop device that exists only now; every other limit came with
+        # the config, so a container without IO limits skips the cgroup writes here.
+        res = spec.resources
+        if res.io_read_bps or res.io_write_bps or res.io_iops:
+            ct_resources.apply_live(self._cgroups(), lxc_name(spec), spec.disk_path, res)
 
     def _refuse_if_up(self, spec: InstanceSpec) -> bool:
         """True if already running (start is then a no-op); Conflict if suspended."""
