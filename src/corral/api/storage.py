@@ -14,7 +14,6 @@ from corral.domain.sizes import parse_size
 from corral.services.core import Corral
 from corral.services.disks import DiskChange
 from corral.state.storagestore import PoolRecord
-from corral.storage.pools import open_pool
 from corral.wire.models import OperationModel
 from corral.wire.storage import (
     AddDiskRequest,
@@ -32,14 +31,13 @@ App = Annotated[Corral, Depends(corral)]
 
 
 def _pool(record: PoolRecord, app: Corral) -> PoolModel:
-    config = record.config
-    pool = open_pool(config)
-    usage = pool.usage()
+    status = app.storage.status(record)
+    config, usage = record.config, status.usage
     return PoolModel(
         name=config.name, driver=config.driver, path=str(config.path),
-        source=str(config.source) if config.source else None, cow=pool.cow(),
-        active=pool.active, total=usage.total, used=usage.used, free=usage.free,
-        default=record.default, volumes=len(app.storage.store.disks_in_pool(config.name)),
+        source=str(config.source) if config.source else None, cow=status.cow,
+        active=status.active, total=usage.total, used=usage.used, free=usage.free,
+        default=record.default, volumes=status.volumes,
     )
 
 

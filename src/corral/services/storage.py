@@ -29,7 +29,7 @@ from corral.host.run import run
 from corral.state.storagestore import DiskRecord, PoolRecord, StorageStore
 from corral.storage.foreign import ImageInfo, import_image
 from corral.storage.images import build_root_disk
-from corral.storage.pools import Pool, PoolConfig, clone_file, open_pool
+from corral.storage.pools import Pool, PoolConfig, PoolUsage, clone_file, open_pool
 from corral.templates.artifact import artifact_digest
 from corral.templates.image import TemplateImage
 
@@ -89,6 +89,15 @@ def base_key(image: TemplateImage) -> str:
     return f"{image.name}-{artifact_digest(image.metadata)[:16]}"
 
 
+@dataclasses.dataclass(frozen=True)
+class PoolStatus:
+    record: PoolRecord
+    usage: PoolUsage
+    cow: bool
+    active: bool
+    volumes: int
+
+
 class StorageService:
     def __init__(self, store: StorageStore, state_dir: Path, driver_mode: str) -> None:
         self.store = store
@@ -107,6 +116,12 @@ class StorageService:
 
     def list_pools(self) -> list[PoolRecord]:
         return self.store.list_pools()
+
+    def status(self, record: PoolRecord) -> PoolStatus:
+        """What a pool is and holds now: usage, copy-on-write, volume count."""
+        pool = open_pool(record.config)
+        return PoolStatus(record=record, usage=pool.usage(), cow=pool.cow(), active=pool.active,
+                          volumes=len(self.store.disks_in_pool(record.config.name)))
 
     def setup(self) -> None:
         """At daemon start: make the default pool once, then activate every pool."""
