@@ -117,6 +117,17 @@ def stop_daemon(daemon: Daemon, sig: int = signal.SIGTERM) -> None:
     remove_empty_cgroups(daemon_env(daemon.state_dir)["CORRAL_CGROUP_ROOT"])
 
 
+def delete_everything(state_dir: Path, prefix: tuple[str, ...] = ()) -> None:
+    """Whatever a failed test left: a fresh real-driver daemon on ``state_dir`` force-deletes
+    every instance, then stops."""
+    cleanup = start_daemon(state_dir, drivers="real", prefix=prefix)
+    try:
+        for item in json.loads(cleanup.cli("list", "--format", "json").stdout or "[]"):
+            cleanup.cli("delete", "--force", item["name"])
+    finally:
+        stop_daemon(cleanup)
+
+
 def remove_empty_cgroups(root: str, base: Path = Path("/sys/fs/cgroup")) -> None:
     """Remove the test daemon's cgroup directories that hold no process, deepest first.
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from corral.templates.image import TemplateImage
-from tests.integration.conftest import Daemon, start_daemon, stop_daemon
+from tests.integration.conftest import Daemon, delete_everything, start_daemon, stop_daemon
 from tests.system.fixtures_template import tiny_template
 
 pytestmark = pytest.mark.system
@@ -45,13 +45,9 @@ def real_daemon(tiny_template: TemplateImage) -> Iterator[Daemon]:
         yield daemon
     finally:
         stop_daemon(daemon)
-        # Whatever a failed test left: force everything off through a fresh daemon.
-        cleanup = start_daemon(tmp_path, drivers="real")
         try:
-            for item in json.loads(cleanup.cli("list", "--format", "json").stdout or "[]"):
-                cleanup.cli("delete", "--force", item["name"])
+            delete_everything(tmp_path)
         finally:
-            stop_daemon(cleanup)
             shutil.rmtree(tmp_path, ignore_errors=True)
 
 

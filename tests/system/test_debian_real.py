@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from corral.templates.builders.debian import build_debian_nginx
-from tests.integration.conftest import Daemon, start_daemon, stop_daemon
+from tests.integration.conftest import Daemon, delete_everything, start_daemon, stop_daemon
 from tests.system.net.lab import can_run, in_ns, sh
 from tests.system.net.test_guest_nics import _in_netns
 from tests.system.test_daemon_real import _skip_reason
@@ -52,12 +52,9 @@ def site() -> Iterator[tuple[Daemon, str]]:
         yield daemon, netns
     finally:
         stop_daemon(daemon)
-        cleanup = start_daemon(state, drivers="real", prefix=_in_netns(netns))
         try:
-            for item in json.loads(cleanup.cli("list", "--format", "json").stdout or "[]"):
-                cleanup.cli("delete", "--force", item["name"])
+            delete_everything(state, _in_netns(netns))
         finally:
-            stop_daemon(cleanup)
             sh("ip", "netns", "del", netns, check=False)
             shutil.rmtree(state, ignore_errors=True)
 

@@ -19,7 +19,7 @@ import pytest
 
 from corral.templates.builders.tiny import build_tiny
 from corral.templates.image import TemplateImage
-from tests.integration.conftest import Daemon, start_daemon, stop_daemon
+from tests.integration.conftest import Daemon, delete_everything, start_daemon, stop_daemon
 from tests.system.fixtures_template import tiny_template
 from tests.system.test_daemon_real import _skip_reason
 
@@ -49,12 +49,9 @@ def site(tiny_template: TemplateImage, tmp_path_factory: pytest.TempPathFactory
         yield daemon
     finally:
         stop_daemon(daemon)
-        cleanup = start_daemon(state, drivers="real")
         try:
-            for item in json.loads(cleanup.cli("list", "--format", "json").stdout or "[]"):
-                cleanup.cli("delete", "--force", item["name"])
+            delete_everything(state)
         finally:
-            stop_daemon(cleanup)
             shutil.rmtree(state, ignore_errors=True)
 
 
