@@ -182,3 +182,32 @@ def test_list_json_matches_api(daemon: Daemon) -> None:
     _create(daemon, "j1")
     proc = daemon.cli("list", "--format", "json", check=True)
     assert [i["name"] for i in json.loads(proc.stdout)] == ["j1"]
+
+
+def test_action_wait_answers_with_the_ended_operation(daemon: Daemon) -> None:
+    """``?wait=`` holds the answer until the operation ended: one round trip for a start,
+    the instance's new state already committed; without it the answer comes at once."""
+    _create(daemon, "sync1")
+    with daemon.client() as c:
+        op = c.action("sync1", "start", wait=30)
+        assert op.status == "success" and op.progress == 1.0
+        assert c.get_instance("sync1").state == "running"
+        op = c.action("sync1", "stop", StopRequest(force=True, timeout=0), wait=30)
+        assert op.status == "success"
+        assert c.get_instance("sync1").state == "stopped"
+        queued = c.action("sync1", "start")  # no wait: answered at once
+        assert c.wait(queued.id, 30).status == "success"
+        assert c.action("sync1", "suspend", wait=30).status == "success"
+        assert c.get_instance("sync1").state == "suspended"
+
+
+def test_action_wait_refusals_and_bad_values(daemon: Daemon) -> None:
+    _create(daemon, "sync2")
+    with daemon.client() as c:
+        with pytest.raises(ApiError) as refused:
+            c.action("sync2", "stop", wait=30)  # stopped already: refused before any work
+        assert refused.value.status in (409, 400)
+        response = httpx.post(  # a bad wait value is the caller's error
+            f"{daemon.url}/api/v1/instances/sync2/start", params={"wait": -1},
+            headers={"Authorization": f"Bearer {daemon.token}"}, verify=False)
+        assert response.status_code == 422

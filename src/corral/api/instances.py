@@ -13,6 +13,7 @@ from corral.api import convert
 from corral.api.deps import corral
 from corral.services.core import Corral
 from corral.services.foreign import ForeignSource, vnc_socket
+from corral.state.store import OperationRecord
 from corral.wire.models import (
     CreateRequest,
     ExecRequest,
@@ -66,31 +67,45 @@ def delete_instance(ref: str, app: App, force: bool = False) -> OperationModel:
     return convert.operation(app.instances.delete(ref, force=force))
 
 
+# ``wait``: seconds to hold the answer until the operation ends (0: answer at once). A
+# start or stop usually ends within one round trip, so a client asks for both in one request.
+Wait = Annotated[float, Query(ge=0, le=3600, description="seconds to wait for the end")]
+
+
+def _answer(app: Corral, op: OperationRecord, wait: float) -> OperationModel:
+    return convert.operation(app.operations.wait(op.id, wait) if wait > 0 else op)
+
+
 @router.post("/{ref}/start", response_model=OperationModel, status_code=202)
-def start_instance(ref: str, app: App) -> OperationModel:
-    return convert.operation(app.instances.start(ref))
+def start_instance(ref: str, app: App, wait: Wait = 0) -> OperationModel:
+    return _answer(app, app.instances.start(ref), wait)
 
 
 @router.post("/{ref}/stop", response_model=OperationModel, status_code=202)
-def stop_instance(ref: str, app: App, body: StopRequest | None = None) -> OperationModel:
+def stop_instance(
+    ref: str, app: App, body: StopRequest | None = None, wait: Wait = 0
+) -> OperationModel:
     body = body or StopRequest()
-    return convert.operation(app.instances.stop(ref, force=body.force, timeout=body.timeout))
+    return _answer(app, app.instances.stop(ref, force=body.force, timeout=body.timeout), wait)
 
 
 @router.post("/{ref}/restart", response_model=OperationModel, status_code=202)
-def restart_instance(ref: str, app: App, body: StopRequest | None = None) -> OperationModel:
+def restart_instance(
+    ref: str, app: App, body: StopRequest | None = None, wait: Wait = 0
+) -> OperationModel:
     body = body or StopRequest()
-    return convert.operation(app.instances.restart(ref, force=body.force, timeout=body.timeout))
+    return _answer(app, app.instances.restart(ref, force=body.force, timeout=body.timeout),
+                   wait)
 
 
 @router.post("/{ref}/suspend", response_model=OperationModel, status_code=202)
-def suspend_instance(ref: str, app: App) -> OperationModel:
-    return convert.operation(app.instances.suspend(ref))
+def suspend_instance(ref: str, app: App, wait: Wait = 0) -> OperationModel:
+    return _answer(app, app.instances.suspend(ref), wait)
 
 
 @router.post("/{ref}/resume", response_model=OperationModel, status_code=202)
-def resume_instance(ref: str, app: App) -> OperationModel:
-    return convert.operation(app.instances.resume(ref))
+def resume_instance(ref: str, app: App, wait: Wait = 0) -> OperationModel:
+    return _answer(app, app.instances.resume(ref), wait)
 
 
 @router.post("/{ref}/exec", response_model=ExecResponse)

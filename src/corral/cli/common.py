@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from corral.cli.output import errors
 from corral.client import ApiError, CorralClient
+from corral.client.client import FINAL
 from corral.wire.models import OperationModel
 
 T = TypeVar("T")
@@ -35,7 +36,9 @@ def client() -> Iterator[CorralClient]:
 
 def wait_for(c: CorralClient, op: OperationModel, label: str, quiet: bool = False) -> None:
     """Follow an operation to its end with a progress bar; exit non-zero if it failed."""
-    if quiet or not sys.stderr.isatty():
+    if op.status in FINAL:  # it ended while the daemon held the answer (``wait``)
+        done = op
+    elif quiet or not sys.stderr.isatty():
         done = c.wait(op.id)
     else:
         with Progress(
@@ -52,14 +55,20 @@ def wait_for(c: CorralClient, op: OperationModel, label: str, quiet: bool = Fals
         fail(f"{label} failed: {done.error or done.status} (operation {done.id})")
 
 
-def each(refs: list[str], act: Callable[[CorralClient, str], OperationModel], verb: str,
+# How long the daemon may hold an action's answer for it to end (one round trip for a start);
+# longer operations then show a progress bar.
+HOLD_SECONDS = 2.0
+
+
+def each(refs: list[str], act: Callable[[CorralClient, str, float], OperationModel], verb: str,
          no_wait: bool) -> None:
-    """Run ``act`` for every named instance; report all, fail if any failed."""
+    """Run ``act(client, ref, wait)`` for every named instance; report all, fail if any
+    failed."""
     failed = False
     with client() as c:
         for ref in refs:
             try:
-                op = act(c, ref)
+                op = act(c, ref, 0 if no_wait else HOLD_SECONDS)
                 if no_wait:
                     print(op.id)
                 else:

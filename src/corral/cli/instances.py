@@ -62,7 +62,7 @@ def _absolute(path: str | None) -> str | None:
 def start(refs: Annotated[list[str], typer.Argument(help="names or ids")], no_wait: NoWait = False,
           ) -> None:
     """Start instances."""
-    each(refs, lambda c, r: c.action(r, "start"), "start", no_wait)
+    each(refs, lambda c, r, w: c.action(r, "start", wait=w), "start", no_wait)
 
 
 def stop(
@@ -73,7 +73,7 @@ def stop(
 ) -> None:
     """Shut instances down gracefully (then force after --timeout)."""
     body = StopRequest(force=force, timeout=timeout)
-    each(refs, lambda c, r: c.action(r, "stop", body), "stop", no_wait)
+    each(refs, lambda c, r, w: c.action(r, "stop", body, wait=w), "stop", no_wait)
 
 
 def restart(
@@ -84,17 +84,17 @@ def restart(
 ) -> None:
     """Stop and start instances."""
     body = StopRequest(force=force, timeout=timeout)
-    each(refs, lambda c, r: c.action(r, "restart", body), "restart", no_wait)
+    each(refs, lambda c, r, w: c.action(r, "restart", body, wait=w), "restart", no_wait)
 
 
 def suspend(refs: Annotated[list[str], typer.Argument()], no_wait: NoWait = False) -> None:
     """Pause instances (VM: vCPUs stopped; CT: cgroup freezer)."""
-    each(refs, lambda c, r: c.action(r, "suspend"), "suspend", no_wait)
+    each(refs, lambda c, r, w: c.action(r, "suspend", wait=w), "suspend", no_wait)
 
 
 def resume(refs: Annotated[list[str], typer.Argument()], no_wait: NoWait = False) -> None:
     """Resume suspended instances."""
-    each(refs, lambda c, r: c.action(r, "resume"), "resume", no_wait)
+    each(refs, lambda c, r, w: c.action(r, "resume", wait=w), "resume", no_wait)
 
 
 def delete(
@@ -103,7 +103,7 @@ def delete(
     no_wait: NoWait = False,
 ) -> None:
     """Delete instances and their disks."""
-    each(refs, lambda c, r: c.delete_instance(r, force=force), "delete", no_wait)
+    each(refs, lambda c, r, _w: c.delete_instance(r, force=force), "delete", no_wait)
 
 
 def _row(i: InstanceModel) -> list[str]:

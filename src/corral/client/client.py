@@ -150,9 +150,17 @@ class CorralClient(StorageCalls):
             OperationModel, "DELETE", f"/api/v1/instances/{ref}", params={"force": force}
         )
 
-    def action(self, ref: str, action: str, stop: StopRequest | None = None) -> OperationModel:
+    def action(
+        self, ref: str, action: str, stop: StopRequest | None = None, wait: float = 0
+    ) -> OperationModel:
+        """Start an instance action; ``wait`` > 0 holds the answer up to that many seconds
+        until the operation ends (its status tells whether it did)."""
         body = stop.model_dump() if stop is not None else None
-        return self._model(OperationModel, "POST", f"/api/v1/instances/{ref}/{action}", json=body)
+        path = f"/api/v1/instances/{ref}/{action}"
+        if wait <= 0:
+            return self._model(OperationModel, "POST", path, json=body)
+        return self._model(OperationModel, "POST", path, json=body, params={"wait": wait},
+                           timeout=wait + 30)
 
     def run(
         self, ref: str, argv: list[str], stdin: bytes = b"", timeout: float | None = None
