@@ -222,18 +222,15 @@ class InstanceService:
         spec = self.spec(rec)
 
         def work(ctx: OperationContext) -> None:
-            self.store.set_state(rec.id, during)
-            self.events.publish("instance.state", instance=rec.name, state=during.value)
             try:
                 run(ctx, spec)
             except BaseException:
                 status = self.driver(rec.kind).status(spec)
                 self.store.set_state(rec.id, _RUNTIME_TO_STATE.get(status.state, before))
                 raise
-            self.store.set_state(rec.id, after)
-            self.events.publish("instance.state", instance=rec.name, state=after.value)
+            ctx.settle(rec.id, after)  # committed and announced with the operation's end
 
-        return self.ops.submit(action.value, rec.name, work)
+        return self.ops.submit(action.value, rec.name, work, during=(rec.id, during))
 
     def start(self, ref: str) -> OperationRecord:
         def run(ctx: OperationContext, spec: InstanceSpec) -> None:

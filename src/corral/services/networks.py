@@ -43,6 +43,7 @@ from corral.state.store import InstanceRecord
 
 log = logging.getLogger("corral.networks")
 DEFAULT_LINK_RATE = "1gbit"
+_PLUG_STATES = (State.RUNNING.value, State.STOPPED.value)  # what plugs or unplugs NICs
 
 
 @dataclass(frozen=True)
@@ -443,6 +444,8 @@ class NetworkService:
             if type_ == "instance.deleted" and isinstance(data.get("id"), int):
                 self.forget_instance(int(str(data["id"])))
             elif type_ in ("instance.state", "instance.created") and instance is not None:
+                if type_ == "instance.state" and data.get("state") not in _PLUG_STATES:
+                    return  # starting, stopping…: nothing to do, and no query on a start's path
                 rec = self.instances.store.get_instance(instance)
                 if not self.store.list_nics(rec.id):
                     return

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from corral.domain.errors import CorralError, NotFound
+from corral.domain.lifecycle import State
 from corral.services.events import EventBus
 from corral.services.locks import InstanceLocks
 from corral.state.store import OperationRecord, StateStore
@@ -31,6 +32,12 @@ class OperationContext:
         self.id = op_id
         self.instance = instance
         self.cancel_requested = threading.Event()
+        self.settled: tuple[int, State] | None = None
+
+    def settle(self, instance_id: int, state: State) -> None:
+        """The instance's state once the work succeeds: committed in the same transaction
+        as the operation's success (one commit, not two, at the end of a start)."""
+        self.settled = (instance_id, state)
 
     def progress(self, fraction: float, phase: str) -> None:
         if self.cancel_requested.is_set():
@@ -56,13 +63,18 @@ class OperationManager:
         self._contexts: dict[str, OperationContext] = {}
         self._guard = threading.Lock()
 
-    def submit(self, action: str, instance: str | None, work: Work) -> OperationRecord:
-        """Lock ``instance`` (Busy if held), record the operation and run ``work`` in a thread."""
+    def submit(
+        self, action: str, instance: str | None, work: Work,
+        during: tuple[int, State] | None = None,
+    ) -> OperationRecord:
+        """Lock ``instance`` (Busy if held), record the operation and run ``work`` in a thread.
+        ``during``: (instance id, state) the instance is in while ``work`` runs, committed
+        with the operation's record."""
         op_id = str(uuid.uuid4())
         if instance is not None:
             self.locks.acquire(instance, op_id, action)
         try:
-            record = self.store.insert_operation(op_id, action, instance)
+            record = self.store.insert_operation(op_id, action, instance, instance_state=during)
         except BaseException:
             if instance is not None:
                 self.locks.release(instance, op_id)
@@ -72,28 +84,36 @@ class OperationManager:
             self._done[op_id] = threading.Event()
             self._contexts[op_id] = ctx
         self.events.publish("operation.created", instance=instance, operation=op_id, action=action)
+        if during is not None:
+            self.events.publish("instance.state", instance=instance, state=during[1].value)
         self._pool.submit(self._run, ctx, action, work)
         return record
 
     def _run(self, ctx: OperationContext, action: str, work: Work) -> None:
         status, error = "success", None
         try:
-            work(ctx)
-        except Cancelled as exc:
-            status, error = "cancelled", exc.message
-        except CorralError as exc:
-            status, error = "failure", exc.message
-        except Exception as exc:  # a bug or an unexpected host error: keep the daemon alive
-            log.exception("operation %s (%s) crashed", ctx.id, action)
-            status, error = "failure", f"internal error: {exc}"
+            try:
+                work(ctx)
+            except Cancelled as exc:
+                status, error = "cancelled", exc.message
+            except CorralError as exc:
+                status, error = "failure", exc.message
+            except Exception as exc:  # a bug or an unexpected host error: keep the daemon alive
+                log.exception("operation %s (%s) crashed", ctx.id, action)
+                status, error = "failure", f"internal error: {exc}"
+            progress = 1.0 if status == "success" else None
+            settled = ctx.settled if status == "success" else None
+            self.store.update_operation(
+                ctx.id, status=status, error=error, progress=progress,
+                phase="done" if status == "success" else status, instance_state=settled,
+            )
         finally:
+            # released only once the instance's new state is committed: the next operation
+            # on it must not read the state this one leaves behind before it is written
             if ctx.instance is not None:
                 self.locks.release(ctx.instance, ctx.id)
-        progress = 1.0 if status == "success" else None
-        self.store.update_operation(
-            ctx.id, status=status, error=error, progress=progress,
-            phase="done" if status == "success" else status,
-        )
+        if settled is not None:
+            self.events.publish("instance.state", instance=ctx.instance, state=settled[1].value)
         self.events.publish(
             "operation." + status, instance=ctx.instance, operation=ctx.id, action=action,
             error=error,

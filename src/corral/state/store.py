@@ -149,7 +149,11 @@ class StateStore:
             s.execute(delete(InstanceRow).where(InstanceRow.id == instance_id))
 
     # Operations -----------------------------------------------------------------------
-    def insert_operation(self, op_id: str, action: str, instance: str | None) -> OperationRecord:
+    def insert_operation(
+        self, op_id: str, action: str, instance: str | None,
+        instance_state: tuple[int, State] | None = None,
+    ) -> OperationRecord:
+        """``instance_state``: (instance id, state) to set in the same transaction."""
         now = utcnow()
         row = OperationRow(
             id=op_id, action=action, instance=instance, status="running", progress=0.0,
@@ -157,12 +161,18 @@ class StateStore:
         )
         with self._sessions() as s, s.begin():
             s.add(row)
+            if instance_state is not None:
+                instance_id, state = instance_state
+                s.execute(update(InstanceRow).where(InstanceRow.id == instance_id)
+                          .values(state=state.value))
         return _operation(row)
 
     def update_operation(
         self, op_id: str, *, status: str | None = None, progress: float | None = None,
         phase: str | None = None, error: str | None = None,
+        instance_state: tuple[int, State] | None = None,
     ) -> None:
+        """``instance_state``: (instance id, state) to set in the same transaction."""
         values: dict[str, object] = {"updated_at": utcnow()}
         for key, value in (("status", status), ("progress", progress), ("phase", phase),
                            ("error", error)):
@@ -172,6 +182,10 @@ class StateStore:
             done = s.execute(update(OperationRow).where(OperationRow.id == op_id).values(values))
             if done.rowcount == 0:
                 raise NotFound(f"no operation '{op_id}'")
+            if instance_state is not None:
+                instance_id, state = instance_state
+                s.execute(update(InstanceRow).where(InstanceRow.id == instance_id)
+                          .values(state=state.value))
 
     def get_operation(self, op_id: str) -> OperationRecord:
         """By full id, or by a unique prefix of at least 4 characters (as list shows them)."""
