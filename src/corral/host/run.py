@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from corral.domain.errors import HostFailure, Unsupported
 
 log = logging.getLogger("corral.host")
+T = TypeVar("T")
 
 
 def require_tool(name: str, package: str) -> str:
@@ -47,6 +49,39 @@ def run(
         said = (proc.stderr or proc.stdout).decode(errors="replace").strip()
         raise HostFailure(f"'{' '.join(argv[:3])}' failed (exit {proc.returncode}): {said}")
     return proc
+
+
+def run_while(
+    argv: Sequence[str], during: Callable[[subprocess.Popen[bytes]], T], *,
+    timeout: float | None = 120,
+) -> tuple[subprocess.CompletedProcess[bytes], T]:
+    """``run`` that calls ``during(process)`` on this thread while the command runs (work
+    that overlaps the command's own start-up), then waits for it and checks its exit. An
+    exception from ``during`` is raised once the command has ended."""
+    log.debug("run %s", " ".join(argv))
+    try:
+        process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError as exc:
+        raise HostFailure(f"'{argv[0]}' is not installed on this host") from exc
+    failure: BaseException | None = None
+    result: T | None = None
+    try:
+        result = during(process)
+    except BaseException as exc:  # re-raised below, after the wait
+        failure = exc
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        process.kill()
+        process.communicate()
+        raise HostFailure(f"'{' '.join(argv)}' did not finish within {timeout} s") from exc
+    if failure is not None:
+        raise failure
+    done = subprocess.CompletedProcess(list(argv), process.returncode, stdout, stderr)
+    if process.returncode != 0:
+        said = (stderr or stdout).decode(errors="replace").strip()
+        raise HostFailure(f"'{' '.join(argv[:3])}' failed (exit {process.returncode}): {said}")
+    return done, result  # type: ignore[return-value]
 
 
 def output(argv: Sequence[str], **kwargs: object) -> str:

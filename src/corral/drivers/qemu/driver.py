@@ -44,11 +44,12 @@ from corral.drivers.qemu.nics import (
     remove_taps,
     vm_nics,
 )
+from corral.drivers.qemu.placement import place_while_starting
 from corral.drivers.qemu.qmp import qmp
 from corral.host.cgroups import read_layout
 from corral.host.cpu import tsc_khz
 from corral.host.kvm import choose_accel
-from corral.host.run import require_tool, run
+from corral.host.run import require_tool, run_while
 from corral.storage.images import build_root_disk
 from corral.templates.image import TemplateImage
 
@@ -202,12 +203,18 @@ class QemuDriver(QemuNicHotplug, QemuDiskHotplug):
             prepare_taps(instance_nics(spec))
             if not has_agent(template):
                 (paths.run / NO_AGENT).write_text("this VM boots a foreign image\n")
-            run(build_argv(self._binary(), cfg), timeout=60)
-            pid = self._pid(paths)
+            # the persisted resources: cgroup (CPU cap/weight/pin) first, QEMU moved into it
+            # while it initialises (placement.py), IO throttling once it answers QMP
+            layout = read_layout()
+            _, placed = run_while(build_argv(self._binary(), cfg), lambda launcher: (
+                place_while_starting(
+                    launcher, paths.pidfile, lambda pid: _is_our_qemu(pid, paths),
+                    prepare=lambda: vm_resources.prepare_cgroup(spec, layout),
+                    move=lambda pid: vm_resources.move(spec, layout, pid))), timeout=60)
+            pid = placed or self._pid(paths)
             if pid is None:
                 raise HostFailure(f"QEMU for '{spec.name}' exited right after starting")
-            # the persisted resources: cgroup (CPU cap/weight/pin) and IO throttling
-            vm_resources.started(spec, paths, read_layout(), pid)
+            vm_resources.started(spec, paths, layout, pid, placed=placed is not None)
         except BaseException:
             self._kill(paths)
             self._cleanup_runtime(paths)

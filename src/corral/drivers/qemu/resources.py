@@ -1,8 +1,9 @@
 """A VM's resources: the QEMU process's cgroup (CPU weight, cap, pinning) and QMP (vCPUs,
 balloon, disk size, IO throttling).
 
-* CPU: QEMU is moved into ``corral/vm/<id>`` right after it daemonizes; ``cpu_limit`` caps
-  the whole process (vCPU and IO threads), ``cpu_shares`` weighs it, ``cpu_pin`` pins it.
+* CPU: QEMU is moved into ``corral/vm/<id>`` as soon as it daemonizes (placement.py);
+  ``cpu_limit`` caps the whole process (vCPU and IO threads), ``cpu_shares`` weighs it,
+  ``cpu_pin`` pins it.
 * vCPUs: ``max_cpus`` vCPUs exist from boot (default: ``cpus`` or the host's CPU count,
   whichever is more). On q35/pc the extra ones are hot-plugged with ``device_add``; microvm
   cannot hot-plug (QEMU: "query-hotpluggable-cpus is not enabled"), so there all of them are
@@ -69,9 +70,18 @@ def _load_live(paths: VmPaths) -> dict[str, Any]:
 
 def place(spec: InstanceSpec, layout: CgroupLayout, pid: int) -> None:
     """Put a freshly started QEMU into its cgroup with the persisted limits."""
-    rel = cgroup_path(spec)
-    cgroupfs.ensure_group(layout, VM_CONTROLLERS, rel)
-    cgroupfs.move_process(layout, VM_CONTROLLERS, rel, pid)
+    prepare_cgroup(spec, layout)
+    move(spec, layout, pid)
+
+
+def move(spec: InstanceSpec, layout: CgroupLayout, pid: int) -> None:
+    """QEMU's process (all its threads) into the VM's group in every hierarchy."""
+    cgroupfs.move_process(layout, VM_CONTROLLERS, cgroup_path(spec), pid)
+
+
+def prepare_cgroup(spec: InstanceSpec, layout: CgroupLayout) -> None:
+    """The VM's cgroup with the persisted limits, before QEMU is moved into it."""
+    cgroupfs.ensure_group(layout, VM_CONTROLLERS, cgroup_path(spec))
     apply_cgroup(spec, layout, spec.resources)
 
 
@@ -154,9 +164,12 @@ def online_cpus(paths: VmPaths, count: int) -> None:
 
 # --- the whole change ------------------------------------------------------------------------
 
-def started(spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout, pid: int) -> None:
-    """Right after QEMU started: cgroup, IO throttling, what the guest has."""
-    place(spec, layout, pid)
+def started(spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout, pid: int,
+            placed: bool) -> None:
+    """Right after QEMU started: cgroup (unless ``placed`` already, in a group made by
+    ``prepare_cgroup``), IO throttling, what the guest has."""
+    if not placed:
+        move(spec, layout, pid)
     res = spec.resources
     if any(getattr(res, k) is not None for k in _IO_KEYS):
         io_throttle(paths, res)

@@ -1,0 +1,41 @@
+"""host.run.run_while: work overlapping a command, errors after it ended."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from corral.domain.errors import HostFailure
+from corral.host.run import run_while
+
+
+def test_during_runs_while_the_command_runs_and_its_result_is_returned() -> None:
+    def during(process: subprocess.Popen[bytes]) -> bool:
+        return process.poll() is None  # the command (sleep) is still running
+
+    done, still_running = run_while(["sh", "-c", "sleep 0.3; echo out"], during)
+    assert still_running is True
+    assert done.returncode == 0 and done.stdout == b"out\n"
+
+
+def test_a_failing_command_raises_with_its_stderr() -> None:
+    with pytest.raises(HostFailure, match=r"exit 3.*broken"):
+        run_while(["sh", "-c", "echo broken >&2; exit 3"], lambda _p: None)
+
+
+def test_an_error_in_during_is_raised_after_the_command_ended() -> None:
+    seen: list[subprocess.Popen[bytes]] = []
+
+    def during(process: subprocess.Popen[bytes]) -> None:
+        seen.append(process)
+        raise HostFailure("cgroup gone")
+
+    with pytest.raises(HostFailure, match="cgroup gone"):
+        run_while(["sh", "-c", "sleep 0.1"], during)
+    assert seen[0].returncode == 0  # waited for, not left as a zombie
+
+
+def test_timeout_kills_the_command() -> None:
+    with pytest.raises(HostFailure, match="did not finish"):
+        run_while(["sleep", "30"], lambda _p: None, timeout=0.2)
