@@ -112,17 +112,17 @@ class OperationManager:
             # on it must not read the state this one leaves behind before it is written
             if ctx.instance is not None:
                 self.locks.release(ctx.instance, ctx.id)
+        with self._guard:
+            done = self._done.pop(ctx.id, None)
+            self._contexts.pop(ctx.id, None)
+        if done is not None:
+            done.set()  # waiters first: their answer does not wait for the event subscribers
         if settled is not None:
             self.events.publish("instance.state", instance=ctx.instance, state=settled[1].value)
         self.events.publish(
             "operation." + status, instance=ctx.instance, operation=ctx.id, action=action,
             error=error,
         )
-        with self._guard:
-            done = self._done.pop(ctx.id, None)
-            self._contexts.pop(ctx.id, None)
-        if done is not None:
-            done.set()
 
     def wait(self, op_id: str, timeout: float | None) -> OperationRecord:
         with self._guard:
