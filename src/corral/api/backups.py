@@ -8,9 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 
 from corral.api import convert
-from corral.api.deps import corral
+from corral.api.deps import Policy, corral
 from corral.backup.manifest import Manifest
 from corral.backup.retention import Retention
+from corral.domain.errors import NotFound
+from corral.services.access import Access
 from corral.services.core import Corral
 from corral.state.backupstore import TargetRecord
 from corral.wire.backups import (
@@ -47,6 +49,7 @@ def _backup(m: Manifest) -> BackupModel:
             read_bytes=s.read_bytes, zero_bytes=s.zero_bytes, new_bytes=s.new_bytes,
             stored_bytes=s.stored_bytes, reused_bytes=s.reused_bytes,
             new_chunks=s.new_chunks, seconds=s.seconds),
+        owner=m.instance.owner,
     )
 
 
@@ -102,14 +105,27 @@ def remove_target(name: str, app: App) -> Response:
 
 # Backups --------------------------------------------------------------------------------
 @router.post("/backups", response_model=OperationModel, status_code=202)
-def create_backup(body: BackupRequest, app: App) -> OperationModel:
+def create_backup(body: BackupRequest, app: App, policy: Policy) -> OperationModel:
+    if not policy.admin:  # an owner: its own instance, to a target an admin added
+        _owner_target(app, policy, body.target, body.key_file)
+        try:
+            policy.instance(app.store.get_instance(body.instance), body.instance)
+        except NotFound:
+            raise NotFound(f"no instance '{body.instance}'") from None
     return convert.operation(app.backups.create(body.instance, body.target, body.key_file))
 
 
+def _owner_target(app: Corral, policy: Access, target: str, key_file: str | None) -> None:
+    policy.target(target, app.backups.store.target(target) is not None, key_file)
+
+
 @router.get("/backups", response_model=list[BackupModel])
-def list_backups(app: App, target: str, instance: str | None = None,
+def list_backups(app: App, policy: Policy, target: str, instance: str | None = None,
                  key_file: str | None = None) -> list[BackupModel]:
-    return [_backup(m) for m in app.backups.list_backups(target, instance, key_file)]
+    """The backups in a target (an owner: those of its instances)."""
+    _owner_target(app, policy, target, key_file)
+    found = policy.backups(app.backups.list_backups(target, instance, key_file))
+    return [_backup(m) for m in found]
 
 
 @router.post("/backups/verify", response_model=OperationModel, status_code=202)
@@ -133,9 +149,16 @@ def prune_backups(body: PruneRequest, app: App) -> PruneModel:
 
 
 @router.get("/backups/{backup_id}", response_model=BackupModel)
-def show_backup(backup_id: str, app: App, target: str,
+def show_backup(backup_id: str, app: App, policy: Policy, target: str,
                 key_file: str | None = None) -> BackupModel:
-    return _backup(app.backups.info(target, backup_id, key_file))
+    _owner_target(app, policy, target, key_file)
+    if policy.admin:
+        return _backup(app.backups.info(target, backup_id, key_file))
+    try:
+        found: Manifest | None = app.backups.info(target, backup_id, key_file)
+    except NotFound:
+        found = None
+    return _backup(policy.backup(found, backup_id, target))
 
 
 @router.delete("/backups/{backup_id}", status_code=204)
@@ -146,9 +169,11 @@ def delete_backup(backup_id: str, app: App, target: str,
 
 
 @router.post("/backups/{backup_id}/restore", response_model=OperationModel, status_code=202)
-def restore_backup(backup_id: str, body: RestoreRequest, app: App) -> OperationModel:
+def restore_backup(backup_id: str, body: RestoreRequest, app: App,
+                   policy: Policy) -> OperationModel:
+    _owner_target(app, policy, body.target, body.key_file)
     return convert.operation(
-        app.backups.restore(body.target, backup_id, body.as_name, body.key_file))
+        app.backups.restore(body.target, backup_id, body.as_name, body.key_file, policy))
 
 
 # Schedules ------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from corral.api import convert
-from corral.api.deps import corral
+from corral.api.deps import Policy, corral
+from corral.domain.errors import NotFound
 from corral.services.core import Corral
 from corral.services.foreign import ForeignSource, vnc_socket
 from corral.state.store import OperationRecord
@@ -22,14 +23,21 @@ from corral.wire.models import (
     OperationModel,
     StopRequest,
 )
+from corral.wire.users import SetOwnerRequest
 
 router = APIRouter(prefix="/api/v1/instances", tags=["instances"])
 App = Annotated[Corral, Depends(corral)]
 
 
 @router.get("", response_model=list[InstanceModel])
-def list_instances(app: App) -> list[InstanceModel]:
-    return [convert.instance(v) for v in app.instances.list_all()]
+def list_instances(app: App, policy: Policy) -> list[InstanceModel]:
+    """Every instance (an owner: its own)."""
+    if policy.admin:
+        views = app.instances.list_all()
+    else:  # only the caller's are asked for their runtime state
+        mine = policy.instances(app.store.list_instances(), lambda r: r.owner)
+        views = [app.instances.get(str(r.id)) for r in mine]
+    return [convert.instance(v) for v in views]
 
 
 @router.post("", response_model=OperationModel, status_code=202)
@@ -46,7 +54,7 @@ def create_instance(body: CreateRequest, app: App) -> OperationModel:
                                 iso=Path(body.iso) if body.iso else None)
     record = app.instances.create(
         body.name, body.type, body.template, settings, privileged=body.privileged,
-        start=body.start, pool=body.pool, foreign=foreign,
+        start=body.start, pool=body.pool, foreign=foreign, owner=body.owner,
     )
     return convert.operation(record)
 
@@ -58,8 +66,22 @@ def vnc(ref: str, app: App) -> dict[str, str]:
 
 
 @router.get("/{ref}", response_model=InstanceModel)
-def show_instance(ref: str, app: App) -> InstanceModel:
-    return convert.instance(app.instances.get(ref))
+def show_instance(ref: str, app: App, policy: Policy) -> InstanceModel:
+    if policy.admin:
+        return convert.instance(app.instances.get(ref))
+    try:  # an owner: another owner's instance answers as a missing one
+        record = app.store.get_instance(ref)
+    except NotFound:
+        raise NotFound(f"no instance '{ref}'") from None
+    policy.instance(record, ref)
+    return convert.instance(app.instances.get(str(record.id)))
+
+
+@router.put("/{ref}/owner", response_model=InstanceModel)
+def set_owner(ref: str, body: SetOwnerRequest, app: App) -> InstanceModel:
+    """Give the instance to a user (``owner: null``: to no one)."""
+    record = app.instances.set_owner(ref, body.owner)
+    return convert.instance(app.instances.get(str(record.id)))
 
 
 @router.delete("/{ref}", response_model=OperationModel, status_code=202)

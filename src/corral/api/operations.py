@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from corral.api import convert
-from corral.api.deps import corral
+from corral.api.deps import Policy, corral
 from corral.services.core import Corral
 from corral.wire.models import OperationModel
 
@@ -17,21 +17,23 @@ App = Annotated[Corral, Depends(corral)]
 
 @router.get("", response_model=list[OperationModel])
 def list_operations(
-    app: App, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    app: App, policy: Policy, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[OperationModel]:
-    return [convert.operation(r) for r in app.store.list_operations(limit)]
+    """The newest operations (an owner: those it started)."""
+    found = app.store.list_operations(limit, requested_by=policy.operations_filter)
+    return [convert.operation(r) for r in found]
 
 
 @router.get("/{op_id}", response_model=OperationModel)
-def show_operation(op_id: str, app: App) -> OperationModel:
-    return convert.operation(app.store.get_operation(op_id))
+def show_operation(op_id: str, app: App, policy: Policy) -> OperationModel:
+    return convert.operation(policy.operation(app.store.get_operation(op_id), op_id))
 
 
 @router.get("/{op_id}/wait", response_model=OperationModel)
 def wait_operation(
-    op_id: str, app: App, timeout: Annotated[float, Query(ge=0, le=600)] = 30
+    op_id: str, app: App, policy: Policy, timeout: Annotated[float, Query(ge=0, le=600)] = 30
 ) -> OperationModel:
-    full_id = app.store.get_operation(op_id).id
+    full_id = policy.operation(app.store.get_operation(op_id), op_id).id
     return convert.operation(app.operations.wait(full_id, timeout))
 
 

@@ -39,6 +39,7 @@ class InstanceInfo:
     template: str
     resources: dict[str, Any]
     privileged: bool = False
+    owner: str | None = None  # the user who owned the instance then (sees this backup)
 
 
 @dataclass

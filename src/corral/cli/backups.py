@@ -172,15 +172,16 @@ def backup_list(to: ToOpt, name: Annotated[str | None, typer.Argument()] = None,
     with client() as c:
         found = BackupCalls(c).backups(to, name, key_file)
     if not output.emit_structured(found, fmt):
-        output.table(["BACKUP", "INSTANCE", "TYPE", "CREATED", "DISK", "NEW", "STORED"], [
-            [b.id, b.instance, b.type, b.created_at[:19], _mib(b.disk_size),
+        output.table(["BACKUP", "INSTANCE", "TYPE", "OWNER", "CREATED", "DISK", "NEW",
+                      "STORED"], [
+            [b.id, b.instance, b.type, b.owner or "-", b.created_at[:19], _mib(b.disk_size),
              _mib(b.stats.new_bytes), _mib(b.stats.stored_bytes)] for b in found])
 
 
 def _info_rows(b: BackupModel) -> list[tuple[str, str]]:
     s = b.stats
     return [("id", b.id), ("instance", f"{b.instance} ({b.type}, id {b.instance_id})"),
-            ("template", b.template), ("created", b.created_at),
+            ("template", b.template), ("owner", b.owner or "-"), ("created", b.created_at),
             ("disk", _mib(b.disk_size)), ("chunks", f"{b.chunks} x {_mib(b.chunk_size)}"),
             ("parent", b.parent or "-"), ("encrypted", "yes" if b.encrypted else "no"),
             ("consistency", b.consistency), ("method", b.method),

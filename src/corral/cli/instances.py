@@ -34,6 +34,8 @@ def create(
              "pool)")] = None,
     iso: Annotated[str | None, typer.Option(
         help="VMs: an installer ISO; a blank disk of --disk size, VNC console")] = None,
+    owner: Annotated[str | None, typer.Option(
+        help="the user it belongs to (sees it, backs it up, restores it)")] = None,
     no_wait: NoWait = False,
     settings: Annotated[list[str] | None, typer.Argument(
         help="resource key=value … as for `corral set` (e.g. cpu_limit=50 io_iops=300)")] = None,
@@ -42,7 +44,7 @@ def create(
     request = CreateRequest(
         name=name, type=type_, template=template, cpus=cpus, memory=memory, disk=disk,
         privileged=privileged, start=start, resources=assignments(settings), pool=pool,
-        image=_absolute(image), iso=_absolute(iso),
+        image=_absolute(image), iso=_absolute(iso), owner=owner,
     )
     with client() as c:
         op = c.create_instance(request)
@@ -109,7 +111,7 @@ def delete(
 def _row(i: InstanceModel) -> list[str]:
     r = i.resources
     return [str(i.id), i.name, i.type, i.state, str(r.cpus), output.size(r.memory),
-            output.size(r.disk), ", ".join(i.ip) or "-", i.node]
+            output.size(r.disk), ", ".join(i.ip) or "-", i.owner or "-", i.node]
 
 
 def list_(fmt: FormatOpt = Format.table) -> None:
@@ -117,7 +119,8 @@ def list_(fmt: FormatOpt = Format.table) -> None:
     with client() as c:
         items = c.list_instances()
     if not output.emit_structured(items, fmt):
-        columns = ["ID", "NAME", "TYPE", "STATE", "CPUS", "MEMORY", "DISK", "IP", "NODE"]
+        columns = ["ID", "NAME", "TYPE", "STATE", "CPUS", "MEMORY", "DISK", "IP", "OWNER",
+                   "NODE"]
         output.table(columns, [_row(i) for i in items])
 
 
@@ -150,7 +153,8 @@ def info(ref: Annotated[str, typer.Argument()], fmt: FormatOpt = Format.table) -
         ("template", i.template), ("cpus", str(r.cpus)), ("memory", output.size(r.memory)),
         ("disk", output.size(r.disk)), *_set_limits(r),
         ("privileged", str(i.privileged).lower()),
-        ("ip", ", ".join(i.ip) or "-"), ("pid", str(i.pid or "-")), ("node", i.node),
+        ("ip", ", ".join(i.ip) or "-"), ("pid", str(i.pid or "-")),
+        ("owner", i.owner or "-"), ("node", i.node),
         ("created", i.created_at), ("operation", i.operation or "-"),
     ])
 

@@ -16,6 +16,7 @@ from corral.cli import (
     networks,
     operations,
     resources,
+    users,
 )
 from corral.cli.storage import register as register_storage
 
@@ -52,6 +53,9 @@ app.add_typer(migration.migration_app, name="migration")
 host.host_app.command("join")(migration.host_join)
 host.host_app.command("pairing")(migration.host_pairing)
 
+app.add_typer(users.user_app, name="user")
+app.command()(users.owner)
+app.command()(users.whoami)
 app.add_typer(backups.snapshot_app, name="snapshot")
 app.add_typer(backups.backup_app, name="backup")
 app.command()(backups.restore)

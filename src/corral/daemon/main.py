@@ -14,7 +14,7 @@ from pathlib import Path
 
 import uvicorn
 
-from corral.api.app import TokenAuth, create_app
+from corral.api.app import LocalAdmin, TokenAuth, create_app
 from corral.daemon import logs
 from corral.services.core import Corral, Settings
 
@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--state-dir", default=env("CORRAL_STATE_DIR", "/var/lib/corral"))
     parser.add_argument("--socket", default=env("CORRAL_SOCKET", DEFAULT_SOCKET))
     parser.add_argument("--listen", default=env("CORRAL_LISTEN", ""),
-                        help="also serve HTTP on HOST:PORT, with token auth")
+                        help="also serve HTTP on HOST:PORT, with token auth (the daemon's "
+                             "token: admin; users' tokens: those users)")
     parser.add_argument("--token-file", default=env("CORRAL_TOKEN_FILE", ""),
                         help="API token for --listen (made if missing)")
     parser.add_argument("--advertise", default=env("CORRAL_ADVERTISE", ""),
@@ -69,7 +70,7 @@ async def serve(args: argparse.Namespace) -> None:
     socket_path = Path(args.socket)
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     socket_path.unlink(missing_ok=True)
-    servers = [_Server(uvicorn.Config(app, uds=str(socket_path), log_config=None,
+    servers = [_Server(uvicorn.Config(LocalAdmin(app), uds=str(socket_path), log_config=None,
                                              lifespan="off", ws_ping_interval=None))]
     if args.listen:
         host, _, port = args.listen.rpartition(":")
@@ -82,8 +83,8 @@ async def serve(args: argparse.Namespace) -> None:
             corral.remotes.advertise_url = args.advertise or default_url
             corral.remotes.own_token = token
         servers.append(_Server(uvicorn.Config(
-            TokenAuth(app, token), host=host or "127.0.0.1", port=int(port), log_config=None,
-            lifespan="off", ws_ping_interval=None, **tls,  # type: ignore[arg-type]
+            TokenAuth(app, token, corral.users.authenticate), host=host or "127.0.0.1",
+            port=int(port), log_config=None, lifespan="off", ws_ping_interval=None, **tls,  # type: ignore[arg-type]
         )))
     loop = asyncio.get_running_loop()
 

@@ -45,3 +45,10 @@ class HostFailure(CorralError):
 
     code = "host_failure"
     status = 500
+
+
+class Forbidden(CorralError):
+    """The caller is known but its role does not allow the request."""
+
+    code = "forbidden"
+    status = 403

@@ -29,7 +29,9 @@ from corral.backup.targets import S3Target, open_target
 from corral.domain.errors import Conflict, InvalidInput, NotFound, Unsupported
 from corral.domain.instance import Kind
 from corral.domain.lifecycle import State
+from corral.domain.users import LOCAL_ROOT
 from corral.drivers.snapshots import Captured, SnapshotHooks
+from corral.services.access import Access
 from corral.services.instances import InstanceService
 from corral.services.operations import OperationContext
 from corral.state.backupstore import BackupStore, ScheduleRecord, TargetRecord
@@ -170,7 +172,7 @@ class BackupService:
         record = self._record(target, key_file)
         store = self._open(record, create=True)
         info = InstanceInfo(rec.name, rec.id, rec.kind.value, rec.template,
-                            rec.resources.to_dict(), rec.privileged)
+                            rec.resources.to_dict(), rec.privileged, owner=rec.owner)
 
         def work(ctx: OperationContext) -> None:
             copy = scratch_copy(spec.disk_path, ctx.id)
@@ -302,11 +304,20 @@ class BackupService:
 
     # Restore -------------------------------------------------------------------------------
     def restore(self, target: str, backup_id: str, as_name: str | None = None,
-                key_file: str | None = None) -> OperationRecord:
+                key_file: str | None = None, access: Access | None = None) -> OperationRecord:
         """Restore into a new instance (``as_name``, or the original name when no instance
-        has it any more), or over the original instance when it exists and is stopped."""
+        has it any more), or over the original instance when it exists and is stopped.
+        ``access``: the caller's policy (its own backups only, over its own instances only;
+        the new instance belongs to the backup's owner)."""
+        access = access or Access(LOCAL_ROOT)
         store = self._open(self._record(target, key_file))
-        manifest = store.manifest(backup_id)
+        try:
+            found: Manifest | None = store.manifest(backup_id)
+        except NotFound:
+            if access.admin:
+                raise
+            found = None
+        manifest = access.backup(found, backup_id, target)
         source = manifest.instance
         name = as_name or source.name
         try:
@@ -315,6 +326,9 @@ class BackupService:
             existing = None
         if existing is not None and as_name is not None:
             raise Conflict(f"an instance named '{as_name}' already exists")
+        if existing is not None and not access.restore_over(existing.record):
+            raise Conflict(f"an instance named '{name}' exists and is not yours: restore "
+                           "--as a new name")
         if existing is not None:
             if existing.record.kind.value != source.kind:
                 raise Conflict(f"'{name}' is a {existing.record.kind.value}; the backup is a "
@@ -328,13 +342,16 @@ class BackupService:
                 self._write_disk(ctx, manifest, store, spec.disk_path)
 
             return self.instances.ops.submit("restore", name, in_place)
+        owner = access.restored_owner(
+            source.owner, source.owner is not None and self.instances.store.user_exists(
+                source.owner))
         settings = {"disk": f"{manifest.disk_size // 1024}K"}
         for key in ("cpus", "memory"):
             value = source.resources.get(key)
             if value is not None:
                 settings[key] = str(value) if key == "cpus" else f"{int(str(value)) // 1024}K"
         create = self.instances.create(name, source.kind, source.template, settings,
-                                       privileged=source.privileged)
+                                       privileged=source.privileged, owner=owner)
 
         def as_new(ctx: OperationContext) -> None:
             ctx.progress(0.0, f"creating {name}")

@@ -50,7 +50,7 @@ class ConvertService:
         image = svc.templates.get(src.template)
         driver = svc.driver(src.kind)
         rec = svc.store.insert_instance(new_name, src.kind, src.template, src.resources,
-                                        src.privileged, svc.node, FIRST_ID)
+                                        src.privileged, svc.node, FIRST_ID, owner=src.owner)
         base_spec = svc.spec(rec)
 
         def work(ctx: OperationContext) -> None:

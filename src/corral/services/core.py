@@ -19,9 +19,11 @@ from corral.services.operations import OperationManager
 from corral.services.resources import ResourceService
 from corral.services.storage import StorageService
 from corral.services.templates import TemplateService
+from corral.services.users import UserService
 from corral.state.netstore import NetworkStore
 from corral.state.storagestore import StorageStore
 from corral.state.store import InstanceRecord, StateStore
+from corral.state.userstore import UserStore
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Corral:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = StateStore(settings.state_dir / "corral.db")
         self.events = EventBus()
+        self.users = UserService(UserStore(settings.state_dir / "corral.db"))
         self.locks = InstanceLocks()
         self.operations = OperationManager(self.store, self.events, self.locks)
         self.templates = TemplateService(settings.state_dir / "templates")

@@ -115,8 +115,9 @@ class InstanceService:
     def create(
         self, name: str, kind: str, template: str, settings: dict[str, str],
         privileged: bool = False, start: bool = False, pool: str | None = None,
-        foreign: ForeignSource | None = None,
+        foreign: ForeignSource | None = None, owner: str | None = None,
     ) -> OperationRecord:
+        """Start creating an instance; ``owner``: the user it belongs to (must exist)."""
         validate_name(name)
         instance_kind = Kind.parse(kind)
         driver = self.driver(instance_kind)
@@ -136,7 +137,8 @@ class InstanceService:
             raise InvalidInput("pids applies to containers only (a VM's kernel has its own)")
         with self.admission(resources, None):
             rec = self.store.insert_instance(
-                name, instance_kind, template, resources, privileged, self.node, FIRST_ID
+                name, instance_kind, template, resources, privileged, self.node, FIRST_ID,
+                owner=owner,
             )
         spec = self.spec(rec)
 
@@ -166,6 +168,14 @@ class InstanceService:
         except BaseException:
             self.store.delete_instance(rec.id)
             raise
+
+    def set_owner(self, ref: str, owner: str | None) -> InstanceRecord:
+        """Give the instance to user ``owner`` (None: to no one, i.e. admins only)."""
+        rec = self.store.get_instance(ref)
+        self.store.set_owner(rec.id, owner)
+        self.events.publish("instance.owner", instance=rec.name, owner=owner,
+                            previous=rec.owner)
+        return self.store.get_instance(str(rec.id))
 
     def _discard(self, rec: InstanceRecord, spec: InstanceSpec) -> None:
         """Undo a failed create: stop and remove whatever exists, then forget the row."""

@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 
 from corral.domain.errors import CorralError, NotFound
 from corral.domain.lifecycle import State
@@ -17,6 +18,11 @@ from corral.state.store import OperationRecord, StateStore
 log = logging.getLogger("corral.operations")
 
 FINAL = frozenset({"success", "failure", "cancelled"})
+
+requester: ContextVar[str | None] = ContextVar("corral_requester", default=None)
+"""The user a request runs for (set by the API's authentication for each request; None for
+the built-in admin identities). Operations submitted while handling it record that user, so
+an owner can follow the operations it started (and only those)."""
 
 
 class Cancelled(CorralError):
@@ -74,7 +80,8 @@ class OperationManager:
         if instance is not None:
             self.locks.acquire(instance, op_id, action)
         try:
-            record = self.store.insert_operation(op_id, action, instance, instance_state=during)
+            record = self.store.insert_operation(op_id, action, instance, instance_state=during,
+                                                 requested_by=requester.get())
         except BaseException:
             if instance is not None:
                 self.locks.release(instance, op_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -24,6 +24,8 @@ class InstanceRow(Base):
     privileged: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     node: Mapped[str] = mapped_column(String(253), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+    owner: Mapped[str | None] = mapped_column(
+        String(63), ForeignKey("users.name"), nullable=True, index=True)
 
 
 class OperationRow(Base):
@@ -38,3 +40,14 @@ class OperationRow(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+    requested_by: Mapped[str | None] = mapped_column(String(63), nullable=True, index=True)
+    """The user who started it (None: an administrator); owners see only theirs."""
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    role: Mapped[str] = mapped_column(String(8), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)

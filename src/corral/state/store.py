@@ -18,7 +18,7 @@ from corral.domain.instance import Kind
 from corral.domain.lifecycle import State
 from corral.domain.resources import Resources
 from corral.state.db import open_database
-from corral.state.models import InstanceRow, OperationRow
+from corral.state.models import InstanceRow, OperationRow, UserRow
 
 
 def utcnow() -> datetime:
@@ -36,6 +36,7 @@ class InstanceRecord:
     privileged: bool
     node: str
     created_at: datetime
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class OperationRecord:
     error: str | None
     created_at: datetime
     updated_at: datetime
+    requested_by: str | None = None
+
+
+def unknown_user(name: str) -> InvalidInput:
+    return InvalidInput(f"no user '{name}' (add one with `corral user add {name}`)")
 
 
 def _instance(row: InstanceRow) -> InstanceRecord:
@@ -62,6 +68,7 @@ def _instance(row: InstanceRow) -> InstanceRecord:
         privileged=row.privileged,
         node=row.node,
         created_at=row.created_at,
+        owner=row.owner,
     )
 
 
@@ -76,6 +83,7 @@ def _operation(row: OperationRow) -> OperationRecord:
         error=row.error,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        requested_by=row.requested_by,
     )
 
 
@@ -103,12 +111,15 @@ class StateStore:
 
     def insert_instance(
         self, name: str, kind: Kind, template: str, resources: Resources, privileged: bool,
-        node: str, first_id: int,
+        node: str, first_id: int, owner: str | None = None,
     ) -> InstanceRecord:
-        """Reserve the name and the lowest free id atomically; Conflict on a duplicate name."""
+        """Reserve the name and the lowest free id atomically; Conflict on a duplicate name,
+        InvalidInput for an ``owner`` who is no user."""
         with self._sessions() as s, s.begin():
             if s.scalars(select(InstanceRow).where(InstanceRow.name == name)).first():
                 raise Conflict(f"an instance named '{name}' already exists")
+            if owner is not None and s.get(UserRow, owner) is None:
+                raise unknown_user(owner)
             used = set(s.scalars(select(InstanceRow.id)))
             new_id = first_id
             while new_id in used:
@@ -116,7 +127,7 @@ class StateStore:
             row = InstanceRow(
                 id=new_id, name=name, kind=kind.value, template=template,
                 state=State.CREATING.value, resources=resources.to_dict(),
-                privileged=privileged, node=node, created_at=utcnow(),
+                privileged=privileged, node=node, created_at=utcnow(), owner=owner,
             )
             s.add(row)
             try:
@@ -144,6 +155,17 @@ class StateStore:
             if row is not None:
                 row.resources = resources.to_dict()
 
+    def set_owner(self, instance_id: int, owner: str | None) -> None:
+        with self._sessions() as s, s.begin():
+            if owner is not None and s.get(UserRow, owner) is None:
+                raise unknown_user(owner)
+            s.execute(update(InstanceRow).where(InstanceRow.id == instance_id)
+                      .values(owner=owner))
+
+    def user_exists(self, name: str) -> bool:
+        with self._sessions() as s:
+            return s.get(UserRow, name) is not None
+
     def delete_instance(self, instance_id: int) -> None:
         with self._sessions() as s, s.begin():
             s.execute(delete(InstanceRow).where(InstanceRow.id == instance_id))
@@ -151,13 +173,15 @@ class StateStore:
     # Operations -----------------------------------------------------------------------
     def insert_operation(
         self, op_id: str, action: str, instance: str | None,
-        instance_state: tuple[int, State] | None = None,
+        instance_state: tuple[int, State] | None = None, requested_by: str | None = None,
     ) -> OperationRecord:
-        """``instance_state``: (instance id, state) to set in the same transaction."""
+        """``instance_state``: (instance id, state) to set in the same transaction;
+        ``requested_by``: the user who started it (None: a built-in admin identity)."""
         now = utcnow()
         row = OperationRow(
             id=op_id, action=action, instance=instance, status="running", progress=0.0,
             phase="queued", error=None, created_at=now, updated_at=now,
+            requested_by=requested_by,
         )
         with self._sessions() as s, s.begin():
             s.add(row)
@@ -201,9 +225,13 @@ class StateStore:
                 raise NotFound(f"no operation '{op_id}'")
             return _operation(row)
 
-    def list_operations(self, limit: int = 100) -> list[OperationRecord]:
+    def list_operations(self, limit: int = 100,
+                        requested_by: str | None = None) -> list[OperationRecord]:
+        """The newest ``limit`` operations (only those ``requested_by`` a user when given)."""
         with self._sessions() as s:
             query = select(OperationRow).order_by(OperationRow.created_at.desc()).limit(limit)
+            if requested_by is not None:
+                query = query.where(OperationRow.requested_by == requested_by)
             return [_operation(r) for r in s.scalars(query)]
 
     def unfinished_operations(self) -> list[OperationRecord]:

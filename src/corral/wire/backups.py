@@ -72,6 +72,8 @@ class BackupModel(BaseModel):
     consistency: str
     method: str
     stats: BackupStatsModel
+    owner: str | None = None
+    """The instance's owner when the backup was taken (that user sees the backup)."""
 
 
 class VerifyRequest(BaseModel):

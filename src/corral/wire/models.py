@@ -41,6 +41,7 @@ class InstanceModel(BaseModel):
     pid: int | None = None
     created_at: str
     operation: str | None = None
+    owner: str | None = None
 
 
 class CreateRequest(BaseModel):
@@ -60,6 +61,8 @@ class CreateRequest(BaseModel):
     """VMs: a disk image (raw, qcow2, …) on the daemon's host, booted through the firmware."""
     iso: str | None = None
     """VMs: an installer ISO on the daemon's host: a blank disk of ``disk`` size + CD-ROM."""
+    owner: str | None = None
+    """The user the instance belongs to (must exist); None: administrators only."""
 
 
 class StopRequest(BaseModel):
@@ -90,6 +93,8 @@ class OperationModel(BaseModel):
     error: str | None = None
     created_at: str
     updated_at: str
+    requested_by: str | None = None
+    """The user who started it (None: an administrator's built-in identity)."""
 
 
 class HostInfo(BaseModel):

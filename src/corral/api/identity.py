@@ -1,0 +1,114 @@
+"""Who is calling: ASGI wrappers that put the caller on every request's scope.
+
+* ``LocalAdmin`` wraps the Unix socket: it is mode 0600 and owned by root, which is the
+  authentication for local administrators.
+* ``TokenAuth`` wraps TCP listeners: every request needs ``Authorization: Bearer <token>``,
+  either the daemon's own token (an administrator: operators and migration peers use it) or
+  a user's token (that user, with its role). Anything else is 401.
+
+The routes never see an unidentified request: ``deps.caller`` refuses one (fail closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from corral.domain.errors import Forbidden
+from corral.domain.users import DAEMON_TOKEN, LOCAL_ROOT, Caller
+from corral.services.access import Access
+from corral.services.operations import requester
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Authenticate = Callable[[str], Caller | None]
+
+CALLER = "corral.caller"
+"""The scope key holding the request's ``Caller``."""
+
+
+async def _serve_as(caller: Caller, app: ASGIApp, scope: Scope, receive: Receive,
+                    send: Send) -> None:
+    scope[CALLER] = caller
+    if scope["type"] == "websocket" and not caller.admin:
+        await _refuse_websocket(caller, scope, receive, send)
+        return
+    marker = requester.set(caller.name if caller.user else None)
+    try:
+        await app(scope, receive, send)
+    finally:
+        requester.reset(marker)
+
+
+async def _refuse_websocket(caller: Caller, scope: Scope, receive: Receive,
+                            send: Send) -> None:
+    """Accept, then close with the reason (a refused handshake could not carry one)."""
+    what = "watch events" if scope.get("path") == "/events" else "open consoles"
+    try:
+        Access(caller).websocket(what)
+    except Forbidden as exc:
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4403, "reason": exc.message[:120]})
+
+
+class LocalAdmin:
+    """The Unix socket's wrapper: every request is local root's."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            await _serve_as(LOCAL_ROOT, self.app, scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class TokenAuth:
+    """ASGI wrapper for TCP listeners: the daemon's token or a user's token, else 401."""
+
+    def __init__(self, app: ASGIApp, token: str,
+                 authenticate: Authenticate = lambda _token: None) -> None:
+        self.app = app
+        self.token = token.encode()
+        self.authenticate = authenticate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        caller = await self._caller(scope)
+        if caller is None:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 4401})
+                return
+            body = json.dumps(
+                {"error": "unauthorized", "message": "missing or wrong API token"}
+            ).encode()
+            await send({
+                "type": "http.response.start", "status": 401,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"www-authenticate", b"Bearer")],
+            })
+            await send({"type": "http.response.body", "body": body})
+            return
+        await _serve_as(caller, self.app, scope, receive, send)
+
+    async def _caller(self, scope: Scope) -> Caller | None:
+        for name, value in scope.get("headers", []):
+            if name == b"authorization" and value.startswith(b"Bearer "):
+                presented = value[7:].strip()
+                if hmac.compare_digest(presented, self.token):
+                    return DAEMON_TOKEN
+                try:
+                    token = presented.decode("ascii")
+                except UnicodeDecodeError:
+                    return None
+                return await asyncio.to_thread(self.authenticate, token)
+        return None

@@ -1,0 +1,80 @@
+"""`corral user …`, `corral owner` and `corral whoami`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from corral.cli import output
+from corral.cli.common import client, fail
+from corral.cli.output import Format
+from corral.client.users import UserCalls
+from corral.wire.users import UserTokenModel
+
+user_app = typer.Typer(help="Users and their API tokens (owners see only their instances)",
+                       no_args_is_help=True)
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or yaml")]
+
+
+def _show_token(made: UserTokenModel, verb: str) -> None:
+    output.console.print(f"{verb} {made.user.role} [bold]{made.user.name}[/]. Its API token "
+                         "(shown only now; corrald keeps only a hash):", highlight=False)
+    print(made.token)
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="a DNS label, e.g. alice")],
+    role: Annotated[str, typer.Option(help="owner (its own instances and backups) or admin")]
+        = "owner",
+) -> None:
+    """Add a user; print its API token once."""
+    with client() as c:
+        _show_token(UserCalls(c).add(name, role), "Added")
+
+
+@user_app.command("list")
+def user_list(fmt: FormatOpt = Format.table) -> None:
+    """The users, their roles and the instances they own."""
+    with client() as c:
+        found = UserCalls(c).users()
+    if not output.emit_structured(found, fmt):
+        output.table(["NAME", "ROLE", "INSTANCES", "CREATED"], [
+            [u.name, u.role, ", ".join(u.instances) or "-", u.created_at[:19]] for u in found])
+
+
+@user_app.command("remove")
+def user_remove(name: str) -> None:
+    """Remove a user (refused while it owns instances); its token stops working."""
+    with client() as c:
+        UserCalls(c).remove(name)
+    output.console.print(f"User {name} removed")
+
+
+@user_app.command("token")
+def user_token(name: str) -> None:
+    """Give a user a new API token (printed once); the old one stops working."""
+    with client() as c:
+        _show_token(UserCalls(c).rotate_token(name), "New token for")
+
+
+def owner(
+    ref: Annotated[str, typer.Argument(help="instance name or id")],
+    user: Annotated[str | None, typer.Argument(help="the user it belongs to")] = None,
+    none: Annotated[bool, typer.Option("--none", help="no owner: administrators only")]
+        = False,
+) -> None:
+    """Give an instance to a user (or to no one with --none)."""
+    if (user is None) == (not none):
+        fail("name a user, or --none (not both)")
+    with client() as c:
+        made = UserCalls(c).set_owner(ref, user)
+    output.console.print(f"{made.name}: owner {made.owner or '-'}", highlight=False)
+
+
+def whoami() -> None:
+    """Who this CLI talks to corrald as (CORRAL_URL/CORRAL_TOKEN, or the Unix socket)."""
+    with client() as c:
+        me = UserCalls(c).whoami()
+    print(f"{me.name} ({me.role})" if me.user else f"{me.name}: {me.role}")

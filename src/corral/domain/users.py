@@ -1,0 +1,61 @@
+"""Users and callers: who may use the API, and as what (pure: no I/O).
+
+Two roles. An ``admin`` may do everything; an ``owner`` may see and back up its own
+instances and restore its own backups (``services/access.py`` holds the whole policy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import StrEnum
+
+from corral.domain.errors import InvalidInput
+from corral.domain.names import validate_name
+
+TOKEN_PREFIX = "crl_"
+"""User tokens start with it, so a leaked one is recognisable (and never the daemon's)."""
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    OWNER = "owner"
+
+    @classmethod
+    def parse(cls, value: str) -> Role:
+        try:
+            return cls(value)
+        except ValueError:
+            raise InvalidInput(f"role '{value}' is not one of: admin, owner") from None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The identity a request runs as."""
+
+    name: str
+    role: Role
+    user: bool = True
+    """False for the built-in identities (the Unix socket, the daemon's own token)."""
+
+    @property
+    def admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    def describe(self) -> str:
+        return f"user '{self.name}' ({self.role.value})" if self.user else self.name
+
+
+LOCAL_ROOT = Caller("local root (Unix socket)", Role.ADMIN, user=False)
+DAEMON_TOKEN = Caller("the daemon's API token", Role.ADMIN, user=False)
+
+
+def validate_user_name(name: str) -> str:
+    """User names are DNS labels like instance names (a web panel may put them in URLs)."""
+    return validate_name(name, "user")
+
+
+def token_hash(token: str) -> str:
+    """What the database keeps of a token: its SHA-256 (tokens are 256 random bits, so a
+    plain hash is enough; no salt or slow hash is needed against guessing)."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,115 @@
+"""Who may do what: Corral's whole authorization policy, in one place.
+
+* An **admin** (the Unix socket, the daemon's own token, users with role ``admin``) may do
+  everything.
+* An **owner** may call only the API actions in ``OWNER_ACTIONS`` (an action is the name of
+  the API route, e.g. ``list_backups``); anything else is ``403 forbidden``
+  ("user 'alice' (owner) may not delete network").
+* Within those actions an owner sees only what is its own: instances whose ``owner`` is it,
+  backups whose manifest records it as the instance's owner at backup time (so a backup of
+  a since-deleted instance stays visible to its owner, and a backup taken before the
+  instance changed hands stays with the previous owner), and operations it started.
+  Anything else answers exactly as if it did not exist (404), so an owner cannot probe for
+  other tenants' names.
+* An owner reaches backups only through targets an admin added (no raw paths or URLs — they
+  would read and write anywhere on the host — and no key files: a named target has its own).
+* Event and console websockets are admin-only (closed with a reason for owners).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from corral.backup.manifest import Manifest
+from corral.domain.errors import Forbidden, NotFound
+from corral.domain.users import Caller
+from corral.state.store import InstanceRecord, OperationRecord
+
+OWNER_ACTIONS = frozenset({
+    "version", "whoami",
+    "list_instances", "show_instance",
+    "list_targets", "list_backups", "show_backup", "create_backup", "restore_backup",
+    "list_operations", "show_operation", "wait_operation",
+})
+"""API routes (by name) an owner may call; every other route is admin-only."""
+
+T = TypeVar("T")
+
+
+class Access:
+    """The policy applied to one caller."""
+
+    def __init__(self, caller: Caller) -> None:
+        self.caller = caller
+
+    @property
+    def admin(self) -> bool:
+        return self.caller.admin
+
+    # Actions -------------------------------------------------------------------------
+    def may(self, action: str) -> bool:
+        return self.admin or action in OWNER_ACTIONS
+
+    def require(self, action: str) -> None:
+        if not self.may(action):
+            raise Forbidden(f"{self.caller.describe()} may not {action.replace('_', ' ')}")
+
+    def websocket(self, what: str) -> None:
+        """Events and consoles: admin-only (an owner's stream would need filtering)."""
+        if not self.admin:
+            raise Forbidden(f"{self.caller.describe()} may not {what}")
+
+    # Ownership -----------------------------------------------------------------------
+    def owns(self, owner: str | None) -> bool:
+        return self.admin or (owner is not None and owner == self.caller.name)
+
+    def instance(self, record: InstanceRecord, ref: str) -> InstanceRecord:
+        """``record`` if the caller may see it; else the same 404 as a missing instance."""
+        if not self.owns(record.owner):
+            raise NotFound(f"no instance '{ref}'")
+        return record
+
+    def instances(self, items: Iterable[T], owner_of: Callable[[T], str | None]) -> list[T]:
+        return [item for item in items if self.owns(owner_of(item))]
+
+    def backup(self, manifest: Manifest | None, backup_id: str, target: str) -> Manifest:
+        """``manifest`` (None: not found) if the caller may see it, else a plain 404."""
+        if manifest is None or not self.owns(manifest.instance.owner):
+            raise NotFound(f"no backup '{backup_id}' in target '{target}'")
+        return manifest
+
+    def backups(self, manifests: Iterable[Manifest]) -> list[Manifest]:
+        return [m for m in manifests if self.owns(m.instance.owner)]
+
+    def target(self, target: str, known: bool, key_file: str | None) -> None:
+        """Owners use only targets an admin added, with the target's own key."""
+        if self.admin:
+            return
+        if not known:
+            raise Forbidden(f"{self.caller.describe()} may use only the backup targets an "
+                            f"administrator added (`corral backup target list`), not '{target}'")
+        if key_file is not None:
+            raise Forbidden(f"{self.caller.describe()} may not name a key file; the target "
+                            "uses its own")
+
+    def operation(self, record: OperationRecord, ref: str) -> OperationRecord:
+        if not self.admin and record.requested_by != self.caller.name:
+            raise NotFound(f"no operation '{ref}'")
+        return record
+
+    @property
+    def operations_filter(self) -> str | None:
+        """Whose operations the caller lists (None: everyone's)."""
+        return None if self.admin else self.caller.name
+
+    def restored_owner(self, recorded: str | None, exists: bool) -> str | None:
+        """The owner of an instance a restore creates: the caller if an owner restores it,
+        else the owner the backup recorded (if that user still exists)."""
+        if not self.admin:
+            return self.caller.name
+        return recorded if exists else None
+
+    def restore_over(self, record: InstanceRecord) -> bool:
+        """May the caller restore over this existing instance?"""
+        return self.owns(record.owner)
