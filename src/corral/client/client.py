@@ -82,11 +82,13 @@ class CorralClient(StorageCalls):
         url = url or os.environ.get("CORRAL_URL")
         token = token or os.environ.get("CORRAL_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._tls: Any = None
         if url:
             self.socket: str | None = None
             self.base_url = url.rstrip("/")
+            self._tls = _verify(tls_cert)
             self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout,
-                                      verify=_verify(tls_cert))
+                                      verify=self._tls)
         else:
             self.socket = socket or os.environ.get("CORRAL_SOCKET", DEFAULT_SOCKET)
             self.base_url = "http://corral"
@@ -241,7 +243,8 @@ class CorralClient(StorageCalls):
         if self.socket is not None:
             return unix_connect(self.socket, uri=f"ws://corral{path}", max_size=None)
         ws_url = self.base_url.replace("http", "ws", 1) + path
-        return connect(ws_url, additional_headers=self._headers, max_size=None)
+        pinned = {"ssl": self._tls} if ws_url.startswith("wss:") and self._tls is not True else {}
+        return connect(ws_url, additional_headers=self._headers, max_size=None, **pinned)
 
     def events(self) -> Iterator[Event]:
         with self._ws_connect("/events") as ws:

@@ -36,6 +36,19 @@ OWNER_ACTIONS = frozenset({
 
 T = TypeVar("T")
 
+WORDING = {
+    "host_info": "see the host's information",
+    "get_policy": "see the over-commitment policy",
+    "set_policy": "change the over-commitment policy",
+    "metrics": "read the metrics",
+    "vnc": "open the VNC console",
+}
+"""How a refusal names an action whose route name does not read as a verb phrase."""
+
+
+def describe(action: str) -> str:
+    return WORDING.get(action, action.replace("_", " "))
+
 
 class Access:
     """The policy applied to one caller."""
@@ -53,7 +66,7 @@ class Access:
 
     def require(self, action: str) -> None:
         if not self.may(action):
-            raise Forbidden(f"{self.caller.describe()} may not {action.replace('_', ' ')}")
+            raise Forbidden(f"{self.caller.describe()} may not {describe(action)}")
 
     def websocket(self, what: str) -> None:
         """Events and consoles: admin-only (an owner's stream would need filtering)."""
