@@ -1,0 +1,99 @@
+"""The authorization policy (services/access.py), pure: callers, records, manifests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from corral.backup.manifest import InstanceInfo, Manifest
+from corral.domain.errors import Forbidden, NotFound
+from corral.domain.instance import Kind
+from corral.domain.lifecycle import State
+from corral.domain.resources import Resources
+from corral.domain.users import DAEMON_TOKEN, LOCAL_ROOT, Caller, Role
+from corral.services.access import OWNER_ACTIONS, Access
+from corral.state.store import InstanceRecord, OperationRecord
+
+ALICE = Access(Caller("alice", Role.OWNER))
+ADMIN_USER = Access(Caller("carol", Role.ADMIN))
+NOW = datetime(2026, 11, 26)
+
+
+def instance(name: str, owner: str | None) -> InstanceRecord:
+    return InstanceRecord(101, name, Kind.CT, "tiny", State.STOPPED, Resources(), False, "n",
+                          NOW, owner=owner)
+
+
+def manifest(owner: str | None, backup_id: str = "web-1") -> Manifest:
+    return Manifest(backup_id, InstanceInfo("web", 101, "ct", "tiny", {}, owner=owner), NOW,
+                    0, 4 << 20, [])
+
+
+def operation(requested_by: str | None) -> OperationRecord:
+    return OperationRecord("op1", "backup", "web", "success", 1.0, "done", None, NOW, NOW,
+                           requested_by=requested_by)
+
+
+@pytest.mark.parametrize("admin", [Access(LOCAL_ROOT), Access(DAEMON_TOKEN), ADMIN_USER])
+def test_admins_may_do_everything_and_see_everything(admin: Access) -> None:
+    for action in ("delete_network", "add_user", "set_policy", "list_instances"):
+        admin.require(action)
+    assert admin.instance(instance("db", "bob"), "db").name == "db"
+    assert admin.instances([instance("a", None), instance("b", "bob")], lambda r: r.owner)
+    assert admin.backup(manifest("bob"), "web-1", "nas").id == "web-1"
+    admin.target("/srv/backups", known=False, key_file="/root/key")
+    assert admin.operation(operation(None), "op1").id == "op1"
+    assert admin.operations_filter is None
+    admin.websocket("watch events")
+
+
+def test_owner_actions_are_a_short_allow_list() -> None:
+    for action in OWNER_ACTIONS:
+        ALICE.require(action)
+    for action, words in (("delete_network", "delete network"), ("add_user", "add user"),
+                          ("set_policy", "change the over-commitment policy"),
+                          ("start_instance", "start instance"), ("set_owner", "set owner")):
+        with pytest.raises(Forbidden, match=f"user 'alice' \\(owner\\) may not {words}$"):
+            ALICE.require(action)
+    with pytest.raises(Forbidden, match="may not watch events"):
+        ALICE.websocket("watch events")
+
+
+def test_owners_see_their_own_and_others_look_missing() -> None:
+    mine, bobs, nobodys = instance("web", "alice"), instance("db", "bob"), instance("x", None)
+    assert ALICE.instance(mine, "web") is mine
+    for other in (bobs, nobodys):
+        with pytest.raises(NotFound, match=f"^no instance '{other.name}'$"):
+            ALICE.instance(other, other.name)
+    assert ALICE.instances([mine, bobs, nobodys], lambda r: r.owner) == [mine]
+
+
+def test_owners_see_backups_recorded_as_theirs() -> None:
+    assert ALICE.backup(manifest("alice"), "web-1", "nas").instance.owner == "alice"
+    for found in (manifest("bob"), manifest(None), None):  # others', unowned, missing: alike
+        with pytest.raises(NotFound, match=r"^no backup 'web-1' in target 'nas'$"):
+            ALICE.backup(found, "web-1", "nas")
+    kept = ALICE.backups([manifest("alice", "a"), manifest("bob", "b"), manifest(None, "c")])
+    assert [m.id for m in kept] == ["a"]
+
+
+def test_owners_use_only_named_targets_with_their_own_key() -> None:
+    ALICE.target("nas", known=True, key_file=None)
+    with pytest.raises(Forbidden, match="only the backup targets an administrator added"):
+        ALICE.target("/etc", known=False, key_file=None)
+    with pytest.raises(Forbidden, match="may not name a key file"):
+        ALICE.target("nas", known=True, key_file="/etc/shadow")
+
+
+def test_operations_and_restores() -> None:
+    assert ALICE.operation(operation("alice"), "op1").id == "op1"
+    for other in ("bob", None):
+        with pytest.raises(NotFound, match="no operation 'op1'"):
+            ALICE.operation(operation(other), "op1")
+    assert ALICE.operations_filter == "alice"
+    assert ALICE.restored_owner("alice", exists=True) == "alice"
+    assert ADMIN_USER.restored_owner("alice", exists=True) == "alice"
+    assert ADMIN_USER.restored_owner("alice", exists=False) is None
+    assert ALICE.restore_over(instance("web", "alice"))
+    assert not ALICE.restore_over(instance("web", "bob"))
