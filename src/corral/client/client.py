@@ -247,9 +247,19 @@ class CorralClient(StorageCalls):
         return connect(ws_url, additional_headers=self._headers, max_size=None, **pinned)
 
     def events(self) -> Iterator[Event]:
+        """The daemon's events; ApiError when it refuses the stream (owners: 403)."""
+        from websockets.exceptions import ConnectionClosedError
+
         with self._ws_connect("/events") as ws:
-            for message in ws:
-                yield Event.model_validate_json(message)
+            try:
+                for message in ws:
+                    yield Event.model_validate_json(message)
+            except ConnectionClosedError as exc:
+                code = exc.rcvd.code if exc.rcvd is not None else 0
+                if 4000 <= code < 5000:  # corrald's refusal: 4000 + the HTTP status
+                    reason = exc.rcvd.reason if exc.rcvd is not None else ""
+                    raise ApiError(code - 4000, "refused", reason) from None
+                raise
 
     def console(self, ref: str) -> Any:
         """A websocket carrying the console's bytes both ways (binary frames)."""
