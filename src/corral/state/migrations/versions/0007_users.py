@@ -23,8 +23,8 @@ def upgrade() -> None:
         sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
         sa.Column("created_at", sa.DateTime, nullable=False),
     )
-    # A plain ADD COLUMN (not a batch copy of ``instances``: other tables reference its ids).
-    # The REFERENCES clause makes SQLite refuse an unknown owner and removing an owning user.
+    # A plain ADD COLUMN (SQLite allows REFERENCES there when the default is NULL): no copy
+    # of the table. It makes SQLite refuse an unknown owner and removing an owning user.
     op.execute("ALTER TABLE instances ADD COLUMN owner VARCHAR(63) REFERENCES users(name)")
     op.create_index("ix_instances_owner", "instances", ["owner"])
     op.execute("ALTER TABLE operations ADD COLUMN requested_by VARCHAR(63)")
@@ -35,5 +35,6 @@ def downgrade() -> None:
     op.drop_index("ix_operations_requested_by", "operations")
     op.execute("ALTER TABLE operations DROP COLUMN requested_by")
     op.drop_index("ix_instances_owner", "instances")
-    op.execute("ALTER TABLE instances DROP COLUMN owner")
+    with op.batch_alter_table("instances") as batch:  # a column in a foreign key: a copy
+        batch.drop_column("owner")
     op.drop_table("users")
