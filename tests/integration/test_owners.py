@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from corral.client import ApiError, CorralClient
 from tests.integration.conftest import Daemon
@@ -141,6 +142,8 @@ ADMIN_ONLY = [
     (("backup", "target", "add", "t2", "/tmp/t2"), "may not add target"),
     (("owner", "web", "bob"), "may not set owner"),
     (("host", "info"), "may not see the host's information"),
+    (("operation", "cancel", "0000"), "may not cancel operation"),
+    (("exec", "web", "--", "true"), "may not exec in instance"),
     (("backup", "schedule", "set", "web", "--to", "nas", "--daily", "03:00"),
      "may not set schedule"),
 ]
@@ -170,7 +173,12 @@ def test_status_codes_events_and_the_daemon_token(daemon: Daemon,
             next(iter(c.events()))
         assert closed.value.status == 403
         assert "user 'alice' (owner) may not watch events" in closed.value.message
+        with c.console("web") as ws, pytest.raises(ConnectionClosed) as console:
+            ws.recv()
+        assert console.value.rcvd is not None and console.value.rcvd.code == 4403
+        assert "may not open consoles" in console.value.rcvd.reason
     refused(cli_as(daemon, tenants["alice"], "monitor"), "may not watch events")
+    assert "nas" in ok(cli_as(daemon, tenants["alice"], "backup", "target", "list"))
     with client_as(daemon, daemon.token) as c:  # operators and migration peers: admin
         assert sorted(i.name for i in c.list_instances()) == ["db", "ops", "web"]
 
