@@ -33,7 +33,8 @@ def client() -> Iterator[CorralClient]:
         fail(exc.message)
 
 
-def wait_for(c: CorralClient, op: OperationModel, label: str, quiet: bool = False) -> None:
+def wait_for(c: CorralClient, op: OperationModel, label: str,
+             quiet: bool = False) -> OperationModel:
     """Follow an operation to its end with a progress bar; exit non-zero if it failed."""
     if quiet or not sys.stderr.isatty():
         done = c.wait(op.id)
@@ -50,6 +51,7 @@ def wait_for(c: CorralClient, op: OperationModel, label: str, quiet: bool = Fals
             done = c.wait(op.id, on_progress=show)
     if done.status != "success":
         fail(f"{label} failed: {done.error or done.status} (operation {done.id})")
+    return done
 
 
 def each(refs: list[str], act: Callable[[CorralClient, str], OperationModel], verb: str,

@@ -31,6 +31,8 @@ class OperationContext:
         self.id = op_id
         self.instance = instance
         self.cancel_requested = threading.Event()
+        self.result: str | None = None
+        """What a successful operation says at its end (its last phase; "done" if None)."""
 
     def progress(self, fraction: float, phase: str) -> None:
         if self.cancel_requested.is_set():
@@ -92,7 +94,7 @@ class OperationManager:
         progress = 1.0 if status == "success" else None
         self.store.update_operation(
             ctx.id, status=status, error=error, progress=progress,
-            phase="done" if status == "success" else status,
+            phase=(ctx.result or "done") if status == "success" else status,
         )
         self.events.publish(
             "operation." + status, instance=ctx.instance, operation=ctx.id, action=action,

@@ -57,6 +57,15 @@ class BackupStatsModel(BaseModel):
     seconds: float
 
 
+class BackupDiskModel(BaseModel):
+    name: str  # "root" or a data disk's
+    size: int
+    chunks: int
+    stored: int  # plaintext bytes of its non-zero chunks
+    method: str
+    mount: str | None = None  # containers' data disks: the path inside
+
+
 class BackupModel(BaseModel):
     id: str
     instance: str
@@ -72,6 +81,8 @@ class BackupModel(BaseModel):
     consistency: str
     method: str
     stats: BackupStatsModel
+    disks: list[BackupDiskModel] = []
+    """Every disk (the root disk first); older backups hold the root disk only."""
 
 
 class VerifyRequest(BaseModel):

@@ -2,7 +2,9 @@
 
 Quiescing a running container: ``lxc-freeze`` (cgroup freezer) stops its processes, then
 ``fsfreeze`` of its root inside its mount namespace flushes the ext4 filesystem that lives in
-the loop-mounted image, so the image file is consistent; the clone is made; then both thaw.
+the loop-mounted image, so the image file is consistent; so does an ``fsfreeze`` of every
+mounted data disk (on its host mount: the same filesystem the container has bound in); the
+clones of all disks are made; then everything thaws.
 Where ``fsfreeze`` is refused the host page cache is synced instead (crash-consistent, said
 in the snapshot's consistency note). Snapshots with memory use CRIU (``lxc-checkpoint``) and
 are refused, with the reason, when ``criu check`` does not pass on this host.
@@ -13,14 +15,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from corral.domain.errors import Conflict, HostFailure, Unsupported
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
+from corral.drivers.lxc.disks import data_mount
 from corral.drivers.lxc.driver import LxcDriver
-from corral.drivers.snapshots import Captured, clone, replace_disk
+from corral.drivers.snapshots import Captured, DiskCopy, clone_all, replace_disks
 from corral.host.run import run
 from corral.templates.image import TemplateImage
 
@@ -62,26 +65,31 @@ class LxcSnapshots:
         was_frozen = status.state is RuntimeState.SUSPENDED
         if not was_frozen:
             run(self.driver._args("lxc-freeze", spec), timeout=60)
-        frozen_fs = False
+        frozen: list[list[str]] = []  # the fsfreeze command prefix of each frozen filesystem
         try:
+            everything = status.pid is not None
             if status.pid is not None:
-                proc = run(["nsenter", "-t", str(status.pid), "-m", "fsfreeze", "-f", "/"],
-                           check=False, timeout=60)
-                frozen_fs = proc.returncode == 0
-            if frozen_fs:
-                yield "online: processes frozen, root filesystem frozen (fsfreeze)"
+                inside = ["nsenter", "-t", str(status.pid), "-m", "fsfreeze"]
+                everything = _freeze(inside, "/", frozen)
+            for disk in spec.data_disks:  # a disk queued for the next start is not mounted
+                mounted = data_mount(spec, disk)
+                if os.path.ismount(mounted):
+                    everything = _freeze(["fsfreeze"], str(mounted), frozen) and everything
+            what = "root and data filesystems" if spec.data_disks else "root filesystem"
+            if everything:
+                yield f"online: processes frozen, {what} frozen (fsfreeze)"
             else:
                 os.sync()
                 yield "online: processes frozen, host page cache synced (crash-consistent)"
         finally:
-            if frozen_fs:
-                run(["nsenter", "-t", str(status.pid), "-m", "fsfreeze", "-u", "/"],
-                    check=False, timeout=60)
+            for command in reversed(frozen):
+                run([*command[:-2], "-u", command[-1]], check=False, timeout=60)
             if not was_frozen:
                 run(self.driver._args("lxc-unfreeze", spec), timeout=60)
 
     # Hooks ---------------------------------------------------------------------------------
-    def take(self, spec: InstanceSpec, dest: Path, memory: bool) -> Captured:
+    def take(self, spec: InstanceSpec, dest: Path, memory: bool,
+             copies: Sequence[DiskCopy]) -> Captured:
         if memory:
             reason = self.memory_refusal(spec)
             if reason is not None:
@@ -89,13 +97,14 @@ class LxcSnapshots:
             if self.driver.status(spec).state is not RuntimeState.RUNNING:
                 raise Conflict(f"{spec.name} is not running: a memory snapshot needs it running")
         with self._quiesced(spec) as consistency:
-            method = clone(spec.disk_path, dest / "root.img")
+            method = clone_all(copies)
             if memory:
                 self._checkpoint(spec, dest / CRIU_DIR, restore=False)
         return Captured(consistency + (" + CRIU checkpoint" if memory else ""), method)
 
     def revert(
-        self, spec: InstanceSpec, template: TemplateImage, source: Path, memory: bool
+        self, spec: InstanceSpec, template: TemplateImage, source: Path, memory: bool,
+        copies: Sequence[DiskCopy],
     ) -> None:
         if memory:
             reason = self.memory_refusal(spec)
@@ -103,15 +112,26 @@ class LxcSnapshots:
                 raise Unsupported(reason)
         if self.driver.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
             self.driver.stop(spec, force=True, timeout=0)
-        replace_disk(spec, source / "root.img")
+        replace_disks(copies)
         if memory:
             self._checkpoint(spec, source / CRIU_DIR, restore=True)
 
-    def capture_disk(self, spec: InstanceSpec, dest: Path, since: str | None = None) -> Captured:
+    def capture_disks(self, spec: InstanceSpec, copies: Sequence[DiskCopy],
+                      since: Mapping[str, str]) -> Captured:
+        del since  # no change tracking: the whole images are read, new chunks stored
         with self._quiesced(spec) as consistency:
-            method = clone(spec.disk_path, dest)
+            method = clone_all(copies)
         return Captured(consistency, method)
 
     def drop_tracking(self, spec: InstanceSpec, tracking: str) -> None:
         """No change tracking for a loop-mounted image: incrementals are found by chunk
         hash (the whole image is read; only new chunks are stored)."""
+
+
+def _freeze(prefix: list[str], mountpoint: str, frozen: list[list[str]]) -> bool:
+    """``fsfreeze -f`` one filesystem; remembered in ``frozen`` (for the thaw) if it worked."""
+    command = [*prefix, "-f", mountpoint]
+    if run(command, check=False, timeout=60).returncode != 0:
+        return False
+    frozen.append(command)
+    return True
