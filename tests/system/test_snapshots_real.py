@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,10 +65,26 @@ def state(daemon: Daemon, name: str) -> str:
         return c.get_instance(name).state
 
 
-def create(daemon: Daemon, name: str, kind: str) -> None:
+def create(daemon: Daemon, name: str, kind: str, data_disk: bool = False) -> None:
+    """A running tiny guest; with ``data_disk``: a 16 MiB data disk ``data`` at /mnt/data
+    (added before the first start: a microvm VM cannot hot-plug)."""
     daemon.cli("create", name, "--type", kind, "--template", "tiny", "--memory", "160M",
-               "--disk", "64M", "--start", check=True)
+               "--disk", "64M", *([] if data_disk else ["--start"]), check=True)
+    if data_disk:
+        daemon.cli("disk", "add", name, "data", "--size", "16M", check=True)
+        daemon.cli("start", name, check=True)
     wait_ready(daemon, name)
+    if data_disk:
+        mount_data(daemon, name)
+
+
+def mount_data(daemon: Daemon, name: str) -> None:
+    """The data disk at /mnt/data: a container has it mounted by Corral; a VM's guest mounts
+    its virtio disk (serial ``data``) itself."""
+    sh(daemon, name, "grep -q ' /mnt/data ' /proc/mounts || { mkdir -p /mnt/data && "
+                     "for b in /sys/block/vd*; do [ \"$(cat $b/serial 2>/dev/null)\" = data ] && "
+                     "mount -t ext4 /dev/${b##*/} /mnt/data; done; "
+                     "grep -q ' /mnt/data ' /proc/mounts; }")
 
 
 def snapshot(daemon: Daemon, name: str, snap: str, *more: str) -> None:
@@ -82,12 +99,13 @@ def restart_after_revert(daemon: Daemon, name: str) -> None:
     assert state(daemon, name) == "stopped"  # disk-only revert leaves it stopped
     daemon.cli("start", name, check=True)
     wait_ready(daemon, name)
+    mount_data(daemon, name)
 
 
-def disk_of(daemon: Daemon, name: str) -> Path:
+def disk_of(daemon: Daemon, name: str, disk: str = "root") -> Path:
     with daemon.client() as c:
         ident = c.get_instance(name).id
-    found = list(daemon.state_dir.glob(f"pools/*/volumes/{ident}/root.img"))
+    found = list(daemon.state_dir.glob(f"pools/*/volumes/{ident}/{disk}.img"))
     found += list((daemon.state_dir / "instances" / str(ident)).glob("root.img"))
     assert len(found) == 1, found
     return found[0]
@@ -130,30 +148,39 @@ def tree(daemon: Daemon, name: str) -> dict[str, str | None]:
 # Snapshots ------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["ct", "vm"])
 def test_disk_snapshot_revert_and_branching(real_daemon: Daemon, kind: str) -> None:
+    """Root and data disk in every snapshot, taken while running; a revert brings both
+    back."""
     d, name = real_daemon, f"snap-{kind}"
-    create(d, name, kind)
-    sh(d, name, "echo one > /root/file && sync")
+    create(d, name, kind, data_disk=True)
+
+    def write(word: str) -> None:
+        sh(d, name, f"echo {word} > /root/file && echo {word}-data > /mnt/data/file && sync")
+
+    def read() -> str:
+        return sh(d, name, "cat /root/file /mnt/data/file")
+
+    write("one")
     snapshot(d, name, "s1")  # while running
     assert state(d, name) == "running"
-    sh(d, name, "echo two > /root/file && sync")
+    write("two")
     snapshot(d, name, "s2")
-    sh(d, name, "echo three > /root/file && sync")
+    write("three")
 
     revert(d, name, "s1")
     restart_after_revert(d, name)
-    assert sh(d, name, "cat /root/file") == "one\n"
-    sh(d, name, "echo branch > /root/file && sync")
+    assert read() == "one\none-data\n"
+    write("branch")
     snapshot(d, name, "s3")  # a second child of s1
     assert tree(d, name) == {"s1": None, "s2": "s1", "s3": "s1", "*": "s3"}
 
     revert(d, name, "s2")
     restart_after_revert(d, name)
-    assert sh(d, name, "cat /root/file") == "two\n"
+    assert read() == "two\ntwo-data\n"
     d.cli("snapshot", "delete", name, "s1", check=True)  # the middle: children re-parented
     assert tree(d, name) == {"s2": None, "s3": None, "*": "s2"}
     revert(d, name, "s3")
     restart_after_revert(d, name)
-    assert sh(d, name, "cat /root/file") == "branch\n"
+    assert read() == "branch\nbranch-data\n"
     d.cli("delete", "--force", name, check=True)
 
 
@@ -199,33 +226,67 @@ def test_container_memory_snapshot_refused_with_criu_reason(real_daemon: Daemon)
 
 
 # Backups --------------------------------------------------------------------------------
-def backup_and_restore(d: Daemon, name: str, kind: str, target: str, url: str) -> None:
-    """Back ``name`` up while it runs, write more, restore as a new instance: it boots, has
-    the data from before the backup, and its disk is byte-identical to the backup's source."""
-    create(d, name, kind)
+def disk_chunks(url: str, backup_id: str) -> dict[str, dict[int, str]]:
+    """Per disk of the committed manifest: chunk index -> name (= sha256, unencrypted)."""
+    raw = _manifest(url, backup_id)
+    found = {"root": {int(c[0]): str(c[1]) for c in raw["chunks"]}}
+    for disk in raw.get("disks", []):
+        found[disk["name"]] = {int(c[0]): str(c[1]) for c in disk["chunks"]}
+    return found
+
+
+def assert_restored(d: Daemon, name: str, url: str, backup_id: str) -> None:
+    """Every disk of ``name`` is, byte for byte, the image the backup was taken from."""
+    for disk, chunks in disk_chunks(url, backup_id).items():
+        assert chunk_digests(disk_of(d, name, disk)) == chunks, disk
+    with d.client() as c:
+        sizes = {x.name: x.size for x in BackupCalls(c).backup_info(url, backup_id).disks}
+    assert {n: disk_of(d, name, n).stat().st_size for n in sizes} == sizes
+
+
+def backup_and_restore(d: Daemon, name: str, kind: str, target: str, url: str,
+                       in_place: bool = False) -> None:
+    """Back ``name`` (root + a data disk) up while it runs, write more, restore as a new
+    instance: it boots, has the data from before the backup on both disks, and its disks
+    are byte-identical to the backup's point-in-time images. ``in_place``: then also over
+    the stopped original."""
+    create(d, name, kind, data_disk=True)
     before = write_random(d, name, "/root/data", 2048)
+    before_data = write_random(d, name, "/mnt/data/blob", 3072)
     d.cli("backup", "create", name, "--to", target, check=True)
     assert state(d, name) == "running"
     sh(d, name, "dd if=/dev/urandom of=/root/data bs=1024 count=64 conv=notrunc 2>/dev/null "
-                "&& echo later > /root/later && sync")
+                "&& echo later > /root/later && echo later > /mnt/data/later && "
+                "dd if=/dev/urandom of=/mnt/data/blob bs=1024 count=64 conv=notrunc "
+                "2>/dev/null && sync")
     with d.client() as c:
         [backup] = BackupCalls(c).backups(target, name)
     assert "online" in backup.consistency, backup.consistency
+    print(f"\n{kind} backup of root + data disk: {backup.consistency}")
+    assert ("blockdev-backup" if kind == "vm" else "processes frozen") in backup.consistency
+    assert [x.name for x in backup.disks] == ["root", "data"]
+
+    def check(instance: str) -> None:
+        d.cli("start", instance, check=True)
+        wait_ready(d, instance)
+        mount_data(d, instance)
+        assert guest_sha(d, instance, "/root/data") == before
+        assert guest_sha(d, instance, "/mnt/data/blob") == before_data
+        assert sh(d, instance, "ls /root/later /mnt/data/later 2>/dev/null; true") == ""
 
     copy = f"{name}-copy"
     d.cli("restore", backup.id, "--to", target, "--as", copy, check=True)
-    disk = disk_of(d, copy)
-    manifest_chunks = {c[0]: c[1] for c in _manifest(url, backup.id)["chunks"]}
-    assert chunk_digests(disk) == manifest_chunks  # the source image, byte for byte
-    assert disk.stat().st_size == backup.disk_size
-    d.cli("start", copy, check=True)
-    wait_ready(d, copy)
-    assert guest_sha(d, copy, "/root/data") == before
-    assert sh(d, copy, "test -e /root/later || echo absent") == "absent\n"
+    assert_restored(d, copy, url, backup.id)
+    check(copy)
+    if in_place:
+        d.cli("stop", "--force", name, check=True)
+        d.cli("restore", backup.id, "--to", target, check=True)
+        assert_restored(d, name, url, backup.id)
+        check(name)
     d.cli("delete", "--force", name, copy, check=True)
 
 
-def _manifest(url: str, backup_id: str) -> dict[str, list[list[object]]]:
+def _manifest(url: str, backup_id: str) -> dict[str, Any]:
     """The committed manifest as stored, read straight from the target (not via corrald)."""
     target = open_target(url, ACCESS_KEY, SECRET_KEY)
     return json.loads(target.get(manifest_key(backup_id)))  # type: ignore[no-any-return]
@@ -234,7 +295,8 @@ def _manifest(url: str, backup_id: str) -> dict[str, list[list[object]]]:
 @pytest.mark.parametrize("kind", ["ct", "vm"])
 def test_online_backup_restore_as_new_instance(real_daemon: Daemon, kind: str) -> None:
     target = Path(tempfile.mkdtemp(prefix="corral-backups-", dir=real_daemon.state_dir))
-    backup_and_restore(real_daemon, f"bk-{kind}", kind, str(target), str(target))
+    backup_and_restore(real_daemon, f"bk-{kind}", kind, str(target), str(target),
+                       in_place=True)
 
 
 @pytest.fixture
