@@ -174,8 +174,9 @@ def backup_list(to: ToOpt, name: Annotated[str | None, typer.Argument()] = None,
     with client() as c:
         found = BackupCalls(c).backups(to, name, key_file)
     if not output.emit_structured(found, fmt):
-        output.table(["BACKUP", "INSTANCE", "TYPE", "CREATED", "DISK", "NEW", "STORED"], [
-            [b.id, b.instance, b.type, b.created_at[:19], _mib(b.disk_size),
+        output.table(["BACKUP", "INSTANCE", "TYPE", "CREATED", "DISKS", "NEW", "STORED"], [
+            [b.id, b.instance, b.type, b.created_at[:19],
+             _mib(sum(x.size for x in b.disks) or b.disk_size),
              _mib(b.stats.new_bytes), _mib(b.stats.stored_bytes)] for b in found])
 
 
