@@ -186,21 +186,26 @@ def test_disk_snapshot_revert_and_branching(real_daemon: Daemon, kind: str) -> N
 
 def test_vm_memory_snapshot_resumes_with_its_ram(real_daemon: Daemon) -> None:
     d, name = real_daemon, "mem-vm"
-    create(d, name, "vm")
+    create(d, name, "vm", data_disk=True)
     # /tmp is tmpfs: only RAM holds it. A counter process keeps counting into it.
-    sh(d, name, "echo before > /tmp/ram && echo disk-before > /root/file && sync && "
+    sh(d, name, "echo before > /tmp/ram && echo disk-before > /root/file && "
+                "echo data-before > /mnt/data/file && sync && "
                 "(i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done) "
                 "</dev/null >/dev/null 2>&1 & echo $! > /tmp/counter.pid")
     pid = sh(d, name, "cat /tmp/counter.pid").strip()
     snapshot(d, name, "live", "--memory")
     assert state(d, name) == "running"
     counted = int(sh(d, name, "cat /tmp/count"))
-    sh(d, name, f"echo after > /tmp/ram && echo disk-after > /root/file && sync && kill {pid}")
+    sh(d, name, f"echo after > /tmp/ram && echo disk-after > /root/file && "
+                f"echo data-after > /mnt/data/file && sync && kill {pid}")
 
     revert(d, name, "live")
     assert state(d, name) == "running"  # resumed, not rebooted
     assert sh(d, name, "cat /tmp/ram") == "before\n"
     assert sh(d, name, "cat /root/file") == "disk-before\n"
+    assert sh(d, name, "cat /mnt/data/file") == "data-before\n"  # still mounted, reverted
+    assert sh(d, name, "echo 3 > /proc/sys/vm/drop_caches && cat /mnt/data/file") == (
+        "data-before\n")  # the disk itself, not only the restored page cache
     assert sh(d, name, f"cat /proc/{pid}/cmdline >/dev/null && echo alive") == "alive\n"
     first = int(sh(d, name, "cat /tmp/count"))
     deadline = time.monotonic() + 30

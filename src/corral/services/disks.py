@@ -195,7 +195,7 @@ class DiskService:
             raise Conflict(f"'{rec.name}' has {MAX_DATA_DISKS} data disks, the most allowed")
         if rec.kind is Kind.VM:
             mount = None
-        elif mount is not None and any(d.mount == mount for d in disks):
+        elif mount is not None and any(d.mount == validate_mount(mount) for d in disks):
             raise Conflict(f"another disk of '{rec.name}' is mounted at {mount}; cannot bring "
                            f"back disk '{name}' there")
         try:
