@@ -268,7 +268,8 @@ def backup_and_restore(d: Daemon, name: str, kind: str, target: str, url: str,
         [backup] = BackupCalls(c).backups(target, name)
     assert "online" in backup.consistency, backup.consistency
     print(f"\n{kind} backup of root + data disk: {backup.consistency}")
-    assert ("blockdev-backup" if kind == "vm" else "processes frozen") in backup.consistency
+    assert ("blockdev-backup" if kind == "vm" else  # every filesystem frozen, not synced
+            "root and data filesystems frozen (fsfreeze)") in backup.consistency
     assert [x.name for x in backup.disks] == ["root", "data"]
 
     def check(instance: str) -> None:

@@ -1,10 +1,10 @@
 """Snapshot hooks of the LXC driver.
 
 Quiescing a running container: ``lxc-freeze`` (cgroup freezer) stops its processes, then
-``fsfreeze`` of its root inside its mount namespace flushes the ext4 filesystem that lives in
-the loop-mounted image, so the image file is consistent; so does an ``fsfreeze`` of every
-mounted data disk (on its host mount: the same filesystem the container has bound in); the
-clones of all disks are made; then everything thaws.
+``fsfreeze`` of its root's host mount (``run/rootfs``) flushes the ext4 filesystem that lives
+in the loop-mounted image, so the image file is consistent; so does an ``fsfreeze`` of every
+mounted data disk (``run/disks/<name>``: the same filesystems the container has bound in);
+the clones of all disks are made; then everything thaws.
 Where ``fsfreeze`` is refused the host page cache is synced instead (crash-consistent, said
 in the snapshot's consistency note). Snapshots with memory use CRIU (``lxc-checkpoint``) and
 are refused, with the reason, when ``criu check`` does not pass on this host.
@@ -13,6 +13,7 @@ are refused, with the reason, when ``criu check`` does not pass on this host.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,6 +29,7 @@ from corral.host.run import run
 from corral.templates.image import TemplateImage
 
 CRIU_DIR = "criu"
+log = logging.getLogger("corral.snapshots")
 
 
 class LxcSnapshots:
@@ -65,16 +67,18 @@ class LxcSnapshots:
         was_frozen = status.state is RuntimeState.SUSPENDED
         if not was_frozen:
             run(self.driver._args("lxc-freeze", spec), timeout=60)
-        frozen: list[list[str]] = []  # the fsfreeze command prefix of each frozen filesystem
+        frozen: list[Path] = []
         try:
-            everything = status.pid is not None
-            if status.pid is not None:
-                inside = ["nsenter", "-t", str(status.pid), "-m", "fsfreeze"]
-                everything = _freeze(inside, "/", frozen)
-            for disk in spec.data_disks:  # a disk queued for the next start is not mounted
-                mounted = data_mount(spec, disk)
+            # On the host mounts (the same filesystems the container has bound in): never
+            # a binary inside the container (it is the guest's, e.g. busybox's fsfreeze
+            # without -f, and must not run as host root).
+            everything = True
+            mounts = [spec.run_dir / "rootfs"] + [data_mount(spec, d) for d in spec.data_disks]
+            for mounted in mounts:  # a data disk queued for the next start is not mounted
                 if os.path.ismount(mounted):
-                    everything = _freeze(["fsfreeze"], str(mounted), frozen) and everything
+                    everything = _freeze(mounted, frozen) and everything
+                elif mounted == mounts[0]:
+                    everything = False
             what = "root and data filesystems" if spec.data_disks else "root filesystem"
             if everything:
                 yield f"online: processes frozen, {what} frozen (fsfreeze)"
@@ -82,8 +86,8 @@ class LxcSnapshots:
                 os.sync()
                 yield "online: processes frozen, host page cache synced (crash-consistent)"
         finally:
-            for command in reversed(frozen):
-                run([*command[:-2], "-u", command[-1]], check=False, timeout=60)
+            for mounted in reversed(frozen):
+                run(["fsfreeze", "-u", str(mounted)], check=False, timeout=60)
             if not was_frozen:
                 run(self.driver._args("lxc-unfreeze", spec), timeout=60)
 
@@ -128,10 +132,12 @@ class LxcSnapshots:
         hash (the whole image is read; only new chunks are stored)."""
 
 
-def _freeze(prefix: list[str], mountpoint: str, frozen: list[list[str]]) -> bool:
+def _freeze(mountpoint: Path, frozen: list[Path]) -> bool:
     """``fsfreeze -f`` one filesystem; remembered in ``frozen`` (for the thaw) if it worked."""
-    command = [*prefix, "-f", mountpoint]
-    if run(command, check=False, timeout=60).returncode != 0:
+    proc = run(["fsfreeze", "-f", str(mountpoint)], check=False, timeout=60)
+    if proc.returncode != 0:
+        log.info("fsfreeze %s: %s (falling back to a host sync)", mountpoint,
+                 (proc.stderr or proc.stdout).decode(errors="replace").strip())
         return False
-    frozen.append(command)
+    frozen.append(mountpoint)
     return True
