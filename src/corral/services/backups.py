@@ -115,7 +115,8 @@ class BackupService:
             with contextlib.suppress(OSError):
                 spec = self.instances.spec(rec)
                 for where in {spec.disk_path.parent, *(d.path.parent for d in spec.data_disks)}:
-                    for leftover in where.glob(f"{SCRATCH}*.img*"):
+                    for leftover in [*where.glob(f"{SCRATCH}*.img*"),
+                                     *where.glob(".*.img.restore")]:  # a killed restore's
                         leftover.unlink(missing_ok=True)
 
     # Targets -----------------------------------------------------------------------------

@@ -102,7 +102,7 @@ class RevertPlan:
         if self.back:
             text += f" (registered again: {', '.join(d.name for d, _ in self.back)})"
         if self.kept:
-            text += (f"; kept as they are (added after the snapshot): {', '.join(self.kept)}")
+            text += (f"; kept as they are (not in the snapshot): {', '.join(self.kept)}")
         return text
 
 
