@@ -240,12 +240,13 @@ def disk_chunks(url: str, backup_id: str) -> dict[str, dict[int, str]]:
     return found
 
 
-def assert_restored(d: Daemon, name: str, url: str, backup_id: str) -> None:
-    """Every disk of ``name`` is, byte for byte, the image the backup was taken from."""
+def assert_restored(d: Daemon, name: str, target: str, url: str, backup_id: str) -> None:
+    """Every disk of ``name`` is, byte for byte, the image the backup was taken from (the
+    manifest read straight from ``url``; its sizes through corrald from ``target``)."""
     for disk, chunks in disk_chunks(url, backup_id).items():
         assert chunk_digests(disk_of(d, name, disk)) == chunks, disk
     with d.client() as c:
-        sizes = {x.name: x.size for x in BackupCalls(c).backup_info(url, backup_id).disks}
+        sizes = {x.name: x.size for x in BackupCalls(c).backup_info(target, backup_id).disks}
     assert {n: disk_of(d, name, n).stat().st_size for n in sizes} == sizes
 
 
@@ -282,12 +283,12 @@ def backup_and_restore(d: Daemon, name: str, kind: str, target: str, url: str,
 
     copy = f"{name}-copy"
     d.cli("restore", backup.id, "--to", target, "--as", copy, check=True)
-    assert_restored(d, copy, url, backup.id)
+    assert_restored(d, copy, target, url, backup.id)
     check(copy)
     if in_place:
         d.cli("stop", "--force", name, check=True)
         d.cli("restore", backup.id, "--to", target, check=True)
-        assert_restored(d, name, url, backup.id)
+        assert_restored(d, name, target, url, backup.id)
         check(name)
     d.cli("delete", "--force", name, copy, check=True)
 
@@ -369,7 +370,7 @@ def test_incremental_backup_after_a_one_percent_change(real_daemon: Daemon, kind
 
     copy = f"{name}-copy"
     d.cli("restore", third.id, "--to", target, "--as", copy, check=True)
-    assert_restored(d, copy, target, third.id)
+    assert_restored(d, copy, target, target, third.id)
     d.cli("start", copy, check=True)
     wait_ready(d, copy)
     mount_data(d, copy)

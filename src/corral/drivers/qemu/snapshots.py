@@ -186,6 +186,8 @@ class QemuSnapshots:
         synced = state is RuntimeState.RUNNING and self._guest_sync(spec)
         sock = self._sock(spec)
         present = self._bitmaps(sock)  # node -> its bitmaps, for every disk QEMU has
+        if ROOT not in present:  # never copy a disk the guest is writing without QEMU
+            raise HostFailure(f"QEMU of '{spec.name}' does not list its root drive")
         tracking = f"corral-{secrets.token_hex(6)}"
         note = "guest synced" if synced else "crash-consistent: no guest agent"
         jobs: list[_Job] = []
