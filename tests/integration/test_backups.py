@@ -11,6 +11,7 @@ from pathlib import Path
 from corral.client.backups import BackupCalls
 from corral.state.backupstore import BackupStore
 from corral.wire.backups import VerifyRequest
+from corral.wire.storage import DiskModel
 from tests.integration.conftest import Daemon, start_daemon, stop_daemon
 
 MiB = 1 << 20
@@ -184,16 +185,147 @@ def test_failed_memory_load_boots_the_reverted_disk(daemon: Daemon) -> None:
         assert BackupCalls(c).snapshots("db2").snapshots[0].current
 
 
-def test_backup_of_an_instance_with_data_disks_is_refused(daemon: Daemon,
-                                                          tmp_path: Path) -> None:
-    create(daemon, "dd")
-    daemon.cli("disk", "add", "dd", "data", "--size", "8M", check=True)
-    daemon.cli("backup", "target", "add", "nas", str(tmp_path / "nas"), check=True)
-    refused = daemon.cli("backup", "create", "dd", "--to", "nas")
-    assert refused.returncode == 1
-    assert "backups cover the root disk only; data disks: data" in refused.stderr
+def disks_of(daemon: Daemon, name: str) -> dict[str, DiskModel]:
     with daemon.client() as c:
-        assert BackupCalls(c).backups("nas", "dd") == []
+        return {d.name: d for d in c.list_disks(name)}
+
+
+def data_of(daemon: Daemon, name: str, disk: str) -> bytes:
+    return Path(disks_of(daemon, name)[disk].path).read_bytes()
+
+
+def test_snapshots_cover_data_disks_in_their_pools(daemon: Daemon, tmp_path: Path) -> None:
+    """Every data disk is in a snapshot, its copy beside it in its own pool; a revert brings
+    back every disk (one removed since is registered again), keeps one added later, and
+    deleting a snapshot deletes its copies in every pool."""
+    d = daemon
+    root = create(d, "multi", start=False)
+    d.cli("storage", "create", "extra", "--driver", "dir", "--path", str(tmp_path / "extra"),
+          check=True)
+    d.cli("disk", "add", "multi", "data", "--size", "8M", "--path", "/srv/data", check=True)
+    d.cli("disk", "add", "multi", "logs", "--size", "8M", "--pool", "extra", check=True)
+    disks = disks_of(d, "multi")
+    data, logs = Path(disks["data"].path), Path(disks["logs"].path)
+    d.cli("start", "multi", check=True)
+
+    def generation() -> dict[str, bytes]:
+        for path in (root, data, logs):
+            fill(path, MiB, MiB)
+        return {"root": root.read_bytes(), "data": data.read_bytes(), "logs": logs.read_bytes()}
+
+    gen1 = generation()
+    d.cli("snapshot", "create", "multi", "s1", check=True)
+    with d.client() as c:
+        s1 = BackupCalls(c).snapshots("multi").snapshots[0].id
+    assert (root.parent / "snapshots" / s1 / "data.img").read_bytes() == gen1["data"]
+    assert (logs.parent / "snapshots" / s1 / "logs.img").read_bytes() == gen1["logs"]
+    assert logs.parent != root.parent  # the copy is in the disk's own pool
+    gen2 = generation()
+    d.cli("snapshot", "create", "multi", "s2", check=True)
+    generation()
+
+    said = d.cli("snapshot", "revert", "multi", "s1", check=True).stdout
+    assert "data disks data, logs" in said
+    now = {"root": root.read_bytes(), "data": data.read_bytes(), "logs": logs.read_bytes()}
+    assert now == gen1
+
+    d.cli("disk", "remove", "multi", "logs", check=True)  # stopped by the revert
+    d.cli("disk", "add", "multi", "late", "--size", "8M", check=True)
+    late = Path(disks_of(d, "multi")["late"].path)
+    fill(late, 0, MiB)
+    late_bytes = late.read_bytes()
+    said = d.cli("snapshot", "revert", "multi", "s2", check=True).stdout
+    assert "registered again: logs" in said and "kept as they are" in said and "late" in said
+    after = disks_of(d, "multi")
+    assert set(after) == {"root", "data", "logs", "late"}
+    assert (after["logs"].pool, after["data"].mount) == ("extra", "/srv/data")
+    assert Path(after["logs"].path).read_bytes() == gen2["logs"]
+    assert data.read_bytes() == gen2["data"] and root.read_bytes() == gen2["root"]
+    assert late.read_bytes() == late_bytes  # a disk added after the snapshot is untouched
+
+    d.cli("snapshot", "delete", "multi", "s1", check=True)  # s2's parent: s2 stays whole
+    assert not (root.parent / "snapshots" / s1).exists()
+    assert not (logs.parent / "snapshots" / s1).exists()
+    generation()
+    d.cli("snapshot", "revert", "multi", "s2", check=True)
+    assert Path(disks_of(d, "multi")["logs"].path).read_bytes() == gen2["logs"]
+    d.cli("delete", "multi", check=True)
+    assert not logs.parent.exists()  # snapshot copies in the other pool went with it
+
+
+def test_backup_covers_data_disks_restore_recreates_them(daemon: Daemon,
+                                                         tmp_path: Path) -> None:
+    d = daemon
+    root = create(d, "files", start=False)
+    d.cli("disk", "add", "files", "data", "--size", "12M", "--path", "/srv/data", check=True)
+    d.cli("disk", "add", "files", "spare", "--size", "8M", check=True)
+    data = Path(disks_of(d, "files")["data"].path)
+    fill(root, 0, 4 * MiB)
+    fill(data, 0, 8 * MiB)
+    d.cli("start", "files", check=True)
+    target = str(tmp_path / "nas")
+    d.cli("backup", "create", "files", "--to", target, check=True)
+    first = {"root": root.read_bytes(), "data": data.read_bytes()}
+    fill(data, 4 * MiB, 64 * 1024)  # one chunk of the data disk changes
+    d.cli("backup", "create", "files", "--to", target, check=True)
+    second = {"root": root.read_bytes(), "data": data.read_bytes()}
+    with d.client() as c:
+        b1, b2 = BackupCalls(c).backups(target, "files")
+    assert [(x.name, x.size, x.mount) for x in b2.disks] == [
+        ("root", 64 * MiB, None), ("data", 12 * MiB, "/srv/data"), ("spare", 8 * MiB, None)]
+    assert b2.stats.new_bytes == 4 * MiB  # only the changed chunk of the data disk is new
+    info = d.cli("backup", "info", b2.id, "--to", target, check=True).stdout
+    assert "disk data" in info and "mounted at /srv/data" in info and "disk spare" in info
+
+    d.cli("restore", b2.id, "--to", target, "--as", "files2", check=True)
+    copy = disks_of(d, "files2")
+    assert {n: (x.size, x.mount) for n, x in copy.items()} == {
+        "root": (64 * MiB, None), "data": (12 * MiB, "/srv/data"), "spare": (8 * MiB, "/mnt/spare")}
+    assert Path(copy["data"].path).read_bytes() == second["data"]
+    assert Path(copy["root"].path).read_bytes() == second["root"]
+    assert Path(copy["spare"].path).read_bytes() == Path(
+        disks_of(d, "files")["spare"].path).read_bytes()
+    d.cli("start", "files2", check=True)
+
+    # In place, over the stopped original: a removed disk comes back, an added one stays.
+    d.cli("stop", "files", check=True)
+    d.cli("disk", "remove", "files", "data", check=True)
+    d.cli("disk", "add", "files", "new", "--size", "8M", check=True)
+    said = d.cli("restore", b1.id, "--to", target, check=True).stdout
+    assert "kept as they are (not in the backup): new" in said
+    now = disks_of(d, "files")
+    assert set(now) == {"root", "data", "spare", "new"} and now["data"].mount == "/srv/data"
+    assert Path(now["data"].path).read_bytes() == first["data"]
+    assert root.read_bytes() == first["root"]
+
+    # verify covers data-disk chunks: damage one only the data disk has
+    store = Path(target)
+    manifest = json.loads((store / "manifests" / f"{b2.id}.json").read_text())
+    root_names = {c[1] for c in manifest["chunks"]}
+    data_only = sorted({c[1] for disk in manifest["disks"] for c in disk["chunks"]} - root_names)
+    chunk = store / "chunks" / data_only[0][:2] / data_only[0]
+    chunk.write_bytes(chunk.read_bytes()[:-7] + b"garbage")
+    bad = d.cli("backup", "verify", "--to", target)
+    assert bad.returncode == 1 and f"DAMAGED {b2.id}" in bad.stdout
+    d.cli("delete", "--force", "files", "files2", check=True)
+
+
+def test_a_failed_restore_as_new_leaves_nothing(daemon: Daemon, tmp_path: Path) -> None:
+    root = create(daemon, "gone", start=False)
+    daemon.cli("disk", "add", "gone", "data", "--size", "8M", check=True)
+    fill(root, 0, MiB)
+    target = tmp_path / "nas"
+    daemon.cli("backup", "create", "gone", "--to", str(target), check=True)
+    with daemon.client() as c:
+        (backup,) = BackupCalls(c).backups(str(target))
+    manifest = json.loads((target / "manifests" / f"{backup.id}.json").read_text())
+    for name in {c[1] for c in manifest["chunks"]}:
+        (target / "chunks" / name[:2] / name).unlink()  # the root disk's chunks are lost
+    failed = daemon.cli("restore", backup.id, "--to", str(target), "--as", "half")
+    assert failed.returncode == 1
+    with daemon.client() as c:
+        assert "half" not in {i.name for i in c.list_instances()}
+    assert len(list(daemon.state_dir.glob("pools/*/volumes/*/data.img"))) == 1
 
 
 def test_kill_9_during_a_backup_leaves_no_partial_backup(daemon: Daemon,

@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,10 +65,26 @@ def state(daemon: Daemon, name: str) -> str:
         return c.get_instance(name).state
 
 
-def create(daemon: Daemon, name: str, kind: str) -> None:
+def create(daemon: Daemon, name: str, kind: str, data_disk: bool = False) -> None:
+    """A running tiny guest; with ``data_disk``: a 16 MiB data disk ``data`` at /mnt/data
+    (added before the first start: a microvm VM cannot hot-plug)."""
     daemon.cli("create", name, "--type", kind, "--template", "tiny", "--memory", "160M",
-               "--disk", "64M", "--start", check=True)
+               "--disk", "64M", *([] if data_disk else ["--start"]), check=True)
+    if data_disk:
+        daemon.cli("disk", "add", name, "data", "--size", "16M", check=True)
+        daemon.cli("start", name, check=True)
     wait_ready(daemon, name)
+    if data_disk:
+        mount_data(daemon, name)
+
+
+def mount_data(daemon: Daemon, name: str) -> None:
+    """The data disk at /mnt/data: a container has it mounted by Corral; a VM's guest mounts
+    its virtio disk (serial ``data``) itself."""
+    sh(daemon, name, "grep -q ' /mnt/data ' /proc/mounts || { mkdir -p /mnt/data && "
+                     "for b in /sys/block/vd*; do [ \"$(cat $b/serial 2>/dev/null)\" = data ] && "
+                     "mount -t ext4 /dev/${b##*/} /mnt/data; done; "
+                     "grep -q ' /mnt/data ' /proc/mounts; }")
 
 
 def snapshot(daemon: Daemon, name: str, snap: str, *more: str) -> None:
@@ -82,12 +99,13 @@ def restart_after_revert(daemon: Daemon, name: str) -> None:
     assert state(daemon, name) == "stopped"  # disk-only revert leaves it stopped
     daemon.cli("start", name, check=True)
     wait_ready(daemon, name)
+    mount_data(daemon, name)
 
 
-def disk_of(daemon: Daemon, name: str) -> Path:
+def disk_of(daemon: Daemon, name: str, disk: str = "root") -> Path:
     with daemon.client() as c:
         ident = c.get_instance(name).id
-    found = list(daemon.state_dir.glob(f"pools/*/volumes/{ident}/root.img"))
+    found = list(daemon.state_dir.glob(f"pools/*/volumes/{ident}/{disk}.img"))
     found += list((daemon.state_dir / "instances" / str(ident)).glob("root.img"))
     assert len(found) == 1, found
     return found[0]
@@ -130,50 +148,64 @@ def tree(daemon: Daemon, name: str) -> dict[str, str | None]:
 # Snapshots ------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["ct", "vm"])
 def test_disk_snapshot_revert_and_branching(real_daemon: Daemon, kind: str) -> None:
+    """Root and data disk in every snapshot, taken while running; a revert brings both
+    back."""
     d, name = real_daemon, f"snap-{kind}"
-    create(d, name, kind)
-    sh(d, name, "echo one > /root/file && sync")
+    create(d, name, kind, data_disk=True)
+
+    def write(word: str) -> None:
+        sh(d, name, f"echo {word} > /root/file && echo {word}-data > /mnt/data/file && sync")
+
+    def read() -> str:
+        return sh(d, name, "cat /root/file /mnt/data/file")
+
+    write("one")
     snapshot(d, name, "s1")  # while running
     assert state(d, name) == "running"
-    sh(d, name, "echo two > /root/file && sync")
+    write("two")
     snapshot(d, name, "s2")
-    sh(d, name, "echo three > /root/file && sync")
+    write("three")
 
     revert(d, name, "s1")
     restart_after_revert(d, name)
-    assert sh(d, name, "cat /root/file") == "one\n"
-    sh(d, name, "echo branch > /root/file && sync")
+    assert read() == "one\none-data\n"
+    write("branch")
     snapshot(d, name, "s3")  # a second child of s1
     assert tree(d, name) == {"s1": None, "s2": "s1", "s3": "s1", "*": "s3"}
 
     revert(d, name, "s2")
     restart_after_revert(d, name)
-    assert sh(d, name, "cat /root/file") == "two\n"
+    assert read() == "two\ntwo-data\n"
     d.cli("snapshot", "delete", name, "s1", check=True)  # the middle: children re-parented
     assert tree(d, name) == {"s2": None, "s3": None, "*": "s2"}
     revert(d, name, "s3")
     restart_after_revert(d, name)
-    assert sh(d, name, "cat /root/file") == "branch\n"
+    assert read() == "branch\nbranch-data\n"
     d.cli("delete", "--force", name, check=True)
 
 
 def test_vm_memory_snapshot_resumes_with_its_ram(real_daemon: Daemon) -> None:
     d, name = real_daemon, "mem-vm"
-    create(d, name, "vm")
+    create(d, name, "vm", data_disk=True)
     # /tmp is tmpfs: only RAM holds it. A counter process keeps counting into it.
-    sh(d, name, "echo before > /tmp/ram && echo disk-before > /root/file && sync && "
+    sh(d, name, "echo before > /tmp/ram && echo disk-before > /root/file && "
+                "echo data-before > /mnt/data/file && sync && "
                 "(i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done) "
                 "</dev/null >/dev/null 2>&1 & echo $! > /tmp/counter.pid")
     pid = sh(d, name, "cat /tmp/counter.pid").strip()
     snapshot(d, name, "live", "--memory")
     assert state(d, name) == "running"
     counted = int(sh(d, name, "cat /tmp/count"))
-    sh(d, name, f"echo after > /tmp/ram && echo disk-after > /root/file && sync && kill {pid}")
+    sh(d, name, f"echo after > /tmp/ram && echo disk-after > /root/file && "
+                f"echo data-after > /mnt/data/file && sync && kill {pid}")
 
     revert(d, name, "live")
     assert state(d, name) == "running"  # resumed, not rebooted
     assert sh(d, name, "cat /tmp/ram") == "before\n"
     assert sh(d, name, "cat /root/file") == "disk-before\n"
+    assert sh(d, name, "cat /mnt/data/file") == "data-before\n"  # still mounted, reverted
+    assert sh(d, name, "echo 3 > /proc/sys/vm/drop_caches && cat /mnt/data/file") == (
+        "data-before\n")  # the disk itself, not only the restored page cache
     assert sh(d, name, f"cat /proc/{pid}/cmdline >/dev/null && echo alive") == "alive\n"
     first = int(sh(d, name, "cat /tmp/count"))
     deadline = time.monotonic() + 30
@@ -199,33 +231,69 @@ def test_container_memory_snapshot_refused_with_criu_reason(real_daemon: Daemon)
 
 
 # Backups --------------------------------------------------------------------------------
-def backup_and_restore(d: Daemon, name: str, kind: str, target: str, url: str) -> None:
-    """Back ``name`` up while it runs, write more, restore as a new instance: it boots, has
-    the data from before the backup, and its disk is byte-identical to the backup's source."""
-    create(d, name, kind)
+def disk_chunks(url: str, backup_id: str) -> dict[str, dict[int, str]]:
+    """Per disk of the committed manifest: chunk index -> name (= sha256, unencrypted)."""
+    raw = _manifest(url, backup_id)
+    found = {"root": {int(c[0]): str(c[1]) for c in raw["chunks"]}}
+    for disk in raw.get("disks", []):
+        found[disk["name"]] = {int(c[0]): str(c[1]) for c in disk["chunks"]}
+    return found
+
+
+def assert_restored(d: Daemon, name: str, target: str, url: str, backup_id: str) -> None:
+    """Every disk of ``name`` is, byte for byte, the image the backup was taken from (the
+    manifest read straight from ``url``; its sizes through corrald from ``target``)."""
+    for disk, chunks in disk_chunks(url, backup_id).items():
+        assert chunk_digests(disk_of(d, name, disk)) == chunks, disk
+    with d.client() as c:
+        sizes = {x.name: x.size for x in BackupCalls(c).backup_info(target, backup_id).disks}
+    assert {n: disk_of(d, name, n).stat().st_size for n in sizes} == sizes
+
+
+def backup_and_restore(d: Daemon, name: str, kind: str, target: str, url: str,
+                       in_place: bool = False) -> None:
+    """Back ``name`` (root + a data disk) up while it runs, write more, restore as a new
+    instance: it boots, has the data from before the backup on both disks, and its disks
+    are byte-identical to the backup's point-in-time images. ``in_place``: then also over
+    the stopped original."""
+    create(d, name, kind, data_disk=True)
     before = write_random(d, name, "/root/data", 2048)
+    before_data = write_random(d, name, "/mnt/data/blob", 3072)
     d.cli("backup", "create", name, "--to", target, check=True)
     assert state(d, name) == "running"
     sh(d, name, "dd if=/dev/urandom of=/root/data bs=1024 count=64 conv=notrunc 2>/dev/null "
-                "&& echo later > /root/later && sync")
+                "&& echo later > /root/later && echo later > /mnt/data/later && "
+                "dd if=/dev/urandom of=/mnt/data/blob bs=1024 count=64 conv=notrunc "
+                "2>/dev/null && sync")
     with d.client() as c:
         [backup] = BackupCalls(c).backups(target, name)
     assert "online" in backup.consistency, backup.consistency
+    print(f"\n{kind} backup of root + data disk: {backup.consistency}")
+    assert ("blockdev-backup" if kind == "vm" else  # every filesystem frozen, not synced
+            "root and data filesystems frozen (fsfreeze)") in backup.consistency
+    assert [x.name for x in backup.disks] == ["root", "data"]
+
+    def check(instance: str) -> None:
+        d.cli("start", instance, check=True)
+        wait_ready(d, instance)
+        mount_data(d, instance)
+        assert guest_sha(d, instance, "/root/data") == before
+        assert guest_sha(d, instance, "/mnt/data/blob") == before_data
+        assert sh(d, instance, "ls /root/later /mnt/data/later 2>/dev/null; true") == ""
 
     copy = f"{name}-copy"
     d.cli("restore", backup.id, "--to", target, "--as", copy, check=True)
-    disk = disk_of(d, copy)
-    manifest_chunks = {c[0]: c[1] for c in _manifest(url, backup.id)["chunks"]}
-    assert chunk_digests(disk) == manifest_chunks  # the source image, byte for byte
-    assert disk.stat().st_size == backup.disk_size
-    d.cli("start", copy, check=True)
-    wait_ready(d, copy)
-    assert guest_sha(d, copy, "/root/data") == before
-    assert sh(d, copy, "test -e /root/later || echo absent") == "absent\n"
+    assert_restored(d, copy, target, url, backup.id)
+    check(copy)
+    if in_place:
+        d.cli("stop", "--force", name, check=True)
+        d.cli("restore", backup.id, "--to", target, check=True)
+        assert_restored(d, name, target, url, backup.id)
+        check(name)
     d.cli("delete", "--force", name, copy, check=True)
 
 
-def _manifest(url: str, backup_id: str) -> dict[str, list[list[object]]]:
+def _manifest(url: str, backup_id: str) -> dict[str, Any]:
     """The committed manifest as stored, read straight from the target (not via corrald)."""
     target = open_target(url, ACCESS_KEY, SECRET_KEY)
     return json.loads(target.get(manifest_key(backup_id)))  # type: ignore[no-any-return]
@@ -234,7 +302,8 @@ def _manifest(url: str, backup_id: str) -> dict[str, list[list[object]]]:
 @pytest.mark.parametrize("kind", ["ct", "vm"])
 def test_online_backup_restore_as_new_instance(real_daemon: Daemon, kind: str) -> None:
     target = Path(tempfile.mkdtemp(prefix="corral-backups-", dir=real_daemon.state_dir))
-    backup_and_restore(real_daemon, f"bk-{kind}", kind, str(target), str(target))
+    backup_and_restore(real_daemon, f"bk-{kind}", kind, str(target), str(target),
+                       in_place=True)
 
 
 @pytest.fixture
@@ -254,34 +323,41 @@ def test_s3_round_trip_with_a_real_container(real_daemon: Daemon, s3_endpoint: s
 @pytest.mark.parametrize("kind", ["ct", "vm"])
 def test_incremental_backup_after_a_one_percent_change(real_daemon: Daemon, kind: str) -> None:
     """A 1 % change of a 128 MiB disk (1.3 MiB into an existing file) stores about the
-    chunks it touched. A VM reads only those (QEMU dirty bitmap handed from backup to
-    backup); a container is read whole and deduplicated by chunk hash. The last of a chain
-    of incrementals restores to exactly the guest's data."""
+    chunks it touched. A VM reads only those (QEMU dirty bitmaps, one per disk, handed from
+    backup to backup); a container is read whole and deduplicated by chunk hash. A data disk
+    changed only in the second backup is incremental on its own. The last of a chain of
+    incrementals restores to exactly the guest's data."""
     d, name = real_daemon, f"inc-{kind}"
     d.cli("create", name, "--type", kind, "--template", "tiny", "--memory", "160M",
-          "--disk", "128M", "--start", check=True)
+          "--disk", "128M", check=True)
+    d.cli("disk", "add", name, "data", "--size", "64M", check=True)
+    d.cli("start", name, check=True)
     wait_ready(d, name)
+    mount_data(d, name)
     write_random(d, name, "/root/data", 32 * 1024)
+    write_random(d, name, "/mnt/data/blob", 16 * 1024)
     target = str(Path(tempfile.mkdtemp(prefix="corral-backups-", dir=d.state_dir)))
     d.cli("backup", "create", name, "--to", target, check=True)
-    change = ("dd if=/dev/urandom of=/root/data bs=1024 count=1310 seek={} conv=notrunc "
-              "2>/dev/null && sync && sha256sum /root/data")
-    sh(d, name, change.format(8192))
+    change = ("dd if=/dev/urandom of={} bs=1024 count=1310 seek={} conv=notrunc "
+              "2>/dev/null && sync && sha256sum {}")
+    sh(d, name, change.format("/root/data", 8192, "/root/data"))
+    data_sha = sh(d, name, change.format("/mnt/data/blob", 4096, "/mnt/data/blob")).split()[0]
     d.cli("backup", "create", name, "--to", target, check=True)
-    expected = sh(d, name, change.format(20000)).split()[0]
+    expected = sh(d, name, change.format("/root/data", 20000, "/root/data")).split()[0]
     d.cli("backup", "create", name, "--to", target, check=True)
     with d.client() as c:
         first, second, third = BackupCalls(c).backups(target, name)
-    assert first.stats.new_bytes >= 32 * MiB
+    assert first.stats.new_bytes >= 48 * MiB
     assert (second.parent, third.parent) == (first.id, second.id)
-    for inc in (second, third):
+    for inc, disks in ((second, 2), (third, 1)):  # the data disk changed in the second only
         new = inc.stats.new_bytes
-        assert new < 6 * CHUNK, f"{new / MiB:.1f} MiB new after a 1.3 MiB change"
+        assert new < disks * 6 * CHUNK, f"{new / MiB:.1f} MiB new after 1.3 MiB changes"
         if kind == "vm":
-            assert inc.method == "dirty-bitmap", inc.method
-            assert inc.stats.read_bytes < 6 * CHUNK  # only the dirty chunks were read
+            assert [x.method for x in inc.disks] == ["dirty-bitmap", "dirty-bitmap"]
+            assert inc.stats.read_bytes < disks * 6 * CHUNK  # only the dirty chunks were read
         print(f"\n{kind}: full {first.stats.new_bytes / MiB:.1f} MiB new, incremental "
-              f"{new / MiB:.1f} MiB new ({100 * new / inc.disk_size:.1f} % of the disk), "
+              f"({disks} disk{'s' if disks > 1 else ''} changed) {new / MiB:.1f} MiB new "
+              f"({100 * new / inc.disk_size:.1f} % of the root disk), "
               f"{inc.stats.read_bytes / MiB:.1f} MiB read, {inc.stats.seconds:.2f} s")
 
     if kind == "vm":  # QEMU restarted: its bitmaps are gone, so the whole disk is read
@@ -290,13 +366,14 @@ def test_incremental_backup_after_a_one_percent_change(real_daemon: Daemon, kind
         d.cli("backup", "create", name, "--to", target, check=True)
         with d.client() as c:
             fourth = BackupCalls(c).backups(target, name)[-1]
-        assert fourth.method == "hash" and fourth.stats.read_bytes >= 32 * MiB
+        assert fourth.method == "hash" and fourth.stats.read_bytes >= 48 * MiB
 
     copy = f"{name}-copy"
     d.cli("restore", third.id, "--to", target, "--as", copy, check=True)
-    manifest_chunks = {c[0]: c[1] for c in _manifest(target, third.id)["chunks"]}
-    assert chunk_digests(disk_of(d, copy)) == manifest_chunks
+    assert_restored(d, copy, target, target, third.id)
     d.cli("start", copy, check=True)
     wait_ready(d, copy)
+    mount_data(d, copy)
     assert guest_sha(d, copy, "/root/data") == expected
+    assert guest_sha(d, copy, "/mnt/data/blob") == data_sha
     d.cli("delete", "--force", name, copy, check=True)

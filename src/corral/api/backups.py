@@ -16,6 +16,7 @@ from corral.services.access import Access
 from corral.services.core import Corral
 from corral.state.backupstore import TargetRecord
 from corral.wire.backups import (
+    BackupDiskModel,
     BackupModel,
     BackupRequest,
     BackupStatsModel,
@@ -40,6 +41,7 @@ App = Annotated[Corral, Depends(corral)]
 
 def _backup(m: Manifest) -> BackupModel:
     s = m.stats
+    mounts = {d.name: d.mount for d in m.disks}
     return BackupModel(
         id=m.id, instance=m.instance.name, instance_id=m.instance.id, type=m.instance.kind,
         template=m.instance.template, created_at=m.created_at.isoformat(),
@@ -50,6 +52,9 @@ def _backup(m: Manifest) -> BackupModel:
             stored_bytes=s.stored_bytes, reused_bytes=s.reused_bytes,
             new_chunks=s.new_chunks, seconds=s.seconds),
         owner=m.instance.owner,
+        disks=[BackupDiskModel(name=d.name, size=d.size, chunks=len(d.chunks),
+                               stored=sum(c.length for c in d.chunks), method=d.method,
+                               mount=mounts.get(d.name)) for d in m.all_disks()],
     )
 
 

@@ -3,6 +3,11 @@
 The manifest is the commit record: it is written (atomically) only after every chunk it
 names is stored, so a backup interrupted at any point (even kill -9) has no manifest and is
 never listed; its orphan chunks are swept by the next garbage collection.
+
+Format 2 adds ``disks``: the instance's data disks (name, size, index, mount path, chunk
+list and method each), beside the root disk that keeps the top-level ``disk_size`` and
+``chunks`` of format 1. Format 1 manifests (root disk only) read as format 2 without data
+disks; a format-2 manifest is refused by older Corral (it would lose the data disks).
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from typing import Any
 
 from corral.domain.errors import InvalidInput
 
-FORMAT = 1
+FORMAT = 2
+READABLE = (1, 2)
 
 
 def new_backup_id(instance: str, when: datetime) -> str:
@@ -40,6 +46,44 @@ class InstanceInfo:
     resources: dict[str, Any]
     privileged: bool = False
     owner: str | None = None  # the user who owned the instance then (sees this backup)
+
+
+@dataclass(frozen=True)
+class DataDiskBackup:
+    """One data disk in a backup: what recreates it (name, size, index, container mount
+    path) and its chunks (same chunk size as the root disk's)."""
+
+    name: str
+    size: int
+    index: int
+    chunks: list[ChunkRef]
+    mount: str | None = None
+    method: str = "hash"
+
+    @property
+    def names(self) -> set[str]:
+        return {c.name for c in self.chunks}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size, "index": self.index,
+                "mount": self.mount, "method": self.method,
+                "chunks": [[c.index, c.name, c.length] for c in self.chunks]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataDiskBackup:
+        return cls(name=str(data["name"]), size=int(data["size"]), index=int(data["index"]),
+                   chunks=_chunks(data["chunks"]), mount=data.get("mount"),
+                   method=str(data.get("method", "hash")))
+
+
+@dataclass(frozen=True)
+class DiskView:
+    """Any disk of a backup, the root disk (name ``root``) included."""
+
+    name: str
+    size: int
+    chunks: list[ChunkRef]
+    method: str
 
 
 @dataclass
@@ -69,6 +113,8 @@ class Manifest:
     stats: Stats = field(default_factory=Stats)
     format: int = FORMAT
     tracking: str | None = None  # the runtime's change tracker started at this backup
+    disks: list[DataDiskBackup] = field(default_factory=list)
+    """The data disks (format 2); the root disk is ``disk_size``/``chunks``/``method``."""
 
     @property
     def key(self) -> str:
@@ -76,32 +122,52 @@ class Manifest:
 
     @property
     def names(self) -> set[str]:
-        return {c.name for c in self.chunks}
+        """Every chunk this backup references, over all its disks."""
+        return {c.name for c in self.chunks}.union(*(d.names for d in self.disks))
+
+    def all_disks(self) -> list[DiskView]:
+        """The root disk first, then the data disks."""
+        return [DiskView("root", self.disk_size, self.chunks, self.method)] + [
+            DiskView(d.name, d.size, d.chunks, d.method) for d in self.disks]
+
+    def disk(self, name: str) -> DiskView | None:
+        return next((d for d in self.all_disks() if d.name == name), None)
+
+    @property
+    def total_size(self) -> int:
+        return self.disk_size + sum(d.size for d in self.disks)
 
     def to_json(self) -> bytes:
         data = asdict(self)
         data["created_at"] = self.created_at.astimezone(UTC).isoformat()
         data["chunks"] = [[c.index, c.name, c.length] for c in self.chunks]
+        data["disks"] = [d.to_dict() for d in self.disks]
         return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> Manifest:
         try:
             data = json.loads(raw)
-            if data.get("format") != FORMAT:
+            if data.get("format") not in READABLE:
                 raise InvalidInput(f"manifest format {data.get('format')} is not supported")
             return cls(
                 id=data["id"], instance=InstanceInfo(**data["instance"]),
                 created_at=datetime.fromisoformat(data["created_at"]),
                 disk_size=int(data["disk_size"]), chunk_size=int(data["chunk_size"]),
-                chunks=[ChunkRef(int(i), str(n), int(n_)) for i, n, n_ in data["chunks"]],
+                chunks=_chunks(data["chunks"]),
                 parent=data.get("parent"), encrypted=bool(data.get("encrypted")),
                 key_fingerprint=data.get("key_fingerprint"),
                 consistency=data.get("consistency", ""), method=data.get("method", "hash"),
                 stats=Stats(**data.get("stats", {})), tracking=data.get("tracking"),
+                disks=[DataDiskBackup.from_dict(d) for d in data.get("disks", [])],
+                format=int(data["format"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput(f"unreadable manifest: {exc}") from None
+
+
+def _chunks(raw: list[list[Any]]) -> list[ChunkRef]:
+    return [ChunkRef(int(i), str(n), int(length)) for i, n, length in raw]
 
 
 def manifest_key(backup_id: str) -> str:

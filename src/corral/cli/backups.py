@@ -31,15 +31,16 @@ NoWait = Annotated[bool, typer.Option("--no-wait", help="print the operation id 
 MiB = 1 << 20
 
 
-def _follow(c: object, op: object, label: str, no_wait: bool) -> None:
+def _follow(c: object, op: object, label: str, no_wait: bool) -> str:
+    """Follow the operation; its last phase ("" with --no-wait)."""
     from corral.client import CorralClient
     from corral.wire.models import OperationModel
 
     assert isinstance(c, CorralClient) and isinstance(op, OperationModel)
     if no_wait:
         print(op.id)
-        return
-    wait_for(c, op, label)
+        return ""
+    return wait_for(c, op, label).phase
 
 
 # Snapshots ------------------------------------------------------------------------------
@@ -96,9 +97,10 @@ def snapshot_revert(
 ) -> None:
     """Return to a snapshot (one with memory resumes running there; else left stopped)."""
     with client() as c:
-        _follow(c, BackupCalls(c).revert(name, snapshot, disk_only), f"revert {name}",
-                no_wait)
-    output.console.print(f"{name} reverted to {snapshot}")
+        said = _follow(c, BackupCalls(c).revert(name, snapshot, disk_only), f"revert {name}",
+                       no_wait)
+    output.console.print(f"{name} reverted to {snapshot}" + (f": {said}" if said else ""),
+                         highlight=False)
 
 
 @snapshot_app.command("delete")
@@ -172,9 +174,10 @@ def backup_list(to: ToOpt, name: Annotated[str | None, typer.Argument()] = None,
     with client() as c:
         found = BackupCalls(c).backups(to, name, key_file)
     if not output.emit_structured(found, fmt):
-        output.table(["BACKUP", "INSTANCE", "TYPE", "OWNER", "CREATED", "DISK", "NEW",
+        output.table(["BACKUP", "INSTANCE", "TYPE", "OWNER", "CREATED", "DISKS", "NEW",
                       "STORED"], [
-            [b.id, b.instance, b.type, b.owner or "-", b.created_at[:19], _mib(b.disk_size),
+            [b.id, b.instance, b.type, b.owner or "-", b.created_at[:19],
+             _mib(sum(x.size for x in b.disks) or b.disk_size),
              _mib(b.stats.new_bytes), _mib(b.stats.stored_bytes)] for b in found])
 
 
@@ -187,7 +190,10 @@ def _info_rows(b: BackupModel) -> list[tuple[str, str]]:
             ("consistency", b.consistency), ("method", b.method),
             ("read", _mib(s.read_bytes)), ("new", _mib(s.new_bytes)),
             ("stored", _mib(s.stored_bytes)), ("deduplicated", _mib(s.reused_bytes)),
-            ("seconds", f"{s.seconds:.2f}")]
+            ("seconds", f"{s.seconds:.2f}")] + [
+            (f"disk {d.name}", f"{_mib(d.size)}, {d.chunks} chunks ({_mib(d.stored)}), "
+                               f"{d.method}" + (f", mounted at {d.mount}" if d.mount else ""))
+            for d in b.disks]
 
 
 @backup_app.command("info")
@@ -291,9 +297,10 @@ def restore(
     with client() as c:
         op = BackupCalls(c).restore(backup, RestoreRequest(target=target, as_name=as_name,
                                                            key_file=key_file))
-        _follow(c, op, f"restore {backup}", no_wait)
+        said = _follow(c, op, f"restore {backup}", no_wait)
     if not no_wait:
-        output.console.print(f"Restored {backup}" + (f" as {as_name}" if as_name else ""))
+        output.console.print(f"Restored {backup}" + (f" as {as_name}" if as_name else "")
+                             + (f": {said}" if said else ""), highlight=False)
 
 
 

@@ -34,7 +34,8 @@ def client() -> Iterator[CorralClient]:
         fail(exc.message)
 
 
-def wait_for(c: CorralClient, op: OperationModel, label: str, quiet: bool = False) -> None:
+def wait_for(c: CorralClient, op: OperationModel, label: str,
+             quiet: bool = False) -> OperationModel:
     """Follow an operation to its end with a progress bar; exit non-zero if it failed."""
     if op.status in FINAL:  # it ended while the daemon held the answer (``wait``)
         done = op
@@ -53,6 +54,7 @@ def wait_for(c: CorralClient, op: OperationModel, label: str, quiet: bool = Fals
             done = c.wait(op.id, on_progress=show)
     if done.status != "success":
         fail(f"{label} failed: {done.error or done.status} (operation {done.id})")
+    return done
 
 
 # How long the daemon may hold an action's answer for it to end (one round trip for a start);

@@ -5,13 +5,19 @@ every driver (fake, lxc, qemu) has a ``snapshots.py`` implementing ``SnapshotHoo
 ``hooks_for`` finds it. A snapshot is a directory: ``root.img`` (a copy-on-write clone of the
 disk where the filesystem can, else a sparse copy) and, with memory, the runtime state
 (``vmstate.qcow2`` for QEMU, CRIU images for LXC, ``state.json`` for the fake driver).
+
+Every disk of an instance (root and data disks) is copied at one point in time: the
+service names the copies (``DiskCopy``: the root disk first), the hooks make them all while
+the instance is quiesced once (a container frozen, a VM paused or one QMP transaction).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -28,13 +34,43 @@ def clone(src: Path, dst: Path) -> str:
     return "reflink" if clone_file(src, dst) else "sparse copy"
 
 
-def replace_disk(spec: InstanceSpec, source: Path) -> None:
-    """Make the instance's (stopped) disk a copy of ``source``, atomically."""
-    disk = spec.disk_path
-    tmp = disk.with_name(f".{disk.name}.revert")
-    tmp.unlink(missing_ok=True)
-    clone(source, tmp)
-    os.replace(tmp, disk)
+ROOT = "root"
+
+
+@dataclass(frozen=True)
+class DiskCopy:
+    """One disk to copy: ``name`` (``root`` or a data disk's), from ``source`` to ``dest``.
+    Taking a snapshot or a backup copies disk -> copy; a revert copies copy -> disk."""
+
+    name: str
+    source: Path
+    dest: Path
+
+
+def clone_all(copies: Sequence[DiskCopy]) -> str:
+    """Clone every copy (made consistent by the caller); "reflink" if all were."""
+    methods = {clone(c.source, c.dest) for c in copies}
+    return "reflink" if methods == {"reflink"} else "sparse copy"
+
+
+def replace_disks(copies: Sequence[DiskCopy]) -> None:
+    """Make the (stopped) instance's disks copies of the snapshot's: every copy is cloned
+    beside its disk first, then all are renamed into place (nothing changes if a clone
+    fails)."""
+    made: list[tuple[Path, Path]] = []
+    try:
+        for c in copies:
+            tmp = c.dest.with_name(f".{c.dest.name}.revert")
+            tmp.unlink(missing_ok=True)
+            made.append((tmp, c.dest))
+            clone(c.source, tmp)
+    except BaseException:
+        for tmp, _ in made:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise
+    for tmp, dest in made:
+        os.replace(tmp, dest)
 
 
 DEVICES = "devices.json"
@@ -82,9 +118,10 @@ class Captured:
 
     consistency: str
     method: str  # "reflink", "sparse copy", "blockdev-backup", "blockdev-backup (dirty bitmap)"
-    changed: frozenset[int] | None = None
-    """With ``since``: the only 4 MiB chunk indexes that may differ from the backup ``since``
-    belongs to (the copy holds just those); None: the copy is the whole disk."""
+    changed: Mapping[str, frozenset[int]] = field(default_factory=dict)
+    """Per disk name, for disks copied incrementally (``since``): the only 4 MiB chunk
+    indexes that may differ from that disk in the backup ``since`` belongs to (the copy holds
+    just those); a disk without an entry was copied whole."""
     tracking: str | None = None
     """A change tracker (QEMU dirty bitmap) started at this copy's point in time, for the
     next backup's ``since``; None where the runtime has none."""
@@ -95,30 +132,36 @@ class SnapshotHooks(Protocol):
         """None when snapshots with memory are possible here, else the reason they are not."""
         ...
 
-    def take(self, spec: InstanceSpec, dest: Path, memory: bool) -> Captured:
-        """Write the snapshot into the empty directory ``dest``: ``dest/root.img`` consistent
-        (file systems quiesced where possible) and, with ``memory``, the running state. The
-        instance keeps running (it pauses at most for the copy-on-write clone)."""
+    def take(self, spec: InstanceSpec, dest: Path, memory: bool,
+             copies: Sequence[DiskCopy]) -> Captured:
+        """Write the snapshot: every disk to its copy (the root disk's is ``dest/root.img``),
+        all at one consistent point (file systems quiesced where possible) and, with
+        ``memory``, the running state into the directory ``dest``. The instance keeps running
+        (it pauses at most for the copy-on-write clones)."""
         ...
 
     def revert(
-        self, spec: InstanceSpec, template: TemplateImage, source: Path, memory: bool
+        self, spec: InstanceSpec, template: TemplateImage, source: Path, memory: bool,
+        copies: Sequence[DiskCopy],
     ) -> None:
-        """Return the instance to the snapshot in ``source``. Without memory the instance is
-        left stopped; with memory it resumes exactly where the snapshot was taken. When the
-        memory state cannot be loaded, the instance is booted from the reverted disk and
+        """Return the instance to the snapshot in ``source``: every disk in ``copies`` (the
+        snapshot's copy -> the disk) is replaced. Without memory the instance is left
+        stopped; with memory it resumes exactly where the snapshot was taken. When the
+        memory state cannot be loaded, the instance is booted from the reverted disks and
         ``MemoryNotRestored`` is raised."""
         ...
 
-    def capture_disk(self, spec: InstanceSpec, dest: Path, since: str | None = None) -> Captured:
-        """A consistent point-in-time copy of the disk at ``dest`` for a backup, taken while
-        the instance keeps running. ``since``: the tracker the previous backup (same disk
-        size, 4 MiB chunks) started; where it still exists only the changed chunks are
-        copied and named in ``Captured.changed``."""
+    def capture_disks(self, spec: InstanceSpec, copies: Sequence[DiskCopy],
+                      since: Mapping[str, str]) -> Captured:
+        """Consistent point-in-time copies of every disk (one point for all) for a backup,
+        taken while the instance keeps running. ``since``: per disk, the tracker the previous
+        backup (same disk size, 4 MiB chunks) started; where it still exists only the
+        changed chunks are copied and named in ``Captured.changed``."""
         ...
 
     def drop_tracking(self, spec: InstanceSpec, tracking: str) -> None:
-        """Forget a change tracker (superseded by a newer backup, or its backup failed)."""
+        """Forget a change tracker on every disk (superseded by a newer backup, or its
+        backup failed)."""
         ...
 
 

@@ -1,8 +1,10 @@
 """Backups of instances into chunk stores, restores, retention, verification, schedules.
 
-A backup is taken from a point-in-time copy the driver's snapshot hooks make while the
-instance keeps running (CT: freeze + fsfreeze + copy-on-write clone + thaw; VM: QEMU
-blockdev-backup), then chunked into the target's store; the manifest is committed last.
+A backup is taken from point-in-time copies of every disk (root and data disks, one point in
+time for all) the driver's snapshot hooks make while the instance keeps running (CT: freeze
++ fsfreeze + copy-on-write clones + thaw; VM: QEMU blockdev-backup of every disk in one
+transaction), then chunked into the target's store; the manifest is committed last.
+A restore recreates the data disks (names, sizes, mount paths) in the instance's pool.
 One lock per target serialises backups with prune/delete (garbage collection must not see
 the chunks of a backup whose manifest is not committed yet).
 """
@@ -19,23 +21,27 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from corral.backup.crypto import Codec
-from corral.backup.engine import CHUNK_SIZE, backup_image, restore_image
-from corral.backup.manifest import InstanceInfo, Manifest
+from corral.backup.engine import CHUNK_SIZE, DataImage, backup_disks, restore_image
+from corral.backup.manifest import DataDiskBackup, InstanceInfo, Manifest
 from corral.backup.retention import Retention, select_kept
 from corral.backup.store import ChunkStore, VerifyReport
 from corral.backup.targets import S3Target, open_target
 from corral.domain.errors import Conflict, InvalidInput, NotFound, Unsupported
-from corral.domain.instance import Kind
+from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.lifecycle import State
 from corral.domain.users import LOCAL_ROOT
-from corral.drivers.snapshots import Captured, SnapshotHooks
+from corral.drivers.snapshots import ROOT, Captured, DiskCopy, SnapshotHooks
 from corral.services.access import Access
 from corral.services.instances import InstanceService
 from corral.services.operations import OperationContext
 from corral.state.backupstore import BackupStore, ScheduleRecord, TargetRecord
-from corral.state.store import OperationRecord
+from corral.state.store import InstanceRecord, OperationRecord
+
+if TYPE_CHECKING:
+    from corral.services.disks import DiskService
 
 log = logging.getLogger("corral.backups")
 MiB = 1 << 20
@@ -73,11 +79,18 @@ class RateReporter:
 SCRATCH = ".backup-"
 
 
-def scratch_copy(disk: Path, op_id: str) -> Path:
-    """A backup's point-in-time copy lives beside the disk, in the same pool, so that it is a
-    reflink where the pool can (a container stays frozen only for that); deleted when the
-    backup ends, and at daemon start after a kill."""
-    return disk.parent / f"{SCRATCH}{op_id}.img"
+def scratch_copy(disk: Path, op_id: str, name: str = ROOT) -> Path:
+    """A backup's point-in-time copy of a disk lives beside it, in the same pool, so that it
+    is a reflink where the pool can (a container stays frozen only for that); deleted when
+    the backup ends, and at daemon start after a kill."""
+    return disk.parent / (f"{SCRATCH}{op_id}.img" if name == ROOT
+                          else f"{SCRATCH}{op_id}-{name}.img")
+
+
+def backup_copies(spec: InstanceSpec, op_id: str) -> list[DiskCopy]:
+    """Every disk of ``spec`` (root first) -> its scratch copy."""
+    return [DiskCopy(ROOT, spec.disk_path, scratch_copy(spec.disk_path, op_id))] + [
+        DiskCopy(d.name, d.path, scratch_copy(d.path, op_id, d.name)) for d in spec.data_disks]
 
 
 class BackupService:
@@ -89,6 +102,8 @@ class BackupService:
         self.store = store
         self.hooks = hooks
         self.scratch = scratch
+        self.disks: DiskService | None = None
+        """Data disks (services/disks): a restore registers the ones it recreates."""
         self.reports = scratch.parent / "verify-reports"
         self._target_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -100,9 +115,11 @@ class BackupService:
             leftover.unlink(missing_ok=True)
         for rec in self.instances.store.list_instances():
             with contextlib.suppress(OSError):
-                disk = self.instances.spec(rec).disk_path
-                for leftover in disk.parent.glob(f"{SCRATCH}*.img"):
-                    leftover.unlink(missing_ok=True)
+                spec = self.instances.spec(rec)
+                for where in {spec.disk_path.parent, *(d.path.parent for d in spec.data_disks)}:
+                    for leftover in [*where.glob(f"{SCRATCH}*.img*"),
+                                     *where.glob(".*.img.restore")]:  # a killed restore's
+                        leftover.unlink(missing_ok=True)
 
     # Targets -----------------------------------------------------------------------------
     def add_target(
@@ -164,34 +181,31 @@ class BackupService:
         if hooks is None:
             raise InvalidInput(f"this host cannot back up {rec.kind.value} instances")
         spec = self.instances.spec(rec)
-        if spec.data_disks:  # not silently left out: a restore would lose them
-            raise Unsupported(
-                "backups cover the root disk only; data disks: "
-                + ", ".join(d.name for d in spec.data_disks)
-                + " (remove them, or copy their data another way)")
         record = self._record(target, key_file)
         store = self._open(record, create=True)
         info = InstanceInfo(rec.name, rec.id, rec.kind.value, rec.template,
                             rec.resources.to_dict(), rec.privileged, owner=rec.owner)
 
         def work(ctx: OperationContext) -> None:
-            copy = scratch_copy(spec.disk_path, ctx.id)
+            copies = backup_copies(spec, ctx.id)
             base = self.latest(store, rec.name)
-            size = spec.disk_path.stat().st_size
-            since = (base.tracking if base is not None and base.disk_size == size
-                     and base.chunk_size == CHUNK_SIZE else None)
+            since = _trackers(base, copies)  # per disk: incremental where it can be
             captured: Captured | None = None
             try:
-                ctx.progress(0.02, "point-in-time copy")
-                captured = hooks.capture_disk(spec, copy, since)
+                ctx.progress(0.02, "point-in-time copy of " + (
+                    f"{len(copies)} disks" if len(copies) > 1 else "the disk"))
+                captured = hooks.capture_disks(spec, copies, since)
                 with self._locked(record):
                     previous = self.latest(store, rec.name)
-                    if captured.changed is not None and (
+                    if captured.changed and (
                             previous is None or base is None or previous.id != base.id):
                         raise Conflict(f"backup '{base.id if base else '?'}' was deleted "
                                        "during this incremental backup; run it again")
-                    manifest = backup_image(
-                        copy, store, info, previous=previous, changed=captured.changed,
+                    manifest = backup_disks(
+                        copies[0].dest,
+                        [DataImage(d.name, c.dest, d.index, d.mount or None)
+                         for d, c in zip(spec.data_disks, copies[1:], strict=True)],
+                        store, info, previous=previous, changed=captured.changed,
                         consistency=f"{captured.consistency} [{captured.method}]",
                         progress=RateReporter(ctx, "stored", 0.1, 0.9),
                         tracking=captured.tracking,
@@ -201,9 +215,10 @@ class BackupService:
                     hooks.drop_tracking(spec, captured.tracking)  # ``since`` stays valid
                 raise
             finally:
-                copy.unlink(missing_ok=True)
-            if since is not None:
-                hooks.drop_tracking(spec, since)  # superseded by this backup's tracker
+                for c in copies:
+                    c.dest.unlink(missing_ok=True)
+            if base is not None and base.tracking is not None:
+                hooks.drop_tracking(spec, base.tracking)  # superseded by this backup's
             s = manifest.stats
             ctx.progress(1.0, f"backup {manifest.id}: {s.new_bytes / MiB:.1f} MiB new of "
                               f"{s.read_bytes / MiB:.1f} MiB read")
@@ -336,12 +351,16 @@ class BackupService:
             if existing.state is not State.STOPPED:
                 raise Conflict(f"{name} is {existing.state.value}: stop it to restore over "
                                "it, or restore --as a new name")
-            spec = self.instances.spec(existing.record)
+            rec = existing.record
+            self._check_restorable(rec, manifest)
 
             def in_place(ctx: OperationContext) -> None:
-                self._write_disk(ctx, manifest, store, spec.disk_path)
+                self._write_disks(ctx, manifest, store, rec)
 
             return self.instances.ops.submit("restore", name, in_place)
+        if manifest.disks and self.disks is None:
+            raise Unsupported("this daemon keeps no storage pools: the backup's data disks "
+                              "cannot be recreated")
         owner = access.restored_owner(
             source.owner, source.owner is not None and self.instances.store.user_exists(
                 source.owner))
@@ -361,18 +380,77 @@ class BackupService:
             rec = self.instances.store.get_instance(name)
             self.instances.ops.locks.acquire(name, ctx.id, "restore")
             try:
-                self._write_disk(ctx, manifest, store, self.instances.spec(rec).disk_path)
+                self._write_disks(ctx, manifest, store, rec)
+            except BaseException:  # no half-restored instance is left behind
+                self.instances._discard(rec, self.instances.spec(rec))
+                raise
             finally:
                 self.instances.ops.locks.release(name, ctx.id)
 
         return self.instances.ops.submit("restore", None, as_new)
 
-    def _write_disk(self, ctx: OperationContext, manifest: Manifest, store: ChunkStore,
-                    disk: Path) -> None:
-        tmp = disk.with_name(f".{disk.name}.restore")
-        tmp.unlink(missing_ok=True)
-        restore_image(manifest, store, tmp, RateReporter(ctx, "restored", 0.05, 0.95))
-        tmp.replace(disk)
+    def _check_restorable(self, rec: InstanceRecord, manifest: Manifest) -> None:
+        """Refuse (before anything changes) an in-place restore that cannot recreate the
+        backup's data disks."""
+        present = {d.name for d in self.instances.spec(rec).data_disks}
+        wanted = [d.name for d in manifest.disks if d.name not in present]
+        if wanted and self.disks is None:
+            raise Unsupported("this daemon keeps no storage pools: data disks "
+                              f"{', '.join(wanted)} cannot be recreated")
+
+    def _write_disks(self, ctx: OperationContext, manifest: Manifest, store: ChunkStore,
+                     rec: InstanceRecord) -> None:
+        """Every disk of the backup over the (stopped, locked) instance ``rec``: the data
+        disks it lacks are registered (name, size, index, mount path) in its root disk's
+        pool; every image is restored beside its disk first, then all are renamed into
+        place. A data disk the backup does not have is kept as it is. On failure nothing
+        changes (disks registered here go again)."""
+        spec = self.instances.spec(rec)
+        present = {d.name: d.path for d in spec.data_disks}
+        targets: list[tuple[str, Path]] = [(ROOT, spec.disk_path)]
+        brought: list[tuple[str, Path]] = []
+        written: list[tuple[Path, Path]] = []
+        total = max(sum(c.length for d in manifest.all_disks() for c in d.chunks), 1)
+        done = 0
+        try:
+            for disk in manifest.disks:
+                if disk.name in present:
+                    targets.append((disk.name, present[disk.name]))
+                else:
+                    targets.append((disk.name, self._bring_back(rec, disk)))
+                    brought.append(targets[-1])
+            for name, path in targets:
+                tmp = path.with_name(f".{path.name}.restore")
+                tmp.unlink(missing_ok=True)
+                view = manifest.disk(name)
+                assert view is not None
+                report = RateReporter(ctx, f"restored {name}:", 0.05 + 0.95 * done / total,
+                                      0.95 * sum(c.length for c in view.chunks) / total)
+                written.append((tmp, path))
+                restore_image(manifest, store, tmp, report, disk=name)
+                done += sum(c.length for c in view.chunks)
+        except BaseException:
+            for tmp, _ in written:
+                tmp.unlink(missing_ok=True)
+            for name, path in brought:
+                if self.disks is not None:
+                    self.disks.drop(rec, name, path)
+            raise
+        for tmp, path in written:
+            tmp.replace(path)
+        for disk in manifest.disks:
+            if self.disks is not None:
+                self.disks.set_size(rec, disk.name, disk.size)
+        kept = [n for n in present if manifest.disk(n) is None]
+        ctx.result = (f"restored {len(targets)} disk{'s' if len(targets) > 1 else ''}"
+                      + (f"; kept as they are (not in the backup): {', '.join(kept)}"
+                         if kept else ""))
+
+    def _bring_back(self, rec: InstanceRecord, disk: DataDiskBackup) -> Path:
+        if self.disks is None:
+            raise Unsupported(f"data disk '{disk.name}' cannot be recreated: this daemon keeps "
+                              "no storage pools")
+        return self.disks.bring_back(rec, disk.name, disk.size, disk.mount, disk.index)
 
     # Schedules -----------------------------------------------------------------------------
     def set_schedule(self, instance: str, target: str, daily_at: str, rules: Retention) -> None:
@@ -424,6 +502,19 @@ class BackupService:
                 self.prune(s.target, s.instance, rules)
             except Exception as exc:
                 log.warning("scheduled prune of %s failed: %s", s.instance, exc)
+
+
+def _trackers(base: Manifest | None, copies: list[DiskCopy]) -> dict[str, str]:
+    """Per disk, the change tracker the previous backup started, for the disks it has with
+    the same size (4 MiB chunks): those a runtime with trackers may copy incrementally."""
+    if base is None or base.tracking is None or base.chunk_size != CHUNK_SIZE:
+        return {}
+    found = {}
+    for copy in copies:
+        before = base.disk(copy.name)
+        if before is not None and before.size == copy.source.stat().st_size:
+            found[copy.name] = base.tracking
+    return found
 
 
 class BackupScheduler:

@@ -108,10 +108,11 @@ class Corral:
             if found is not None:
                 hooks[kind] = found
         store = BackupStore(settings.state_dir / "corral.db")
-        self.snapshots = SnapshotService(self.instances, store, hooks)
+        self.snapshots = SnapshotService(self.instances, store, hooks, self.storage, self.disks)
         self.backups = BackupService(
             self.instances, store, hooks, settings.state_dir / "backup-scratch"
         )
+        self.backups.disks = self.disks
         self.backup_schedule = BackupScheduler(self.backups)
 
         def forget(rec: InstanceRecord) -> None:  # a new instance reusing the id or name

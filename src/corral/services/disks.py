@@ -176,6 +176,49 @@ class DiskService:
                             applied=change.applied)
         return change
 
+    # Snapshot reverts and backup restores ---------------------------------------------------
+    def bring_back(self, rec: InstanceRecord, name: str, size: int, mount: str | None = None,
+                   index: int | None = None, pool: str | None = None) -> Path:
+        """Register a data disk that a snapshot revert or a backup restore brings back (the
+        caller holds the instance lock, writes the image to the returned path, and calls
+        ``drop`` if that fails). Its index and pool are kept where still free/present, else
+        the lowest free index and the root disk's pool; the over-commitment check applies."""
+        validate_disk_name(name)
+        disks = self.storage.store.disks(rec.id)
+        root = next((d for d in disks if d.root), None)
+        if root is None:
+            raise Unsupported(f"'{rec.name}' has no disks in a storage pool")
+        if any(d.name == name for d in disks):
+            raise Conflict(f"'{rec.name}' already has a disk named '{name}'")
+        free = [i for i in range(1, MAX_DATA_DISKS + 1) if i not in {d.idx for d in disks}]
+        if not free:
+            raise Conflict(f"'{rec.name}' has {MAX_DATA_DISKS} data disks, the most allowed")
+        if rec.kind is Kind.VM:
+            mount = None
+        elif mount is not None and any(d.mount == validate_mount(mount) for d in disks):
+            raise Conflict(f"another disk of '{rec.name}' is mounted at {mount}; cannot bring "
+                           f"back disk '{name}' there")
+        try:
+            target = self.storage.pool(pool or root.pool)
+        except NotFound:
+            target = self.storage.pool(root.pool)
+        path = target.volume(rec.id, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self.admit(0, size):
+            self.storage.store.insert_disk(DiskRecord(
+                rec.id, name, index if index in free else free[0], target.name, size,
+                mount=mount))
+        return path
+
+    def drop(self, rec: InstanceRecord, name: str, path: Path) -> None:
+        """Undo ``bring_back``: the row and the image go."""
+        path.unlink(missing_ok=True)
+        self.storage.store.delete_disk(rec.id, name)
+
+    def set_size(self, rec: InstanceRecord, name: str, size: int) -> None:
+        """A revert or restore replaced the image of disk ``name`` with one of ``size``."""
+        self.storage.store.set_disk_size(rec.id, name, size, None)
+
     # Helpers ----------------------------------------------------------------------------
     def _spec_disk(self, rec: InstanceRecord, name: str) -> tuple[InstanceSpec, DataDisk]:
         spec = self.instances.spec(rec)

@@ -39,6 +39,8 @@ class OperationContext:
         self.instance = instance
         self.cancel_requested = threading.Event()
         self.settled: tuple[int, State] | None = None
+        self.result: str | None = None
+        """What a successful operation says at its end (its last phase; "done" if None)."""
 
     def settle(self, instance_id: int, state: State) -> None:
         """The instance's state once the work succeeds: committed in the same transaction
@@ -112,7 +114,8 @@ class OperationManager:
             settled = ctx.settled if status == "success" else None
             self.store.update_operation(
                 ctx.id, status=status, error=error, progress=progress,
-                phase="done" if status == "success" else status, instance_state=settled,
+                phase=(ctx.result or "done") if status == "success" else status,
+                instance_state=settled,
             )
         finally:
             # released only once the instance's new state is committed: the next operation

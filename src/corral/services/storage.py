@@ -293,10 +293,14 @@ class StorageService:
             try:
                 pool = self.pool(disk.pool)
                 pool.volume(spec.id, disk.name).unlink(missing_ok=True)
-                shutil.rmtree(pool.volume_dir(spec.id) / "snapshots", ignore_errors=True)
-                _rmdir(pool.volume_dir(spec.id))
             except NotFound:
                 pass
+        # Snapshots (their data-disk copies live in each disk's pool, also of disks
+        # removed since) in every pool.
+        for record in self.store.list_pools():
+            volumes = open_pool(record.config).volume_dir(spec.id)
+            shutil.rmtree(volumes / "snapshots", ignore_errors=True)
+            _rmdir(volumes)
         self.store.delete_disks(spec.id)
 
     def disks(self, instance_id: int) -> list[tuple[DiskRecord, Path]]:

@@ -57,6 +57,15 @@ class BackupStatsModel(BaseModel):
     seconds: float
 
 
+class BackupDiskModel(BaseModel):
+    name: str  # "root" or a data disk's
+    size: int
+    chunks: int
+    stored: int  # plaintext bytes of its non-zero chunks
+    method: str
+    mount: str | None = None  # containers' data disks: the path inside
+
+
 class BackupModel(BaseModel):
     id: str
     instance: str
@@ -74,6 +83,8 @@ class BackupModel(BaseModel):
     stats: BackupStatsModel
     owner: str | None = None
     """The instance's owner when the backup was taken (that user sees the backup)."""
+    disks: list[BackupDiskModel] = []
+    """Every disk (the root disk first); older backups hold the root disk only."""
 
 
 class VerifyRequest(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,11 +10,17 @@ from pathlib import Path
 import pytest
 
 from corral.backup.crypto import Codec, generate_key_file
-from corral.backup.engine import backup_image, chunks_with_data, restore_image
-from corral.backup.manifest import InstanceInfo
+from corral.backup.engine import (
+    DataImage,
+    backup_disks,
+    backup_image,
+    chunks_with_data,
+    restore_image,
+)
+from corral.backup.manifest import InstanceInfo, manifest_key
 from corral.backup.store import ChunkStore
 from corral.backup.targets import LocalTarget
-from corral.domain.errors import HostFailure, InvalidInput
+from corral.domain.errors import HostFailure, InvalidInput, NotFound
 
 MiB = 1 << 20
 CHUNK = 1 * MiB
@@ -210,3 +217,76 @@ def test_delete_then_gc_keeps_chunks_other_backups_need(tmp_path: Path) -> None:
 def test_chunks_with_data_covers_each_overlapping_chunk_once() -> None:
     extents = [(0, 10), (CHUNK - 1, CHUNK + 1), (5 * CHUNK, 7 * CHUNK)]
     assert list(chunks_with_data(extents, CHUNK)) == [0, 1, 5, 6]
+
+
+# Data disks ---------------------------------------------------------------------------------
+def test_data_disks_are_backed_up_deduplicated_and_restored(tmp_path: Path) -> None:
+    root, data = tmp_path / "root.img", tmp_path / "data.img"
+    make_image(root, 32 * MiB, 4)
+    with data.open("wb") as f:  # the root's first 4 MiB again (deduplicated) + 2 MiB new
+        f.truncate(24 * MiB)
+        f.write(root.read_bytes()[: 4 * MiB])
+        f.seek(16 * MiB)
+        f.write(os.urandom(2 * MiB))
+    store = store_at(tmp_path / "s")
+    manifest = backup_disks(root, [DataImage("data", data, 1, "/srv/data")], store, info(),
+                            chunk_size=CHUNK)
+    assert manifest.stats.new_bytes == 16 * MiB + 2 * MiB  # the shared 4 MiB stored once
+    assert manifest.stats.reused_bytes == 4 * MiB
+    [disk] = manifest.disks
+    assert (disk.name, disk.size, disk.index, disk.mount) == ("data", 24 * MiB, 1, "/srv/data")
+    assert {c.name for c in disk.chunks} <= manifest.names
+    again = store.manifest(manifest.id)
+    for name, source in (("root", root), ("data", data)):
+        out = tmp_path / f"{name}.out"
+        restore_image(again, store, out, disk=name)
+        assert out.read_bytes() == source.read_bytes()
+    with pytest.raises(NotFound, match="no disk 'logs'"):
+        restore_image(again, store, tmp_path / "x", disk="logs")
+
+
+def test_incremental_per_disk_and_a_new_disk_read_whole(tmp_path: Path) -> None:
+    """A changed-chunk set per disk: the root disk by its bitmap, the data disk by hash, and
+    a disk the previous backup did not have cannot be incremental."""
+    root, data = tmp_path / "root.img", tmp_path / "data.img"
+    make_image(root, 16 * MiB, 2)
+    make_image(data, 16 * MiB, 2)
+    store = store_at(tmp_path / "s")
+    first = backup_disks(root, [DataImage("data", data, 1)], store, info(), chunk_size=CHUNK)
+    with root.open("r+b") as f:
+        f.seek(9 * MiB)
+        f.write(os.urandom(1000))
+    with data.open("r+b") as f:
+        f.seek(1 * MiB)
+        f.write(os.urandom(1000))
+    second = backup_disks(root, [DataImage("data", data, 1)], store, info(), chunk_size=CHUNK,
+                          previous=first, changed={"root": {9}})
+    assert second.method == "dirty-bitmap" and second.disks[0].method == "hash"
+    assert second.stats.new_bytes == 2 * CHUNK  # one chunk of each disk
+    for name, source in (("root", root), ("data", data)):
+        out = tmp_path / f"{name}.out"
+        restore_image(second, store, out, disk=name)
+        assert out.read_bytes() == source.read_bytes()
+    other = tmp_path / "other.img"
+    make_image(other, 8 * MiB, 1)
+    with pytest.raises(InvalidInput, match="disk 'other'"):
+        backup_disks(root, [DataImage("other", other, 2)], store, info(), chunk_size=CHUNK,
+                     previous=second, changed={"other": {0}})
+
+
+def test_a_format_1_manifest_still_restores(tmp_path: Path) -> None:
+    """A backup written before data disks were backed up (format 1, no ``disks``)."""
+    image = tmp_path / "root.img"
+    make_image(image, 16 * MiB, 2)
+    store = store_at(tmp_path / "s")
+    manifest = backup_image(image, store, info(), chunk_size=CHUNK)
+    old = json.loads(manifest.to_json())
+    del old["disks"]
+    old["format"] = 1
+    store.target.put(manifest_key(manifest.id), json.dumps(old).encode())
+    read = store.manifest(manifest.id)
+    assert read.format == 1 and read.disks == []
+    out = tmp_path / "out.img"
+    restore_image(read, store, out)
+    assert out.read_bytes() == image.read_bytes()
+    assert store.verify().ok

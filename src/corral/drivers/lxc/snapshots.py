@@ -1,8 +1,10 @@
 """Snapshot hooks of the LXC driver.
 
 Quiescing a running container: ``lxc-freeze`` (cgroup freezer) stops its processes, then
-``fsfreeze`` of its root inside its mount namespace flushes the ext4 filesystem that lives in
-the loop-mounted image, so the image file is consistent; the clone is made; then both thaw.
+``fsfreeze`` of its root's host mount (``run/rootfs``) flushes the ext4 filesystem that lives
+in the loop-mounted image, so the image file is consistent; so does an ``fsfreeze`` of every
+mounted data disk (``run/disks/<name>``: the same filesystems the container has bound in);
+the clones of all disks are made; then everything thaws.
 Where ``fsfreeze`` is refused the host page cache is synced instead (crash-consistent, said
 in the snapshot's consistency note). Snapshots with memory use CRIU (``lxc-checkpoint``) and
 are refused, with the reason, when ``criu check`` does not pass on this host.
@@ -11,20 +13,23 @@ are refused, with the reason, when ``criu check`` does not pass on this host.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from corral.domain.errors import Conflict, HostFailure, Unsupported
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
+from corral.drivers.lxc.disks import data_mount
 from corral.drivers.lxc.driver import LxcDriver
-from corral.drivers.snapshots import Captured, clone, replace_disk
+from corral.drivers.snapshots import Captured, DiskCopy, clone_all, replace_disks
 from corral.host.run import run
 from corral.templates.image import TemplateImage
 
 CRIU_DIR = "criu"
+log = logging.getLogger("corral.snapshots")
 
 
 class LxcSnapshots:
@@ -62,26 +67,33 @@ class LxcSnapshots:
         was_frozen = status.state is RuntimeState.SUSPENDED
         if not was_frozen:
             run(self.driver._args("lxc-freeze", spec), timeout=60)
-        frozen_fs = False
+        frozen: list[Path] = []
         try:
-            if status.pid is not None:
-                proc = run(["nsenter", "-t", str(status.pid), "-m", "fsfreeze", "-f", "/"],
-                           check=False, timeout=60)
-                frozen_fs = proc.returncode == 0
-            if frozen_fs:
-                yield "online: processes frozen, root filesystem frozen (fsfreeze)"
+            # On the host mounts (the same filesystems the container has bound in): never
+            # a binary inside the container (it is the guest's, e.g. busybox's fsfreeze
+            # without -f, and must not run as host root).
+            everything = True
+            mounts = [spec.run_dir / "rootfs"] + [data_mount(spec, d) for d in spec.data_disks]
+            for mounted in mounts:  # a data disk queued for the next start is not mounted
+                if os.path.ismount(mounted):
+                    everything = _freeze(mounted, frozen) and everything
+                elif mounted == mounts[0]:
+                    everything = False
+            what = "root and data filesystems" if spec.data_disks else "root filesystem"
+            if everything:
+                yield f"online: processes frozen, {what} frozen (fsfreeze)"
             else:
                 os.sync()
                 yield "online: processes frozen, host page cache synced (crash-consistent)"
         finally:
-            if frozen_fs:
-                run(["nsenter", "-t", str(status.pid), "-m", "fsfreeze", "-u", "/"],
-                    check=False, timeout=60)
+            for mounted in reversed(frozen):
+                run(["fsfreeze", "-u", str(mounted)], check=False, timeout=60)
             if not was_frozen:
                 run(self.driver._args("lxc-unfreeze", spec), timeout=60)
 
     # Hooks ---------------------------------------------------------------------------------
-    def take(self, spec: InstanceSpec, dest: Path, memory: bool) -> Captured:
+    def take(self, spec: InstanceSpec, dest: Path, memory: bool,
+             copies: Sequence[DiskCopy]) -> Captured:
         if memory:
             reason = self.memory_refusal(spec)
             if reason is not None:
@@ -89,13 +101,14 @@ class LxcSnapshots:
             if self.driver.status(spec).state is not RuntimeState.RUNNING:
                 raise Conflict(f"{spec.name} is not running: a memory snapshot needs it running")
         with self._quiesced(spec) as consistency:
-            method = clone(spec.disk_path, dest / "root.img")
+            method = clone_all(copies)
             if memory:
                 self._checkpoint(spec, dest / CRIU_DIR, restore=False)
         return Captured(consistency + (" + CRIU checkpoint" if memory else ""), method)
 
     def revert(
-        self, spec: InstanceSpec, template: TemplateImage, source: Path, memory: bool
+        self, spec: InstanceSpec, template: TemplateImage, source: Path, memory: bool,
+        copies: Sequence[DiskCopy],
     ) -> None:
         if memory:
             reason = self.memory_refusal(spec)
@@ -103,15 +116,28 @@ class LxcSnapshots:
                 raise Unsupported(reason)
         if self.driver.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
             self.driver.stop(spec, force=True, timeout=0)
-        replace_disk(spec, source / "root.img")
+        replace_disks(copies)
         if memory:
             self._checkpoint(spec, source / CRIU_DIR, restore=True)
 
-    def capture_disk(self, spec: InstanceSpec, dest: Path, since: str | None = None) -> Captured:
+    def capture_disks(self, spec: InstanceSpec, copies: Sequence[DiskCopy],
+                      since: Mapping[str, str]) -> Captured:
+        del since  # no change tracking: the whole images are read, new chunks stored
         with self._quiesced(spec) as consistency:
-            method = clone(spec.disk_path, dest)
+            method = clone_all(copies)
         return Captured(consistency, method)
 
     def drop_tracking(self, spec: InstanceSpec, tracking: str) -> None:
         """No change tracking for a loop-mounted image: incrementals are found by chunk
         hash (the whole image is read; only new chunks are stored)."""
+
+
+def _freeze(mountpoint: Path, frozen: list[Path]) -> bool:
+    """``fsfreeze -f`` one filesystem; remembered in ``frozen`` (for the thaw) if it worked."""
+    proc = run(["fsfreeze", "-f", str(mountpoint)], check=False, timeout=60)
+    if proc.returncode != 0:
+        log.info("fsfreeze %s: %s (falling back to a host sync)", mountpoint,
+                 (proc.stderr or proc.stdout).decode(errors="replace").strip())
+        return False
+    frozen.append(mountpoint)
+    return True

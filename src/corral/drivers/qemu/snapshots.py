@@ -1,15 +1,19 @@
 """Snapshot hooks of the QEMU driver.
 
-* Disk: QMP ``stop`` (QEMU drains and flushes the disk), a copy-on-write clone of the raw
-  root image, ``cont``. The guest is first asked (agent ``sync``) to write its page cache.
+* Disk: QMP ``stop`` (QEMU drains and flushes the disks), a copy-on-write clone of the raw
+  root image and of every data disk, ``cont``. The guest is first asked (agent ``sync``) to
+  write its page cache.
 * Memory: while paused, QMP ``snapshot-save`` writes QEMU's state (RAM and devices) into a
   small qcow2 side file per snapshot (``vmstate.qcow2``, hot-added as a block node that no
   device uses: a raw root disk cannot hold a vmstate). Revert starts QEMU on the reverted
   disk with its vCPUs stopped (``-S``: the guest never runs a single instruction of a fresh
   boot, so it cannot touch the disk), ``snapshot-load``s the state into it, then resumes:
   the guest continues where it was.
-* Online backup: ``blockdev-backup`` (sync=full) to a temporary raw file, a point-in-time
-  copy made by QEMU's copy-before-write filter while the guest keeps running.
+* Online backup: ``blockdev-backup`` (sync=full) of every disk to a temporary raw file
+  each, all started in ONE QMP ``transaction`` (with a new dirty bitmap per disk), so all
+  copies share one point in time; QEMU's copy-before-write filters keep them while the guest
+  runs. A data disk QEMU does not have (added to a running microvm VM, attached at its next
+  start) is not written by the guest and is simply cloned.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import contextlib
 import json
 import secrets
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +31,17 @@ from corral.backup.engine import CHUNK_SIZE as CHUNK  # = the dirty bitmaps' gra
 from corral.domain.errors import Conflict, HostFailure
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
+from corral.drivers.qemu.cmdline import VmDisk
 from corral.drivers.qemu.driver import QemuDriver
 from corral.drivers.qemu.qmp import qmp
-from corral.drivers.snapshots import Captured, MemoryNotRestored, clone, replace_disk
+from corral.drivers.snapshots import (
+    ROOT,
+    Captured,
+    DiskCopy,
+    MemoryNotRestored,
+    clone_all,
+    replace_disks,
+)
 from corral.host.run import require_tool, run
 from corral.templates.image import TemplateImage
 
@@ -35,6 +49,20 @@ VMSTATE = "vmstate.qcow2"
 TAG = "corral"
 _NODE = "corral-vmstate"
 _BACKUP_NODE = "corral-backup"
+
+
+def node_of(disk: str) -> str:
+    """The QMP name of a disk: the root drive's id, a data disk's blockdev node."""
+    return ROOT if disk == ROOT else VmDisk(disk, Path(), 0).node
+
+
+@dataclass
+class _Job:
+    copy: DiskCopy
+    node: str
+    target: str  # the scratch node (and job id)
+    since: str | None  # the bitmap of an incremental copy
+    delta: Path | None = None  # its qcow2 (only the dirty clusters)
 
 
 def wait_job(sock: Path, job_id: str, timeout: float = 3600.0) -> None:
@@ -102,14 +130,15 @@ class QemuSnapshots:
         finally:
             qmp(sock, "blockdev-del", {"node-name": _NODE})
 
-    def take(self, spec: InstanceSpec, dest: Path, memory: bool) -> Captured:
+    def take(self, spec: InstanceSpec, dest: Path, memory: bool,
+             copies: Sequence[DiskCopy]) -> Captured:
         state = self._state(spec)
         up = state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED)
         if memory and not up:
             raise Conflict(f"{spec.name} is {state.value}: a memory snapshot needs it running")
         synced = up and not memory and state is RuntimeState.RUNNING and self._guest_sync(spec)
         with self._paused(spec) if up else contextlib.nullcontext():
-            method = clone(spec.disk_path, dest / "root.img")
+            method = clone_all(copies)  # paused: every disk at the same instant
             if memory:
                 qemu_img = require_tool("qemu-img", "qemu-utils")
                 run([qemu_img, "create", "-q", "-f", "qcow2", str(dest / VMSTATE), "1M"])
@@ -124,11 +153,12 @@ class QemuSnapshots:
         return Captured(consistency, method)
 
     def revert(
-        self, spec: InstanceSpec, template: TemplateImage, source: Path, memory: bool
+        self, spec: InstanceSpec, template: TemplateImage, source: Path, memory: bool,
+        copies: Sequence[DiskCopy],
     ) -> None:
         if self._state(spec) in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
             self.driver.stop(spec, force=True, timeout=0)
-        replace_disk(spec, source / "root.img")
+        replace_disks(copies)
         if not memory:
             return
         self.driver.start(spec, template, paused=True)  # -S: not one guest instruction yet
@@ -148,81 +178,132 @@ class QemuSnapshots:
             self.driver.stop(spec, force=True, timeout=0)
             raise
 
-    def capture_disk(self, spec: InstanceSpec, dest: Path, since: str | None = None) -> Captured:
+    def capture_disks(self, spec: InstanceSpec, copies: Sequence[DiskCopy],
+                      since: Mapping[str, str]) -> Captured:
         state = self._state(spec)
         if state not in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
-            return Captured("stopped (consistent)", clone(spec.disk_path, dest))
+            return Captured("stopped (consistent)", clone_all(copies))
         synced = state is RuntimeState.RUNNING and self._guest_sync(spec)
         sock = self._sock(spec)
-        size = spec.disk_path.stat().st_size
+        present = self._bitmaps(sock)  # node -> its bitmaps, for every disk QEMU has
+        if ROOT not in present:  # never copy a disk the guest is writing without QEMU
+            raise HostFailure(f"QEMU of '{spec.name}' does not list its root drive")
         tracking = f"corral-{secrets.token_hex(6)}"
-        incremental = since is not None and since in self._bitmaps(sock)
         note = "guest synced" if synced else "crash-consistent: no guest agent"
-        if not incremental:
-            with dest.open("xb") as f:
-                f.truncate(size)
-            self._backup_job(sock, dest, "raw", tracking, {"sync": "full"})
-            return Captured(f"online: QEMU blockdev-backup point in time ({note})",
-                            "blockdev-backup", tracking=tracking)
-        # Only the chunks the bitmap marks, into a qcow2 (its allocation map says which),
-        # then to a sparse raw file of the whole size for the chunk engine.
-        delta = dest.with_name(dest.name + ".qcow2")
-        qemu_img = require_tool("qemu-img", "qemu-utils")
-        run([qemu_img, "create", "-q", "-f", "qcow2", str(delta), str(size)])
+        jobs: list[_Job] = []
+        idle: list[DiskCopy] = []  # disks QEMU does not have (attached at the next start)
+        for n, c in enumerate(copies):
+            node = node_of(c.name)
+            if node not in present:
+                idle.append(c)
+                continue
+            bitmap = since.get(c.name)
+            jobs.append(_Job(c, node, f"{_BACKUP_NODE}-{n}",
+                             bitmap if bitmap is not None and bitmap in present[node] else None))
+        made: list[Path] = []
         try:
-            self._backup_job(sock, delta, "qcow2", tracking,
-                             {"sync": "bitmap", "bitmap": since or "", "bitmap-mode": "never"})
-            changed = dirty_chunks(run([qemu_img, "map", "--output=json", "-f", "qcow2",
-                                        str(delta)]).stdout)
-            run([qemu_img, "convert", "-q", "-f", "qcow2", "-O", "raw", str(delta), str(dest)])
+            self._backup_jobs(sock, jobs, tracking, made)
+            changed: dict[str, frozenset[int]] = {}
+            qemu_img = require_tool("qemu-img", "qemu-utils") if any(
+                j.delta for j in jobs) else ""
+            for job in jobs:
+                if job.delta is None:
+                    continue
+                changed[job.copy.name] = dirty_chunks(run(
+                    [qemu_img, "map", "--output=json", "-f", "qcow2", str(job.delta)]).stdout)
+                run([qemu_img, "convert", "-q", "-f", "qcow2", "-O", "raw", str(job.delta),
+                     str(job.copy.dest)])
+            clone_all(idle)  # the guest cannot write them: a plain copy is of this instant
+        except BaseException:
+            self.drop_tracking_at(sock, tracking, [j.node for j in jobs])
+            raise
         finally:
-            delta.unlink(missing_ok=True)
-        return Captured(f"online: QEMU blockdev-backup point in time ({note})",
-                        "blockdev-backup (dirty bitmap)", changed=changed, tracking=tracking)
+            for path in made:
+                path.unlink(missing_ok=True)
+        method = ("blockdev-backup (dirty bitmap)" if changed and len(changed) == len(jobs)
+                  else "blockdev-backup (dirty bitmap for " + ", ".join(sorted(changed)) + ")"
+                  if changed else "blockdev-backup")
+        return Captured(f"online: QEMU blockdev-backup point in time ({note})", method,
+                        changed=changed, tracking=tracking)
 
-    def _bitmaps(self, sock: Path) -> set[str]:
-        """Names of the dirty bitmaps on the root disk."""
+    def _bitmaps(self, sock: Path) -> dict[str, set[str]]:
+        """Every disk QEMU has (the root drive by its id, data disks by node name) with the
+        names of its dirty bitmaps."""
+        found: dict[str, set[str]] = {}
         for device in qmp(sock, "query-block"):
-            if device.get("device") == "root":
-                found = device.get("inserted", {}).get("dirty-bitmaps") or device.get(
-                    "dirty-bitmaps", [])
-                return {str(b["name"]) for b in found}
-        return set()
+            inserted = device.get("inserted") or {}
+            if not inserted:
+                continue
+            key = device.get("device") or inserted.get("node-name") or ""
+            bitmaps = inserted.get("dirty-bitmaps") or device.get("dirty-bitmaps", [])
+            found[str(key)] = {str(b["name"]) for b in bitmaps}
+        return found
 
-    def _backup_job(self, sock: Path, dest: Path, fmt: str, tracking: str,
-                    sync: dict[str, str]) -> None:
-        """One transaction: a new dirty bitmap (``tracking``, 4 MiB granules = the backup's
-        chunks) and the backup job, so the bitmap starts at exactly the copy's point in
-        time. On failure the new bitmap is removed again."""
-        qmp(sock, "blockdev-add", {
-            "driver": fmt, "node-name": _BACKUP_NODE, "discard": "unmap",
-            "detect-zeroes": "unmap", "file": {"driver": "file", "filename": str(dest)},
-        })
+    def _backup_jobs(self, sock: Path, jobs: list[_Job], tracking: str,
+                     made: list[Path]) -> None:
+        """One transaction for all disks: per disk a new dirty bitmap (``tracking``, 4 MiB
+        granules = the backup's chunks) and its backup job, so every bitmap and every copy
+        start at exactly the same point in time. Full copies go to sparse raw files,
+        incremental ones (``since``) to qcow2 files holding only the dirty clusters."""
+        if not jobs:
+            return
+        qemu_img = require_tool("qemu-img", "qemu-utils")
+        added: list[str] = []
+        actions: list[dict[str, Any]] = []
         try:
-            qmp(sock, "transaction", {"actions": [
-                {"type": "block-dirty-bitmap-add", "data": {
-                    "node": "root", "name": tracking, "granularity": CHUNK,
-                    "persistent": False}},
-                {"type": "blockdev-backup", "data": {
-                    "job-id": _BACKUP_NODE, "device": "root", "target": _BACKUP_NODE,
-                    "auto-dismiss": False, **sync}},
-            ]})
-            try:
-                wait_job(sock, _BACKUP_NODE)
-            except BaseException:
-                self.drop_tracking_at(sock, tracking)
-                raise
+            for job in jobs:
+                size = job.copy.source.stat().st_size
+                if job.since is None:
+                    with job.copy.dest.open("xb") as f:
+                        f.truncate(size)
+                    target, fmt = job.copy.dest, "raw"
+                    sync: dict[str, str] = {"sync": "full"}
+                else:
+                    job.delta = job.copy.dest.with_name(job.copy.dest.name + ".qcow2")
+                    made.append(job.delta)
+                    run([qemu_img, "create", "-q", "-f", "qcow2", str(job.delta), str(size)])
+                    target, fmt = job.delta, "qcow2"
+                    sync = {"sync": "bitmap", "bitmap": job.since, "bitmap-mode": "never"}
+                qmp(sock, "blockdev-add", {
+                    "driver": fmt, "node-name": job.target, "discard": "unmap",
+                    "detect-zeroes": "unmap", "file": {"driver": "file", "filename": str(target)},
+                })
+                added.append(job.target)
+                actions += [
+                    {"type": "block-dirty-bitmap-add", "data": {
+                        "node": job.node, "name": tracking, "granularity": CHUNK,
+                        "persistent": False}},
+                    {"type": "blockdev-backup", "data": {
+                        "job-id": job.target, "device": job.node, "target": job.target,
+                        "auto-dismiss": False, **sync}},
+                ]
+            qmp(sock, "transaction", {"actions": actions})
+            failure: BaseException | None = None
+            for job in jobs:  # every job waited for (or cancelled) before its node goes
+                try:
+                    if failure is not None:
+                        with contextlib.suppress(HostFailure):
+                            qmp(sock, "job-cancel", {"id": job.target})
+                    wait_job(sock, job.target)
+                except BaseException as exc:
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
         finally:
-            qmp(sock, "blockdev-del", {"node-name": _BACKUP_NODE})
+            for node in added:
+                with contextlib.suppress(HostFailure):
+                    qmp(sock, "blockdev-del", {"node-name": node})
 
     def drop_tracking(self, spec: InstanceSpec, tracking: str) -> None:
         if self._state(spec) in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
-            self.drop_tracking_at(self._sock(spec), tracking)
+            nodes = [ROOT] + [node_of(d.name) for d in spec.data_disks]
+            self.drop_tracking_at(self._sock(spec), tracking, nodes)
 
     @staticmethod
-    def drop_tracking_at(sock: Path, tracking: str) -> None:
-        with contextlib.suppress(HostFailure):
-            qmp(sock, "block-dirty-bitmap-remove", {"node": "root", "name": tracking})
+    def drop_tracking_at(sock: Path, tracking: str, nodes: Sequence[str]) -> None:
+        for node in nodes:
+            with contextlib.suppress(HostFailure):
+                qmp(sock, "block-dirty-bitmap-remove", {"node": node, "name": tracking})
 
 
 def dirty_chunks(map_json: bytes) -> frozenset[int]:
