@@ -1,4 +1,9 @@
-"""Request-scoped access to the daemon's services, the caller and its policy."""
+"""Request-scoped access to the daemon's services, the caller and its policy.
+
+The dependencies are ``async`` although they never wait: FastAPI runs a plain ``def``
+dependency in its thread pool, one thread hop each, on every request (measured: ~0.4 ms
+apiece on this host, three or four per request); these only read the scope.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ class Unauthorized(CorralError):
     status = 401
 
 
-def corral(request: Request) -> Corral:
+async def corral(request: Request) -> Corral:
     app: Corral = request.app.state.corral
     return app
 
@@ -29,7 +34,7 @@ def corral_ws(websocket: WebSocket) -> Corral:
     return app
 
 
-def caller(connection: HTTPConnection) -> Caller:
+async def caller(connection: HTTPConnection) -> Caller:
     """The identity ``identity.LocalAdmin``/``TokenAuth`` put on the scope; none: 401."""
     found = connection.scope.get(CALLER)
     if not isinstance(found, Caller):
@@ -37,11 +42,11 @@ def caller(connection: HTTPConnection) -> Caller:
     return found
 
 
-def access(who: Annotated[Caller, Depends(caller)]) -> Access:
+async def access(who: Annotated[Caller, Depends(caller)]) -> Access:
     return Access(who)
 
 
-def authorize(connection: HTTPConnection, policy: Annotated[Access, Depends(access)]) -> None:
+async def authorize(connection: HTTPConnection, policy: Annotated[Access, Depends(access)]) -> None:
     """Every route's gate (an app-wide dependency): the route's name is the action the
     policy allows or refuses. Object-level checks (whose instance, whose backup) are made
     by the few routes owners may call, through the same policy."""
