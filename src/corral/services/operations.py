@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
@@ -15,6 +16,7 @@ from corral.services.events import EventBus
 from corral.services.locks import InstanceLocks
 from corral.state.store import OperationRecord, StateStore
 
+FINISHED_KEPT = 256  # recently ended operations answered to waiters from memory
 log = logging.getLogger("corral.operations")
 
 FINAL = frozenset({"success", "failure", "cancelled"})
@@ -70,6 +72,7 @@ class OperationManager:
         self._done: dict[str, threading.Event] = {}
         self._contexts: dict[str, OperationContext] = {}
         self._guard = threading.Lock()
+        self._finished: OrderedDict[str, OperationRecord] = OrderedDict()
 
     def submit(
         self, action: str, instance: str | None, work: Work,
@@ -112,7 +115,7 @@ class OperationManager:
                 status, error = "failure", f"internal error: {exc}"
             progress = 1.0 if status == "success" else None
             settled = ctx.settled if status == "success" else None
-            self.store.update_operation(
+            final = self.store.update_operation(
                 ctx.id, status=status, error=error, progress=progress,
                 phase=(ctx.result or "done") if status == "success" else status,
                 instance_state=settled,
@@ -125,6 +128,9 @@ class OperationManager:
         with self._guard:
             done = self._done.pop(ctx.id, None)
             self._contexts.pop(ctx.id, None)
+            self._finished[ctx.id] = final
+            while len(self._finished) > FINISHED_KEPT:
+                self._finished.popitem(last=False)
         if done is not None:
             done.set()  # waiters first: their answer does not wait for the event subscribers
         if settled is not None:
@@ -139,7 +145,9 @@ class OperationManager:
             done = self._done.get(op_id)
         if done is not None:
             done.wait(timeout)
-        return self.store.get_operation(op_id)
+        with self._guard:  # just ended here: its final record without another query
+            final = self._finished.get(op_id)
+        return final if final is not None else self.store.get_operation(op_id)
 
     def cancel(self, op_id: str) -> OperationRecord:
         record = self.store.get_operation(op_id)

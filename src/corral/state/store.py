@@ -195,21 +195,24 @@ class StateStore:
         self, op_id: str, *, status: str | None = None, progress: float | None = None,
         phase: str | None = None, error: str | None = None,
         instance_state: tuple[int, State] | None = None,
-    ) -> None:
-        """``instance_state``: (instance id, state) to set in the same transaction."""
+    ) -> OperationRecord:
+        """Change the given fields; the operation as it is now. ``instance_state``:
+        (instance id, state) to set in the same transaction."""
         values: dict[str, object] = {"updated_at": utcnow()}
         for key, value in (("status", status), ("progress", progress), ("phase", phase),
                            ("error", error)):
             if value is not None:
                 values[key] = value
         with self._sessions() as s, s.begin():
-            done = s.execute(update(OperationRow).where(OperationRow.id == op_id).values(values))
-            if done.rowcount == 0:
+            found = s.execute(update(OperationRow).where(OperationRow.id == op_id)
+                              .values(values).returning(OperationRow)).scalar_one_or_none()
+            if found is None:
                 raise NotFound(f"no operation '{op_id}'")
             if instance_state is not None:
                 instance_id, state = instance_state
                 s.execute(update(InstanceRow).where(InstanceRow.id == instance_id)
                           .values(state=state.value))
+            return _operation(found)
 
     def get_operation(self, op_id: str) -> OperationRecord:
         """By full id, or by a unique prefix of at least 4 characters (as list shows them)."""

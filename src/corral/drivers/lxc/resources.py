@@ -55,6 +55,8 @@ def rewrite_config(config: Path, layout: CgroupLayout, res: Resources) -> None:
     text = config.read_text()
     head = text.split(RESOURCES_MARKER, 1)[0].rstrip("\n")
     body = "\n".join([head, RESOURCES_MARKER, *config_lines(layout, res)]) + "\n"
+    if body == text:
+        return  # the usual start: nothing changed since the last one
     tmp = config.with_suffix(".tmp")
     tmp.write_text(body)
     tmp.replace(config)
