@@ -1,9 +1,10 @@
 """Start latency: Corral vs the raw tool, interleaved in one run, printed as a table.
 
-* CT: `corral start` (through corrald's API and an Operation) vs raw `lxc-start -d` +
-  `lxc-wait -s RUNNING` of the same LXC config on a copy of the same root disk.
+* CT: `corral start` (through corrald's API and an Operation) vs raw `mount` + `lxc-start -d`
+  (which returns once the container is RUNNING) of the same LXC config on the same root
+  disk image (Corral's container is stopped meanwhile).
 * VM: `corral start` vs the identical `qemu-system-x86_64` command line (from the same pure
-  builder) on a copy of the same disk. Two columns: until the runtime is up (QEMU daemonized,
+  builder) on the same disk image. Two columns: until the runtime is up (QEMU daemonized,
   what `corral start` waits for) and until the guest prints its ready marker.
 
 Run as root: .venv/bin/python bench/start.py [--runs 10]
@@ -76,7 +77,7 @@ def _root_disk(c: CorralClient, name: str) -> Path:
 
 
 class RawContainer:
-    """The same LXC config as Corral's container, on a copy of its disk, under another name.
+    """The same LXC config as Corral's container, on its very disk image, under another name.
 
     Corral mounts the (unshifted) image on the host and LXC idmaps it (``dir:`` rootfs), so
     the raw start mounts the copy the same way before ``lxc-start``; the config's post-stop
@@ -90,8 +91,9 @@ class RawContainer:
         corral_dir = daemon.state_dir / "instances" / str(instance_id)
         raw_dir = root / "instance"
         raw_dir.mkdir(parents=True)
-        self.image = raw_dir / "root.img"
-        shutil.copy(_root_disk(c, name), self.image)
+        # the very image Corral starts (Corral's container is stopped while this one runs):
+        # the same file system on the same pool, not a copy elsewhere
+        self.image = _root_disk(c, name)
         self.rootfs = raw_dir / "run" / "rootfs"
         self.rootfs.mkdir(parents=True)
         config = (daemon.state_dir / "lxc" / str(instance_id) / "config").read_text()
@@ -109,8 +111,7 @@ class RawContainer:
         started = time.monotonic()
         subprocess.run(["mount", "-t", "ext4", "-o", "loop,nodev", str(self.image),
                         str(self.rootfs)], check=True, capture_output=True)
-        self._lxc("lxc-start", "-d")
-        self._lxc("lxc-wait", "-s", "RUNNING", "-t", "30")
+        self._lxc("lxc-start", "-d")  # returns once the container is RUNNING (liblxc)
         return time.monotonic() - started
 
     def stop(self) -> None:
@@ -120,7 +121,7 @@ class RawContainer:
 
 
 class RawVm:
-    """The identical QEMU command line as Corral's VM, on a copy of its disk."""
+    """The identical QEMU command line as Corral's VM, on its very disk image."""
 
     def __init__(self, daemon: Daemon, c: CorralClient, instance_id: int,
                  template: TemplateImage, root: Path, resources: Resources, name: str) -> None:
@@ -131,11 +132,11 @@ class RawVm:
         cfg = QemuDriver().config(spec, template)
         raw_dir = root / "vm"
         (raw_dir / "run").mkdir(parents=True)
-        shutil.copy(disk, raw_dir / "root.img")
         self.paths = VmPaths(directory=raw_dir, run=raw_dir / "run")
         from dataclasses import replace
 
-        self.cfg = replace(cfg, disk=raw_dir / "root.img", paths=self.paths)
+        # the very disk Corral boots (its VM is stopped while this one runs)
+        self.cfg = replace(cfg, disk=disk, paths=self.paths)
         self.argv = build_argv(shutil.which("qemu-system-x86_64") or "qemu-system-x86_64",
                                self.cfg)
 

@@ -203,7 +203,9 @@ class LxcDriver(LxcNicHotplug, LxcDiskHotplug):
             raise HostFailure(
                 f"container '{spec.name}' did not start: {said}\n{self._log_tail(spec)}"
             )
-        run([*self._args("lxc-wait", spec), "-s", "RUNNING", "-t", str(int(START_TIMEOUT))])
+        # No lxc-wait: `lxc-start -d` exits 0 only once the container reported RUNNING on
+        # its state socket (liblxc wait_on_daemonized_start: "Received container state X
+        # instead of RUNNING" is its failure), so waiting again cost a process for nothing.
         # IO limits need the loop device that exists only now; every other limit came with
         # the config, so a container without IO limits skips the cgroup writes here.
         res = spec.resources
