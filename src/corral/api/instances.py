@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from corral.api import convert
 from corral.api.deps import Policy, corral
@@ -94,19 +94,22 @@ def delete_instance(ref: str, app: App, force: bool = False) -> OperationModel:
 Wait = Annotated[float, Query(ge=0, le=3600, description="seconds to wait for the end")]
 
 
-def _answer(app: Corral, op: OperationRecord, wait: float) -> OperationModel:
-    return convert.operation(app.operations.wait(op.id, wait) if wait > 0 else op)
+def _answer(app: Corral, op: OperationRecord, wait: float) -> Response:
+    """The operation as JSON, already serialized: FastAPI would validate the model a second
+    time against ``response_model`` (which stays for the OpenAPI schema)."""
+    model = convert.operation(app.operations.wait(op.id, wait) if wait > 0 else op)
+    return Response(model.model_dump_json(), status_code=202, media_type="application/json")
 
 
 @router.post("/{ref}/start", response_model=OperationModel, status_code=202)
-def start_instance(ref: str, app: App, wait: Wait = 0) -> OperationModel:
+def start_instance(ref: str, app: App, wait: Wait = 0) -> Response:
     return _answer(app, app.instances.start(ref), wait)
 
 
 @router.post("/{ref}/stop", response_model=OperationModel, status_code=202)
 def stop_instance(
     ref: str, app: App, body: StopRequest | None = None, wait: Wait = 0
-) -> OperationModel:
+) -> Response:
     body = body or StopRequest()
     return _answer(app, app.instances.stop(ref, force=body.force, timeout=body.timeout), wait)
 
@@ -114,19 +117,19 @@ def stop_instance(
 @router.post("/{ref}/restart", response_model=OperationModel, status_code=202)
 def restart_instance(
     ref: str, app: App, body: StopRequest | None = None, wait: Wait = 0
-) -> OperationModel:
+) -> Response:
     body = body or StopRequest()
     return _answer(app, app.instances.restart(ref, force=body.force, timeout=body.timeout),
                    wait)
 
 
 @router.post("/{ref}/suspend", response_model=OperationModel, status_code=202)
-def suspend_instance(ref: str, app: App, wait: Wait = 0) -> OperationModel:
+def suspend_instance(ref: str, app: App, wait: Wait = 0) -> Response:
     return _answer(app, app.instances.suspend(ref), wait)
 
 
 @router.post("/{ref}/resume", response_model=OperationModel, status_code=202)
-def resume_instance(ref: str, app: App, wait: Wait = 0) -> OperationModel:
+def resume_instance(ref: str, app: App, wait: Wait = 0) -> Response:
     return _answer(app, app.instances.resume(ref), wait)
 
 
