@@ -94,15 +94,7 @@ class DiskService:
             mount = validate_mount(mount)
         with self._locked(rec) as state:
             disks = self.storage.store.disks(rec.id)
-            root = next((d for d in disks if d.root), None)
-            if root is None:
-                raise Unsupported(f"'{rec.name}' has no disks in a storage pool")
-            if any(d.name == name for d in disks):
-                raise Conflict(f"'{rec.name}' already has a disk named '{name}'")
-            used = {d.idx for d in disks}
-            free = [i for i in range(1, MAX_DATA_DISKS + 1) if i not in used]
-            if not free:
-                raise Conflict(f"'{rec.name}' has {MAX_DATA_DISKS} data disks, the most allowed")
+            root, free = _slot(rec, disks, name)
             if mount is not None and any(d.mount == mount for d in disks):
                 raise Conflict(f"another disk of '{rec.name}' is mounted at {mount}")
             target = self.storage.pool(pool or root.pool)
@@ -185,14 +177,7 @@ class DiskService:
         the lowest free index and the root disk's pool; the over-commitment check applies."""
         validate_disk_name(name)
         disks = self.storage.store.disks(rec.id)
-        root = next((d for d in disks if d.root), None)
-        if root is None:
-            raise Unsupported(f"'{rec.name}' has no disks in a storage pool")
-        if any(d.name == name for d in disks):
-            raise Conflict(f"'{rec.name}' already has a disk named '{name}'")
-        free = [i for i in range(1, MAX_DATA_DISKS + 1) if i not in {d.idx for d in disks}]
-        if not free:
-            raise Conflict(f"'{rec.name}' has {MAX_DATA_DISKS} data disks, the most allowed")
+        root, free = _slot(rec, disks, name)
         if rec.kind is Kind.VM:
             mount = None
         elif mount is not None and any(d.mount == validate_mount(mount) for d in disks):
@@ -249,3 +234,18 @@ class DiskService:
 
 def _change(key: KeyChange) -> DiskChange:
     return DiskChange(key.key, key.applied.value, key.note)
+
+
+def _slot(rec: InstanceRecord, disks: list[DiskRecord], name: str) -> tuple[DiskRecord, list[int]]:
+    """For a new data disk ``name``: the root disk (whose pool is the default) and the free
+    indexes, lowest first; refused when the name is taken or every index is."""
+    root = next((d for d in disks if d.root), None)
+    if root is None:
+        raise Unsupported(f"'{rec.name}' has no disks in a storage pool")
+    if any(d.name == name for d in disks):
+        raise Conflict(f"'{rec.name}' already has a disk named '{name}'")
+    used = {d.idx for d in disks}
+    free = [i for i in range(1, MAX_DATA_DISKS + 1) if i not in used]
+    if not free:
+        raise Conflict(f"'{rec.name}' has {MAX_DATA_DISKS} data disks, the most allowed")
+    return root, free
