@@ -32,6 +32,7 @@ from typing import Any
 
 from corral.domain.errors import HostFailure
 from corral.host.run import require_tool, run
+from corral.templates.artifact import sha256_file
 from corral.templates.builders.tiny import AGENT_PORT, READY_MARKER, build_tiny, guest_file
 from corral.templates.image import METADATA, ROOTFS, TemplateImage
 
@@ -244,7 +245,7 @@ def _build(out_dir: Path, progress: ProgressFn | None, appliance: Appliance | No
     if provision is not None:
         (out_dir / "provision.sh").write_text(provision)
         names.append("provision.sh")
-    files = {name: _sha256(out_dir / name) for name in names}
+    files = {name: sha256_file(out_dir / name) for name in names}
     name = appliance.name if appliance else "debian-12"
     description = appliance.description if appliance else "Debian 12 (bookworm), systemd"
     meta = metadata(name, description, "1", kernel, files,
@@ -253,13 +254,6 @@ def _build(out_dir: Path, progress: ProgressFn | None, appliance: Appliance | No
     report(1.0, "done")
     return TemplateImage.load(out_dir)
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_debian(out_dir: Path, progress: ProgressFn | None = None) -> TemplateImage:

@@ -20,6 +20,7 @@ from typing import Any
 
 from corral.domain.errors import Unsupported
 from corral.host.run import output, require_tool
+from corral.templates.artifact import sha256_file
 from corral.templates.builders.cpio import Entry, write_newc
 from corral.templates.builders.kernel import (
     ModuleIndex,
@@ -192,13 +193,6 @@ def initrd_entries(moddir: Path, module_paths: list[str], applets: list[str]) ->
     yield Entry("init", stat.S_IFREG | 0o755, guest_file("init"))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def build_tiny(
     out_dir: Path,
@@ -238,7 +232,7 @@ def build_tiny(
     os.replace(part, out_dir / INITRD)
 
     report(0.9, "metadata")
-    files = {name: _sha256(out_dir / name) for name in (ROOTFS, KERNEL, INITRD)}
+    files = {name: sha256_file(out_dir / name) for name in (ROOTFS, KERNEL, INITRD)}
     metadata: dict[str, Any] = {
         "name": NAME,
         "version": VERSION,
