@@ -19,6 +19,7 @@ from pathlib import Path
 
 from corral.client import CorralClient
 from corral.templates.image import TemplateImage
+from tests.integration.conftest import remove_empty_cgroups
 
 SUBNET = "10.231.{n}.{h}"
 
@@ -51,17 +52,6 @@ def cgroup_mounts() -> str:
         if entry.is_symlink():
             lines.append(f"ln -s {os.readlink(entry)} {entry}")
     return " && ".join(lines) or "true"
-
-
-def remove_cgroups(root: str) -> None:
-    """The (empty, once the guests are gone) cgroup trees a daemon made under ``root``."""
-    for top in Path("/sys/fs/cgroup").glob(f"*/{root}"):
-        for group in sorted((p for p in top.rglob("*") if p.is_dir()),
-                            key=lambda p: len(p.parts), reverse=True):
-            with contextlib.suppress(OSError):
-                group.rmdir()
-        with contextlib.suppress(OSError):
-            top.rmdir()
 
 
 @dataclass
@@ -209,5 +199,5 @@ class Lab:
         for ns in reversed(self.namespaces):
             sh("ip", "netns", "del", ns, check=False)
         for host in self.hosts:
-            remove_cgroups(host.cgroup_root)
+            remove_empty_cgroups(host.cgroup_root)
         shutil.rmtree(self.root, ignore_errors=True)

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from corral.templates.builders.tiny import build_tiny
 from corral.templates.image import TemplateImage
 from tests.integration.conftest import Daemon, delete_everything, start_daemon, stop_daemon
-from tests.system.fixtures_template import tiny_template
+from tests.system.fixtures_template import install_templates, tiny_template
 from tests.system.net.lab import TRAFFIC, can_run, in_ns, sh
 from tests.system.test_daemon_real import _skip_reason
 
@@ -106,13 +105,7 @@ def site(tiny_template: TemplateImage, tmp_path_factory: pytest.TempPathFactory)
     in_ns(netns, "ip", "link", "set", "lo", "up")
     state = Path(tempfile.mkdtemp(prefix="corral-guestnet-"))
     state.chmod(0o711)  # unprivileged containers (host uid 100000) walk to their disks
-    templates = state / "templates"
-    shutil.copytree(tiny_template.directory, templates / "tiny")
-    q35 = build_tiny(tmp_path_factory.mktemp("template-q35"), machine="q35")
-    shutil.copytree(q35.directory, templates / "tinyq35")
-    meta = json.loads((templates / "tinyq35" / "metadata.json").read_text())
-    meta["name"] = "tinyq35"
-    (templates / "tinyq35" / "metadata.json").write_text(json.dumps(meta))
+    install_templates(state, tiny_template, tmp_path_factory.mktemp("template-q35"))
     prefix = _in_netns(netns)
     daemon = start_daemon(state, drivers="real", prefix=prefix)
     try:
