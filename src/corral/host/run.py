@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import subprocess
@@ -63,25 +64,28 @@ def run_while(
         process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except FileNotFoundError as exc:
         raise HostFailure(f"'{argv[0]}' is not installed on this host") from exc
-    failure: BaseException | None = None
-    result: T | None = None
     try:
         result = during(process)
-    except BaseException as exc:  # re-raised below, after the wait
-        failure = exc
+    except BaseException:
+        with contextlib.suppress(HostFailure):  # the first failure is the one to report
+            _finish(process, argv, timeout)
+        raise
+    return _finish(process, argv, timeout), result
+
+
+def _finish(process: subprocess.Popen[bytes], argv: Sequence[str],
+            timeout: float | None) -> subprocess.CompletedProcess[bytes]:
+    """Wait for ``process`` (killed past ``timeout``); HostFailure on a non-zero exit."""
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         process.kill()
         process.communicate()
         raise HostFailure(f"'{' '.join(argv)}' did not finish within {timeout} s") from exc
-    if failure is not None:
-        raise failure
-    done = subprocess.CompletedProcess(list(argv), process.returncode, stdout, stderr)
     if process.returncode != 0:
         said = (stderr or stdout).decode(errors="replace").strip()
         raise HostFailure(f"'{' '.join(argv[:3])}' failed (exit {process.returncode}): {said}")
-    return done, result  # type: ignore[return-value]
+    return subprocess.CompletedProcess(list(argv), process.returncode, stdout, stderr)
 
 
 def output(argv: Sequence[str], **kwargs: object) -> str:

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -206,11 +207,14 @@ class QemuDriver(QemuNicHotplug, QemuDiskHotplug):
             # the persisted resources: cgroup (CPU cap/weight/pin) first, QEMU moved into it
             # while it initialises (placement.py), IO throttling once it answers QMP
             layout = read_layout()
-            _, placed = run_while(build_argv(self._binary(), cfg), lambda launcher: (
-                place_while_starting(
+
+            def place(launcher: subprocess.Popen[bytes]) -> int | None:
+                return place_while_starting(
                     launcher, paths.pidfile, lambda pid: _is_our_qemu(pid, paths),
                     prepare=lambda: vm_resources.prepare_cgroup(spec, layout),
-                    move=lambda pid: vm_resources.move(spec, layout, pid))), timeout=60)
+                    move=lambda pid: vm_resources.move(spec, layout, pid))
+
+            _, placed = run_while(build_argv(self._binary(), cfg), place, timeout=60)
             pid = placed or self._pid(paths)
             if pid is None:
                 raise HostFailure(f"QEMU for '{spec.name}' exited right after starting")
