@@ -113,10 +113,7 @@ def remove_target(name: str, app: App) -> Response:
 def create_backup(body: BackupRequest, app: App, policy: Policy) -> OperationModel:
     if not policy.admin:  # an owner: its own instance, to a target an admin added
         _owner_target(app, policy, body.target, body.key_file)
-        try:
-            policy.instance(app.store.get_instance(body.instance), body.instance)
-        except NotFound:
-            raise NotFound(f"no instance '{body.instance}'") from None
+        policy.find_instance(app.store.get_instance, body.instance)
     return convert.operation(app.backups.create(body.instance, body.target, body.key_file))
 
 

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from corral.api import convert
 from corral.api.deps import Policy, corral
-from corral.domain.errors import NotFound
 from corral.services.core import Corral
 from corral.services.foreign import ForeignSource, vnc_socket
 from corral.state.store import OperationRecord
@@ -32,11 +31,7 @@ App = Annotated[Corral, Depends(corral)]
 @router.get("", response_model=list[InstanceModel])
 def list_instances(app: App, policy: Policy) -> list[InstanceModel]:
     """Every instance (an owner: its own)."""
-    if policy.admin:
-        views = app.instances.list_all()
-    else:  # only the caller's are asked for their runtime state
-        mine = policy.instances(app.store.list_instances(), lambda r: r.owner)
-        views = [app.instances.get(str(r.id)) for r in mine]
+    views = app.instances.list_all(lambda records: policy.instances(records, lambda r: r.owner))
     return [convert.instance(v) for v in views]
 
 
@@ -69,19 +64,14 @@ def vnc(ref: str, app: App) -> dict[str, str]:
 def show_instance(ref: str, app: App, policy: Policy) -> InstanceModel:
     if policy.admin:
         return convert.instance(app.instances.get(ref))
-    try:  # an owner: another owner's instance answers as a missing one
-        record = app.store.get_instance(ref)
-    except NotFound:
-        raise NotFound(f"no instance '{ref}'") from None
-    policy.instance(record, ref)
-    return convert.instance(app.instances.get(str(record.id)))
+    # an owner: another owner's instance answers as a missing one
+    return convert.instance(app.instances.view(policy.find_instance(app.store.get_instance, ref)))
 
 
 @router.put("/{ref}/owner", response_model=InstanceModel)
 def set_owner(ref: str, body: SetOwnerRequest, app: App) -> InstanceModel:
     """Give the instance to a user (``owner: null``: to no one)."""
-    record = app.instances.set_owner(ref, body.owner)
-    return convert.instance(app.instances.get(str(record.id)))
+    return convert.instance(app.instances.view(app.instances.set_owner(ref, body.owner)))
 
 
 @router.delete("/{ref}", response_model=OperationModel, status_code=202)

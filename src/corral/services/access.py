@@ -83,6 +83,15 @@ class Access:
             raise NotFound(f"no instance '{ref}'")
         return record
 
+    def find_instance(self, find: Callable[[str], InstanceRecord], ref: str) -> InstanceRecord:
+        """The instance ``ref`` names (looked up with ``find``) if the caller may see it; a
+        missing one and another owner's answer the same 404."""
+        try:
+            record = find(ref)
+        except NotFound:
+            raise NotFound(f"no instance '{ref}'") from None
+        return self.instance(record, ref)
+
     def instances(self, items: Iterable[T], owner_of: Callable[[T], str | None]) -> list[T]:
         return [item for item in items if self.owns(owner_of(item))]
 

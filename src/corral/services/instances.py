@@ -83,7 +83,7 @@ class InstanceService:
             raise Unsupported(f"this host has no driver for {kind.value} instances")
         return driver
 
-    def _view(self, rec: InstanceRecord) -> InstanceView:
+    def view(self, rec: InstanceRecord) -> InstanceView:
         assigned = read_addresses(self.directory / str(rec.id))
         holder = self.ops.locks.holder(rec.name)
         if holder is not None or rec.state in (State.CREATING, State.DELETING):
@@ -105,11 +105,16 @@ class InstanceService:
             )
         return InstanceView(rec, state, runtime, None, tuple(assigned))
 
-    def list_all(self) -> list[InstanceView]:
-        return [self._view(rec) for rec in self.store.list_instances()]
+    def list_all(
+        self, keep: Callable[[list[InstanceRecord]], list[InstanceRecord]] | None = None,
+    ) -> list[InstanceView]:
+        """Every instance, or those ``keep`` keeps (only they are asked for their runtime
+        state)."""
+        records = self.store.list_instances()
+        return [self.view(rec) for rec in (keep(records) if keep is not None else records)]
 
     def get(self, ref: str) -> InstanceView:
-        return self._view(self.store.get_instance(ref))
+        return self.view(self.store.get_instance(ref))
 
     # Create and delete ------------------------------------------------------------------
     def create(
@@ -227,7 +232,7 @@ class InstanceService:
         if action is Action.START and lifecycle.allowed(action, rec.state):
             before = rec.state  # fast path: the driver itself refuses a guest already running
         else:
-            before = self._view(rec).state  # the row may be stale: ask the runtime
+            before = self.view(rec).state  # the row may be stale: ask the runtime
         lifecycle.check(action, before, rec.name)
         spec = self.spec(rec)
 
@@ -312,5 +317,5 @@ class InstanceService:
                 log.warning("instance %s was half-created when corrald stopped; removing", rec.name)
                 self._discard(rec, self.spec(rec))
                 continue
-            view = self._view(rec)
+            view = self.view(rec)
             log.info("adopted %s (%s): %s", rec.name, rec.kind.value, view.state.value)
