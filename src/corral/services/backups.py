@@ -382,7 +382,7 @@ class BackupService:
             try:
                 self._write_disks(ctx, manifest, store, rec)
             except BaseException:  # no half-restored instance is left behind
-                self.instances._discard(rec, self.instances.spec(rec))
+                self.instances.discard(rec, self.instances.spec(rec))
                 raise
             finally:
                 self.instances.ops.locks.release(name, ctx.id)
@@ -424,11 +424,12 @@ class BackupService:
                 tmp.unlink(missing_ok=True)
                 view = manifest.disk(name)
                 assert view is not None
+                size = sum(c.length for c in view.chunks)
                 report = RateReporter(ctx, f"restored {name}:", 0.05 + 0.95 * done / total,
-                                      0.95 * sum(c.length for c in view.chunks) / total)
+                                      0.95 * size / total)
                 written.append((tmp, path))
                 restore_image(manifest, store, tmp, report, disk=name)
-                done += sum(c.length for c in view.chunks)
+                done += size
         except BaseException:
             for tmp, _ in written:
                 tmp.unlink(missing_ok=True)

@@ -55,7 +55,7 @@ class ConvertService:
 
         def work(ctx: OperationContext) -> None:
             with contextlib.ExitStack() as undo:
-                undo.callback(svc._discard, rec, base_spec)
+                undo.callback(svc.discard, rec, base_spec)
                 base_spec.directory.mkdir(parents=True, exist_ok=False)
                 ctx.progress(0.0, "cloning disks")
                 cow = self.storage.clone_disks(src.id, rec.id, pool,

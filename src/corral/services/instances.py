@@ -149,7 +149,7 @@ class InstanceService:
 
         def work(ctx: OperationContext) -> None:
             with contextlib.ExitStack() as undo:
-                undo.callback(self._discard, rec, spec)
+                undo.callback(self.discard, rec, spec)
                 spec.directory.mkdir(parents=True, exist_ok=False)
                 def disk_progress(f: float, p: str) -> None:
                     ctx.progress(f * 0.6, p)
@@ -182,7 +182,7 @@ class InstanceService:
                             previous=rec.owner)
         return self.store.get_instance(str(rec.id))
 
-    def _discard(self, rec: InstanceRecord, spec: InstanceSpec) -> None:
+    def discard(self, rec: InstanceRecord, spec: InstanceSpec) -> None:
         """Undo a failed create: stop and remove whatever exists, then forget the row."""
         driver = self.driver(rec.kind)
         with contextlib.suppress(Exception):
@@ -315,7 +315,7 @@ class InstanceService:
         for rec in self.store.list_instances():
             if rec.state is State.CREATING:
                 log.warning("instance %s was half-created when corrald stopped; removing", rec.name)
-                self._discard(rec, self.spec(rec))
+                self.discard(rec, self.spec(rec))
                 continue
             view = self.view(rec)
             log.info("adopted %s (%s): %s", rec.name, rec.kind.value, view.state.value)
