@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.concurrency import run_in_threadpool
 
 from corral.api import convert
 from corral.api.deps import Policy, corral
 from corral.services.core import Corral
 from corral.services.foreign import ForeignSource, vnc_socket
+from corral.services.operations import FINAL
 from corral.state.store import OperationRecord
 from corral.wire.models import (
     CreateRequest,
@@ -84,43 +88,65 @@ def delete_instance(ref: str, app: App, force: bool = False) -> OperationModel:
 Wait = Annotated[float, Query(ge=0, le=3600, description="seconds to wait for the end")]
 
 
-def _answer(app: Corral, op: OperationRecord, wait: float) -> Response:
-    """The operation as JSON, already serialized: FastAPI would validate the model a second
-    time against ``response_model`` (which stays for the OpenAPI schema)."""
-    model = convert.operation(app.operations.wait(op.id, wait) if wait > 0 else op)
-    return Response(model.model_dump_json(), status_code=202, media_type="application/json")
+async def _answer(app: Corral, submit: Callable[[], OperationRecord], wait: float) -> Response:
+    """Submit in the thread pool (the services block), then hold the answer up to ``wait``
+    seconds on the event loop: the operation's thread hands its final record straight to
+    the loop (no pool thread sits waiting, and the answer costs one thread wake-up, not
+    two). The JSON is serialized here: FastAPI would validate the model a second time
+    against ``response_model`` (which stays for the OpenAPI schema)."""
+    op = await run_in_threadpool(submit)
+    if wait > 0 and op.status not in FINAL:
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[OperationRecord] = loop.create_future()
+
+        def hand_over(final: OperationRecord) -> None:
+            loop.call_soon_threadsafe(_settle, ended, final)
+
+        app.operations.on_end(op.id, hand_over)
+        try:
+            op = await asyncio.wait_for(ended, wait)
+        except TimeoutError:
+            op = await run_in_threadpool(app.operations.wait, op.id, 0)
+    body = convert.operation(op).model_dump_json()
+    return Response(body, status_code=202, media_type="application/json")
+
+
+def _settle(future: asyncio.Future[OperationRecord], final: OperationRecord) -> None:
+    if not future.done():  # a waiter that timed out has cancelled it
+        future.set_result(final)
 
 
 @router.post("/{ref}/start", response_model=OperationModel, status_code=202)
-def start_instance(ref: str, app: App, wait: Wait = 0) -> Response:
-    return _answer(app, app.instances.start(ref), wait)
+async def start_instance(ref: str, app: App, wait: Wait = 0) -> Response:
+    return await _answer(app, lambda: app.instances.start(ref), wait)
 
 
 @router.post("/{ref}/stop", response_model=OperationModel, status_code=202)
-def stop_instance(
+async def stop_instance(
     ref: str, app: App, body: StopRequest | None = None, wait: Wait = 0
 ) -> Response:
-    body = body or StopRequest()
-    return _answer(app, app.instances.stop(ref, force=body.force, timeout=body.timeout), wait)
+    stop = body or StopRequest()
+    return await _answer(
+        app, lambda: app.instances.stop(ref, force=stop.force, timeout=stop.timeout), wait)
 
 
 @router.post("/{ref}/restart", response_model=OperationModel, status_code=202)
-def restart_instance(
+async def restart_instance(
     ref: str, app: App, body: StopRequest | None = None, wait: Wait = 0
 ) -> Response:
-    body = body or StopRequest()
-    return _answer(app, app.instances.restart(ref, force=body.force, timeout=body.timeout),
-                   wait)
+    stop = body or StopRequest()
+    return await _answer(
+        app, lambda: app.instances.restart(ref, force=stop.force, timeout=stop.timeout), wait)
 
 
 @router.post("/{ref}/suspend", response_model=OperationModel, status_code=202)
-def suspend_instance(ref: str, app: App, wait: Wait = 0) -> Response:
-    return _answer(app, app.instances.suspend(ref), wait)
+async def suspend_instance(ref: str, app: App, wait: Wait = 0) -> Response:
+    return await _answer(app, lambda: app.instances.suspend(ref), wait)
 
 
 @router.post("/{ref}/resume", response_model=OperationModel, status_code=202)
-def resume_instance(ref: str, app: App, wait: Wait = 0) -> Response:
-    return _answer(app, app.instances.resume(ref), wait)
+async def resume_instance(ref: str, app: App, wait: Wait = 0) -> Response:
+    return await _answer(app, lambda: app.instances.resume(ref), wait)
 
 
 @router.post("/{ref}/exec", response_model=ExecResponse)

@@ -446,9 +446,10 @@ class NetworkService:
             elif type_ in ("instance.state", "instance.created") and instance is not None:
                 if type_ == "instance.state" and data.get("state") not in _PLUG_STATES:
                     return  # starting, stopping…: nothing to do, and no query on a start's path
-                rec = self.instances.store.get_instance(instance)
-                if not self.store.list_nics(rec.id):
+                with_nics = self.store.instance_with_nics(instance)
+                if with_nics is None:
                     return
+                rec = self.instances.store.get_instance(str(with_nics))
                 state = data.get("state")
                 if state == State.RUNNING.value or (type_ == "instance.created"
                                                     and self._running(rec)):

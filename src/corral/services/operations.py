@@ -61,6 +61,7 @@ class OperationContext:
 
 
 Work = Callable[[OperationContext], None]
+Ended = Callable[[OperationRecord], None]
 
 
 class OperationManager:
@@ -73,6 +74,7 @@ class OperationManager:
         self._contexts: dict[str, OperationContext] = {}
         self._guard = threading.Lock()
         self._finished: OrderedDict[str, OperationRecord] = OrderedDict()
+        self._on_end: dict[str, list[Ended]] = {}
 
     def submit(
         self, action: str, instance: str | None, work: Work,
@@ -128,11 +130,17 @@ class OperationManager:
         with self._guard:
             done = self._done.pop(ctx.id, None)
             self._contexts.pop(ctx.id, None)
+            callbacks = self._on_end.pop(ctx.id, [])
             self._finished[ctx.id] = final
             while len(self._finished) > FINISHED_KEPT:
                 self._finished.popitem(last=False)
+        for callback in callbacks:  # waiters first: their answer does not wait for events
+            try:
+                callback(final)
+            except Exception:  # e.g. the API's event loop closed while the daemon stops
+                log.exception("a waiter of operation %s failed", ctx.id)
         if done is not None:
-            done.set()  # waiters first: their answer does not wait for the event subscribers
+            done.set()
         if settled is not None:
             self.events.publish("instance.state", instance=ctx.instance, state=settled[1].value)
         self.events.publish(
@@ -148,6 +156,17 @@ class OperationManager:
         with self._guard:  # just ended here: its final record without another query
             final = self._finished.get(op_id)
         return final if final is not None else self.store.get_operation(op_id)
+
+    def on_end(self, op_id: str, callback: Ended) -> None:
+        """Call ``callback(final record)`` once ``op_id`` has ended: from the thread that
+        ends it, or at once if it already has. For the API's asynchronous waiters (no thread
+        held while an operation runs); the callback must only hand the record on."""
+        with self._guard:
+            final = self._finished.get(op_id)
+            if final is None and op_id in self._done:
+                self._on_end.setdefault(op_id, []).append(callback)
+                return
+        callback(final if final is not None else self.store.get_operation(op_id))
 
     def cancel(self, op_id: str) -> OperationRecord:
         record = self.store.get_operation(op_id)

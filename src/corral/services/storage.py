@@ -222,17 +222,15 @@ class StorageService:
 
     # Instance disks -----------------------------------------------------------------------
     def attach(self, spec: InstanceSpec) -> InstanceSpec:
-        disks = self.store.disks(spec.id)
+        disks = self.store.disks_with_pools(spec.id)
         if not disks:
             return spec
-        root = next((d for d in disks if d.root), None)
+        root = next((open_pool(p).volume(spec.id, d.name) for d, p in disks if d.root), None)
         data = tuple(
-            DataDisk(d.name, self.pool(d.pool).volume(spec.id, d.name), d.size, d.idx,
-                     d.mount or "")
-            for d in disks if not d.root
+            DataDisk(d.name, open_pool(p).volume(spec.id, d.name), d.size, d.idx, d.mount or "")
+            for d, p in disks if not d.root
         )
-        root_path = self.pool(root.pool).volume(spec.id, root.name) if root else None
-        return dataclasses.replace(spec, root_disk=root_path, data_disks=data)
+        return dataclasses.replace(spec, root_disk=root, data_disks=data)
 
     def prepare(self, spec: InstanceSpec, image: TemplateImage, progress: Progress,
                 pool_name: str | None = None) -> None:

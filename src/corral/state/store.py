@@ -6,9 +6,11 @@ cluster store (etcd) can later offer the same methods.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +20,7 @@ from corral.domain.instance import Kind
 from corral.domain.lifecycle import State
 from corral.domain.resources import Resources
 from corral.state.db import open_database
+from corral.state.hotpath import HotPath, Statement, from_sql_datetime, to_sql_datetime
 from corral.state.models import InstanceRow, OperationRow, UserRow
 
 
@@ -87,9 +90,41 @@ def _operation(row: OperationRow) -> OperationRecord:
     )
 
 
+# The lifecycle path's statements (hotpath.py says why they are plain SQL); the columns in
+# the order of the records' fields
+_INSTANCE_COLUMNS = ("id, name, kind, template, state, resources, privileged, node, created_at, "
+                     "owner")
+_OPERATION_COLUMNS = ("id, action, instance, status, progress, phase, error, created_at, "
+                      "updated_at, requested_by")
+
+
+def _instance_from_sql(row: tuple[Any, ...]) -> InstanceRecord:
+    return InstanceRecord(
+        id=row[0], name=row[1], kind=Kind(row[2]), template=row[3], state=State(row[4]),
+        resources=Resources.from_dict(json.loads(row[5])), privileged=bool(row[6]),
+        node=row[7], created_at=from_sql_datetime(row[8]), owner=row[9],
+    )
+
+
+def _operation_from_sql(row: tuple[Any, ...]) -> OperationRecord:
+    return OperationRecord(
+        id=row[0], action=row[1], instance=row[2], status=row[3], progress=row[4],
+        phase=row[5], error=row[6], created_at=from_sql_datetime(row[7]),
+        updated_at=from_sql_datetime(row[8]), requested_by=row[9],
+    )
+
+
+def _set_state(instance_state: tuple[int, State] | None) -> list[Statement]:
+    if instance_state is None:
+        return []
+    instance_id, state = instance_state
+    return [("UPDATE instances SET state = ? WHERE id = ?", (state.value, instance_id))]
+
+
 class StateStore:
     def __init__(self, path: Path) -> None:
         self._sessions = open_database(path)
+        self._hot = HotPath(path)
 
     # Instances ------------------------------------------------------------------------
     def list_instances(self) -> list[InstanceRecord]:
@@ -98,16 +133,12 @@ class StateStore:
 
     def get_instance(self, ref: str) -> InstanceRecord:
         """By name, or by numeric id."""
-        with self._sessions() as s:
-            query = select(InstanceRow)
-            if ref.isdigit():
-                query = query.where(InstanceRow.id == int(ref))
-            else:
-                query = query.where(InstanceRow.name == ref)
-            row = s.scalars(query).first()
-            if row is None:
-                raise NotFound(f"no instance '{ref}'")
-            return _instance(row)
+        key = "id" if ref.isdigit() else "name"
+        row = self._hot.one(f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE {key} = ?",
+                            (int(ref) if ref.isdigit() else ref,))
+        if row is None:
+            raise NotFound(f"no instance '{ref}'")
+        return _instance_from_sql(row)
 
     def insert_instance(
         self, name: str, kind: Kind, template: str, resources: Resources, privileged: bool,
@@ -178,18 +209,19 @@ class StateStore:
         """``instance_state``: (instance id, state) to set in the same transaction;
         ``requested_by``: the user who started it (None: a built-in admin identity)."""
         now = utcnow()
-        row = OperationRow(
+        record = OperationRecord(
             id=op_id, action=action, instance=instance, status="running", progress=0.0,
             phase="queued", error=None, created_at=now, updated_at=now,
             requested_by=requested_by,
         )
-        with self._sessions() as s, s.begin():
-            s.add(row)
-            if instance_state is not None:
-                instance_id, state = instance_state
-                s.execute(update(InstanceRow).where(InstanceRow.id == instance_id)
-                          .values(state=state.value))
-        return _operation(row)
+        values = [to_sql_datetime(v) if isinstance(v, datetime) else v
+                  for v in vars(record).values()]
+        self._hot.write(
+            (f"INSERT INTO operations ({_OPERATION_COLUMNS}) VALUES "
+             f"({', '.join('?' * len(values))})", values),
+            *_set_state(instance_state),
+        )
+        return record
 
     def update_operation(
         self, op_id: str, *, status: str | None = None, progress: float | None = None,
@@ -198,21 +230,20 @@ class StateStore:
     ) -> OperationRecord:
         """Change the given fields; the operation as it is now. ``instance_state``:
         (instance id, state) to set in the same transaction."""
-        values: dict[str, object] = {"updated_at": utcnow()}
+        values: dict[str, object] = {"updated_at": to_sql_datetime(utcnow())}
         for key, value in (("status", status), ("progress", progress), ("phase", phase),
                            ("error", error)):
             if value is not None:
                 values[key] = value
-        with self._sessions() as s, s.begin():
-            found = s.execute(update(OperationRow).where(OperationRow.id == op_id)
-                              .values(values).returning(OperationRow)).scalar_one_or_none()
-            if found is None:
-                raise NotFound(f"no operation '{op_id}'")
-            if instance_state is not None:
-                instance_id, state = instance_state
-                s.execute(update(InstanceRow).where(InstanceRow.id == instance_id)
-                          .values(state=state.value))
-            return _operation(found)
+        assignments = ", ".join(f"{key} = ?" for key in values)
+        found = self._hot.write(
+            (f"UPDATE operations SET {assignments} WHERE id = ? RETURNING {_OPERATION_COLUMNS}",
+             [*values.values(), op_id]),
+            *_set_state(instance_state),
+        )
+        if found is None:
+            raise NotFound(f"no operation '{op_id}'")
+        return _operation_from_sql(found)
 
     def get_operation(self, op_id: str) -> OperationRecord:
         """By full id, or by a unique prefix of at least 4 characters (as list shows them)."""
