@@ -89,20 +89,20 @@ Wait = Annotated[float, Query(ge=0, le=3600, description="seconds to wait for th
 
 
 async def _answer(app: Corral, submit: Callable[[], OperationRecord], wait: float) -> Response:
-    """Submit in the thread pool (the services block), then hold the answer up to ``wait``
-    seconds on the event loop: the operation's thread hands its final record straight to
-    the loop (no pool thread sits waiting, and the answer costs one thread wake-up, not
-    two). The JSON is serialized here: FastAPI would validate the model a second time
-    against ``response_model`` (which stays for the OpenAPI schema)."""
-    op = await run_in_threadpool(submit)
+    """Submit on a thread of the operation pool, which then runs the operation itself
+    (``OperationManager.execute``); hold the answer up to ``wait`` seconds on the event
+    loop, to which the operation's thread hands the final record (no thread sits waiting).
+    The JSON is serialized here: FastAPI would validate the model a second time against
+    ``response_model`` (which stays for the OpenAPI schema)."""
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future[OperationRecord] = loop.create_future()
+    app.operations.execute(submit, lambda result: loop.call_soon_threadsafe(
+        _settle, accepted, result))
+    op = await accepted
     if wait > 0 and op.status not in FINAL:
-        loop = asyncio.get_running_loop()
         ended: asyncio.Future[OperationRecord] = loop.create_future()
-
-        def hand_over(final: OperationRecord) -> None:
-            loop.call_soon_threadsafe(_settle, ended, final)
-
-        app.operations.on_end(op.id, hand_over)
+        app.operations.on_end(op.id, lambda final: loop.call_soon_threadsafe(
+            _settle, ended, final))
         try:
             op = await asyncio.wait_for(ended, wait)
         except TimeoutError:
@@ -111,9 +111,14 @@ async def _answer(app: Corral, submit: Callable[[], OperationRecord], wait: floa
     return Response(body, status_code=202, media_type="application/json")
 
 
-def _settle(future: asyncio.Future[OperationRecord], final: OperationRecord) -> None:
-    if not future.done():  # a waiter that timed out has cancelled it
-        future.set_result(final)
+def _settle(future: asyncio.Future[OperationRecord],
+            result: OperationRecord | BaseException) -> None:
+    if future.done():  # a waiter that timed out has cancelled it
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 @router.post("/{ref}/start", response_model=OperationModel, status_code=202)

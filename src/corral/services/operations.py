@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
 import threading
 import uuid
@@ -25,6 +27,11 @@ requester: ContextVar[str | None] = ContextVar("corral_requester", default=None)
 """The user a request runs for (set by the API's authentication for each request; None for
 the built-in admin identities). Operations submitted while handling it record that user, so
 an owner can follow the operations it started (and only those)."""
+
+
+_run_here: ContextVar[list[Callable[[], None]] | None] = ContextVar("corral_run_here",
+                                                                default=None)
+"""Set by ``run_here``: operations submitted meanwhile run on the submitting thread."""
 
 
 class Cancelled(CorralError):
@@ -61,7 +68,7 @@ class OperationContext:
 
 
 Work = Callable[[OperationContext], None]
-Ended = Callable[[OperationRecord], None]
+Ended = Callable[[OperationRecord], object]
 
 
 class OperationManager:
@@ -100,8 +107,37 @@ class OperationManager:
         self.events.publish("operation.created", instance=instance, operation=op_id, action=action)
         if during is not None:
             self.events.publish("instance.state", instance=instance, state=during[1].value)
-        self._pool.submit(self._run, ctx, action, work)
+        runner = functools.partial(self._run, ctx, action, work)
+        here = _run_here.get()
+        if here is not None:
+            here.append(runner)
+        else:
+            self._pool.submit(runner)
         return record
+
+    def execute(self, submit: Callable[[], OperationRecord],
+                accepted: Callable[[OperationRecord | BaseException], object]) -> None:
+        """``submit()`` on a thread of the operation pool (in the caller's context), tell
+        ``accepted`` the record (or the error), then run the operation's work on that same
+        thread. For the API's lifecycle actions: one thread hand-off on a start's path
+        instead of two (request thread, then operation thread), each ~0.4 ms here."""
+        self._pool.submit(contextvars.copy_context().run, self._submit_and_run, submit,
+                          accepted)
+
+    def _submit_and_run(self, submit: Callable[[], OperationRecord],
+                        accepted: Callable[[OperationRecord | BaseException], object]) -> None:
+        runners: list[Callable[[], None]] = []
+        token = _run_here.set(runners)
+        try:
+            record = submit()
+        except BaseException as exc:
+            accepted(exc)
+            return
+        finally:
+            _run_here.reset(token)
+        accepted(record)
+        for run in runners:
+            run()
 
     def _run(self, ctx: OperationContext, action: str, work: Work) -> None:
         status, error = "success", None

@@ -9,7 +9,8 @@ import pytest
 
 from corral.domain.errors import Busy
 from corral.services.core import Corral, Settings
-from corral.services.operations import OperationContext
+from corral.services.operations import OperationContext, Work
+from corral.state.store import OperationRecord
 from tests.integration.conftest import write_fake_template
 
 
@@ -102,3 +103,72 @@ def test_half_created_instance_removed_on_restart(tmp_path: Path) -> None:
     second.start()
     assert second.store.list_instances() == []
     assert not (tmp_path / "instances" / str(rec.id)).exists()
+
+
+def test_execute_records_then_runs_the_work_on_the_same_thread(corral: Corral) -> None:
+    """The API's lifecycle path: the record is reported as soon as it is committed, the work
+    then runs on the thread that submitted it (no second hand-off)."""
+    reported: list[object] = []
+    threads: dict[str, int] = {}
+    accepted = threading.Event()
+
+    def submit() -> OperationRecord:
+        threads["submit"] = threading.get_ident()
+        return corral.operations.submit("job", "x1", work)
+
+    def work(ctx: OperationContext) -> None:
+        threads["work"] = threading.get_ident()
+        assert accepted.wait(5), "the record was not reported before the work ran"
+
+    def on_accepted(result: OperationRecord | BaseException) -> None:
+        reported.append(result)
+        accepted.set()
+
+    corral.operations.execute(submit, on_accepted)
+    assert accepted.wait(5)
+    record = reported[0]
+    assert isinstance(record, OperationRecord) and record.status == "running"
+    assert corral.operations.wait(record.id, 10).status == "success"
+    assert threads["submit"] == threads["work"] != threading.get_ident()
+
+
+def _held_until(release: threading.Event) -> Work:
+    def work(ctx: OperationContext) -> None:
+        release.wait(10)
+
+    return work
+
+
+def test_execute_reports_a_refused_submit_and_runs_nothing(corral: Corral) -> None:
+    release = threading.Event()
+    holder = corral.operations.submit("slow", "x2", _held_until(release))
+    reported: list[OperationRecord | BaseException] = []
+    done = threading.Event()
+    ran: list[str] = []
+
+    def refused() -> OperationRecord:
+        return corral.operations.submit("other", "x2", lambda ctx: ran.append("ran"))
+
+    def on_accepted(result: OperationRecord | BaseException) -> None:
+        reported.append(result)
+        done.set()
+
+    corral.operations.execute(refused, on_accepted)
+    assert done.wait(5)
+    assert isinstance(reported[0], Busy) and ran == []
+    release.set()
+    assert corral.operations.wait(holder.id, 10).status == "success"
+
+
+def test_on_end_hands_over_the_final_record_once(corral: Corral) -> None:
+    release = threading.Event()
+    op = corral.operations.submit("slow", "x3", _held_until(release))
+    ended: list[OperationRecord] = []
+    corral.operations.on_end(op.id, ended.append)  # still running: called when it ends
+    assert ended == []
+    release.set()
+    assert corral.operations.wait(op.id, 10).status == "success"
+    assert [r.status for r in ended] == ["success"]
+    late: list[OperationRecord] = []
+    corral.operations.on_end(op.id, late.append)  # already ended: called at once
+    assert [r.id for r in late] == [op.id] and late[0].status == "success"

@@ -47,7 +47,7 @@ from corral.drivers.qemu.nics import (
 )
 from corral.drivers.qemu.placement import place_while_starting
 from corral.drivers.qemu.qmp import qmp
-from corral.host.cgroups import read_layout
+from corral.host.cgroups import CgroupLayout, read_layout
 from corral.host.cpu import tsc_khz
 from corral.host.kvm import choose_accel
 from corral.host.run import require_tool, run_while
@@ -205,20 +205,22 @@ class QemuDriver(QemuNicHotplug, QemuDiskHotplug):
             if not has_agent(template):
                 (paths.run / NO_AGENT).write_text("this VM boots a foreign image\n")
             # the persisted resources: cgroup (CPU cap/weight/pin) first, QEMU moved into it
-            # while it initialises (placement.py), IO throttling once it answers QMP
-            layout = read_layout()
+            # while it initialises (placement.py), IO throttling once it answers QMP; the
+            # cgroup layout is read then too, off the path to QEMU's exec
+            layouts: list[CgroupLayout] = []
 
             def place(launcher: subprocess.Popen[bytes]) -> int | None:
+                layouts.append(read_layout())
                 return place_while_starting(
                     launcher, paths.pidfile, lambda pid: _is_our_qemu(pid, paths),
-                    prepare=lambda: vm_resources.prepare_cgroup(spec, layout),
-                    move=lambda pid: vm_resources.move(spec, layout, pid))
+                    prepare=lambda: vm_resources.prepare_cgroup(spec, layouts[0]),
+                    move=lambda pid: vm_resources.move(spec, layouts[0], pid))
 
             _, placed = run_while(build_argv(self._binary(), cfg), place, timeout=60)
             pid = placed or self._pid(paths)
             if pid is None:
                 raise HostFailure(f"QEMU for '{spec.name}' exited right after starting")
-            vm_resources.started(spec, paths, layout, pid, placed=placed is not None)
+            vm_resources.started(spec, paths, layouts[0], pid, placed=placed is not None)
         except BaseException:
             self._kill(paths)
             self._cleanup_runtime(paths)
