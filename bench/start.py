@@ -7,7 +7,11 @@
   builder) on the same disk image. Two columns: until the runtime is up (QEMU daemonized,
   what `corral start` waits for) and until the guest prints its ready marker.
 
-Run as root: .venv/bin/python bench/start.py [--runs 10]
+Columns: p50/p90 of each side, the ratio of the p50s, of the means, and the median of the
+ratios of each interleaved pair (the two sides of a pair ran back to back, so the host's
+slow drifts -- large on this shared 2-vCPU machine -- cancel out in it).
+
+Run as root: .venv/bin/python bench/start.py [--runs 20]
 """
 
 from __future__ import annotations
@@ -162,13 +166,16 @@ def _row(label: str, corral: list[float], raw: list[float]) -> list[str]:
     c50, c90 = _percentile(corral, 50), _percentile(corral, 90)
     r50, r90 = _percentile(raw, 50), _percentile(raw, 90)
     mean_ratio = statistics.mean(corral) / statistics.mean(raw)
+    # run i of each side ran back to back (interleaved): the median of those pairs' ratios
+    # cancels the host's slow drifts, which move both sides of a pair alike
+    paired = statistics.median(c / r for c, r in zip(corral, raw, strict=True))
     return [label, f"{r50 * 1000:.0f}", f"{r90 * 1000:.0f}", f"{c50 * 1000:.0f}",
-            f"{c90 * 1000:.0f}", f"{c50 / r50:.2f}x", f"{mean_ratio:.2f}x"]
+            f"{c90 * 1000:.0f}", f"{c50 / r50:.2f}x", f"{mean_ratio:.2f}x", f"{paired:.2f}x"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root")
@@ -221,7 +228,7 @@ def main() -> None:
         stop_daemon(daemon)
         shutil.rmtree(root, ignore_errors=True)
     header = ["what", "raw p50 ms", "raw p90 ms", "corral p50 ms", "corral p90 ms",
-              "ratio p50", "ratio mean"]
+              "ratio p50", "ratio mean", "paired p50"]
     rows = [_row(k, v[0], v[1]) for k, v in results.items()]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     print(f"runs: {args.runs} each, interleaved")

@@ -26,7 +26,15 @@ def mount_points(mountinfo_text: str) -> list[Path]:
 
 
 def is_mounted(target: Path) -> bool:
-    return target.resolve() in mount_points(MOUNTINFO.read_text())
+    """Whether something is mounted at ``target`` (compared as text: building a Path for
+    every line of mountinfo cost ~0.3 ms on each start)."""
+    wanted = str(target.resolve())
+    for line in MOUNTINFO.read_text().splitlines():
+        fields = line.split(" ", 5)
+        if len(fields) > 4 and (fields[4] == wanted or
+                                ("\\" in fields[4] and _unescape(fields[4]) == wanted)):
+            return True
+    return False
 
 
 def mount_image(image: Path, target: Path) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from corral.host.mounts import mount_points
+from corral.host.mounts import is_mounted, mount_points
 
 MOUNTINFO = """\
 22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
@@ -19,3 +20,17 @@ def test_mount_points() -> None:
         Path("/srv/corral/instances/101/run/rootfs"),
         Path("/mnt/with space"),
     ]
+
+
+def test_is_mounted_reads_this_hosts_mountinfo(tmp_path: Path) -> None:
+    """A real tmpfs mounted at a path with a space (escaped as \\040 in mountinfo)."""
+    target = tmp_path / "with space"
+    target.mkdir()
+    assert is_mounted(Path("/")) and not is_mounted(target)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)], check=True)
+    try:
+        assert is_mounted(target)
+        assert is_mounted(tmp_path / "." / "with space")  # compared resolved
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+    assert not is_mounted(target)

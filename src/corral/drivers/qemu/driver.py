@@ -213,7 +213,7 @@ class QemuDriver(QemuNicHotplug, QemuDiskHotplug):
                 layouts.append(read_layout())
                 return place_while_starting(
                     launcher, paths.pidfile, lambda pid: _is_our_qemu(pid, paths),
-                    prepare=lambda: vm_resources.prepare_cgroup(spec, layouts[0]),
+                    prepare=lambda: vm_resources.launching(spec, paths, layouts[0]),
                     move=lambda pid: vm_resources.move(spec, layouts[0], pid))
 
             _, placed = run_while(build_argv(self._binary(), cfg), place, timeout=60)

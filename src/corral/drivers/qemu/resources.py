@@ -85,6 +85,14 @@ def prepare_cgroup(spec: InstanceSpec, layout: CgroupLayout) -> None:
     apply_cgroup(spec, layout, spec.resources)
 
 
+def launching(spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout) -> None:
+    """While QEMU initialises (off the start's critical path): its cgroup, and what the
+    guest boots with (read back by live changes; removed with the runtime files if QEMU
+    fails)."""
+    prepare_cgroup(spec, layout)
+    _save_live(paths, {"cpus": spec.resources.cpus, "memory": spec.resources.memory})
+
+
 def apply_cgroup(spec: InstanceSpec, layout: CgroupLayout, res: Resources) -> None:
     rel = cgroup_path(spec)
     for w in limit_writes(layout, res, ct=False):
@@ -167,13 +175,12 @@ def online_cpus(paths: VmPaths, count: int) -> None:
 def started(spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout, pid: int,
             placed: bool) -> None:
     """Right after QEMU started: cgroup (unless ``placed`` already, in a group made by
-    ``prepare_cgroup``), IO throttling, what the guest has."""
+    ``launching``), IO throttling."""
     if not placed:
         move(spec, layout, pid)
     res = spec.resources
     if any(getattr(res, k) is not None for k in _IO_KEYS):
         io_throttle(paths, res)
-    _save_live(paths, {"cpus": res.cpus, "memory": res.memory})
 
 
 def arrived(spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout, pid: int,
