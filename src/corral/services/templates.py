@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -69,6 +70,9 @@ class TemplateService:
         """Names of the instances made from a template (set by the daemon's wiring)."""
         self.on_removed: list[Callable[[str], None]] = []
         """Called with a template's name after it was deleted or replaced."""
+        self._loaded: dict[Path, tuple[tuple[int, int], TemplateImage]] = {}
+        """Parsed metadata by file identity (inode, mtime): every start asks for its
+        template; an import or rebuild renames a new file in (a new identity)."""
 
     def list(self) -> list[TemplateImage]:
         found = []
@@ -82,11 +86,21 @@ class TemplateService:
             return TemplateImage(FOREIGN_TEMPLATE, self.directory / ".foreign",
                                  foreign_metadata())
         path = self.directory / name
-        if not (path / METADATA).is_file():
+        try:
+            st = (path / METADATA).stat()
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
             known = ", ".join(t.name for t in self.list()) or "none installed"
             hint = " (build it: corral template build tiny)" if name in BUILDERS else ""
             raise NotFound(f"unknown template '{name}'{hint}; available: {known}")
-        return TemplateImage.load(path)
+        identity = (st.st_ino, st.st_mtime_ns)
+        cached = self._loaded.get(path)
+        if cached is not None and cached[0] == identity:
+            return cached[1]
+        image = TemplateImage.load(path)
+        self._loaded[path] = (identity, image)
+        return image
 
     def is_current(self, name: str) -> bool:
         """Whether ``name`` is installed as its builder would make it now: same content
