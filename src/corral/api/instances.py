@@ -16,7 +16,6 @@ from corral.api import convert
 from corral.api.deps import Policy, corral
 from corral.services.core import Corral
 from corral.services.foreign import ForeignSource, vnc_socket
-from corral.services.operations import FINAL
 from corral.state.store import OperationRecord
 from corral.wire.models import (
     CreateRequest,
@@ -90,30 +89,30 @@ Wait = Annotated[float, Query(ge=0, le=3600, description="seconds to wait for th
 
 async def _answer(app: Corral, submit: Callable[[], OperationRecord], wait: float) -> Response:
     """Submit on a thread of the operation pool, which then runs the operation itself
-    (``OperationManager.execute``); hold the answer up to ``wait`` seconds on the event
-    loop, to which the operation's thread hands the final record (no thread sits waiting).
-    The JSON is serialized here: FastAPI would validate the model a second time against
-    ``response_model`` (which stays for the OpenAPI schema)."""
+    (``OperationManager.execute``). With ``wait``, that thread wakes the event loop once:
+    with the final record (or the refusal); after ``wait`` seconds the answer is the
+    operation as it is. The JSON is serialized here: FastAPI would validate the model a
+    second time against ``response_model`` (which stays for the OpenAPI schema)."""
     loop = asyncio.get_running_loop()
-    accepted: asyncio.Future[OperationRecord] = loop.create_future()
-    app.operations.execute(submit, lambda result: loop.call_soon_threadsafe(
-        _settle, accepted, result))
-    op = await accepted
-    if wait > 0 and op.status not in FINAL:
-        ended: asyncio.Future[OperationRecord] = loop.create_future()
-        app.operations.on_end(op.id, lambda final: loop.call_soon_threadsafe(
-            _settle, ended, final))
-        try:
-            op = await asyncio.wait_for(ended, wait)
-        except TimeoutError:
-            op = await run_in_threadpool(app.operations.wait, op.id, 0)
+    result: asyncio.Future[OperationRecord] = loop.create_future()
+    submission = app.operations.execute(
+        submit, lambda outcome: loop.call_soon_threadsafe(_settle, result, outcome),
+        at_end=wait > 0)
+    if wait > 0:
+        await asyncio.wait({result}, timeout=wait)
+        while not result.done() and submission.record is None:  # the pool is saturated
+            await asyncio.wait({result}, timeout=0.05)
+    if result.done() or submission.record is None:
+        op = await result
+    else:  # still running after ``wait``
+        op = await run_in_threadpool(app.operations.wait, submission.record.id, 0)
     body = convert.operation(op).model_dump_json()
     return Response(body, status_code=202, media_type="application/json")
 
 
 def _settle(future: asyncio.Future[OperationRecord],
             result: OperationRecord | BaseException) -> None:
-    if future.done():  # a waiter that timed out has cancelled it
+    if future.done():
         return
     if isinstance(result, BaseException):
         future.set_exception(result)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from corral.wire.models import Event
 
+Wanted = Callable[[str, dict[str, Any]], bool]
+
 
 class Subscription:
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: EventBus, wanted: Wanted | None = None) -> None:
         self._bus = bus
+        self.wanted = wanted
         self.queue: queue.Queue[Event] = queue.Queue(maxsize=10000)
 
     def get(self, timeout: float | None = None) -> Event | None:
@@ -31,8 +35,11 @@ class EventBus:
         self._lock = threading.Lock()
         self._subscribers: list[Subscription] = []
 
-    def subscribe(self) -> Subscription:
-        sub = Subscription(self)
+    def subscribe(self, wanted: Wanted | None = None) -> Subscription:
+        """``wanted(type, data)``: only the events it accepts are queued. A follower that
+        ignores most events is then not woken for them -- on a start's path such a wake-up
+        competes for the CPU with the starting guest."""
+        sub = Subscription(self, wanted)
         with self._lock:
             self._subscribers.append(sub)
         return sub
@@ -53,6 +60,8 @@ class EventBus:
         with self._lock:
             subscribers = list(self._subscribers)
         for sub in subscribers:
+            if sub.wanted is not None and not sub.wanted(type_, data):
+                continue
             with contextlib.suppress(queue.Full):  # a stalled reader loses events, not us
                 sub.queue.put_nowait(event)
         return event

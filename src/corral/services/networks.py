@@ -420,7 +420,7 @@ class NetworkService:
     # Following instances ----------------------------------------------------------------
     def start(self) -> None:
         self.reconcile()
-        sub = self.events.subscribe()
+        sub = self.events.subscribe(_followed)
 
         def follow() -> None:
             try:
@@ -463,6 +463,13 @@ class NetworkService:
             log.warning("network follow-up of %s %s failed: %s", type_, instance, exc.message)
         except Exception:
             log.exception("network follow-up of %s %s crashed", type_, instance)
+
+
+def _followed(type_: str, data: dict[str, object]) -> bool:
+    """The events ``_on_event`` acts on (it is not woken for the others)."""
+    if type_ == "instance.state":
+        return data.get("state") in _PLUG_STATES
+    return type_ in ("instance.created", "instance.deleted")
 
 
 def metrics_text(rows: list[TrafficRow]) -> str:

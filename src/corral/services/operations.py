@@ -69,6 +69,14 @@ class OperationContext:
 
 Work = Callable[[OperationContext], None]
 Ended = Callable[[OperationRecord], object]
+Reported = Callable[[OperationRecord | BaseException], object]
+
+
+class Submission:
+    """What ``OperationManager.execute`` submitted: ``record`` once it is recorded."""
+
+    def __init__(self) -> None:
+        self.record: OperationRecord | None = None
 
 
 class OperationManager:
@@ -115,27 +123,40 @@ class OperationManager:
             self._pool.submit(runner)
         return record
 
-    def execute(self, submit: Callable[[], OperationRecord],
-                accepted: Callable[[OperationRecord | BaseException], object]) -> None:
-        """``submit()`` on a thread of the operation pool (in the caller's context), tell
-        ``accepted`` the record (or the error), then run the operation's work on that same
-        thread. For the API's lifecycle actions: one thread hand-off on a start's path
-        instead of two (request thread, then operation thread), each ~0.4 ms here."""
-        self._pool.submit(contextvars.copy_context().run, self._submit_and_run, submit,
-                          accepted)
+    def execute(self, submit: Callable[[], OperationRecord], report: Reported, *,
+                at_end: bool = False) -> Submission:
+        """``submit()`` on a thread of the operation pool (in the caller's context), then run
+        the operation's work on that same thread. For the API's lifecycle actions: one
+        thread hand-off on a start's path instead of two (request thread, then operation
+        thread), each ~0.4 ms here.
 
-    def _submit_and_run(self, submit: Callable[[], OperationRecord],
-                        accepted: Callable[[OperationRecord | BaseException], object]) -> None:
+        ``report`` gets the error of a refused ``submit``, else the record -- at once, or
+        with ``at_end`` only the final one when the operation has ended: then the caller is
+        woken once per action, not also while the guest starts (a wake-up competes with it
+        for the CPU). The returned ``Submission`` shows the record as soon as it exists.
+        Only for ``submit`` functions that do not wait for what they submit (they would
+        wait for themselves)."""
+        submission = Submission()
+        self._pool.submit(contextvars.copy_context().run, self._submit_and_run, submit,
+                          report, at_end, submission)
+        return submission
+
+    def _submit_and_run(self, submit: Callable[[], OperationRecord], report: Reported,
+                        at_end: bool, submission: Submission) -> None:
         runners: list[Callable[[], None]] = []
         token = _run_here.set(runners)
         try:
             record = submit()
         except BaseException as exc:
-            accepted(exc)
+            report(exc)
             return
         finally:
             _run_here.reset(token)
-        accepted(record)
+        submission.record = record
+        if at_end:
+            self.on_end(record.id, report)  # before its work runs (here, next)
+        else:
+            report(record)
         for run in runners:
             run()
 

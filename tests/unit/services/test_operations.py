@@ -172,3 +172,25 @@ def test_on_end_hands_over_the_final_record_once(corral: Corral) -> None:
     late: list[OperationRecord] = []
     corral.operations.on_end(op.id, late.append)  # already ended: called at once
     assert [r.id for r in late] == [op.id] and late[0].status == "success"
+
+
+def test_execute_at_end_reports_once_with_the_final_record(corral: Corral) -> None:
+    release = threading.Event()
+    reported: list[OperationRecord | BaseException] = []
+    done = threading.Event()
+
+    def on_result(result: OperationRecord | BaseException) -> None:
+        reported.append(result)
+        done.set()
+
+    submission = corral.operations.execute(
+        lambda: corral.operations.submit("slow", "x4", _held_until(release)), on_result,
+        at_end=True)
+    assert not done.wait(0.3)  # running: nothing reported yet, but the record is visible
+    assert submission.record is not None and submission.record.status == "running"
+    release.set()
+    assert done.wait(5)
+    assert len(reported) == 1
+    final = reported[0]
+    assert isinstance(final, OperationRecord) and final.id == submission.record.id
+    assert final.status == "success"
