@@ -19,7 +19,11 @@ from corral.client.unixhttp import UnixHttp, Unreachable
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     seen: ClassVar[list[tuple[str, str, str, object]]] = []
-    connections: ClassVar[set[int]] = set()
+    connections: ClassVar[list[str]] = []  # one entry per accepted connection
+
+    def setup(self) -> None:
+        super().setup()
+        _Handler.connections.append("accepted")
 
     def address_string(self) -> str:  # a Unix socket has no client address
         return "local"
@@ -32,7 +36,6 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length)) if length else None
         _Handler.seen.append((self.command, self.path, self.headers.get("Authorization", ""),
                               body))
-        _Handler.connections.add(id(self.connection))
         status = 404 if self.path.startswith("/missing") else 200
         payload = (json.dumps({"error": "not_found", "message": "no such thing"}) if status == 404
                    else json.dumps({"path": self.path, "body": body})).encode()
