@@ -31,7 +31,7 @@ an owner can follow the operations it started (and only those)."""
 
 _run_here: ContextVar[list[Callable[[], None]] | None] = ContextVar("corral_run_here",
                                                                 default=None)
-"""Set by ``run_here``: operations submitted meanwhile run on the submitting thread."""
+"""Set by ``execute``: operations submitted meanwhile run on the submitting thread."""
 
 
 class Cancelled(CorralError):
