@@ -1,13 +1,17 @@
 """Putting a starting QEMU into its cgroup while it initialises, not after.
 
-Moving a process between cgroups takes the kernel's cgroup threadgroup lock for writing,
-which waits for an RCU grace period: 10-15 ms here, once per move. Done after QEMU had
-daemonized, that wait sat on every start's critical path, and the memory QEMU touched
-before it was charged to the daemon's cgroup. Instead, while the launching ``qemu`` process
-runs (``host.run.run_while``), the group is made with its limits and QEMU's daemonized
-process is moved as soon as it has written its pidfile (early in its initialisation): the
-wait overlaps QEMU's own start-up, and nearly all of its memory is charged to the VM's
-group from the beginning.
+Moving a process between cgroups takes the kernel's cgroup threadgroup lock for writing;
+the first writer after a quiet spell waits for an RCU grace period (10-15 ms here) before it
+gets it. Done after QEMU had daemonized, that wait sat on every start's critical path, and
+the memory QEMU touched before it was charged to the daemon's cgroup. So, while the
+launching ``qemu`` process runs (``host.run.run_while``):
+
+1. the group is made with its limits (``prepare``);
+2. the launcher itself is moved into it (``move(launcher.pid)``), a few ms after its exec:
+   the grace period passes while QEMU loads its libraries and parses its options, and the
+   daemon QEMU forks later is born in the group -- nothing of its own start waits;
+3. once the pidfile names the daemon, ``move`` puts it in whichever hierarchy it is not in
+   yet (none, unless it forked before step 2 ended; the lock is warm then, no wait).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from corral.domain.errors import HostFailure
+
 POLL_SECONDS = 0.001
 
 
@@ -24,10 +30,17 @@ def place_while_starting(
     launcher: subprocess.Popen[bytes], pidfile: Path, is_ours: Callable[[int], bool],
     prepare: Callable[[], None], move: Callable[[int], None],
 ) -> int | None:
-    """``prepare()`` the group, then ``move(pid)`` QEMU's process once its pidfile names
-    it; the pid moved, or None if ``launcher`` ended first without one (QEMU failed; the
+    """``prepare()`` the group, ``move`` the launcher into it, then ``move(pid)`` QEMU's
+    daemon once its pidfile names it (``move`` skips hierarchies a process is already in);
+    the daemon's pid, or None if ``launcher`` ended first without one (QEMU failed; the
     caller finds out from the exit status)."""
     prepare()
+    try:
+        move(launcher.pid)
+    except HostFailure:
+        if launcher.poll() is None:
+            raise
+        # it had exited already: its daemon (if any) is moved below
     while True:
         exited = launcher.poll() is not None
         pid = _read_pid(pidfile)

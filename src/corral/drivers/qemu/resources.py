@@ -1,7 +1,7 @@
 """A VM's resources: the QEMU process's cgroup (CPU weight, cap, pinning) and QMP (vCPUs,
 balloon, disk size, IO throttling).
 
-* CPU: QEMU is moved into ``corral/vm/<id>`` as soon as it daemonizes (placement.py);
+* CPU: QEMU starts in ``corral/vm/<id>`` (its launcher is moved there: placement.py);
   ``cpu_limit`` caps the whole process (vCPU and IO threads), ``cpu_shares`` weighs it,
   ``cpu_pin`` pins it.
 * vCPUs: ``max_cpus`` vCPUs exist from boot (default: ``cpus`` or the host's CPU count,

@@ -1,0 +1,51 @@
+"""cgroupfs: where a process is (/proc/<pid>/cgroup) and moves that skip what is in place.
+
+The move tests use a layout whose hierarchy is a plain directory: a write that happens
+lands in a regular ``cgroup.procs`` file there, one that is skipped leaves nothing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from corral.domain.errors import HostFailure
+from corral.host import cgroupfs
+from corral.host.cgroups import CgroupLayout, CgroupVersion
+
+
+def test_parse_proc_cgroup_maps_each_controller_and_the_v2_line() -> None:
+    text = ("9:name=systemd:/\n4:cpu,cpuacct:/corral/vm/101\n3:memory:/a b\n"
+            "0::/user.slice\n")
+    assert cgroupfs.parse_proc_cgroup(text) == {
+        "name=systemd": "/", "cpu": "/corral/vm/101", "cpuacct": "/corral/vm/101",
+        "memory": "/a b", "": "/user.slice"}
+
+
+def test_groups_of_a_gone_process_is_empty() -> None:
+    assert cgroupfs.groups_of(2**22 + 1) == {}  # above pid_max's ceiling: never a process
+
+
+def _v1(tmp_path: Path) -> CgroupLayout:
+    return CgroupLayout(version=CgroupVersion.V1, v1={"cpu": tmp_path / "cpu"})
+
+
+def test_move_skips_a_hierarchy_that_already_holds_the_process(tmp_path: Path) -> None:
+    where = cgroupfs.groups_of(os.getpid())
+    if "cpu" not in where:
+        pytest.skip("this host has no v1 cpu hierarchy in /proc/self/cgroup")
+    rel = where["cpu"].strip("/")
+    # no such directory under tmp_path: a write would fail
+    cgroupfs.move_process(_v1(tmp_path), ["cpu"], rel, os.getpid())
+    assert not (tmp_path / "cpu").exists()
+
+
+def test_move_writes_where_the_process_is_not(tmp_path: Path) -> None:
+    if "cpu" not in cgroupfs.groups_of(os.getpid()):
+        pytest.skip("this host has no v1 cpu hierarchy in /proc/self/cgroup")
+    (tmp_path / "cpu" / "elsewhere").mkdir(parents=True)
+    cgroupfs.move_process(_v1(tmp_path), ["cpu"], "elsewhere", os.getpid())
+    assert (tmp_path / "cpu" / "elsewhere" / "cgroup.procs").read_text() == str(os.getpid())
+    with pytest.raises(HostFailure, match="cannot write"):
+        cgroupfs.move_process(_v1(tmp_path), ["cpu"], "missing", os.getpid())
