@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
 
 from corral.client import ApiError
 from corral.wire.models import CreateRequest, Event, StopRequest
-from tests.integration.conftest import Daemon, start_daemon, stop_daemon
+from tests.integration.conftest import Daemon, start_daemon, stop_daemon, write_fake_template
 
 
 def _create(daemon: Daemon, name: str, type_: str = "ct", **kw: object) -> None:
@@ -141,6 +143,32 @@ def test_events_stream(daemon: Daemon) -> None:
     thread.join(15)
     types = [e.type for e in seen]
     assert "operation.created" in types and "instance.created" in types
+
+
+def test_daemon_stops_promptly_with_a_quiet_events_stream_open(tmp_path: Path) -> None:
+    """SIGTERM while a client listens to /events and nothing happens: corrald used to wait
+    for the next event that never came (until the test's SIGKILL, 15 s later)."""
+    write_fake_template(tmp_path / "templates")
+    d = start_daemon(tmp_path)
+    listening = threading.Event()
+
+    def listen() -> None:
+        with contextlib.suppress(Exception), d.client() as c:
+            stream = c.events()
+            listening.set()
+            for _event in stream:
+                pass
+
+    thread = threading.Thread(target=listen, daemon=True)
+    try:
+        thread.start()
+        assert listening.wait(5)
+        _create(d, "quiet1")  # the stream is up (this event reached it), then quiet
+        d.process.send_signal(signal.SIGTERM)
+        assert d.process.wait(timeout=10) == 0
+    finally:
+        stop_daemon(d)
+    thread.join(5)
 
 
 def test_console_websocket(daemon: Daemon) -> None:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from corral.api.deps import corral_ws
 from corral.domain.errors import CorralError
 from corral.services.events import Subscription
+from corral.wire.models import Event
 
 router = APIRouter(tags=["streams"])
 log = logging.getLogger("corral.api.streams")
@@ -21,15 +22,33 @@ async def events(websocket: WebSocket) -> None:
     app = corral_ws(websocket)
     await websocket.accept()
     sub: Subscription = app.events.subscribe()
+    # the client going away, or the server shutting down (uvicorn then closes the socket and
+    # waits for this handler): seen at once, not at the next event -- else a quiet stream
+    # kept corrald from stopping
+    closed = asyncio.create_task(_until_disconnect(websocket))
+    getter: asyncio.Task[Event | None] | None = None
     try:
-        while True:
-            event = await asyncio.to_thread(sub.get, 1.0)
+        while not closed.done():
+            getter = asyncio.create_task(asyncio.to_thread(sub.get, 1.0))
+            await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                break  # closed: the getter's thread returns within its 1 s timeout
+            event = getter.result()
             if event is not None:
                 await websocket.send_text(event.model_dump_json())
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
+        for task in (closed, getter):
+            if task is not None:
+                task.cancel()
         sub.close()
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    """Until the client disconnects (anything it sends on the events stream is ignored)."""
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass
 
 
 @router.websocket("/api/v1/instances/{ref}/console")
