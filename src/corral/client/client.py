@@ -8,9 +8,8 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from corral.client.storage import StorageCalls
@@ -39,6 +38,9 @@ from corral.wire.models import (
     TrafficClassModel,
     TrafficModel,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_SOCKET = "/run/corral/corral.sock"
 FINAL = ("success", "failure", "cancelled")
@@ -112,25 +114,37 @@ class CorralClient(StorageCalls):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._tls: Any = None
         self._unix: UnixHttp | None = None
+        self._httpx: httpx.Client | None = None
         if url:
             self.socket: str | None = None
             self.base_url = url.rstrip("/")
             self._tls = _verify(tls_cert)
-            self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout,
-                                      verify=self._tls)
         else:
             self.socket = socket or os.environ.get("CORRAL_SOCKET", DEFAULT_SOCKET)
             self.base_url = "http://corral"
-            transport = httpx.HTTPTransport(uds=self.socket)
-            self._http = httpx.Client(
-                base_url=self.base_url, transport=transport, headers=headers, timeout=timeout
-            )
             self._unix = UnixHttp(self.socket, headers)
         self._headers = headers
         self._timeout = timeout
 
+    @property
+    def _http(self) -> httpx.Client:
+        """The httpx client, made on first use: most CLI commands only talk JSON on the
+        local socket (``unixhttp``), and importing httpx costs ~50 ms of every start."""
+        if self._httpx is None:
+            import httpx
+
+            if self.socket is None:
+                self._httpx = httpx.Client(base_url=self.base_url, headers=self._headers,
+                                           timeout=self._timeout, verify=self._tls)
+            else:
+                self._httpx = httpx.Client(
+                    base_url=self.base_url, transport=httpx.HTTPTransport(uds=self.socket),
+                    headers=self._headers, timeout=self._timeout)
+        return self._httpx
+
     def close(self) -> None:
-        self._http.close()
+        if self._httpx is not None:
+            self._httpx.close()
         if self._unix is not None:
             self._unix.close()
 
@@ -149,13 +163,21 @@ class CorralClient(StorageCalls):
                 return self._unix.request(
                     method, path, params=_query(kwargs.get("params")),
                     json_body=kwargs.get("json"), timeout=kwargs.get("timeout", self._timeout))
-            response = self._http.request(method, path, **kwargs)
-        except (httpx.ConnectError, Unreachable) as exc:
-            where = self.socket or self.base_url
-            raise ApiError(
-                0, "unreachable", f"cannot reach corrald at {where}: is it running? ({exc})"
-            ) from None
+        except Unreachable as exc:
+            raise self._unreachable(exc) from None
+        http = self._http
+        import httpx  # loaded by self._http
+
+        try:
+            response = http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise self._unreachable(exc) from None
         return response.status_code, response.content
+
+    def _unreachable(self, exc: Exception) -> ApiError:
+        where = self.socket or self.base_url
+        return ApiError(0, "unreachable", f"cannot reach corrald at {where}: is it running? "
+                                          f"({exc})")
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         status, data = self._exchange(method, path, **kwargs)

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 from pydantic import BaseModel
 
 from corral.wire.models import OperationModel, TemplateModel
@@ -26,6 +25,9 @@ from corral.wire.storage import (
     ResizeDiskRequest,
 )
 
+if TYPE_CHECKING:
+    import httpx
+
 M = TypeVar("M", bound=BaseModel)
 _CHUNK = 1 << 20
 
@@ -36,9 +38,10 @@ def _chunks(path: Path) -> Iterator[bytes]:
 
 
 class StorageCalls:
-    _http: httpx.Client
-
     if TYPE_CHECKING:
+        @property
+        def _http(self) -> httpx.Client: ...
+
         def _request(self, method: str, path: str, **kwargs: Any) -> Any: ...
 
         def _model(self, model: type[M], method: str, path: str, **kwargs: Any) -> M: ...
