@@ -16,6 +16,9 @@ from corral.domain.resources import Resources
 from corral.drivers.base import RuntimeState
 from corral.drivers.qemu import QemuDriver
 from corral.drivers.qemu.cmdline import VmPaths
+from corral.drivers.qemu.resources import cgroup_path
+from corral.host import cgroupfs
+from corral.host.cgroups import read_layout
 from corral.templates.builders.tiny import READY_MARKER
 from corral.templates.image import TemplateImage
 from tests.system.fixtures_template import tiny_template
@@ -145,11 +148,15 @@ def test_vm_lifecycle(vm: tuple[QemuDriver, InstanceSpec], tiny_template: Templa
     print(f"forced stop: {time.monotonic() - t0:.2f} s")
     assert driver.status(spec).state == RuntimeState.STOPPED
     assert qemu_pids_using(spec.directory) == []
+    layout = read_layout()  # the cgroup stays while the VM exists (the next start reuses it)
+    assert cgroupfs.group_exists(layout, "cpu", cgroup_path(spec))
+    assert not (cgroupfs.read(layout, "cpu", cgroup_path(spec), "cgroup.procs") or "").strip()
 
     driver.delete(spec)
     assert not spec.disk_path.exists()
     assert not paths.run.exists()
     assert driver.status(spec).state == RuntimeState.MISSING
+    assert not cgroupfs.group_exists(layout, "cpu", cgroup_path(spec))
 
 
 def test_vm_outlives_its_driver_and_stops_from_suspended(
