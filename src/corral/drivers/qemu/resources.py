@@ -82,8 +82,8 @@ def move(spec: InstanceSpec, layout: CgroupLayout, pid: int) -> None:
 def prepare_cgroup(spec: InstanceSpec, layout: CgroupLayout) -> None:
     """The VM's cgroup with the persisted limits, before QEMU is moved into it. The group
     outlives a stop (``unplace`` at delete): the next start finds it and only rewrites the
-    limits -- making it (four groups on v1, a cpuset copy) cost its start ~5 % of QEMU's
-    own start-up in a raw-QEMU experiment."""
+    limits; a group made just before QEMU started slowed QEMU's own start-up in a raw-QEMU
+    experiment (noisy: docs/architecture.md, "Start-path costs")."""
     cgroupfs.ensure_group(layout, VM_CONTROLLERS, cgroup_path(spec))
     apply_cgroup(spec, layout, spec.resources)
 
