@@ -150,7 +150,14 @@ def test_vm_lifecycle(vm: tuple[QemuDriver, InstanceSpec], tiny_template: Templa
     assert qemu_pids_using(spec.directory) == []
     layout = read_layout()  # the cgroup stays while the VM exists (the next start reuses it)
     assert cgroupfs.group_exists(layout, "cpu", cgroup_path(spec))
-    assert not (cgroupfs.read(layout, "cpu", cgroup_path(spec), "cgroup.procs") or "").strip()
+
+    def procs() -> str:
+        return (cgroupfs.read(layout, "cpu", cgroup_path(spec), "cgroup.procs") or "").strip()
+
+    deadline = time.monotonic() + 10  # a QEMU that just died is listed until it is released
+    while procs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not procs()
 
     driver.delete(spec)
     assert not spec.disk_path.exists()
