@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from corral.domain.errors import HostFailure, Unsupported
+from corral.host.spawn import Spawned, TimedOut, spawn
 
 log = logging.getLogger("corral.host")
 T = TypeVar("T")
@@ -31,61 +32,57 @@ def run(
     input: bytes | None = None,
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``argv``; on a non-zero exit (with ``check``) raise HostFailure with its stderr."""
+    """Run ``argv`` (``host.spawn``: stdin /dev/null or ``input``); on a non-zero exit (with
+    ``check``) raise HostFailure with its stderr. Killed past ``timeout`` seconds."""
     log.debug("run %s", " ".join(argv))
-    try:
-        proc = subprocess.run(
-            list(argv),
-            input=input,
-            capture_output=True,
-            timeout=timeout,
-            env=dict(env) if env is not None else None,
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        raise HostFailure(f"'{argv[0]}' is not installed on this host") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise HostFailure(f"'{' '.join(argv)}' did not finish within {timeout} s") from exc
-    if check and proc.returncode != 0:
-        said = (proc.stderr or proc.stdout).decode(errors="replace").strip()
-        raise HostFailure(f"'{' '.join(argv[:3])}' failed (exit {proc.returncode}): {said}")
-    return proc
+    return _finish(_start(argv, input, env), argv, timeout, check)
 
 
 def run_while(
-    argv: Sequence[str], during: Callable[[subprocess.Popen[bytes]], T], *,
+    argv: Sequence[str], during: Callable[[Spawned], T], *,
     timeout: float | None = 120,
 ) -> tuple[subprocess.CompletedProcess[bytes], T]:
     """``run`` that calls ``during(process)`` on this thread while the command runs (work
     that overlaps the command's own start-up), then waits for it and checks its exit. An
     exception from ``during`` is raised once the command has ended."""
     log.debug("run %s", " ".join(argv))
-    try:
-        process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except FileNotFoundError as exc:
-        raise HostFailure(f"'{argv[0]}' is not installed on this host") from exc
+    process = _start(argv, None, None)
     try:
         result = during(process)
     except BaseException:
         with contextlib.suppress(HostFailure):  # the first failure is the one to report
-            _finish(process, argv, timeout)
+            _finish(process, argv, timeout, True)
         raise
-    return _finish(process, argv, timeout), result
+    return _finish(process, argv, timeout, True), result
 
 
-def _finish(process: subprocess.Popen[bytes], argv: Sequence[str],
-            timeout: float | None) -> subprocess.CompletedProcess[bytes]:
-    """Wait for ``process`` (killed past ``timeout``); HostFailure on a non-zero exit."""
+def _start(argv: Sequence[str], input: bytes | None,
+           env: Mapping[str, str] | None) -> Spawned:
     try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        process.kill()
-        process.communicate()
-        raise HostFailure(f"'{' '.join(argv)}' did not finish within {timeout} s") from exc
-    if process.returncode != 0:
+        return spawn(argv, input=input, env=env)
+    except FileNotFoundError as exc:
+        raise HostFailure(f"'{argv[0]}' is not installed on this host") from exc
+
+
+def _finish(process: Spawned, argv: Sequence[str], timeout: float | None,
+            check: bool) -> subprocess.CompletedProcess[bytes]:
+    """Wait for ``process`` (killed past ``timeout``); with ``check``, HostFailure on a
+    non-zero exit."""
+    try:
+        try:
+            process.wait(timeout)
+        except TimedOut as exc:
+            process.kill()
+            process.wait()
+            raise HostFailure(f"'{' '.join(argv)}' did not finish within {timeout} s") from exc
+        stdout, stderr = process.output()
+    finally:
+        process.close()
+    returncode = process.wait()
+    if check and returncode != 0:
         said = (stderr or stdout).decode(errors="replace").strip()
-        raise HostFailure(f"'{' '.join(argv[:3])}' failed (exit {process.returncode}): {said}")
-    return subprocess.CompletedProcess(list(argv), process.returncode, stdout, stderr)
+        raise HostFailure(f"'{' '.join(argv[:3])}' failed (exit {returncode}): {said}")
+    return subprocess.CompletedProcess(list(argv), returncode, stdout, stderr)
 
 
 def output(argv: Sequence[str], **kwargs: object) -> str:

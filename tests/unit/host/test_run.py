@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from corral.domain.errors import HostFailure
-from corral.host.run import run_while
+from corral.host.run import run, run_while
+from corral.host.spawn import Spawned
 
 
 def test_during_runs_while_the_command_runs_and_its_result_is_returned() -> None:
-    def during(process: subprocess.Popen[bytes]) -> bool:
+    def during(process: Spawned) -> bool:
         return process.poll() is None  # the command (sleep) is still running
 
     done, still_running = run_while(["sh", "-c", "sleep 0.3; echo out"], during)
@@ -25,9 +24,9 @@ def test_a_failing_command_raises_with_its_stderr() -> None:
 
 
 def test_an_error_in_during_is_raised_after_the_command_ended() -> None:
-    seen: list[subprocess.Popen[bytes]] = []
+    seen: list[Spawned] = []
 
-    def during(process: subprocess.Popen[bytes]) -> None:
+    def during(process: Spawned) -> None:
         seen.append(process)
         raise HostFailure("cgroup gone")
 
@@ -39,3 +38,23 @@ def test_an_error_in_during_is_raised_after_the_command_ended() -> None:
 def test_timeout_kills_the_command() -> None:
     with pytest.raises(HostFailure, match="did not finish"):
         run_while(["sleep", "30"], lambda _p: None, timeout=0.2)
+
+
+def test_run_keeps_stdout_and_stderr_apart_and_feeds_input() -> None:
+    done = run(["sh", "-c", "cat; echo err >&2"], input=b"in\n")
+    assert (done.stdout, done.stderr) == (b"in\n", b"err\n")
+
+
+def test_run_with_check_off_returns_a_failure() -> None:
+    done = run(["sh", "-c", "echo no >&2; exit 4"], check=False)
+    assert done.returncode == 4 and done.stderr == b"no\n"
+
+
+def test_a_missing_command_is_a_clear_host_failure() -> None:
+    with pytest.raises(HostFailure, match="'no-such-tool-here' is not installed"):
+        run(["no-such-tool-here"])
+
+
+def test_run_timeout_kills_the_command() -> None:
+    with pytest.raises(HostFailure, match=r"did not finish within 0\.2 s"):
+        run(["sleep", "30"], timeout=0.2)

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -51,6 +50,7 @@ from corral.host.cgroups import CgroupLayout, read_layout
 from corral.host.cpu import tsc_khz
 from corral.host.kvm import choose_accel
 from corral.host.run import require_tool, run_while
+from corral.host.spawn import Spawned
 from corral.storage.images import build_root_disk
 from corral.templates.image import TemplateImage
 
@@ -209,7 +209,7 @@ class QemuDriver(QemuNicHotplug, QemuDiskHotplug):
             # cgroup layout is read then too, off the path to QEMU's exec
             layouts: list[CgroupLayout] = []
 
-            def place(launcher: subprocess.Popen[bytes]) -> int | None:
+            def place(launcher: Spawned) -> int | None:
                 layouts.append(read_layout())
                 return place_while_starting(
                     launcher, paths.pidfile, lambda pid: _is_our_qemu(pid, paths),

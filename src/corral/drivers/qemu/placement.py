@@ -16,18 +16,27 @@ launching ``qemu`` process runs (``host.run.run_while``):
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from corral.domain.errors import HostFailure
 
 POLL_SECONDS = 0.001
 
 
+class Launcher(Protocol):
+    """The starting process (``host.spawn.Spawned``; a ``subprocess.Popen`` also fits)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+
 def place_while_starting(
-    launcher: subprocess.Popen[bytes], pidfile: Path, is_ours: Callable[[int], bool],
+    launcher: Launcher, pidfile: Path, is_ours: Callable[[int], bool],
     prepare: Callable[[], None], move: Callable[[int], None],
 ) -> int | None:
     """``prepare()`` the group, ``move`` the launcher into it, then ``move(pid)`` QEMU's
