@@ -84,10 +84,11 @@ def delete_instance(ref: str, app: App, force: bool = False) -> OperationModel:
 
 # ``wait``: seconds to hold the answer until the operation ends (0: answer at once). A
 # start or stop usually ends within one round trip, so a client asks for both in one request.
-Wait = Annotated[float, Query(ge=0, le=3600, description="seconds to wait for the end")]
+WAIT_MAX = 3600
+Wait = Annotated[float, Query(ge=0, le=WAIT_MAX, description="seconds to wait for the end")]
 
 
-async def _answer(app: Corral, submit: Callable[[], OperationRecord], wait: float) -> Response:
+async def answer(app: Corral, submit: Callable[[], OperationRecord], wait: float) -> Response:
     """Submit on a thread of the operation pool, which then runs the operation itself
     (``OperationManager.execute``). With ``wait``, that thread wakes the event loop once:
     with the final record (or the refusal); after ``wait`` seconds the answer is the
@@ -122,7 +123,7 @@ def _settle(future: asyncio.Future[OperationRecord],
 
 @router.post("/{ref}/start", response_model=OperationModel, status_code=202)
 async def start_instance(ref: str, app: App, wait: Wait = 0) -> Response:
-    return await _answer(app, lambda: app.instances.start(ref), wait)
+    return await answer(app, lambda: app.instances.start(ref), wait)
 
 
 @router.post("/{ref}/stop", response_model=OperationModel, status_code=202)
@@ -130,7 +131,7 @@ async def stop_instance(
     ref: str, app: App, body: StopRequest | None = None, wait: Wait = 0
 ) -> Response:
     stop = body or StopRequest()
-    return await _answer(
+    return await answer(
         app, lambda: app.instances.stop(ref, force=stop.force, timeout=stop.timeout), wait)
 
 
@@ -139,18 +140,18 @@ async def restart_instance(
     ref: str, app: App, body: StopRequest | None = None, wait: Wait = 0
 ) -> Response:
     stop = body or StopRequest()
-    return await _answer(
+    return await answer(
         app, lambda: app.instances.restart(ref, force=stop.force, timeout=stop.timeout), wait)
 
 
 @router.post("/{ref}/suspend", response_model=OperationModel, status_code=202)
 async def suspend_instance(ref: str, app: App, wait: Wait = 0) -> Response:
-    return await _answer(app, lambda: app.instances.suspend(ref), wait)
+    return await answer(app, lambda: app.instances.suspend(ref), wait)
 
 
 @router.post("/{ref}/resume", response_model=OperationModel, status_code=202)
 async def resume_instance(ref: str, app: App, wait: Wait = 0) -> Response:
-    return await _answer(app, lambda: app.instances.resume(ref), wait)
+    return await answer(app, lambda: app.instances.resume(ref), wait)
 
 
 @router.post("/{ref}/exec", response_model=ExecResponse)
