@@ -17,6 +17,7 @@ Run as root: .venv/bin/python bench/start.py [--runs 20]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -176,7 +177,14 @@ def _row(label: str, corral: list[float], raw: list[float]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--kinds", default="ct,vm",
+                        help="which starts to time: ct, vm or both (default: ct,vm)")
+    parser.add_argument("--samples", type=Path, metavar="FILE",
+                        help="also write every run's times (seconds, in run order) as JSON")
     args = parser.parse_args()
+    kinds = {k.strip() for k in args.kinds.split(",") if k.strip()}
+    if not kinds or kinds - {"ct", "vm"}:
+        sys.exit(f"--kinds: ct, vm or both, not {args.kinds!r}")
     if os.geteuid() != 0:
         sys.exit("run as root")
     root = Path(tempfile.mkdtemp(prefix="corral-bench-"))
@@ -206,8 +214,11 @@ def main() -> None:
                 order = (0, 1) if i % 2 == 0 else (1, 0)  # interleave, alternate who goes first
                 for which in order:
                     if which == 0:
-                        results["CT start (running)"][0].append(_corral_start(c, "bench-ct"))
-                        _corral_stop(c, "bench-ct")
+                        if "ct" in kinds:
+                            results["CT start (running)"][0].append(_corral_start(c, "bench-ct"))
+                            _corral_stop(c, "bench-ct")
+                        if "vm" not in kinds:
+                            continue
                         vm_log.unlink(missing_ok=True)
                         started = time.monotonic()
                         up = _corral_start(c, "bench-vm")
@@ -216,8 +227,11 @@ def main() -> None:
                         results["VM start (guest ready)"][0].append(ready)
                         _corral_stop(c, "bench-vm")
                     else:
-                        results["CT start (running)"][1].append(raw_ct.start())
-                        raw_ct.stop()
+                        if "ct" in kinds:
+                            results["CT start (running)"][1].append(raw_ct.start())
+                            raw_ct.stop()
+                        if "vm" not in kinds:
+                            continue
                         up, ready = raw_vm.start()
                         results["VM start (runtime up)"][1].append(up)
                         results["VM start (guest ready)"][1].append(ready)
@@ -227,9 +241,12 @@ def main() -> None:
     finally:
         stop_daemon(daemon)
         shutil.rmtree(root, ignore_errors=True)
+    if args.samples:
+        args.samples.write_text(json.dumps({k: {"corral": v[0], "raw": v[1]}
+                                            for k, v in results.items()}, indent=1))
     header = ["what", "raw p50 ms", "raw p90 ms", "corral p50 ms", "corral p90 ms",
               "ratio p50", "ratio mean", "paired p50"]
-    rows = [_row(k, v[0], v[1]) for k, v in results.items()]
+    rows = [_row(k, v[0], v[1]) for k, v in results.items() if v[0]]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     print(f"runs: {args.runs} each, interleaved")
     for r in [header, *rows]:
