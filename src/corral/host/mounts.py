@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from corral.host.run import require_tool, run
@@ -37,11 +38,18 @@ def is_mounted(target: Path) -> bool:
     return False
 
 
+def _own_filesystem(target: Path) -> bool:
+    """Whether another file system than its parent directory's is mounted at ``target``:
+    what an image's mount looks like, found with two stat calls (``is_mounted`` reads all
+    of mountinfo: ~0.17 ms of each container start here)."""
+    return os.stat(target).st_dev != os.stat(target.parent).st_dev
+
+
 def mount_image(image: Path, target: Path) -> None:
     """Mount the ext4 ``image`` at ``target`` through a loop device that goes away on umount
     (util-linux sets autoclear for ``-o loop``)."""
     target.mkdir(parents=True, exist_ok=True)
-    if is_mounted(target):
+    if _own_filesystem(target):
         return
     mount = require_tool("mount", "mount")
     run([mount, "-t", "ext4", "-o", "loop,nodev", str(image), str(target)])

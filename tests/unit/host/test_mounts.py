@@ -34,3 +34,18 @@ def test_is_mounted_reads_this_hosts_mountinfo(tmp_path: Path) -> None:
     finally:
         subprocess.run(["umount", str(target)], check=True)
     assert not is_mounted(target)
+
+
+def test_an_image_mount_is_seen_by_its_own_filesystem(tmp_path: Path) -> None:
+    """mount_image's cheap check (two stat calls): a real tmpfs at the target is seen."""
+    from corral.host.mounts import _own_filesystem
+
+    target = tmp_path / "rootfs"
+    target.mkdir()
+    assert not _own_filesystem(target)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)], check=True)
+    try:
+        assert _own_filesystem(target)
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+    assert not _own_filesystem(target)

@@ -198,7 +198,8 @@ class QemuDriver(QemuNicHotplug, QemuDiskHotplug):
         if not spec.disk_path.exists():
             raise InvalidInput(f"'{spec.name}' has no disk at '{spec.disk_path}'; create it")
         cfg = dataclasses.replace(self.config(spec, template), paused=paused)
-        self._cleanup_runtime(paths)
+        if paths.run.exists():  # left by a crash (a stop removes it)
+            self._cleanup_runtime(paths)
         paths.run.mkdir(parents=True, exist_ok=True)
         try:
             prepare_taps(instance_nics(spec))
