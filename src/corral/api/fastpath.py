@@ -18,19 +18,18 @@ definition and its OpenAPI schema.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from corral.api.identity import CALLER, ASGIApp, Receive, Scope, Send
-from corral.api.instances import WAIT_MAX, answer
+from corral.api.instances import WAIT_MAX, answer, lifecycle
 from corral.domain.errors import CorralError
 from corral.domain.users import Caller
 from corral.services.access import Access
 from corral.services.core import Corral
-from corral.state.store import OperationRecord
 from corral.wire.models import StopRequest
 
 PREFIX = "/api/v1/instances/"
@@ -71,7 +70,7 @@ class LifecycleFastPath:
                 await self.app(scope, receive, send)  # deps.caller refuses it (401)
                 return
             Access(caller).require(ROUTE_NAMES[verb])
-            response = await answer(self.corral, _submit(self.corral, ref, verb, stop), wait)
+            response = await answer(self.corral, lifecycle(self.corral, ref, verb, stop), wait)
         except CorralError as exc:  # as the app's handler renders it
             response = JSONResponse({"error": exc.code, "message": exc.message},
                                     status_code=exc.status)
@@ -107,34 +106,31 @@ def _wait(query: bytes) -> float | None:
 
 async def _body(receive: Receive) -> tuple[bytes | None, Receive]:
     """The request body (None if larger than a lifecycle body can be), and a ``receive``
-    that hands it out again to whoever answers instead."""
+    that hands what was read out again to whoever answers instead."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":  # the client left
-            return None, _replay([message])
+            return None, _replay(message, None)
         chunk = message.get("body", b"")
         chunks.append(chunk)
         size += len(chunk)
-        if not message.get("more_body", False):
+        more = bool(message.get("more_body", False))
+        if not more or size > _BODY_LIMIT:
             break
-        if size > _BODY_LIMIT:
-            return None, _replay([message], receive, b"".join(chunks))
     body = b"".join(chunks)
-    return body, _replay([{"type": "http.request", "body": body, "more_body": False}],
-                         receive)
+    read = {"type": "http.request", "body": body, "more_body": more}
+    return (None if more else body), _replay(read, receive)
 
 
-def _replay(first: list[MutableMapping[str, Any]], then: Receive | None = None,
-            prefix: bytes = b"") -> Receive:
-    pending = list(first)
-    if prefix:
-        pending[0] = {**pending[0], "body": prefix, "more_body": True}
+def _replay(first: MutableMapping[str, Any], then: Receive | None) -> Receive:
+    """``first``, then what ``then`` receives (without ``then``: a disconnect)."""
+    pending = [first]
 
     async def receive() -> MutableMapping[str, Any]:
         if pending:
-            return pending.pop(0)
+            return pending.pop()
         if then is None:
             return {"type": "http.disconnect"}
         return await then()
@@ -156,14 +152,3 @@ def _stop_request(body: bytes | None, scope: Scope) -> StopRequest | None:
         return StopRequest.model_validate_json(body)
     except ValidationError:
         return None
-
-
-def _submit(app: Corral, ref: str, verb: str,
-            stop: StopRequest) -> Callable[[], OperationRecord]:
-    if verb == "stop":
-        return lambda: app.instances.stop(ref, force=stop.force, timeout=stop.timeout)
-    if verb == "restart":
-        return lambda: app.instances.restart(ref, force=stop.force, timeout=stop.timeout)
-    action: Callable[[str], OperationRecord] = getattr(app.instances, verb)
-    return lambda: action(ref)
-

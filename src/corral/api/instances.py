@@ -111,6 +111,19 @@ async def answer(app: Corral, submit: Callable[[], OperationRecord], wait: float
     return Response(body, status_code=202, media_type="application/json")
 
 
+def lifecycle(app: Corral, ref: str, verb: str,
+              stop: StopRequest | None = None) -> Callable[[], OperationRecord]:
+    """The submit function of a lifecycle action (``verb``: start, stop, restart, suspend,
+    resume; ``stop``: how a stop or restart stops)."""
+    how = stop or StopRequest()
+    if verb == "stop":
+        return lambda: app.instances.stop(ref, force=how.force, timeout=how.timeout)
+    if verb == "restart":
+        return lambda: app.instances.restart(ref, force=how.force, timeout=how.timeout)
+    action: Callable[[str], OperationRecord] = getattr(app.instances, verb)
+    return lambda: action(ref)
+
+
 def _settle(future: asyncio.Future[OperationRecord],
             result: OperationRecord | BaseException) -> None:
     if future.done():
@@ -123,35 +136,31 @@ def _settle(future: asyncio.Future[OperationRecord],
 
 @router.post("/{ref}/start", response_model=OperationModel, status_code=202)
 async def start_instance(ref: str, app: App, wait: Wait = 0) -> Response:
-    return await answer(app, lambda: app.instances.start(ref), wait)
+    return await answer(app, lifecycle(app, ref, "start"), wait)
 
 
 @router.post("/{ref}/stop", response_model=OperationModel, status_code=202)
 async def stop_instance(
     ref: str, app: App, body: StopRequest | None = None, wait: Wait = 0
 ) -> Response:
-    stop = body or StopRequest()
-    return await answer(
-        app, lambda: app.instances.stop(ref, force=stop.force, timeout=stop.timeout), wait)
+    return await answer(app, lifecycle(app, ref, "stop", body), wait)
 
 
 @router.post("/{ref}/restart", response_model=OperationModel, status_code=202)
 async def restart_instance(
     ref: str, app: App, body: StopRequest | None = None, wait: Wait = 0
 ) -> Response:
-    stop = body or StopRequest()
-    return await answer(
-        app, lambda: app.instances.restart(ref, force=stop.force, timeout=stop.timeout), wait)
+    return await answer(app, lifecycle(app, ref, "restart", body), wait)
 
 
 @router.post("/{ref}/suspend", response_model=OperationModel, status_code=202)
 async def suspend_instance(ref: str, app: App, wait: Wait = 0) -> Response:
-    return await answer(app, lambda: app.instances.suspend(ref), wait)
+    return await answer(app, lifecycle(app, ref, "suspend"), wait)
 
 
 @router.post("/{ref}/resume", response_model=OperationModel, status_code=202)
 async def resume_instance(ref: str, app: App, wait: Wait = 0) -> Response:
-    return await answer(app, lambda: app.instances.resume(ref), wait)
+    return await answer(app, lifecycle(app, ref, "resume"), wait)
 
 
 @router.post("/{ref}/exec", response_model=ExecResponse)

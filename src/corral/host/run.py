@@ -70,7 +70,7 @@ def _finish(process: Spawned, argv: Sequence[str], timeout: float | None,
     non-zero exit."""
     try:
         try:
-            process.wait(timeout)
+            returncode = process.wait(timeout)
         except TimedOut as exc:
             process.kill()
             process.wait()
@@ -78,7 +78,6 @@ def _finish(process: Spawned, argv: Sequence[str], timeout: float | None,
         stdout, stderr = process.output()
     finally:
         process.close()
-    returncode = process.wait()
     if check and returncode != 0:
         said = (stderr or stdout).decode(errors="replace").strip()
         raise HostFailure(f"'{' '.join(argv[:3])}' failed (exit {returncode}): {said}")
