@@ -1,0 +1,125 @@
+"""host.loopmount: an ext4 image mounted through LOOP_CONFIGURE and mount(2) on real loop
+devices; the device goes away with the mount, and a failed mount leaves none."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from corral.domain.errors import HostFailure
+from corral.host.loopmount import LOOP_CONTROL, LoopConfig, LoopInfo64, mount_loop
+from corral.host.mounts import mount_image
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="loop devices and mount(2) need root"),
+    pytest.mark.skipif(not LOOP_CONTROL.exists(), reason=f"{LOOP_CONTROL} is missing"),
+    pytest.mark.skipif(shutil.which("mkfs.ext4") is None, reason="mkfs.ext4 is missing"),
+]
+
+
+def _image(path: Path, size_mb: int = 8) -> Path:
+    with path.open("wb") as file:
+        file.truncate(size_mb << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(path)], check=True)
+    return path
+
+
+def _devices_of(image: Path, wait: float = 0.0) -> list[str]:
+    """Loop devices bound to ``image`` (sysfs), waiting up to ``wait`` s for none (udev
+    may hold a released device open for a moment)."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for entry in Path("/sys/block").glob("loop*"):
+            try:
+                backing = (entry / "loop" / "backing_file").read_text().strip()
+            except OSError:
+                continue
+            if backing == str(image):
+                found.append(entry.name)
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.05)
+
+
+def _umount(target: Path) -> None:
+    subprocess.run(["umount", str(target)], check=True)
+
+
+def test_structures_match_linux_loop_h() -> None:
+    assert ctypes.sizeof(LoopInfo64) == 232 and ctypes.sizeof(LoopConfig) == 304
+
+
+def test_mounted_nodev_with_autoclear_and_released_on_umount(tmp_path: Path) -> None:
+    image = _image(tmp_path / "disk.img")
+    target = tmp_path / "mnt"
+    target.mkdir()
+    mount_loop(image, target)
+    try:
+        devices = _devices_of(image)
+        assert len(devices) == 1
+        assert (Path("/sys/block") / devices[0] / "loop" / "autoclear").read_text().strip() == "1"
+        options = next(line.split()[3] for line in Path("/proc/mounts").read_text().splitlines()
+                       if line.split()[1] == str(target))
+        assert "nodev" in options.split(",")
+        (target / "kept").write_text("data")
+    finally:
+        _umount(target)
+    assert _devices_of(image, wait=5.0) == []
+    mount_image(image, target)  # the same image again: what was written is there
+    try:
+        assert (target / "kept").read_text() == "data"
+        mount_image(image, target)  # already mounted: nothing more
+        assert len(_devices_of(image)) == 1
+    finally:
+        _umount(target)
+    assert _devices_of(image, wait=5.0) == []
+
+
+def test_a_file_without_a_filesystem_is_refused_and_leaves_no_device(tmp_path: Path) -> None:
+    image = tmp_path / "zeros.img"
+    with image.open("wb") as file:
+        file.truncate(4 << 20)
+    target = tmp_path / "mnt"
+    target.mkdir()
+    with pytest.raises(HostFailure, match=r"cannot mount .*zeros\.img"):
+        mount_loop(image, target)
+    assert _devices_of(image, wait=5.0) == []
+    assert not os.path.ismount(target)
+
+
+def test_a_missing_image_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "mnt"
+    target.mkdir()
+    with pytest.raises(HostFailure, match="cannot open disk image"):
+        mount_loop(tmp_path / "absent.img", target)
+
+
+def test_concurrent_mounts_get_distinct_devices(tmp_path: Path) -> None:
+    """Four threads asking loop-control at once: one that loses a race for a free device
+    (EBUSY) asks again."""
+    images = [_image(tmp_path / f"d{i}.img") for i in range(4)]
+    targets = [tmp_path / f"m{i}" for i in range(4)]
+    for target in targets:
+        target.mkdir()
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(mount_loop, image, target)
+                   for image, target in zip(images, targets, strict=True)]
+    errors = [future.exception() for future in futures]
+    try:
+        assert errors == [None] * 4
+        devices = [device for image in images for device in _devices_of(image)]
+        assert len(set(devices)) == 4
+    finally:
+        for target in targets:
+            if os.path.ismount(target):
+                _umount(target)
+    for image in images:
+        assert _devices_of(image, wait=5.0) == []
