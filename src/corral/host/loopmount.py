@@ -22,6 +22,7 @@ from pathlib import Path
 from corral.domain.errors import HostFailure, Unsupported
 
 LOOP_CONTROL = Path("/dev/loop-control")
+SYS_BLOCK = Path("/sys/block")
 LOOP_MAJOR = 7
 # <linux/loop.h>
 LOOP_SET_FD = 0x4C00
@@ -89,9 +90,10 @@ def _open_device(number: int) -> int:
 
 def _bind(device: int, backing: int, image: Path) -> None:
     """Bind the open ``backing`` file to the open loop ``device`` (EBUSY: taken meanwhile)."""
+    info = _info(image)
     config = LoopConfig()
     config.fd = backing
-    config.info = _info(image)
+    config.info = info
     try:
         fcntl.ioctl(device, LOOP_CONFIGURE, config)
         return
@@ -100,11 +102,30 @@ def _bind(device: int, backing: int, image: Path) -> None:
             raise
     fcntl.ioctl(device, LOOP_SET_FD, backing)
     try:
-        fcntl.ioctl(device, LOOP_SET_STATUS64, _info(image))
+        fcntl.ioctl(device, LOOP_SET_STATUS64, info)
     except OSError:
         with contextlib.suppress(OSError):
             fcntl.ioctl(device, LOOP_CLR_FD, 0)
         raise
+
+
+def _bind_free(control: int, backing: int, image: Path) -> tuple[int, str]:
+    """Bind ``backing`` to the free device ``control`` names, asking again when another
+    process took that device first (EBUSY)."""
+    for _ in range(ATTEMPTS):
+        number = fcntl.ioctl(control, LOOP_CTL_GET_FREE)
+        device = _open_device(number)
+        try:
+            _bind(device, backing, image)
+        except OSError as exc:
+            os.close(device)
+            if exc.errno == errno.EBUSY:
+                continue
+            raise HostFailure(f"cannot attach {image} to /dev/loop{number}: "
+                              f"{exc.strerror}") from None
+        return device, f"/dev/loop{number}"
+    raise HostFailure(f"no free loop device for {image}: every one tried was taken "
+                      f"({ATTEMPTS} attempts)")
 
 
 def attach(image: Path) -> tuple[int, str]:
@@ -117,29 +138,16 @@ def attach(image: Path) -> tuple[int, str]:
         backing = os.open(image, os.O_RDWR | os.O_CLOEXEC)
     except OSError as exc:
         raise HostFailure(f"cannot open disk image {image}: {exc.strerror}") from None
+    control = -1
     try:
         control = os.open(LOOP_CONTROL, os.O_RDWR | os.O_CLOEXEC)
-        try:
-            for _ in range(ATTEMPTS):
-                number = fcntl.ioctl(control, LOOP_CTL_GET_FREE)
-                device = _open_device(number)
-                try:
-                    _bind(device, backing, image)
-                except OSError as exc:
-                    os.close(device)
-                    if exc.errno == errno.EBUSY:  # another process took it first
-                        continue
-                    raise HostFailure(f"cannot attach {image} to /dev/loop{number}: "
-                                      f"{exc.strerror}") from None
-                return device, f"/dev/loop{number}"
-        finally:
-            os.close(control)
+        return _bind_free(control, backing, image)
     except OSError as exc:
         raise HostFailure(f"no free loop device for {image}: {exc.strerror}") from None
     finally:
         os.close(backing)
-    raise HostFailure(f"no free loop device for {image}: every one tried was taken "
-                      f"({ATTEMPTS} attempts)")
+        if control >= 0:
+            os.close(control)
 
 
 def detach(device: int) -> None:
@@ -164,3 +172,17 @@ def mount_loop(image: Path, target: Path, fstype: str = "ext4", flags: int = MS_
         detach(device)
         raise
     os.close(device)  # the mount holds the device now; unmounting releases it
+
+
+def loop_devices(image: Path, sys_block: Path = SYS_BLOCK) -> list[str]:
+    """MAJ:MIN of every loop device backed by ``image``."""
+    found = []
+    target = os.path.realpath(image)
+    for loop in sorted(sys_block.glob("loop*")):
+        try:
+            backing = (loop / "loop" / "backing_file").read_text().strip()
+            if os.path.realpath(backing.removesuffix(" (deleted)")) == target:
+                found.append((loop / "dev").read_text().strip())
+        except OSError:
+            continue
+    return found

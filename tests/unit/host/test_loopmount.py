@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from corral.domain.errors import HostFailure
-from corral.host.loopmount import LOOP_CONTROL, LoopConfig, LoopInfo64, mount_loop
+from corral.host.loopmount import (
+    LOOP_CONTROL,
+    LoopConfig,
+    LoopInfo64,
+    loop_devices,
+    mount_loop,
+)
 from corral.host.mounts import mount_image
 
 pytestmark = [
@@ -32,18 +38,11 @@ def _image(path: Path, size_mb: int = 8) -> Path:
 
 
 def _devices_of(image: Path, wait: float = 0.0) -> list[str]:
-    """Loop devices bound to ``image`` (sysfs), waiting up to ``wait`` s for none (udev
-    may hold a released device open for a moment)."""
+    """MAJ:MIN of the loop devices bound to ``image``, waiting up to ``wait`` s for none
+    (udev may hold a released device open for a moment)."""
     deadline = time.monotonic() + wait
     while True:
-        found = []
-        for entry in Path("/sys/block").glob("loop*"):
-            try:
-                backing = (entry / "loop" / "backing_file").read_text().strip()
-            except OSError:
-                continue
-            if backing == str(image):
-                found.append(entry.name)
+        found = loop_devices(image)
         if not found or time.monotonic() >= deadline:
             return found
         time.sleep(0.05)
@@ -65,7 +64,8 @@ def test_mounted_nodev_with_autoclear_and_released_on_umount(tmp_path: Path) -> 
     try:
         devices = _devices_of(image)
         assert len(devices) == 1
-        assert (Path("/sys/block") / devices[0] / "loop" / "autoclear").read_text().strip() == "1"
+        autoclear = Path("/sys/dev/block") / devices[0] / "loop" / "autoclear"
+        assert autoclear.read_text().strip() == "1"
         options = next(line.split()[3] for line in Path("/proc/mounts").read_text().splitlines()
                        if line.split()[1] == str(target))
         assert "nodev" in options.split(",")

@@ -21,27 +21,13 @@ from corral.drivers.lxc.config import RESOURCES_MARKER, cgroup_dirs
 from corral.host import cgroupfs
 from corral.host.cgroups import CgroupLayout, CgroupVersion
 from corral.host.diskgrow import grow_ext4_offline, grow_file, needs_fs_grow
+from corral.host.loopmount import loop_devices
 
-SYS_BLOCK = Path("/sys/block")
 _IO_KEYS = ("io_read_bps", "io_write_bps", "io_iops")
 
 
 def cgroup_path(lxc_name: str) -> str:
     return cgroup_dirs(lxc_name)["container"]
-
-
-def loop_devices(image: Path, sys_block: Path = SYS_BLOCK) -> list[str]:
-    """MAJ:MIN of every loop device backed by ``image``."""
-    found = []
-    target = os.path.realpath(image)
-    for loop in sorted(sys_block.glob("loop*")):
-        try:
-            backing = (loop / "loop" / "backing_file").read_text().strip()
-            if os.path.realpath(backing.removesuffix(" (deleted)")) == target:
-                found.append((loop / "dev").read_text().strip())
-        except OSError:
-            continue
-    return found
 
 
 def config_lines(layout: CgroupLayout, res: Resources) -> list[str]:
