@@ -9,7 +9,8 @@ py=.venv/bin
 "$py/ruff" check src tests bench
 "$py/mypy"
 # Every test starts corrald and the CLI as new processes; where PYTHONDONTWRITEBYTECODE is
-# set (this machine's environment sets it) each of them compiled Corral's ~190 modules again (~0.25 s
-# of each daemon start). Byte-compiled once here, they are read from __pycache__ (ignored).
+# set (this machine's environment sets it) each of them compiled Corral's ~190 modules
+# again (~0.25 s of each daemon start). Byte-compiled once here, they are read from
+# __pycache__ (git ignores it).
 "$py/python" -m compileall -q -j 0 src >/dev/null
 "$py/pytest" -q -p no:cacheprovider "$@"
