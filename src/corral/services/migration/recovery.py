@@ -1,0 +1,131 @@
+"""What ends a migration that nobody ends: the target's lease watchdog (a source that stopped
+talking) and, at daemon start, the roll-back of what a killed corrald left mid-way.
+
+The commit is the single point of no return and only the source decides it: a source found
+"committing" asks the target whether it committed, and only then goes forward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from corral.domain.errors import CorralError, NotFound
+from corral.domain.lifecycle import State
+from corral.drivers.base import RuntimeState
+from corral.migration.peer import PeerClient, describe
+from corral.services.migration.source import remove_source
+from corral.services.migration.target import Incoming, TargetSide
+from corral.state.migstore import MigrationRecord
+from corral.wire.migration import IncomingRequest
+
+if TYPE_CHECKING:
+    from corral.services.migration.service import MigrationService
+
+log = logging.getLogger("corral.migration")
+
+
+class LeaseWatchdog:
+    """Aborts reservations whose source stopped renewing its lease (one thread, started with
+    the first reservation)."""
+
+    def __init__(self, target: TargetSide) -> None:
+        self.target = target
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def ensure(self) -> None:
+        with self._guard:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(target=self._watch, daemon=True,
+                                            name="migration-lease")
+            self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.5):
+            for mid, inc in self.target.expired(time.monotonic()):
+                with contextlib.suppress(CorralError):
+                    self.target.abort(mid, f"the source ({inc.request.source_node}) stopped "
+                                           f"talking for {inc.lease:g} s")
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def recover(s: MigrationService) -> None:
+    """Before instances are reconciled: roll back what a killed corrald left mid-way."""
+    for rec in s.store.unfinished():
+        try:
+            if rec.direction == "in":
+                _recover_incoming(s, rec)
+            else:
+                _recover_outgoing(s, rec)
+        except Exception as exc:
+            log.exception("recovering migration %s of %s", rec.id, rec.instance)
+            s.store.update_migration(rec.id, status="failure", phase="interrupted",
+                                     error=f"recovery failed: {describe(exc)}")
+
+
+def _recover_incoming(s: MigrationService, rec: MigrationRecord) -> None:
+    try:
+        inst = s.instances.store.get_instance(rec.instance)
+    except NotFound:
+        s.store.update_migration(rec.id, status="failure", phase="interrupted",
+                                 error="corrald stopped during the migration")
+        return
+    if inst.state is not State.CREATING:  # committed; only the record was not updated
+        s.store.update_migration(rec.id, status="success", phase="done")
+        return
+    request = IncomingRequest(
+        migration_id=rec.id, source_node=rec.peer, name=inst.name, id=inst.id,
+        kind=inst.kind.value, template=inst.template, template_version="",
+        resources=inst.resources.to_dict(), privileged=inst.privileged, nics=[],
+        disk_size=0, disk_allocated=0, files_size=0,
+        path="live" if rec.path == "live" else "copy",
+    )
+    s.target.drop(Incoming(request, inst, s.instances.spec(inst), 0.0),
+                  "corrald on the target stopped during the migration")
+
+
+def _recover_outgoing(s: MigrationService, rec: MigrationRecord) -> None:
+    remote = None
+    with contextlib.suppress(NotFound):
+        remote = s.remotes.get(rec.peer)
+    try:
+        inst = s.instances.store.get_instance(rec.instance)
+    except NotFound:
+        inst = None
+    committed = False
+    if remote is not None and rec.phase in ("committing", "committed", "cleaning up"):
+        with contextlib.suppress(CorralError), PeerClient(remote, timeout=10) as peer:
+            committed = peer.status(rec.id).get("status") == "success"
+    if committed and inst is not None:
+        remove_source(s, inst)
+        s.store.update_migration(rec.id, status="success", phase="done", error=None)
+        return
+    if remote is not None:
+        with contextlib.suppress(CorralError), PeerClient(remote, timeout=10) as peer:
+            peer.abort(rec.id, "corrald on the source restarted during the migration")
+    problems: list[str] = []
+    if inst is not None:
+        spec = s.instances.spec(inst)
+        was_running = bool(rec.details.get("was_running"))
+        if rec.path == "live":
+            from corral.drivers.qemu.migrate import recover_source
+
+            problems = recover_source(spec, resume=was_running)
+        elif was_running and rec.details.get("stopped"):
+            driver = s.instances.driver(inst.kind)
+            with contextlib.suppress(Exception):
+                if driver.status(spec).state is RuntimeState.STOPPED:
+                    driver.start(spec, s.instances.templates.get(inst.template))
+    s.store.update_migration(
+        rec.id, status="failure", phase="rolled back",
+        error="corrald on the source stopped during the migration; rolled back"
+        + (f" ({'; '.join(problems)})" if problems else ""),
+    )

@@ -1,0 +1,404 @@
+"""The source side of a migration: one outgoing run inside its Operation.
+
+An Operation holding the instance's lock drives the phases against the target corrald over
+TLS: reserve → (VM live: NBD mirror → RAM pre-copy → switch-over | copy: disk pre-copy →
+stop → final delta → files) → commit → clean up the source. Every step that changed
+something pushes its undo; a failure or a cancel in any phase before the commit runs the undo
+stack (the target drops everything, the source runs again as before).
+
+The commit is the single point of no return and only the source decides it: the source
+records "committing" before asking, the target records success only after the guest runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from corral.domain.errors import CorralError, HostFailure, InvalidInput
+from corral.domain.instance import Kind
+from corral.drivers.base import Driver, RuntimeState
+from corral.migration.files import files_size, instance_files, snapshot_files
+from corral.migration.frames import Frame
+from corral.migration.peer import PeerClient, describe, env_float
+from corral.migration.transfer import DiskCopier, Throttle, allocated_bytes
+from corral.services.operations import Cancelled, OperationContext
+from corral.state.store import InstanceRecord
+from corral.wire.migration import (
+    CommitReply,
+    DataDiskTransfer,
+    IncomingReply,
+    IncomingRequest,
+    MigrateRequest,
+    NicTransfer,
+    SnapshotTransfer,
+)
+
+if TYPE_CHECKING:
+    from corral.services.migration.service import MigrationService
+
+log = logging.getLogger("corral.migration")
+
+PRECOPY_ROUNDS = 3
+PRECOPY_CONVERGED = 4 * 1024 * 1024  # a pre-copy round this small is as good as it gets
+
+
+def lease_seconds() -> float:
+    return env_float("CORRAL_MIGRATION_LEASE", 15.0)
+
+
+def is_qemu(driver: Driver) -> bool:
+    from corral.drivers.qemu.driver import QemuDriver
+
+    return isinstance(driver, QemuDriver)
+
+
+def is_lxc(driver: Driver) -> bool:
+    from corral.drivers.lxc.driver import LxcDriver
+
+    return isinstance(driver, LxcDriver)
+
+
+def choose_path(kind: Kind, driver: Driver, running: bool, mode: str) -> tuple[str, str]:
+    """(path, why) for an instance of ``kind`` that is ``running`` or not."""
+    if not running:
+        return "offline", "the instance is stopped: its disk and files are copied"
+    if mode == "offline":
+        return "offline", "asked for --offline: stop, copy, start on the target"
+    if kind is Kind.VM:
+        if is_qemu(driver):
+            return "live", "QEMU live migration: NBD disk mirror, then RAM pre-copy"
+        if mode == "live":
+            raise InvalidInput("live migration of a VM needs the QEMU driver")
+        return "precopy", "this driver cannot move RAM: disk pre-copy, stop, delta, start"
+    reason = "not a real container"
+    if is_lxc(driver):
+        from corral.drivers.lxc.migrate import criu_check
+
+        _ok, reason = criu_check()
+    # CRIU restore is not implemented yet: where it would work it is only reported.
+    return "precopy", (f"no CRIU ({reason}): disk pre-copied while running, then stop, "
+                       "final delta sync, start on the target")
+
+
+def remove_source(service: MigrationService, rec: InstanceRecord) -> None:
+    """After the commit (or found committed at start): the instance is gone from here."""
+    spec = service.instances.spec(rec)
+    driver = service.instances.driver(rec.kind)
+    if driver.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
+        driver.stop(spec, force=True, timeout=0)
+    with contextlib.suppress(CorralError):
+        service.networks.forget_instance(rec.id)
+    driver.delete(spec)
+    service.instances.storage.release(spec)
+    shutil.rmtree(spec.directory, ignore_errors=True)
+    service.instances.store.delete_instance(rec.id)
+    service.forget_snapshots(rec.id)
+
+
+class SourceRun:
+    """One outgoing migration, run inside its Operation."""
+
+    def __init__(self, service: MigrationService, ctx: OperationContext, mid: str,
+                 rec: InstanceRecord, remote: str, path: str, request: MigrateRequest,
+                 running: bool) -> None:
+        self.s = service
+        self.ctx = ctx
+        self.mid = mid
+        self.rec = rec
+        self.spec = service.instances.spec(rec)
+        self.driver = service.instances.driver(rec.kind)
+        self.remote = service.remotes.get(remote)
+        self.path = path
+        self.request = request
+        self.running = running
+        self.undo: list[tuple[str, Callable[[], None]]] = []
+        self.started = time.monotonic()
+        self.details: dict[str, Any] = {}
+        self.committing = False
+        self._hb_stop = threading.Event()
+        self.side_files: list[tuple[str, Path]] = []
+        """Snapshots' files beside the root disk: immutable while the migration holds the
+        instance lock, so sent once, before anything that counts as downtime."""
+
+    # -- helpers --------------------------------------------------------------------------
+    def phase(self, fraction: float, text: str) -> None:
+        """Progress + cancellation point (before the commit)."""
+        if self.committing:
+            self.ctx.cancel_requested.clear()
+        self.ctx.progress(fraction, text)
+        self.s.store.update_migration(self.mid, phase=text[:200])
+
+    def check(self) -> None:
+        if self.ctx.cancel_requested.is_set() and not self.committing:
+            raise Cancelled(f"migration of '{self.rec.name}' was cancelled")
+
+    def _heartbeat(self, peer: PeerClient, every: float) -> None:
+        while not self._hb_stop.wait(every):
+            with contextlib.suppress(CorralError):
+                peer.heartbeat(self.mid)
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self) -> None:
+        peer = PeerClient(self.remote, timeout=120.0)
+        heartbeat: threading.Thread | None = None
+        try:
+            self.phase(0.01, f"contacting {self.remote.name}")
+            peer.host()
+            reply = self._reserve(peer)
+            lease = lease_seconds()
+            heartbeat = threading.Thread(target=self._heartbeat, args=(peer, lease / 4),
+                                         daemon=True, name="migration-heartbeat")
+            heartbeat.start()
+            commit = self._live(peer, reply) if self.path == "live" else self._copy(peer)
+            self.details["id"] = reply.id
+            self._finish(commit)
+        except BaseException as exc:
+            self._rollback(exc)
+            raise
+        finally:
+            self._hb_stop.set()
+            if heartbeat is not None:
+                heartbeat.join(5)
+            peer.close()
+
+    def _reserve(self, peer: PeerClient) -> IncomingReply:
+        idmap_start = None
+        if self.rec.kind is Kind.CT and not self.rec.privileged and is_lxc(self.driver):
+            from corral.host.idmap import root_idmap
+
+            found = root_idmap()
+            idmap_start = None if found is None else found.uid.start
+        nics = [NicTransfer(index=n.index, network=n.network.name, mac=n.mac,
+                            addresses=[str(a) for a in n.addresses], antispoof=n.antispoof)
+                for _name, n in self.s.networks.list_nics(self.rec.name)]
+        template = self.s.instances.templates.get(self.rec.template)
+        disk = self.spec.disk_path
+        snapshots: list[SnapshotTransfer] = []
+        head = None
+        if self.s.snapshot_store is not None:
+            base = disk.parent / "snapshots"
+            snapshots = [SnapshotTransfer(
+                id=r.id, name=r.name, parent=r.parent, memory=r.memory,
+                consistency=r.consistency, method=r.method, created_at=r.created_at.isoformat(),
+            ) for r in self.s.snapshot_store.snapshots(self.rec.id) if (base / r.id).is_dir()]
+            head = self.s.snapshot_store.head(self.rec.id)
+        self.side_files = snapshot_files(self.spec, [s.id for s in snapshots])
+        boot_memory = None
+        if self.path == "live":
+            from corral.drivers.qemu.migrate import source_boot_memory
+
+            boot_memory = source_boot_memory(self.spec)
+        pending: dict[str, int | None] = {}
+        from corral.services.storage import StorageService
+
+        if isinstance(self.s.instances.storage, StorageService):
+            pending = {d.name: d.pending_size
+                       for d in self.s.instances.storage.store.disks(self.rec.id)}
+        data_disks = [DataDiskTransfer(name=d.name, idx=d.index, size=d.size,
+                                       file_size=d.path.stat().st_size,
+                                       mount=d.mount or None, pending_size=pending.get(d.name))
+                      for d in self.spec.data_disks]
+        request = IncomingRequest(
+            migration_id=self.mid, source_node=self.s.instances.node, name=self.rec.name,
+            id=self.rec.id, kind=self.rec.kind.value, template=self.rec.template,
+            template_version=template.version, resources=self.rec.resources.to_dict(),
+            privileged=self.rec.privileged, nics=nics,
+            disk_size=disk.stat().st_size if disk.exists() else 0,
+            disk_allocated=allocated_bytes(disk) if disk.exists() else 0,
+            files_size=files_size(self.spec.directory)
+            + sum(allocated_bytes(p) for _n, p in self.side_files)
+            + sum(allocated_bytes(d.path) for d in self.spec.data_disks),
+            path="live" if self.path == "live" else "copy", idmap_start=idmap_start,
+            lease_seconds=lease_seconds(), snapshots=snapshots,
+            snapshot_head=head if any(s.id == head for s in snapshots) else None,
+            data_disks=data_disks, boot_memory=boot_memory,
+        )
+        self.phase(0.02, f"reserving '{self.rec.name}' on {self.remote.name}")
+        reply = peer.reserve(request)
+        self.undo.append(("drop the reservation on the target",
+                          lambda: peer.abort(self.mid, "the source rolled back")))
+        if reply.id != self.rec.id:
+            self.details["id_changed"] = f"{self.rec.id} -> {reply.id}"
+        return reply
+
+    def _send_side_files(self, peer: PeerClient, lo: float, hi: float) -> int:
+        total = sum(allocated_bytes(p) for _n, p in self.side_files) or 1
+        done = 0
+        for name, path in self.side_files:
+            done += self._send_file(peer, name, path, done, total, lo, hi)
+        return done
+
+    def _send_file(self, peer: PeerClient, name: str, path: Path, before: int, total: int,
+                   lo: float, hi: float) -> int:
+        size = path.stat().st_size
+
+        def send(frames: list[Frame]) -> None:
+            peer.send_disk(self.mid, frames, name, size)
+
+        def report(sent: int) -> None:
+            self.phase(lo + (hi - lo) * min(1.0, (before + sent) / total),
+                       f"{name} {(before + sent) / 1024**2:.1f}/{total / 1024**2:.1f} MiB")
+
+        sent = DiskCopier(path, send).round(report, self.check, Throttle(self.request.bandwidth))
+        if sent == 0:  # an empty (or all-hole) file: make it exist with its length
+            send([])
+        return sent
+
+    def _live(self, peer: PeerClient, reply: IncomingReply) -> CommitReply:
+        from corral.drivers.qemu.migrate import LiveSource
+
+        if self.side_files:
+            self.phase(0.03, "sending snapshots")
+            self._send_side_files(peer, 0.03, 0.05)
+
+        assert reply.nbd_host and reply.nbd_port and reply.nbd_export and reply.migrate_uri
+        source = LiveSource(self.spec)
+        self.undo.append(("resume the source guest",
+                          lambda: self._live_undo(source)))
+        bandwidth = self.request.bandwidth
+        source.mirror(reply.nbd_host, reply.nbd_port, reply.nbd_export, bandwidth,
+                      lambda f, text: self.phase(0.05 + 0.5 * f, text))
+        self.phase(0.55, "sending the instance's files")
+        peer.send_files(self.mid, instance_files(self.spec.directory))
+        source.migrate(reply.migrate_uri, bandwidth, self.request.downtime_ms,
+                       lambda f, text: self.phase(0.56 + 0.39 * f, text))
+        self.check()
+        # The source is stopped now: from here on, speed is downtime.
+        self.committing = True
+        source.release_disk()
+        self.s.store.update_migration(self.mid, phase="committing")
+        commit = self._commit(peer, start=True)
+        r = source.result
+        self.details.update({
+            "downtime_ms": round((commit.resumed_at - r.stopped_at) * 1000, 1)
+            if r.stopped_at else None,
+            "qemu_downtime_ms": r.qemu_downtime_ms, "disk_bytes": r.disk_bytes,
+            "ram_bytes": r.ram_bytes,
+        })
+        source.close()
+        return commit
+
+    def _live_undo(self, source: Any) -> None:
+        problems = source.rollback(resume=self.running)
+        source.close()
+        if problems:
+            raise HostFailure("; ".join(problems))
+
+    def _copiers(self, peer: PeerClient) -> list[DiskCopier]:
+        """The root disk and every data disk (``<name>.img`` on the wire)."""
+        def sender(name: str, size: int) -> Callable[[list[Frame]], None]:
+            return lambda frames: peer.send_disk(self.mid, frames, name, size)
+
+        return [DiskCopier(self.spec.disk_path, lambda frames: peer.send_disk(self.mid, frames)),
+                *(DiskCopier(d.path, sender(f"{d.name}.img", d.path.stat().st_size))
+                  for d in self.spec.data_disks)]
+
+    def _copy(self, peer: PeerClient) -> CommitReply:
+        copiers = self._copiers(peer)
+        throttle = Throttle(self.request.bandwidth)
+        disk_bytes = sum(allocated_bytes(c.path) for c in copiers) or 1
+        sent_total = self._send_side_files(peer, 0.03, 0.05) if self.side_files else 0
+
+        def rnd(lo: float, hi: float, label: str) -> int:
+            sent = 0
+            for copier in copiers:
+                sent += copier.round(self._reporter(lo, hi, label, sent, disk_bytes),
+                                     self.check, throttle)
+            return sent
+
+        if self.running and self.path == "precopy":
+            for attempt in range(PRECOPY_ROUNDS):
+                sent = rnd(0.05, 0.7, f"disk pre-copy (round {attempt + 1}, running)")
+                sent_total += sent
+                if attempt > 0 and sent <= PRECOPY_CONVERGED:
+                    break
+        self.check()
+        stopped_at = time.time()
+        if self.running:
+            self.phase(0.72, "stopping the instance on the source")
+            self.s.store.update_migration(self.mid, details={"stopped": True})
+            self.undo.append(("start the source again", self._restart_source))
+            self.driver.stop(self.spec, force=False, timeout=10.0)
+        final = rnd(0.75, 0.9, "final disk delta (stopped)")
+        sent_total += final
+        self.phase(0.9, "sending the instance's files")
+        peer.send_files(self.mid, instance_files(self.spec.directory))
+        self.check()
+        self.committing = True
+        self.s.store.update_migration(self.mid, phase="committing")
+        self.phase(0.93, f"starting on {self.remote.name}" if self.running else "committing")
+        commit = self._commit(peer, start=self.running)
+        self.details.update({
+            "disk_bytes": sent_total, "final_delta_bytes": final,
+            "downtime_ms": round((commit.resumed_at - stopped_at) * 1000, 1)
+            if self.running else None,
+        })
+        return commit
+
+    def _reporter(self, lo: float, hi: float, label: str, before: int,
+                  total: int) -> Callable[[int], None]:
+        def report(done: int) -> None:
+            done += before
+            self.phase(lo + (hi - lo) * min(1.0, done / total),
+                       f"{label} {done / 1024**2:.1f}/{total / 1024**2:.1f} MiB")
+        return report
+
+    def _restart_source(self) -> None:
+        if self.driver.status(self.spec).state is RuntimeState.STOPPED:
+            self.driver.start(self.spec, self.s.instances.templates.get(self.rec.template))
+
+    def _commit(self, peer: PeerClient, start: bool) -> CommitReply:
+        try:
+            return peer.commit(self.mid, start)
+        except CorralError as first:
+            # Did the target commit although the answer was lost? Only then go forward.
+            try:
+                status = peer.status(self.mid)
+            except CorralError:
+                self.committing = False
+                raise HostFailure(
+                    f"the target failed at the commit ({first.message}) and cannot be asked "
+                    "whether it committed"
+                ) from first
+            if status.get("status") == "success":
+                return CommitReply(state="running" if start else "stopped",
+                                   resumed_at=time.time())
+            self.committing = False
+            raise
+
+    def _finish(self, commit: CommitReply) -> None:
+        self.phase(0.96, "cleaning up the source")
+        self.s.store.update_migration(self.mid, phase="cleaning up")
+        remove_source(self.s, self.rec)
+        total_ms = round((time.monotonic() - self.started) * 1000, 1)
+        self.details.update({"total_ms": total_ms, "target_state": commit.state})
+        self.s.store.update_migration(self.mid, status="success", phase="done",
+                                      details=self.details)
+        self.s.events.publish("instance.migrated", instance=self.rec.name,
+                              target=self.remote.name, path=self.path, **{
+                                  k: v for k, v in self.details.items()
+                                  if k in ("downtime_ms", "total_ms")})
+
+    def _rollback(self, exc: BaseException) -> None:
+        problems: list[str] = []
+        for what, step in reversed(self.undo):
+            try:
+                step()
+            except Exception as failure:
+                problems.append(f"{what}: {describe(failure)}")
+        status = "cancelled" if isinstance(exc, Cancelled) else "failure"
+        error = describe(exc)
+        if problems:
+            error += " (rollback: " + "; ".join(problems) + ")"
+        with contextlib.suppress(CorralError):
+            self.s.store.update_migration(self.mid, status=status, phase="rolled back",
+                                          error=error, details=self.details)
+        log.warning("migration %s of %s rolled back: %s", self.mid, self.rec.name, error)
+

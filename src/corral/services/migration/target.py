@@ -1,0 +1,325 @@
+"""The target side of a migration: ``reserve`` … ``commit``/``abort`` of incoming instances.
+
+The instance row is reserved in state CREATING (so a target corrald that dies mid-way removes
+it at its next start like any half-created instance), under the instance lock, with a lease
+the source renews; a source that stops talking for ``lease_seconds`` gets the reservation
+aborted by the watchdog (recovery.py). The target records success only after the guest runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from corral.domain.errors import (
+    Conflict,
+    CorralError,
+    HostFailure,
+    InvalidInput,
+    NotFound,
+    Unsupported,
+)
+from corral.domain.instance import InstanceSpec, Kind
+from corral.domain.lifecycle import State
+from corral.domain.resources import Resources
+from corral.drivers.base import RuntimeState
+from corral.migration.files import NoSpace, check_space, extract_files, side_file
+from corral.migration.frames import decode
+from corral.migration.peer import describe
+from corral.migration.transfer import apply_frames
+from corral.services.migration.source import is_lxc, is_qemu
+from corral.state.migstore import MigrationRecord
+from corral.state.store import InstanceRecord
+from corral.wire.migration import CommitReply, DataDiskTransfer, IncomingReply, IncomingRequest
+
+if TYPE_CHECKING:
+    from corral.services.migration.service import MigrationService
+
+log = logging.getLogger("corral.migration")
+
+
+@dataclass
+class Incoming:
+    """A reservation on the target."""
+
+    request: IncomingRequest
+    rec: InstanceRecord
+    spec: InstanceSpec
+    lease: float
+    last_seen: float = field(default_factory=time.monotonic)
+    guard: threading.Lock = field(default_factory=threading.Lock)
+    qemu_started: bool = False
+    committed: bool = False
+
+
+class TargetSide:
+    """The incoming migrations of this host (in memory; their rows in the store)."""
+
+    def __init__(self, service: MigrationService) -> None:
+        self.s = service
+        self._incoming: dict[str, Incoming] = {}
+        self._guard = threading.Lock()
+
+    def reserve(self, request: IncomingRequest, local_host: str) -> IncomingReply:
+        s = self.s
+        kind = Kind.parse(request.kind)
+        driver = s.instances.driver(kind)
+        template = s.instances.templates.get(request.template)
+        if template.version != request.template_version:
+            raise Conflict(
+                f"template '{request.template}' is version {template.version} here, "
+                f"{request.template_version} on the source"
+            )
+        if request.path == "live" and not is_qemu(driver):
+            raise InvalidInput("this host cannot receive a live VM (no QEMU driver)")
+        resources = Resources.from_dict(dict(request.resources))
+        check_space(s.instances.directory, request)
+        for nic in request.nics:
+            s.networks.get_network(nic.network)  # NotFound names the missing network
+        if request.idmap_start is not None and not request.privileged and is_lxc(driver):
+            from corral.host.idmap import root_idmap
+
+            here = root_idmap()
+            if here is None or here.uid.start != request.idmap_start:
+                raise Conflict(
+                    "the container's files are shifted to host uid "
+                    f"{request.idmap_start}; this host maps root to "
+                    f"{None if here is None else here.uid.start}"
+                )
+        rec = s.instances.store.insert_instance(
+            request.name, kind, request.template, resources, request.privileged,
+            s.instances.node, request.id,
+        )
+        spec = s.instances.spec(rec)
+        incoming = Incoming(request, rec, spec, request.lease_seconds)
+        try:
+            spec = incoming.spec = self._place_root_disk(rec, resources)
+            s.store.insert_migration(MigrationRecord(
+                id=request.migration_id, direction="in", instance=rec.name,
+                instance_id=rec.id, kind=kind.value, peer=request.source_node,
+                path=request.path, status="running", phase="reserved", operation=None,
+                details={"source_id": request.id},
+            ))
+            spec.directory.mkdir(parents=True, exist_ok=False)
+            check_space(spec.disk_path.parent, request)
+            with spec.disk_path.open("wb") as disk:
+                disk.truncate(request.disk_size)
+            spec = incoming.spec = self._place_data_disks(rec, request.data_disks)
+            for nic in request.nics:
+                s.networks.add_nic(str(rec.id), nic.network, nic.addresses, nic.mac,
+                                   nic.antispoof)
+            s.instances.ops.locks.acquire(rec.name, request.migration_id, "migrate-in")
+            reply = IncomingReply(migration_id=request.migration_id, id=rec.id)
+            if request.path == "live":
+                from corral.drivers.qemu.driver import QemuDriver
+                from corral.drivers.qemu.migrate import start_incoming
+
+                assert isinstance(driver, QemuDriver)
+                incoming.qemu_started = True
+                ends = start_incoming(driver, spec, template, local_host,
+                                      request.boot_memory)
+                reply = reply.model_copy(update={
+                    "nbd_host": ends.nbd_host, "nbd_port": ends.nbd_port,
+                    "nbd_export": ends.export, "migrate_uri": ends.migrate_uri,
+                })
+        except BaseException as exc:
+            self.drop(incoming, f"reservation failed: {describe(exc)}")
+            raise
+        with self._guard:
+            self._incoming[request.migration_id] = incoming
+        log.info("reserved %s (id %s) for migration %s from %s", rec.name, rec.id,
+                 request.migration_id, request.source_node)
+        return reply
+
+    def _place_root_disk(self, rec: InstanceRecord, resources: Resources) -> InstanceSpec:
+        """With storage pools, the arriving root disk goes to the default pool, as a new
+        instance's would; without, into the instance directory (the driver's place)."""
+        from corral.services.storage import ROOT, StorageService
+        from corral.state.storagestore import DiskRecord
+
+        storage = self.s.instances.storage
+        if isinstance(storage, StorageService):
+            pool = storage.default_pool()
+            pool.volume(rec.id, ROOT).parent.mkdir(parents=True, exist_ok=True)
+            storage.store.insert_disk(DiskRecord(rec.id, ROOT, 0, pool.name, resources.disk))
+        return self.s.instances.spec(rec)
+
+    def _place_data_disks(self, rec: InstanceRecord,
+                          disks: list[DataDiskTransfer]) -> InstanceSpec:
+        """Data disks arrive in the default pool, as sparse files of their source's length."""
+        from corral.services.storage import StorageService
+        from corral.state.storagestore import DiskRecord
+
+        if not disks:
+            return self.s.instances.spec(rec)
+        storage = self.s.instances.storage
+        if not isinstance(storage, StorageService):
+            raise Unsupported("this host has no storage pools for the instance's data disks")
+        pool = storage.default_pool()
+        for disk in disks:
+            if not re.fullmatch(r"[a-z0-9-]{1,20}", disk.name) or disk.name == "root":
+                raise InvalidInput(f"bad data disk name '{disk.name}'")
+            path = pool.volume(rec.id, disk.name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            storage.store.insert_disk(DiskRecord(rec.id, disk.name, disk.idx, pool.name,
+                                                 disk.size, disk.pending_size, disk.mount))
+            with path.open("xb") as image:
+                image.truncate(disk.file_size)
+        return self.s.instances.spec(rec)
+
+    def _take(self, mid: str) -> Incoming:
+        with self._guard:
+            incoming = self._incoming.get(mid)
+        if incoming is None:
+            raise NotFound(f"no incoming migration '{mid}' on this host")
+        incoming.last_seen = time.monotonic()
+        return incoming
+
+    def heartbeat(self, mid: str) -> None:
+        self._take(mid)
+
+    def status(self, mid: str) -> MigrationRecord:
+        rec = self.s.store.get_migration(mid)
+        if rec.direction != "in":
+            raise NotFound(f"no incoming migration '{mid}' on this host")
+        return rec
+
+    def receive_disk(self, mid: str, body: bytes, file: str | None = None,
+                     size: int = 0) -> int:
+        incoming = self._take(mid)
+        with incoming.guard:
+            try:
+                path: Path = (incoming.spec.disk_path if file is None
+                              else side_file(incoming.spec, incoming.request, file, size))
+                return apply_frames(path, decode(body))
+            except OSError as exc:
+                if exc.errno == 28:
+                    raise NoSpace(f"the target's disk is full: {exc}") from exc
+                raise HostFailure(f"writing the disk image failed: {exc}") from exc
+
+    def receive_files(self, mid: str, body: bytes) -> None:
+        incoming = self._take(mid)
+        with incoming.guard:
+            extract_files(incoming.spec.directory, body)
+
+    def commit(self, mid: str, start: bool) -> CommitReply:
+        s = self.s
+        incoming = self._take(mid)
+        with incoming.guard:
+            rec, spec = incoming.rec, incoming.spec
+            s.store.update_migration(mid, phase="committing")
+            driver = s.instances.driver(rec.kind)
+            template = s.instances.templates.get(rec.template)
+            if incoming.request.path == "live":
+                from corral.drivers.qemu.migrate import finish_incoming
+
+                resumed_at = finish_incoming(spec)
+                state = State.RUNNING
+                self._resumed(spec)
+            else:
+                if is_lxc(driver):
+                    from corral.drivers.lxc.driver import LxcDriver
+                    from corral.drivers.lxc.migrate import adopt
+
+                    assert isinstance(driver, LxcDriver)
+                    adopt(driver, spec, template)
+                state = State.STOPPED
+                if start:
+                    driver.start(spec, template)
+                    state = State.RUNNING
+                resumed_at = time.time()
+            incoming.committed = True
+            self._import_snapshots(incoming)
+            s.instances.store.set_state(rec.id, state)
+            s.store.update_migration(mid, status="success", phase="done")
+            with self._guard:
+                self._incoming.pop(mid, None)
+            s.instances.ops.locks.release(rec.name, mid)
+        with contextlib.suppress(Exception):
+            s.networks.plug_instance(rec.id)
+        s.events.publish("instance.migrated-in", instance=rec.name, id=rec.id,
+                         source=incoming.request.source_node)
+        return CommitReply(state=state.value, resumed_at=resumed_at)
+
+    @staticmethod
+    def _resumed(spec: InstanceSpec) -> None:
+        """The guest runs here (the commit cannot fail any more): the QMP settings."""
+        from corral.drivers.qemu.migrate import resumed_incoming
+
+        try:
+            resumed_incoming(spec)
+        except CorralError as exc:
+            log.warning("re-applying IO limits/balloon to %s after migrating in: %s",
+                        spec.name, exc.message)
+
+    def _import_snapshots(self, incoming: Incoming) -> None:
+        store, request = self.s.snapshot_store, incoming.request
+        if store is None or not request.snapshots:
+            return
+        for snap in request.snapshots:
+            from corral.state.backupstore import SnapshotRecord
+
+            store.insert_snapshot(SnapshotRecord(
+                snap.id, incoming.rec.id, snap.name, snap.parent, snap.memory,
+                snap.consistency, snap.method, datetime.fromisoformat(snap.created_at)))
+        store.set_head(incoming.rec.id, request.snapshot_head)
+
+    def abort(self, mid: str, reason: str) -> None:
+        with self._guard:
+            incoming = self._incoming.pop(mid, None)
+        if incoming is None:
+            with contextlib.suppress(NotFound):
+                if self.s.store.get_migration(mid).status == "success":
+                    raise Conflict(f"migration {mid} was committed here; it cannot be aborted")
+            raise NotFound(f"no incoming migration '{mid}' on this host")
+        with incoming.guard:
+            if incoming.committed:
+                raise Conflict(f"migration {mid} was committed here; it cannot be aborted")
+            self.drop(incoming, reason)
+
+    def expired(self, now: float) -> list[tuple[str, Incoming]]:
+        """Reservations whose source has not been heard of for longer than their lease
+        (and that no request is working on right now)."""
+        with self._guard:
+            return [(mid, inc) for mid, inc in self._incoming.items()
+                    if not inc.committed and now - inc.last_seen > inc.lease
+                    and not inc.guard.locked()]
+
+    def drop(self, incoming: Incoming, reason: str) -> None:
+        """Remove everything a reservation made: QEMU, NICs, files, row, lock."""
+        s = self.s
+        rec, spec = incoming.rec, incoming.spec
+        driver = s.instances.driver(rec.kind)
+        problems: list[str] = []
+        with contextlib.suppress(Exception):
+            if driver.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
+                driver.stop(spec, force=True, timeout=0)
+        steps: list[Callable[[], None]] = [
+                     lambda: s.networks.forget_instance(rec.id),
+                     lambda: s.forget_snapshots(rec.id),
+                     lambda: driver.delete(spec),
+                     lambda: s.instances.storage.release(spec),
+                     lambda: shutil.rmtree(spec.directory, ignore_errors=True),
+                     lambda: s.instances.store.delete_instance(rec.id)]
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:
+                problems.append(describe(exc))
+        s.instances.ops.locks.release(rec.name, incoming.request.migration_id)
+        with contextlib.suppress(NotFound):
+            s.store.update_migration(
+                incoming.request.migration_id, status="failure", phase="aborted",
+                error=reason + (f" (cleanup: {'; '.join(problems)})" if problems else ""),
+            )
+        log.warning("incoming migration %s of %s aborted: %s", incoming.request.migration_id,
+                    rec.name, reason)
