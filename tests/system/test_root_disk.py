@@ -64,3 +64,35 @@ def test_unsafe_members_are_refused(tmp_path: Path) -> None:
         build_root_disk(tmp_path / "r.tar.gz", tmp_path / "root.img", 16 * 1024**2)
     assert not (tmp_path / "root.img").exists()
     assert not (tmp_path.parent / "escape").exists()
+
+
+def _superblock(image: Path) -> dict[str, str]:
+    out = subprocess.run(["dumpe2fs", "-h", str(image)], capture_output=True,
+                         check=True).stdout.decode()
+    return {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in out.splitlines())}
+
+
+def _grows_to_16_tib(sb: dict[str, str]) -> None:
+    """What offline resize2fs needs to reach 16 TiB: 4 KiB blocks (1 KiB-block file systems
+    overflow their group descriptors past ~1 TiB), 64-bit block numbers, and few enough
+    inodes per group that 16 TiB worth of groups stays under ext4's 2**32 inodes."""
+    block = int(sb["Block size"])
+    assert block == 4096
+    assert "64bit" in sb["Filesystem features"].split()
+    groups_at_16t = 16 * 1024**4 // (int(sb["Blocks per group"]) * block)
+    assert groups_at_16t * int(sb["Inodes per group"]) < 2**32
+
+
+def test_root_and_data_images_can_grow_to_16_tib(tmp_path: Path) -> None:
+    from corral.storage.images import make_data_disk
+
+    files = {f"usr/share/doc/f{i}": b"x" for i in range(3000)}
+    make_tar(tmp_path / "r.tar.gz", files)
+    image = tmp_path / "root.img"
+    build_root_disk(tmp_path / "r.tar.gz", image, 64 * 1024**2)
+    sb = _superblock(image)
+    _grows_to_16_tib(sb)
+    assert int(sb["Inode count"]) > 3000  # a tree of many small files still fits
+    data = tmp_path / "data.img"
+    make_data_disk(data, 16 * 1024**2, "data")
+    _grows_to_16_tib(_superblock(data))

@@ -85,8 +85,13 @@ class NoDisks:
         del spec
 
 
+BASE_LAYOUT = "g16t"
+"""Bumped when build_root_disk's file-system layout changes: a base image built by an older
+layout (1 KiB blocks: no growth past ~1 TiB) is rebuilt instead of cloned."""
+
+
 def base_key(image: TemplateImage) -> str:
-    return f"{image.name}-{artifact_digest(image.metadata)[:16]}"
+    return f"{image.name}-{artifact_digest(image.metadata)[:16]}-{BASE_LAYOUT}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +211,8 @@ class StorageService:
         path = pool.base(base_key(image))
         if path.is_file():
             return path
+        # The same content in an older layout: unused once this one exists.
+        pool.base(f"{image.name}-{artifact_digest(image.metadata)[:16]}").unlink(missing_ok=True)
         size = int(image.metadata.get("resources", {}).get("disk", 0)) or 256 * 1024**2
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         partial.unlink(missing_ok=True)

@@ -17,6 +17,13 @@ from corral.domain.errors import HostFailure, InvalidInput
 from corral.host.run import require_tool, run
 
 BLOCK = 4096
+GROUP_BYTES = 8 * BLOCK * BLOCK  # blocks per group = 8 x the block size (one bitmap block)
+MAX_GROW = 16 * 1024**4
+"""Every image Corral makes can grow (offline ``resize2fs``) to at least this size."""
+# ext4 caps a file system at 2**32 inodes and a group at 8 x block size inodes; the inode
+# count per group is fixed at mkfs time and multiplies with the number of groups on a grow.
+_MAX_INODES_PER_GROUP = (2**32 - 1) // -(-MAX_GROW // GROUP_BYTES)
+_INODE_RATIO = 16384
 # ext4 metadata (inode tables, journal, group descriptors, reserved blocks) on small images:
 # measured with mkfs.ext4 defaults it stays below a quarter of the image plus 4 MiB.
 _OVERHEAD_FIXED = 4 * 1024**2
@@ -66,6 +73,27 @@ def content_size(tree: Path) -> int:
     return total
 
 
+def count_entries(tree: Path) -> int:
+    """Files, directories and links under ``tree`` (each takes an inode)."""
+    return sum(len(names) + len(dirs) for _, dirs, names in os.walk(tree))
+
+
+def mkfs_layout(size_bytes: int, entries: int = 0) -> list[str]:
+    """mkfs.ext4 options that let an image of ``size_bytes`` grow to ``MAX_GROW``.
+
+    mke2fs picks its "small" profile for images under 512 MiB (1 KiB blocks, one inode per
+    4 KiB): the group descriptors of such a file system overflow a group past ~1 TiB ("New
+    size results in too many block group descriptors") and its inodes pass the 2**32 limit
+    before 16 TiB. 4 KiB blocks and one inode per 16 KiB (mke2fs's default profile) grow to
+    16 TiB; a tree with many small files gets the inodes it needs, capped so that the
+    per-group count still fits 2**32 inodes at ``MAX_GROW``.
+    """
+    groups = max(1, -(-size_bytes // GROUP_BYTES))
+    inodes = max(size_bytes // _INODE_RATIO, entries + entries // 4 + 256)
+    inodes = min(inodes, groups * _MAX_INODES_PER_GROUP)
+    return ["-b", str(BLOCK), "-T", "default", "-N", str(inodes)]
+
+
 def minimum_size(content: int) -> int:
     """The smallest image size that holds ``content`` bytes of files on ext4."""
     return int(content / (1 - _OVERHEAD_FRACTION)) + _OVERHEAD_FIXED
@@ -101,6 +129,7 @@ def build_root_disk(rootfs_tar: Path, dest: Path, size_bytes: int, uid_shift: in
             if st.st_uid < uid_shift:
                 os.chown(tree, st.st_uid + uid_shift, st.st_gid + uid_shift)
         needed = minimum_size(content_size(tree))
+        entries = count_entries(tree)
         if size_bytes < needed:
             raise InvalidInput(
                 f"disk size {_mib(size_bytes)} is too small for this template: its files "
@@ -113,8 +142,8 @@ def build_root_disk(rootfs_tar: Path, dest: Path, size_bytes: int, uid_shift: in
             with open(dest, "xb") as image:
                 image.truncate(size_bytes)
             proc = run(
-                [mkfs, "-q", "-F", "-L", "root", "-E", f"root_owner={owner}",
-                 "-d", str(tree), str(dest)],
+                [mkfs, "-q", "-F", *mkfs_layout(size_bytes, entries), "-L", "root",
+                 "-E", f"root_owner={owner}", "-d", str(tree), str(dest)],
                 check=False,
                 timeout=600,
             )
@@ -141,8 +170,8 @@ def make_data_disk(dest: Path, size_bytes: int, label: str) -> None:
     try:
         with open(dest, "xb") as image:
             image.truncate(size_bytes)
-        proc = run([mkfs, "-q", "-F", "-L", label[:16], "-E", "root_owner=0:0", str(dest)],
-                   check=False, timeout=600)
+        proc = run([mkfs, "-q", "-F", *mkfs_layout(size_bytes), "-L", label[:16],
+                    "-E", "root_owner=0:0", str(dest)], check=False, timeout=600)
         if proc.returncode != 0:
             said = (proc.stderr or proc.stdout).decode(errors="replace").strip()
             raise HostFailure(f"mkfs.ext4 failed (exit {proc.returncode}): {said}")

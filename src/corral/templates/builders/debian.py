@@ -42,6 +42,13 @@ MIRROR = os.environ.get("CORRAL_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 PACKAGES = ("systemd-sysv", "iproute2")
 CMDLINE = f"console=ttyS0 root=/dev/vda rw quiet panic=-1 corral.agent={AGENT_PORT}"
 HALT_SIGNAL = "SIGRTMIN+3"  # systemd's "halt" signal for a container's init
+# Units of a stock Debian that cannot work in an unprivileged container: left in, systemd
+# reports a fresh container "degraded". In a VM they run as on any Debian.
+CONTAINER_SKIPS = {
+    # debugfs and tracefs: the user namespace may not mount them (host kernel internals)
+    "sys-kernel-debug.mount": "ConditionVirtualization=!container",
+    "sys-kernel-tracing.mount": "ConditionVirtualization=!container",
+}
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,8 @@ def render_provision(appliance: Appliance) -> str:
 
 
 def cache_key(suite: str, mirror: str, packages: tuple[str, ...]) -> str:
-    text = json.dumps([suite, mirror, sorted(packages), _debian_file("corral-agent")])
+    text = json.dumps([suite, mirror, sorted(packages), _debian_file("corral-agent"),
+                       CONTAINER_SKIPS])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -169,6 +177,10 @@ def _customise(root: Path) -> None:
         link.parent.mkdir(parents=True, exist_ok=True)
         link.unlink(missing_ok=True)
         link.symlink_to(f"/etc/systemd/system/{unit}")
+    for unit, condition in CONTAINER_SKIPS.items():
+        _write(root, f"/etc/systemd/system/{unit}.d/corral-container.conf",
+               f"# Corral: not in a container (see corral.templates.builders.debian)\n"
+               f"[Unit]\n{condition}\n")
     _write(root, "/etc/hostname", "debian\n")
     _write(root, "/etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n")
     _write(root, "/etc/fstab", "# the root is mounted by the initramfs (VM) or LXC (CT)\n")
