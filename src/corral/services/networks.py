@@ -1,4 +1,5 @@
-"""Networks, NICs, traffic classes, bandwidth and accounting: validate, store, realise.
+"""Networks and NICs: validate, store, realise (traffic classes, bandwidth and accounting
+come in from ``services/traffic.py``).
 
 The service follows instances through the event bus (started, stopped, deleted), so the
 instance service needs no knowledge of networks. Everything it puts on the host is replaced
@@ -11,7 +12,6 @@ import contextlib
 import ipaddress
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from corral.domain.errors import Conflict, CorralError, InvalidInput, NotFound, Unsupported
@@ -19,44 +19,34 @@ from corral.domain.lifecycle import State
 from corral.domain.names import validate_name
 from corral.drivers.nics import NicHotplug
 from corral.network import ipam
-from corral.network.classes import parse_class
 from corral.network.model import (
     MAX_NICS,
-    Direction,
     IPAddress,
     NetworkSpec,
     NetworkType,
     NicSpec,
-    TrafficClass,
     parse_address,
     parse_network,
     parse_rate,
     validate_ifname,
 )
-from corral.network.nftables import FAMILIES, FilterInput, parse_counter_name
+from corral.network.nftables import FilterInput
 from corral.network.nicfile import write_nics
 from corral.network.realise import NetworkBackend, require_kernel_features
 from corral.services.events import EventBus
 from corral.services.instances import InstanceService
+from corral.services.traffic import TrafficMixin, TrafficRow, metrics_text
 from corral.state.netstore import NetworkStore
 from corral.state.store import InstanceRecord
+
+__all__ = ["NetworkService", "TrafficRow", "backend_for", "metrics_text"]  # the last two: callers
 
 log = logging.getLogger("corral.networks")
 DEFAULT_LINK_RATE = "1gbit"
 _PLUG_STATES = (State.RUNNING.value, State.STOPPED.value)  # what plugs or unplugs NICs
 
 
-@dataclass(frozen=True)
-class TrafficRow:
-    instance: str
-    instance_id: int
-    traffic_class: str
-    direction: Direction
-    packets: int
-    bytes: int
-
-
-class NetworkService:
+class NetworkService(TrafficMixin):
     def __init__(self, store: NetworkStore, backend: NetworkBackend, instances: InstanceService,
                  events: EventBus) -> None:
         self.store = store
@@ -99,6 +89,7 @@ class NetworkService:
                            parse_rate(link_rate or DEFAULT_LINK_RATE, "link rate"), pool_ranges)
         require_kernel_features(spec)  # refused before anything is stored or made
         with self._apply_lock:
+            self._refuse_overlaps(nets)
             spec = self.store.insert_network(spec)
             try:
                 self.backend.ensure_network(spec)
@@ -110,6 +101,22 @@ class NetworkService:
                 raise
         self.events.publish("network.created", name=name, type=kind.value)
         return spec
+
+    def _refuse_overlaps(self, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+                         ) -> None:
+        """Two networks with overlapping subnets would route, allocate and account the same
+        addresses twice: refused, naming the network already holding them."""
+        for i, subnet in enumerate(nets):
+            for other in nets[:i]:
+                if subnet.version == other.version and subnet.overlaps(other):
+                    raise InvalidInput(f"subnet {subnet} overlaps subnet {other} given with it")
+        for network in self.store.list_networks():
+            for subnet in nets:
+                for theirs in network.subnets:
+                    if subnet.version == theirs.version and subnet.overlaps(theirs):
+                        raise Conflict(
+                            f"subnet {subnet} overlaps {theirs} of network '{network.name}'"
+                        )
 
     @staticmethod
     def _parse_pool(text: str, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
@@ -244,117 +251,6 @@ class NetworkService:
     def _write_file(self, rec: InstanceRecord) -> None:
         write_nics(self.instances.spec(rec).directory, self.store.list_nics(rec.id))
 
-    # Traffic classes and bandwidth --------------------------------------------------------
-    def list_classes(self) -> list[TrafficClass]:
-        return self.store.list_classes()
-
-    def set_class(self, definition: str) -> TrafficClass:
-        cls = parse_class(definition)
-        with self._apply_lock:
-            self.store.put_class(cls)
-            self.apply()
-        return cls
-
-    def delete_class(self, name: str) -> None:
-        with self._apply_lock:
-            in_use = [r for r in self.store.list_bandwidth() if r.traffic_class == name]
-            if in_use:
-                raise Conflict(f"traffic class '{name}' has bandwidth rules; remove them first")
-            self.store.delete_class(name)
-            self.apply()
-
-    def set_bandwidth(self, instance_ref: str, traffic_class: str, direction: str,
-                      rate: str, ceil: str | None) -> None:
-        rec = self.instances.store.get_instance(instance_ref)
-        if traffic_class not in {c.name for c in self.store.list_classes()}:
-            raise NotFound(f"no traffic class '{traffic_class}' (corral network class set)")
-        directions = list(Direction) if direction == "both" else [self._direction(direction)]
-        guarantee = parse_rate(rate, "rate")
-        maximum = parse_rate(ceil, "ceil") if ceil else guarantee
-        if maximum < guarantee:
-            raise InvalidInput(f"ceil {ceil} is below the guarantee {rate}")
-        nics = self.store.list_nics(rec.id)
-        for nic in nics:
-            if nic.network.shaping_device is None:
-                raise Unsupported(
-                    f"network '{nic.network.name}' has no shared link to shape (a routed "
-                    "network needs an --uplink)"
-                )
-        with self._apply_lock:
-            before = self.store.list_bandwidth(rec.id)
-            for each in directions:
-                self.store.put_bandwidth(rec.id, traffic_class, each, guarantee, maximum)
-            try:
-                self.apply()
-            except BaseException:
-                self.store.delete_bandwidth(rec.id)
-                for rule in before:
-                    self.store.put_bandwidth(rule.instance_id, rule.traffic_class,
-                                             rule.direction, rule.rate, rule.ceil)
-                raise
-
-    def clear_bandwidth(self, instance_ref: str, traffic_class: str | None = None) -> None:
-        rec = self.instances.store.get_instance(instance_ref)
-        with self._apply_lock:
-            self.store.delete_bandwidth(rec.id, traffic_class)
-            self.apply()
-
-    def list_bandwidth(self, instance_ref: str | None = None) -> list[tuple[str, object]]:
-        rules = self.store.list_bandwidth(
-            None if instance_ref is None else self.instances.store.get_instance(instance_ref).id
-        )
-        return [(self._instance_name(r.instance_id), r) for r in rules]
-
-    @staticmethod
-    def _direction(text: str) -> Direction:
-        try:
-            return Direction(text)
-        except ValueError:
-            raise InvalidInput(f"direction '{text}' is not one of: in, out, both") from None
-
-    # Accounting -------------------------------------------------------------------------
-    def _current_counters(self) -> dict[str, dict[str, tuple[int, int]]]:
-        """Kernel values where the kernel has them, the last saved ones otherwise."""
-        saved = self.store.load_counters()
-        live = self.backend.counters()
-        merged: dict[str, dict[str, tuple[int, int]]] = {}
-        for family in FAMILIES:
-            values = dict(saved.get(family, {}))
-            for name, value in live.get(family, {}).items():
-                if value[1] >= values.get(name, (0, 0))[1]:
-                    values[name] = value
-            merged[family] = values
-        return merged
-
-    def _save_counters(self, counters: dict[str, dict[str, tuple[int, int]]]) -> None:
-        known = {r.id for r in self.instances.store.list_instances()}
-        for family, values in counters.items():
-            rows = {}
-            for name, (packets, octets) in values.items():
-                parsed = parse_counter_name(name)
-                if parsed is not None and parsed[0] in known:
-                    rows[name] = (packets, octets, *parsed)
-            self.store.save_counters(family, rows)
-
-    def traffic(self, instance_ref: str | None = None) -> list[TrafficRow]:
-        with self._apply_lock:
-            counters = self._current_counters()
-            self._save_counters(counters)
-        wanted = None
-        if instance_ref is not None:
-            wanted = self.instances.store.get_instance(instance_ref).id
-        totals: dict[tuple[int, str, Direction], tuple[int, int]] = {}
-        for values in counters.values():
-            for name, (packets, octets) in values.items():
-                parsed = parse_counter_name(name)
-                if parsed is None or (wanted is not None and parsed[0] != wanted):
-                    continue
-                p, b = totals.get(parsed, (0, 0))
-                totals[parsed] = (p + packets, b + octets)
-        names = {r.id: r.name for r in self.instances.store.list_instances()}
-        return [TrafficRow(names[i], i, c, d, p, b)
-                for (i, c, d), (p, b) in sorted(totals.items()) if i in names]
-
     # Realisation ------------------------------------------------------------------------
     def apply(self) -> None:
         """Make the host's rulesets and HTB trees match the database (idempotent)."""
@@ -470,23 +366,6 @@ def _followed(type_: str, data: dict[str, object]) -> bool:
     if type_ == "instance.state":
         return data.get("state") in _PLUG_STATES
     return type_ in ("instance.created", "instance.deleted")
-
-
-def metrics_text(rows: list[TrafficRow]) -> str:
-    """Prometheus exposition of the traffic counters."""
-    lines = [
-        "# HELP corral_traffic_bytes_total Bytes per instance, traffic class and direction.",
-        "# TYPE corral_traffic_bytes_total counter",
-    ]
-    lines += [f'corral_traffic_bytes_total{{instance="{r.instance}",class="{r.traffic_class}",'
-              f'direction="{r.direction.value}"}} {r.bytes}' for r in rows]
-    lines += [
-        "# HELP corral_traffic_packets_total Packets per instance, traffic class and direction.",
-        "# TYPE corral_traffic_packets_total counter",
-    ]
-    lines += [f'corral_traffic_packets_total{{instance="{r.instance}",class="{r.traffic_class}",'
-              f'direction="{r.direction.value}"}} {r.packets}' for r in rows]
-    return "\n".join(lines) + "\n"
 
 
 def backend_for(driver_mode: str, state_dir: Path) -> NetworkBackend:
