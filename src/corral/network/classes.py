@@ -13,17 +13,18 @@ import re
 from dataclasses import dataclass
 
 from corral.domain.errors import InvalidInput
+from corral.domain.names import validate_name
 from corral.network.model import IPNetwork, TrafficClass, parse_network
 
-_CLASS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+_OLD_CLASS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 
 
 def validate_class_name(name: str) -> str:
-    if not _CLASS_NAME.match(name):
-        raise InvalidInput(
-            f"class name '{name}' must be 1-31 of a-z, 0-9, '_' starting with a letter"
-        )
-    return name
+    """Class names follow the rule of every other name (a DNS label, so '-' is allowed);
+    names with '_' that the earlier rule accepted stay valid, so stored classes keep working."""
+    if _OLD_CLASS_NAME.match(name):
+        return name
+    return validate_name(name, "traffic class")
 
 
 def parse_class(text: str) -> TrafficClass:
