@@ -182,3 +182,44 @@ def test_list_and_info_show_assigned_nic_addresses_for_vms_and_containers(
     assert "10.5.0.7, fd00:5::7" in table
     with daemon.client() as c:
         assert c.get_instance("vm1").ip == ["10.5.0.7", "fd00:5::7"]
+
+
+def test_overlapping_subnets_are_refused_naming_the_network(daemon: Daemon) -> None:
+    with daemon.client() as c:
+        c.create_network(CreateNetworkRequest(name="lan", type="bridged",
+                                              subnets=["10.10.0.0/24"]))
+        for subnets in (["10.10.0.0/25"], ["10.0.0.0/8"], ["10.10.0.128/26", "fd00:9::/64"]):
+            with pytest.raises(ApiError) as overlap:
+                c.create_network(CreateNetworkRequest(name="inner", type="bridged",
+                                                      subnets=subnets))
+            assert overlap.value.status == 409
+            assert "overlaps 10.10.0.0/24 of network 'lan'" in overlap.value.message
+        with pytest.raises(ApiError) as itself:
+            c.create_network(CreateNetworkRequest(name="inner", type="bridged",
+                                                  subnets=["10.20.0.0/24", "10.20.0.0/25"]))
+        assert itself.value.status == 400 and "overlaps" in itself.value.message
+        assert [n.name for n in c.list_networks()] == ["lan"]
+        plugged = json.loads((daemon.state_dir / "network" / "plugged.json").read_text())
+        assert plugged["networks"] == ["lan"]  # nothing half-made for the refused ones
+        # Next to it, not over it, is fine.
+        c.create_network(CreateNetworkRequest(name="next", type="bridged",
+                                              subnets=["10.10.1.0/24"]))
+    refused = daemon.cli("network", "create", "inner", "--type", "bridged",
+                         "--subnet", "10.10.0.0/25")
+    assert refused.returncode != 0 and "network 'lan'" in refused.stderr, refused.stderr
+
+
+def test_traffic_class_names_take_a_dash_like_other_names(daemon: Daemon) -> None:
+    with daemon.client() as c:
+        _lan(c)
+        _instance(c, "web")
+        c.add_nic("web", AddNicRequest(network="lan"))
+        c.set_traffic_class("peer-dc", ["10.0.0.0/8"])
+        c.set_bandwidth("web", SetBandwidthRequest(traffic_class="peer-dc", rate="1mbit"))
+        assert "peer-dc" in [t.name for t in c.list_traffic_classes()]
+        rows = {(t.traffic_class, t.direction) for t in c.traffic("web")}
+        assert ("peer-dc", "in") in rows and ("peer-dc", "out") in rows
+        for bad in ("-dc", "dc-", "Peer", "9dc"):
+            with pytest.raises(ApiError) as refused:
+                c.set_traffic_class(bad, ["10.0.0.0/8"])
+            assert refused.value.status == 400 and "DNS label" in refused.value.message
