@@ -23,12 +23,20 @@ def clear_ingress(host: NetHost, device: str) -> None:
     host.run([_tc(), "qdisc", "del", "dev", device, "ingress"], check=False)
 
 
+def clear_clsact(host: NetHost, device: str) -> None:
+    host.run([_tc(), "qdisc", "del", "dev", device, "clsact"], check=False)
+
+
+def batch(host: NetHost, commands: Sequence[str]) -> None:
+    """Run ``commands`` (``tc -batch`` lines) in one process."""
+    if commands:
+        host.run([_tc(), "-batch", "-"], input=("\n".join(commands) + "\n").encode())
+
+
 def replace_tree(host: NetHost, device: str, commands: Sequence[str]) -> None:
     """Delete ``device``'s root qdisc and build the tree ``commands`` describe, in one batch."""
     clear_root(host, device)
-    if commands:
-        script = "\n".join(commands) + "\n"
-        host.run([_tc(), "-batch", "-"], input=script.encode())
+    batch(host, commands)
 
 
 def redirect_ingress(host: NetHost, device: str, ifb: str) -> None:
@@ -41,8 +49,10 @@ def redirect_ingress(host: NetHost, device: str, ifb: str) -> None:
               "action", "mirred", "egress", "redirect", "dev", ifb])
 
 
-def qdiscs(host: NetHost, device: str) -> list[dict[str, Any]]:
-    text = host.run([_tc(), "-j", "qdisc", "show", "dev", device], check=False)
+def qdiscs(host: NetHost, device: str | None = None) -> list[dict[str, Any]]:
+    """The qdiscs of ``device``, or of every device (each entry names its ``dev``)."""
+    where = ["dev", device] if device is not None else []
+    text = host.run([_tc(), "-j", "qdisc", "show", *where], check=False)
     found: list[dict[str, Any]] = json.loads(text) if text.strip() else []
     return found
 

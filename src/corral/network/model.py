@@ -107,14 +107,21 @@ class NetworkSpec:
 
     @property
     def shaping_device(self) -> str | None:
-        """The shared link whose egress (and ingress via IFB) carries the HTB tree."""
+        """The shared link that carried the HTB trees before they moved to the IFBs (trees
+        left there by an earlier Corral are removed from it)."""
         if self.uplink is not None:
             return self.uplink if self.type is not NetworkType.VLAN else vlan_device(self)
         return self.bridge
 
     @property
     def ifb(self) -> str:
+        """The IFB whose egress shapes what the network's instances send (``out``)."""
         return f"cifb{self.id}"
+
+    @property
+    def ifb_in(self) -> str:
+        """The IFB whose egress shapes what the network's instances receive (``in``)."""
+        return f"cifb{self.id}i"
 
 
 def bridge_name(network_id: int) -> str:

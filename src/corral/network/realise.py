@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -57,9 +57,17 @@ class NetworkBackend(Protocol):
     def counters(self) -> dict[str, nftables.CounterValues]: ...
 
     def apply_shaping(
-        self, spec: NetworkSpec, rules: list[BandwidthRule],
-        addresses: Mapping[int, tuple[IPAddress, ...]], classes: list[TrafficClass],
+        self, spec: NetworkSpec, rules: list[BandwidthRule], nics: Sequence[NicSpec],
+        classes: list[TrafficClass],
     ) -> None: ...
+
+
+def _addresses(nics: Sequence[NicSpec]) -> dict[int, tuple[IPAddress, ...]]:
+    """Every address of each instance on the network (the guest side of the filters)."""
+    found: dict[int, tuple[IPAddress, ...]] = {}
+    for nic in nics:
+        found[nic.instance_id] = found.get(nic.instance_id, ()) + nic.addresses
+    return found
 
 
 class HostBackend:
@@ -109,6 +117,7 @@ class HostBackend:
             tc.clear_root(h, device)
             tc.clear_ingress(h, device)
         h.delete_link(spec.ifb)
+        h.delete_link(spec.ifb_in)
         if spec.type is NetworkType.VLAN:
             h.delete_link(nftables_vlan_device(spec))
         elif spec.uplink is not None and spec.bridge and h.master_of(spec.uplink) == spec.bridge:
@@ -162,25 +171,44 @@ class HostBackend:
         nft.apply(self.host, nftables.render_removal())
 
     def apply_shaping(
-        self, spec: NetworkSpec, rules: list[BandwidthRule],
-        addresses: Mapping[int, tuple[IPAddress, ...]], classes: list[TrafficClass],
+        self, spec: NetworkSpec, rules: list[BandwidthRule], nics: Sequence[NicSpec],
+        classes: list[TrafficClass],
     ) -> None:
-        device = spec.shaping_device
-        if device is None or not self.host.exists(device):
-            if rules:
-                raise Unsupported(f"network '{spec.name}' has no shared link to shape")
-            return
+        """The network's two trees on its IFBs, and every present port of it caught for them
+        (see ``network/shaping.py``); with no rule, none of it."""
+        h = self.host
+        present = {link["ifname"] for link in h.links()}
+        kinds: dict[str, set[str]] = {}
+        for qdisc in tc.qdiscs(h):
+            kinds.setdefault(str(qdisc.get("dev")), set()).add(str(qdisc.get("kind")))
+        self._clear_old_trees(spec, present, kinds)
+        ports = [n.host_ifname for n in nics if n.host_ifname in present]
         if not rules:
-            tc.clear_root(self.host, device)
-            tc.clear_ingress(self.host, device)
-            self.host.delete_link(spec.ifb)
+            for port in ports:
+                if "clsact" in kinds.get(port, ()):
+                    tc.clear_clsact(h, port)
+            h.delete_link(spec.ifb)
+            h.delete_link(spec.ifb_in)
             return
         if not probe("ifb").available:
-            raise Unsupported(f"shaping inbound traffic needs IFB devices: {probe('ifb').detail}")
-        self.host.ensure_ifb(spec.ifb)
-        for plan in shaping.plans(spec, rules, addresses, classes):
-            tc.replace_tree(self.host, plan.device, plan.commands)
-        tc.redirect_ingress(self.host, device, spec.ifb)
+            raise Unsupported(f"bandwidth limits need IFB devices: {probe('ifb').detail}")
+        h.ensure_ifb(spec.ifb)
+        h.ensure_ifb(spec.ifb_in)
+        for plan in shaping.plans(spec, rules, _addresses(nics), classes):
+            tc.replace_tree(h, plan.device, plan.commands)
+        tc.batch(h, [command for port in ports if "clsact" not in kinds.get(port, ())
+                     for command in shaping.port_commands(spec, port)])
+
+    def _clear_old_trees(self, spec: NetworkSpec, present: set[str],
+                         kinds: Mapping[str, set[str]]) -> None:
+        """Trees an earlier Corral put on the bridge or uplink (and its IFB redirect)."""
+        device = spec.shaping_device
+        if device is None or device not in present:
+            return
+        if "htb" in kinds.get(device, ()):
+            tc.clear_root(self.host, device)
+        if "ingress" in kinds.get(device, ()):
+            tc.clear_ingress(self.host, device)
 
 
 def nftables_vlan_device(spec: NetworkSpec) -> str:
@@ -254,16 +282,16 @@ class RecordingBackend:
         self._write("counters.json", json.dumps(kept, indent=1))
 
     def apply_shaping(
-        self, spec: NetworkSpec, rules: list[BandwidthRule],
-        addresses: Mapping[int, tuple[IPAddress, ...]], classes: list[TrafficClass],
+        self, spec: NetworkSpec, rules: list[BandwidthRule], nics: Sequence[NicSpec],
+        classes: list[TrafficClass],
     ) -> None:
         path = self.directory / f"tc-{spec.name}.txt"
         if not rules:
             path.unlink(missing_ok=True)
             return
-        if spec.shaping_device is None:
-            raise Unsupported(f"network '{spec.name}' has no shared link to shape")
         text = []
-        for plan in shaping.plans(spec, rules, addresses, classes):
+        for plan in shaping.plans(spec, rules, _addresses(nics), classes):
             text += [f"# {plan.device} ({plan.direction.value})", *plan.commands]
+        for nic in nics:
+            text += [f"# port {nic.host_ifname}", *shaping.port_commands(spec, nic.host_ifname)]
         path.write_text("\n".join(text) + "\n")

@@ -1,11 +1,14 @@
 """tc HTB trees for bandwidth per instance per traffic class, rendered as ``tc -batch`` (pure).
 
-Guarantees only mean something where instances share a link, so the tree sits on the network's
-shared link (``NetworkSpec.shaping_device``): its uplink when it has one, else its bridge.
-Egress of that device is shaped directly; its ingress is redirected to an IFB device
-(``mirred``) and shaped on the IFB's egress. Which of the two carries an instance's *outbound*
-traffic depends on where the device sits: frames leave through an uplink towards the world,
-but leave a bridge device towards the guests.
+Every path a class covers must pass a tree: instance to instance on one bridge, instance to
+host, instance to the world, routed or NAT. The one place all of them share is the instance's
+own host-side port (veth end or tap), so that is where traffic is caught, in both directions:
+a ``clsact`` qdisc on each port redirects (``mirred``) what arrives from the instance to the
+network's *out* IFB, and what leaves towards the instance to its *in* IFB. Each IFB carries
+one HTB tree for the whole network, so the instances of a network contend in one tree and
+their guarantees mean something; after the tree, the IFB hands each packet back to the port
+it came from. (A tree on the bridge device or the uplink saw only traffic to the host or to
+the world: frames between two ports of a bridge never pass either.)
 
 Tree: ``1:`` root, ``1:1`` the link (``link_rate``), one leaf per (instance, class) rule with
 ``rate`` = guarantee and ``ceil`` = maximum, and ``1:ffff`` for everything unclassified. u32
@@ -50,14 +53,9 @@ def _quantum(rate: int) -> int:
 @dataclass(frozen=True)
 class Plan:
     device: str
-    """Where the tree goes (the shaping device itself, or its IFB)."""
+    """The IFB whose egress carries the tree."""
     direction: Direction
     commands: tuple[str, ...]
-
-
-def outbound_on_egress(network: NetworkSpec) -> bool:
-    """Whether an instance's outbound traffic leaves through the shaping device's egress."""
-    return network.uplink is not None
 
 
 def plans(
@@ -66,18 +64,21 @@ def plans(
     addresses: Mapping[int, tuple[IPAddress, ...]],
     classes: list[TrafficClass],
 ) -> list[Plan]:
-    """The two trees (device egress, IFB egress) for one network."""
-    device = network.shaping_device
-    if device is None:
-        raise InvalidInput(f"network '{network.name}' has no shared link to shape")
-    egress_dir = Direction.OUT if outbound_on_egress(network) else Direction.IN
-    ingress_dir = Direction.IN if egress_dir is Direction.OUT else Direction.OUT
+    """The two trees of one network: what its instances send, what they receive."""
     return [
-        Plan(device, egress_dir,
-             tuple(_tree(device, network.link_rate, egress_dir, rules, addresses, classes))),
-        Plan(network.ifb, ingress_dir,
-             tuple(_tree(network.ifb, network.link_rate, ingress_dir, rules, addresses,
-                         classes))),
+        Plan(ifb, direction,
+             tuple(_tree(ifb, network.link_rate, direction, rules, addresses, classes)))
+        for ifb, direction in ((network.ifb, Direction.OUT), (network.ifb_in, Direction.IN))
+    ]
+
+
+def port_commands(network: NetworkSpec, port: str) -> list[str]:
+    """Catch everything through an instance's host-side ``port`` for the network's IFBs."""
+    redirect = "protocol all prio 1 u32 match u32 0 0 action mirred egress redirect dev"
+    return [
+        f"qdisc add dev {port} clsact",
+        f"filter add dev {port} ingress {redirect} {network.ifb}",  # from the instance
+        f"filter add dev {port} egress {redirect} {network.ifb_in}",  # to the instance
     ]
 
 

@@ -266,11 +266,8 @@ class NetworkService(TrafficMixin):
             for network in self.store.list_networks():
                 mine = [n for n in nics if n.network.id == network.id]
                 members = {n.instance_id for n in mine}
-                addresses: dict[int, tuple[IPAddress, ...]] = {}
-                for nic in mine:
-                    addresses[nic.instance_id] = addresses.get(nic.instance_id, ()) + nic.addresses
                 self.backend.apply_shaping(
-                    network, [r for r in rules if r.instance_id in members], addresses, classes
+                    network, [r for r in rules if r.instance_id in members], mine, classes
                 )
 
     def plug_instance(self, instance_id: int) -> None:

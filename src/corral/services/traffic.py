@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from corral.domain.errors import Conflict, InvalidInput, NotFound, Unsupported
+from corral.domain.errors import Conflict, InvalidInput, NotFound
 from corral.network.classes import parse_class
 from corral.network.model import Direction, TrafficClass, parse_rate
 from corral.network.nftables import FAMILIES, parse_counter_name
@@ -72,13 +72,6 @@ class TrafficMixin:
         maximum = parse_rate(ceil, "ceil") if ceil else guarantee
         if maximum < guarantee:
             raise InvalidInput(f"ceil {ceil} is below the guarantee {rate}")
-        nics = self.store.list_nics(rec.id)
-        for nic in nics:
-            if nic.network.shaping_device is None:
-                raise Unsupported(
-                    f"network '{nic.network.name}' has no shared link to shape (a routed "
-                    "network needs an --uplink)"
-                )
         with self._apply_lock:
             before = self.store.list_bandwidth(rec.id)
             for each in directions:

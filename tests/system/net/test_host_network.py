@@ -89,8 +89,7 @@ class Bridged:
         return self.backend.counters()["bridge"][counter_name(instance, cls, direction)]
 
     def shape(self, rules: list[BandwidthRule]) -> None:
-        addresses = {n.instance_id: n.addresses for n in self.nics}
-        self.backend.apply_shaping(self.net, rules, addresses, list(CLASSES))
+        self.backend.apply_shaping(self.net, rules, self.nics, list(CLASSES))
 
 
 def test_guests_and_world_reach_each_other_over_the_bridge(lab: Lab) -> None:
@@ -174,6 +173,35 @@ def test_maximum_holds_within_ten_percent_both_ways(lab: Lab) -> None:
     assert local["bytes"] * 8 / local["seconds"] > 2 * ceil
 
 
+def _rate(got: dict[str, float]) -> float:
+    return got["bytes"] * 8 / got["seconds"]
+
+
+def test_maximum_holds_between_instances_and_the_host_on_one_bridge(lab: Lab) -> None:
+    """Every path through the bridge passes the instance's port: instance to instance,
+    instance to host and host to instance are held to the class's maximum, both ways."""
+    b = Bridged(lab)
+    lab.host.add_address(str(b.net.bridge), "10.1.0.200/24")
+    ceil = 20 * MBIT
+    b.shape([BandwidthRule(1, 101, "local", Direction.OUT, 5 * MBIT, ceil),
+             BandwidthRule(2, 101, "local", Direction.IN, 5 * MBIT, ceil)])
+    amount = 3_000_000  # 1.2 s at 20 Mbit/s
+    paths = {
+        "instance -> instance": (b.guests[0], b.guests[1], "10.1.0.6"),
+        "instance <- instance": (b.guests[1], b.guests[0], "10.1.0.5"),
+        "instance -> host": (b.guests[0], lab.host_ns, "10.1.0.200"),
+        "host -> instance": (lab.host_ns, b.guests[0], "10.1.0.5"),
+    }
+    rates = {name: _rate(lab.transfer(src, dst, address, amount, port=5400 + i))
+             for i, (name, (src, dst, address)) in enumerate(paths.items())}
+    print("\n" + ", ".join(f"{k} {v / MBIT:.1f}" for k, v in rates.items()) + " Mbit/s")
+    for name, rate in rates.items():
+        assert 0.5 * ceil <= rate <= 1.3 * ceil, name
+    # The other instance (no rule) still runs at full speed over the same bridge.
+    free = _rate(lab.transfer(b.guests[1], lab.host_ns, "10.1.0.200", amount, port=5410))
+    assert free > 3 * ceil
+
+
 def test_two_instances_contending_each_get_their_guarantee(lab: Lab) -> None:
     link = 30 * MBIT
     b = Bridged(lab, link_rate=link)
@@ -194,7 +222,7 @@ def test_two_instances_contending_each_get_their_guarantee(lab: Lab) -> None:
     # Changed live: the guarantees swap without rebuilding anything else.
     b.shape([BandwidthRule(1, 101, "world", Direction.OUT, 5 * MBIT, link),
              BandwidthRule(2, 102, "world", Direction.OUT, 20 * MBIT, link)])
-    classes = tc.classes(lab.host, "up0")
+    classes = tc.classes(lab.host, b.net.ifb)
     assert classes["1:11"] == (5 * MBIT, link)
     assert classes["1:12"] == (20 * MBIT, link)
 

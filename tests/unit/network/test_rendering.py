@@ -12,7 +12,7 @@ from corral.network.model import (
     NicSpec,
 )
 from corral.network.nftables import FilterInput, counter_name, parse_counter_name, render
-from corral.network.shaping import plans
+from corral.network.shaping import plans, port_commands
 
 CLASSES = [parse_class("local=10.0.0.0/8,fd00::/8"), parse_class("world=0.0.0.0/0,::/0"),
            parse_class("dc=10.20.0.0/16")]
@@ -71,13 +71,13 @@ def test_empty_ruleset_has_no_empty_maps() -> None:
     assert "vmap" not in text and "elements = { }" not in text
 
 
-def test_htb_tree_puts_outbound_on_the_uplink_and_inbound_on_the_ifb() -> None:
+def test_htb_trees_sit_on_the_networks_two_ifbs_one_per_direction() -> None:
     rules = [BandwidthRule(1, 101, "world", Direction.OUT, 10**7, 3 * 10**7),
              BandwidthRule(2, 101, "world", Direction.IN, 10**6, 2 * 10**6)]
     addresses = {101: (ipaddress.ip_address("10.1.0.5"), ipaddress.ip_address("fd00:1::5"))}
     egress, ingress = plans(BRIDGED, rules, addresses, CLASSES)
-    assert (egress.device, egress.direction) == ("up0", Direction.OUT)
-    assert (ingress.device, ingress.direction) == ("cifb1", Direction.IN)
+    assert (egress.device, egress.direction) == ("cifb1", Direction.OUT)
+    assert (ingress.device, ingress.direction) == ("cifb1i", Direction.IN)
     out = "\n".join(egress.commands)
     assert "classid 1:11 htb rate 10000000bit ceil 30000000bit" in out
     assert "classid 1:12" not in out
@@ -93,10 +93,15 @@ def test_htb_tree_puts_outbound_on_the_uplink_and_inbound_on_the_ifb() -> None:
     assert "match ip dst 10.1.0.5/32 match ip src 0.0.0.0/0 flowid 1:12" in inbound
 
 
-def test_without_an_uplink_the_bridge_is_the_shared_link_and_directions_flip() -> None:
-    nat = NetworkSpec(3, "priv", NetworkType.NAT, (ipaddress.ip_network("192.168.9.0/24"),))
-    rules = [BandwidthRule(1, 101, "world", Direction.OUT, 10**7, 10**7)]
-    egress, ingress = plans(nat, rules, {101: (ipaddress.ip_address("192.168.9.5"),)}, CLASSES)
-    assert (egress.device, egress.direction) == ("cbr3", Direction.IN)
-    assert (ingress.device, ingress.direction) == ("cifb3", Direction.OUT)
-    assert any("classid 1:11" in c for c in ingress.commands)
+def test_every_port_is_caught_both_ways_whatever_the_network_type() -> None:
+    """Bridged, NAT or routed, with or without an uplink: the port redirects what comes from
+    the instance to the *out* IFB and what goes to it to the *in* IFB."""
+    for net in (BRIDGED, NetworkSpec(3, "priv", NetworkType.NAT,
+                                     (ipaddress.ip_network("192.168.9.0/24"),)),
+                NetworkSpec(4, "pub", NetworkType.ROUTED)):
+        commands = port_commands(net, "c101n0")
+        assert commands[0] == "qdisc add dev c101n0 clsact"
+        assert commands[1].startswith("filter add dev c101n0 ingress ")
+        assert commands[1].endswith(f"mirred egress redirect dev cifb{net.id}")
+        assert commands[2].startswith("filter add dev c101n0 egress ")
+        assert commands[2].endswith(f"mirred egress redirect dev cifb{net.id}i")
