@@ -207,6 +207,66 @@ def test_accounting_counts_guest_traffic_per_class(lan: Site) -> None:
     assert delta(ct_after, ct_before, ("near", "out")) == near
 
 
+BLOB = 3_000_000  # 3 s at 8 Mbit/s
+
+
+def _timed(site: Site, name: str, command: str) -> float:
+    """Bits per second of moving BLOB bytes with ``command`` inside the container ``name``,
+    timed by the kernel's clock there (``/proc/uptime``: a container shares the host's kernel;
+    a VM's own clock may lag under TCG)."""
+    proc = site.guest(name, "a=$(cut -d' ' -f1 /proc/uptime); "
+                            f"{command} && b=$(cut -d' ' -f1 /proc/uptime) && echo $a $b")
+    assert proc.returncode == 0, proc.stderr
+    started, ended = (float(x) for x in proc.stdout.split())
+    return BLOB * 8 / (ended - started)
+
+
+def _download(site: Site, url: str) -> float:
+    return _timed(site, "ct1", f"wget -q -O /dev/null {url}")
+
+
+def _upload_to_vm(site: Site, port: int) -> float:
+    listen = f"sh -c 'sleep 60 | nc -l -p {port} >/dev/null' </dev/null >/dev/null 2>&1 &"
+    assert site.guest("vm1", listen).returncode == 0
+    return _timed(site, "ct1", f"for i in 1 2 3 4 5 6; do nc {VM_IP} {port} </tmp/blob && "
+                               "break; sleep 0.5; done")
+
+
+def test_bandwidth_maximum_holds_between_a_vm_a_container_and_the_host(lan: Site) -> None:
+    """The VM's tap and the container's veth are held to their class's maximum for traffic
+    that never leaves the bridge (VM <-> container, both ways) and for host -> container."""
+    ceil = 8 * 10**6
+    make = f"dd if=/dev/zero of=/tmp/blob bs=1000 count={BLOB // 1000} 2>/dev/null"
+    for name in ("vm1", "ct1"):
+        assert lan.guest(name, f"{make} && httpd -p 8080 -h /tmp").returncode == 0
+    site_dir = Path(tempfile.mkdtemp(prefix="corral-blob-"))
+    (site_dir / "blob").write_bytes(bytes(BLOB))
+    host_httpd = subprocess.Popen(["ip", "netns", "exec", lan.netns, "busybox", "httpd", "-f",
+                                   "-p", "8081", "-h", str(site_dir)])
+    try:
+        free = _download(lan, f"http://{VM_IP}:8080/blob")
+        lan.ok("bandwidth", "set", "vm1", "--class", "near", "--rate", "2mbit", "--ceil",
+               "8mbit")
+        lan.ok("bandwidth", "set", "ct1", "--class", "far", "--rate", "2mbit", "--ceil",
+               "8mbit", "--direction", "in")
+        rates = {"VM -> CT": _download(lan, f"http://{VM_IP}:8080/blob"),
+                 "CT -> VM": _upload_to_vm(lan, 9000),
+                 "host -> CT": _download(lan, f"http://{HOST_IP}:8081/blob")}
+        print(f"\nceil 8 Mbit/s: unshaped VM -> CT {free / 1e6:.1f}; "
+              + ", ".join(f"{k} {v / 1e6:.2f}" for k, v in rates.items()) + " Mbit/s")
+        assert free > 2 * ceil  # the path itself is faster than the maximum
+        for path, rate in rates.items():
+            assert 0.3 * ceil <= rate <= 1.3 * ceil, path
+    finally:
+        host_httpd.terminate()
+        host_httpd.wait(timeout=10)
+        shutil.rmtree(site_dir, ignore_errors=True)
+        lan.run("bandwidth", "clear", "vm1")
+        lan.run("bandwidth", "clear", "ct1")
+        for name in ("vm1", "ct1"):
+            lan.guest(name, "killall httpd nc sleep; rm -f /tmp/blob")
+
+
 def test_hot_added_routed_nic_reaches_a_running_container(lan: Site) -> None:
     lan.ok("network", "create", "rt", "--type", "routed")
     try:
