@@ -30,6 +30,12 @@ _PROBES = {
         "tc HTB qdisc",
         "ip link add p0 type veth peer name p1 && tc qdisc add dev p0 root handle 1: htb",
     ),
+    "port_redirect": (
+        "tc clsact + mirred to an IFB (bandwidth limits at each instance's port)",
+        "ip link add p0 type veth peer name p1 && ip link add i0 type ifb && "
+        "tc qdisc add dev p0 clsact && tc filter add dev p0 egress protocol all prio 1 u32 "
+        "match u32 0 0 action mirred egress redirect dev i0",
+    ),
     "nft_bridge": (
         "nftables bridge family",
         "nft add table bridge probe && nft add chain bridge probe c "

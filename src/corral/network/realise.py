@@ -190,8 +190,9 @@ class HostBackend:
             h.delete_link(spec.ifb)
             h.delete_link(spec.ifb_in)
             return
-        if not probe("ifb").available:
-            raise Unsupported(f"bandwidth limits need IFB devices: {probe('ifb').detail}")
+        for feature in ("htb", "ifb", "port_redirect"):
+            if not probe(feature).available:
+                raise Unsupported(f"bandwidth limits need {probe(feature).detail}")
         h.ensure_ifb(spec.ifb)
         h.ensure_ifb(spec.ifb_in)
         for plan in shaping.plans(spec, rules, _addresses(nics), classes):

@@ -182,6 +182,8 @@ def test_maximum_holds_between_instances_and_the_host_on_one_bridge(lab: Lab) ->
     instance to host and host to instance are held to the class's maximum, both ways."""
     b = Bridged(lab)
     lab.host.add_address(str(b.net.bridge), "10.1.0.200/24")
+    # What the earlier layout left on the uplink (its tree and the ingress redirect) goes.
+    tc.batch(lab.host, ["qdisc add dev up0 root handle 1: htb", "qdisc add dev up0 ingress"])
     ceil = 20 * MBIT
     b.shape([BandwidthRule(1, 101, "local", Direction.OUT, 5 * MBIT, ceil),
              BandwidthRule(2, 101, "local", Direction.IN, 5 * MBIT, ceil)])
@@ -197,9 +199,49 @@ def test_maximum_holds_between_instances_and_the_host_on_one_bridge(lab: Lab) ->
     print("\n" + ", ".join(f"{k} {v / MBIT:.1f}" for k, v in rates.items()) + " Mbit/s")
     for name, rate in rates.items():
         assert 0.5 * ceil <= rate <= 1.3 * ceil, name
+    assert {q["kind"] for q in tc.qdiscs(lab.host, "up0")} & {"htb", "ingress"} == set()
     # The other instance (no rule) still runs at full speed over the same bridge.
     free = _rate(lab.transfer(b.guests[1], lab.host_ns, "10.1.0.200", amount, port=5410))
     assert free > 3 * ceil
+
+
+@pytest.mark.parametrize("kind", [NetworkType.NAT, NetworkType.ROUTED])
+def test_maximum_holds_on_nat_and_routed_networks_both_ways(lab: Lab, kind: NetworkType) -> None:
+    """No uplink needed: the instance's port is shaped whatever carries the traffic on."""
+    from tests.system.net.lab import in_ns
+
+    backend = HostBackend(lab.host)
+    if kind is NetworkType.NAT:
+        net = NetworkSpec(3, "priv", kind, (ipaddress.ip_network("192.168.9.0/24"),),
+                          (ip("192.168.9.1"),))
+        nic = NicSpec(101, 0, net, "02:c0:00:00:03:01", (ip("192.168.9.5"),))
+        guest = lab.guest("n", nic.host_ifname, nic.mac, ["192.168.9.5/24"])
+        host_address = "192.168.9.1"
+    else:
+        net = NetworkSpec(2, "pub", kind)
+        nic = NicSpec(101, 0, net, "02:c0:00:00:02:01", (ip("198.51.100.50"),))
+        guest = lab.guest("r", nic.host_ifname, nic.mac, ["198.51.100.50/32"],
+                          [["169.254.0.1", "dev", "eth0"]])
+        host_address = "169.254.0.1"
+    backend.ensure_network(net)
+    backend.plug(nic)
+    if kind is NetworkType.ROUTED:
+        in_ns(guest, "ip", "route", "add", "default", "via", "169.254.0.1")
+    ceil = 20 * MBIT
+    backend.apply_shaping(net, [BandwidthRule(1, 101, "world", Direction.OUT, 5 * MBIT, ceil),
+                                BandwidthRule(2, 101, "world", Direction.IN, 5 * MBIT, ceil)],
+                          [nic], list(CLASSES))
+    amount = 3_000_000
+    out = _rate(lab.transfer(guest, lab.host_ns, host_address, amount, port=5420))
+    inbound = _rate(lab.transfer(lab.host_ns, guest, str(nic.addresses[0]), amount, port=5421))
+    print(f"\n{kind.value}: instance -> host {out / MBIT:.1f}, host -> instance "
+          f"{inbound / MBIT:.1f} Mbit/s")
+    for rate in (out, inbound):
+        assert 0.5 * ceil <= rate <= 1.3 * ceil
+    # Without rules nothing stays: no IFB, no redirect on the port.
+    backend.apply_shaping(net, [], [nic], list(CLASSES))
+    assert not lab.host.exists(net.ifb) and not lab.host.exists(net.ifb_in)
+    assert not [q for q in tc.qdiscs(lab.host, nic.host_ifname) if q["kind"] == "clsact"]
 
 
 def test_two_instances_contending_each_get_their_guarantee(lab: Lab) -> None:
