@@ -84,13 +84,36 @@ def test_htb_trees_sit_on_the_networks_two_ifbs_one_per_direction() -> None:
     # World traffic goes to the leaf, local traffic to the default class (no rule for it).
     assert "match ip src 10.1.0.5/32 match ip dst 0.0.0.0/0 flowid 1:11" in out
     assert "match ip src 10.1.0.5/32 match ip dst 10.0.0.0/8 flowid 1:ffff" in out
-    assert "protocol ipv6 prio 428 u32 match ip6 src fd00:1::5/128 match ip6 dst ::/0" in out
+    assert "protocol ipv6 prio 684 u32 match ip6 src fd00:1::5/128 match ip6 dst ::/0" in out
     # Longer prefixes are tried first.
     prio = {line.split("match ip dst ")[1].split()[0]: int(line.split(" prio ")[1].split()[0])
             for line in egress.commands if "match ip dst" in line}
     assert prio["10.20.0.0/16"] < prio["10.0.0.0/8"] < prio["0.0.0.0/0"]
     inbound = "\n".join(ingress.commands)
     assert "match ip dst 10.1.0.5/32 match ip src 0.0.0.0/0 flowid 1:12" in inbound
+
+
+def _prio_of(commands: tuple[str, ...], text: str) -> int:
+    line = next(c for c in commands if text in c)
+    return int(line.split(" prio ")[1].split()[0])
+
+
+def test_traffic_between_instances_is_held_only_by_its_own_ends_rules() -> None:
+    """101 has rules (world out; local in), 102 none: 101 -> 102 passes 101's *out* tree
+    outside the link (no local rule out), 102 -> 101 is held by 101's local rule *in*."""
+    rules = [BandwidthRule(1, 101, "world", Direction.OUT, 10**7, 3 * 10**7),
+             BandwidthRule(2, 101, "local", Direction.IN, 10**6, 2 * 10**6)]
+    addresses = {101: (ipaddress.ip_address("10.1.0.5"),),
+                 102: (ipaddress.ip_address("10.1.0.6"),)}
+    out, inbound = plans(BRIDGED, rules, addresses, CLASSES)
+    assert any("classid 1:fffe htb rate 32000000000bit" in c and "parent 1: " in c
+               for c in out.commands)
+    between = _prio_of(out.commands, "match ip dst 10.1.0.6/32 flowid 1:fffe")
+    # Before 101's "no rule for local" (default) and its world rule; after a local rule.
+    assert between < _prio_of(out.commands, "src 10.1.0.5/32 match ip dst 10.0.0.0/8 flowid 1:ffff")
+    assert between < _prio_of(out.commands, "src 10.1.0.5/32 match ip dst 0.0.0.0/0 flowid 1:11")
+    local_rule = _prio_of(inbound.commands, "dst 10.1.0.5/32 match ip src 10.0.0.0/8 flowid 1:12")
+    assert local_rule < _prio_of(inbound.commands, "match ip src 10.1.0.6/32 flowid 1:fffe")
 
 
 def test_every_port_is_caught_both_ways_whatever_the_network_type() -> None:
