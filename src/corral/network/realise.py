@@ -178,27 +178,37 @@ class HostBackend:
         (see ``network/shaping.py``); with no rule, none of it."""
         h = self.host
         present = {link["ifname"] for link in h.links()}
+        ifbs = (spec.ifb, spec.ifb_in)
+        if not rules and not present.intersection(ifbs):
+            return  # nothing of ours (an earlier layout's tree came with its IFB)
         kinds: dict[str, set[str]] = {}
         for qdisc in tc.qdiscs(h):
             kinds.setdefault(str(qdisc.get("dev")), set()).add(str(qdisc.get("kind")))
         self._clear_old_trees(spec, present, kinds)
         ports = [n.host_ifname for n in nics if n.host_ifname in present]
+        caught = {p for p in ports if "clsact" in kinds.get(p, ())}
         if not rules:
-            for port in ports:
-                if "clsact" in kinds.get(port, ()):
-                    tc.clear_clsact(h, port)
-            h.delete_link(spec.ifb)
-            h.delete_link(spec.ifb_in)
+            for port in caught:
+                tc.clear_clsact(h, port)  # before the IFBs go: mirred to nowhere drops
+            for ifb in present.intersection(ifbs):
+                h.delete_link(ifb)
             return
         for feature in ("htb", "ifb", "port_redirect"):
             if not probe(feature).available:
                 raise Unsupported(f"bandwidth limits need {probe(feature).detail}")
-        h.ensure_ifb(spec.ifb)
-        h.ensure_ifb(spec.ifb_in)
+        if not present.issuperset(ifbs):
+            caught = set()  # a new IFB: the redirects name devices, so they are made again
+        for ifb in ifbs:
+            h.ensure_ifb(ifb)
         for plan in shaping.plans(spec, rules, _addresses(nics), classes):
             tc.replace_tree(h, plan.device, plan.commands)
-        tc.batch(h, [command for port in ports if "clsact" not in kinds.get(port, ())
-                     for command in shaping.port_commands(spec, port)])
+        commands = []
+        for port in ports:
+            if port not in caught:
+                if "clsact" in kinds.get(port, ()):
+                    commands.append(f"qdisc del dev {port} clsact")
+                commands += shaping.port_commands(spec, port)
+        tc.batch(h, commands)
 
     def _clear_old_trees(self, spec: NetworkSpec, present: set[str],
                          kinds: Mapping[str, set[str]]) -> None:

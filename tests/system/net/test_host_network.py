@@ -205,6 +205,19 @@ def test_maximum_holds_between_instances_and_the_host_on_one_bridge(lab: Lab) ->
     assert free > 3 * ceil
 
 
+def test_a_lost_ifb_is_made_again_with_the_ports_redirects(lab: Lab) -> None:
+    """A port's redirect names its IFB by index: a new IFB needs new redirects, or every
+    packet through the port is dropped."""
+    b = Bridged(lab)
+    rules = [BandwidthRule(1, 101, "local", Direction.OUT, 5 * MBIT, 20 * MBIT)]
+    b.shape(rules)
+    assert lab.ping(b.guests[0], "10.1.0.6")
+    lab.host.delete_link(b.net.ifb)
+    b.shape(rules)
+    assert lab.ping(b.guests[0], "10.1.0.6")
+    assert lab.ping(b.guests[1], "10.1.0.5")
+
+
 @pytest.mark.parametrize("kind", [NetworkType.NAT, NetworkType.ROUTED])
 def test_maximum_holds_on_nat_and_routed_networks_both_ways(lab: Lab, kind: NetworkType) -> None:
     """No uplink needed: the instance's port is shaped whatever carries the traffic on."""
