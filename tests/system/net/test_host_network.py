@@ -156,6 +156,14 @@ def test_accounting_counts_a_known_transfer_per_class(lab: Lab) -> None:
     assert nft.listing(lab.host, "bridge", "corral").count("chain antispoof") == 1
 
 
+def test_a_class_name_with_a_dash_counts_in_the_real_ruleset(lab: Lab) -> None:
+    b = Bridged(lab)
+    b.apply_filters((parse_class("peer-dc=10.0.0.0/8"),))
+    assert lab.ping(b.guests[0], "10.1.0.6")
+    assert b.counter(101, "peer-dc", Direction.OUT)[0] >= 1
+    assert b.counter(102, "peer-dc", Direction.IN)[0] >= 1
+
+
 def test_maximum_holds_within_ten_percent_both_ways(lab: Lab) -> None:
     b = Bridged(lab)
     ceil = 20 * MBIT
