@@ -175,7 +175,7 @@ def restore_backup(backup_id: str, body: RestoreRequest, app: App,
                    policy: Policy) -> OperationModel:
     _owner_target(app, policy, body.target, body.key_file)
     return convert.operation(
-        app.backups.restore(body.target, backup_id, body.as_name, body.key_file, policy))
+        app.restores.restore(body.target, backup_id, body.as_name, body.key_file, policy))
 
 
 # Schedules ------------------------------------------------------------------------------
@@ -190,12 +190,12 @@ def list_schedules(app: App) -> list[ScheduleModel]:
 
 @router.put("/backup-schedules/{instance}", status_code=204)
 def set_schedule(instance: str, body: ScheduleRequest, app: App) -> Response:
-    app.backups.set_schedule(instance, body.target, body.daily,
+    app.schedules.set_schedule(instance, body.target, body.daily,
                              Retention(body.keep_last, body.keep_daily, body.keep_weekly))
     return Response(status_code=204)
 
 
 @router.delete("/backup-schedules/{instance}", status_code=204)
 def remove_schedule(instance: str, app: App, target: str | None = None) -> Response:
-    app.backups.remove_schedule(instance, target)
+    app.schedules.remove_schedule(instance, target)
     return Response(status_code=204)
