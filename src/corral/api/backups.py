@@ -13,6 +13,7 @@ from corral.backup.manifest import Manifest
 from corral.backup.retention import Retention
 from corral.domain.errors import NotFound
 from corral.services.access import Access
+from corral.services.backup_schedule import Schedule
 from corral.services.core import Corral
 from corral.state.backupstore import TargetRecord
 from corral.wire.backups import (
@@ -179,20 +180,24 @@ def restore_backup(backup_id: str, body: RestoreRequest, app: App,
 
 
 # Schedules ------------------------------------------------------------------------------
+def _schedule(s: Schedule) -> ScheduleModel:
+    r = s.record
+    return ScheduleModel(instance=r.instance, target=r.target, daily=r.daily_at, tz=s.tz,
+                         next_run=s.next_run.isoformat(), keep_last=r.keep_last,
+                         keep_daily=r.keep_daily, keep_weekly=r.keep_weekly,
+                         last_run=s.last_run.isoformat() if s.last_run else None)
+
+
 @router.get("/backup-schedules", response_model=list[ScheduleModel])
 def list_schedules(app: App) -> list[ScheduleModel]:
-    return [ScheduleModel(instance=s.instance, target=s.target, daily=s.daily_at,
-                          keep_last=s.keep_last, keep_daily=s.keep_daily,
-                          keep_weekly=s.keep_weekly,
-                          last_run=s.last_run.isoformat() if s.last_run else None)
-            for s in app.backups.store.schedules()]
+    return [_schedule(s) for s in app.schedules.schedules()]
 
 
-@router.put("/backup-schedules/{instance}", status_code=204)
-def set_schedule(instance: str, body: ScheduleRequest, app: App) -> Response:
-    app.schedules.set_schedule(instance, body.target, body.daily,
-                             Retention(body.keep_last, body.keep_daily, body.keep_weekly))
-    return Response(status_code=204)
+@router.put("/backup-schedules/{instance}", response_model=ScheduleModel)
+def set_schedule(instance: str, body: ScheduleRequest, app: App) -> ScheduleModel:
+    return _schedule(app.schedules.set_schedule(
+        instance, body.target, body.daily,
+        Retention(body.keep_last, body.keep_daily, body.keep_weekly), body.tz))
 
 
 @router.delete("/backup-schedules/{instance}", status_code=204)

@@ -118,9 +118,9 @@ class Corral:
         self.schedules = BackupSchedules(self.backups)
         self.backup_schedule = BackupScheduler(self.schedules)
 
-        def forget(rec: InstanceRecord) -> None:  # a new instance reusing the id or name
-            store.forget_instance(rec.id)          # must not inherit them
-            store.forget_schedules(instance=rec.name)
+        def forget(rec: InstanceRecord) -> str | None:  # a new instance reusing the id or
+            store.forget_instance(rec.id)                # name must not inherit them
+            return self.schedules.forget(rec.name)
 
         self.instances.on_deleted.append(forget)
 
