@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from corral.client.backups import BackupCalls
@@ -407,8 +408,41 @@ def test_schedules_list_remove_and_go_with_their_instance_and_target(
     daemon.cli("snapshot", "create", "s1", "snap", check=True)
     with daemon.client() as c:
         old_id = c.get_instance("s1").id
-    daemon.cli("delete", "s1", "--force", check=True)
+    deleted = daemon.cli("delete", "s1", "--force", check=True).stdout
+    assert "Deleted s1: removed its backup schedule (daily 02:00 " in deleted
+    assert " to nas)" in deleted
     with daemon.client() as c:
         assert BackupCalls(c).schedules() == []
     assert BackupStore(daemon.state_dir / "corral.db").snapshots(old_id) == []
     assert BackupStore(daemon.state_dir / "corral.db").head(old_id) is None
+
+
+def test_a_schedule_whose_time_passed_today_runs_tomorrow_in_its_zone(
+        daemon: Daemon, tmp_path: Path) -> None:
+    create(daemon, "s1")
+    daemon.cli("backup", "target", "add", "nas", str(tmp_path / "nas"), check=True)
+    now = datetime.now(UTC)
+    passed = (now - timedelta(minutes=2)).strftime("%H:%M")
+    said = daemon.cli("backup", "schedule", "set", "s1", "--to", "nas", "--daily", passed,
+                      "--tz", "UTC", check=True).stdout
+    with daemon.client() as c:
+        (schedule,) = BackupCalls(c).schedules()
+        assert BackupCalls(c).backups("nas") == []
+        assert [o for o in c.list_operations() if o.action == "backup"] == []
+    next_run = datetime.fromisoformat(schedule.next_run)
+    assert schedule.tz == "UTC" and schedule.last_run is None
+    assert next_run.strftime("%H:%M") == passed
+    assert timedelta(hours=23) < next_run - now <= timedelta(days=1)  # tomorrow, not now
+    assert f"daily backup at {passed} UTC to nas; next run {next_run:%Y-%m-%d %H:%M}" in said
+    shown = daemon.cli("backup", "schedule", "list", check=True).stdout
+    assert f"{passed} UTC" in shown and f"{next_run:%Y-%m-%d %H:%M} +00:00" in shown
+
+    berlin = daemon.cli("backup", "schedule", "set", "s1", "--to", "nas", "--daily", "02:00",
+                        "--tz", "Europe/Berlin", check=True).stdout
+    assert "daily backup at 02:00 Europe/Berlin to nas; next run " in berlin
+    assert " 02:00 +01:00" in berlin or " 02:00 +02:00" in berlin
+    bad = daemon.cli("backup", "schedule", "set", "s1", "--to", "nas", "--daily", "02:00",
+                     "--tz", "Mars/Olympus")
+    assert bad.returncode == 1 and "'Mars/Olympus' is not a known IANA zone" in bad.stderr
+    with daemon.client() as c:
+        assert [s.tz for s in BackupCalls(c).schedules()] == ["Europe/Berlin"]

@@ -228,3 +228,54 @@ def test_bad_names_and_unknown_owners_are_clear_errors(daemon: Daemon) -> None:
     refused(daemon.cli("user", "remove", "nobody"), "no user 'nobody'")
     assert "y: owner dave" in ok(daemon.cli("owner", "y", "dave"))
     assert json.loads(ok(daemon.cli("info", "y", "-f", "json")))["owner"] == "dave"
+
+
+def cli_env(daemon: Daemon, **env: str) -> subprocess.CompletedProcess[str]:
+    """`corral whoami` with exactly the CORRAL_* variables given (plus CORRAL_SOCKET)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+    clean.update(CORRAL_SOCKET=str(daemon.socket), COLUMNS="200", **env)
+    return subprocess.run([sys.executable, "-m", "corral.cli.main", "whoami"],
+                          capture_output=True, text=True, env=clean, timeout=60, check=False)
+
+
+def test_the_cli_says_which_identity_it_uses_and_why(daemon: Daemon) -> None:
+    alice = add_user(daemon, "alice")
+    daemon.cli("create", "web", "--type", "ct", "--disk", "16M", "--owner", "alice", check=True)
+    daemon.cli("create", "ops", "--type", "ct", "--disk", "16M", check=True)
+
+    root = ok(cli_env(daemon))
+    assert root.splitlines() == [
+        "local root (Unix socket): admin",
+        f"  on the Unix socket {daemon.socket} without a token (CORRAL_TOKEN is not set): "
+        "root on this host is an administrator there"]
+    # CORRAL_TOKEN without CORRAL_URL: the token is used on the socket, not ignored.
+    as_alice = ok(cli_env(daemon, CORRAL_TOKEN=alice))
+    assert as_alice.splitlines() == [
+        "alice (owner)",
+        f"  on the Unix socket {daemon.socket} with the token in CORRAL_TOKEN (unset it to act "
+        "as local root)"]
+    with CorralClient(socket=str(daemon.socket), token=alice) as c:
+        assert [i.name for i in c.list_instances()] == ["web"]
+    daemon_token = ok(cli_env(daemon, CORRAL_TOKEN=daemon.token))
+    assert daemon_token.splitlines()[0] == "the daemon's API token: admin"
+    refused(cli_env(daemon, CORRAL_TOKEN="crl_wrong"),
+            "wrong API token (CORRAL_TOKEN)", "unset it to act as local root")
+    remote = ok(cli_env(daemon, CORRAL_URL=daemon.url, CORRAL_TOKEN=alice,
+                        CORRAL_TLS_CERT=str(daemon.state_dir / "tls" / "cert.pem")))
+    assert remote.splitlines() == [
+        "alice (owner)", f"  at {daemon.url} with the token in CORRAL_TOKEN"]
+
+
+def test_the_listener_serves_tls_with_the_certificate_in_the_state_dir(daemon: Daemon) -> None:
+    """What README and setup.sh tell clients: the certificate is STATE_DIR/tls/cert.pem."""
+    import ssl
+
+    host, port = daemon.url.removeprefix("https://").rsplit(":", 1)
+    presented = ssl.get_server_certificate((host, int(port)))
+    on_disk = (daemon.state_dir / "tls" / "cert.pem").read_text()
+    assert ssl.PEM_cert_to_DER_cert(presented) == ssl.PEM_cert_to_DER_cert(on_disk)
+    with pytest.raises(httpx.TransportError):  # no plain HTTP there: the TLS handshake fails
+        httpx.get(daemon.url.replace("https://", "http://") + "/api/v1/whoami")
+    with CorralClient(url=daemon.url, token=daemon.token,
+                      tls_cert=str(daemon.state_dir / "tls" / "cert.pem")) as c:
+        assert c.host_info().node == "test-node"

@@ -13,6 +13,7 @@ from corral.backup.manifest import Manifest
 from corral.backup.retention import Retention
 from corral.domain.errors import NotFound
 from corral.services.access import Access
+from corral.services.backup_schedule import Schedule
 from corral.services.core import Corral
 from corral.state.backupstore import TargetRecord
 from corral.wire.backups import (
@@ -175,27 +176,31 @@ def restore_backup(backup_id: str, body: RestoreRequest, app: App,
                    policy: Policy) -> OperationModel:
     _owner_target(app, policy, body.target, body.key_file)
     return convert.operation(
-        app.backups.restore(body.target, backup_id, body.as_name, body.key_file, policy))
+        app.restores.restore(body.target, backup_id, body.as_name, body.key_file, policy))
 
 
 # Schedules ------------------------------------------------------------------------------
+def _schedule(s: Schedule) -> ScheduleModel:
+    r = s.record
+    return ScheduleModel(instance=r.instance, target=r.target, daily=r.daily_at, tz=s.tz,
+                         next_run=s.next_run.isoformat(), keep_last=r.keep_last,
+                         keep_daily=r.keep_daily, keep_weekly=r.keep_weekly,
+                         last_run=s.last_run.isoformat() if s.last_run else None)
+
+
 @router.get("/backup-schedules", response_model=list[ScheduleModel])
 def list_schedules(app: App) -> list[ScheduleModel]:
-    return [ScheduleModel(instance=s.instance, target=s.target, daily=s.daily_at,
-                          keep_last=s.keep_last, keep_daily=s.keep_daily,
-                          keep_weekly=s.keep_weekly,
-                          last_run=s.last_run.isoformat() if s.last_run else None)
-            for s in app.backups.store.schedules()]
+    return [_schedule(s) for s in app.schedules.schedules()]
 
 
-@router.put("/backup-schedules/{instance}", status_code=204)
-def set_schedule(instance: str, body: ScheduleRequest, app: App) -> Response:
-    app.backups.set_schedule(instance, body.target, body.daily,
-                             Retention(body.keep_last, body.keep_daily, body.keep_weekly))
-    return Response(status_code=204)
+@router.put("/backup-schedules/{instance}", response_model=ScheduleModel)
+def set_schedule(instance: str, body: ScheduleRequest, app: App) -> ScheduleModel:
+    return _schedule(app.schedules.set_schedule(
+        instance, body.target, body.daily,
+        Retention(body.keep_last, body.keep_daily, body.keep_weekly), body.tz))
 
 
 @router.delete("/backup-schedules/{instance}", status_code=204)
 def remove_schedule(instance: str, app: App, target: str | None = None) -> Response:
-    app.backups.remove_schedule(instance, target)
+    app.schedules.remove_schedule(instance, target)
     return Response(status_code=204)

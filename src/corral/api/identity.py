@@ -1,7 +1,9 @@
 """Who is calling: ASGI wrappers that put the caller on every request's scope.
 
 * ``LocalAdmin`` wraps the Unix socket: it is mode 0600 and owned by root, which is the
-  authentication for local administrators.
+  authentication for local administrators. A request that carries a bearer token (the CLI
+  sends $CORRAL_TOKEN) runs as that token's identity instead, as it would over TCP: root may
+  act as a user to see what the user sees, and a token is never ignored without a word.
 * ``TokenAuth`` wraps TCP listeners: every request needs ``Authorization: Bearer <token>``,
   either the daemon's own token (an administrator: operators and migration peers use it) or
   a user's token (that user, with its role). Anything else is 401.
@@ -57,17 +59,62 @@ async def _refuse_websocket(caller: Caller, scope: Scope, receive: Receive,
         await send({"type": "websocket.close", "code": 4403, "reason": exc.message[:120]})
 
 
-class LocalAdmin:
-    """The Unix socket's wrapper: every request is local root's."""
+def _presented(scope: Scope) -> bytes | None:
+    """The request's bearer token, if it has one."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization" and value.startswith(b"Bearer "):
+            return bytes(value[7:].strip())
+    return None
 
-    def __init__(self, app: ASGIApp) -> None:
+
+async def _identify(presented: bytes, daemon_token: bytes | None,
+                    authenticate: Authenticate) -> Caller | None:
+    """The daemon's token, a user's token, or None (wrong)."""
+    if daemon_token is not None and hmac.compare_digest(presented, daemon_token):
+        return DAEMON_TOKEN
+    try:
+        token = presented.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return await asyncio.to_thread(authenticate, token)
+
+
+async def _unauthorized(scope: Scope, send: Send, message: str) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 4401})
+        return
+    body = json.dumps({"error": "unauthorized", "message": message}).encode()
+    await send({
+        "type": "http.response.start", "status": 401,
+        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+class LocalAdmin:
+    """The Unix socket's wrapper: local root's, or the identity of the token it carries."""
+
+    def __init__(self, app: ASGIApp, token: str | None = None,
+                 authenticate: Authenticate = lambda _token: None) -> None:
         self.app = app
+        self.token = token.encode() if token else None
+        self.authenticate = authenticate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        presented = _presented(scope)
+        if presented is None:
             await _serve_as(LOCAL_ROOT, self.app, scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        caller = await _identify(presented, self.token, self.authenticate)
+        if caller is None:
+            await _unauthorized(scope, send, (
+                "wrong API token (CORRAL_TOKEN): on the Unix socket a token acts as its user "
+                "or as the daemon's token; unset it to act as local root"))
+            return
+        await _serve_as(caller, self.app, scope, receive, send)
 
 
 class TokenAuth:
@@ -83,32 +130,10 @@ class TokenAuth:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        caller = await self._caller(scope)
+        presented = _presented(scope)
+        caller = None if presented is None else await _identify(
+            presented, self.token, self.authenticate)
         if caller is None:
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 4401})
-                return
-            body = json.dumps(
-                {"error": "unauthorized", "message": "missing or wrong API token"}
-            ).encode()
-            await send({
-                "type": "http.response.start", "status": 401,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"www-authenticate", b"Bearer")],
-            })
-            await send({"type": "http.response.body", "body": body})
+            await _unauthorized(scope, send, "missing or wrong API token")
             return
         await _serve_as(caller, self.app, scope, receive, send)
-
-    async def _caller(self, scope: Scope) -> Caller | None:
-        for name, value in scope.get("headers", []):
-            if name == b"authorization" and value.startswith(b"Bearer "):
-                presented = value[7:].strip()
-                if hmac.compare_digest(presented, self.token):
-                    return DAEMON_TOKEN
-                try:
-                    token = presented.decode("ascii")
-                except UnicodeDecodeError:
-                    return None
-                return await asyncio.to_thread(self.authenticate, token)
-        return None

@@ -261,10 +261,17 @@ def schedule_list() -> None:
     """The backup schedules."""
     with client() as c:
         found = BackupCalls(c).schedules()
-    output.table(["INSTANCE", "TARGET", "DAILY", "KEEP", "LAST RUN"], [
-        [s.instance, s.target, s.daily,
+    output.table(["INSTANCE", "TARGET", "DAILY", "NEXT RUN", "KEEP", "LAST RUN"], [
+        [s.instance, s.target, f"{s.daily} {s.tz}", _when(s.next_run),
          f"last={s.keep_last} daily={s.keep_daily} weekly={s.keep_weekly}",
-         (s.last_run or "-")[:19]] for s in found])
+         _when(s.last_run)] for s in found])
+
+
+def _when(iso: str | None) -> str:
+    """An ISO time with its zone's offset, to the minute: ``2026-12-07 01:00 +01:00``."""
+    if iso is None:
+        return "-"
+    return f"{iso[:16].replace('T', ' ')} {iso[-6:]}" if len(iso) >= 22 else iso
 
 
 @schedule_app.command("remove")
@@ -279,13 +286,18 @@ def schedule_remove(name: str, to: ToOpt) -> None:
 def backup_schedule(
     name: str, to: ToOpt, daily: Annotated[str, typer.Option("--daily", help="HH:MM")],
     keep_last: KeepLast = 0, keep_daily: KeepDaily = 0, keep_weekly: KeepWeekly = 0,
+    tz: Annotated[str | None, typer.Option(
+        "--tz", help="time zone of --daily, e.g. Europe/Berlin (default: corrald host's)",
+    )] = None,
 ) -> None:
-    """Back NAME up every day at --daily (corrald runs it), then prune by the rules."""
+    """Back NAME up every day at --daily (corrald runs it), then prune by the rules.
+    The first backup is at the next --daily time (tomorrow if it passed today)."""
     with client() as c:
-        BackupCalls(c).set_schedule(name, ScheduleRequest(
-            target=to, daily=daily, keep_last=keep_last, keep_daily=keep_daily,
+        made = BackupCalls(c).set_schedule(name, ScheduleRequest(
+            target=to, daily=daily, tz=tz, keep_last=keep_last, keep_daily=keep_daily,
             keep_weekly=keep_weekly))
-    output.console.print(f"{name}: daily backup at {daily} to {to}")
+    output.console.print(f"{name}: daily backup at {made.daily} {made.tz} to {to}; "
+                         f"next run {_when(made.next_run)}", highlight=False)
 
 
 def restore(

@@ -74,8 +74,9 @@ def each(refs: list[str], act: Callable[[CorralClient, str, float], OperationMod
                 if no_wait:
                     print(op.id)
                 else:
-                    wait_for(c, op, f"{verb} {ref}")
-                    print(f"{PAST.get(verb, verb + 'ed').capitalize()} {ref}")
+                    done = wait_for(c, op, f"{verb} {ref}")
+                    said = f": {done.phase}" if done.phase not in ("", "done") else ""
+                    print(f"{PAST.get(verb, verb + 'ed').capitalize()} {ref}{said}")
             except ApiError as exc:
                 errors.print(f"[bold red]Error:[/] {exc.message}", highlight=False)
                 failed = True

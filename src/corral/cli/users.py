@@ -74,7 +74,16 @@ def owner(
 
 
 def whoami() -> None:
-    """Who this CLI talks to corrald as (CORRAL_URL/CORRAL_TOKEN, or the Unix socket)."""
+    """Who this CLI talks to corrald as, and why: the token in CORRAL_TOKEN (at CORRAL_URL,
+    or on the Unix socket), else local root on the Unix socket."""
     with client() as c:
         me = UserCalls(c).whoami()
+        where = f"at {c.base_url}" if c.socket is None else f"on the Unix socket {c.socket}"
+        if c.has_token:
+            why = f"{where} with the token in CORRAL_TOKEN" + (
+                " (unset it to act as local root)" if c.socket is not None else "")
+        else:
+            why = f"{where} without a token (CORRAL_TOKEN is not set): root on this host " \
+                  "is an administrator there"
     print(f"{me.name} ({me.role})" if me.user else f"{me.name}: {me.role}")
+    print(f"  {why}")

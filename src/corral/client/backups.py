@@ -99,9 +99,9 @@ class BackupCalls:
     def schedules(self) -> list[ScheduleModel]:
         return self.c._models(ScheduleModel, "GET", "/api/v1/backup-schedules")
 
-    def set_schedule(self, instance: str, request: ScheduleRequest) -> None:
-        self.c._request_empty("PUT", f"/api/v1/backup-schedules/{instance}",
-                              json=request.model_dump())
+    def set_schedule(self, instance: str, request: ScheduleRequest) -> ScheduleModel:
+        return self.c._model(ScheduleModel, "PUT", f"/api/v1/backup-schedules/{instance}",
+                             json=request.model_dump())
 
     def remove_schedule(self, instance: str, target: str | None = None) -> None:
         self.c._request_empty("DELETE", f"/api/v1/backup-schedules/{instance}",

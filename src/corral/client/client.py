@@ -125,6 +125,8 @@ class CorralClient(StorageCalls):
             self._unix = UnixHttp(self.socket, headers)
         self._headers = headers
         self._timeout = timeout
+        self.has_token = bool(token)
+        """Requests carry a bearer token (over the socket too: they run as its identity)."""
 
     @property
     def _http(self) -> httpx.Client:

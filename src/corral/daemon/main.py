@@ -34,24 +34,52 @@ class _Server(uvicorn.Server):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """corrald's options; each one's default comes from a CORRAL_* variable."""
     env = os.environ.get
-    parser = argparse.ArgumentParser(prog="corrald", description="The Corral host daemon")
-    parser.add_argument("--state-dir", default=env("CORRAL_STATE_DIR", "/var/lib/corral"))
-    parser.add_argument("--socket", default=env("CORRAL_SOCKET", DEFAULT_SOCKET))
-    parser.add_argument("--listen", default=env("CORRAL_LISTEN", ""),
-                        help="also serve HTTP on HOST:PORT, with token auth (the daemon's "
-                             "token: admin; users' tokens: those users)")
-    parser.add_argument("--token-file", default=env("CORRAL_TOKEN_FILE", ""),
-                        help="API token for --listen (made if missing)")
-    parser.add_argument("--advertise", default=env("CORRAL_ADVERTISE", ""),
-                        help="the https://HOST:PORT peers reach --listen at (default: it)")
+    parser = argparse.ArgumentParser(
+        prog="corrald", description="The Corral host daemon: serves the API on a Unix socket "
+        "(local root) and, with --listen, over TLS with bearer tokens.",
+        epilog="An option's default comes from the environment variable named in its help. With "
+        "--listen, clients need the token (--token-file) and the certificate "
+        "STATE_DIR/tls/cert.pem (made at first start, self-signed; clients pin it: "
+        "CORRAL_URL=https://HOST:PORT CORRAL_TOKEN=… CORRAL_TLS_CERT=cert.pem corral …).")
+    parser.add_argument("--state-dir", default=env("CORRAL_STATE_DIR", "/var/lib/corral"),
+                        metavar="DIR",
+                        help="the database, instances' disks, templates, TLS identity "
+                             "(tls/), the API token; default %(default)s ($CORRAL_STATE_DIR)")
+    parser.add_argument("--socket", default=env("CORRAL_SOCKET", DEFAULT_SOCKET), metavar="PATH",
+                        help="the Unix socket of the API (mode 0600: root on this host is "
+                             "an administrator there); default %(default)s ($CORRAL_SOCKET)")
+    parser.add_argument("--listen", default=env("CORRAL_LISTEN", ""), metavar="HOST:PORT",
+                        help="also serve the API over TLS (HTTPS) on HOST:PORT, e.g. "
+                             "0.0.0.0:8443, with bearer tokens: the daemon's token is an "
+                             "administrator, users' tokens are those users; the certificate "
+                             "is STATE_DIR/tls/cert.pem (default: no TCP) ($CORRAL_LISTEN)")
+    parser.add_argument("--token-file", default=env("CORRAL_TOKEN_FILE", ""), metavar="FILE",
+                        help="the daemon's API token for --listen, made if missing "
+                             "(default: STATE_DIR/api.token) ($CORRAL_TOKEN_FILE)")
+    parser.add_argument("--advertise", default=env("CORRAL_ADVERTISE", ""), metavar="URL",
+                        help="the https://HOST:PORT peers reach --listen at (default: it) "
+                             "($CORRAL_ADVERTISE)")
     parser.add_argument("--insecure-http", action="store_true",
                         help="serve --listen as plain HTTP (tests, trusted networks only)")
     parser.add_argument("--drivers", default=env("CORRAL_DRIVERS", "real"),
-                        choices=["real", "fake"])
-    parser.add_argument("--node", default=env("CORRAL_NODE", ""))
-    parser.add_argument("--log-level", default=env("CORRAL_LOG_LEVEL", "info"))
-    return parser.parse_args(argv)
+                        choices=["real", "fake"],
+                        help="real: LXC containers and QEMU VMs; fake: an in-memory driver "
+                             "for both kinds (tests, API development); default %(default)s "
+                             "($CORRAL_DRIVERS)")
+    parser.add_argument("--node", default=env("CORRAL_NODE", ""), metavar="NAME",
+                        help="this host's name among Corral hosts (default: the host name) "
+                             "($CORRAL_NODE)")
+    parser.add_argument("--log-level", default=env("CORRAL_LOG_LEVEL", "info"),
+                        type=str.lower, choices=["debug", "info", "warning", "error", "critical"],
+                        help="the least severe messages corrald logs (to stderr, as JSON "
+                             "lines); default %(default)s ($CORRAL_LOG_LEVEL)")
+    return parser
 
 
 def _token(path: Path) -> str:
@@ -78,11 +106,16 @@ async def serve(args: argparse.Namespace) -> None:
     socket_path = Path(args.socket)
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     socket_path.unlink(missing_ok=True)
-    servers = [_Server(uvicorn.Config(LocalAdmin(app), uds=str(socket_path), log_config=None,
-                                             lifespan="off", ws_ping_interval=None))]
+    token_file = Path(args.token_file or state_dir / "api.token")
+    token = _token(token_file) if args.listen else (
+        token_file.read_text().strip() if token_file.is_file() else None)
+    # A request with a token runs as the token's identity on the socket too (api/identity)
+    servers = [_Server(uvicorn.Config(
+        LocalAdmin(app, token, corral.users.authenticate), uds=str(socket_path),
+        log_config=None, lifespan="off", ws_ping_interval=None))]
     if args.listen:
+        assert token is not None
         host, _, port = args.listen.rpartition(":")
-        token = _token(Path(args.token_file or state_dir / "api.token"))
         tls: dict[str, str] = {}
         if not args.insecure_http:  # a self-signed identity, pinned by peers (host/tls.py)
             identity = corral.remotes.identity

@@ -98,7 +98,9 @@ class Corral:
 
     def _wire_backups(self, settings: Settings) -> None:
         from corral.drivers.snapshots import SnapshotHooks, hooks_for
-        from corral.services.backups import BackupScheduler, BackupService
+        from corral.services.backup_restore import RestoreService
+        from corral.services.backup_schedule import BackupScheduler, BackupSchedules
+        from corral.services.backups import BackupService
         from corral.services.snapshots import SnapshotService
         from corral.state.backupstore import BackupStore
 
@@ -112,12 +114,13 @@ class Corral:
         self.backups = BackupService(
             self.instances, store, hooks, settings.state_dir / "backup-scratch"
         )
-        self.backups.disks = self.disks
-        self.backup_schedule = BackupScheduler(self.backups)
+        self.restores = RestoreService(self.backups, self.disks)
+        self.schedules = BackupSchedules(self.backups)
+        self.backup_schedule = BackupScheduler(self.schedules)
 
-        def forget(rec: InstanceRecord) -> None:  # a new instance reusing the id or name
-            store.forget_instance(rec.id)          # must not inherit them
-            store.forget_schedules(instance=rec.name)
+        def forget(rec: InstanceRecord) -> str | None:  # a new instance reusing the id or
+            store.forget_instance(rec.id)                # name must not inherit them
+            return self.schedules.forget(rec.name)
 
         self.instances.on_deleted.append(forget)
 

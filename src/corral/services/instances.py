@@ -66,8 +66,9 @@ class InstanceService:
             [Resources, Resources | None], AbstractContextManager[None]
         ] = lambda _new, _old: nullcontext()
         """Over-commitment check held around recording a new instance (services/capacity)."""
-        self.on_deleted: list[Callable[[InstanceRecord], None]] = []
-        """Called after an instance's row is gone (its snapshot rows, backup schedules)."""
+        self.on_deleted: list[Callable[[InstanceRecord], str | None]] = []
+        """Called after an instance's row is gone (its snapshot rows, backup schedules); what
+        they say they removed is the delete operation's result."""
 
     # Views ----------------------------------------------------------------------------
     def spec(self, rec: InstanceRecord) -> InstanceSpec:
@@ -215,11 +216,13 @@ class InstanceService:
             self.storage.release(spec)
             shutil.rmtree(spec.directory, ignore_errors=True)
             self.store.delete_instance(rec.id)
+            said = []
             for forget in self.on_deleted:
                 try:
-                    forget(rec)
+                    said.append(forget(rec))
                 except Exception:
                     log.exception("cleaning up after deleting %s failed", rec.name)
+            ctx.result = "; ".join(s for s in said if s) or None
             self.events.publish("instance.deleted", instance=rec.name, id=rec.id)
 
         return self.ops.submit("delete", rec.name, work)

@@ -1,4 +1,4 @@
-"""Snapshot, backup target and backup schedule tables (migration 0005).
+"""Snapshot, backup target and backup schedule tables (migrations 0005, 0008).
 Change them only together with a new migration."""
 
 from __future__ import annotations
@@ -50,8 +50,10 @@ class BackupScheduleRow(Base):
 
     instance: Mapped[str] = mapped_column(String(63), primary_key=True)
     target: Mapped[str] = mapped_column(Text, nullable=False)
-    daily_at: Mapped[str] = mapped_column(String(5), nullable=False)  # HH:MM, local time
+    daily_at: Mapped[str] = mapped_column(String(5), nullable=False)  # HH:MM in ``tz``
+    tz: Mapped[str | None] = mapped_column(String(64), nullable=True)  # None: host's zone
     keep_last: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     keep_daily: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     keep_weekly: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    last_run: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_run: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # UTC
+    next_run: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # UTC

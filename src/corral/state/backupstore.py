@@ -49,6 +49,11 @@ class ScheduleRecord:
     keep_daily: int
     keep_weekly: int
     last_run: datetime | None
+    """UTC (naive, as every time in the database)."""
+    tz: str | None = None
+    """The IANA zone ``daily_at`` is in; None (schedules set before 0008): the host's."""
+    next_run: datetime | None = None
+    """UTC; None (schedules set before 0008): computed by the scheduler."""
 
 
 def _snapshot(row: SnapshotRow) -> SnapshotRecord:
@@ -58,7 +63,7 @@ def _snapshot(row: SnapshotRow) -> SnapshotRecord:
 
 def _schedule(row: BackupScheduleRow) -> ScheduleRecord:
     return ScheduleRecord(row.instance, row.target, row.daily_at, row.keep_last,
-                          row.keep_daily, row.keep_weekly, row.last_run)
+                          row.keep_daily, row.keep_weekly, row.last_run, row.tz, row.next_run)
 
 
 class BackupStore:
@@ -166,7 +171,11 @@ class BackupStore:
                 query = query.where(BackupScheduleRow.target == target)
             s.execute(query)
 
-    def mark_run(self, instance: str, when: datetime) -> None:
+    def mark_run(self, instance: str, when: datetime | None, next_run: datetime) -> None:
+        """``when``: the run (None: only the next run is set)."""
+        values: dict[str, datetime] = {"next_run": next_run}
+        if when is not None:
+            values["last_run"] = when
         with self._sessions() as s, s.begin():
             s.execute(update(BackupScheduleRow).where(BackupScheduleRow.instance == instance)
-                      .values(last_run=when))
+                      .values(**values))

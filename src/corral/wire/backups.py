@@ -126,6 +126,8 @@ class RestoreRequest(BaseModel):
 class ScheduleRequest(BaseModel):
     target: str
     daily: str
+    tz: str | None = None
+    """IANA zone name of ``daily`` (e.g. Europe/Berlin); default: the daemon host's zone."""
     keep_last: int = 0
     keep_daily: int = 0
     keep_weekly: int = 0
@@ -135,6 +137,9 @@ class ScheduleModel(BaseModel):
     instance: str
     target: str
     daily: str
+    tz: str
+    """The IANA zone ``daily`` is in; ``next_run`` and ``last_run`` carry its offset."""
+    next_run: str
     keep_last: int
     keep_daily: int
     keep_weekly: int

@@ -1,0 +1,34 @@
+"""`corrald --help`: every option explained; the listener is TLS and says where its
+certificate is."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from corral.daemon.main import build_parser, parse_args
+
+
+def test_every_option_has_help() -> None:
+    actions = [a for a in build_parser()._actions if a.dest != "help"]
+    assert {a.option_strings[0] for a in actions} >= {
+        "--state-dir", "--socket", "--listen", "--token-file", "--drivers", "--node",
+        "--log-level"}
+    undocumented = [a.option_strings[0] for a in actions if not (a.help or "").strip()]
+    assert undocumented == []
+
+
+def test_the_help_says_the_listener_is_tls_and_where_the_certificate_is() -> None:
+    shown = subprocess.run([sys.executable, "-m", "corral.daemon.main", "--help"],
+                           capture_output=True, text=True, check=True, timeout=60).stdout
+    flat = " ".join(shown.split())
+    assert "serve HTTP" not in flat
+    assert "--listen HOST:PORT also serve the API over TLS (HTTPS) on HOST:PORT" in flat
+    assert "STATE_DIR/tls/cert.pem" in flat
+    for variable in ("CORRAL_STATE_DIR", "CORRAL_SOCKET", "CORRAL_LISTEN", "CORRAL_DRIVERS",
+                     "CORRAL_NODE", "CORRAL_LOG_LEVEL"):
+        assert f"(${variable})" in flat
+
+
+def test_log_levels_are_named_in_any_case() -> None:
+    assert parse_args(["--log-level", "WARNING"]).log_level == "warning"
