@@ -28,7 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from corral.drivers.qemu.migrate import QmpSession, event_time, free_port
+from corral.drivers.qemu.migrate import event_time, free_port
+from corral.drivers.qemu.qmp import close_monitor, monitor
 from corral.templates.builders.tiny import build_tiny
 from tests.system.migration_lab import Host, Lab
 
@@ -60,7 +61,9 @@ def _qemu_argv(host: Host, name: str) -> tuple[int, list[str], Path]:
 
 
 def raw_migrate(host: Host, name: str, downtime_ms: int) -> tuple[float, float]:
-    """(downtime ms, total ms) of a plain QMP migrate of the running guest to a twin QEMU."""
+    """(downtime ms, total ms) of a plain QMP migrate of the running guest to a twin QEMU.
+    QEMU's one monitor is corrald's session while corrald runs: the host's corrald is
+    stopped for this round (the guest runs on) and started again after (it re-adopts it)."""
     pid, argv, run_dir = _qemu_argv(host, name)
     twin = Path(tempfile.mkdtemp(prefix="raw-", dir="/tmp"))
     port = free_port("127.0.0.1")
@@ -72,38 +75,33 @@ def raw_migrate(host: Host, name: str, downtime_ms: int) -> tuple[float, float]:
     # the source QEMU's namespaces: `ip netns exec` gave corrald its own mount namespace
     # (its pool mounts live there)
     subprocess.run(["nsenter", "-t", str(pid), "-m", "-n", *raw], check=True, timeout=60)
-    target = QmpSession(twin / "qmp.sock")
-    source = QmpSession(run_dir / "qmp.sock")
+    host.stop()
+    target = monitor(twin / "qmp.sock")
+    source = monitor(run_dir / "qmp.sock")
     try:
-        source.execute("migrate-set-capabilities", {"capabilities": [
-            {"capability": "events", "state": True}]})
-        source.execute("migrate-set-parameters", {"downtime-limit": downtime_ms,
-                                                  "max-bandwidth": 1 << 40})
-        started = time.monotonic()
-        source.execute("migrate", {"uri": f"tcp:127.0.0.1:{port}"})
-        stopped = resumed = 0.0
-        deadline = time.monotonic() + 120
-        while not resumed:
-            if time.monotonic() > deadline:
+        with target.subscribe(["RESUME"]) as resumes, source.subscribe(["STOP"]) as stops:
+            source.execute("migrate-set-capabilities", {"capabilities": [
+                {"capability": "events", "state": True}]})
+            source.execute("migrate-set-parameters", {"downtime-limit": downtime_ms,
+                                                      "max-bandwidth": 1 << 40})
+            started = time.monotonic()
+            source.execute("migrate", {"uri": f"tcp:127.0.0.1:{port}"})
+            event = resumes.get(120)
+            if event is None:
                 raise RuntimeError("the raw migration did not complete")
-            event = target.event(0.01)
-            if event and event["event"] == "RESUME":
-                resumed = event_time(event)
-            event = source.event(0.01)
-            if event and event["event"] == "STOP":
-                stopped = event_time(event)
-        total = (time.monotonic() - started) * 1000
-        while not stopped:
-            event = source.event(1.0)
-            if event and event["event"] == "STOP":
-                stopped = event_time(event)
-        return (resumed - stopped) * 1000, total
+            resumed = event_time(event)
+            total = (time.monotonic() - started) * 1000
+            event = stops.get(10)
+            if event is None:
+                raise RuntimeError("the source never reported STOP")
+            return (resumed - event_time(event)) * 1000, total
     finally:
         target.execute("quit")
-        target.close()
+        close_monitor(twin / "qmp.sock")
         source.execute("cont")  # the source takes over again: it is the one Corral moves
-        source.close()
+        close_monitor(run_dir / "qmp.sock")
         subprocess.run(["rm", "-rf", str(twin)], check=False)
+        host.start()
 
 
 def corral_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:

@@ -45,7 +45,7 @@ from corral.drivers.qemu.nics import (
     vm_nics,
 )
 from corral.drivers.qemu.placement import place_while_starting
-from corral.drivers.qemu.qmp import qmp
+from corral.drivers.qemu.qmp import close_monitor, qmp
 from corral.host.cgroups import CgroupLayout, read_layout
 from corral.host.cpu import tsc_khz
 from corral.host.kvm import choose_accel
@@ -296,6 +296,7 @@ class QemuDriver(QemuNicHotplug, QemuDiskHotplug):
             raise HostFailure(f"QEMU pid {pid} did not exit after SIGKILL")
 
     def _cleanup_runtime(self, paths: VmPaths) -> None:
+        close_monitor(paths.qmp)  # QEMU is gone: hang up its QMP session
         live = paths.run / vm_resources.LIVE_FILE
         for path in (*paths.sockets(), paths.pidfile, paths.agent_lock, live,
                      paths.run / NO_AGENT):

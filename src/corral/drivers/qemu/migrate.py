@@ -1,107 +1,50 @@
 """Live migration of a VM without shared storage, QEMU's side.
 
-Target: QEMU starts with ``-incoming defer -S`` (paused, waiting), serves its empty root disk
-over NBD (``nbd-server-start`` + ``block-export-add``, writable) and listens for the RAM
-stream (``migrate-incoming``). Source: ``blockdev-add`` of the target's export, a
-``blockdev-mirror`` of the root disk in write-blocking mode (every guest write lands on both
-sides once READY), then ``migrate`` (RAM pre-copy under a bandwidth and a downtime limit).
-When QEMU reports the migration completed the source is stopped; the mirror is cancelled
-(for a READY mirror that is a clean completion without pivot), the NBD node deleted, and only
-then does the target drop its export and ``cont``. Until that commit the source can always
-``cont`` again: that is the rollback.
+Target: QEMU starts with ``-incoming defer -S`` (paused, waiting), serves every disk — the
+root disk and each data disk, empty — over one NBD server (``nbd-server-start`` + one
+writable ``block-export-add`` per disk, named after the disk) and listens for the RAM stream
+(``migrate-incoming``). Source: per disk a ``blockdev-add`` of the target's export and a
+``blockdev-mirror`` in write-blocking mode (every guest write lands on both sides once
+READY); when every mirror is READY, one ``migrate`` (RAM pre-copy under a bandwidth and a
+downtime limit). When QEMU reports the migration completed the source is stopped; every
+mirror is cancelled (for a READY mirror that is a clean completion without pivot), the NBD
+nodes deleted, and only then does the target drop its exports and ``cont``. Until that commit
+the source can always ``cont`` again: that is the rollback, for all disks at once.
+
+All QMP goes through the VM's one session (qmp.py); the source waits for its events
+(``STOP``, ``MIGRATION``, ``BLOCK_JOB_*``) on its own subscription, so ``corral stats`` or a
+``status`` during a migration still get their answers from the same monitor.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import socket
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
-
-from qemu.qmp import EventListener, QMPClient
+from typing import Any
 
 from corral.domain.errors import HostFailure
 from corral.domain.instance import InstanceSpec
 from corral.drivers.qemu import resources as vm_resources
-from corral.drivers.qemu.cmdline import VmPaths, build_argv
+from corral.drivers.qemu.cmdline import VmDisk, VmPaths, build_argv
 from corral.drivers.qemu.driver import QemuDriver
-from corral.drivers.qemu.qmp import qmp
+from corral.drivers.qemu.qmp import Monitor, Subscription, monitor
 from corral.host.cgroups import read_layout
 from corral.host.run import run
 from corral.templates.image import TemplateImage
 
-T = TypeVar("T")
-MIRROR_JOB = "corral-migrate-mirror"
-NBD_NODE = "corral-migrate-nbd"
-EXPORT_ID = "corral-migrate-export"
-EXPORT_NAME = "root"
-ROOT_DEVICE = "root"
+ROOT = "root"  # the root disk's name: its drive id, and its NBD export
+MIRROR_JOB = "corral-migrate-mirror-"
+NBD_NODE = "corral-migrate-nbd-"
+EXPORT_ID = "corral-migrate-export-"
 UNLIMITED = 1 << 40  # bytes/s: QEMU's max-bandwidth when no limit is asked for
-
-
-class QmpSession:
-    """A persistent QMP connection on its own event-loop thread; events are kept in order."""
-
-    def __init__(self, path: Path, timeout: float = 10.0) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="qmp-session")
-        self._thread.start()
-        self._client = QMPClient("corral-migrate")
-        self._events = EventListener()
-        self._client.register_listener(self._events)
-        self.path = path
-        try:
-            self._call(self._client.connect(str(path)), timeout)
-        except BaseException:
-            self.close()
-            raise
-
-    def _call(self, coro: Any, timeout: float) -> Any:
-        future: Future[Any] = asyncio.run_coroutine_threadsafe(
-            asyncio.wait_for(coro, timeout), self._loop)
-        try:
-            return future.result(timeout + 1.0)
-        except (TimeoutError, OSError, EOFError) as exc:
-            raise HostFailure(f"QMP at '{self.path}' unreachable: "
-                              f"{exc or type(exc).__name__}") from exc
-        except HostFailure:
-            raise
-        except Exception as exc:
-            raise HostFailure(f"QMP: {exc}") from exc
-
-    def execute(self, command: str, arguments: dict[str, Any] | None = None,
-                timeout: float = 10.0) -> Any:
-        try:
-            return self._call(self._client.execute(command, arguments), timeout)
-        except HostFailure as exc:
-            raise HostFailure(f"QMP {command} failed: {exc.message}") from exc
-
-    def event(self, timeout: float) -> dict[str, Any] | None:
-        """The next event, or None after ``timeout`` seconds."""
-        async def get() -> Any:
-            try:
-                return await asyncio.wait_for(self._events.get(), timeout)
-            except TimeoutError:
-                return None
-
-        found = self._call(get(), timeout + 5.0)
-        return dict(found) if found is not None else None
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(self._client.disconnect(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        with contextlib.suppress(Exception):
-            self._loop.close()
+SOURCE_EVENTS = ("STOP", "MIGRATION", "BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED",
+                 "BLOCK_JOB_CANCELLED", "BLOCK_JOB_ERROR")
+_MIGRATING = ("active", "setup", "cancelling", "device", "pre-switchover", "wait-unplug")
 
 
 def event_time(event: dict[str, Any]) -> float:
@@ -120,23 +63,54 @@ def _uri_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _paths(spec: InstanceSpec) -> VmPaths:
+    return VmPaths(directory=spec.directory, run=spec.run_dir)
+
+
+def _qmp(spec: InstanceSpec) -> Monitor:
+    return monitor(_paths(spec).qmp)
+
+
+def disk_names(spec: InstanceSpec) -> list[str]:
+    """Every disk that moves live: the root disk, then the data disks."""
+    return [ROOT, *(d.name for d in spec.data_disks)]
+
+
+def _node(disk: str) -> str:
+    """The QMP name of a disk on the VM: the root drive's id, a data disk's blockdev node."""
+    return ROOT if disk == ROOT else VmDisk(disk, Path(), 0).node
+
+
+def live_refusal(spec: InstanceSpec) -> str | None:
+    """Why this running VM cannot move live, or None. A data disk added to a running microvm
+    VM waits for the next start: the target's QEMU would have a device the source lacks."""
+    attached = {str(d.get("inserted", {}).get("node-name", ""))
+                for d in _qmp(spec).execute("query-block") if d.get("inserted")}
+    waiting = [d.name for d in spec.data_disks if _node(d.name) not in attached]
+    if waiting:
+        names = ", ".join(f"'{n}'" for n in waiting)
+        return (f"'{spec.name}' has data disk(s) {names} that its QEMU attaches only at the "
+                "next start; restart the VM first, or use --offline")
+    return None
+
+
 # --- target ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class IncomingEndpoints:
     nbd_host: str
     nbd_port: int
-    export: str
+    exports: dict[str, str]  # disk name -> NBD export name
     migrate_uri: str
 
-
-def _paths(spec: InstanceSpec) -> VmPaths:
-    return VmPaths(directory=spec.directory, run=spec.run_dir)
+    @property
+    def export(self) -> str:
+        return self.exports[ROOT]
 
 
 def start_incoming(driver: QemuDriver, spec: InstanceSpec, template: TemplateImage,
                    listen_host: str, boot_memory: int | None = None) -> IncomingEndpoints:
-    """Start the paused, waiting QEMU on the target with its disk exported over NBD, in its
+    """Start the paused, waiting QEMU on the target with its disks exported over NBD, in its
     cgroup with the instance's limits. ``boot_memory``: the source QEMU's ``-m`` (a live
     ``set memory=`` ballooned below it; the RAM layout must match)."""
     if driver.status(spec).pid is not None:
@@ -157,47 +131,48 @@ def start_incoming(driver: QemuDriver, spec: InstanceSpec, template: TemplateIma
         raise HostFailure(f"the incoming QEMU for '{spec.name}' exited right after starting")
     vm_resources.arrived(spec, paths, read_layout(), pid, cfg.memory)
     nbd_port, migrate_port = free_port(listen_host), free_port(listen_host)
-    node = _root_node(paths)
-    qmp(paths.qmp, "nbd-server-start", {
+    session = _qmp(spec)
+    root = _root_node(session)
+    session.execute("nbd-server-start", {
         "addr": {"type": "inet", "data": {"host": listen_host, "port": str(nbd_port)}},
     })
-    qmp(paths.qmp, "block-export-add", {
-        "type": "nbd", "id": EXPORT_ID, "node-name": node, "name": EXPORT_NAME,
-        "writable": True,
-    })
+    exports = {disk: disk for disk in disk_names(spec)}
+    session.run([("block-export-add", {
+        "type": "nbd", "id": EXPORT_ID + disk, "name": name, "writable": True,
+        "node-name": root if disk == ROOT else _node(disk),
+    }) for disk, name in exports.items()])
     uri = f"tcp:{_uri_host(listen_host)}:{migrate_port}"
-    qmp(paths.qmp, "migrate-incoming", {"uri": uri})
-    return IncomingEndpoints(listen_host, nbd_port, EXPORT_NAME, uri)
+    session.execute("migrate-incoming", {"uri": uri})
+    return IncomingEndpoints(listen_host, nbd_port, exports, uri)
 
 
-def _root_node(paths: VmPaths) -> str:
-    for device in qmp(paths.qmp, "query-block"):
-        if device.get("device") == ROOT_DEVICE and device.get("inserted"):
+def _root_node(session: Monitor) -> str:
+    for device in session.execute("query-block"):
+        if device.get("device") == ROOT and device.get("inserted"):
             return str(device["inserted"]["node-name"])
     raise HostFailure("the incoming QEMU has no root drive")
 
 
 def finish_incoming(spec: InstanceSpec, timeout: float = 30.0) -> float:
-    """Once the RAM stream is complete: drop the export and run. Returns when it ran."""
-    paths = _paths(spec)
-    session = QmpSession(paths.qmp)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            status = session.execute("query-status")["status"]
-            if status != "inmigrate":
-                break
-            if time.monotonic() > deadline:
-                raise HostFailure("the incoming migration did not complete on the target")
-            time.sleep(0.002)
-        if status not in ("paused", "postmigrate", "prelaunch"):
-            raise HostFailure(f"the incoming QEMU is '{status}', not ready to run")
-        session.execute("block-export-del", {"id": EXPORT_ID, "mode": "hard"})
-        session.execute("nbd-server-stop")
-        session.execute("cont")
-        return time.time()
-    finally:
-        session.close()
+    """Once the RAM stream is complete: drop the exports and run. Returns when it ran."""
+    session = _qmp(spec)
+    deadline = time.monotonic() + timeout
+    while True:
+        status = session.execute("query-status")["status"]
+        if status != "inmigrate":
+            break
+        if time.monotonic() > deadline:
+            raise HostFailure("the incoming migration did not complete on the target")
+        time.sleep(0.002)
+    if status not in ("paused", "postmigrate", "prelaunch"):
+        raise HostFailure(f"the incoming QEMU is '{status}', not ready to run")
+    session.run([
+        *(("block-export-del", {"id": EXPORT_ID + disk, "mode": "hard"})
+          for disk in disk_names(spec)),
+        ("nbd-server-stop", None),
+        ("cont", None),
+    ])
+    return time.time()
 
 
 def resumed_incoming(spec: InstanceSpec) -> None:
@@ -229,55 +204,66 @@ class LiveSource:
     """Drives the source QEMU; ``rollback`` undoes whatever was done, in any phase."""
 
     def __init__(self, spec: InstanceSpec) -> None:
-        self.paths = _paths(spec)
-        self.session = QmpSession(self.paths.qmp)
+        self.disks = disk_names(spec)
+        self.session = _qmp(spec)
+        self.events: Subscription = self.session.subscribe(SOURCE_EVENTS)
         self.result = LiveResult()
-        self._nbd_added = False
-        self._mirror_started = False
+        self._nbd_added: list[str] = []
+        self._mirrors: list[str] = []
         self._migrating = False
 
     def close(self) -> None:
-        self.session.close()
+        self.events.close()
 
-    def mirror(self, host: str, port: int, export: str, bandwidth: int | None,
+    def mirror(self, host: str, port: int, exports: dict[str, str], bandwidth: int | None,
                report: Report) -> None:
+        """One mirror per disk into the target's export of it; returns when all are READY."""
+        missing = [d for d in self.disks if d not in exports]
+        if missing:
+            raise HostFailure(f"the target exports no disk {', '.join(missing)} "
+                              "(is it an older Corral?)")
         s = self.session
         s.execute("migrate-set-capabilities", {"capabilities": [
             {"capability": "events", "state": True}]})
-        s.execute("blockdev-add", {
-            "driver": "nbd", "node-name": NBD_NODE, "export": export,
-            "server": {"type": "inet", "host": host, "port": str(port)},
-        })
-        self._nbd_added = True
-        args: dict[str, Any] = {
-            "job-id": MIRROR_JOB, "device": ROOT_DEVICE, "target": NBD_NODE, "sync": "full",
-            "copy-mode": "write-blocking", "auto-dismiss": True,
-        }
         del bandwidth  # the limit is for the RAM stream; the mirror skips holes anyway
-        s.execute("blockdev-mirror", args)
-        self._mirror_started = True
+        for disk in self.disks:
+            s.execute("blockdev-add", {
+                "driver": "nbd", "node-name": NBD_NODE + disk, "export": exports[disk],
+                "server": {"type": "inet", "host": host, "port": str(port)},
+            })
+            self._nbd_added.append(disk)
+            s.execute("blockdev-mirror", {
+                "job-id": MIRROR_JOB + disk, "device": _node(disk), "target": NBD_NODE + disk,
+                "sync": "full", "copy-mode": "write-blocking", "auto-dismiss": True,
+            })
+            self._mirrors.append(disk)
         while True:
-            job = self._job()
-            if job is None:
-                raise HostFailure("the disk mirror ended before it was in sync "
+            jobs = self._jobs()
+            gone = [d for d in self.disks if d not in jobs]
+            if gone:
+                raise HostFailure(f"the mirror of disk {gone[0]} ended before it was in sync "
                                   "(the target's NBD export went away?)")
-            done, total = int(job.get("offset", 0)), int(job.get("len", 0)) or 1
+            for disk, job in jobs.items():
+                if job.get("status") in ("aborting", "concluded", "null"):
+                    raise HostFailure(f"the mirror of disk {disk} failed: "
+                                      f"{job.get('error', 'aborted')}")
+            done = sum(int(j.get("offset", 0)) for j in jobs.values())
+            total = sum(int(j.get("len", 0)) for j in jobs.values()) or 1
             self.result.disk_bytes = done
-            report(done / total, f"disk mirror {_mib(done)}/{_mib(total)} MiB")
-            if job.get("ready"):
+            what = "disk mirror" if len(jobs) == 1 else f"{len(jobs)} disk mirrors"
+            report(done / total, f"{what} {_mib(done)}/{_mib(total)} MiB")
+            if all(j.get("ready") for j in jobs.values()):
                 return
-            if job.get("status") in ("aborting", "concluded", "null"):
-                raise HostFailure(f"the disk mirror failed: {job.get('error', 'aborted')}")
-            self._drain_events(0.1)
+            self._next_event(0.1)
 
-    def _job(self) -> dict[str, Any] | None:
-        for job in self.session.execute("query-block-jobs"):
-            if job.get("device") == MIRROR_JOB:
-                return dict(job)
-        return None
+    def _jobs(self) -> dict[str, dict[str, Any]]:
+        """This migration's mirror jobs QEMU still has, by disk."""
+        ours = {MIRROR_JOB + d: d for d in self._mirrors}
+        return {ours[j["device"]]: dict(j) for j in self.session.execute("query-block-jobs")
+                if j.get("device") in ours}
 
-    def _drain_events(self, timeout: float) -> dict[str, Any] | None:
-        event = self.session.event(timeout)
+    def _next_event(self, timeout: float) -> dict[str, Any] | None:
+        event = self.events.get(timeout)
         if event is not None and event.get("event") == "STOP":
             self.result.stopped_at = event_time(event)
         return event
@@ -292,7 +278,7 @@ class LiveSource:
         self._migrating = True
         last_poll = 0.0
         while True:
-            event = self._drain_events(0.05)
+            event = self._next_event(0.05)
             if event is not None and event.get("event") == "MIGRATION":
                 status = event.get("data", {}).get("status")
                 if status == "completed":
@@ -324,7 +310,7 @@ class LiveSource:
         if not self.result.stopped_at:  # the STOP event came with or before the last poll
             deadline = time.monotonic() + 1.0
             while not self.result.stopped_at and time.monotonic() < deadline:
-                self._drain_events(0.05)
+                self._next_event(0.05)
         self._migrating = False
 
     def _error(self) -> str:
@@ -333,30 +319,31 @@ class LiveSource:
         return "no reason given"
 
     def release_disk(self) -> None:
-        """After the switch-over: end the mirror (no pivot) and drop the NBD client."""
-        self._end_mirror(force=False)
+        """After the switch-over: end every mirror (no pivot) and drop the NBD clients."""
+        self._end_mirrors(force=False)
         self._del_nbd()
 
-    def _end_mirror(self, force: bool) -> None:
-        if not self._mirror_started:
+    def _end_mirrors(self, force: bool) -> None:
+        if not self._mirrors:
             return
         with contextlib.suppress(HostFailure):
-            self.session.execute("block-job-cancel", {"device": MIRROR_JOB, "force": force})
+            self.session.run([("block-job-cancel", {"device": MIRROR_JOB + d, "force": force})
+                              for d in self._jobs()])
         deadline = time.monotonic() + 30.0
         while time.monotonic() < deadline:
             try:
-                if self._job() is None:
+                if not self._jobs():
                     break
             except HostFailure:
                 break
-            self._drain_events(0.005)
-        self._mirror_started = False
+            self._next_event(0.02)  # a BLOCK_JOB_COMPLETED/CANCELLED ends the wait early
+        self._mirrors = []
 
     def _del_nbd(self) -> None:
-        if self._nbd_added:
+        for disk in self._nbd_added:
             with contextlib.suppress(HostFailure):
-                self.session.execute("blockdev-del", {"node-name": NBD_NODE})
-            self._nbd_added = False
+                self.session.execute("blockdev-del", {"node-name": NBD_NODE + disk})
+        self._nbd_added = []
 
     def rollback(self, resume: bool) -> list[str]:
         """Undo every step; ``resume``: the guest ran before, make it run again."""
@@ -370,12 +357,11 @@ class LiveSource:
                     status = self.session.execute("query-migrate").get("status")
                 except HostFailure:
                     break
-                if status not in ("active", "setup", "cancelling", "device",
-                                  "pre-switchover", "wait-unplug"):
+                if status not in _MIGRATING:
                     break
-                time.sleep(0.02)
+                self._next_event(0.02)
             self._migrating = False
-        self._end_mirror(force=True)
+        self._end_mirrors(force=True)
         self._del_nbd()
         if resume:
             try:
@@ -393,8 +379,8 @@ def recover_source(spec: InstanceSpec, resume: bool) -> list[str]:
     except HostFailure as exc:
         return [f"the source QEMU is not reachable: {exc.message}"]
     try:
-        source._mirror_started = True
-        source._nbd_added = True
+        source._mirrors = list(source.disks)
+        source._nbd_added = list(source.disks)
         source._migrating = True
         return source.rollback(resume)
     finally:
