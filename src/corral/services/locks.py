@@ -16,8 +16,11 @@ class InstanceLocks:
         with self._guard:
             holder = self._held.get(instance)
             if holder is not None:
+                # a migration names itself: a resource change, a stop or a snapshot in the
+                # middle of one is refused (the target was made from the instance as it was)
+                doing = "is migrating" if holder[1].startswith("migrate") else "is busy"
                 raise Busy(
-                    f"'{instance}' is busy: operation {holder[0]} ({holder[1]}) is running; "
+                    f"'{instance}' {doing}: operation {holder[0]} ({holder[1]}) is running; "
                     f"wait for it (corral operation wait {holder[0]}) and try again"
                 )
             self._held[instance] = (operation, action)

@@ -118,6 +118,10 @@ class IncomingRequest(BaseModel):
     snapshot_head: str | None = None
     data_disks: list[DataDiskTransfer] = []
     boot_memory: int | None = None  # live VM: the source QEMU's -m (the RAM layout to match)
+    live_disks: list[str] | None = None
+    """Live VM: the data disks the source's QEMU has, mirrored over NBD (the target's QEMU
+    starts with exactly these); the others wait for the next start and move as files.
+    None: all of them."""
 
 
 class IncomingReply(BaseModel):
@@ -125,7 +129,8 @@ class IncomingReply(BaseModel):
     id: int
     nbd_host: str | None = None
     nbd_port: int | None = None
-    nbd_export: str | None = None
+    nbd_export: str | None = None  # the root disk's export
+    nbd_exports: dict[str, str] | None = None  # every disk's export, by disk name ("root")
     migrate_uri: str | None = None
 
 

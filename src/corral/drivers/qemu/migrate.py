@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,9 +71,10 @@ def _qmp(spec: InstanceSpec) -> Monitor:
     return monitor(_paths(spec).qmp)
 
 
-def disk_names(spec: InstanceSpec) -> list[str]:
-    """Every disk that moves live: the root disk, then the data disks."""
-    return [ROOT, *(d.name for d in spec.data_disks)]
+def disk_names(spec: InstanceSpec, attached: Sequence[str] | None = None) -> list[str]:
+    """The disks that move live: the root disk, then the data disks QEMU has (``attached``;
+    None: all of them)."""
+    return [ROOT, *(d.name for d in spec.data_disks if attached is None or d.name in attached)]
 
 
 def _node(disk: str) -> str:
@@ -81,17 +82,13 @@ def _node(disk: str) -> str:
     return ROOT if disk == ROOT else VmDisk(disk, Path(), 0).node
 
 
-def live_refusal(spec: InstanceSpec) -> str | None:
-    """Why this running VM cannot move live, or None. A data disk added to a running microvm
-    VM waits for the next start: the target's QEMU would have a device the source lacks."""
-    attached = {str(d.get("inserted", {}).get("node-name", ""))
-                for d in _qmp(spec).execute("query-block") if d.get("inserted")}
-    waiting = [d.name for d in spec.data_disks if _node(d.name) not in attached]
-    if waiting:
-        names = ", ".join(f"'{n}'" for n in waiting)
-        return (f"'{spec.name}' has data disk(s) {names} that its QEMU attaches only at the "
-                "next start; restart the VM first, or use --offline")
-    return None
+def attached_disks(spec: InstanceSpec) -> list[str]:
+    """The data disks the running QEMU has. One added to a running microvm VM waits for the
+    next start: QEMU does not have it (nor does the guest write it), so it moves as a file
+    and the target's QEMU starts without it, as the source's did."""
+    nodes = {str(d.get("inserted", {}).get("node-name", ""))
+             for d in _qmp(spec).execute("query-block") if d.get("inserted")}
+    return [d.name for d in spec.data_disks if _node(d.name) in nodes]
 
 
 # --- target ------------------------------------------------------------------------------
@@ -109,15 +106,20 @@ class IncomingEndpoints:
 
 
 def start_incoming(driver: QemuDriver, spec: InstanceSpec, template: TemplateImage,
-                   listen_host: str, boot_memory: int | None = None) -> IncomingEndpoints:
+                   listen_host: str, boot_memory: int | None = None,
+                   attached: Sequence[str] | None = None) -> IncomingEndpoints:
     """Start the paused, waiting QEMU on the target with its disks exported over NBD, in its
     cgroup with the instance's limits. ``boot_memory``: the source QEMU's ``-m`` (a live
-    ``set memory=`` ballooned below it; the RAM layout must match)."""
+    ``set memory=`` ballooned below it; the RAM layout must match); ``attached``: the data
+    disks the source's QEMU has (the devices must match; None: all)."""
     if driver.status(spec).pid is not None:
         raise HostFailure(f"'{spec.name}' already has a QEMU on this host")
     cfg = driver.config(spec, template)
     if boot_memory is not None:
         cfg = dataclasses.replace(cfg, memory=boot_memory)
+    if attached is not None:
+        cfg = dataclasses.replace(cfg, data_disks=tuple(
+            d for d in cfg.data_disks if d.name in attached))
     paths = _paths(spec)
     paths.run.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(ImportError):  # NIC taps, where the driver has NICs
@@ -136,7 +138,7 @@ def start_incoming(driver: QemuDriver, spec: InstanceSpec, template: TemplateIma
     session.execute("nbd-server-start", {
         "addr": {"type": "inet", "data": {"host": listen_host, "port": str(nbd_port)}},
     })
-    exports = {disk: disk for disk in disk_names(spec)}
+    exports = {disk: disk for disk in disk_names(spec, attached)}
     session.run([("block-export-add", {
         "type": "nbd", "id": EXPORT_ID + disk, "name": name, "writable": True,
         "node-name": root if disk == ROOT else _node(disk),
@@ -153,7 +155,8 @@ def _root_node(session: Monitor) -> str:
     raise HostFailure("the incoming QEMU has no root drive")
 
 
-def finish_incoming(spec: InstanceSpec, timeout: float = 30.0) -> float:
+def finish_incoming(spec: InstanceSpec, attached: Sequence[str] | None = None,
+                    timeout: float = 30.0) -> float:
     """Once the RAM stream is complete: drop the exports and run. Returns when it ran."""
     session = _qmp(spec)
     deadline = time.monotonic() + timeout
@@ -168,7 +171,7 @@ def finish_incoming(spec: InstanceSpec, timeout: float = 30.0) -> float:
         raise HostFailure(f"the incoming QEMU is '{status}', not ready to run")
     session.run([
         *(("block-export-del", {"id": EXPORT_ID + disk, "mode": "hard"})
-          for disk in disk_names(spec)),
+          for disk in disk_names(spec, attached)),
         ("nbd-server-stop", None),
         ("cont", None),
     ])
@@ -203,8 +206,8 @@ Report = Callable[[float, str], None]  # fraction of this step, phase text; may 
 class LiveSource:
     """Drives the source QEMU; ``rollback`` undoes whatever was done, in any phase."""
 
-    def __init__(self, spec: InstanceSpec) -> None:
-        self.disks = disk_names(spec)
+    def __init__(self, spec: InstanceSpec, attached: Sequence[str] | None = None) -> None:
+        self.disks = disk_names(spec, attached)
         self.session = _qmp(spec)
         self.events: Subscription = self.session.subscribe(SOURCE_EVENTS)
         self.result = LiveResult()

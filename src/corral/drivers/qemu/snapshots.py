@@ -33,7 +33,7 @@ from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
 from corral.drivers.qemu.cmdline import VmDisk
 from corral.drivers.qemu.driver import QemuDriver
-from corral.drivers.qemu.qmp import qmp
+from corral.drivers.qemu.qmp import monitor, qmp
 from corral.drivers.snapshots import (
     ROOT,
     Captured,
@@ -66,23 +66,26 @@ class _Job:
 
 
 def wait_job(sock: Path, job_id: str, timeout: float = 3600.0) -> None:
-    """Poll a QMP job (auto-dismiss off) to its end; dismiss it; HostFailure on its error."""
+    """Wait for a QMP job (auto-dismiss off) to end, woken by its ``JOB_STATUS_CHANGE``
+    events on the VM's session; dismiss it; HostFailure on its error."""
     deadline = time.monotonic() + timeout
-    while True:
-        jobs: list[dict[str, Any]] = qmp(sock, "query-jobs")
-        job = next((j for j in jobs if j.get("id") == job_id), None)
-        if job is None:
-            return
-        if job.get("status") == "concluded":
-            qmp(sock, "job-dismiss", {"id": job_id})
-            if job.get("error"):
-                raise HostFailure(f"QEMU job {job_id} failed: {job['error']}")
-            return
-        if time.monotonic() > deadline:
-            with contextlib.suppress(HostFailure):
-                qmp(sock, "job-cancel", {"id": job_id})
-            raise HostFailure(f"QEMU job {job_id} did not finish within {timeout:g} s")
-        time.sleep(0.05)
+    with monitor(sock).subscribe(["JOB_STATUS_CHANGE"]) as changes:
+        while True:
+            jobs: list[dict[str, Any]] = qmp(sock, "query-jobs")
+            job = next((j for j in jobs if j.get("id") == job_id), None)
+            if job is None:
+                return
+            if job.get("status") == "concluded":
+                qmp(sock, "job-dismiss", {"id": job_id})
+                if job.get("error"):
+                    raise HostFailure(f"QEMU job {job_id} failed: {job['error']}")
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                with contextlib.suppress(HostFailure):
+                    qmp(sock, "job-cancel", {"id": job_id})
+                raise HostFailure(f"QEMU job {job_id} did not finish within {timeout:g} s")
+            changes.get(min(1.0, left))  # any job's change: look again
 
 
 class QemuSnapshots:
