@@ -53,15 +53,33 @@ def _wait_agent(host: Host, name: str) -> None:
     raise AssertionError(f"{name} never answered exec")
 
 
-def _prepare_vm(a: Host, name: str) -> tuple[str, int]:
-    a.cli("create", name, "--type", "vm", "--memory", "256M", "--disk", "512M", "--start",
-          check=True)
+def _prepare_vm(a: Host, name: str, data_disk: bool = False) -> tuple[str, int]:
+    """A running VM with 8 MiB of random data in its root filesystem and a counter process;
+    ``data_disk``: also a 32 MiB data disk ``data`` (attached at start: /dev/vdb) whose first
+    4 KiB are random too. Returns (the file's sha256sum line, the counter)."""
+    a.cli("create", name, "--type", "vm", "--memory", "256M", "--disk", "512M", check=True)
+    if data_disk:
+        a.cli("disk", "add", name, "data", "--size", "32M", check=True)
+    a.cli("start", name, check=True)
     _wait_agent(a, name)
     digest = _exec(a, name, "dd if=/dev/urandom of=/root/data bs=1M count=8 2>/dev/null; "
                             "sync; sha256sum /root/data")
     _exec(a, name, f"setsid sh -c '{COUNTER}' >/dev/null 2>&1 </dev/null &")
     time.sleep(0.5)
     return digest, int(_exec(a, name, "cat /root/count"))
+
+
+def _mark_data_disk(host: Host, name: str) -> str:
+    """Random first 4 KiB on the data disk, synced; their sha256sum."""
+    return _exec(host, name, "head -c 4096 /dev/urandom > /tmp/mark; cat /tmp/mark > /dev/vdb; "
+                             "sync; sha256sum < /tmp/mark")
+
+
+def _data_disk_mark(host: Host, name: str) -> str:
+    """The first 4 KiB of the data disk as the disk has them (the guest's page cache moved
+    with its RAM: dropped first, so this reads what the target's disk holds)."""
+    return _exec(host, name, "sync; echo 3 > /proc/sys/vm/drop_caches; "
+                             "head -c 4096 /dev/vdb | sha256sum")
 
 
 def _qemu_cpu_group(host: Host, instance_id: int) -> tuple[int, Path]:
@@ -147,7 +165,8 @@ def test_container_moves_by_disk_precopy(lab: tuple[Host, Host]) -> None:
 
 def test_target_qemu_killed_during_mirror_rolls_back(lab: tuple[Host, Host]) -> None:
     a, b = lab
-    _digest, count = _prepare_vm(a, "vm2")
+    _digest, count = _prepare_vm(a, "vm2", data_disk=True)
+    mark = _mark_data_disk(a, "vm2")
     op = a.cli("migrate", "vm2", "b", "--bandwidth", "1M", "--no-wait",
                check=True).stdout.strip()
     pidfile = None
@@ -163,6 +182,8 @@ def test_target_qemu_killed_during_mirror_rolls_back(lab: tuple[Host, Host]) -> 
     assert said.returncode != 0
     assert a.instances()["vm2"]["state"] == "running"
     assert int(_exec(a, "vm2", "cat /root/count")) > count  # it kept running
+    assert _data_disk_mark(a, "vm2") == mark  # every disk intact, still the guest's
+    assert "data" in a.cli("disk", "list", "vm2", check=True).stdout
     deadline = time.monotonic() + 10
     while "vm2" in b.instances() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -170,9 +191,16 @@ def test_target_qemu_killed_during_mirror_rolls_back(lab: tuple[Host, Host]) -> 
     assert list((b.state_dir / "instances").iterdir()) == []
 
 
-def test_cancel_during_ram_precopy_rolls_back(lab: tuple[Host, Host]) -> None:
+def test_during_ram_precopy_stats_answer_set_is_refused_and_cancel_rolls_back(
+        lab: tuple[Host, Host]) -> None:
+    """QEMU has one monitor, and the migration is not the only one using it: while the RAM
+    pre-copy runs (slowed to 2 MiB/s), ``stats`` reads the block counters over QMP (the old
+    per-command connections starved and fell back to zeros) and ``set`` is refused as
+    migrating (the target was made from the instance's resources at reservation)."""
     a, b = lab
     _digest, count = _prepare_vm(a, "vm3")
+    before = json.loads(a.cli("stats", "vm3", "-f", "json", check=True).stdout)
+    assert before["io_read_bytes"] > 0  # the guest read its root disk to boot
     op = a.cli("migrate", "vm3", "b", "--bandwidth", "2M", "--no-wait",
                check=True).stdout.strip()
     deadline = time.monotonic() + 120
@@ -183,30 +211,52 @@ def test_cancel_during_ram_precopy_rolls_back(lab: tuple[Host, Host]) -> None:
             break
         time.sleep(0.2)
     assert "RAM pre-copy" in phase, phase
+
+    during = json.loads(a.cli("stats", "vm3", "-f", "json", check=True).stdout)
+    assert during["running"]
+    assert during["io_read_bytes"] >= before["io_read_bytes"]  # live values, over QMP
+    assert during["io_read_ops"] >= before["io_read_ops"] > 0
+    assert during["memory_total"] == 256 * 1024**2  # query-balloon's actual
+    refused = a.cli("set", "vm3", "memory=192M")
+    assert refused.returncode != 0 and "migrating" in refused.stderr, refused.stderr
+    shown = json.loads(a.cli("operation", "show", op, "-f", "json", check=True).stdout)
+    assert shown["status"] == "running" and "RAM pre-copy" in json.dumps(shown)
+
     a.cli("operation", "cancel", op, check=True)
     said = a.cli("operation", "wait", op)
     assert said.returncode != 0 and "cancel" in said.stderr
     assert a.instances()["vm3"]["state"] == "running"
+    resources = a.instances()["vm3"]["resources"]
+    assert isinstance(resources, dict) and resources["memory"] == 256 * 1024**2
     assert int(_exec(a, "vm3", "cat /root/count")) > count
     assert "vm3" not in b.instances()
     assert list((b.state_dir / "instances").iterdir()) == []
 
 
-def test_vm_with_a_data_disk_is_refused_live_and_moves_offline(lab: tuple[Host, Host]) -> None:
+def test_vm_with_data_disks_moves_live_and_back_offline(lab: tuple[Host, Host]) -> None:
+    """The README tour's step: ``migrate --live`` of a VM with a data disk. ``data`` is
+    attached (mirrored over NBD with the root disk, one switch-over); ``later`` was added to
+    the running microvm VM, waits for its next start, and moves as a file."""
     a, b = lab
-    a.cli("create", "vm4", "--type", "vm", "--memory", "256M", "--disk", "256M", check=True)
-    a.cli("disk", "add", "vm4", "data", "--size", "32M", check=True)
-    a.cli("start", "vm4", check=True)
-    _wait_agent(a, "vm4")
-    mark = _exec(a, "vm4", "head -c 4096 /dev/urandom > /dev/vdb; sync; "
-                           "head -c 4096 /dev/vdb | sha256sum")
-    said = a.cli("migrate", "vm4", "b")
-    assert said.returncode != 0 and "--offline" in said.stderr, said.stderr
-    assert a.instances()["vm4"]["state"] == "running" and "vm4" not in b.instances()
+    digest, _count = _prepare_vm(a, "vm4", data_disk=True)
+    mark = _mark_data_disk(a, "vm4")
+    added = a.cli("disk", "add", "vm4", "later", "--size", "16M", check=True)
+    assert "next start" in added.stdout, added.stdout
 
-    said = a.cli("migrate", "vm4", "b", "--offline", check=True)
-    assert "path: offline" in said.stdout
-    _wait_agent(b, "vm4")
-    assert _exec(b, "vm4", "cat /sys/block/vdb/serial") == "data"
-    assert _exec(b, "vm4", "head -c 4096 /dev/vdb | sha256sum") == mark
+    said = a.cli("migrate", "vm4", "b", "--live", check=True)
+    assert "path: live" in said.stdout, said.stdout
+    print(said.stdout)
     assert "vm4" not in a.instances()
+    assert b.instances()["vm4"]["state"] == "running"
+    assert _exec(b, "vm4", "cat /sys/block/vdb/serial") == "data"
+    assert _data_disk_mark(b, "vm4") == mark
+    assert _exec(b, "vm4", "sha256sum /root/data") == digest
+    disks = b.cli("disk", "list", "vm4", check=True).stdout
+    assert "data" in disks and "later" in disks, disks
+
+    said = b.cli("migrate", "vm4", "a", "--offline", check=True)
+    assert "path: offline" in said.stdout
+    _wait_agent(a, "vm4")
+    assert _data_disk_mark(a, "vm4") == mark
+    assert _exec(a, "vm4", "cat /sys/block/vdc/serial") == "later"  # attached at this start
+    assert "vm4" not in b.instances()

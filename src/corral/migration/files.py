@@ -93,7 +93,9 @@ def side_file(spec: InstanceSpec, request: IncomingRequest, name: str, size: int
     parts = PurePosixPath(name).parts
     if not parts or not all(_PART.match(part) for part in parts):
         raise InvalidInput(f"bad file name '{name}'")
-    data = {f"{d.name}.img": d for d in spec.data_disks}
+    mirrored = request.live_disks if request.path == "live" else []  # those go over NBD
+    data = {f"{d.name}.img": d for d in spec.data_disks
+            if mirrored is not None and d.name not in mirrored}
     if len(parts) == 1 and parts[0] in data:
         return data[parts[0]].path
     if (len(parts) < 3 or parts[0] != "snapshots"

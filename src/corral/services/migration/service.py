@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from corral.domain.errors import Conflict, NotFound, Unsupported
+from corral.domain.errors import Conflict, NotFound
 from corral.domain.lifecycle import State
 from corral.services.events import EventBus
 from corral.services.instances import InstanceService
@@ -53,10 +53,6 @@ class MigrationService:
         driver = self.instances.driver(rec.kind)
         running = view.state is State.RUNNING
         path, why = choose_path(rec.kind, driver, running, request.mode)
-        if path == "live" and self.instances.spec(rec).data_disks:
-            raise Unsupported(
-                f"'{rec.name}' has data disks: only the root disk is mirrored live so far; "
-                "use --offline to move it with them (stopped, copied, started on the target)")
         mid = str(uuid.uuid4())
 
         def work(ctx: OperationContext) -> None:

@@ -126,6 +126,9 @@ class SourceRun:
         self.side_files: list[tuple[str, Path]] = []
         """Snapshots' files beside the root disk: immutable while the migration holds the
         instance lock, so sent once, before anything that counts as downtime."""
+        self.live_disks: list[str] | None = None
+        """Live VM: the data disks its QEMU has (mirrored); the others wait for the next
+        start, nobody writes them, and they move as files with the snapshots'."""
 
     # -- helpers --------------------------------------------------------------------------
     def phase(self, fraction: float, text: str) -> None:
@@ -192,9 +195,10 @@ class SourceRun:
         self.side_files = snapshot_files(self.spec, [s.id for s in snapshots])
         boot_memory = None
         if self.path == "live":
-            from corral.drivers.qemu.migrate import source_boot_memory
+            from corral.drivers.qemu.migrate import attached_disks, source_boot_memory
 
             boot_memory = source_boot_memory(self.spec)
+            self.live_disks = attached_disks(self.spec)
         pending: dict[str, int | None] = {}
         from corral.services.storage import StorageService
 
@@ -218,7 +222,7 @@ class SourceRun:
             path="live" if self.path == "live" else "copy", idmap_start=idmap_start,
             lease_seconds=lease_seconds(), snapshots=snapshots,
             snapshot_head=head if any(s.id == head for s in snapshots) else None,
-            data_disks=data_disks, boot_memory=boot_memory,
+            data_disks=data_disks, boot_memory=boot_memory, live_disks=self.live_disks,
         )
         self.phase(0.02, f"reserving '{self.rec.name}' on {self.remote.name}")
         reply = peer.reserve(request)
@@ -254,16 +258,19 @@ class SourceRun:
     def _live(self, peer: PeerClient, reply: IncomingReply) -> CommitReply:
         from corral.drivers.qemu.migrate import LiveSource
 
+        self.side_files += [(f"{d.name}.img", d.path) for d in self.spec.data_disks
+                            if self.live_disks is not None and d.name not in self.live_disks]
         if self.side_files:
-            self.phase(0.03, "sending snapshots")
+            self.phase(0.03, "sending snapshots and unattached disks")
             self._send_side_files(peer, 0.03, 0.05)
 
         assert reply.nbd_host and reply.nbd_port and reply.nbd_export and reply.migrate_uri
-        source = LiveSource(self.spec)
+        source = LiveSource(self.spec, self.live_disks)
         self.undo.append(("resume the source guest",
                           lambda: self._live_undo(source)))
         bandwidth = self.request.bandwidth
-        source.mirror(reply.nbd_host, reply.nbd_port, reply.nbd_export, bandwidth,
+        exports = reply.nbd_exports or {"root": reply.nbd_export}  # an older target: root
+        source.mirror(reply.nbd_host, reply.nbd_port, exports, bandwidth,
                       lambda f, text: self.phase(0.05 + 0.5 * f, text))
         self.phase(0.55, "sending the instance's files")
         peer.send_files(self.mid, instance_files(self.spec.directory))

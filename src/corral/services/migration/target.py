@@ -126,10 +126,11 @@ class TargetSide:
                 assert isinstance(driver, QemuDriver)
                 incoming.qemu_started = True
                 ends = start_incoming(driver, spec, template, local_host,
-                                      request.boot_memory)
+                                      request.boot_memory, request.live_disks)
                 reply = reply.model_copy(update={
                     "nbd_host": ends.nbd_host, "nbd_port": ends.nbd_port,
-                    "nbd_export": ends.export, "migrate_uri": ends.migrate_uri,
+                    "nbd_export": ends.export, "nbd_exports": ends.exports,
+                    "migrate_uri": ends.migrate_uri,
                 })
         except BaseException as exc:
             self.drop(incoming, f"reservation failed: {describe(exc)}")
@@ -222,7 +223,7 @@ class TargetSide:
             if incoming.request.path == "live":
                 from corral.drivers.qemu.migrate import finish_incoming
 
-                resumed_at = finish_incoming(spec)
+                resumed_at = finish_incoming(spec, incoming.request.live_disks)
                 state = State.RUNNING
                 self._resumed(spec)
             else:
