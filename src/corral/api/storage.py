@@ -13,7 +13,7 @@ from corral.domain.instance import Kind
 from corral.domain.sizes import parse_size
 from corral.services.core import Corral
 from corral.services.disks import DiskChange
-from corral.state.storagestore import PoolRecord
+from corral.services.types import PoolRecord
 from corral.wire.models import OperationModel
 from corral.wire.storage import (
     AddDiskRequest,

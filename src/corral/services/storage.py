@@ -23,13 +23,14 @@ from corral.domain.disks import DataDisk
 from corral.domain.errors import Conflict, InvalidInput, NotFound, Unsupported
 from corral.domain.instance import InstanceSpec
 from corral.domain.names import validate_name
+from corral.domain.pools import PoolConfig
 from corral.domain.sizes import format_size
 from corral.host.diskgrow import grow_ext4_offline
 from corral.host.run import run
 from corral.state.storagestore import DiskRecord, PoolRecord, StorageStore
 from corral.storage.foreign import ImageInfo, import_image
 from corral.storage.images import build_root_disk
-from corral.storage.pools import Pool, PoolConfig, PoolUsage, clone_file, open_pool
+from corral.storage.pools import Pool, PoolUsage, clone_file, open_pool
 from corral.templates.artifact import artifact_digest
 from corral.templates.image import TemplateImage
 
