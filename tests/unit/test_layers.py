@@ -7,7 +7,8 @@ it is written, naming the file, the import and the rule. ``corral`` itself (the 
 be imported by anyone and imports nothing.
 
 ``web`` and ``cluster`` do not exist yet: their rules are here so those packages start
-inside them (see docs/architecture.md, "Where web/ and cluster/ sit").
+inside them (docs/architecture.md, "Layers"): ``web`` beside ``api`` (services, through the
+API's gate), ``cluster`` below ``services`` beside ``state`` (services use its store).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ RULES: dict[str, frozenset[str]] = {
     "backup": frozenset({"domain", "host", "storage"}),
     "migration": frozenset({"domain", "host", "wire", "client"}),
     "services": frozenset({"drivers", "storage", "network", "state", "backup", "templates",
-                           "migration", "host", "wire", "domain", "client"}),
+                           "migration", "host", "wire", "domain", "client", "cluster"}),
     "api": frozenset({"services", "wire", "domain"}),
     "client": frozenset({"wire", "domain"}),
     "cli": frozenset({"client", "wire", "domain"}),
