@@ -20,14 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' network lab
 
-from corral.network.classes import parse_class
-from corral.network.model import (
+from corral.domain.network import (
     BandwidthRule,
     Direction,
     NetworkSpec,
     NetworkType,
     NicSpec,
 )
+from corral.network.classes import parse_class
 from corral.network.realise import HostBackend
 from tests.system.net.lab import Lab, can_run
 

@@ -182,7 +182,7 @@ def _row(label: str, corral: list[float], raw: list[float]) -> list[str]:
 def _bootstrap_ci(ratios: list[float], rounds: int = 2000) -> tuple[float, float]:
     """95 % interval of the paired median (percentile bootstrap, fixed seed): how far this
     run's paired p50 can be trusted. On this host QEMU's own start is bimodal (transparent
-    huge pages the hypervisor took back or not: docs/architecture.md), and the interval of
+    huge pages the hypervisor took back or not: docs/perf-log.md), and the interval of
     30 runs is often ±0.1x wide."""
     rng = random.Random(0)
     medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios)))

@@ -23,13 +23,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from corral.domain.instance import InstanceSpec, Kind
+from corral.domain.pools import PoolConfig
 from corral.domain.resources import Resources
 from corral.drivers.lxc.driver import LxcDriver
 from corral.drivers.qemu.driver import QemuDriver
 from corral.services.storage import StorageService
 from corral.state.storagestore import StorageStore
 from corral.storage.images import build_root_disk
-from corral.storage.pools import PoolConfig, clone_file, open_pool
+from corral.storage.pools import clone_file, open_pool
 from corral.templates.builders.tiny import build_tiny
 
 MiB = 1 << 20

@@ -96,7 +96,7 @@ def test_conflicts(daemon: Daemon) -> None:
 
 
 def test_token_auth_on_tcp(daemon: Daemon) -> None:
-    from corral.host.tls import pinned_context
+    from corral.client.tls import pinned_context
 
     cert = daemon.state_dir / "tls" / "cert.pem"  # TCP is TLS with a self-signed, pinned cert
     tls = pinned_context(cert.read_text())

@@ -1,7 +1,9 @@
 """The FastAPI application: routers, error mapping, one authorization gate for every route.
 
 Identity comes from the ASGI wrappers in ``identity.py`` (Unix socket: local root; TCP: the
-daemon's token or a user's token); the policy is ``services/access.py``.
+daemon's token or a user's token); the policy is ``services/access.py``. App-wide concerns
+are middleware added with ``app.add_middleware``: they wrap every request, lifecycle actions
+included (``fastpath.py`` is the innermost middleware).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from fastapi.responses import JSONResponse
 from corral import __version__
 from corral.api import (
     backups,
+    convert,
     host,
     instances,
     networks,
@@ -21,6 +24,7 @@ from corral.api import (
     users,
 )
 from corral.api.deps import authorize
+from corral.api.fastpath import LifecycleFastPath
 from corral.api.identity import LocalAdmin, TokenAuth
 from corral.api.migration import router as migration_router
 from corral.api.storage import router as storage_router
@@ -34,6 +38,9 @@ def create_app(corral: Corral) -> FastAPI:
     app = FastAPI(title="Corral", version=__version__, description="VMs and containers, one API",
                   dependencies=[Depends(authorize)])
     app.state.corral = corral
+    # The first middleware added is the innermost (Starlette puts each later one outside):
+    # lifecycle actions skip only the routing below it, never an app-wide middleware.
+    app.add_middleware(LifecycleFastPath, corral=corral)
     # resources before networks: its /metrics page includes the traffic counters
     for module in (instances, operations, host, streams, resources, networks, backups, users):
         app.include_router(module.router)
@@ -42,7 +49,7 @@ def create_app(corral: Corral) -> FastAPI:
 
     @app.exception_handler(CorralError)
     async def corral_error(_request: Request, exc: CorralError) -> JSONResponse:
-        return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status)
+        return convert.error(exc)
 
     @app.get("/api/v1/version")
     def version() -> dict[str, str]:

@@ -9,13 +9,11 @@ from fastapi import APIRouter, Depends, Response
 
 from corral.api import convert
 from corral.api.deps import Policy, corral
-from corral.backup.manifest import Manifest
-from corral.backup.retention import Retention
 from corral.domain.errors import NotFound
 from corral.services.access import Access
 from corral.services.backup_schedule import Schedule
 from corral.services.core import Corral
-from corral.state.backupstore import TargetRecord
+from corral.services.types import Manifest, Retention, TargetRecord
 from corral.wire.backups import (
     BackupDiskModel,
     BackupModel,

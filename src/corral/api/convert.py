@@ -1,13 +1,20 @@
-"""Service records to wire models."""
+"""Service records to wire models, and Corral's errors to their JSON answer."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from fastapi.responses import JSONResponse
+
+from corral.domain.errors import CorralError
 from corral.services.instances import InstanceView
-from corral.state.store import OperationRecord
-from corral.templates.image import TemplateImage
+from corral.services.types import OperationRecord, TemplateImage
 from corral.wire.models import InstanceModel, OperationModel, ResourcesModel, TemplateModel
+
+
+def error(exc: CorralError) -> JSONResponse:
+    """The answer to a ``CorralError``: its status, ``{"error": code, "message": ...}``."""
+    return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status)
 
 
 def _iso(moment: datetime) -> str:

@@ -2,17 +2,23 @@
 
 ``POST /api/v1/instances/{ref}/{start|stop|restart|suspend|resume}[?wait=S]`` is on the
 critical path of every start and stop (bench/start.py). Between the ASGI call and the route
-function, Starlette's middleware and routing and FastAPI's request handling (five
-dependencies, the query's validation) took ~0.4 ms of a start's ~3 ms of daemon-side
-Python on this host (trace in docs/architecture.md, "Start-path costs").
+function, Starlette's routing and FastAPI's request handling (five dependencies, the query's
+validation) took ~0.4 ms of a start's ~3 ms of daemon-side Python on this host
+(docs/perf-log.md, "Start-path costs").
 
-This wrapper sits inside the identity wrappers (``identity.py``: the caller is on the scope)
-and answers exactly those requests with what the routes in ``instances.py`` do: the same
-policy gate (``Access.require`` with the route's name), the same handler (``answer``), the
-same error body as the app's ``CorralError`` handler. Everything else -- and any such
-request it does not fully understand (another query parameter, a ``wait`` out of range, a
-body that is not a ``StopRequest``) -- goes to FastAPI, whose routes stay the API's
-definition and its OpenAPI schema.
+It is the app's **innermost middleware** (``create_app`` adds it first; Starlette puts each
+later ``add_middleware`` outside the earlier ones): every app-wide concern -- an audit log,
+a rate limit, a request id, request metrics -- added with ``app.add_middleware`` sees
+lifecycle actions exactly as it sees every other route; only the routing and the dependency
+resolution below it are skipped. The identity wrappers (``identity.py``) put the caller on
+the scope before the app is reached.
+
+It answers exactly those requests with what the routes in ``instances.py`` do: the same
+policy gate (``Access.require`` with the route's name, read from the routes themselves), the
+same handler (``answer``), the same error body (``convert.error``). Everything else -- and any
+such request it does not fully understand (another query parameter, a ``wait`` out of
+range, a body that is not a ``StopRequest``) -- goes on to FastAPI, whose routes stay the
+API's definition and its OpenAPI schema.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ import math
 from collections.abc import MutableMapping
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
+from corral.api import convert, instances
 from corral.api.identity import CALLER, ASGIApp, Receive, Scope, Send
 from corral.api.instances import WAIT_MAX, answer, lifecycle
 from corral.domain.errors import CorralError
@@ -32,20 +39,35 @@ from corral.services.access import Access
 from corral.services.core import Corral
 from corral.wire.models import StopRequest
 
-PREFIX = "/api/v1/instances/"
-ROUTE_NAMES = {
-    "start": "start_instance",
-    "stop": "stop_instance",
-    "restart": "restart_instance",
-    "suspend": "suspend_instance",
-    "resume": "resume_instance",
-}
-"""The action in the path → the name of its route in ``instances.py`` (the policy's action)."""
+PREFIX = instances.router.prefix + "/"
+VERBS = ("start", "stop", "restart", "suspend", "resume")
+"""The lifecycle actions, as the last segment of their paths."""
+
+
+def _route_names() -> dict[str, str]:
+    """The action in the path -> the name of its route in ``instances.py``, which is the
+    action FastAPI's gate (``deps.authorize``) asks the policy about: read from the routes,
+    so the fast path asks for the very same (one source of the names)."""
+    names = {}
+    for route in instances.router.routes:
+        if isinstance(route, APIRoute) and route.methods == {"POST"}:
+            verb = route.path.rsplit("/", 1)[-1]
+            if verb in VERBS and route.path == f"{PREFIX}{{ref}}/{verb}":
+                names[verb] = route.name
+    missing = set(VERBS) - set(names)
+    if missing:  # the fast path would answer what FastAPI no longer defines
+        raise RuntimeError(f"instances.py has no route for {sorted(missing)}")
+    return names
+
+
+ROUTE_NAMES = _route_names()
 _WITH_BODY = {"stop", "restart"}
 _BODY_LIMIT = 4096
 
 
 class LifecycleFastPath:
+    """ASGI middleware (``app.add_middleware(LifecycleFastPath, corral=...)``)."""
+
     def __init__(self, app: ASGIApp, corral: Corral) -> None:
         self.app = app
         self.corral = corral
@@ -65,15 +87,14 @@ class LifecycleFastPath:
             await self.app(scope, receive, send)  # FastAPI answers (422 and the like)
             return
         caller = scope.get(CALLER)
+        if not isinstance(caller, Caller):
+            await self.app(scope, receive, send)  # deps.caller refuses it (401)
+            return
         try:
-            if not isinstance(caller, Caller):
-                await self.app(scope, receive, send)  # deps.caller refuses it (401)
-                return
             Access(caller).require(ROUTE_NAMES[verb])
             response = await answer(self.corral, lifecycle(self.corral, ref, verb, stop), wait)
         except CorralError as exc:  # as the app's handler renders it
-            response = JSONResponse({"error": exc.code, "message": exc.message},
-                                    status_code=exc.status)
+            response = convert.error(exc)
         await response(scope, receive, send)
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
+import asyncio
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -15,7 +14,7 @@ from starlette.background import BackgroundTask
 from corral.api import convert
 from corral.api.deps import corral
 from corral.services.core import Corral
-from corral.services.operations import OperationContext
+from corral.services.types import TemplateImage
 from corral.wire.models import BuildTemplateRequest, HostInfo, OperationModel, TemplateModel
 
 router = APIRouter(prefix="/api/v1", tags=["host"])
@@ -29,68 +28,53 @@ def host_info(app: App) -> HostInfo:
 
 @router.get("/templates", response_model=list[TemplateModel])
 def list_templates(app: App) -> list[TemplateModel]:
-    return [
-        convert.template(t, app.templates.size(t), app.templates.digest(t))
-        for t in app.templates.list()
-    ]
+    return [_template(app, t) for t in app.templates.list()]
 
 
 @router.get("/templates/{name}", response_model=TemplateModel)
 def show_template(name: str, app: App) -> TemplateModel:
-    image = app.templates.get(name)
+    return _template(app, app.templates.get(name))
+
+
+def _template(app: Corral, image: TemplateImage) -> TemplateModel:
+    """The wire model (the digest may hash the root filesystem: not on the event loop)."""
     return convert.template(image, app.templates.size(image), app.templates.digest(image))
 
 
 @router.post("/templates/build", response_model=OperationModel, status_code=202)
 def build_template(body: BuildTemplateRequest, app: App) -> OperationModel:
-    from corral.services.templates import builder_for
-
-    builder_for(body.name)  # unknown builder: a clear 404 now, not a failed operation later
-    if body.if_outdated and app.templates.is_current(body.name):
-        def current(ctx: OperationContext) -> None:
-            ctx.progress(1.0, "up to date")
-
-        # A distinct action name: the caller can tell "nothing to build" from "built".
-        return convert.operation(app.operations.submit("template-current", None, current))
-
-    def work(ctx: OperationContext) -> None:
-        app.templates.build(body.name, ctx.progress)
-        app.events.publish("template.built", name=body.name)
-
-    return convert.operation(app.operations.submit("template-build", None, work))
+    return convert.operation(app.templates.submit_build(body.name, body.if_outdated))
 
 
 @router.post("/templates/import", response_model=TemplateModel, status_code=201)
 async def import_template(request: Request, app: App, replace: bool = False) -> TemplateModel:
-    """The body is a ``.corral-template`` file; it is verified in full before it is installed."""
-    fd, name = tempfile.mkstemp(prefix=".upload-", suffix=".corral-template",
-                                dir=app.templates.directory)
-    upload = Path(name)
-    try:
-        with open(fd, "wb") as out:
-            async for chunk in request.stream():
-                out.write(chunk)
-        image = await run_in_threadpool(
-            app.templates.import_file, upload, replace, None, "the template file"
-        )
-    finally:
-        upload.unlink(missing_ok=True)
-    app.events.publish("template.imported", name=image.name)
-    return convert.template(image, app.templates.size(image), app.templates.digest(image))
+    """The body is a ``.corral-template`` file; it is verified in full before it is installed.
+    The service writes it on a worker thread, which takes the body's pieces from the event
+    loop as it goes (no file I/O on the loop, no whole body in memory)."""
+    pieces = _pulled(request, asyncio.get_running_loop())
+
+    def install() -> TemplateModel:
+        return _template(app, app.templates.import_upload(pieces, replace))
+
+    return await run_in_threadpool(install)
+
+
+def _pulled(request: Request, loop: asyncio.AbstractEventLoop) -> Iterator[bytes]:
+    """The request body as a blocking iterator for a worker thread (each piece is awaited
+    on ``loop``)."""
+    stream = request.stream()
+
+    async def next_piece() -> bytes | None:
+        return await anext(stream, None)
+
+    while (piece := asyncio.run_coroutine_threadsafe(next_piece(), loop).result()) is not None:
+        yield piece
 
 
 @router.get("/templates/{name}/export")
 def export_template(name: str, app: App) -> FileResponse:
     image = app.templates.get(name)
-    fd, path = tempfile.mkstemp(prefix=".export-", suffix=".corral-template",
-                                dir=app.templates.directory)
-    os.close(fd)
-    dest = Path(path)
-    try:
-        app.templates.export_file(image.name, dest)
-    except BaseException:
-        dest.unlink(missing_ok=True)
-        raise
+    dest = app.templates.export_spooled(image.name)
     return FileResponse(
         dest, media_type="application/octet-stream", filename=f"{image.name}.corral-template",
         background=BackgroundTask(dest.unlink, missing_ok=True),
@@ -100,5 +84,4 @@ def export_template(name: str, app: App) -> FileResponse:
 @router.delete("/templates/{name}")
 def delete_template(name: str, app: App) -> dict[str, str]:
     app.templates.delete(name)
-    app.events.publish("template.deleted", name=name)
     return {"deleted": name}

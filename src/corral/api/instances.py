@@ -16,7 +16,7 @@ from corral.api import convert
 from corral.api.deps import Policy, corral
 from corral.services.core import Corral
 from corral.services.foreign import ForeignSource, vnc_socket
-from corral.state.store import OperationRecord
+from corral.services.types import OperationRecord
 from corral.wire.models import (
     CreateRequest,
     ExecRequest,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from corral.api import convert
 from corral.api.deps import corral
 from corral.services.core import Corral
-from corral.state.migstore import MigrationRecord, RemoteRecord
+from corral.services.types import MigrationRecord, RemoteRecord
 from corral.wire.migration import (
     AddRemoteRequest,
     CommitReply,

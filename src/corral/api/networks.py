@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 
 from corral.api.deps import corral
-from corral.network.model import BandwidthRule, NetworkSpec, NicSpec
+from corral.domain.network import BandwidthRule, NetworkSpec, NicSpec
 from corral.services.core import Corral
 from corral.services.networks import metrics_text
 from corral.wire.models import (

@@ -13,7 +13,7 @@ from corral.domain.instance import Kind
 from corral.domain.sizes import parse_size
 from corral.services.core import Corral
 from corral.services.disks import DiskChange
-from corral.state.storagestore import PoolRecord
+from corral.services.types import PoolRecord
 from corral.wire.models import OperationModel
 from corral.wire.storage import (
     AddDiskRequest,
@@ -54,15 +54,12 @@ def show_pool(name: str, app: App) -> PoolModel:
 @router.post("/storage/pools", response_model=PoolModel, status_code=201)
 def create_pool(body: CreatePoolRequest, app: App) -> PoolModel:
     size = parse_size(body.size) if body.size else None
-    record = app.storage.create_pool(body.name, body.driver, body.path, body.source, size)
-    app.events.publish("storage.pool.created", pool=body.name, driver=body.driver)
-    return _pool(record, app)
+    return _pool(app.storage.create_pool(body.name, body.driver, body.path, body.source, size), app)
 
 
 @router.delete("/storage/pools/{name}")
 def delete_pool(name: str, app: App) -> dict[str, str]:
     app.storage.delete_pool(name)
-    app.events.publish("storage.pool.deleted", pool=name)
     return {"deleted": name}
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Response
 from corral.api.deps import caller, corral
 from corral.domain.users import Caller
 from corral.services.core import Corral
-from corral.state.userstore import UserRecord
+from corral.services.types import UserRecord
 from corral.wire.users import AddUserRequest, UserModel, UserTokenModel, WhoAmIModel
 
 router = APIRouter(prefix="/api/v1", tags=["users"])

@@ -28,9 +28,9 @@ from corral.backup.manifest import (
     new_backup_id,
 )
 from corral.backup.store import ChunkStore
+from corral.domain.disks import CHUNK_SIZE
 from corral.domain.errors import HostFailure, InvalidInput, NotFound
 
-CHUNK_SIZE = 4 << 20
 BytesProgress = Callable[[int, int], None]
 """(bytes done, bytes total); may raise to cancel."""
 

@@ -26,7 +26,7 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f")]
 
 
 def _rate(bits: int) -> str:
-    from corral.network.model import format_rate
+    from corral.domain.network import format_rate
 
     return format_rate(bits)
 

@@ -73,7 +73,7 @@ def _verify(tls_cert: str | None) -> Any:
         return True
     from pathlib import Path
 
-    from corral.host.tls import pinned_context
+    from corral.client.tls import pinned_context
 
     return pinned_context(Path(path).read_text())
 

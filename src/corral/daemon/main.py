@@ -16,7 +16,6 @@ from pathlib import Path
 import uvicorn
 
 from corral.api.app import LocalAdmin, TokenAuth, create_app
-from corral.api.fastpath import LifecycleFastPath
 from corral.daemon import logs
 from corral.services.core import Corral, Settings
 
@@ -96,8 +95,7 @@ async def serve(args: argparse.Namespace) -> None:
     state_dir = Path(args.state_dir)
     corral = Corral(Settings(state_dir=state_dir, driver_mode=args.drivers, node=args.node))
     await asyncio.to_thread(corral.start)  # drivers block (QMP runs its own loop)
-    # lifecycle actions skip FastAPI's routing (api/fastpath.py); the rest is the app's
-    app = LifecycleFastPath(create_app(corral), corral)
+    app = create_app(corral)  # lifecycle actions skip only its routing (api/fastpath.py)
     # Everything imported and built so far lives as long as the daemon: out of the garbage
     # collector's sight, a full collection no longer walks it (measured: several ms each,
     # every few requests, on the start path).

@@ -20,6 +20,9 @@ CDROM_FILE = "cdrom.iso"
 MAX_DATA_DISKS = 8
 """Per instance (q35 VMs get one PCIe root port per possible data disk)."""
 MIN_DISK = 4 * 1024**2
+CHUNK_SIZE = 4 << 20
+"""A backup's fixed chunk (backup/engine.py), which is also the granularity of the dirty
+bitmaps a VM keeps for incremental backups (drivers/qemu/snapshots.py): one size for both."""
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")  # a virtio-blk serial holds 20 bytes
 _FORBIDDEN_MOUNTS = ("/", "/proc", "/sys", "/dev", "/run", "/etc", "/bin", "/sbin", "/lib",
                      "/usr", "/boot", "/tmp")

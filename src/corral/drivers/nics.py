@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from corral.domain.instance import InstanceSpec
-from corral.network.model import NicSpec
+from corral.domain.network import NicSpec
 
 
 @runtime_checkable

@@ -4,7 +4,7 @@ on a pidfd.
 Why not ``subprocess``: on every container start the daemon runs ``mount`` and ``lxc-start``,
 on every VM start ``qemu-system-x86_64``; a trace of bench/start.py showed each taking
 ~1 ms longer when corrald ran it through ``subprocess.run`` than the same command run
-by the bench (docs/architecture.md, "Start-path costs"). ``subprocess`` walks a good deal
+by the bench (docs/perf-log.md, "Start-path costs"). ``subprocess`` walks a good deal
 of Python per command (Popen's set-up, an exec-status pipe, a selector loop on two
 output pipes until *every* holder closed them, and with a timeout a wait that polls with
 sleeps of 0.5, 1, 2 ... ms); on this host that code is cold between starts. Here:

@@ -3,7 +3,8 @@
 Peers are not authenticated by a CA but by *pinning*: ``corral remote add`` records the
 SHA-256 fingerprint and the PEM of the certificate the peer presented, and every later
 connection trusts exactly that certificate (it is the only trust anchor, host names are not
-checked). The bearer token then authenticates the caller to the peer.
+checked; the client's side is ``client/tls.py``). The bearer token then authenticates the
+caller to the peer.
 """
 
 from __future__ import annotations
@@ -91,16 +92,6 @@ def normalise_fingerprint(text: str) -> str:
     if len(hexdigits) != 64 or any(c not in "0123456789abcdef" for c in hexdigits):
         raise InvalidInput(f"'{text}' is not a SHA-256 fingerprint (64 hex digits)")
     return "sha256:" + hexdigits
-
-
-def pinned_context(cert_pem: str) -> ssl.SSLContext:
-    """A client context that trusts exactly ``cert_pem`` (names are not checked: it is pinned)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cadata=cert_pem)
-    return context
 
 
 def fetch_certificate(host: str, port: int, timeout: float = 10.0) -> str:

@@ -4,17 +4,29 @@ its bearer token. Every failure becomes a ``HostFailure`` naming the peer."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
+from corral.client.tls import pinned_context
 from corral.domain.errors import CorralError, HostFailure
-from corral.host.tls import pinned_context
 from corral.migration.frames import Frame, encode
-from corral.state.migstore import RemoteRecord
 from corral.wire.migration import CommitReply, CommitRequest, IncomingReply, IncomingRequest
 
 INCOMING = "/api/v1/migrations/incoming"
+
+
+class Remote(Protocol):
+    """What the client needs of a peer (the remotes table's record is one)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def token(self) -> str: ...
+    @property
+    def cert_pem(self) -> str: ...
 
 
 class PeerError(HostFailure):
@@ -27,7 +39,7 @@ class PeerError(HostFailure):
 
 
 class PeerClient:
-    def __init__(self, remote: RemoteRecord, timeout: float = 60.0) -> None:
+    def __init__(self, remote: Remote, timeout: float = 60.0) -> None:
         self.remote = remote
         self._http = httpx.Client(
             base_url=remote.url.rstrip("/"), verify=pinned_context(remote.cert_pem),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from corral.domain.errors import InvalidInput
 from corral.domain.names import validate_name
-from corral.network.model import IPNetwork, TrafficClass, parse_network
+from corral.domain.network import IPNetwork, TrafficClass, parse_network
 
 _OLD_CLASS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 
 from corral.domain.errors import Conflict, InvalidInput
-from corral.network.model import IPAddress, IPNetwork, NetworkSpec, NetworkType
+from corral.domain.network import IPAddress, IPNetwork, NetworkSpec, NetworkType
 
 MAC_PREFIX = (0x02, 0xC0)  # locally administered, unicast; "C0" for Corral
 _SCAN_LIMIT = 1 << 16

@@ -17,14 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from corral.network.classes import intervals
-from corral.network.model import (
+from corral.domain.network import (
     Direction,
     NetworkSpec,
     NetworkType,
     NicSpec,
     TrafficClass,
 )
+from corral.network.classes import intervals
 
 TABLE = "corral"
 BRIDGE_FAMILY = "bridge"

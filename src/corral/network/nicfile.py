@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from corral.network.model import NetworkSpec, NetworkType, NicSpec
+from corral.domain.network import NetworkSpec, NetworkType, NicSpec
 
 NICS_FILE = "nics.json"
 

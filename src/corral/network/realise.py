@@ -14,11 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from corral.domain.errors import HostFailure, InvalidInput, Unsupported
-from corral.host import nft, tc
-from corral.host.net import NetHost
-from corral.host.netfeatures import probe
-from corral.network import nftables, shaping
-from corral.network.model import (
+from corral.domain.network import (
     BandwidthRule,
     Direction,
     IPAddress,
@@ -27,6 +23,10 @@ from corral.network.model import (
     NicSpec,
     TrafficClass,
 )
+from corral.host import nft, tc
+from corral.host.net import NetHost
+from corral.host.netfeatures import probe
+from corral.network import nftables, shaping
 
 ROUTED_GATEWAY4 = "169.254.0.1"
 ROUTED_GATEWAY6 = "fe80::1"
@@ -223,7 +223,7 @@ class HostBackend:
 
 
 def nftables_vlan_device(spec: NetworkSpec) -> str:
-    from corral.network.model import vlan_device
+    from corral.domain.network import vlan_device
 
     return vlan_device(spec)
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from corral.domain.errors import InvalidInput
-from corral.network.model import (
+from corral.domain.network import (
     BandwidthRule,
     Direction,
     IPAddress,

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.backup.crypto import Codec
-from corral.backup.engine import CHUNK_SIZE, DataImage, backup_disks
+from corral.backup.engine import DataImage, backup_disks
 from corral.backup.manifest import InstanceInfo, Manifest
 from corral.backup.retention import Retention, select_kept
 from corral.backup.store import ChunkStore, VerifyReport
 from corral.backup.targets import S3Target, open_target
+from corral.domain.disks import CHUNK_SIZE
 from corral.domain.errors import Conflict, InvalidInput, NotFound
 from corral.domain.instance import InstanceSpec, Kind
 from corral.drivers.snapshots import ROOT, Captured, DiskCopy, SnapshotHooks

@@ -56,7 +56,8 @@ class Corral:
         self.users = UserService(UserStore(settings.state_dir / "corral.db"))
         self.locks = InstanceLocks()
         self.operations = OperationManager(self.store, self.events, self.locks)
-        self.templates = TemplateService(settings.state_dir / "templates")
+        self.templates = TemplateService(settings.state_dir / "templates", self.events,
+                                         self.operations)
         self.host = HostService(
             settings.state_dir, node, settings.driver_mode, self._probe_kernel
         )
@@ -130,7 +131,7 @@ class Corral:
 
         self.storage = StorageService(
             StorageStore(settings.state_dir / "corral.db"), settings.state_dir,
-            settings.driver_mode,
+            settings.driver_mode, self.events,
         )
         self.instances.storage = self.storage
         self.templates.users = lambda name: [

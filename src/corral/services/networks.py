@@ -17,9 +17,7 @@ from pathlib import Path
 from corral.domain.errors import Conflict, CorralError, InvalidInput, NotFound, Unsupported
 from corral.domain.lifecycle import State
 from corral.domain.names import validate_name
-from corral.drivers.nics import NicHotplug
-from corral.network import ipam
-from corral.network.model import (
+from corral.domain.network import (
     MAX_NICS,
     IPAddress,
     NetworkSpec,
@@ -30,6 +28,8 @@ from corral.network.model import (
     parse_rate,
     validate_ifname,
 )
+from corral.drivers.nics import NicHotplug
+from corral.network import ipam
 from corral.network.nftables import FilterInput
 from corral.network.nicfile import write_nics
 from corral.network.realise import NetworkBackend, require_kernel_features

@@ -23,13 +23,15 @@ from corral.domain.disks import DataDisk
 from corral.domain.errors import Conflict, InvalidInput, NotFound, Unsupported
 from corral.domain.instance import InstanceSpec
 from corral.domain.names import validate_name
+from corral.domain.pools import PoolConfig
 from corral.domain.sizes import format_size
 from corral.host.diskgrow import grow_ext4_offline
 from corral.host.run import run
+from corral.services.events import EventBus
 from corral.state.storagestore import DiskRecord, PoolRecord, StorageStore
 from corral.storage.foreign import ImageInfo, import_image
 from corral.storage.images import build_root_disk
-from corral.storage.pools import Pool, PoolConfig, PoolUsage, clone_file, open_pool
+from corral.storage.pools import Pool, PoolUsage, clone_file, open_pool
 from corral.templates.artifact import artifact_digest
 from corral.templates.image import TemplateImage
 
@@ -104,8 +106,10 @@ class PoolStatus:
 
 
 class StorageService:
-    def __init__(self, store: StorageStore, state_dir: Path, driver_mode: str) -> None:
+    def __init__(self, store: StorageStore, state_dir: Path, driver_mode: str,
+                 events: EventBus | None = None) -> None:
         self.store = store
+        self.events = events if events is not None else EventBus()
         self.state_dir = state_dir
         self.driver_mode = driver_mode
 
@@ -188,10 +192,12 @@ class StorageService:
         pool = open_pool(config)
         pool.create()
         try:
-            return self.store.insert_pool(config)
+            record = self.store.insert_pool(config)
         except BaseException:
             pool.destroy()
             raise
+        self.events.publish("storage.pool.created", pool=name, driver=driver)
+        return record
 
     def delete_pool(self, name: str) -> None:
         record = self.store.get_pool(name)
@@ -203,6 +209,7 @@ class StorageService:
             raise Conflict(f"pool '{name}' is the default pool")
         open_pool(record.config).destroy()
         self.store.delete_pool(name)
+        self.events.publish("storage.pool.deleted", pool=name)
 
     # Base images --------------------------------------------------------------------------
     def base_image(self, pool: Pool, image: TemplateImage, progress: Progress = _quiet) -> Path:

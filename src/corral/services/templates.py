@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from corral.domain.errors import Conflict, InvalidInput, NotFound
 from corral.domain.names import validate_name
+from corral.services.events import EventBus
 from corral.services.foreign import FOREIGN_TEMPLATE, foreign_metadata
+from corral.services.operations import OperationContext, OperationManager
+from corral.state.store import OperationRecord
 from corral.templates.artifact import export_template, unpack_artifact
 from corral.templates.image import METADATA, TemplateImage
 
@@ -63,8 +67,13 @@ def installed_content(image: TemplateImage) -> str | None:
 
 
 class TemplateService:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, events: EventBus | None = None,
+                 operations: OperationManager | None = None) -> None:
         self.directory = directory
+        self.events = events if events is not None else EventBus()
+        """Where ``template.built``/``.imported``/``.deleted`` go (alone: a bus of its own)."""
+        self.operations = operations
+        """Runs ``submit_build`` (the daemon's; None: builds are called directly)."""
         directory.mkdir(parents=True, exist_ok=True)
         self.users: Callable[[str], list[str]] = lambda name: []
         """Names of the instances made from a template (set by the daemon's wiring)."""
@@ -124,9 +133,29 @@ class TemplateService:
         staging = Path(tempfile.mkdtemp(prefix=f".build-{name}-", dir=self.directory))
         try:
             builder(staging, progress)
-            return self._swap_in(name, staging)
+            image = self._swap_in(name, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        self.events.publish("template.built", name=name)
+        return image
+
+    def submit_build(self, name: str, if_outdated: bool = False) -> OperationRecord:
+        """``build`` as an Operation; with ``if_outdated`` and ``name`` current, an operation
+        with a distinct action (``template-current``: the caller can tell "nothing to build"
+        from "built"). An unknown builder is a clear 404 now, not a failed operation later."""
+        builder_for(name)
+        if self.operations is None:
+            raise RuntimeError("this template service runs no operations")
+        if if_outdated and self.is_current(name):
+            def current(ctx: OperationContext) -> None:
+                ctx.progress(1.0, "up to date")
+
+            return self.operations.submit("template-current", None, current)
+
+        def work(ctx: OperationContext) -> None:
+            self.build(name, ctx.progress)
+
+        return self.operations.submit("template-build", None, work)
 
     def _swap_in(self, name: str, staging: Path) -> TemplateImage:
         """Rename a complete ``staging`` directory into place; the old version goes after."""
@@ -168,6 +197,7 @@ class TemplateService:
         shutil.rmtree(image.directory)
         for hook in self.on_removed:
             hook(name)
+        self.events.publish("template.deleted", name=name)
 
     # The one-file artifact ---------------------------------------------------------------
     def import_file(
@@ -187,9 +217,26 @@ class TemplateService:
                                "import with --replace)")
             # In use is fine (as for `template build`): instances own their disks, and the
             # base-image cache is dropped by the on_removed hooks.
-            return self._swap_in(name, staging)
+            image = self._swap_in(name, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        self.events.publish("template.imported", name=image.name)
+        return image
+
+    def import_upload(self, pieces: Iterable[bytes], replace: bool = False) -> TemplateImage:
+        """``import_file`` for an artifact arriving in pieces (an HTTP upload): written to a
+        file in the store (blocking: call it on a worker thread), verified in full, installed;
+        the file is removed whatever happens."""
+        fd, name = tempfile.mkstemp(prefix=".upload-", suffix=".corral-template",
+                                    dir=self.directory)
+        upload = Path(name)
+        try:
+            with open(fd, "wb") as out:
+                for piece in pieces:
+                    out.write(piece)
+            return self.import_file(upload, replace, None, "the template file")
+        finally:
+            upload.unlink(missing_ok=True)
 
     def export_file(
         self, name: str, dest: Path, progress: Callable[[float, str], None] | None = None
@@ -198,3 +245,16 @@ class TemplateService:
         image = self.get(name)
         export_template(image.directory, dest, progress or (lambda f, p: None))
         return dest
+
+    def export_spooled(self, name: str) -> Path:
+        """``name`` as a ``.corral-template`` in a new file of the store, for sending (the
+        caller deletes it once sent); nothing is left behind if the export fails."""
+        fd, path = tempfile.mkstemp(prefix=".export-", suffix=".corral-template",
+                                    dir=self.directory)
+        os.close(fd)
+        dest = Path(path)
+        try:
+            return self.export_file(name, dest)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from corral.domain.errors import Conflict, InvalidInput, NotFound
+from corral.domain.network import Direction, TrafficClass, parse_rate
 from corral.network.classes import parse_class
-from corral.network.model import Direction, TrafficClass, parse_rate
 from corral.network.nftables import FAMILIES, parse_counter_name
 from corral.network.realise import NetworkBackend
 from corral.services.instances import InstanceService

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from corral.domain.errors import Conflict, NotFound
-from corral.network.model import (
+from corral.domain.network import (
     BandwidthRule,
     Direction,
     IPAddress,

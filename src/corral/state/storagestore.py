@@ -9,10 +9,10 @@ from pathlib import Path
 from sqlalchemy import delete, select, update
 
 from corral.domain.errors import Conflict, NotFound
+from corral.domain.pools import PoolConfig
 from corral.state.db import open_database
 from corral.state.hotpath import HotPath
 from corral.state.storagemodels import DiskRow, PoolRow
-from corral.storage.pools import PoolConfig
 
 
 @dataclass(frozen=True)

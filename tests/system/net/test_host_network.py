@@ -14,10 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from corral.domain.errors import Unsupported
-from corral.host import nft, tc
-from corral.host.netfeatures import probe
-from corral.network.classes import parse_class
-from corral.network.model import (
+from corral.domain.network import (
     BandwidthRule,
     Direction,
     IPAddress,
@@ -26,6 +23,9 @@ from corral.network.model import (
     NicSpec,
     TrafficClass,
 )
+from corral.host import nft, tc
+from corral.host.netfeatures import probe
+from corral.network.classes import parse_class
 from corral.network.nftables import FilterInput, counter_name
 from corral.network.realise import HostBackend
 from tests.system.net.lab import Lab, can_run

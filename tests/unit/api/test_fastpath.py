@@ -1,20 +1,22 @@
 """api/fastpath.py: lifecycle actions answered before FastAPI's routing give what the
-FastAPI routes give -- status, error bodies, the policy gate -- and anything the fast path
-does not fully understand is left to FastAPI (in process, ASGI, fake driver)."""
+FastAPI routes give -- status, error bodies, the policy gate --, anything the fast path
+does not fully understand is left to FastAPI, and every middleware the app adds sees them
+(in process, ASGI, fake driver)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from corral.api import fastpath
 from corral.api.app import LocalAdmin, create_app
-from corral.api.fastpath import ROUTE_NAMES, LifecycleFastPath
+from corral.api.fastpath import ROUTE_NAMES, VERBS, LifecycleFastPath
 from corral.api.identity import ASGIApp, Receive, Scope, Send, _serve_as
 from corral.domain.users import Caller, Role
 from corral.services.access import Access
@@ -55,21 +57,39 @@ def _ask(app: ASGIApp, path: str, **kwargs: Any) -> Answer:
     return asyncio.run(go())
 
 
-def _both(corral: Corral, monkeypatch: pytest.MonkeyPatch,
-          caller: Caller | None = None) -> tuple[ASGIApp, ASGIApp, list[str]]:
-    """(FastAPI behind the fast path, FastAPI alone, the lifecycle requests FastAPI saw)."""
-    app = create_app(corral)
+def _routed(app: FastAPI) -> list[str]:
+    """The lifecycle requests that reach ``app``'s routing (the fast path did not answer)."""
     seen: list[str] = []
+    routing = app.router.middleware_stack
 
     async def counted(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].split("/")[-1] in ROUTE_NAMES:
             seen.append(scope["path"])
-        await app(scope, receive, send)
+        await routing(scope, receive, send)
+
+    app.router.middleware_stack = counted
+    return seen
+
+
+def _is_fast_path(factory: object) -> bool:
+    return factory is LifecycleFastPath
+
+
+def _without_fast_path(app: FastAPI) -> FastAPI:
+    app.user_middleware = [m for m in app.user_middleware if not _is_fast_path(m.cls)]
+    return app
+
+
+def _both(corral: Corral, monkeypatch: pytest.MonkeyPatch,
+          caller: Caller | None = None) -> tuple[ASGIApp, ASGIApp, list[str]]:
+    """(the app, the app without its fast path, the lifecycle requests the first routed)."""
+    app = create_app(corral)
+    seen = _routed(app)
 
     def wrap(inner: ASGIApp) -> ASGIApp:
         return LocalAdmin(inner) if caller is None else _As(inner, caller)
 
-    return wrap(LifecycleFastPath(counted, corral)), wrap(app), seen
+    return wrap(app), wrap(_without_fast_path(create_app(corral))), seen
 
 
 def _same_operation(fast: Answer, plain: Answer) -> None:
@@ -167,3 +187,54 @@ def test_other_requests_are_not_touched() -> None:
         assert fastpath._action({"type": "http", "method": method, "path": path}) is None
     assert fastpath._action({"type": "http", "method": "POST",
                              "path": "/api/v1/instances/101/stop"}) == ("101", "stop")
+
+
+class _Recorder:
+    """An app-wide concern added later (an audit log, a request id, request metrics): a
+    plain ASGI middleware that records every HTTP request and the status it was answered."""
+
+    def __init__(self, app: ASGIApp, log: list[tuple[str, str, int]]) -> None:
+        self.app = app
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def recorded(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self.log.append((scope["method"], scope["path"], message["status"]))
+            await send(message)
+
+        await self.app(scope, receive, recorded)
+
+
+def test_a_middleware_the_app_adds_sees_the_lifecycle_actions(corral: Corral) -> None:
+    """The fast path is the innermost middleware: one added the normal way, after the app
+    is made, sees a start and a stop the fast path answers -- and a refused one."""
+    app = create_app(corral)
+    log: list[tuple[str, str, int]] = []
+    app.add_middleware(_Recorder, log=log)
+    seen = _routed(app)
+    served = LocalAdmin(app)
+    assert _ask(served, "/api/v1/instances/one/start?wait=5")[0] == 202
+    assert _ask(served, "/api/v1/instances/one/stop?wait=5", json={"force": True})[0] == 202
+    assert _ask(served, "/api/v1/instances/nosuch/start")[0] == 404
+    assert seen == []  # all three were the fast path's answers, not the routes'
+    assert log == [("POST", "/api/v1/instances/one/start", 202),
+                   ("POST", "/api/v1/instances/one/stop", 202),
+                   ("POST", "/api/v1/instances/nosuch/start", 404)]
+    assert corral.store.get_instance("one").state.value == "stopped"
+
+
+def test_the_fast_path_is_the_innermost_middleware(corral: Corral) -> None:
+    app = create_app(corral)
+    app.add_middleware(_Recorder, log=[])
+    assert _is_fast_path(app.user_middleware[-1].cls)
+
+
+def test_every_lifecycle_route_is_known_to_the_fast_path() -> None:
+    """The names come from instances.py's routes; each verb has exactly one."""
+    assert set(ROUTE_NAMES) == set(VERBS)
+    assert ROUTE_NAMES["start"] == "start_instance"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from corral.domain.network import NetworkSpec, NetworkType, NicSpec
 from corral.drivers.lxc.config import _net_lines
-from corral.network.model import NetworkSpec, NetworkType, NicSpec
 
 LAN = NetworkSpec(1, "lan", NetworkType.BRIDGED, (ipaddress.ip_network("10.5.0.0/24"),
                                                    ipaddress.ip_network("fd00:5::/64")),

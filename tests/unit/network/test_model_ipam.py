@@ -5,8 +5,7 @@ import ipaddress
 import pytest
 
 from corral.domain.errors import Conflict, InvalidInput
-from corral.network.ipam import allocate, check_static, generate_mac, normalise_mac
-from corral.network.model import (
+from corral.domain.network import (
     BandwidthRule,
     Direction,
     NetworkSpec,
@@ -16,6 +15,7 @@ from corral.network.model import (
     nic_ifname,
     parse_rate,
 )
+from corral.network.ipam import allocate, check_static, generate_mac, normalise_mac
 
 
 def net(*subnets: str, gateways: tuple[str, ...] = (), type_: NetworkType = NetworkType.BRIDGED,

@@ -3,14 +3,14 @@ from __future__ import annotations
 import ipaddress
 import itertools
 
-from corral.network.classes import classify, intervals, parse_class
-from corral.network.model import (
+from corral.domain.network import (
     BandwidthRule,
     Direction,
     NetworkSpec,
     NetworkType,
     NicSpec,
 )
+from corral.network.classes import classify, intervals, parse_class
 from corral.network.nftables import FilterInput, counter_name, parse_counter_name, render
 from corral.network.shaping import plans, port_commands
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from corral.domain.errors import Conflict, HostFailure, InvalidInput
 from corral.domain.instance import InstanceSpec, Kind
+from corral.domain.network import NicSpec
 from corral.domain.resources import Resources
 from corral.drivers.base import (
     AppliedChange,
@@ -27,7 +28,6 @@ from corral.drivers.base import (
     RuntimeStatus,
 )
 from corral.drivers.fake import resources as fake_resources
-from corral.network.model import NicSpec
 from corral.templates.image import TemplateImage
 
 READY_MARKER = b"corral-guest-ready\n"

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.domain.errors import InvalidInput
+from corral.domain.network import NetworkType, NicSpec
 from corral.domain.resources import Resources
 from corral.drivers.cgroup_limits import limit_writes, lxc_config_lines
 from corral.host.cgroupfs import corral_root
 from corral.host.cgroups import CgroupLayout
 from corral.host.idmap import IdMap
-from corral.network.model import NetworkType, NicSpec
 
 DEFAULT_INCLUDE_DIR = Path("/usr/share/lxc/config")
 # Every container's cgroup sits under <hierarchy>/<corral_root()>/ct/<name> (monitor: .../monitor).

@@ -17,10 +17,10 @@ from typing import Protocol
 
 from corral.domain.errors import Conflict, HostFailure
 from corral.domain.instance import InstanceSpec
+from corral.domain.network import NetworkType, NicSpec
 from corral.drivers.base import RuntimeState, RuntimeStatus
 from corral.host.net import NetHost
 from corral.host.run import require_tool, run
-from corral.network.model import NetworkType, NicSpec
 
 
 class _Observable(Protocol):

@@ -21,11 +21,11 @@ from typing import Any
 
 from corral.domain.errors import Conflict, HostFailure, InvalidInput, Unsupported
 from corral.domain.instance import InstanceSpec
+from corral.domain.network import NetworkType, NicSpec
 from corral.drivers.qemu import agent
 from corral.drivers.qemu.cmdline import VmNic, VmPaths, root_port
 from corral.drivers.qemu.qmp import qmp
 from corral.host.net import NetHost
-from corral.network.model import NetworkType, NicSpec
 from corral.network.nicfile import read_nics
 
 KERNEL_CMDLINE_MAX = 2047  # x86 COMMAND_LINE_SIZE is 2048 bytes including the NUL

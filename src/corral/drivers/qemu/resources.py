@@ -83,7 +83,7 @@ def prepare_cgroup(spec: InstanceSpec, layout: CgroupLayout) -> None:
     """The VM's cgroup with the persisted limits, before QEMU is moved into it. The group
     outlives a stop (``unplace`` at delete): the next start finds it and only rewrites the
     limits; a group made just before QEMU started slowed QEMU's own start-up in a raw-QEMU
-    experiment (noisy: docs/architecture.md, "Start-path costs")."""
+    experiment (noisy: docs/perf-log.md, "Start-path costs")."""
     cgroupfs.ensure_group(layout, VM_CONTROLLERS, cgroup_path(spec))
     apply_cgroup(spec, layout, spec.resources)
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from corral.backup.engine import CHUNK_SIZE as CHUNK  # = the dirty bitmaps' granularity
+from corral.domain.disks import CHUNK_SIZE as CHUNK  # = the dirty bitmaps' granularity
 from corral.domain.errors import Conflict, HostFailure
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState

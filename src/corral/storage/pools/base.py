@@ -19,24 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.domain.errors import Conflict, HostFailure, InvalidInput, Unsupported
+from corral.domain.pools import PoolConfig
 from corral.host.mounts import is_mounted
 from corral.host.run import require_tool, run
 from corral.storage.pools.copy import reflink_works
 
 DRIVERS = ("dir", "btrfs")
 MIN_BTRFS = 256 * 1024**2
-
-
-@dataclass(frozen=True)
-class PoolConfig:
-    name: str
-    driver: str
-    path: Path
-    """Where volumes live: the directory (dir) or the mount point (btrfs)."""
-    source: Path | None = None
-    """btrfs: the block device or backing file."""
-    size: int | None = None
-    """btrfs on a file: the file's size."""
 
 
 @dataclass(frozen=True)

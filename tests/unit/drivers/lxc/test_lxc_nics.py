@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from corral.domain.network import NetworkSpec, NetworkType, NicSpec
 from corral.drivers.lxc.nics import guest_commands
-from corral.network.model import NetworkSpec, NetworkType, NicSpec
 
 LAN = NetworkSpec(1, "lan", NetworkType.BRIDGED, (ipaddress.ip_network("10.0.0.0/24"),),
                   (ipaddress.ip_address("10.0.0.1"),))

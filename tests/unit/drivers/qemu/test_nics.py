@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from corral.domain.errors import InvalidInput
+from corral.domain.network import NetworkSpec, NetworkType, NicSpec
 from corral.drivers.qemu.cmdline import VmConfig, VmNic, VmPaths, build_argv, nic_argv
 from corral.drivers.qemu.nics import append_nics, guest_spec, kernel_words
-from corral.network.model import NetworkSpec, NetworkType, NicSpec
 
 LAN = NetworkSpec(1, "lan", NetworkType.BRIDGED,
                   (ipaddress.ip_network("10.0.0.0/24"), ipaddress.ip_network("fd00::/64")),

@@ -1,4 +1,5 @@
-"""What a network, a NIC, a traffic class and a bandwidth rule are (pure: no I/O)."""
+"""What a network, a NIC, a traffic class and a bandwidth rule are (pure: no I/O; the
+network/ package realises them on the host)."""
 
 from __future__ import annotations
 

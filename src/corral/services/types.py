@@ -1,0 +1,27 @@
+"""The types services hand to their callers, named in one place.
+
+They are defined where they are stored or made (``state/``, ``backup/``, ``templates/``);
+the layers above services (``api/``, later ``web/``) import them from here, so they depend
+on services alone and never reach past them (tests/unit/test_layers.py).
+"""
+
+from corral.backup.manifest import Manifest
+from corral.backup.retention import Retention
+from corral.state.backupstore import TargetRecord
+from corral.state.migstore import MigrationRecord, RemoteRecord
+from corral.state.storagestore import PoolRecord
+from corral.state.store import OperationRecord
+from corral.state.userstore import UserRecord
+from corral.templates.image import TemplateImage
+
+__all__ = [
+    "Manifest",
+    "MigrationRecord",
+    "OperationRecord",
+    "PoolRecord",
+    "RemoteRecord",
+    "Retention",
+    "TargetRecord",
+    "TemplateImage",
+    "UserRecord",
+]
