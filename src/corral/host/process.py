@@ -2,7 +2,9 @@
 
 ``run`` (corral.host.run) kills only the command itself on a timeout. Tools such as
 ``lxc-attach`` leave the process they started inside the container running when they die,
-so for those the deadline has to reach every descendant.
+so for those the deadline has to reach every descendant. The command starts as every other
+(``host.spawn``: stdin a memory file holding ``input``, output in memory files), so what it
+wrote before its deadline is kept.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from corral.domain.errors import HostFailure
+from corral.host.spawn import TimedOut, spawn
 
 log = logging.getLogger("corral.host")
 
@@ -74,22 +76,24 @@ def run_with_deadline(
     """Run ``argv`` with ``input`` on stdin; at ``timeout`` kill it and all it started."""
     log.debug("run (deadline %s s) %s", timeout, " ".join(argv))
     try:
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        process = spawn(argv, input=input)
     except FileNotFoundError as exc:
         raise HostFailure(f"'{argv[0]}' is not installed on this host") from exc
     try:
-        stdout, stderr = proc.communicate(input, timeout=timeout)
-        return Finished(proc.returncode, stdout, stderr, timed_out=False)
-    except subprocess.TimeoutExpired:
-        kill_tree(proc.pid)
-        stdout, stderr = proc.communicate()
-        return Finished(KILLED_EXIT, stdout, stderr, timed_out=True)
+        timed_out = False
+        try:
+            process.wait(timeout)
+        except TimedOut:
+            kill_tree(process.pid)
+            process.wait()
+            timed_out = True
+        stdout, stderr = process.output()
     except BaseException:
-        kill_tree(proc.pid)
-        proc.communicate()
+        if process.returncode is None:  # never a reaped pid: it may be another's by now
+            kill_tree(process.pid)
+            process.wait()
         raise
+    finally:
+        process.close()
+    returncode = KILLED_EXIT if timed_out else process.wait()
+    return Finished(returncode, stdout, stderr, timed_out=timed_out)

@@ -2,7 +2,9 @@
 
 ``run`` (corral.host.run) is for commands that finish; a console client such as
 ``lxc-console`` insists on a tty on stdin and stays until closed, so it gets a fresh pty
-here and the caller talks to it through the master file descriptor.
+here and the caller talks to it through the master file descriptor. It starts as every
+host command does (``host.spawn``), in a new session with the pty's slave side as its stdin,
+stdout and stderr.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import fcntl
 import logging
 import os
 import select
+import signal
 import struct
-import subprocess
 import termios
 import time
 from collections.abc import Sequence
 
 from corral.domain.errors import HostFailure
+from corral.host.spawn import TimedOut, spawn_on
 
 log = logging.getLogger("corral.host")
 
@@ -37,14 +40,8 @@ class PtyProcess:
         master, slave = os.openpty()
         try:
             _set_size(slave, rows, cols)
-            self._proc = subprocess.Popen(
-                list(argv),
-                stdin=slave,
-                stdout=slave,
-                stderr=slave,
-                start_new_session=True,  # the pty becomes its controlling terminal
-                close_fds=True,
-            )
+            # a new session: the pty becomes its controlling terminal
+            self._proc = spawn_on(argv, slave, slave, slave, setsid=True)
         except FileNotFoundError as exc:
             os.close(master)
             raise HostFailure(f"'{argv[0]}' is not installed on this host") from exc
@@ -104,12 +101,13 @@ class PtyProcess:
             return
         self._closed = True
         if self._proc.poll() is None:
-            self._proc.terminate()
+            self._proc.send_signal(signal.SIGTERM)
             try:
                 self._proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
+            except TimedOut:
                 self._proc.kill()
                 self._proc.wait()
+        self._proc.close()
         with contextlib.suppress(OSError):
             os.close(self._master)
 

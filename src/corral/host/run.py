@@ -16,6 +16,10 @@ log = logging.getLogger("corral.host")
 T = TypeVar("T")
 
 
+class CommandTimedOut(HostFailure):
+    """A command ``run`` killed at its deadline."""
+
+
 def require_tool(name: str, package: str) -> str:
     """Absolute path of ``name`` or Unsupported naming the Debian package that provides it."""
     path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/bin:/bin")
@@ -74,7 +78,8 @@ def _finish(process: Spawned, argv: Sequence[str], timeout: float | None,
         except TimedOut as exc:
             process.kill()
             process.wait()
-            raise HostFailure(f"'{' '.join(argv)}' did not finish within {timeout} s") from exc
+            raise CommandTimedOut(f"'{' '.join(argv)}' did not finish within {timeout} s") \
+                from exc
         stdout, stderr = process.output()
     finally:
         process.close()

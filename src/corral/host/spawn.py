@@ -23,6 +23,10 @@ action (Python ignores SIGPIPE), an empty signal mask, and none of the daemon's 
 but 0-2: every descriptor Python opens is close-on-exec (PEP 446), so are the memfds until
 they are duplicated onto 0-2, and the few inheritable ones (found in /proc/self/fd) are
 closed in the child.
+
+``spawn_on`` is the same start for commands that talk while they run (a console client on a
+pty, a stream): the caller hands the three descriptors it reads and writes itself, and may
+make the command a session leader; nothing is captured.
 """
 
 from __future__ import annotations
@@ -89,9 +93,13 @@ class Spawned:
             time.sleep(0.001)
 
     def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def send_signal(self, signum: int) -> None:
+        """Signal the command if it has not been reaped yet."""
         if self.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+                os.kill(self.pid, signum)
 
     def output(self) -> tuple[bytes, bytes]:
         """What the command wrote to stdout and stderr so far."""
@@ -116,14 +124,7 @@ def spawn(argv: Sequence[str], *, input: bytes | None = None,
     try:
         stdin = _stdin(input)
         try:
-            pid = os.posix_spawnp(
-                argv[0], list(argv), os.environ if env is None else env,
-                file_actions=[(os.POSIX_SPAWN_DUP2, stdin, 0),
-                              (os.POSIX_SPAWN_DUP2, out, 1),
-                              (os.POSIX_SPAWN_DUP2, err, 2),
-                              *((os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable())],
-                setsigdef=_RESET_SIGNALS, setsigmask=(),
-            )
+            pid = _posix_spawn(argv, env, stdin, out, err, setsid=False)
         finally:
             os.close(stdin)
     except BaseException:
@@ -131,6 +132,28 @@ def spawn(argv: Sequence[str], *, input: bytes | None = None,
         os.close(err)
         raise
     return Spawned(argv, pid, out, err)
+
+
+def spawn_on(argv: Sequence[str], stdin: int, stdout: int, stderr: int, *,
+             env: Mapping[str, str] | None = None, setsid: bool = False) -> Spawned:
+    """Start ``argv`` with its stdin, stdout and stderr on the caller's descriptors (they
+    stay the caller's to close); ``setsid``: in a new session, as a console client on a pty
+    wants. Its output is the caller's to read (``Spawned.output`` is empty)."""
+    if not argv:
+        raise ValueError("no command to run")
+    return Spawned(argv, _posix_spawn(argv, env, stdin, stdout, stderr, setsid=setsid), -1, -1)
+
+
+def _posix_spawn(argv: Sequence[str], env: Mapping[str, str] | None, stdin: int, stdout: int,
+                 stderr: int, *, setsid: bool) -> int:
+    return os.posix_spawnp(
+        argv[0], list(argv), os.environ if env is None else env,
+        file_actions=[(os.POSIX_SPAWN_DUP2, stdin, 0),
+                      (os.POSIX_SPAWN_DUP2, stdout, 1),
+                      (os.POSIX_SPAWN_DUP2, stderr, 2),
+                      *((os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable())],
+        setsigdef=_RESET_SIGNALS, setsigmask=(), setsid=setsid,
+    )
 
 
 def _inheritable() -> list[int]:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from corral.host.files import punch_hole
 from corral.migration.frames import OP_DATA, OP_ZERO, Frame
 
 CHUNK = 1024 * 1024
@@ -139,19 +140,6 @@ def apply_frames(path: Path, frames: Iterator[Frame]) -> int:
 
 def _zero(fd: int, offset: int, length: int) -> None:
     try:
-        _punch_hole(fd, offset, length)
+        punch_hole(fd, offset, length)
     except OSError:
         os.pwrite(fd, bytes(length), offset)
-
-
-def _punch_hole(fd: int, offset: int, length: int) -> None:
-    import ctypes
-    import ctypes.util
-
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    falloc_fl_keep_size, falloc_fl_punch_hole = 0x01, 0x02
-    result = libc.fallocate(ctypes.c_int(fd), ctypes.c_int(falloc_fl_keep_size |
-                            falloc_fl_punch_hole), ctypes.c_long(offset), ctypes.c_long(length))
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from corral.domain.errors import InvalidInput
+from corral.host.files import punch_hole
 from corral.migration.frames import OP_DATA, OP_ZERO, Frame, decode, encode
 from corral.migration.transfer import CHUNK, DiskCopier, Throttle, apply_frames, data_chunks
 
@@ -54,11 +55,9 @@ def test_rounds_send_data_then_only_the_delta(tmp_path: Path) -> None:
     assert second == CHUNK
     assert dst.read_bytes() == src.read_bytes()
     # a chunk that becomes a hole is zeroed on the target
-    from corral.migration.transfer import _punch_hole
-
     fd = os.open(src, os.O_RDWR)
     try:
-        _punch_hole(fd, 40 * CHUNK, CHUNK)
+        punch_hole(fd, 40 * CHUNK, CHUNK)
     finally:
         os.close(fd)
     copier.round(lambda _n: None, lambda: None, Throttle(None))

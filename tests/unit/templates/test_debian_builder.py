@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from corral.domain.errors import HostFailure
 from corral.services.templates import BUILDERS, builder_for
 from corral.templates.builders.debian import (
     APPLIANCES,
     PACKAGES,
     Appliance,
+    _chroot_provision,
     cache_key,
     metadata,
     render_provision,
@@ -72,3 +76,22 @@ def test_guest_scripts_are_posix_sh(name: str) -> None:
 
     assert not re.search(r"^\s*(usleep|busybox)\b", text, re.M)  # Debian has neither
     subprocess.run(["dash", "-n", "-c", text], check=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("busybox") is None,
+                    reason="needs root (mounts, chroot) and a static busybox")
+def test_provisioning_runs_in_a_chroot_of_any_path(tmp_path: Path) -> None:
+    """The tree's path reaches the chroot as an argument, never as shell text: quotes, $ and
+    spaces in it change nothing, and no mount outlives the run."""
+    tree = tmp_path / "a tree with 'quotes' $HOME; and `spaces`"
+    for name in ("bin", "proc", "sys", "dev", "etc"):
+        (tree / name).mkdir(parents=True)
+    shutil.copy(shutil.which("busybox") or "", tree / "bin" / "sh")
+    _chroot_provision(tree, "echo provisioned > /marker; test -e /proc/self/stat; "
+                            "test -c /dev/null; test -d /sys/class; echo ok >> /marker\n")
+    assert (tree / "marker").read_text() == "provisioned\nok\n"
+    assert not (tree / "tmp" / "corral-provision.sh").exists()
+    assert not (tree / "etc" / "resolv.conf").exists()  # the host's was there only meanwhile
+    assert str(tmp_path) not in Path("/proc/mounts").read_text()
+    with pytest.raises(HostFailure, match="provisioning failed"):
+        _chroot_provision(tree, "exit 4\n")

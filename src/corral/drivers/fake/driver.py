@@ -2,16 +2,17 @@
 
 State lives in ``<instance dir>/fake.json`` so that a fresh driver object (as after a daemon
 restart) sees exactly what the previous one left, as the real drivers do. ``exec`` runs the
-command on the host in the instance's directory: enough to prove exit codes, output and
-timeouts flow through every layer unchanged.
+command on the host in the instance's directory (through ``host.run``, as every command;
+``env --chdir`` puts it there): enough to prove exit codes, output and timeouts flow through
+every layer unchanged.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
-import subprocess
 from pathlib import Path
 
 from corral.domain.errors import Conflict, HostFailure, InvalidInput
@@ -28,6 +29,7 @@ from corral.drivers.base import (
     RuntimeStatus,
 )
 from corral.drivers.fake import resources as fake_resources
+from corral.host.run import CommandTimedOut, run
 from corral.templates.image import TemplateImage
 
 READY_MARKER = b"corral-guest-ready\n"
@@ -142,14 +144,12 @@ class FakeDriver:
         self, spec: InstanceSpec, argv: list[str], timeout: float | None, stdin: bytes = b""
     ) -> ExecResult:
         self._require(spec, RuntimeState.RUNNING)
+        if not argv or not _runnable(argv[0], spec.directory):
+            return ExecResult(127, b"", f"{argv[0] if argv else ''}: not found\n".encode())
         try:
-            proc = subprocess.run(
-                argv, input=stdin, capture_output=True, timeout=timeout, cwd=spec.directory,
-                check=False,
-            )
-        except FileNotFoundError:
-            return ExecResult(127, b"", f"{argv[0]}: not found\n".encode())
-        except subprocess.TimeoutExpired:
+            proc = run(["env", f"--chdir={spec.directory}", "--", *argv], check=False,
+                       timeout=timeout, input=stdin)
+        except CommandTimedOut:
             raise HostFailure(f"command did not finish within {timeout} s") from None
         return ExecResult(proc.returncode, proc.stdout, proc.stderr)
 
@@ -194,3 +194,11 @@ class FakeDriver:
     def detach_nic(self, spec: InstanceSpec, nic: NicSpec) -> None:
         attached = [i for i in self.attached_nics(spec) if i != nic.index]
         self._nics_path(spec).write_text(json.dumps(attached))
+
+
+def _runnable(command: str, cwd: Path) -> bool:
+    """Whether ``command`` names an executable (on PATH, or a path from ``cwd``)."""
+    if "/" in command:
+        path = cwd / command
+        return path.is_file() and os.access(path, os.X_OK)
+    return shutil.which(command) is not None

@@ -10,11 +10,12 @@ CRIU is used only where ``criu check`` passes on both hosts; it is detected, not
 from __future__ import annotations
 
 import shutil
-import subprocess
 
+from corral.domain.errors import HostFailure
 from corral.domain.instance import InstanceSpec
 from corral.drivers.lxc.config import render_config
 from corral.drivers.lxc.driver import LxcDriver, _check_reachable, lxc_name
+from corral.host.run import run
 from corral.templates.image import TemplateImage
 
 
@@ -35,11 +36,10 @@ def criu_check() -> tuple[bool, str]:
     if criu is None:
         return False, "criu is not installed"
     try:
-        proc = subprocess.run([criu, "check"], capture_output=True, text=True, timeout=30,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        proc = run([criu, "check"], check=False, timeout=30)
+    except HostFailure as exc:
         return False, f"criu check did not run: {exc}"
     if proc.returncode != 0:
-        said = (proc.stderr or proc.stdout).strip().splitlines()
+        said = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
         return False, "criu check failed: " + (said[-1] if said else f"exit {proc.returncode}")
     return True, "criu check passed"

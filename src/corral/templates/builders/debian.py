@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -196,6 +195,15 @@ def _customise(root: Path) -> None:
     (root / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
 
 
+# The tree is the script's argument ("$1"), never part of its text: any path is safe.
+_CHROOT_SCRIPT = """set -e
+mount -t proc proc "$1/proc"
+mount --rbind /sys "$1/sys"
+mount --rbind /dev "$1/dev"
+exec chroot "$1" /bin/sh /tmp/corral-provision.sh
+"""
+
+
 def _chroot_provision(tree: Path, script: str) -> None:
     """Run ``script`` in a chroot of ``tree`` with /proc, /sys, /dev bound and the host's
     resolv.conf (unshare -m: every mount dies with the process, none can leak)."""
@@ -203,12 +211,9 @@ def _chroot_provision(tree: Path, script: str) -> None:
     resolv = tree / "etc/resolv.conf"
     saved = resolv.read_bytes() if resolv.is_file() else None
     shutil.copyfile("/etc/resolv.conf", resolv)
-    inner = (f"mount -t proc proc {tree}/proc && mount --rbind /sys {tree}/sys && "
-             f"mount --rbind /dev {tree}/dev && "
-             f"chroot {tree} /bin/sh /tmp/corral-provision.sh")
     try:
-        proc = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", inner],
-                              capture_output=True, timeout=1800, check=False)
+        proc = run(["unshare", "-m", "--propagation", "private", "sh", "-c", _CHROOT_SCRIPT,
+                    "corral-provision", str(tree)], check=False, timeout=1800)
         if proc.returncode != 0:
             said = (proc.stderr or proc.stdout).decode(errors="replace").strip()[-2000:]
             raise HostFailure(f"provisioning failed (exit {proc.returncode}): {said}")
