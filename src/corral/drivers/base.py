@@ -3,6 +3,12 @@
 A driver is stateless towards the daemon: everything it needs to find a running guest again
 (pid files, sockets, LXC state) lives under ``InstanceSpec.directory`` or the runtime itself,
 so a restarted daemon re-adopts guests by asking ``status``.
+
+What a driver can do beyond the core is said twice, on purpose: as data (``Capabilities``,
+for services to consult and for ``host info``) and as hook objects (``Hooks``: one object
+behind its own Protocol per optional part, e.g. ``SnapshotHooks``, ``NicHotplug``), which
+services call. No service looks at a driver's class; the contract suite checks that both
+say the same.
 """
 
 from __future__ import annotations
@@ -10,11 +16,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.resources import Resources
 from corral.templates.image import TemplateImage
+
+if TYPE_CHECKING:
+    from corral.drivers.nics import NicHotplug
+    from corral.drivers.snapshots import SnapshotHooks
 
 Progress = Callable[[float, str], None]
 """Report progress: fraction done (0..1) and a short phase description."""
@@ -37,7 +47,18 @@ class Capabilities:
     console: bool = True
     graceful_stop: bool = True
     unprivileged: bool = False
+    snapshots: bool = False  # ``Hooks.snapshots``: snapshots and online backups
+    nic_hotplug: bool = False  # ``Hooks.nics``: NICs added to / removed from a running guest
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """The optional parts of a driver, each an object behind its own Protocol; None where
+    the driver has no such part (its ``Capabilities`` say the same)."""
+
+    snapshots: SnapshotHooks | None = None
+    nics: NicHotplug | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +138,10 @@ class Driver(Protocol):
     def kind(self) -> Kind: ...
 
     def capabilities(self) -> Capabilities: ...
+
+    def hooks(self) -> Hooks:
+        """This driver's optional parts (made once; cheap to ask again)."""
+        ...
 
     def create(self, spec: InstanceSpec, template: TemplateImage, progress: Progress) -> None:
         """Prepare disk and configuration. On failure, leave nothing behind."""

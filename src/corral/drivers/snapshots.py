@@ -2,9 +2,10 @@
 
 Kept apart from the ``Driver`` Protocol (drivers/base.py) so the core contract stays small;
 every driver (fake, lxc, qemu) has a ``snapshots.py`` implementing ``SnapshotHooks`` and
-``hooks_for`` finds it. A snapshot is a directory: ``root.img`` (a copy-on-write clone of the
-disk where the filesystem can, else a sparse copy) and, with memory, the runtime state
-(``vmstate.qcow2`` for QEMU, CRIU images for LXC, ``state.json`` for the fake driver).
+hands an instance of it out as ``Hooks.snapshots`` (``driver.hooks()``). A snapshot is a
+directory: ``root.img`` (a copy-on-write clone of the disk where the filesystem can, else a
+sparse copy) and, with memory, the runtime state (``vmstate.qcow2`` for QEMU, CRIU images
+for LXC, ``state.json`` for the fake driver).
 
 Every disk of an instance (root and data disks) is copied at one point in time: the
 service names the copies (``DiskCopy``: the root disk first), the hooks make them all while
@@ -163,25 +164,3 @@ class SnapshotHooks(Protocol):
         """Forget a change tracker on every disk (superseded by a newer backup, or its
         backup failed)."""
         ...
-
-
-def hooks_for(driver: object) -> SnapshotHooks | None:
-    """The snapshot hooks of ``driver`` (by its class; each driver has its own module), or
-    None for a driver without any."""
-    from corral.drivers.fake.driver import FakeDriver
-    from corral.drivers.fake.snapshots import FakeSnapshots
-
-    if isinstance(driver, FakeDriver):
-        return FakeSnapshots(driver)
-    from corral.drivers.lxc.driver import LxcDriver
-    from corral.drivers.qemu.driver import QemuDriver
-
-    if isinstance(driver, LxcDriver):
-        from corral.drivers.lxc.snapshots import LxcSnapshots
-
-        return LxcSnapshots(driver)
-    if isinstance(driver, QemuDriver):
-        from corral.drivers.qemu.snapshots import QemuSnapshots
-
-        return QemuSnapshots(driver)
-    return None

@@ -98,7 +98,7 @@ class Corral:
         self.migrations.snapshot_store = self.snapshots.store
 
     def _wire_backups(self, settings: Settings) -> None:
-        from corral.drivers.snapshots import SnapshotHooks, hooks_for
+        from corral.drivers.snapshots import SnapshotHooks
         from corral.services.backup_restore import RestoreService
         from corral.services.backup_schedule import BackupScheduler, BackupSchedules
         from corral.services.backups import BackupService
@@ -107,7 +107,7 @@ class Corral:
 
         hooks: dict[Kind, SnapshotHooks] = {}
         for kind, driver in self.instances.drivers.items():
-            found = hooks_for(driver)  # None: no snapshots for that kind
+            found = driver.hooks().snapshots  # None: no snapshots for that kind
             if found is not None:
                 hooks[kind] = found
         store = BackupStore(settings.state_dir / "corral.db")

@@ -28,7 +28,6 @@ from corral.domain.network import (
     parse_rate,
     validate_ifname,
 )
-from corral.drivers.nics import NicHotplug
 from corral.network import ipam
 from corral.network.nftables import FilterInput
 from corral.network.nicfile import write_nics
@@ -206,13 +205,13 @@ class NetworkService(TrafficMixin):
             try:
                 self._write_file(rec)
                 if self._running(rec):
-                    driver = self.instances.driver(rec.kind)
-                    if not isinstance(driver, NicHotplug):
+                    hotplug = self.instances.driver(rec.kind).hooks().nics
+                    if hotplug is None:
                         raise Unsupported(
                             f"the {rec.kind.value} driver cannot hot-add NICs; stop "
                             f"'{rec.name}' first"
                         )
-                    driver.attach_nic(self.instances.spec(rec), nic)
+                    hotplug.attach_nic(self.instances.spec(rec), nic)
                     self.backend.plug(nic)
                 self.apply()
             except BaseException:
@@ -232,13 +231,13 @@ class NetworkService(TrafficMixin):
             raise NotFound(f"'{rec.name}' has no NIC {index}")
         with self._apply_lock:
             if self._running(rec):
-                driver = self.instances.driver(rec.kind)
-                if not isinstance(driver, NicHotplug):
+                hotplug = self.instances.driver(rec.kind).hooks().nics
+                if hotplug is None:
                     raise Unsupported(
                         f"the {rec.kind.value} driver cannot hot-remove NICs; stop "
                         f"'{rec.name}' first"
                     )
-                driver.detach_nic(self.instances.spec(rec), nic)
+                hotplug.detach_nic(self.instances.spec(rec), nic)
             self.backend.unplug(nic, delete_device=True)
             self.store.delete_nic(rec.id, index)
             self._write_file(rec)

@@ -17,18 +17,19 @@ from pathlib import Path
 
 from corral.domain.errors import Conflict, HostFailure, InvalidInput
 from corral.domain.instance import InstanceSpec, Kind
-from corral.domain.network import NicSpec
 from corral.domain.resources import Resources
 from corral.drivers.base import (
     AppliedChange,
     Capabilities,
     ExecResult,
+    Hooks,
     InstanceStats,
     Progress,
     RuntimeState,
     RuntimeStatus,
 )
 from corral.drivers.fake import resources as fake_resources
+from corral.drivers.fake.nics import FakeNics, nics_path
 from corral.host.run import CommandTimedOut, run
 from corral.templates.image import TemplateImage
 
@@ -61,13 +62,22 @@ class FakeConsole:
 class FakeDriver:
     def __init__(self, kind: Kind) -> None:
         self._kind = kind
+        self._hooks: Hooks | None = None
 
     @property
     def kind(self) -> Kind:
         return self._kind
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(kind=self._kind, unprivileged=True, notes=("fake: no guest runs",))
+        return Capabilities(kind=self._kind, unprivileged=True, snapshots=True,
+                            nic_hotplug=True, notes=("fake: no guest runs",))
+
+    def hooks(self) -> Hooks:
+        if self._hooks is None:
+            from corral.drivers.fake.snapshots import FakeSnapshots  # it imports this module
+
+            self._hooks = Hooks(snapshots=FakeSnapshots(self), nics=FakeNics(self))
+        return self._hooks
 
     # Files ----------------------------------------------------------------------------
     def _state_file(self, spec: InstanceSpec) -> Path:
@@ -130,7 +140,7 @@ class FakeDriver:
             raise Conflict(f"{spec.name} is running")
         owned = [spec.disk_path] if spec.root_disk is None else []  # pool disks: storage's
         for path in (self._state_file(spec), *owned, self._log_path(spec),
-                     self._nics_path(spec), fake_resources.live_path(spec)):
+                     nics_path(spec), fake_resources.live_path(spec)):
             path.unlink(missing_ok=True)
 
     def status(self, spec: InstanceSpec) -> RuntimeStatus:
@@ -174,26 +184,6 @@ class FakeDriver:
     def stats(self, spec: InstanceSpec) -> InstanceStats:
         running = self.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED)
         return fake_resources.stats(spec, running)
-
-    # NICs: accepted as data, recorded next to the state file --------------------------
-    def _nics_path(self, spec: InstanceSpec) -> Path:
-        return spec.directory / "fake-nics.json"
-
-    def attached_nics(self, spec: InstanceSpec) -> list[int]:
-        try:
-            found: list[int] = json.loads(self._nics_path(spec).read_text())
-            return found
-        except FileNotFoundError:
-            return []
-
-    def attach_nic(self, spec: InstanceSpec, nic: NicSpec) -> None:
-        self._require(spec, RuntimeState.RUNNING, RuntimeState.SUSPENDED)
-        attached = sorted({*self.attached_nics(spec), nic.index})
-        self._nics_path(spec).write_text(json.dumps(attached))
-
-    def detach_nic(self, spec: InstanceSpec, nic: NicSpec) -> None:
-        attached = [i for i in self.attached_nics(spec) if i != nic.index]
-        self._nics_path(spec).write_text(json.dumps(attached))
 
 
 def _runnable(command: str, cwd: Path) -> bool:

@@ -30,6 +30,7 @@ from corral.drivers.base import (
     Capabilities,
     ConsoleStream,
     ExecResult,
+    Hooks,
     InstanceStats,
     Progress,
     RuntimeState,
@@ -48,7 +49,7 @@ from corral.drivers.lxc.disks import (
     unmount_data_disks,
 )
 from corral.drivers.lxc.info import parse_info
-from corral.drivers.lxc.nics import LxcNicHotplug
+from corral.drivers.lxc.nics import LxcNics
 from corral.host import cgroupfs
 from corral.host.cgroups import CgroupLayout, read_layout
 from corral.host.idmap import IdMap, root_idmap, unprivileged_possible
@@ -74,12 +75,13 @@ def lxc_name(spec: InstanceSpec) -> str:
     return str(spec.id)
 
 
-class LxcDriver(LxcNicHotplug, LxcDiskHotplug):
+class LxcDriver(LxcDiskHotplug):
     """The Driver for Kind.CT. ``lxcpath`` is Corral's own (e.g. <state>/lxc)."""
 
     def __init__(self, lxcpath: Path, include_dir: Path = DEFAULT_INCLUDE_DIR) -> None:
         self.lxcpath = lxcpath
         self.include_dir = include_dir
+        self._hooks: Hooks | None = None
 
     # -- what this host can do ------------------------------------------------------------
 
@@ -93,7 +95,15 @@ class LxcDriver(LxcNicHotplug, LxcDiskHotplug):
         notes = [f"cgroups: {layout.version.value}"]
         if why_not:
             notes.append(f"unprivileged containers unavailable: {why_not}")
-        return Capabilities(kind=Kind.CT, unprivileged=unprivileged, notes=tuple(notes))
+        return Capabilities(kind=Kind.CT, unprivileged=unprivileged, snapshots=True,
+                            nic_hotplug=True, notes=tuple(notes))
+
+    def hooks(self) -> Hooks:
+        if self._hooks is None:
+            from corral.drivers.lxc.snapshots import LxcSnapshots  # it imports this module
+
+            self._hooks = Hooks(snapshots=LxcSnapshots(self), nics=LxcNics(self))
+        return self._hooks
 
     # -- paths ----------------------------------------------------------------------------
 

@@ -80,14 +80,17 @@ def hot_add(pid: int, nic: NicSpec, host: NetHost | None = None) -> None:
         raise
 
 
-class LxcNicHotplug:
-    """The ``NicHotplug`` protocol for ``LxcDriver`` (mixed in)."""
+class LxcNics:
+    """The ``NicHotplug`` hooks of ``LxcDriver`` (its ``Hooks.nics``)."""
 
-    def attach_nic(self: _Observable, spec: InstanceSpec, nic: NicSpec) -> None:
-        status = self.status(spec)
+    def __init__(self, driver: _Observable) -> None:
+        self.driver = driver
+
+    def attach_nic(self, spec: InstanceSpec, nic: NicSpec) -> None:
+        status = self.driver.status(spec)
         if status.state not in (RuntimeState.RUNNING, RuntimeState.SUSPENDED) or not status.pid:
             raise Conflict(f"container '{spec.name}' is {status.state.value}; nothing to plug into")
         hot_add(status.pid, nic)
 
-    def detach_nic(self: _Observable, spec: InstanceSpec, nic: NicSpec) -> None:
+    def detach_nic(self, spec: InstanceSpec, nic: NicSpec) -> None:
         NetHost().delete_link(nic.host_ifname)

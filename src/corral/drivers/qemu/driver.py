@@ -26,6 +26,7 @@ from corral.drivers.base import (
     Capabilities,
     ConsoleStream,
     ExecResult,
+    Hooks,
     InstanceStats,
     Progress,
     RuntimeState,
@@ -37,7 +38,6 @@ from corral.drivers.qemu.cmdline import VmConfig, VmPaths, build_argv, kernel_ap
 from corral.drivers.qemu.console import SocketConsole, tail
 from corral.drivers.qemu.disks import QemuDiskHotplug, vm_disks
 from corral.drivers.qemu.nics import (
-    QemuNicHotplug,
     append_nics,
     instance_nics,
     prepare_taps,
@@ -99,12 +99,13 @@ def _host_kernel() -> Path | None:
     return found if found.is_file() else None
 
 
-class QemuDriver(QemuNicHotplug, QemuDiskHotplug):
+class QemuDriver(QemuDiskHotplug):
     def __init__(self, accel: str | None = None, qemu: str | None = None) -> None:
         if accel not in (None, "kvm", "tcg"):
             raise InvalidInput(f"accelerator '{accel}' is not one of: kvm, tcg")
         self._accel = accel
         self._qemu = qemu
+        self._hooks: Hooks | None = None
 
     @property
     def kind(self) -> Kind:
@@ -112,9 +113,17 @@ class QemuDriver(QemuNicHotplug, QemuDiskHotplug):
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
-            kind=Kind.VM,
-            notes=("exec and graceful stop need the Corral guest agent in the template",),
+            kind=Kind.VM, snapshots=True, nic_hotplug=True,
+            notes=("exec and graceful stop need the Corral guest agent in the template",
+                   "NIC hot-plug needs a q35 or pc machine (microvm: at the next start)"),
         )
+
+    def hooks(self) -> Hooks:
+        if self._hooks is None:
+            from corral.drivers.qemu.hooks import qemu_hooks  # it imports this module
+
+            self._hooks = qemu_hooks(self)
+        return self._hooks
 
     def _binary(self) -> str:
         if self._qemu is None:

@@ -204,7 +204,7 @@ def _unplug(paths: VmPaths, vm: VmNic) -> None:
 
 
 class QemuNicHotplug:
-    """The ``NicHotplug`` protocol for ``QemuDriver`` (mixed in)."""
+    """The ``NicHotplug`` hooks of ``QemuDriver`` (its ``Hooks.nics``, drivers/qemu/hooks.py)."""
 
     def attach_nic(self, spec: InstanceSpec, nic: NicSpec) -> None:
         hot_add(spec, VmPaths(spec.directory, spec.run_dir), nic)
