@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel, TypeAdapter
 
 from corral.client.storage import StorageCalls
+from corral.client.transport import ApiError as ApiError
+from corral.client.transport import HttpTransport, raise_for
 from corral.client.unixhttp import UnixHttp, Unreachable
 from corral.wire.models import (
     AddNicRequest,
@@ -55,16 +57,6 @@ class ExecOutcome:
     timed_out: bool
 
 
-class ApiError(Exception):
-    """The daemon refused or failed a request; ``message`` is meant for the user."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 def _verify(tls_cert: str | None) -> Any:
     """A corrald's self-signed certificate is pinned: ``tls_cert`` or $CORRAL_TLS_CERT names
     its PEM file (``/var/lib/corral/tls/cert.pem`` on that host)."""
@@ -89,21 +81,6 @@ def _query(params: dict[str, Any] | None) -> dict[str, str] | None:
             for k, v in params.items()}
 
 
-def _raise_for(status: int, data: bytes) -> None:
-    """ApiError with the daemon's code and message for a 4xx/5xx answer."""
-    if status < 400:
-        return
-    text = data.decode(errors="replace")
-    try:
-        body = json.loads(data)
-        code, message = body.get("error", "error"), body.get("message")
-        if message is None:
-            message = str(body.get("detail", text))
-    except (ValueError, AttributeError):
-        code, message = "error", text
-    raise ApiError(status, str(code), str(message))
-
-
 class CorralClient(StorageCalls):
     def __init__(
         self, socket: str | None = None, url: str | None = None, token: str | None = None,
@@ -112,41 +89,29 @@ class CorralClient(StorageCalls):
         url = url or os.environ.get("CORRAL_URL")
         token = token or os.environ.get("CORRAL_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._tls: Any = None
         self._unix: UnixHttp | None = None
-        self._httpx: httpx.Client | None = None
         if url:
             self.socket: str | None = None
             self.base_url = url.rstrip("/")
-            self._tls = _verify(tls_cert)
+            self._transport = HttpTransport(self.base_url, headers=headers, timeout=timeout,
+                                            verify=_verify(tls_cert))
         else:
             self.socket = socket or os.environ.get("CORRAL_SOCKET", DEFAULT_SOCKET)
             self.base_url = "http://corral"
             self._unix = UnixHttp(self.socket, headers)
-        self._headers = headers
+            self._transport = HttpTransport(self.base_url, headers=headers, timeout=timeout,
+                                            uds=self.socket)
         self._timeout = timeout
         self.has_token = bool(token)
         """Requests carry a bearer token (over the socket too: they run as its identity)."""
 
     @property
     def _http(self) -> httpx.Client:
-        """The httpx client, made on first use: most CLI commands only talk JSON on the
-        local socket (``unixhttp``), and importing httpx costs ~50 ms of every start."""
-        if self._httpx is None:
-            import httpx
-
-            if self.socket is None:
-                self._httpx = httpx.Client(base_url=self.base_url, headers=self._headers,
-                                           timeout=self._timeout, verify=self._tls)
-            else:
-                self._httpx = httpx.Client(
-                    base_url=self.base_url, transport=httpx.HTTPTransport(uds=self.socket),
-                    headers=self._headers, timeout=self._timeout)
-        return self._httpx
+        """The httpx client (client/transport.py), made on first use."""
+        return self._transport.client
 
     def close(self) -> None:
-        if self._httpx is not None:
-            self._httpx.close()
+        self._transport.close()
         if self._unix is not None:
             self._unix.close()
 
@@ -165,16 +130,9 @@ class CorralClient(StorageCalls):
                 return self._unix.request(
                     method, path, params=_query(kwargs.get("params")),
                     json_body=kwargs.get("json"), timeout=kwargs.get("timeout", self._timeout))
+            return self._transport.exchange(method, path, **kwargs)
         except Unreachable as exc:
             raise self._unreachable(exc) from None
-        http = self._http
-        import httpx  # loaded by self._http
-
-        try:
-            response = http.request(method, path, **kwargs)
-        except httpx.ConnectError as exc:
-            raise self._unreachable(exc) from None
-        return response.status_code, response.content
 
     def _unreachable(self, exc: Exception) -> ApiError:
         where = self.socket or self.base_url
@@ -183,7 +141,7 @@ class CorralClient(StorageCalls):
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         status, data = self._exchange(method, path, **kwargs)
-        _raise_for(status, data)
+        raise_for(status, data)
         return json.loads(data)
 
     def _model(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
@@ -302,8 +260,10 @@ class CorralClient(StorageCalls):
         if self.socket is not None:
             return unix_connect(self.socket, uri=f"ws://corral{path}", max_size=None)
         ws_url = self.base_url.replace("http", "ws", 1) + path
-        pinned = {"ssl": self._tls} if ws_url.startswith("wss:") and self._tls is not True else {}
-        return connect(ws_url, additional_headers=self._headers, max_size=None, **pinned)
+        tls = self._transport.verify
+        pinned = {"ssl": tls} if ws_url.startswith("wss:") and tls is not True else {}
+        return connect(ws_url, additional_headers=self._transport.headers, max_size=None,
+                       **pinned)
 
     def events(self) -> Iterator[Event]:
         """The daemon's events; ApiError when it refuses the stream (owners: 403)."""
@@ -380,7 +340,7 @@ class CorralClient(StorageCalls):
 
     def _request_empty(self, method: str, path: str, **kwargs: Any) -> None:
         """``_request`` for calls that answer 204 No Content."""
-        _raise_for(*self._exchange(method, path, **kwargs))
+        raise_for(*self._exchange(method, path, **kwargs))
 
     # Resources, usage, capacity (issue 4) ------------------------------------------------
     def set_resources(self, ref: str, settings: dict[str, str]) -> SetResourcesResponse:

@@ -1,14 +1,18 @@
 """The client one corrald uses to drive another: TLS pinned to the peer's certificate and
-its bearer token. Every failure becomes a ``HostFailure`` naming the peer."""
+its bearer token. It is the SDK's transport and error reading (client/transport.py), not an
+HTTP client of its own; every failure becomes a ``HostFailure`` naming the peer."""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Protocol
 
 import httpx
 
 from corral.client.tls import pinned_context
+from corral.client.transport import ApiError, HttpTransport, raise_for
+from corral.client.unixhttp import Unreachable
 from corral.domain.errors import CorralError, HostFailure
 from corral.migration.frames import Frame, encode
 from corral.wire.migration import CommitReply, CommitRequest, IncomingReply, IncomingRequest
@@ -41,15 +45,15 @@ class PeerError(HostFailure):
 class PeerClient:
     def __init__(self, remote: Remote, timeout: float = 60.0) -> None:
         self.remote = remote
-        self._http = httpx.Client(
-            base_url=remote.url.rstrip("/"), verify=pinned_context(remote.cert_pem),
-            headers={"Authorization": f"Bearer {remote.token}"}, timeout=timeout,
+        self._transport = HttpTransport(
+            remote.url.rstrip("/"), headers={"Authorization": f"Bearer {remote.token}"},
+            timeout=timeout, verify=pinned_context(remote.cert_pem),
             # Peers are reached directly: a proxy from the environment must not intercept.
             trust_env=False,
         )
 
     def close(self) -> None:
-        self._http.close()
+        self._transport.close()
 
     def __enter__(self) -> PeerClient:
         return self
@@ -60,26 +64,22 @@ class PeerClient:
     def request(self, method: str, path: str, timeout: float | None = None,
                 **kwargs: Any) -> Any:
         name = self.remote.name
+        if timeout is not None:
+            kwargs["timeout"] = timeout
         try:
-            if timeout is not None:
-                kwargs["timeout"] = timeout
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
+            status, data = self._transport.exchange(method, path, **kwargs)
+        except (Unreachable, httpx.TransportError) as exc:
             raise HostFailure(
                 f"target '{name}' ({self.remote.url}) is unreachable: "
                 f"{exc or type(exc).__name__}"
             ) from exc
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-                code = str(body.get("error", "error"))
-                message = str(body.get("message", body.get("detail", response.text)))
-            except ValueError:
-                code, message = "error", response.text
-            raise PeerError(f"target '{name}': {message}", code, response.status_code)
-        if response.status_code == 204 or not response.content:
+        try:
+            raise_for(status, data)
+        except ApiError as exc:
+            raise PeerError(f"target '{name}': {exc.message}", exc.code, exc.status) from None
+        if status == 204 or not data:
             return None
-        return response.json()
+        return json.loads(data)
 
     # The incoming-migration protocol -------------------------------------------------
     def host(self) -> dict[str, Any]:
