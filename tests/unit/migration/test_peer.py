@@ -29,7 +29,7 @@ class Remote:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         if self.headers.get("Authorization") != "Bearer s3cret":
             self._answer(401, {"error": "unauthorized", "message": "bad token"})
         elif self.path == "/api/v1/host":
@@ -41,7 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"plain failure")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self.do_GET()
 
     def _answer(self, status: int, body: dict[str, str]) -> None:
@@ -96,7 +96,7 @@ def test_a_certificate_other_than_the_pinned_one_is_refused(server: tuple[str, s
     url, _ = server
     other = ensure_identity(tmp_path / "other", "peer").cert_pem
     with PeerClient(Remote("east", url, "s3cret", other)) as peer, \
-            pytest.raises(HostFailure, match="target 'east' .* is unreachable") as refused:
+            pytest.raises(HostFailure, match=r"target 'east' .* is unreachable") as refused:
         peer.host()
     assert not isinstance(refused.value, PeerError)
 
@@ -107,5 +107,5 @@ def test_no_listener_is_unreachable(server: tuple[str, str]) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # free once closed: nothing listens there
     with PeerClient(Remote("west", f"https://127.0.0.1:{port}", "s3cret", pem)) as peer, \
-            pytest.raises(HostFailure, match="target 'west' .* is unreachable"):
+            pytest.raises(HostFailure, match=r"target 'west' .* is unreachable"):
         peer.host()
