@@ -47,6 +47,7 @@ class Capabilities:
     console: bool = True
     graceful_stop: bool = True
     unprivileged: bool = False
+    guest_os: bool = True  # a guest OS runs: exec sees its own disk, devices and limits
     snapshots: bool = False  # ``Hooks.snapshots``: snapshots and online backups
     nic_hotplug: bool = False  # ``Hooks.nics``: NICs added to / removed from a running guest
     notes: tuple[str, ...] = ()

@@ -212,6 +212,16 @@ def read(layout: CgroupLayout, controller: str, rel: str, file: str) -> str | No
     return None if root is None else _read(root / rel / file)
 
 
+def memory_limit(layout: CgroupLayout, rel: str) -> int | None:
+    """The group's memory limit in bytes as the kernel holds it (None: none, or no group)."""
+    v1 = layout.controller_version("memory") == CgroupVersion.V1
+    text = read(layout, "memory", rel, "memory.limit_in_bytes" if v1 else "memory.max")
+    if text is None or text.strip() == "max":
+        return None
+    value = int(text.split()[0])
+    return None if value >= 2**62 else value  # v1 writes "no limit" as a page-rounded 2**63
+
+
 def swap_limit_possible(layout: CgroupLayout) -> bool:
     """Whether swap can be limited: v1 memsw files (swapaccount) or v2 memory.swap.max."""
     root = hierarchy(layout, "memory")

@@ -49,3 +49,21 @@ def test_move_writes_where_the_process_is_not(tmp_path: Path) -> None:
     assert (tmp_path / "cpu" / "elsewhere" / "cgroup.procs").read_text() == str(os.getpid())
     with pytest.raises(HostFailure, match="cannot write"):
         cgroupfs.move_process(_v1(tmp_path), ["cpu"], "missing", os.getpid())
+
+
+def test_memory_limit_reads_the_limit_in_force(tmp_path: Path) -> None:
+    v1 = CgroupLayout(version=CgroupVersion.V1, v1={"memory": tmp_path / "v1"})
+    (tmp_path / "v1" / "ct").mkdir(parents=True)
+    limit = tmp_path / "v1" / "ct" / "memory.limit_in_bytes"
+    limit.write_text("100663296\n")
+    assert cgroupfs.memory_limit(v1, "ct") == 96 * 1024**2
+    limit.write_text("9223372036854771712\n")  # v1's "no limit"
+    assert cgroupfs.memory_limit(v1, "ct") is None
+    assert cgroupfs.memory_limit(v1, "gone") is None
+    v2 = CgroupLayout(version=CgroupVersion.V2, v2_mount=tmp_path / "v2",
+                      v2_controllers=frozenset({"memory"}))
+    (tmp_path / "v2" / "ct").mkdir(parents=True)
+    (tmp_path / "v2" / "ct" / "memory.max").write_text("max\n")
+    assert cgroupfs.memory_limit(v2, "ct") is None
+    (tmp_path / "v2" / "ct" / "memory.max").write_text("134217728\n")
+    assert cgroupfs.memory_limit(v2, "ct") == 128 * 1024**2

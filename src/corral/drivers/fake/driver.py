@@ -69,7 +69,7 @@ class FakeDriver:
         return self._kind
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(kind=self._kind, unprivileged=True, snapshots=True,
+        return Capabilities(kind=self._kind, unprivileged=True, guest_os=False, snapshots=True,
                             nic_hotplug=True, notes=("fake: no guest runs",))
 
     def hooks(self) -> Hooks:

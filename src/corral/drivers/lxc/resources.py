@@ -117,7 +117,9 @@ def stats(spec: InstanceSpec, lxc_name: str, layout: CgroupLayout, running: bool
     allowed = len(parse_cpu_list(cpuset)) if cpuset else os.cpu_count() or 1
     return InstanceStats(
         running=True, cpu_ns=used.cpu_ns, vcpus=min(allowed, res.cpus),
-        memory_used=used.memory, memory_total=res.memory, disk_used=disk_used,
+        memory_used=used.memory,
+        memory_total=cgroupfs.memory_limit(layout, rel) or res.memory,  # the limit in force
+        disk_used=disk_used,
         disk_size=disk_size, io_read_bytes=used.io_read_bytes,
         io_write_bytes=used.io_write_bytes, io_read_ops=used.io_read_ops,
         io_write_ops=used.io_write_ops, pids=used.pids, oom_kills=used.oom_kills,
