@@ -219,6 +219,25 @@ def test_vm_memory_snapshot_resumes_with_its_ram(real_daemon: Daemon) -> None:
     d.cli("delete", "--force", name, check=True)
 
 
+def test_vm_memory_snapshot_after_a_live_memory_change(real_daemon: Daemon) -> None:
+    """A live ``set memory=`` balloons below the RAM QEMU booted with; the snapshot's RAM is
+    the booted size, and the revert must start QEMU with that size (not the new setting) or
+    the state does not load and the VM cold-boots."""
+    d, name = real_daemon, "mem-set-vm"
+    create(d, name, "vm")
+    d.cli("set", name, "memory=128M", check=True)
+    sh(d, name, "echo before > /tmp/ram")
+    snapshot(d, name, "after-set", "--memory")
+    sh(d, name, "echo after > /tmp/ram")
+    revert(d, name, "after-set")
+    assert state(d, name) == "running"
+    assert sh(d, name, "cat /tmp/ram") == "before\n"
+    with d.client() as c:
+        boots = c.console_log(name, limit=1 << 20).count(MARKER)
+    assert boots == 1, "the revert must resume the snapshot, not boot the guest again"
+    d.cli("delete", "--force", name, check=True)
+
+
 def test_container_memory_snapshot_refused_with_criu_reason(real_daemon: Daemon) -> None:
     d, name = real_daemon, "mem-ct"
     create(d, name, "ct")

@@ -197,16 +197,21 @@ class QemuDriver(QemuDiskHotplug):
         )
 
     def start(
-        self, spec: InstanceSpec, template: TemplateImage, *, paused: bool = False
+        self, spec: InstanceSpec, template: TemplateImage, *, paused: bool = False,
+        boot_memory: int | None = None,
     ) -> None:
         """Start QEMU; ``paused``: with the vCPUs stopped until QMP ``cont`` (the guest has
-        not run a single instruction: a memory snapshot can be loaded into it)."""
+        not run a single instruction: a memory snapshot can be loaded into it);
+        ``boot_memory``: QEMU's ``-m`` instead of the spec's memory (a saved state's RAM
+        size, which a live ``set memory=`` ballooned below)."""
         paths = _paths(spec)
         if self._pid(paths) is not None:
             raise Conflict(f"'{spec.name}' is already running")
         if not spec.disk_path.exists():
             raise InvalidInput(f"'{spec.name}' has no disk at '{spec.disk_path}'; create it")
         cfg = dataclasses.replace(self.config(spec, template), paused=paused)
+        if boot_memory is not None:
+            cfg = dataclasses.replace(cfg, memory=boot_memory)
         if paths.run.exists():  # left by a crash (a stop removes it)
             self._cleanup_runtime(paths)
         paths.run.mkdir(parents=True, exist_ok=True)

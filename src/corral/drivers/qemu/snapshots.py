@@ -46,6 +46,9 @@ from corral.host.run import require_tool, run
 from corral.templates.image import TemplateImage
 
 VMSTATE = "vmstate.qcow2"
+BOOT = "vmstate.json"
+"""The RAM size QEMU booted with (``-m``) when the state was saved: a live ``set memory=``
+balloons below it, and the state only loads into a QEMU started with the same RAM."""
 TAG = "corral"
 _NODE = "corral-vmstate"
 _BACKUP_NODE = "corral-backup"
@@ -145,6 +148,8 @@ class QemuSnapshots:
             if memory:
                 qemu_img = require_tool("qemu-img", "qemu-utils")
                 run([qemu_img, "create", "-q", "-f", "qcow2", str(dest / VMSTATE), "1M"])
+                boot = qmp(self._sock(spec), "query-memory-size-summary")["base-memory"]
+                (dest / BOOT).write_text(json.dumps({"boot_memory": boot}) + "\n")
                 self._vmstate_job(spec, dest / VMSTATE, "snapshot-save")
         if memory:
             consistency = "memory and disk (QEMU state, paused for the save)"
@@ -164,7 +169,8 @@ class QemuSnapshots:
         replace_disks(copies)
         if not memory:
             return
-        self.driver.start(spec, template, paused=True)  # -S: not one guest instruction yet
+        # -S: not one guest instruction yet; the RAM size the state was saved with
+        self.driver.start(spec, template, paused=True, boot_memory=_boot_memory(source))
         sock = self._sock(spec)
         try:
             self._vmstate_job(spec, source / VMSTATE, "snapshot-load")
@@ -307,6 +313,14 @@ class QemuSnapshots:
         for node in nodes:
             with contextlib.suppress(HostFailure):
                 qmp(sock, "block-dirty-bitmap-remove", {"node": node, "name": tracking})
+
+
+def _boot_memory(source: Path) -> int | None:
+    """The saved ``-m`` (None for snapshots made before it was kept: the spec's memory)."""
+    try:
+        return int(json.loads((source / BOOT).read_text())["boot_memory"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def dirty_chunks(map_json: bytes) -> frozenset[int]:
