@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from corral.drivers.base import RuntimeState
 from corral.drivers.lxc.disks import data_mount
 from corral.drivers.lxc.driver import LxcDriver
 from corral.drivers.snapshots import Captured, DiskCopy, clone_all, replace_disks
+from corral.host import criu
 from corral.host.run import run
 from corral.templates.image import TemplateImage
 
@@ -38,15 +38,10 @@ class LxcSnapshots:
 
     # Memory (CRIU) ------------------------------------------------------------------------
     def memory_refusal(self, spec: InstanceSpec) -> str | None:
-        criu = shutil.which("criu")
-        if criu is None:
-            return ("container snapshots with memory need CRIU, which is not installed on "
-                    "this host")
-        proc = run([criu, "check"], check=False, timeout=60)
-        if proc.returncode != 0:
-            said = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
-            return f"`criu check` fails on this host: {said[-1] if said else 'no output'}"
-        return None
+        status = criu.probe()
+        if status.works:
+            return None
+        return f"container snapshots with memory need a working CRIU: {status.reason}"
 
     def _checkpoint(self, spec: InstanceSpec, directory: Path, restore: bool) -> None:
         args = self.driver._args("lxc-checkpoint", spec)
