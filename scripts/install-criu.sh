@@ -4,9 +4,9 @@
 # dump TCP/UDP/packet sockets on Linux >= 6.16 (packaging/criu/*.patch says why). So, only
 # when the host has no CRIU or its `criu check` fails: fetch Debian 13's orig tarball of a
 # pinned version (sha256 pinned) through apt with a private trixie deb-src list (the host's
-# own apt sources are left alone), apply our patch, build the criu binary with build
-# dependencies from the host's release, and install it as /usr/local/sbin/criu if its
-# `criu check` passes. A stamp records version + patch hash (or the failure and the kernel it
+# own apt sources are left alone), apply our patch, build the criu binary (network locking
+# with nftables) with build dependencies from the host's release, and install it as
+# /usr/local/sbin/criu if its `criu check` passes. A stamp records version + patch hash (or the failure and the kernel it
 # failed on), so a second run does nothing. CRIU stays optional: whatever goes wrong is
 # printed and this script still exits 0. CORRAL_SKIP_CRIU=1 skips it. Run as root.
 set -uo pipefail
@@ -21,6 +21,9 @@ prefix=/usr/local
 target="$prefix/sbin/criu"
 cache=/var/cache/corral/criu
 stamp="$prefix/lib/corral/criu.stamp"
+# Network locking during a dump with nftables, which Corral needs anyway (CRIU's default,
+# iptables, is not installed on a Corral host).
+make_flags=(NETWORK_LOCK_DEFAULT=NETWORK_LOCK_NFTABLES)
 build_deps=(build-essential pkg-config libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler
   protobuf-compiler python3-protobuf libnl-3-dev libnet1-dev libcap-dev libaio-dev libbsd-dev
   libnftables-dev libgnutls28-dev uuid-dev xz-utils)
@@ -32,7 +35,7 @@ give_up() { say "$* — CRIU stays unavailable (optional: container checkpoint/r
 [ "$(id -u)" = 0 ] || give_up "not building: run as root"
 
 patch_hash="$(cat "${patches[@]}" | sha256sum | cut -d' ' -f1)"
-want="criu $version patch $patch_hash"
+want="criu $version patch $patch_hash ${make_flags[*]}"
 if [ -f "$stamp" ]; then
   have="$(head -n1 "$stamp")"
   if [ "$have" = "$want" ] && [ -x "$target" ]; then
@@ -96,9 +99,9 @@ src="$build/criu-$version"
 for p in "${patches[@]}"; do
   patch -d "$src" -p1 -s < "$p" || give_up "patch $(basename "$p") does not apply"
 done
-say "building criu $version (make -j$(nproc) criu)"
+say "building criu $version (make -j$(nproc) ${make_flags[*]} criu)"
 start=$SECONDS
-if ! make -C "$src" -j"$(nproc)" criu >"$build/make.log" 2>&1; then
+if ! make -C "$src" -j"$(nproc)" "${make_flags[@]}" criu >"$build/make.log" 2>&1; then
   give_up "build failed: $(grep -m1 -iE 'error' "$build/make.log" || tail -n1 "$build/make.log")"
 fi
 say "built in $((SECONDS - start)) s"
