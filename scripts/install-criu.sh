@@ -6,8 +6,8 @@
 # pinned version (sha256 pinned) through apt with a private trixie deb-src list (the host's
 # own apt sources are left alone), apply our patch, build the criu binary (network locking
 # with nftables) with build dependencies from the host's release, and install it as
-# /usr/local/sbin/criu if its `criu check` passes. A stamp records version + patch hash (or the failure and the kernel it
-# failed on), so a second run does nothing. CRIU stays optional: whatever goes wrong is
+# /usr/local/sbin/criu if its `criu check` passes. A stamp records version, patch hash and
+# build flags (or the failure and the kernel it failed on), so a second run does nothing. CRIU stays optional: whatever goes wrong is
 # printed and this script still exits 0. CORRAL_SKIP_CRIU=1 skips it. Run as root.
 set -uo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
