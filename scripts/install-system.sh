@@ -16,3 +16,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 grep -q '^root:' /etc/subuid 2>/dev/null || echo 'root:100000:65536' >> /etc/subuid
 grep -q '^root:' /etc/subgid 2>/dev/null || echo 'root:100000:65536' >> /etc/subgid
+# CRIU (optional: container checkpoint/restore) — built only where the host's does not work.
+"$here/scripts/install-criu.sh" || echo "CRIU: install-criu.sh failed; CRIU stays optional" >&2

@@ -8,6 +8,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from corral.host.criu import probe as criu_probe
 from corral.host.run import run
 
 CAP_SYS_RESOURCE = 24
@@ -68,12 +69,9 @@ def tool_version(argv: list[str], pattern: str) -> Feature:
 
 
 def criu() -> Feature:
-    if shutil.which("criu") is None:
-        return Feature(False, "criu not installed")
-    proc = run(["criu", "check"], check=False, timeout=30)
-    said = (proc.stdout + proc.stderr).decode(errors="replace").strip().splitlines()
-    last = said[-1] if said else ""
-    return Feature(proc.returncode == 0, last or f"criu check exit {proc.returncode}")
+    """CRIU's version and ``criu check``'s verdict (``host.criu``: the one Corral uses)."""
+    status = criu_probe()
+    return Feature(status.works, status.reason)
 
 
 def user_namespaces() -> Feature:

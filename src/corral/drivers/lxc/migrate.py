@@ -9,13 +9,10 @@ CRIU is used only where ``criu check`` passes on both hosts; it is detected, not
 
 from __future__ import annotations
 
-import shutil
-
-from corral.domain.errors import HostFailure
 from corral.domain.instance import InstanceSpec
 from corral.drivers.lxc.config import render_config
 from corral.drivers.lxc.driver import LxcDriver, _check_reachable, lxc_name
-from corral.host.run import run
+from corral.host import criu
 from corral.templates.image import TemplateImage
 
 
@@ -31,15 +28,6 @@ def adopt(driver: LxcDriver, spec: InstanceSpec, template: TemplateImage) -> Non
 
 
 def criu_check() -> tuple[bool, str]:
-    """Whether CRIU can checkpoint here (``criu check``), and why not."""
-    criu = shutil.which("criu")
-    if criu is None:
-        return False, "criu is not installed"
-    try:
-        proc = run([criu, "check"], check=False, timeout=30)
-    except HostFailure as exc:
-        return False, f"criu check did not run: {exc}"
-    if proc.returncode != 0:
-        said = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
-        return False, "criu check failed: " + (said[-1] if said else f"exit {proc.returncode}")
-    return True, "criu check passed"
+    """Whether CRIU can checkpoint here (``criu check``, ``host.criu``), and why not."""
+    status = criu.probe()
+    return status.works, status.reason

@@ -1,0 +1,131 @@
+"""CRIU checkpoint/restore of a real container, with an established TCP connection.
+
+Proves the CRIU that ``scripts/install-criu.sh`` builds (4.1.1 + Corral's patch for Linux >=
+6.16: without it any TCP socket fails the dump): a busybox container runs a TCP echo server
+and a client holding a connection to it over the container's loopback; the container is
+dumped (``drivers.lxc.checkpoint``: ``lxc-checkpoint -s``, which passes ``--tcp-established``
+to CRIU) and stops, then is restored; the same client process, on the same connection,
+still gets its answers. Skipped with the machine's reason where CRIU does not work. The
+container is privileged and has no console (LXC 5.0's restore limits: see ``container``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from corral.domain.instance import InstanceSpec
+from corral.drivers.base import RuntimeState
+from corral.drivers.lxc import checkpoint
+from corral.drivers.lxc.driver import lxc_name
+from corral.host import criu
+from tests.system.fixtures_template import tiny_template
+from tests.system.test_lxc_driver import Env, _no_progress, _why_not, env, leftovers
+
+__all__ = ["env", "tiny_template"]  # fixtures, found by pytest through this namespace
+
+
+def _criu_why_not() -> str:
+    if _why_not():
+        return _why_not()
+    status = criu.probe()
+    return "" if status.works else f"CRIU does not work here: {status.reason}"
+
+
+pytestmark = [pytest.mark.system,
+              pytest.mark.skipif(bool(_criu_why_not()), reason=_criu_why_not())]
+
+# Inside the container: an echo server on port 7000 (busybox nc -ll -e cat), and a
+# client connected to it whose input is a FIFO (held open by a sleeping writer) and whose
+# output is a file. All detached from the exec that started them (setsid, no host fds).
+SERVE = "setsid nc -ll -p 7000 -e cat </dev/null >/dev/null 2>&1 &"
+CONNECT = ("mkfifo /root/in && : >/root/out && "
+           "(setsid sleep 100000 >/root/in </dev/null 2>/dev/null &) && "
+           "(setsid nc 127.0.0.1 7000 </root/in >/root/out 2>/dev/null &)")
+
+
+def sh(env: Env, spec: InstanceSpec, script: str) -> str:
+    result = env.driver.exec(spec, ["sh", "-c", script], 20)
+    assert result.exit_code == 0, (script, result.stdout, result.stderr)
+    return result.stdout.decode()
+
+
+def wait_for(env: Env, spec: InstanceSpec, script: str, want: str) -> str:
+    """Run ``script`` until its output contains ``want`` (or 20 s): its last output."""
+    deadline = time.monotonic() + 20
+    while True:
+        result = env.driver.exec(spec, ["sh", "-c", script], 20)
+        said = result.stdout.decode()
+        if (result.exit_code == 0 and want in said) or time.monotonic() > deadline:
+            return said
+        time.sleep(0.2)
+
+
+def established(env: Env, spec: InstanceSpec) -> list[str]:
+    """The container's established TCP connections, as ``local remote`` (netstat)."""
+    lines = sh(env, spec, "netstat -tn").splitlines()
+    return sorted(" ".join(line.split()[3:5]) for line in lines if "ESTABLISHED" in line)
+
+
+@pytest.fixture
+def container(env: Env) -> Iterator[InstanceSpec]:
+    """A privileged container without console or ttys: LXC 5.0's restore cannot give a
+    container back its console (it has no pty for ``--inherit-fd`` yet) nor mount an
+    idmapped root, so the proof of CRIU itself is made on one that has neither."""
+    spec = env.spec("criu1", privileged=True)
+    env.driver.create(spec, env.template, _no_progress)
+    config = env.driver.lxcpath / lxc_name(spec) / "config"
+    lines = [("lxc.tty.max = 0" if line.startswith("lxc.tty.max") else line)
+             for line in config.read_text().splitlines() if not line.startswith("lxc.console.")]
+    lines.insert(lines.index("lxc.tty.max = 0"), "lxc.console.path = none")
+    config.write_text("\n".join([*lines, ""]))
+    try:
+        env.driver.start(spec, env.template)
+        wait_for(env, spec, "echo up", "up")
+        yield spec
+    finally:
+        env.driver.stop(spec, force=True, timeout=5)
+        env.driver.delete(spec)
+    assert leftovers(env, spec) == []
+
+
+@pytest.fixture
+def images() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="corral-criu-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def test_established_tcp_connection_survives_dump_and_restore(
+        env: Env, container: InstanceSpec, images: Path) -> None:
+    spec = container
+    sh(env, spec, SERVE)
+    assert ":7000 " in wait_for(env, spec, "netstat -tln", ":7000 ")
+    sh(env, spec, CONNECT)
+    sh(env, spec, "echo before > /root/in")
+    assert wait_for(env, spec, "cat /root/out", "before") == "before\n"
+    connections = established(env, spec)
+    assert len(connections) == 2, connections  # the client's end and the server's end
+    client = sh(env, spec, "pidof nc").split()
+
+    began = time.monotonic()
+    checkpoint.dump(env.driver, spec, images, stop=True)
+    dumped = time.monotonic() - began
+    assert env.driver.status(spec).state is RuntimeState.STOPPED
+    began = time.monotonic()
+    checkpoint.restore(env.driver, spec, images)
+    restored = time.monotonic() - began
+    print(f"\nlxc-checkpoint dump {dumped * 1000:.0f} ms, restore {restored * 1000:.0f} ms")
+
+    assert env.driver.status(spec).state is RuntimeState.RUNNING
+    assert sh(env, spec, "pidof nc").split() == client  # the same processes, not new ones
+    assert established(env, spec) == connections  # the same connection, not a new one
+    sh(env, spec, "echo after > /root/in")
+    assert wait_for(env, spec, "cat /root/out", "after") == "before\nafter\n"
