@@ -34,9 +34,12 @@ class Daemon:
         return CorralClient(socket=str(self.socket))
 
     def cli(
-        self, *args: str, stdin: bytes = b"", check: bool = False
+        self, *args: str, stdin: bytes = b"", check: bool = False,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, CORRAL_SOCKET=str(self.socket), COLUMNS="200")
+        """``env``: variables over the defaults (e.g. ``COLUMNS``, or ``TTY_COMPATIBLE=1``
+        for Rich to draw as on a terminal)."""
+        env = {**os.environ, "CORRAL_SOCKET": str(self.socket), "COLUMNS": "200", **(env or {})}
         proc = subprocess.run(
             [sys.executable, "-m", "corral.cli.main", *args], input=stdin.decode(),
             capture_output=True, text=True, env=env, timeout=60, check=False,

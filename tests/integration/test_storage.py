@@ -116,7 +116,7 @@ def test_convert_keeps_identity_and_disk(daemon: Daemon) -> None:
         assert refused.returncode == 1 and "has no kernel" in refused.stderr
         assert c.get_instance("box").type == "ct"
         (daemon.state_dir / "templates" / "tiny" / "vmlinux").write_bytes(b"\x7fELF")
-        proc = daemon.cli("convert", "box", "--to", "vm")
+        proc = daemon.cli("convert", "box", "--to", "vm", "--force")
         assert proc.returncode == 0, proc.stderr
         after = c.get_instance("box")
         assert (after.id, after.name, after.type, after.state) == (
@@ -126,7 +126,7 @@ def test_convert_keeps_identity_and_disk(daemon: Daemon) -> None:
         assert abs(c.get_pool("default").used - used) < 8 * 1024**2  # nothing copied
         same = daemon.cli("convert", "box", "--to", "vm")
         assert same.returncode == 1 and "already a vm" in same.stderr
-        daemon.cli("convert", "box", "--to", "ct", check=True)
+        daemon.cli("convert", "box", "--to", "ct", "--force", check=True)
         assert c.get_instance("box").type == "ct"
         with pytest.raises(ApiError, match="not one of"):
             c.convert_instance("box", "lxd")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 
 from corral.api.deps import corral
+from corral.domain.lifecycle import State
 from corral.services.core import Corral
 from corral.services.resources import Usage, capacity_metrics_text, metrics_text
 from corral.wire.models import (
@@ -28,7 +29,8 @@ App = Annotated[Corral, Depends(corral)]
 def stats_model(u: Usage) -> StatsModel:
     s = u.stats
     return StatsModel(
-        instance=u.instance, type=u.kind.value, running=s.running, time=u.time,
+        instance=u.instance, type=u.kind.value, state=u.state.value,
+        running=u.state is State.RUNNING, time=u.time,
         cpu_percent=u.cpu_percent, cpu_seconds=s.cpu_ns / 1e9, vcpus=s.vcpus,
         memory_used=s.memory_used, memory_total=s.memory_total, disk_used=s.disk_used,
         disk_size=s.disk_size, io_read_bytes=s.io_read_bytes, io_write_bytes=s.io_write_bytes,

@@ -106,4 +106,4 @@ def clone_instance(ref: str, body: CloneRequest, app: App) -> OperationModel:
 
 @router.post("/instances/{ref}/convert", response_model=OperationModel, status_code=202)
 def convert_instance(ref: str, body: ConvertRequest, app: App) -> OperationModel:
-    return convert.operation(app.convert.convert(ref, body.to))
+    return convert.operation(app.convert.convert(ref, body.to, body.force))

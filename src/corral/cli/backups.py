@@ -129,6 +129,7 @@ def target_add(
 
 @target_app.command("list")
 def target_list(fmt: FormatOpt = Format.table) -> None:
+    """The named backup targets."""
     with client() as c:
         targets = BackupCalls(c).targets()
     if not output.emit_structured(targets, fmt):
@@ -138,6 +139,8 @@ def target_list(fmt: FormatOpt = Format.table) -> None:
 
 @target_app.command("remove")
 def target_remove(name: str) -> None:
+    """Forget a named target and the schedules that use it (its backups stay where they
+    are)."""
     with client() as c:
         BackupCalls(c).remove_target(name)
     output.console.print(f"Target {name} removed")
@@ -177,15 +180,22 @@ def backup_list(to: ToOpt, name: Annotated[str | None, typer.Argument()] = None,
         output.table(["BACKUP", "INSTANCE", "TYPE", "OWNER", "CREATED", "DISKS", "NEW",
                       "STORED"], [
             [b.id, b.instance, b.type, b.owner or "-", b.created_at[:19],
-             _mib(sum(x.size for x in b.disks) or b.disk_size),
+             _mib(_disks_size(b)),
              _mib(b.stats.new_bytes), _mib(b.stats.stored_bytes)] for b in found])
+
+
+def _disks_size(b: BackupModel) -> int:
+    """Every disk's size (older backups hold the root disk only)."""
+    return sum(x.size for x in b.disks) or b.disk_size
 
 
 def _info_rows(b: BackupModel) -> list[tuple[str, str]]:
     s = b.stats
     return [("id", b.id), ("instance", f"{b.instance} ({b.type}, id {b.instance_id})"),
             ("template", b.template), ("owner", b.owner or "-"), ("created", b.created_at),
-            ("disk", _mib(b.disk_size)), ("chunks", f"{b.chunks} x {_mib(b.chunk_size)}"),
+            ("disks", f"{_mib(_disks_size(b))} ({max(1, len(b.disks))} "
+                      f"disk{'s' if len(b.disks) > 1 else ''})"),
+            ("chunks", f"{b.chunks} x {_mib(b.chunk_size)}"),
             ("parent", b.parent or "-"), ("encrypted", "yes" if b.encrypted else "no"),
             ("consistency", b.consistency), ("method", b.method),
             ("read", _mib(s.read_bytes)), ("new", _mib(s.new_bytes)),
@@ -199,6 +209,7 @@ def _info_rows(b: BackupModel) -> list[tuple[str, str]]:
 @backup_app.command("info")
 def backup_info(backup: str, to: ToOpt, key_file: KeyOpt = None,
                 fmt: FormatOpt = Format.table) -> None:
+    """One backup: its instance, every disk, its chunks and what it stored."""
     with client() as c:
         b = BackupCalls(c).backup_info(to, backup, key_file)
     if not output.emit_structured(b, fmt):
@@ -229,14 +240,26 @@ def backup_verify(to: ToOpt, backups: Annotated[list[str] | None, typer.Argument
 
 @backup_app.command("delete")
 def backup_delete(backup: str, to: ToOpt, key_file: KeyOpt = None) -> None:
+    """Delete one backup, and the chunks no other backup in the target uses."""
     with client() as c:
         BackupCalls(c).delete_backup(to, backup, key_file)
     output.console.print(f"Backup {backup} deleted")
 
 
-KeepLast = Annotated[int, typer.Option("--keep-last")]
-KeepDaily = Annotated[int, typer.Option("--keep-daily")]
-KeepWeekly = Annotated[int, typer.Option("--keep-weekly")]
+KeepLast = Annotated[int, typer.Option("--keep-last", help="keep the newest N backups")]
+KeepDaily = Annotated[int, typer.Option(
+    "--keep-daily", help="keep the newest backup of each of the last N days that have one")]
+KeepWeekly = Annotated[int, typer.Option(
+    "--keep-weekly", help="keep the newest backup of each of the last N weeks that have one")]
+KEEP_HELP = ("KEEP is the retention after each run: a backup any rule keeps stays; 'all' "
+             "when no --keep-* rule is set (nothing is pruned).")
+
+
+def keep_text(last: int, daily: int, weekly: int) -> str:
+    """The retention rules in words: "newest 3, 7 daily, 4 weekly", or "all"."""
+    rules = [text for count, text in ((last, f"newest {last}"), (daily, f"{daily} daily"),
+                                      (weekly, f"{weekly} weekly")) if count]
+    return ", ".join(rules) or "all"
 
 
 @backup_app.command("prune")
@@ -256,15 +279,16 @@ schedule_app = typer.Typer(help="Daily backups corrald runs.", no_args_is_help=T
 backup_app.add_typer(schedule_app, name="schedule")
 
 
-@schedule_app.command("list")
-def schedule_list() -> None:
-    """The backup schedules."""
+@schedule_app.command("list", help=f"The backup schedules. {KEEP_HELP}")
+def schedule_list(fmt: FormatOpt = Format.table) -> None:
     with client() as c:
         found = BackupCalls(c).schedules()
+    if output.emit_structured(found, fmt):
+        return
     output.table(["INSTANCE", "TARGET", "DAILY", "NEXT RUN", "KEEP", "LAST RUN"], [
         [s.instance, s.target, f"{s.daily} {s.tz}", _when(s.next_run),
-         f"last={s.keep_last} daily={s.keep_daily} weekly={s.keep_weekly}",
-         _when(s.last_run)] for s in found])
+         keep_text(s.keep_last, s.keep_daily, s.keep_weekly), _when(s.last_run)]
+        for s in found])
 
 
 def _when(iso: str | None) -> str:
@@ -290,8 +314,9 @@ def backup_schedule(
         "--tz", help="time zone of --daily, e.g. Europe/Berlin (default: corrald host's)",
     )] = None,
 ) -> None:
-    """Back NAME up every day at --daily (corrald runs it), then prune by the rules.
-    The first backup is at the next --daily time (tomorrow if it passed today)."""
+    """Back NAME up every day at --daily (corrald runs it), then prune NAME's backups in
+    the target by the --keep-* rules (none: keep all). The first backup is at the next
+    --daily time (tomorrow if it passed today)."""
     with client() as c:
         made = BackupCalls(c).set_schedule(name, ScheduleRequest(
             target=to, daily=daily, tz=tz, keep_last=keep_last, keep_daily=keep_daily,

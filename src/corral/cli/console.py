@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import sys
 import termios
@@ -17,6 +18,24 @@ from corral.cli.common import client, fail
 from corral.cli.vnc import vnc_hint
 
 CTRL_A = b"\x01"
+
+# ECMA-48 sequences: CSI (ESC [ … final), OSC/DCS/SOS/PM/APC strings (ended by BEL or ESC \\,
+# or cut off by the end of the log), and two-byte escapes (ESC, intermediates, final).
+_SEQUENCE = re.compile(
+    rb"\x1b\[[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?"
+    rb"|\x1b[\]PX^_].*?(?:\x07|\x1b\\\\|\Z)"
+    rb"|\x1b[\x20-\x2f]*[\x30-\x7e]?",
+    re.DOTALL,
+)
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def plain_text(log: bytes) -> bytes:
+    """The console log as text: terminal control sequences and control characters removed,
+    CR LF and lone CRs (a line drawn again) made line ends."""
+    text = _SEQUENCE.sub(b"", log)
+    text = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return _CONTROL.sub(b"", text)
 
 
 def _escape(data: bytes, pending: bool) -> tuple[bytes, bool, bool]:
@@ -55,7 +74,9 @@ def _pump_output(ws: Any, stop: threading.Event, closed: list[str]) -> None:
 
 def console(
     ref: Annotated[str, typer.Argument()],
-    log: Annotated[bool, typer.Option("--log", help="print the kept console log and exit")] = False,
+    log: Annotated[bool, typer.Option(
+        "--log", help="print the kept console log as text (terminal control sequences "
+        "removed) and exit")] = False,
     linger: Annotated[float, typer.Option(help="non-interactive: seconds to wait for output "
                                           "after input ends")] = 2.0,
     vnc: Annotated[bool, typer.Option("--vnc", help="VMs from --image/--iso: where their VNC "
@@ -69,7 +90,7 @@ def console(
         return
     with client() as c:
         if log:
-            sys.stdout.buffer.write(c.console_log(ref))
+            sys.stdout.buffer.write(plain_text(c.console_log(ref)))
             sys.stdout.flush()
             return
         state = c.get_instance(ref).state  # clear errors before switching the terminal

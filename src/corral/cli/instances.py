@@ -110,8 +110,8 @@ def delete(
 
 def _row(i: InstanceModel) -> list[str]:
     r = i.resources
-    return [str(i.id), i.name, i.type, i.state, str(r.cpus), output.size(r.memory),
-            output.size(r.disk), ", ".join(i.ip) or "-", i.owner or "-", i.node]
+    return [str(i.id), i.name, i.type, i.state, str(r.cpus), output.setting_size(r.memory),
+            output.setting_size(r.disk), ", ".join(i.ip) or "-", i.owner or "-", i.node]
 
 
 def list_(fmt: FormatOpt = Format.table) -> None:
@@ -130,7 +130,7 @@ def _set_limits(r: ResourcesModel) -> list[tuple[str, str]]:
         return f"{output.size(int(str(v)))}/s"
 
     def size(v: object) -> str:
-        return output.size(int(str(v)))
+        return output.setting_size(int(str(v)))
 
     shown: list[tuple[str, Callable[[object], str]]] = [
         ("max_cpus", str), ("cpu_limit", lambda v: f"{v}% of one CPU"), ("cpu_shares", str),
@@ -150,8 +150,9 @@ def info(ref: Annotated[str, typer.Argument()], fmt: FormatOpt = Format.table) -
     r = i.resources
     output.key_values([
         ("id", str(i.id)), ("name", i.name), ("type", i.type), ("state", i.state),
-        ("template", i.template), ("cpus", str(r.cpus)), ("memory", output.size(r.memory)),
-        ("disk", output.size(r.disk)), *_set_limits(r),
+        ("template", i.template), ("cpus", str(r.cpus)),
+        ("memory", output.setting_size(r.memory)),
+        ("disk", output.setting_size(r.disk)), *_set_limits(r),
         ("privileged", str(i.privileged).lower()),
         ("ip", ", ".join(i.ip) or "-"), ("pid", str(i.pid or "-")),
         ("owner", i.owner or "-"), ("node", i.node),

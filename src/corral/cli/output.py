@@ -1,4 +1,10 @@
-"""Rendering for every read command: --format table|json|yaml."""
+"""Rendering for every read command: --format table|json|yaml.
+
+Tables are for people: on a terminal a Rich table that fits the width, where ids and names
+are never cut (other columns wrap); anywhere else (a pipe, a file) plain columns with every
+value in full, so that ``corral list | grep NAME`` and ``$(corral backup list … | …)`` see
+what the daemon said.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,18 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
+console.soft_wrap = not console.is_terminal  # piped: a message is never wrapped either
 errors = Console(stderr=True)
+
+# Columns that name or identify something: shown whole even on a narrow terminal.
+WHOLE = frozenset({"ID", "NAME", "BACKUP", "INSTANCE", "SNAPSHOT", "TARGET", "NETWORK",
+                   "POOL", "CLASS", "NIC", "KEY", "RESOURCE", "FEATURE", "USER"})
 
 
 class Format(StrEnum):
@@ -30,6 +43,28 @@ def size(value: int | None) -> str:
             text = f"{value / factor:.1f}".rstrip("0").rstrip(".")
             return f"{text}{unit}"
     return f"{value}B"
+
+
+DECIMAL = (("TB", 1000**4), ("GB", 1000**3), ("MB", 1000**2), ("KB", 1000))
+
+
+def setting_size(value: int | None) -> str:
+    """A size someone set (memory, disk): as it was asked where the parser allows no doubt.
+
+    ``--memory 256MB`` is 256,000,000 bytes, which is no round binary size: shown as
+    "256MB", not "244.1M". Whole binary sizes keep the short binary form ("256M", "1.5G").
+    """
+    if value is None:
+        return "-"
+    for _unit, factor in (("T", 1024**4), ("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if value >= factor:
+            if value * 10 % factor == 0:  # exact at one decimal: "1.5G"
+                return size(value)
+            break
+    for unit, factor in DECIMAL:
+        if value >= factor and value % factor == 0:
+            return f"{value // factor}{unit}"
+    return size(value)
 
 
 def _plain(data: BaseModel | Sequence[BaseModel] | dict[str, Any]) -> Any:
@@ -51,16 +86,66 @@ def emit_structured(data: BaseModel | Sequence[BaseModel] | dict[str, Any], fmt:
     return False
 
 
+def to_terminal() -> bool:
+    return console.is_terminal
+
+
+def plain_columns(columns: Sequence[str] | None, rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart, nothing cut, no trailing blanks."""
+    lines = ([list(columns)] if columns is not None else []) + [list(r) for r in rows]
+    if not lines:
+        return ""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        + "\n" for line in lines)
+
+
+def _fits(drawn: Table) -> bool:
+    """Whether the table's narrowest form (whole ids and names) fits the terminal."""
+    unbounded = console.options.update_width(1 << 20)
+    return Measurement.get(console, unbounded, drawn).minimum <= console.width
+
+
 def table(columns: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None) -> None:
-    out = Table(title=title, header_style="bold")
-    for column in columns:
-        out.add_column(column)
+    drawn = rich_table(columns, rows, title) if to_terminal() else None
+    if drawn is None or not _fits(drawn):
+        # a pipe, or whole ids would not fit: plain lines (a terminal wraps them, uncut)
+        print((f"{title}\n" if title else "") + plain_columns(columns, rows), end="")
+        return
+    console.print(drawn)
+
+
+def fitting(columns: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None,
+            **options: Any) -> RenderableType:
+    """For a live view on a terminal: the Rich table, or plain lines that wrap (never cut)
+    when the whole ids would not fit."""
+    drawn = rich_table(columns, rows, title, **options)
+    if _fits(drawn):
+        return drawn
+    return Text((f"{title}\n" if title else "") + plain_columns(columns, rows),
+                overflow="fold")
+
+
+def rich_table(columns: Sequence[str], rows: Sequence[Sequence[str]],
+               title: str | None = None, **options: Any) -> Table:
+    """A Rich table whose identifying columns (``WHOLE``) keep their full width."""
+    out = Table(title=title, header_style="bold", **options)
+    for index, column in enumerate(columns):
+        if column in WHOLE:
+            longest = max([len(column), *(len(row[index]) for row in rows)])
+            out.add_column(column, no_wrap=True, min_width=longest)
+        else:
+            out.add_column(column)
     for row in rows:
         out.add_row(*row)
-    console.print(out)
+    return out
 
 
 def key_values(pairs: Sequence[tuple[str, str]]) -> None:
+    if not to_terminal():
+        print(plain_columns(None, pairs), end="")
+        return
     out = Table(show_header=False, box=None)
     out.add_column(style="bold")
     out.add_column()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+import yaml
 from rich.live import Live
-from rich.table import Table
 
 from corral.cli import output
 from corral.cli.common import client, fail
@@ -57,9 +60,9 @@ def _rate(now: StatsModel, before: StatsModel | None, field: str) -> str:
 
 def _stats_rows(s: StatsModel, before: StatsModel | None = None) -> list[tuple[str, str]]:
     return [
-        ("instance", s.instance), ("type", s.type), ("running", str(s.running).lower()),
+        ("instance", s.instance), ("type", s.type), ("state", s.state),
         ("cpu", f"{s.cpu_percent:.1f} %  ({s.cpu_seconds:.1f} s, {s.vcpus} CPUs)"),
-        ("memory", f"{output.size(s.memory_used)} of {output.size(s.memory_total)}"),
+        ("memory", f"{output.size(s.memory_used)} of {output.setting_size(s.memory_total)}"),
         ("disk", f"{output.size(s.disk_used)} allocated of {output.size(s.disk_size)}"),
         ("io read", f"{output.size(s.io_read_bytes)} ({s.io_read_ops} ops)"),
         ("io write", f"{output.size(s.io_write_bytes)} ({s.io_write_ops} ops)"),
@@ -77,38 +80,77 @@ def stats(ref: Annotated[str, typer.Argument(help="name or id")],
         output.key_values(_stats_rows(s))
 
 
-def _top_table(rows: list[StatsModel], before: dict[str, StatsModel]) -> Table:
-    table = Table(box=None, header_style="bold")
-    for column in ("NAME", "TYPE", "CPU%", "CPUS", "MEMORY", "DISK", "IO R", "IO W",
-                   "NET RX", "NET TX"):
-        table.add_column(column)
+TOP_COLUMNS = ("NAME", "TYPE", "STATE", "CPU%", "CPUS", "MEMORY", "DISK", "IO R", "IO W",
+               "NET RX", "NET TX")
+
+
+def _top_rows(rows: list[StatsModel], before: dict[str, StatsModel]) -> list[list[str]]:
+    found = []
     for s in sorted(rows, key=lambda r: -r.cpu_percent):
         prev = before.get(s.instance)
-        table.add_row(
-            s.instance, s.type, f"{s.cpu_percent:.1f}" if s.running else "-", str(s.vcpus),
-            f"{output.size(s.memory_used)}/{output.size(s.memory_total)}",
+        found.append([
+            s.instance, s.type, s.state, f"{s.cpu_percent:.1f}" if s.running else "-",
+            str(s.vcpus), f"{output.size(s.memory_used)}/{output.setting_size(s.memory_total)}",
             output.size(s.disk_used), _rate(s, prev, "io_read_bytes"),
             _rate(s, prev, "io_write_bytes"), _rate(s, prev, "net_rx_bytes"),
             _rate(s, prev, "net_tx_bytes"),
-        )
-    return table
+        ])
+    return found
+
+
+def _stamp(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _frame(rows: list[StatsModel], before: dict[str, StatsModel], fmt: Format) -> None:
+    """One frame for a pipe or a file: a timestamp and plain columns (a blank line after), a
+    JSON line, or a YAML document."""
+    moment = time.time()
+    if fmt is Format.json:
+        frame = {"time": moment, "instances": [s.model_dump(mode="json") for s in rows]}
+        print(json.dumps(frame), flush=True)
+        return
+    if fmt is Format.yaml:
+        frame = {"time": moment, "instances": [s.model_dump(mode="json") for s in rows]}
+        print("---\n" + yaml.safe_dump(frame, sort_keys=False), end="", flush=True)
+        return
+    print(_stamp(moment))
+    print(output.plain_columns(TOP_COLUMNS, _top_rows(rows, before)), flush=True)
 
 
 def top(
     interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 2.0,
-    count: Annotated[int, typer.Option("--count", "-n", help="refreshes (0: until Ctrl-C)")] = 0,
+    count: Annotated[int | None, typer.Option(
+        "--count", "-n", help="frames to show (0: until Ctrl-C); default: until Ctrl-C on a "
+        "terminal, else 1")] = None,
+    fmt: Annotated[Format, typer.Option(
+        "--format", "-f", help="table, json (one line per frame) or yaml (one document per "
+        "frame); anything but a table on a terminal prints frames one after another")]
+        = Format.table,
 ) -> None:
-    """Live usage of every instance, busiest first."""
+    """Usage of every instance, busiest first: live on a terminal, N timestamped frames to
+    a pipe or file (for scripts)."""
+    live_view = fmt is Format.table and output.to_terminal()
+    frames = count if count is not None else (0 if live_view else 1)
+    if frames < 0:
+        fail("--count is 0 (until Ctrl-C) or more")
     before: dict[str, StatsModel] = {}
     shown = 0
-    with client() as c, Live(console=output.console, auto_refresh=False) as live:
+    with client() as c, contextlib.ExitStack() as stack:
+        live = stack.enter_context(Live(console=output.console, auto_refresh=False)) \
+            if live_view else None
         try:
             while True:
                 rows = c.all_stats()
-                live.update(_top_table(rows, before), refresh=True)
+                if live is not None:
+                    live.update(output.fitting(TOP_COLUMNS, _top_rows(rows, before),
+                                               title=_stamp(time.time()), box=None),
+                                refresh=True)
+                else:
+                    _frame(rows, before, fmt)
                 before = {s.instance: s for s in rows}
                 shown += 1
-                if count and shown >= count:
+                if frames and shown >= frames:
                     return
                 time.sleep(interval)
         except KeyboardInterrupt:

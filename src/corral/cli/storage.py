@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from corral.cli import output
-from corral.cli.common import client, wait_for
+from corral.cli.common import client, fail, wait_for
 from corral.cli.host import template_app
 from corral.cli.output import Format
 from corral.wire.storage import (
@@ -194,16 +195,28 @@ def clone(
 def convert(
     ref: str,
     to: Annotated[str, typer.Option("--to", help="vm or ct")],
+    force: Annotated[bool, typer.Option(
+        "--force", help="convert a running instance: it is stopped and started again")]
+        = False,
     no_wait: NoWait = False,
 ) -> None:
-    """Turn a container into a VM or back: the same disk, a reboot, nothing copied."""
+    """Turn a container into a VM or back: the same disk, a reboot, nothing copied.
+
+    A running instance reboots: that needs --force (on a terminal, a yes at the prompt)."""
     with client() as c:
-        op = c.convert_instance(ref, to)
+        running = c.get_instance(ref).state == "running"
+        if running and not force and sys.stdin.isatty():
+            force = typer.confirm(f"{ref} is running: converting it to a {to} reboots it. "
+                                  "Go on?", default=False)
+            if not force:
+                fail("nothing changed")
+        op = c.convert_instance(ref, to, force=force)
         if no_wait:
             print(op.id)
             return
         wait_for(c, op, f"convert {ref} to {to}")
-    output.console.print(f"Instance [bold]{ref}[/] is now a {to}")
+    output.console.print(f"Instance [bold]{ref}[/] is now a {to}"
+                         + (" (rebooted)" if running else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -73,7 +73,7 @@ def owner(
     output.console.print(f"{made.name}: owner {made.owner or '-'}", highlight=False)
 
 
-def whoami() -> None:
+def whoami(fmt: FormatOpt = Format.table) -> None:
     """Who this CLI talks to corrald as, and why: the token in CORRAL_TOKEN (at CORRAL_URL,
     or on the Unix socket), else local root on the Unix socket."""
     with client() as c:
@@ -85,5 +85,7 @@ def whoami() -> None:
         else:
             why = f"{where} without a token (CORRAL_TOKEN is not set): root on this host " \
                   "is an administrator there"
+    if output.emit_structured({**me.model_dump(mode="json"), "why": why}, fmt):
+        return
     print(f"{me.name} ({me.role})" if me.user else f"{me.name}: {me.role}")
     print(f"  {why}")

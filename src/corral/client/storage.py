@@ -124,6 +124,7 @@ class StorageCalls:
         return self._model(OperationModel, "POST", f"/api/v1/instances/{ref}/clone",
                            json=request.model_dump())
 
-    def convert_instance(self, ref: str, to: str) -> OperationModel:
+    def convert_instance(self, ref: str, to: str, force: bool = False) -> OperationModel:
+        """``force``: convert a running instance too (that reboots it)."""
         return self._model(OperationModel, "POST", f"/api/v1/instances/{ref}/convert",
-                           json=ConvertRequest(to=to).model_dump())
+                           json=ConvertRequest(to=to, force=force).model_dump())

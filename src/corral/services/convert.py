@@ -74,7 +74,8 @@ class ConvertService:
             raise
 
     # Convert ---------------------------------------------------------------------------------
-    def convert(self, ref: str, to: str) -> OperationRecord:
+    def convert(self, ref: str, to: str, force: bool = False) -> OperationRecord:
+        """``force``: a running instance may convert (it reboots); refused without."""
         svc = self.instances
         target = Kind.parse(to)
         view = svc.get(ref)
@@ -107,6 +108,9 @@ class ConvertService:
         if target is Kind.CT and not new_driver.capabilities().unprivileged:
             raise Unsupported("unprivileged containers are not possible on this host")
         was_running = view.state is State.RUNNING
+        if was_running and not force:
+            raise Conflict(f"'{rec.name}' is running: converting it to a {target.value} "
+                           "reboots it; use --force (or stop it first)")
 
         def work(ctx: OperationContext) -> None:
             if was_running:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from corral.domain.errors import InvalidInput
 from corral.domain.instance import Kind
+from corral.domain.lifecycle import State
 from corral.domain.resources import Resources, apply_settings, parse_cpu_list
 from corral.domain.sizes import format_size
 from corral.drivers.base import AppliedChange, InstanceStats
@@ -60,10 +61,15 @@ def check_kind_rules(rec: InstanceRecord, old: Resources, new: Resources) -> Non
 
 @dataclass(frozen=True)
 class Usage:
-    """One instance's figures at ``time``: the driver's counters plus network and rates."""
+    """One instance's figures at ``time``: the driver's counters plus network and rates.
+
+    ``state`` is the instance's lifecycle state as ``list`` and ``info`` show it (the same
+    view), so a suspended instance is "suspended" in stats, top and /metrics too, although
+    its runtime still holds memory and counters (``stats.running``)."""
 
     instance: str
     kind: Kind
+    state: State
     time: float
     stats: InstanceStats
     cpu_percent: float  # percent of one CPU since the previous sample
@@ -123,6 +129,7 @@ class ResourceService:
 
     def usage(self, ref: str) -> Usage:
         rec = self.instances.store.get_instance(ref)
+        state = self.instances.view(rec).state
         driver = self.instances.driver(rec.kind)
         spec = self.instances.spec(rec)
         now, stats = time.monotonic(), driver.stats(spec)
@@ -140,7 +147,8 @@ class ResourceService:
         with self._samples_lock:
             self._samples[rec.id] = (now, stats.cpu_ns)
         rx, tx = self._net(rec)
-        return Usage(rec.name, rec.kind, time.time(), stats, percent, rx, tx, rec.resources)
+        return Usage(rec.name, rec.kind, state, time.time(), stats, percent, rx, tx,
+                     rec.resources)
 
     def usage_all(self) -> list[Usage]:
         found = []
@@ -171,8 +179,9 @@ def sample(value: float) -> str:
 def metrics_text(rows: list[Usage]) -> str:
     """Prometheus text exposition of the usage figures."""
     series: list[tuple[str, str, str, Callable[[Usage], float]]] = [
-        ("corral_instance_up", "gauge", "1 if the instance is running.",
-         lambda u: 1 if u.stats.running else 0),
+        ("corral_instance_up", "gauge",
+         "1 if the instance is running (0 when stopped, suspended or in error).",
+         lambda u: 1 if u.state is State.RUNNING else 0),
         ("corral_instance_cpu_seconds_total", "counter", "CPU time used.",
          lambda u: u.stats.cpu_ns / 1e9),
         ("corral_instance_cpu_percent", "gauge", "CPU use in percent of one CPU.",
@@ -204,7 +213,20 @@ def metrics_text(rows: list[Usage]) -> str:
         for u in rows:
             labels = f'instance="{u.instance}",type="{u.kind.value}"'
             lines.append(f"{name}{{{labels}}} {sample(value(u))}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + state_series(rows)) + "\n"
+
+
+def state_series(rows: list[Usage]) -> list[str]:
+    """``corral_instance_state``: one series per lifecycle state, 1 for the instance's own
+    (the state-set convention of kube-state-metrics: a query or alert can name any state)."""
+    name = "corral_instance_state"
+    lines = [f"# HELP {name} The instance's lifecycle state (1 for the state it is in).",
+             f"# TYPE {name} gauge"]
+    for u in rows:
+        labels = f'instance="{u.instance}",type="{u.kind.value}"'
+        lines += [f'{name}{{{labels},state="{s.value}"}} {1 if s is u.state else 0}'
+                  for s in State]
+    return lines
 
 
 def capacity_metrics_text(report: dict[str, dict[str, float | int | None]]) -> str:

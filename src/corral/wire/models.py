@@ -224,7 +224,10 @@ class SetResourcesResponse(BaseModel):
 class StatsModel(BaseModel):
     instance: str
     type: str
+    state: str
+    """The lifecycle state, as ``list`` shows it (running, suspended, stopped, ...)."""
     running: bool
+    """True only when ``state`` is running (a suspended instance is not)."""
     time: float
     cpu_percent: float
     cpu_seconds: float

@@ -69,3 +69,5 @@ class CloneRequest(BaseModel):
 
 class ConvertRequest(BaseModel):
     to: str
+    force: bool = False
+    """Required to convert a running instance (it is stopped and started again)."""

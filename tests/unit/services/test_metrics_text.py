@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from corral.domain.instance import Kind
+from corral.domain.lifecycle import State
 from corral.domain.resources import Resources
 from corral.drivers.base import InstanceStats
 from corral.services.resources import Usage, capacity_metrics_text, metrics_text, sample
 
 
-def _usage() -> Usage:
+def _usage(state: State = State.RUNNING) -> Usage:
     stats = InstanceStats(running=True, cpu_ns=2_500_000_000, vcpus=2,
                           memory_used=1_073_741_824, memory_total=4_294_967_296,
                           disk_used=123_456_789_012, disk_size=10_737_418_240,
                           io_read_bytes=9_876_543_210_987, io_write_bytes=1)
-    return Usage(instance="web1", kind=Kind.VM, time=0.0, stats=stats, cpu_percent=12.345678,
-                 net_rx_bytes=1_234_567_891_234, net_tx_bytes=0, resources=Resources())
+    return Usage(instance="web1", kind=Kind.VM, state=state, time=0.0, stats=stats,
+                 cpu_percent=12.345678, net_rx_bytes=1_234_567_891_234,
+                 net_tx_bytes=0, resources=Resources())
 
 
 def test_sample_renders_integers_exactly_and_floats_fully() -> None:
@@ -42,6 +44,17 @@ def test_metrics_text_byte_counters_are_exact() -> None:
         f"corral_instance_vcpus{label} 2",
     ):
         assert line in text.splitlines(), line
+
+
+def test_a_suspended_instance_is_not_up_and_its_state_is_named() -> None:
+    lines = metrics_text([_usage(State.SUSPENDED)]).splitlines()
+    assert 'corral_instance_up{instance="web1",type="vm"} 0' in lines
+    label = 'instance="web1",type="vm"'
+    assert f'corral_instance_state{{{label},state="suspended"}} 1' in lines
+    assert f'corral_instance_state{{{label},state="running"}} 0' in lines
+    assert "# TYPE corral_instance_state gauge" in lines
+    states = [line for line in lines if line.startswith("corral_instance_state{")]
+    assert len(states) == len(State) and sum(line.endswith(" 1") for line in states) == 1
 
 
 def test_capacity_metrics_text_exact_and_skips_unknown() -> None:
