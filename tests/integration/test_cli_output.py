@@ -5,7 +5,10 @@ confirmations, and the smaller readability fixes. A real corrald with the fake d
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +156,30 @@ def test_console_log_is_text_without_control_sequences(daemon: Daemon) -> None:
     daemon.cli("console", "c1", "--linger", "1", stdin=typed, check=True)
     log = daemon.cli("console", "c1", "--log", check=True).stdout
     assert "plain green done\n" in log and "\x1b" not in log and "\r" not in log
+
+
+def test_exec_says_it_waits_for_a_booting_guest_agent(daemon: Daemon) -> None:
+    run = daemon.cli
+    run("create", "vm1", "--type", "vm", "--start", check=True)
+    with daemon.client() as c:
+        booting = daemon.state_dir / "instances" / str(c.get_instance("vm1").id) / \
+            "fake-agent-booting"  # the fake VM's guest plays "still booting"
+        booting.touch()
+        assert c.get_instance("vm1").agent == "waiting"
+    env = {**os.environ, "CORRAL_SOCKET": str(daemon.socket)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "corral.cli.main", "exec", "vm1", "--", "echo", "inside"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    said = proc.stderr.readline()  # blocks until the hint (or the end, if there is none)
+    booting.unlink()
+    out, rest = proc.communicate(timeout=60)
+    assert said == "waiting for the guest agent of vm1 (the VM is still booting)...\n"
+    assert (proc.returncode, out, rest) == (0, "inside\n", "")
+    again = run("exec", "vm1", "--", "echo", "again")
+    assert (again.stdout, again.stderr) == ("again\n", "")
+    shown = dict(line.split(None, 1) for line in run("info", "vm1").stdout.splitlines())
+    assert shown["agent"] == "connected"
+    run("create", "ct1", "--type", "ct", "--start", check=True)
+    with daemon.client() as c:
+        assert c.get_instance("ct1").agent is None

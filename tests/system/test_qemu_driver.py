@@ -102,6 +102,7 @@ def test_vm_lifecycle(vm: tuple[QemuDriver, InstanceSpec], tiny_template: Templa
     first = time.monotonic() - t0
     assert result.exit_code == 0, result
     assert b"Linux vm1 " in result.stdout
+    assert driver.status(spec).details["agent"] == "connected"  # its port is open
     assert result.stderr == b""
     t0 = time.monotonic()
     for _ in range(5):

@@ -30,6 +30,7 @@ def instance(view: InstanceView) -> InstanceModel:
         privileged=rec.privileged, ip=list(view.addresses),
         node=rec.node, pid=runtime.pid if runtime else None,
         created_at=_iso(rec.created_at), operation=view.operation, owner=rec.owner,
+        agent=runtime.details.get("agent") if runtime else None,
     )
 
 

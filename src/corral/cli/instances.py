@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Annotated
 
@@ -13,6 +14,8 @@ from corral.cli import output
 from corral.cli.common import client, each, fail, wait_for
 from corral.cli.output import Format
 from corral.cli.resources import assignments
+from corral.client import ApiError, CorralClient
+from corral.client.client import ExecOutcome
 from corral.wire.models import CreateRequest, InstanceModel, ResourcesModel, StopRequest
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or yaml")]
@@ -155,6 +158,7 @@ def info(ref: Annotated[str, typer.Argument()], fmt: FormatOpt = Format.table) -
         ("disk", output.setting_size(r.disk)), *_set_limits(r),
         ("privileged", str(i.privileged).lower()),
         ("ip", ", ".join(i.ip) or "-"), ("pid", str(i.pid or "-")),
+        *([("agent", i.agent)] if i.agent else []),
         ("owner", i.owner or "-"), ("node", i.node),
         ("created", i.created_at), ("operation", i.operation or "-"),
     ])
@@ -170,7 +174,7 @@ def exec_(
     """Run a command inside an instance; exit with its exit code."""
     data = sys.stdin.buffer.read() if stdin else b""
     with client() as c:
-        done = c.run(ref, argv, data, timeout or None)
+        done = _run_saying_why_it_waits(c, ref, argv, data, timeout or None)
     sys.stdout.buffer.write(done.stdout)
     sys.stdout.flush()
     sys.stderr.buffer.write(done.stderr)
@@ -179,6 +183,40 @@ def exec_(
         fail(f"'{' '.join(argv)}' was killed after --timeout {timeout:g} s", 124)
     if done.exit_code != 0:
         raise typer.Exit(done.exit_code)
+
+
+HINT_AFTER = 1.0  # seconds without an answer before exec says what it waits for
+
+
+def _run_saying_why_it_waits(c: CorralClient, ref: str, argv: list[str], data: bytes,
+                             timeout: float | None) -> ExecOutcome:
+    """``c.run``; if it has not answered after a second because the VM's guest agent is not
+    up yet (the guest still boots), say so on stderr rather than hang without a word."""
+    answer: list[ExecOutcome] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            answer.append(c.run(ref, argv, data, timeout))
+        except BaseException as exc:  # raised again in the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(HINT_AFTER)
+    if worker.is_alive():
+        try:
+            with CorralClient() as other:  # ``c``'s connection waits for the answer
+                agent = other.get_instance(ref).agent
+        except ApiError:
+            agent = None
+        if agent == "waiting":
+            print(f"waiting for the guest agent of {ref} (the VM is still booting)...",
+                  file=sys.stderr, flush=True)
+        worker.join()
+    if failure:
+        raise failure[0]
+    return answer[0]
 
 
 def require(value: str | None, what: str) -> str:

@@ -42,6 +42,9 @@ class InstanceModel(BaseModel):
     created_at: str
     operation: str | None = None
     owner: str | None = None
+    agent: str | None = None
+    """A running VM's guest agent: "connected" (exec answers at once), or "waiting" while
+    the guest boots; None where there is none (containers, foreign images, stopped VMs)."""
 
 
 class CreateRequest(BaseModel):

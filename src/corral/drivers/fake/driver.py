@@ -5,6 +5,10 @@ restart) sees exactly what the previous one left, as the real drivers do. ``exec
 command on the host in the instance's directory (through ``host.run``, as every command;
 ``env --chdir`` puts it there): enough to prove exit codes, output and timeouts flow through
 every layer unchanged.
+
+A fake VM has a guest agent that is connected from the start, unless ``fake-agent-booting``
+exists in its directory: then it plays a guest still booting (status says the agent is
+"waiting" and exec waits) until the file is gone. Tests make and remove that file.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 from corral.domain.errors import Conflict, HostFailure, InvalidInput
@@ -34,6 +39,8 @@ from corral.host.run import CommandTimedOut, run
 from corral.templates.image import TemplateImage
 
 READY_MARKER = b"corral-guest-ready\n"
+AGENT_BOOTING = "fake-agent-booting"
+AGENT_WAIT = 60.0  # seconds an exec without a timeout waits for a booting fake agent
 
 
 class FakeConsole:
@@ -148,7 +155,18 @@ class FakeDriver:
         if state is None:
             return RuntimeStatus(RuntimeState.MISSING)
         pid = os.getpid() if state != RuntimeState.STOPPED.value else None
-        return RuntimeStatus(RuntimeState(state), pid=pid)
+        details = {}
+        if self._kind is Kind.VM and pid is not None:
+            booting = (spec.directory / AGENT_BOOTING).exists()
+            details["agent"] = "waiting" if booting else "connected"
+        return RuntimeStatus(RuntimeState(state), pid=pid, details=details)
+
+    def _wait_for_agent(self, spec: InstanceSpec, timeout: float | None) -> None:
+        deadline = time.monotonic() + (AGENT_WAIT if timeout is None else timeout)
+        while (spec.directory / AGENT_BOOTING).exists():
+            if time.monotonic() > deadline:
+                raise HostFailure("the guest agent did not answer (fake VM still booting)")
+            time.sleep(0.05)
 
     def exec(
         self, spec: InstanceSpec, argv: list[str], timeout: float | None, stdin: bytes = b""
@@ -156,6 +174,8 @@ class FakeDriver:
         self._require(spec, RuntimeState.RUNNING)
         if not argv or not _runnable(argv[0], spec.directory):
             return ExecResult(127, b"", f"{argv[0] if argv else ''}: not found\n".encode())
+        if self._kind is Kind.VM:
+            self._wait_for_agent(spec, timeout)
         try:
             proc = run(["env", f"--chdir={spec.directory}", "--", *argv], check=False,
                        timeout=timeout, input=stdin)

@@ -45,7 +45,7 @@ from corral.drivers.qemu.nics import (
     vm_nics,
 )
 from corral.drivers.qemu.placement import place_while_starting
-from corral.drivers.qemu.qmp import close_monitor, qmp
+from corral.drivers.qemu.qmp import close_monitor, qmp, qmp_many
 from corral.host.cgroups import CgroupLayout, read_layout
 from corral.host.cpu import tsc_khz
 from corral.host.kvm import choose_accel
@@ -88,6 +88,15 @@ def _is_our_qemu(pid: int, paths: VmPaths) -> bool:
 def firmware_boot(template: TemplateImage) -> bool:
     """Foreign images (and ISO installs) boot through SeaBIOS, not the template's kernel."""
     return str(template.metadata.get("vm", {}).get("boot", "kernel")) == "firmware"
+
+
+def _agent_state(chardevs: list[dict[str, object]]) -> str:
+    """"connected" once the guest agent has opened its virtio-serial port (QEMU's
+    ``frontend-open`` of the port's chardev), "waiting" while the guest still boots."""
+    for chardev in chardevs:
+        if chardev.get("label") == "agent":
+            return "connected" if chardev.get("frontend-open") else "waiting"
+    return "waiting"
 
 
 def has_agent(template: TemplateImage) -> bool:
@@ -364,11 +373,16 @@ class QemuDriver(QemuDiskHotplug):
                 return RuntimeStatus(RuntimeState.STOPPED)
             return RuntimeStatus(RuntimeState.MISSING)
         try:
-            qemu_status = str(qmp(paths.qmp, "query-status").get("status", "unknown"))
+            status, chardevs = qmp_many(paths.qmp, [("query-status", None),
+                                                    ("query-chardev", None)])
         except HostFailure as exc:
             return RuntimeStatus(RuntimeState.RUNNING, pid, details={"qmp": exc.message})
+        qemu_status = str(status.get("status", "unknown"))
         state = RuntimeState.SUSPENDED if qemu_status in _PAUSED else RuntimeState.RUNNING
-        return RuntimeStatus(state, pid, details={"qemu_status": qemu_status})
+        details = {"qemu_status": qemu_status}
+        if not (paths.run / NO_AGENT).exists():
+            details["agent"] = _agent_state(chardevs)
+        return RuntimeStatus(state, pid, details=details)
 
     def exec(
         self, spec: InstanceSpec, argv: list[str], timeout: float | None, stdin: bytes = b""
