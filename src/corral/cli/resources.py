@@ -106,12 +106,11 @@ def _frame(rows: list[StatsModel], before: dict[str, StatsModel], fmt: Format) -
     """One frame for a pipe or a file: a timestamp and plain columns (a blank line after), a
     JSON line, or a YAML document."""
     moment = time.time()
+    frame = {"time": moment, "instances": [s.model_dump(mode="json") for s in rows]}
     if fmt is Format.json:
-        frame = {"time": moment, "instances": [s.model_dump(mode="json") for s in rows]}
         print(json.dumps(frame), flush=True)
         return
     if fmt is Format.yaml:
-        frame = {"time": moment, "instances": [s.model_dump(mode="json") for s in rows]}
         print("---\n" + yaml.safe_dump(frame, sort_keys=False), end="", flush=True)
         return
     print(_stamp(moment))
