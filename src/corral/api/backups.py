@@ -174,7 +174,8 @@ def restore_backup(backup_id: str, body: RestoreRequest, app: App,
                    policy: Policy) -> OperationModel:
     _owner_target(app, policy, body.target, body.key_file)
     return convert.operation(
-        app.restores.restore(body.target, backup_id, body.as_name, body.key_file, policy))
+        app.restores.restore(body.target, backup_id, body.as_name, body.key_file, policy,
+                             nics=not body.no_nics))
 
 
 # Schedules ------------------------------------------------------------------------------

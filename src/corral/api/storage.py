@@ -101,7 +101,8 @@ def resize_disk(ref: str, name: str, body: ResizeDiskRequest, app: App) -> DiskC
 
 @router.post("/instances/{ref}/clone", response_model=OperationModel, status_code=202)
 def clone_instance(ref: str, body: CloneRequest, app: App) -> OperationModel:
-    return convert.operation(app.convert.clone(ref, body.name, body.pool))
+    return convert.operation(app.convert.clone(ref, body.name, body.pool,
+                                                    nics=not body.no_nics))
 
 
 @router.post("/instances/{ref}/convert", response_model=OperationModel, status_code=202)

@@ -8,6 +8,11 @@ Format 2 adds ``disks``: the instance's data disks (name, size, index, mount pat
 list and method each), beside the root disk that keeps the top-level ``disk_size`` and
 ``chunks`` of format 1. Format 1 manifests (root disk only) read as format 2 without data
 disks; a format-2 manifest is refused by older Corral (it would lose the data disks).
+
+The instance record carries its NICs (network name, addresses, MAC, anti-spoofing) and its
+bandwidth rules, so that a restore as a new instance (on another host, or after the source
+is gone) rebuilds them. A manifest written before that has ``nics`` None: "holds no NICs".
+Unknown keys of the instance record are ignored, so later additions stay readable.
 """
 
 from __future__ import annotations
@@ -46,6 +51,14 @@ class InstanceInfo:
     resources: dict[str, Any]
     privileged: bool = False
     owner: str | None = None  # the user who owned the instance then (sees this backup)
+    nics: list[dict[str, Any]] | None = None
+    """Its NICs ({index, network, addresses, mac, antispoof}); None: not recorded (older)."""
+    bandwidth: list[dict[str, Any]] | None = None
+    """Its bandwidth rules ({traffic_class, direction, rate, ceil} in bits/s)."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InstanceInfo:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -151,7 +164,7 @@ class Manifest:
             if data.get("format") not in READABLE:
                 raise InvalidInput(f"manifest format {data.get('format')} is not supported")
             return cls(
-                id=data["id"], instance=InstanceInfo(**data["instance"]),
+                id=data["id"], instance=InstanceInfo.from_dict(data["instance"]),
                 created_at=datetime.fromisoformat(data["created_at"]),
                 disk_size=int(data["disk_size"]), chunk_size=int(data["chunk_size"]),
                 chunks=_chunks(data["chunks"]),

@@ -329,11 +329,15 @@ def restore(
     backup: str, target: ToOpt,
     as_name: Annotated[str | None, typer.Option("--as", help="restore as a new instance")] = None,
     key_file: KeyOpt = None, no_wait: NoWait = False,
+    no_nics: Annotated[bool, typer.Option(
+        "--no-nics", help="a new instance gets none of the backup's NICs")] = False,
 ) -> None:
-    """Restore a backup: over its (stopped) instance, or --as a new one."""
+    """Restore a backup: over its (stopped) instance, or --as a new one (with its resources,
+    and NICs on the same networks with new MACs and addresses)."""
     with client() as c:
         op = BackupCalls(c).restore(backup, RestoreRequest(target=target, as_name=as_name,
-                                                           key_file=key_file))
+                                                           key_file=key_file,
+                                                           no_nics=no_nics))
         said = _follow(c, op, f"restore {backup}", no_wait)
     if not no_wait:
         output.console.print(f"Restored {backup}" + (f" as {as_name}" if as_name else "")

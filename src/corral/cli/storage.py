@@ -181,15 +181,20 @@ def clone(
     new_name: Annotated[str, typer.Argument(help="the new instance's name")],
     pool: Annotated[str | None, typer.Option(help="put the copies in this pool")] = None,
     no_wait: NoWait = False,
+    no_nics: Annotated[bool, typer.Option(
+        "--no-nics", help="the clone gets none of the source's NICs")] = False,
 ) -> None:
-    """Copy an instance (copy-on-write where the pool allows it)."""
+    """Copy an instance (copy-on-write where the pool allows it) with its resources, and NICs
+    on the same networks with new MACs and addresses."""
     with client() as c:
-        op = c.clone_instance(ref, CloneRequest(name=new_name, pool=pool))
+        op = c.clone_instance(ref, CloneRequest(name=new_name, pool=pool, no_nics=no_nics))
         if no_wait:
             print(op.id)
             return
-        wait_for(c, op, f"clone {ref} -> {new_name}")
+        done = wait_for(c, op, f"clone {ref} -> {new_name}")
     output.console.print(f"Instance [bold]{new_name}[/] cloned from {ref}")
+    if done.phase and done.phase != "done":
+        output.console.print(done.phase, highlight=False)
 
 
 def convert(

@@ -159,6 +159,25 @@ def apply_settings(base: Resources, settings: dict[str, str]) -> Resources:
     return result
 
 
+_BYTES = frozenset({"memory", "memory_min", "disk", "swap", "io_read_bps", "io_write_bps"})
+
+
+def to_settings(res: Resources) -> dict[str, str]:
+    """Every key of ``res`` as the strings ``apply_settings`` reads back to the same values
+    (exact bytes, ``none`` for an unset key): how an instance is made with another's
+    resources (restore --as, clone)."""
+    found: dict[str, str] = {}
+    for key in KEYS:
+        value = getattr(res, key)
+        if value is None:
+            found[key] = "none"
+        elif key in _BYTES and not (key == "swap" and value == 0):
+            found[key] = f"{value}B"
+        else:
+            found[key] = str(value)
+    return found
+
+
 def parse_assignments(items: list[str]) -> dict[str, str]:
     """['cpus=2', 'memory=1G'] -> {'cpus': '2', 'memory': '1G'}; InvalidInput otherwise."""
     found: dict[str, str] = {}

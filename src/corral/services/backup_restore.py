@@ -5,6 +5,10 @@ restore opens the target through it, then writes every disk of the backup beside
 replaces and renames all into place at the end, so that a failure changes nothing. The data
 disks a backup has and the instance lacks are recreated (names, sizes, mount paths) in the
 instance's pool.
+
+A restore as a new instance makes it with every resource key of the backup and, from
+manifests that record them, its NICs (new MACs and addresses, see services/nic_carry) and
+bandwidth rules, unless ``--no-nics``.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ from corral.backup.manifest import DataDiskBackup, Manifest
 from corral.backup.store import ChunkStore
 from corral.domain.errors import Conflict, NotFound, Unsupported
 from corral.domain.lifecycle import State
+from corral.domain.resources import Resources, to_settings
 from corral.domain.users import LOCAL_ROOT
 from corral.drivers.snapshots import ROOT
+from corral.services import nic_carry
 from corral.services.access import Access
 from corral.services.backups import BackupService, RateReporter
+from corral.services.networks import NetworkService
 from corral.services.operations import OperationContext
 from corral.state.store import InstanceRecord, OperationRecord
 
@@ -29,18 +36,23 @@ if TYPE_CHECKING:
 
 
 class RestoreService:
-    def __init__(self, backups: BackupService, disks: DiskService | None) -> None:
+    def __init__(self, backups: BackupService, disks: DiskService | None,
+                 networks: NetworkService | None = None) -> None:
         self.backups = backups
         self.instances = backups.instances
         self.disks = disks
         """Data disks (services/disks): a restore registers the ones it recreates."""
+        self.networks = networks
+        """NICs and bandwidth rules of a restore as a new instance (services/nic_carry)."""
 
     def restore(self, target: str, backup_id: str, as_name: str | None = None,
-                key_file: str | None = None, access: Access | None = None) -> OperationRecord:
+                key_file: str | None = None, access: Access | None = None,
+                nics: bool = True) -> OperationRecord:
         """Restore into a new instance (``as_name``, or the original name when no instance
         has it any more), or over the original instance when it exists and is stopped.
         ``access``: the caller's policy (its own backups only, over its own instances only;
-        the new instance belongs to the backup's owner)."""
+        the new instance belongs to the backup's owner). ``nics``: a new instance gets the
+        backup's NICs and bandwidth rules (False: none)."""
         access = access or Access(LOCAL_ROOT)
         store = self.backups.open(self.backups.target_record(target, key_file))
         try:
@@ -81,11 +93,14 @@ class RestoreService:
         owner = access.restored_owner(
             source.owner, source.owner is not None and self.instances.store.user_exists(
                 source.owner))
-        settings = {"disk": f"{manifest.disk_size // 1024}K"}
-        for key in ("cpus", "memory"):
-            value = source.resources.get(key)
-            if value is not None:
-                settings[key] = str(value) if key == "cpus" else f"{int(str(value)) // 1024}K"
+        carry = nic_carry.of_manifest(source.nics, source.bandwidth) if nics else None
+        if carry is not None:
+            nic_carry.check(self.networks, carry, source.name)
+        # The source gone (no instance has its name), its addresses are taken again where free.
+        keep = as_name is None or all(
+            r.name != source.name for r in self.instances.store.list_instances())
+        settings = {**to_settings(Resources.from_dict(source.resources)),
+                    "disk": f"{manifest.disk_size}B"}
         create = self.instances.create(name, source.kind, source.template, settings,
                                        privileged=source.privileged, owner=owner)
 
@@ -98,11 +113,13 @@ class RestoreService:
             self.instances.ops.locks.acquire(name, ctx.id, "restore")
             try:
                 self._write_disks(ctx, manifest, store, rec)
+                made = nic_carry.place(self.networks, rec, carry, keep) if carry else []
             except BaseException:  # no half-restored instance is left behind
                 self.instances.discard(rec, self.instances.spec(rec))
                 raise
             finally:
                 self.instances.ops.locks.release(name, ctx.id)
+            ctx.result = f"{ctx.result}\n{nic_carry.report(name, carry, made, rec.resources)}"
 
         return self.instances.ops.submit("restore", None, as_new)
 

@@ -32,7 +32,9 @@ from corral.domain.disks import CHUNK_SIZE
 from corral.domain.errors import Conflict, InvalidInput, NotFound
 from corral.domain.instance import InstanceSpec, Kind
 from corral.drivers.snapshots import ROOT, Captured, DiskCopy, SnapshotHooks
+from corral.services import nic_carry
 from corral.services.instances import InstanceService
+from corral.services.networks import NetworkService
 from corral.services.operations import OperationContext
 from corral.state.backupstore import BackupStore, TargetRecord
 from corral.state.store import OperationRecord
@@ -99,6 +101,8 @@ class BackupService:
         self.reports = scratch.parent / "verify-reports"
         self._target_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self.networks: NetworkService | None = None
+        """Set by the wiring: a backup records the instance's NICs and bandwidth rules."""
         scratch.mkdir(parents=True, exist_ok=True)
 
     def sweep_scratch(self) -> None:
@@ -167,8 +171,10 @@ class BackupService:
         spec = self.instances.spec(rec)
         record = self.target_record(target, key_file)
         store = self.open(record, create=True)
+        nics, rules = nic_carry.recorded(self.networks, rec.id)
         info = InstanceInfo(rec.name, rec.id, rec.kind.value, rec.template,
-                            rec.resources.to_dict(), rec.privileged, owner=rec.owner)
+                            rec.resources.to_dict(), rec.privileged, owner=rec.owner,
+                            nics=nics, bandwidth=rules)
 
         def work(ctx: OperationContext) -> None:
             copies = backup_copies(spec, ctx.id)

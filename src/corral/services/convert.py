@@ -4,6 +4,9 @@ Conversion is a reboot, not a copy: every root image is an unshifted ext4 filesy
 both kinds boot (a container through an idmapped host mount, a VM as /dev/vda), so only the
 runtime configuration changes. The instance keeps its row (id, name), its NICs file (MACs,
 addresses), its resources and its disks; the pool's used space does not change.
+
+A clone gets every resource key of its source and a NIC on each of its networks (new MACs and
+addresses, services/nic_carry) with its bandwidth rules, unless ``--no-nics``.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.lifecycle import State
 from corral.domain.names import FIRST_ID, validate_name
 from corral.drivers.base import RuntimeState
+from corral.services import nic_carry
 from corral.services.foreign import FOREIGN_TEMPLATE
 from corral.services.instances import InstanceService
+from corral.services.networks import NetworkService
 from corral.services.operations import OperationContext
 from corral.services.storage import StorageService
 from corral.state.store import OperationRecord
@@ -31,11 +36,14 @@ STOP_TIMEOUT = 30.0
 class ConvertService:
     instances: InstanceService
     storage: StorageService
+    networks: NetworkService | None = None
 
     # Clone -----------------------------------------------------------------------------------
-    def clone(self, ref: str, new_name: str, pool: str | None = None) -> OperationRecord:
+    def clone(self, ref: str, new_name: str, pool: str | None = None,
+              nics: bool = True) -> OperationRecord:
         """A new stopped instance with copies of every disk of ``ref`` (which must be stopped:
-        a running guest's filesystem is not consistent on disk)."""
+        a running guest's filesystem is not consistent on disk), its resources and (unless
+        not ``nics``) NICs on its networks and its bandwidth rules."""
         svc = self.instances
         validate_name(new_name)
         view = svc.get(ref)
@@ -49,6 +57,9 @@ class ConvertService:
             self.storage.pool(pool)  # unknown pool: a clear 404 now
         image = svc.templates.get(src.template)
         driver = svc.driver(src.kind)
+        carry = nic_carry.of_instance(self.networks, src.id) if nics else None
+        if carry is not None:
+            nic_carry.check(self.networks, carry, src.name)
         rec = svc.store.insert_instance(new_name, src.kind, src.template, src.resources,
                                         src.privileged, svc.node, FIRST_ID, owner=src.owner)
         base_spec = svc.spec(rec)
@@ -62,7 +73,9 @@ class ConvertService:
                                                lambda f, p: ctx.progress(f * 0.9, p))
                 ctx.progress(0.9, "configuring" + (" (copy-on-write)" if cow else ""))
                 driver.create(svc.spec(rec), image, lambda f, p: None)
+                made = nic_carry.place(self.networks, rec, carry, False) if carry else []
                 undo.pop_all()
+            ctx.result = nic_carry.report(new_name, carry, made, rec.resources)
             svc.store.set_state(rec.id, State.STOPPED)
             svc.events.publish("instance.created", instance=new_name, id=rec.id,
                                type=src.kind.value, cloned_from=src.name, cow=cow)

@@ -115,7 +115,8 @@ class Corral:
         self.backups = BackupService(
             self.instances, store, hooks, settings.state_dir / "backup-scratch"
         )
-        self.restores = RestoreService(self.backups, self.disks)
+        self.backups.networks = self.networks
+        self.restores = RestoreService(self.backups, self.disks, self.networks)
         self.schedules = BackupSchedules(self.backups)
         self.backup_schedule = BackupScheduler(self.schedules)
 
@@ -138,7 +139,7 @@ class Corral:
             r.name for r in self.store.list_instances() if r.template == name
         ]
         self.templates.on_removed.append(self.storage.drop_bases)
-        self.convert = ConvertService(self.instances, self.storage)
+        self.convert = ConvertService(self.instances, self.storage, self.networks)
         self.capacity.data_disks = self.storage.store.data_disk_bytes
         self.disks = DiskService(self.instances, self.storage, self.events,
                                  admit=self.capacity.admit_disk)

@@ -12,6 +12,8 @@ import contextlib
 import ipaddress
 import logging
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from corral.domain.errors import Conflict, CorralError, InvalidInput, NotFound, Unsupported
@@ -19,6 +21,7 @@ from corral.domain.lifecycle import State
 from corral.domain.names import validate_name
 from corral.domain.network import (
     MAX_NICS,
+    Direction,
     IPAddress,
     NetworkSpec,
     NetworkType,
@@ -43,6 +46,17 @@ __all__ = ["NetworkService", "TrafficRow", "backend_for", "metrics_text"]  # the
 log = logging.getLogger("corral.networks")
 DEFAULT_LINK_RATE = "1gbit"
 _PLUG_STATES = (State.RUNNING.value, State.STOPPED.value)  # what plugs or unplugs NICs
+
+
+@dataclass(frozen=True)
+class NicRequest:
+    """A NIC for a new instance made from another (restore --as, clone)."""
+
+    index: int
+    network: str
+    antispoof: bool = True
+    keep: tuple[str, ...] = ()
+    """Addresses to keep where they are free in the network (else: fresh from its IPAM)."""
 
 
 class NetworkService(TrafficMixin):
@@ -223,6 +237,51 @@ class NetworkService(TrafficMixin):
                 raise
         self.events.publish("nic.added", instance=rec.name, index=index, network=spec.name)
         return nic
+
+    def furnish(self, rec: InstanceRecord, nics: Sequence[NicRequest],
+                rules: Sequence[tuple[str, Direction, int, int]]) -> list[NicSpec]:
+        """Give a new, stopped instance (made by restore or clone, whose operation holds its
+        lock: no busy check) its NICs, each with a new MAC, and its bandwidth rules
+        (class, direction, rate, ceil): all or nothing."""
+        made: list[NicSpec] = []
+        with self._apply_lock:
+            try:
+                for want in nics:
+                    spec = self.store.get_network(want.network)
+                    nic = NicSpec(rec.id, want.index, spec,
+                                  ipam.generate_mac(self.store.used_macs()),
+                                  self._addresses(spec, self._kept(spec, want.keep)),
+                                  want.antispoof)
+                    self.store.insert_nic(nic)
+                    made.append(nic)
+                for cls, direction, rate, ceil in rules:
+                    self.store.put_bandwidth(rec.id, cls, direction, rate, ceil)
+                self._write_file(rec)
+                self.apply()
+            except BaseException:
+                self.store.delete_instance(rec.id)  # its NICs and rules: it has nothing else
+                with contextlib.suppress(Exception):
+                    self._write_file(rec)
+                    self.apply()
+                raise
+        return made
+
+    def _kept(self, spec: NetworkSpec, keep: Sequence[str]) -> list[str]:
+        """What ``_addresses`` is asked for: the ``keep`` addresses still free in the network,
+        a fresh one of each IP version they leave out (none asked: fresh ones)."""
+        used = self.store.used_addresses(spec.id)
+        kept: list[IPAddress] = []
+        for text in keep:
+            try:
+                address = parse_address(text, "address")
+                ipam.check_static(spec, address, [*used, *kept])
+            except CorralError:
+                continue
+            kept.append(address)
+        if not kept:
+            return []
+        missing = sorted({n.version for n in spec.subnets} - {a.version for a in kept})
+        return [str(a) for a in kept] + [f"auto{v}" for v in missing]
 
     def remove_nic(self, instance_ref: str, index: int) -> None:
         rec = self.instances.store.get_instance(instance_ref)

@@ -121,6 +121,7 @@ class RestoreRequest(BaseModel):
     target: str
     as_name: str | None = None
     key_file: str | None = None
+    no_nics: bool = False  # a new instance gets none of the backup's NICs
 
 
 class ScheduleRequest(BaseModel):

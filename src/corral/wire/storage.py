@@ -65,6 +65,7 @@ class DiskChangeModel(BaseModel):
 class CloneRequest(BaseModel):
     name: str
     pool: str | None = None
+    no_nics: bool = False  # the clone gets none of the source's NICs
 
 
 class ConvertRequest(BaseModel):

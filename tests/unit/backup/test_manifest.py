@@ -66,3 +66,16 @@ def test_an_unknown_format_is_refused() -> None:
     raw["disks"] = [{"name": "data"}]  # no size, no chunks
     with pytest.raises(InvalidInput, match="unreadable"):
         Manifest.from_json(json.dumps(raw).encode())
+
+
+def test_nics_and_bandwidth_round_trip_and_older_manifests_have_none() -> None:
+    assert Manifest.from_json(FORMAT_1).instance.nics is None  # "the backup holds no NICs"
+    nics = [{"index": 0, "network": "lan", "addresses": ["10.5.0.2"], "mac": "02:c0:00:00:00:01",
+             "antispoof": True}]
+    rules = [{"traffic_class": "local", "direction": "in", "rate": 10**7, "ceil": 5 * 10**7}]
+    data = json.loads(FORMAT_1)
+    data["instance"].update(nics=nics, bandwidth=rules, added_later={"x": 1})  # unknown: ignored
+    info = Manifest.from_json(json.dumps(data).encode()).instance
+    assert (info.nics, info.bandwidth) == (nics, rules)
+    again = Manifest.from_json(Manifest.from_json(json.dumps(data).encode()).to_json())
+    assert again.instance == info

@@ -9,6 +9,7 @@ from corral.domain.resources import (
     format_cpu_list,
     parse_assignments,
     parse_cpu_list,
+    to_settings,
 )
 
 MiB = 1024**2
@@ -92,3 +93,13 @@ def test_container_cpus_cap_parallelism() -> None:
     assert effective_quota_percent(Resources(cpus=1, cpu_limit=300), ct=True) == 100
     assert effective_quota_percent(Resources(cpus=2), ct=False) is None
     assert effective_quota_percent(Resources(cpus=2, cpu_limit=150), ct=False) == 150
+
+
+def test_to_settings_reads_back_to_the_same_resources() -> None:
+    base = Resources()
+    full = Resources(cpus=3, memory=300 * MiB + 512, disk=5 * 1024**3 + 4096, cpu_limit=150,
+                     cpu_shares=2048, memory_min=100 * MiB + 1, cpu_pin="0-1,3", swap=0,
+                     io_read_bps=10 * MiB, io_write_bps=4096, io_iops=7, pids=99, max_cpus=8)
+    assert apply_settings(base, to_settings(full)) == full
+    assert apply_settings(full, to_settings(base)) == base  # unset keys clear
+    assert set(to_settings(full)) == set(KEYS)
