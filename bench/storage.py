@@ -28,6 +28,7 @@ from corral.domain.resources import Resources
 from corral.drivers.lxc.driver import LxcDriver
 from corral.drivers.qemu.driver import QemuDriver
 from corral.services.storage import StorageService
+from corral.state.database import Database
 from corral.state.storagestore import StorageStore
 from corral.storage.images import build_root_disk
 from corral.storage.pools import clone_file, open_pool
@@ -84,7 +85,7 @@ def main() -> None:
         template = build_tiny(root / "tpl")
         btrfs.create()
         plain.create()
-        store = StorageStore(root / "bench.db")
+        store = StorageStore(Database.open(root / "bench.db"))
         store.insert_pool(btrfs.config, default=True)
         store.insert_pool(plain.config)
         svc = StorageService(store, root, "real")

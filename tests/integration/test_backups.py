@@ -11,6 +11,7 @@ from pathlib import Path
 
 from corral.client.backups import BackupCalls
 from corral.state.backupstore import BackupStore
+from corral.state.database import Database
 from corral.wire.backups import VerifyRequest
 from corral.wire.storage import DiskModel
 from tests.integration.conftest import Daemon, start_daemon, stop_daemon
@@ -413,8 +414,9 @@ def test_schedules_list_remove_and_go_with_their_instance_and_target(
     assert " to nas)" in deleted
     with daemon.client() as c:
         assert BackupCalls(c).schedules() == []
-    assert BackupStore(daemon.state_dir / "corral.db").snapshots(old_id) == []
-    assert BackupStore(daemon.state_dir / "corral.db").head(old_id) is None
+    store = BackupStore(Database.open(daemon.state_dir / "corral.db"))
+    assert store.snapshots(old_id) == []
+    assert store.head(old_id) is None
 
 
 def test_a_schedule_whose_time_passed_today_runs_tomorrow_in_its_zone(

@@ -1,4 +1,4 @@
-"""Instance names are DNS labels; ids are numbers from 101 up."""
+"""Instance names are DNS labels; ids are numbers from 101 up (``ids.py`` chooses them)."""
 
 from __future__ import annotations
 
@@ -24,11 +24,3 @@ def validate_name(name: str, what: str = "instance") -> str:
             "start with a letter, do not end with '-'"
         )
     return name
-
-
-def next_id(used: set[int]) -> int:
-    """The lowest free id at or above FIRST_ID."""
-    candidate = FIRST_ID
-    while candidate in used:
-        candidate += 1
-    return candidate

@@ -7,6 +7,9 @@ MemTotal, and the size of the filesystem holding the instance directories. The p
 maximum ratio per resource (allocated / physical); a create or a set that would take a
 resource above it is refused, unless it does not increase that resource. The policy lives in
 ``<state>/capacity-policy.json`` and is changed through the API (``corral host policy``).
+
+The same host policy holds ``id_quarantine``: how long a deleted instance's id stays out of
+use (``domain/ids.py``), in days; 0: never reused.
 """
 
 from __future__ import annotations
@@ -17,15 +20,20 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from corral.domain.errors import Conflict, InvalidInput
+from corral.domain.ids import DEFAULT_QUARANTINE
 from corral.domain.resources import Resources
 from corral.domain.sizes import format_size
 from corral.state.store import StateStore
 
 RESOURCES = ("cpu", "memory", "disk")
+QUARANTINE = "id_quarantine"
+KEYS = (*RESOURCES, QUARANTINE)
+MAX_QUARANTINE_DAYS = 36525  # a century; 0 says "forever"
 
 
 class OverCommitted(Conflict):
@@ -39,10 +47,17 @@ class Policy:
     cpu: float | None = 8.0
     memory: float | None = 4.0
     disk: float | None = 10.0
+    id_quarantine: float = DEFAULT_QUARANTINE / timedelta(days=1)
+    """Days a deleted instance's id stays out of use; 0: it is never used again."""
 
     def get(self, resource: str) -> float | None:
         value: float | None = getattr(self, resource)
         return value
+
+    @property
+    def quarantine(self) -> timedelta | None:
+        """The id quarantine (None: forever)."""
+        return timedelta(days=self.id_quarantine) if self.id_quarantine else None
 
 
 @dataclass(frozen=True)
@@ -70,11 +85,29 @@ def physical_amounts(instances_dir: Path) -> Amounts:
     return Amounts(cpu=cpus or 1, memory=memory, disk=fs.f_blocks * fs.f_frsize)
 
 
+def parse_quarantine(raw: str) -> float:
+    """``30d``, ``12h`` or ``30`` (days) -> days; ``0``: never reuse."""
+    text = raw.strip().lower()
+    unit = {"d": 1.0, "h": 1 / 24}.get(text[-1:])
+    try:
+        value = float(text[:-1] if unit else text) * (unit or 1.0)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= MAX_QUARANTINE_DAYS:
+        raise InvalidInput(f"{QUARANTINE} '{raw}' is not a duration of at most "
+                           f"{MAX_QUARANTINE_DAYS} days (e.g. 30d, 12h; 0: never reuse an id)")
+    return value
+
+
 def parse_policy(base: Policy, settings: dict[str, str]) -> Policy:
     changes: dict[str, float | None] = {}
+    quarantine = base.id_quarantine
     for key, raw in settings.items():
+        if key == QUARANTINE:
+            quarantine = parse_quarantine(raw)
+            continue
         if key not in RESOURCES:
-            raise InvalidInput(f"unknown policy key '{key}'; known: {', '.join(RESOURCES)}")
+            raise InvalidInput(f"unknown policy key '{key}'; known: {', '.join(KEYS)}")
         text = raw.strip().lower().removesuffix(":1")
         if text in ("", "none", "unlimited"):
             changes[key] = None
@@ -86,7 +119,9 @@ def parse_policy(base: Policy, settings: dict[str, str]) -> Policy:
         if not value > 0:
             raise InvalidInput(f"{key} ratio must be greater than 0, not {raw}")
         changes[key] = value
-    return replace(base, **changes)
+    return replace(base, cpu=changes.get("cpu", base.cpu),
+                   memory=changes.get("memory", base.memory),
+                   disk=changes.get("disk", base.disk), id_quarantine=quarantine)
 
 
 def _show(resource: str, value: float) -> str:
@@ -144,7 +179,7 @@ class CapacityService:
             data: dict[str, Any] = json.loads(self.policy_file.read_text())
         except FileNotFoundError:
             return Policy()
-        return Policy(**{k: v for k, v in data.items() if k in RESOURCES})
+        return Policy(**{k: v for k, v in data.items() if k in KEYS})
 
     def set_policy(self, settings: dict[str, str]) -> Policy:
         with self._lock:

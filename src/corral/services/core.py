@@ -20,6 +20,7 @@ from corral.services.resources import ResourceService
 from corral.services.storage import StorageService
 from corral.services.templates import TemplateService
 from corral.services.users import UserService
+from corral.state.database import Database
 from corral.state.netstore import NetworkStore
 from corral.state.storagestore import StorageStore
 from corral.state.store import InstanceRecord, StateStore
@@ -51,9 +52,10 @@ class Corral:
         self.settings = settings
         node = settings.node or socket.gethostname()
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = StateStore(settings.state_dir / "corral.db")
+        self.db = Database.open(settings.state_dir / "corral.db")  # migrated once, here
+        self.store = StateStore(self.db)
         self.events = EventBus()
-        self.users = UserService(UserStore(settings.state_dir / "corral.db"))
+        self.users = UserService(UserStore(self.db))
         self.locks = InstanceLocks()
         self.operations = OperationManager(self.store, self.events, self.locks)
         self.templates = TemplateService(settings.state_dir / "templates", self.events,
@@ -71,11 +73,12 @@ class Corral:
             settings.state_dir / "capacity-policy.json",
         )
         self.instances.admission = self.capacity.admit
+        self.store.id_quarantine = lambda: self.capacity.policy().quarantine
         self.resources = ResourceService(
             self.instances, self.capacity, self.events, nic_devices=self._nic_devices
         )
         self.networks = NetworkService(
-            NetworkStore(settings.state_dir / "corral.db"),
+            NetworkStore(self.db),
             backend_for(settings.driver_mode, settings.state_dir), self.instances, self.events,
         )
         self._wire_storage(settings)
@@ -90,7 +93,7 @@ class Corral:
         from corral.services.remotes import RemoteService
         from corral.state.migstore import MigrationStore
 
-        store = MigrationStore(settings.state_dir / "corral.db")
+        store = MigrationStore(self.db)
         self.remotes = RemoteService(store, settings.state_dir / "tls", node)
         self.migrations = MigrationService(
             store, self.instances, self.networks, self.remotes, self.events
@@ -110,7 +113,7 @@ class Corral:
             found = driver.hooks().snapshots  # None: no snapshots for that kind
             if found is not None:
                 hooks[kind] = found
-        store = BackupStore(settings.state_dir / "corral.db")
+        store = BackupStore(self.db)
         self.snapshots = SnapshotService(self.instances, store, hooks, self.storage, self.disks)
         self.backups = BackupService(
             self.instances, store, hooks, settings.state_dir / "backup-scratch"
@@ -131,7 +134,7 @@ class Corral:
         from corral.services.disks import DiskService
 
         self.storage = StorageService(
-            StorageStore(settings.state_dir / "corral.db"), settings.state_dir,
+            StorageStore(self.db), settings.state_dir,
             settings.driver_mode, self.events,
         )
         self.instances.storage = self.storage

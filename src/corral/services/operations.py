@@ -14,14 +14,13 @@ from contextvars import ContextVar
 
 from corral.domain.errors import CorralError, NotFound
 from corral.domain.lifecycle import State
+from corral.domain.statuses import OperationStatus
 from corral.services.events import EventBus
 from corral.services.locks import InstanceLocks
 from corral.state.store import OperationRecord, StateStore
 
 FINISHED_KEPT = 256  # recently ended operations answered to waiters from memory
 log = logging.getLogger("corral.operations")
-
-FINAL = frozenset({"success", "failure", "cancelled"})
 
 requester: ContextVar[str | None] = ContextVar("corral_requester", default=None)
 """The user a request runs for (set by the API's authentication for each request; None for
@@ -161,22 +160,23 @@ class OperationManager:
             run()
 
     def _run(self, ctx: OperationContext, action: str, work: Work) -> None:
-        status, error = "success", None
+        status, error = OperationStatus.SUCCESS, None
         try:
             try:
                 work(ctx)
             except Cancelled as exc:
-                status, error = "cancelled", exc.message
+                status, error = OperationStatus.CANCELLED, exc.message
             except CorralError as exc:
-                status, error = "failure", exc.message
+                status, error = OperationStatus.FAILURE, exc.message
             except Exception as exc:  # a bug or an unexpected host error: keep the daemon alive
                 log.exception("operation %s (%s) crashed", ctx.id, action)
-                status, error = "failure", f"internal error: {exc}"
-            progress = 1.0 if status == "success" else None
-            settled = ctx.settled if status == "success" else None
+                status, error = OperationStatus.FAILURE, f"internal error: {exc}"
+            succeeded = status is OperationStatus.SUCCESS
+            progress = 1.0 if succeeded else None
+            settled = ctx.settled if succeeded else None
             final = self.store.update_operation(
                 ctx.id, status=status, error=error, progress=progress,
-                phase=(ctx.result or "done") if status == "success" else status,
+                phase=(ctx.result or "done") if succeeded else status.value,
                 instance_state=settled,
             )
         finally:
@@ -201,7 +201,7 @@ class OperationManager:
         if settled is not None:
             self.events.publish("instance.state", instance=ctx.instance, state=settled[1].value)
         self.events.publish(
-            "operation." + status, instance=ctx.instance, operation=ctx.id, action=action,
+            "operation." + status.value, instance=ctx.instance, operation=ctx.id, action=action,
             error=error,
         )
 
@@ -227,7 +227,7 @@ class OperationManager:
 
     def cancel(self, op_id: str) -> OperationRecord:
         record = self.store.get_operation(op_id)
-        if record.status in FINAL:
+        if record.status.final:
             return record
         with self._guard:
             ctx = self._contexts.get(op_id)
@@ -241,7 +241,7 @@ class OperationManager:
         orphans = self.store.unfinished_operations()
         for record in orphans:
             self.store.update_operation(
-                record.id, status="failure", phase="interrupted",
+                record.id, status=OperationStatus.FAILURE, phase="interrupted",
                 error="corrald stopped while this operation ran",
             )
         return len(orphans)

@@ -22,8 +22,8 @@ from corral.host.tls import (
     normalise_fingerprint,
 )
 from corral.migration.peer import PeerClient, PeerError
+from corral.state.database import utcnow
 from corral.state.migstore import MigrationStore, RemoteRecord
-from corral.state.store import utcnow
 from corral.wire.migration import AddRemoteRequest, PairingInfo
 
 log = logging.getLogger("corral.remotes")

@@ -39,7 +39,8 @@ from corral.drivers.snapshots import (
 from corral.services.instances import InstanceService
 from corral.services.operations import OperationContext
 from corral.state.backupstore import BackupStore, SnapshotRecord
-from corral.state.store import InstanceRecord, OperationRecord, utcnow
+from corral.state.database import utcnow
+from corral.state.store import InstanceRecord, OperationRecord
 
 if TYPE_CHECKING:
     from corral.services.disks import DiskService

@@ -1,1 +1,2 @@
-"""Persistent state: SQLite through SQLAlchemy 2, schema by Alembic migrations."""
+"""Persistent state: one SQLite database per daemon (``database.py``), its schema kept by
+Alembic migrations; a store per concern over it, each with one mapper per table."""

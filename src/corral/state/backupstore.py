@@ -1,22 +1,20 @@
-"""Snapshots, backup targets and schedules in SQLite (the only code building their queries)."""
+"""Snapshots, backup targets and schedules in the daemon's database (the only code building
+their queries)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-
-from sqlalchemy import delete, select, update
 
 from corral.domain.errors import Conflict, NotFound
-from corral.state.backupmodels import (
-    BackupScheduleRow,
-    BackupTargetRow,
-    SnapshotHeadRow,
-    SnapshotRow,
+from corral.state.database import (
+    Database,
+    Mapper,
+    from_sql_datetime,
+    optional_datetime,
+    to_sql_datetime,
+    utcnow,
 )
-from corral.state.db import open_database
-from corral.state.store import utcnow
 
 
 @dataclass(frozen=True)
@@ -56,126 +54,128 @@ class ScheduleRecord:
     """UTC; None (schedules set before 0008): computed by the scheduler."""
 
 
-def _snapshot(row: SnapshotRow) -> SnapshotRecord:
-    return SnapshotRecord(row.id, row.instance_id, row.name, row.parent, row.memory,
-                          row.consistency, row.method, row.created_at)
+SNAPSHOTS: Mapper[SnapshotRecord] = Mapper(
+    "snapshots",
+    ("id", "instance_id", "name", "parent", "memory", "consistency", "method", "created_at"),
+    lambda r: SnapshotRecord(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6],
+                             from_sql_datetime(r[7])),
+    lambda s: (s.id, s.instance_id, s.name, s.parent, s.memory, s.consistency, s.method,
+               to_sql_datetime(s.created_at)),
+)
+
+TARGETS: Mapper[TargetRecord] = Mapper(
+    "backup_targets", ("name", "url", "key_file", "access_key", "secret_key"),
+    lambda r: TargetRecord(r[0], r[1], r[2], r[3], r[4]),
+    lambda t: (t.name, t.url, t.key_file, t.access_key, t.secret_key),
+)
+"""(``created_at`` is written on insert and not part of the record.)"""
+
+SCHEDULES: Mapper[ScheduleRecord] = Mapper(
+    "backup_schedules",
+    ("instance", "target", "daily_at", "keep_last", "keep_daily", "keep_weekly", "last_run",
+     "tz", "next_run"),
+    lambda r: ScheduleRecord(r[0], r[1], r[2], r[3], r[4], r[5], optional_datetime(r[6]), r[7],
+                             optional_datetime(r[8])),
+    lambda s: (s.instance, s.target, s.daily_at, s.keep_last, s.keep_daily, s.keep_weekly,
+               _optional(s.last_run), s.tz, _optional(s.next_run)),
+)
 
 
-def _schedule(row: BackupScheduleRow) -> ScheduleRecord:
-    return ScheduleRecord(row.instance, row.target, row.daily_at, row.keep_last,
-                          row.keep_daily, row.keep_weekly, row.last_run, row.tz, row.next_run)
+def _optional(when: datetime | None) -> str | None:
+    return None if when is None else to_sql_datetime(when)
 
 
 class BackupStore:
-    def __init__(self, path: Path) -> None:
-        self._sessions = open_database(path)
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     # Snapshots -------------------------------------------------------------------------
     def snapshots(self, instance_id: int) -> list[SnapshotRecord]:
-        with self._sessions() as s:
-            query = (select(SnapshotRow).where(SnapshotRow.instance_id == instance_id)
-                     .order_by(SnapshotRow.created_at))
-            return [_snapshot(r) for r in s.scalars(query)]
+        return [SNAPSHOTS.load(r) for r in self.db.all(
+            f"{SNAPSHOTS.select} WHERE instance_id = ? ORDER BY created_at", (instance_id,))]
 
     def snapshot(self, instance_id: int, name: str) -> SnapshotRecord:
-        with self._sessions() as s:
-            row = s.scalars(select(SnapshotRow).where(
-                SnapshotRow.instance_id == instance_id, SnapshotRow.name == name)).first()
-            if row is None:
-                raise NotFound(f"no snapshot '{name}'")
-            return _snapshot(row)
+        row = self.db.one(f"{SNAPSHOTS.select} WHERE instance_id = ? AND name = ?",
+                          (instance_id, name))
+        if row is None:
+            raise NotFound(f"no snapshot '{name}'")
+        return SNAPSHOTS.load(row)
 
     def insert_snapshot(self, record: SnapshotRecord) -> None:
-        with self._sessions() as s, s.begin():
-            if s.scalars(select(SnapshotRow).where(
-                    SnapshotRow.instance_id == record.instance_id,
-                    SnapshotRow.name == record.name)).first():
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM snapshots WHERE instance_id = ? AND name = ?",
+                            (record.instance_id, record.name)).fetchone():
                 raise Conflict(f"a snapshot named '{record.name}' already exists")
-            s.add(SnapshotRow(**record.__dict__))
+            conn.execute(SNAPSHOTS.insert, SNAPSHOTS.dump(record))
 
     def delete_snapshot(self, record: SnapshotRecord) -> None:
         """Remove one generation; its children take its parent (the tree stays connected)."""
-        with self._sessions() as s, s.begin():
-            s.execute(update(SnapshotRow).where(SnapshotRow.parent == record.id)
-                      .values(parent=record.parent))
-            s.execute(update(SnapshotHeadRow).where(SnapshotHeadRow.snapshot_id == record.id)
-                      .values(snapshot_id=record.parent))
-            s.execute(delete(SnapshotRow).where(SnapshotRow.id == record.id))
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE snapshots SET parent = ? WHERE parent = ?",
+                         (record.parent, record.id))
+            conn.execute("UPDATE snapshot_heads SET snapshot_id = ? WHERE snapshot_id = ?",
+                         (record.parent, record.id))
+            conn.execute("DELETE FROM snapshots WHERE id = ?", (record.id,))
 
     def forget_instance(self, instance_id: int) -> None:
-        with self._sessions() as s, s.begin():
-            s.execute(delete(SnapshotRow).where(SnapshotRow.instance_id == instance_id))
-            s.execute(delete(SnapshotHeadRow).where(SnapshotHeadRow.instance_id == instance_id))
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM snapshots WHERE instance_id = ?", (instance_id,))
+            conn.execute("DELETE FROM snapshot_heads WHERE instance_id = ?", (instance_id,))
 
     def head(self, instance_id: int) -> str | None:
-        with self._sessions() as s:
-            row = s.get(SnapshotHeadRow, instance_id)
-            return None if row is None else row.snapshot_id
+        row = self.db.one("SELECT snapshot_id FROM snapshot_heads WHERE instance_id = ?",
+                          (instance_id,))
+        return None if row is None else row[0]
 
     def set_head(self, instance_id: int, snapshot_id: str | None) -> None:
-        with self._sessions() as s, s.begin():
-            row = s.get(SnapshotHeadRow, instance_id)
-            if row is None:
-                s.add(SnapshotHeadRow(instance_id=instance_id, snapshot_id=snapshot_id))
-            else:
-                row.snapshot_id = snapshot_id
+        self.db.execute("INSERT INTO snapshot_heads (instance_id, snapshot_id) VALUES (?, ?) "
+                        "ON CONFLICT (instance_id) DO UPDATE "
+                        "SET snapshot_id = excluded.snapshot_id", (instance_id, snapshot_id))
 
     # Targets ---------------------------------------------------------------------------
     def targets(self) -> list[TargetRecord]:
-        with self._sessions() as s:
-            return [TargetRecord(r.name, r.url, r.key_file, r.access_key, r.secret_key)
-                    for r in s.scalars(select(BackupTargetRow).order_by(BackupTargetRow.name))]
+        return [TARGETS.load(r) for r in self.db.all(f"{TARGETS.select} ORDER BY name")]
 
     def target(self, name: str) -> TargetRecord | None:
-        with self._sessions() as s:
-            r = s.get(BackupTargetRow, name)
-            return None if r is None else TargetRecord(
-                r.name, r.url, r.key_file, r.access_key, r.secret_key)
+        row = self.db.one(f"{TARGETS.select} WHERE name = ?", (name,))
+        return None if row is None else TARGETS.load(row)
 
     def add_target(self, record: TargetRecord) -> None:
-        with self._sessions() as s, s.begin():
-            if s.get(BackupTargetRow, record.name) is not None:
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM backup_targets WHERE name = ?",
+                            (record.name,)).fetchone():
                 raise Conflict(f"a backup target named '{record.name}' already exists")
-            s.add(BackupTargetRow(**record.__dict__, created_at=utcnow()))
+            conn.execute(f"INSERT INTO backup_targets ({', '.join(TARGETS.columns)}, "
+                         "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                         (*TARGETS.dump(record), to_sql_datetime(utcnow())))
 
     def remove_target(self, name: str) -> None:
-        with self._sessions() as s, s.begin():
-            if s.execute(delete(BackupTargetRow).where(BackupTargetRow.name == name)
-                         ).rowcount == 0:
-                raise NotFound(f"no backup target '{name}'")
+        if not self.db.execute("DELETE FROM backup_targets WHERE name = ?", (name,)):
+            raise NotFound(f"no backup target '{name}'")
 
     # Schedules -------------------------------------------------------------------------
     def schedules(self) -> list[ScheduleRecord]:
-        with self._sessions() as s:
-            return [_schedule(r) for r in s.scalars(select(BackupScheduleRow))]
+        return [SCHEDULES.load(r) for r in self.db.all(SCHEDULES.select)]
 
     def set_schedule(self, record: ScheduleRecord) -> None:
-        with self._sessions() as s, s.begin():
-            s.execute(delete(BackupScheduleRow)
-                      .where(BackupScheduleRow.instance == record.instance))
-            s.add(BackupScheduleRow(**record.__dict__))
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM backup_schedules WHERE instance = ?", (record.instance,))
+            conn.execute(SCHEDULES.insert, SCHEDULES.dump(record))
 
     def remove_schedule(self, instance: str) -> None:
-        with self._sessions() as s, s.begin():
-            if s.execute(delete(BackupScheduleRow)
-                         .where(BackupScheduleRow.instance == instance)).rowcount == 0:
-                raise NotFound(f"no backup schedule for '{instance}'")
+        if not self.db.execute("DELETE FROM backup_schedules WHERE instance = ?", (instance,)):
+            raise NotFound(f"no backup schedule for '{instance}'")
 
     def forget_schedules(self, instance: str | None = None, target: str | None = None) -> None:
         """Drop the schedules of a deleted instance or of a removed target."""
-        with self._sessions() as s, s.begin():
-            query = delete(BackupScheduleRow)
-            if instance is not None:
-                query = query.where(BackupScheduleRow.instance == instance)
-            if target is not None:
-                query = query.where(BackupScheduleRow.target == target)
-            s.execute(query)
+        where = [(column, value) for column, value in (("instance", instance),
+                                                       ("target", target)) if value is not None]
+        clause = " AND ".join(f"{column} = ?" for column, _ in where) or "1"
+        self.db.execute(f"DELETE FROM backup_schedules WHERE {clause}",
+                        [value for _, value in where])
 
     def mark_run(self, instance: str, when: datetime | None, next_run: datetime) -> None:
         """``when``: the run (None: only the next run is set)."""
-        values: dict[str, datetime] = {"next_run": next_run}
-        if when is not None:
-            values["last_run"] = when
-        with self._sessions() as s, s.begin():
-            s.execute(update(BackupScheduleRow).where(BackupScheduleRow.instance == instance)
-                      .values(**values))
+        self.db.execute("UPDATE backup_schedules SET last_run = COALESCE(?, last_run), "
+                        "next_run = ? WHERE instance = ?",
+                        (_optional(when), to_sql_datetime(next_run), instance))

@@ -1,18 +1,22 @@
-"""Remotes and migration records in the daemon's SQLite database."""
+"""Remotes and migration records in the daemon's database."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
-
 from corral.domain.errors import Conflict, NotFound
-from corral.state.db import open_database
-from corral.state.migmodels import MigrationRow, RemoteRow
-from corral.state.store import utcnow
+from corral.domain.statuses import MigrationStatus
+from corral.state.database import (
+    Database,
+    Mapper,
+    from_sql_datetime,
+    optional_datetime,
+    to_sql_datetime,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class MigrationRecord:
     kind: str
     peer: str
     path: str
-    status: str
+    status: MigrationStatus
     phase: str
     operation: str | None
     details: dict[str, Any] = field(default_factory=dict)
@@ -43,97 +47,106 @@ class MigrationRecord:
     updated_at: datetime | None = None
 
 
-def _remote(row: RemoteRow) -> RemoteRecord:
-    return RemoteRecord(row.name, row.url, row.token, row.fingerprint, row.cert_pem,
-                        row.created_at)
+REMOTES: Mapper[RemoteRecord] = Mapper(
+    "remotes", ("name", "url", "token", "fingerprint", "cert_pem", "created_at"),
+    lambda r: RemoteRecord(r[0], r[1], r[2], r[3], r[4], from_sql_datetime(r[5])),
+    lambda m: (m.name, m.url, m.token, m.fingerprint, m.cert_pem,
+               to_sql_datetime(m.created_at)),
+)
 
+MIGRATIONS: Mapper[MigrationRecord] = Mapper(
+    "migrations",
+    ("id", "direction", "instance", "instance_id", "kind", "peer", "path", "status", "phase",
+     "operation", "details", "error", "created_at", "updated_at"),
+    lambda r: MigrationRecord(
+        id=r[0], direction=r[1], instance=r[2], instance_id=r[3], kind=r[4], peer=r[5],
+        path=r[6], status=MigrationStatus(r[7]), phase=r[8], operation=r[9],
+        details=json.loads(r[10]), error=r[11], created_at=optional_datetime(r[12]),
+        updated_at=optional_datetime(r[13])),
+    lambda m: (m.id, m.direction, m.instance, m.instance_id, m.kind, m.peer, m.path,
+               m.status.value, m.phase, m.operation, json.dumps(m.details), m.error,
+               None if m.created_at is None else to_sql_datetime(m.created_at),
+               None if m.updated_at is None else to_sql_datetime(m.updated_at)),
+)
 
-def _migration(row: MigrationRow) -> MigrationRecord:
-    return MigrationRecord(
-        id=row.id, direction=row.direction, instance=row.instance,
-        instance_id=row.instance_id, kind=row.kind, peer=row.peer, path=row.path,
-        status=row.status, phase=row.phase, operation=row.operation,
-        details=dict(row.details), error=row.error, created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+_UPDATABLE = frozenset(MIGRATIONS.columns) - {"id", "created_at", "updated_at", "details"}
 
 
 class MigrationStore:
-    def __init__(self, path: Path) -> None:
-        self._sessions = open_database(path)
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     # Remotes --------------------------------------------------------------------------
     def list_remotes(self) -> list[RemoteRecord]:
-        with self._sessions() as s:
-            return [_remote(r) for r in s.scalars(select(RemoteRow).order_by(RemoteRow.name))]
+        return [REMOTES.load(r) for r in self.db.all(f"{REMOTES.select} ORDER BY name")]
 
     def get_remote(self, name: str) -> RemoteRecord:
-        with self._sessions() as s:
-            row = s.get(RemoteRow, name)
-            if row is None:
-                raise NotFound(f"no remote '{name}' (corral remote add {name} URL --token T)")
-            return _remote(row)
+        row = self.db.one(f"{REMOTES.select} WHERE name = ?", (name,))
+        if row is None:
+            raise NotFound(f"no remote '{name}' (corral remote add {name} URL --token T)")
+        return REMOTES.load(row)
 
     def put_remote(self, remote: RemoteRecord, replace: bool = False) -> None:
-        with self._sessions() as s, s.begin():
-            row = s.get(RemoteRow, remote.name)
-            if row is not None and not replace:
-                raise Conflict(f"a remote named '{remote.name}' exists; remove it first")
-            if row is None:
-                row = RemoteRow(name=remote.name, created_at=utcnow())
-                s.add(row)
-            row.url, row.token = remote.url, remote.token
-            row.fingerprint, row.cert_pem = remote.fingerprint, remote.cert_pem
+        """Add ``remote``; with ``replace``, an existing one keeps its creation time."""
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM remotes WHERE name = ?", (remote.name,)).fetchone():
+                if not replace:
+                    raise Conflict(f"a remote named '{remote.name}' exists; remove it first")
+                conn.execute("UPDATE remotes SET url = ?, token = ?, fingerprint = ?, "
+                             "cert_pem = ? WHERE name = ?", (remote.url, remote.token,
+                             remote.fingerprint, remote.cert_pem, remote.name))
+            else:
+                conn.execute(REMOTES.insert, REMOTES.dump(remote))
 
     def delete_remote(self, name: str) -> None:
-        with self._sessions() as s, s.begin():
-            if s.execute(delete(RemoteRow).where(RemoteRow.name == name)).rowcount == 0:
-                raise NotFound(f"no remote '{name}'")
+        if not self.db.execute("DELETE FROM remotes WHERE name = ?", (name,)):
+            raise NotFound(f"no remote '{name}'")
 
     # Migrations -----------------------------------------------------------------------
     def insert_migration(self, rec: MigrationRecord) -> None:
         now = utcnow()
-        with self._sessions() as s, s.begin():
-            s.add(MigrationRow(
-                id=rec.id, direction=rec.direction, instance=rec.instance,
-                instance_id=rec.instance_id, kind=rec.kind, peer=rec.peer, path=rec.path,
-                status=rec.status, phase=rec.phase, operation=rec.operation,
-                details=dict(rec.details), error=rec.error, created_at=now, updated_at=now,
-            ))
+        with self.db.transaction() as conn:
+            conn.execute(MIGRATIONS.insert,
+                         MIGRATIONS.dump(replace(rec, created_at=now, updated_at=now)))
 
     def update_migration(self, mid: str, **values: Any) -> MigrationRecord:
-        with self._sessions() as s, s.begin():
-            row = s.get(MigrationRow, mid)
+        """Set the given columns; ``details`` are merged into the stored ones."""
+        unknown = set(values) - _UPDATABLE - {"details"}
+        if unknown:
+            raise ValueError(f"not a migration column: {', '.join(sorted(unknown))}")
+        with self.db.transaction() as conn:
+            row = conn.execute(f"{MIGRATIONS.select} WHERE id = ?", (mid,)).fetchone()
             if row is None:
                 raise NotFound(f"no migration '{mid}'")
+            rec = MIGRATIONS.load(row)
             details = values.pop("details", None)
-            for key, value in values.items():
-                setattr(row, key, value)
             if details is not None:
-                row.details = {**dict(row.details), **details}
-            row.updated_at = utcnow()
-            return _migration(row)
+                values["details"] = {**rec.details, **details}
+            if "status" in values:
+                values["status"] = MigrationStatus(values["status"])
+            rec = replace(rec, **values, updated_at=utcnow())
+            conn.execute(
+                f"UPDATE migrations SET ({', '.join(MIGRATIONS.columns)}) = "
+                f"({', '.join('?' * len(MIGRATIONS.columns))}) WHERE id = ?",
+                (*MIGRATIONS.dump(rec), mid))
+            return rec
 
     def get_migration(self, mid: str) -> MigrationRecord:
-        with self._sessions() as s:
-            row = s.get(MigrationRow, mid)
-            if row is None:
-                raise NotFound(f"no migration '{mid}'")
-            return _migration(row)
+        row = self.db.one(f"{MIGRATIONS.select} WHERE id = ?", (mid,))
+        if row is None:
+            raise NotFound(f"no migration '{mid}'")
+        return MIGRATIONS.load(row)
 
     def find_by_operation(self, op_id: str) -> MigrationRecord:
-        with self._sessions() as s:
-            row = s.scalars(select(MigrationRow).where(MigrationRow.operation == op_id)).first()
-            if row is None:
-                raise NotFound(f"operation '{op_id}' is not a migration")
-            return _migration(row)
+        row = self.db.one(f"{MIGRATIONS.select} WHERE operation = ? LIMIT 1", (op_id,))
+        if row is None:
+            raise NotFound(f"operation '{op_id}' is not a migration")
+        return MIGRATIONS.load(row)
 
     def list_migrations(self, limit: int = 100) -> list[MigrationRecord]:
-        with self._sessions() as s:
-            query = select(MigrationRow).order_by(MigrationRow.created_at.desc()).limit(limit)
-            return [_migration(r) for r in s.scalars(query)]
+        return [MIGRATIONS.load(r) for r in self.db.all(
+            f"{MIGRATIONS.select} ORDER BY created_at DESC LIMIT ?", (limit,))]
 
     def unfinished(self) -> list[MigrationRecord]:
-        with self._sessions() as s:
-            query = select(MigrationRow).where(MigrationRow.status == "running")
-            return [_migration(r) for r in s.scalars(query)]
+        return [MIGRATIONS.load(r) for r in self.db.all(
+            f"{MIGRATIONS.select} WHERE status = ?", (MigrationStatus.RUNNING.value,))]

@@ -1,18 +1,14 @@
-"""Queries for storage pools and instance disks (SQLite)."""
+"""Storage pools and instance disks in the daemon's database (the only code building their
+queries)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-
-from sqlalchemy import delete, select, update
 
 from corral.domain.errors import Conflict, NotFound
 from corral.domain.pools import PoolConfig
-from corral.state.db import open_database
-from corral.state.hotpath import HotPath
-from corral.state.storagemodels import DiskRow, PoolRow
+from corral.state.database import Database, Mapper, to_sql_datetime, utcnow
 
 
 @dataclass(frozen=True)
@@ -37,104 +33,95 @@ class DiskRecord:
         return self.idx == 0
 
 
-def _pool(row: PoolRow) -> PoolRecord:
-    return PoolRecord(
-        PoolConfig(name=row.name, driver=row.driver, path=Path(row.path),
-                   source=Path(row.source) if row.source else None, size=row.size),
-        row.is_default,
-    )
+POOLS: Mapper[PoolRecord] = Mapper(
+    "storage_pools", ("name", "driver", "path", "source", "size", "is_default"),
+    lambda r: PoolRecord(PoolConfig(name=r[0], driver=r[1], path=Path(r[2]),
+                                    source=Path(r[3]) if r[3] else None, size=r[4]),
+                         bool(r[5])),
+    lambda p: (p.config.name, p.config.driver, str(p.config.path),
+               str(p.config.source) if p.config.source else None, p.config.size, p.default),
+)
+"""(``created_at`` is written on insert and not part of the record.)"""
 
+DISKS: Mapper[DiskRecord] = Mapper(
+    "instance_disks", ("instance_id", "name", "idx", "pool", "size", "pending_size", "mount"),
+    lambda r: DiskRecord(*r),
+    lambda d: (d.instance_id, d.name, d.idx, d.pool, d.size, d.pending_size, d.mount),
+)
 
-def _disk(row: DiskRow) -> DiskRecord:
-    return DiskRecord(row.instance_id, row.name, row.idx, row.pool, row.size, row.pending_size,
-                      row.mount)
+_DISKS_WITH_POOLS = (
+    f"SELECT {', '.join('d.' + c for c in DISKS.columns)}, "
+    f"{', '.join('p.' + c for c in POOLS.columns)} FROM instance_disks AS d "
+    "JOIN storage_pools AS p ON p.name = d.pool WHERE d.instance_id = ? ORDER BY d.idx"
+)
 
 
 class StorageStore:
-    def __init__(self, path: Path) -> None:
-        self._sessions = open_database(path)
-        self._hot = HotPath(path)
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     # Pools ------------------------------------------------------------------------------
     def list_pools(self) -> list[PoolRecord]:
-        with self._sessions() as s:
-            return [_pool(r) for r in s.scalars(select(PoolRow).order_by(PoolRow.name))]
+        return [POOLS.load(r) for r in self.db.all(f"{POOLS.select} ORDER BY name")]
 
     def get_pool(self, name: str) -> PoolRecord:
-        with self._sessions() as s:
-            row = s.get(PoolRow, name)
-            if row is None:
-                known = ", ".join(p.config.name for p in self.list_pools()) or "none"
-                raise NotFound(f"no storage pool '{name}'; pools: {known}")
-            return _pool(row)
+        row = self.db.one(f"{POOLS.select} WHERE name = ?", (name,))
+        if row is None:
+            known = ", ".join(p.config.name for p in self.list_pools()) or "none"
+            raise NotFound(f"no storage pool '{name}'; pools: {known}")
+        return POOLS.load(row)
 
     def default_pool(self) -> PoolRecord | None:
-        with self._sessions() as s:
-            row = s.scalars(select(PoolRow).where(PoolRow.is_default)).first()
-            return None if row is None else _pool(row)
+        row = self.db.one(f"{POOLS.select} WHERE is_default LIMIT 1")
+        return None if row is None else POOLS.load(row)
 
     def insert_pool(self, config: PoolConfig, default: bool = False) -> PoolRecord:
-        with self._sessions.begin() as s:
-            if s.get(PoolRow, config.name) is not None:
+        record = PoolRecord(config, default)
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM storage_pools WHERE name = ?",
+                            (config.name,)).fetchone():
                 raise Conflict(f"storage pool '{config.name}' already exists")
-            s.add(PoolRow(
-                name=config.name, driver=config.driver, path=str(config.path),
-                source=str(config.source) if config.source else None, size=config.size,
-                is_default=default, created_at=datetime.now(UTC).replace(tzinfo=None),
-            ))
-        return PoolRecord(config, default)
+            conn.execute(f"INSERT INTO storage_pools ({', '.join(POOLS.columns)}, created_at) "
+                         f"VALUES ({', '.join('?' * (len(POOLS.columns) + 1))})",
+                         (*POOLS.dump(record), to_sql_datetime(utcnow())))
+        return record
 
     def delete_pool(self, name: str) -> None:
-        with self._sessions.begin() as s:
-            s.execute(delete(PoolRow).where(PoolRow.name == name))
+        self.db.execute("DELETE FROM storage_pools WHERE name = ?", (name,))
 
     # Disks ------------------------------------------------------------------------------
     def disks(self, instance_id: int) -> list[DiskRecord]:
-        with self._sessions() as s:
-            rows = s.scalars(select(DiskRow).where(DiskRow.instance_id == instance_id)
-                             .order_by(DiskRow.idx))
-            return [_disk(r) for r in rows]
+        return [DISKS.load(r) for r in self.db.all(
+            f"{DISKS.select} WHERE instance_id = ? ORDER BY idx", (instance_id,))]
 
     def disks_with_pools(self, instance_id: int) -> list[tuple[DiskRecord, PoolConfig]]:
         """Each disk of an instance with its pool's configuration: one query on every start
-        and stop, in plain SQL (hotpath.py says why)."""
-        rows = self._hot.all(
-            "SELECT d.instance_id, d.name, d.idx, d.pool, d.size, d.pending_size, d.mount, "
-            "p.driver, p.path, p.source, p.size FROM instance_disks AS d "
-            "JOIN storage_pools AS p ON p.name = d.pool WHERE d.instance_id = ? ORDER BY d.idx",
-            (instance_id,))
-        return [(DiskRecord(*r[:7]), PoolConfig(name=r[3], driver=r[7], path=Path(r[8]),
-                                                source=Path(r[9]) if r[9] else None,
-                                                size=r[10])) for r in rows]
+        and stop."""
+        split = len(DISKS.columns)
+        return [(DISKS.load(r[:split]), POOLS.load(r[split:]).config)
+                for r in self.db.all(_DISKS_WITH_POOLS, (instance_id,))]
 
     def disks_in_pool(self, pool: str) -> list[DiskRecord]:
-        with self._sessions() as s:
-            return [_disk(r) for r in s.scalars(select(DiskRow).where(DiskRow.pool == pool))]
+        return [DISKS.load(r) for r in self.db.all(f"{DISKS.select} WHERE pool = ?", (pool,))]
 
     def data_disk_bytes(self) -> int:
         """The size of every data disk on this host (a pending grow counted at its target)."""
-        with self._sessions() as s:
-            return sum(max(r.size, r.pending_size or 0)
-                       for r in s.scalars(select(DiskRow).where(DiskRow.idx != 0)))
+        row = self.db.one("SELECT SUM(MAX(size, COALESCE(pending_size, 0))) "
+                          "FROM instance_disks WHERE idx != 0")
+        return int(row[0] or 0) if row else 0
 
     def insert_disk(self, disk: DiskRecord) -> None:
-        with self._sessions.begin() as s:
-            s.add(DiskRow(instance_id=disk.instance_id, name=disk.name, idx=disk.idx,
-                          pool=disk.pool, size=disk.size, pending_size=disk.pending_size,
-                          mount=disk.mount))
+        with self.db.transaction() as conn:
+            conn.execute(DISKS.insert, DISKS.dump(disk))
 
     def set_disk_size(self, instance_id: int, name: str, size: int,
                       pending: int | None) -> None:
-        with self._sessions.begin() as s:
-            s.execute(update(DiskRow)
-                      .where(DiskRow.instance_id == instance_id, DiskRow.name == name)
-                      .values(size=size, pending_size=pending))
+        self.db.execute("UPDATE instance_disks SET size = ?, pending_size = ? "
+                        "WHERE instance_id = ? AND name = ?", (size, pending, instance_id, name))
 
     def delete_disk(self, instance_id: int, name: str) -> None:
-        with self._sessions.begin() as s:
-            s.execute(delete(DiskRow).where(DiskRow.instance_id == instance_id,
-                                            DiskRow.name == name))
+        self.db.execute("DELETE FROM instance_disks WHERE instance_id = ? AND name = ?",
+                        (instance_id, name))
 
     def delete_disks(self, instance_id: int) -> None:
-        with self._sessions.begin() as s:
-            s.execute(delete(DiskRow).where(DiskRow.instance_id == instance_id))
+        self.db.execute("DELETE FROM instance_disks WHERE instance_id = ?", (instance_id,))

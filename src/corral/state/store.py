@@ -1,31 +1,33 @@
-"""The state store services use: instances and operations, in SQLite.
+"""The state store services use: instances and operations, in the daemon's database.
 
-A small typed facade over SQLAlchemy so that services never build queries themselves and a
-cluster store (etcd) can later offer the same methods.
+A small typed facade over SQL so that services never build queries themselves. Instance ids
+are chosen here (``domain/ids.py`` decides which, from what this database knows: the ids in
+use and the deleted ones still in quarantine); a cluster store can later hand them out
+cluster-wide through the same ``IdLedger`` protocol.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from datetime import datetime, timedelta
 
 from corral.domain.errors import Conflict, InvalidInput, NotFound
+from corral.domain.ids import DEFAULT_QUARANTINE, IdPolicy, choose_id
 from corral.domain.instance import Kind
 from corral.domain.lifecycle import State
 from corral.domain.resources import Resources
-from corral.state.db import open_database
-from corral.state.hotpath import HotPath, Statement, from_sql_datetime, to_sql_datetime
-from corral.state.models import InstanceRow, OperationRow, UserRow
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+from corral.domain.statuses import UNFINISHED, OperationStatus
+from corral.state.database import (
+    Database,
+    Mapper,
+    Row,
+    from_sql_datetime,
+    to_sql_datetime,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class OperationRecord:
     id: str
     action: str
     instance: str | None
-    status: str
+    status: OperationStatus
     progress: float
     phase: str
     error: str | None
@@ -60,146 +62,125 @@ def unknown_user(name: str) -> InvalidInput:
     return InvalidInput(f"no user '{name}' (add one with `corral user add {name}`)")
 
 
-def _instance(row: InstanceRow) -> InstanceRecord:
-    return InstanceRecord(
-        id=row.id,
-        name=row.name,
-        kind=Kind(row.kind),
-        template=row.template,
-        state=State(row.state),
-        resources=Resources.from_dict(dict(row.resources)),
-        privileged=row.privileged,
-        node=row.node,
-        created_at=row.created_at,
-        owner=row.owner,
-    )
+INSTANCES: Mapper[InstanceRecord] = Mapper(
+    "instances",
+    ("id", "name", "kind", "template", "state", "resources", "privileged", "node", "created_at",
+     "owner"),
+    lambda r: InstanceRecord(
+        id=r[0], name=r[1], kind=Kind(r[2]), template=r[3], state=State(r[4]),
+        resources=Resources.from_dict(json.loads(r[5])), privileged=bool(r[6]), node=r[7],
+        created_at=from_sql_datetime(r[8]), owner=r[9]),
+    lambda i: (i.id, i.name, i.kind.value, i.template, i.state.value,
+               json.dumps(i.resources.to_dict()), i.privileged, i.node,
+               to_sql_datetime(i.created_at), i.owner),
+)
+
+OPERATIONS: Mapper[OperationRecord] = Mapper(
+    "operations",
+    ("id", "action", "instance", "status", "progress", "phase", "error", "created_at",
+     "updated_at", "requested_by"),
+    lambda r: OperationRecord(
+        id=r[0], action=r[1], instance=r[2], status=OperationStatus(r[3]), progress=r[4],
+        phase=r[5], error=r[6], created_at=from_sql_datetime(r[7]),
+        updated_at=from_sql_datetime(r[8]), requested_by=r[9]),
+    lambda o: (o.id, o.action, o.instance, o.status.value, o.progress, o.phase, o.error,
+               to_sql_datetime(o.created_at), to_sql_datetime(o.updated_at), o.requested_by),
+)
+
+_SET_STATE = "UPDATE instances SET state = ? WHERE id = ?"
 
 
-def _operation(row: OperationRow) -> OperationRecord:
-    return OperationRecord(
-        id=row.id,
-        action=row.action,
-        instance=row.instance,
-        status=row.status,
-        progress=row.progress,
-        phase=row.phase,
-        error=row.error,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        requested_by=row.requested_by,
-    )
+class LocalIds:
+    """The ``IdLedger`` of one host's database, read inside the transaction that inserts."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def ids_in_use(self) -> list[int]:
+        return [r[0] for r in self._conn.execute("SELECT id FROM instances")]
+
+    def retired_ids(self) -> Mapping[int, datetime]:
+        return {r[0]: from_sql_datetime(r[1])
+                for r in self._conn.execute("SELECT id, retired_at FROM retired_ids")}
 
 
-# The lifecycle path's statements (hotpath.py says why they are plain SQL); the columns in
-# the order of the records' fields
-_INSTANCE_COLUMNS = ("id, name, kind, template, state, resources, privileged, node, created_at, "
-                     "owner")
-_OPERATION_COLUMNS = ("id, action, instance, status, progress, phase, error, created_at, "
-                      "updated_at, requested_by")
-
-
-def _instance_from_sql(row: tuple[Any, ...]) -> InstanceRecord:
-    return InstanceRecord(
-        id=row[0], name=row[1], kind=Kind(row[2]), template=row[3], state=State(row[4]),
-        resources=Resources.from_dict(json.loads(row[5])), privileged=bool(row[6]),
-        node=row[7], created_at=from_sql_datetime(row[8]), owner=row[9],
-    )
-
-
-def _operation_from_sql(row: tuple[Any, ...]) -> OperationRecord:
-    return OperationRecord(
-        id=row[0], action=row[1], instance=row[2], status=row[3], progress=row[4],
-        phase=row[5], error=row[6], created_at=from_sql_datetime(row[7]),
-        updated_at=from_sql_datetime(row[8]), requested_by=row[9],
-    )
-
-
-def _set_state(instance_state: tuple[int, State] | None) -> list[Statement]:
-    if instance_state is None:
-        return []
-    instance_id, state = instance_state
-    return [("UPDATE instances SET state = ? WHERE id = ?", (state.value, instance_id))]
+def _set_state(conn: sqlite3.Connection, instance_state: tuple[int, State] | None) -> None:
+    if instance_state is not None:
+        instance_id, state = instance_state
+        conn.execute(_SET_STATE, (state.value, instance_id))
 
 
 class StateStore:
-    def __init__(self, path: Path) -> None:
-        self._sessions = open_database(path)
-        self._hot = HotPath(path)
+    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
+        self.db = db
+        self.clock = clock
+        self.id_quarantine: Callable[[], timedelta | None] = lambda: DEFAULT_QUARANTINE
+        """How long a deleted id stays unused (None: forever); the daemon wires the host
+        policy's ``id_quarantine`` here."""
 
     # Instances ------------------------------------------------------------------------
     def list_instances(self) -> list[InstanceRecord]:
-        with self._sessions() as s:
-            return [_instance(r) for r in s.scalars(select(InstanceRow).order_by(InstanceRow.id))]
+        return [INSTANCES.load(r) for r in self.db.all(f"{INSTANCES.select} ORDER BY id")]
 
     def get_instance(self, ref: str) -> InstanceRecord:
         """By name, or by numeric id."""
         key = "id" if ref.isdigit() else "name"
-        row = self._hot.one(f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE {key} = ?",
-                            (int(ref) if ref.isdigit() else ref,))
+        row = self.db.one(f"{INSTANCES.select} WHERE {key} = ?",
+                          (int(ref) if ref.isdigit() else ref,))
         if row is None:
             raise NotFound(f"no instance '{ref}'")
-        return _instance_from_sql(row)
+        return INSTANCES.load(row)
 
     def insert_instance(
         self, name: str, kind: Kind, template: str, resources: Resources, privileged: bool,
         node: str, first_id: int, owner: str | None = None,
     ) -> InstanceRecord:
-        """Reserve the name and the lowest free id atomically; Conflict on a duplicate name,
+        """Reserve the name and an id atomically: the lowest free one from ``first_id`` up
+        that is not in quarantine (``domain/ids.py``). Conflict on a duplicate name,
         InvalidInput for an ``owner`` who is no user."""
-        with self._sessions() as s, s.begin():
-            if s.scalars(select(InstanceRow).where(InstanceRow.name == name)).first():
+        policy = IdPolicy(self.id_quarantine(), first_id)
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM instances WHERE name = ?", (name,)).fetchone():
                 raise Conflict(f"an instance named '{name}' already exists")
-            if owner is not None and s.get(UserRow, owner) is None:
+            if owner is not None and not _user_exists(conn, owner):
                 raise unknown_user(owner)
-            used = set(s.scalars(select(InstanceRow.id)))
-            new_id = first_id
-            while new_id in used:
-                new_id += 1
-            row = InstanceRow(
-                id=new_id, name=name, kind=kind.value, template=template,
-                state=State.CREATING.value, resources=resources.to_dict(),
-                privileged=privileged, node=node, created_at=utcnow(), owner=owner,
+            ledger = LocalIds(conn)
+            now = self.clock()
+            record = InstanceRecord(
+                id=choose_id(ledger.ids_in_use(), ledger.retired_ids(), policy, now),
+                name=name, kind=kind, template=template, state=State.CREATING,
+                resources=resources, privileged=privileged, node=node, created_at=now,
+                owner=owner,
             )
-            s.add(row)
-            try:
-                s.flush()
-            except IntegrityError:
-                raise Conflict(f"an instance named '{name}' already exists") from None
-            return _instance(row)
+            conn.execute(INSTANCES.insert, INSTANCES.dump(record))
+            return record
 
     def set_state(self, instance_id: int, state: State) -> None:
-        with self._sessions() as s, s.begin():
-            s.execute(
-                update(InstanceRow).where(InstanceRow.id == instance_id).values(state=state.value)
-            )
+        self.db.execute(_SET_STATE, (state.value, instance_id))
 
     def set_kind(self, instance_id: int, kind: Kind) -> None:
         """Conversion between a container and a VM: same row, same id, name and NICs."""
-        with self._sessions() as s, s.begin():
-            s.execute(
-                update(InstanceRow).where(InstanceRow.id == instance_id).values(kind=kind.value)
-            )
+        self.db.execute("UPDATE instances SET kind = ? WHERE id = ?", (kind.value, instance_id))
 
     def set_resources(self, instance_id: int, resources: Resources) -> None:
-        with self._sessions() as s, s.begin():
-            row = s.get(InstanceRow, instance_id)
-            if row is not None:
-                row.resources = resources.to_dict()
+        self.db.execute("UPDATE instances SET resources = ? WHERE id = ?",
+                        (json.dumps(resources.to_dict()), instance_id))
 
     def set_owner(self, instance_id: int, owner: str | None) -> None:
-        with self._sessions() as s, s.begin():
-            if owner is not None and s.get(UserRow, owner) is None:
+        with self.db.transaction() as conn:
+            if owner is not None and not _user_exists(conn, owner):
                 raise unknown_user(owner)
-            s.execute(update(InstanceRow).where(InstanceRow.id == instance_id)
-                      .values(owner=owner))
+            conn.execute("UPDATE instances SET owner = ? WHERE id = ?", (owner, instance_id))
 
     def user_exists(self, name: str) -> bool:
-        with self._sessions() as s:
-            return s.get(UserRow, name) is not None
+        return self.db.one("SELECT 1 FROM users WHERE name = ?", (name,)) is not None
 
     def delete_instance(self, instance_id: int) -> None:
-        with self._sessions() as s, s.begin():
-            s.execute(delete(InstanceRow).where(InstanceRow.id == instance_id))
+        """Remove the row; its id is retired (kept out of use for the quarantine)."""
+        with self.db.transaction() as conn:
+            if conn.execute("DELETE FROM instances WHERE id = ?", (instance_id,)).rowcount:
+                conn.execute("INSERT OR REPLACE INTO retired_ids (id, retired_at) VALUES (?, ?)",
+                             (instance_id, to_sql_datetime(self.clock())))
 
     # Operations -----------------------------------------------------------------------
     def insert_operation(
@@ -210,65 +191,64 @@ class StateStore:
         ``requested_by``: the user who started it (None: a built-in admin identity)."""
         now = utcnow()
         record = OperationRecord(
-            id=op_id, action=action, instance=instance, status="running", progress=0.0,
-            phase="queued", error=None, created_at=now, updated_at=now,
+            id=op_id, action=action, instance=instance, status=OperationStatus.RUNNING,
+            progress=0.0, phase="queued", error=None, created_at=now, updated_at=now,
             requested_by=requested_by,
         )
-        values = [to_sql_datetime(v) if isinstance(v, datetime) else v
-                  for v in vars(record).values()]
-        self._hot.write(
-            (f"INSERT INTO operations ({_OPERATION_COLUMNS}) VALUES "
-             f"({', '.join('?' * len(values))})", values),
-            *_set_state(instance_state),
-        )
+        with self.db.transaction() as conn:
+            conn.execute(OPERATIONS.insert, OPERATIONS.dump(record))
+            _set_state(conn, instance_state)
         return record
 
     def update_operation(
-        self, op_id: str, *, status: str | None = None, progress: float | None = None,
-        phase: str | None = None, error: str | None = None,
+        self, op_id: str, *, status: OperationStatus | None = None,
+        progress: float | None = None, phase: str | None = None, error: str | None = None,
         instance_state: tuple[int, State] | None = None,
     ) -> OperationRecord:
         """Change the given fields; the operation as it is now. ``instance_state``:
         (instance id, state) to set in the same transaction."""
         values: dict[str, object] = {"updated_at": to_sql_datetime(utcnow())}
-        for key, value in (("status", status), ("progress", progress), ("phase", phase),
-                           ("error", error)):
+        for key, value in (("status", None if status is None else status.value),
+                           ("progress", progress), ("phase", phase), ("error", error)):
             if value is not None:
                 values[key] = value
         assignments = ", ".join(f"{key} = ?" for key in values)
-        found = self._hot.write(
-            (f"UPDATE operations SET {assignments} WHERE id = ? RETURNING {_OPERATION_COLUMNS}",
-             [*values.values(), op_id]),
-            *_set_state(instance_state),
-        )
-        if found is None:
-            raise NotFound(f"no operation '{op_id}'")
-        return _operation_from_sql(found)
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                f"UPDATE operations SET {assignments} WHERE id = ? "
+                f"RETURNING {', '.join(OPERATIONS.columns)}", [*values.values(), op_id])
+            found: Row | None = cursor.fetchone()
+            cursor.fetchall()  # a RETURNING statement completes only once read to its end
+            if found is None:
+                raise NotFound(f"no operation '{op_id}'")
+            _set_state(conn, instance_state)
+        return OPERATIONS.load(found)
 
     def get_operation(self, op_id: str) -> OperationRecord:
         """By full id, or by a unique prefix of at least 4 characters (as list shows them)."""
-        with self._sessions() as s:
-            row = s.get(OperationRow, op_id)
-            if row is None and len(op_id) >= 4 and "%" not in op_id and "_" not in op_id:
-                query = select(OperationRow).where(OperationRow.id.startswith(op_id)).limit(2)
-                found = list(s.scalars(query))
-                if len(found) > 1:
-                    raise InvalidInput(f"operation id prefix '{op_id}' is ambiguous")
-                row = found[0] if found else None
-            if row is None:
-                raise NotFound(f"no operation '{op_id}'")
-            return _operation(row)
+        row = self.db.one(f"{OPERATIONS.select} WHERE id = ?", (op_id,))
+        if row is None and len(op_id) >= 4 and "%" not in op_id and "_" not in op_id:
+            found = self.db.all(f"{OPERATIONS.select} WHERE id LIKE ? LIMIT 2", (op_id + "%",))
+            if len(found) > 1:
+                raise InvalidInput(f"operation id prefix '{op_id}' is ambiguous")
+            row = found[0] if found else None
+        if row is None:
+            raise NotFound(f"no operation '{op_id}'")
+        return OPERATIONS.load(row)
 
     def list_operations(self, limit: int = 100,
                         requested_by: str | None = None) -> list[OperationRecord]:
         """The newest ``limit`` operations (only those ``requested_by`` a user when given)."""
-        with self._sessions() as s:
-            query = select(OperationRow).order_by(OperationRow.created_at.desc()).limit(limit)
-            if requested_by is not None:
-                query = query.where(OperationRow.requested_by == requested_by)
-            return [_operation(r) for r in s.scalars(query)]
+        where, params = ("", [limit]) if requested_by is None else (
+            " WHERE requested_by = ?", [requested_by, limit])
+        return [OPERATIONS.load(r) for r in self.db.all(
+            f"{OPERATIONS.select}{where} ORDER BY created_at DESC LIMIT ?", params)]
 
     def unfinished_operations(self) -> list[OperationRecord]:
-        with self._sessions() as s:
-            query = select(OperationRow).where(OperationRow.status.in_(("pending", "running")))
-            return [_operation(r) for r in s.scalars(query)]
+        marks = ", ".join("?" * len(UNFINISHED))
+        return [OPERATIONS.load(r) for r in self.db.all(
+            f"{OPERATIONS.select} WHERE status IN ({marks})", [s.value for s in UNFINISHED])]
+
+
+def _user_exists(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is not None

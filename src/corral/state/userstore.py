@@ -1,18 +1,14 @@
-"""Users in SQLite (the only code building their queries). Tokens are kept as hashes."""
+"""Users in the daemon's database (the only code building their queries). Tokens are kept as
+hashes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-
-from sqlalchemy import delete, select, update
 
 from corral.domain.errors import Conflict, NotFound
 from corral.domain.users import Role
-from corral.state.db import open_database
-from corral.state.models import InstanceRow, UserRow
-from corral.state.store import utcnow
+from corral.state.database import Database, Mapper, from_sql_datetime, to_sql_datetime, utcnow
 
 
 @dataclass(frozen=True)
@@ -22,59 +18,58 @@ class UserRecord:
     created_at: datetime
 
 
-def _user(row: UserRow) -> UserRecord:
-    return UserRecord(row.name, Role(row.role), row.created_at)
+USERS: Mapper[UserRecord] = Mapper(
+    "users", ("name", "role", "created_at"),
+    lambda r: UserRecord(r[0], Role(r[1]), from_sql_datetime(r[2])),
+    lambda u: (u.name, u.role.value, to_sql_datetime(u.created_at)),
+)
+"""The token hash is never read back into a record: it is written and matched only."""
 
 
 class UserStore:
-    def __init__(self, path: Path) -> None:
-        self._sessions = open_database(path)
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def add(self, name: str, role: Role, token_hash: str) -> UserRecord:
-        with self._sessions() as s, s.begin():
-            if s.get(UserRow, name) is not None:
+        record = UserRecord(name, role, utcnow())
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise Conflict(f"a user named '{name}' already exists")
-            row = UserRow(name=name, role=role.value, token_hash=token_hash, created_at=utcnow())
-            s.add(row)
-            return _user(row)
+            conn.execute("INSERT INTO users (name, role, created_at, token_hash) "
+                         "VALUES (?, ?, ?, ?)", (*USERS.dump(record), token_hash))
+        return record
 
     def list_users(self) -> list[UserRecord]:
-        with self._sessions() as s:
-            return [_user(r) for r in s.scalars(select(UserRow).order_by(UserRow.name))]
+        return [USERS.load(r) for r in self.db.all(f"{USERS.select} ORDER BY name")]
 
     def get(self, name: str) -> UserRecord:
-        with self._sessions() as s:
-            row = s.get(UserRow, name)
-            if row is None:
-                raise NotFound(f"no user '{name}'")
-            return _user(row)
+        row = self.db.one(f"{USERS.select} WHERE name = ?", (name,))
+        if row is None:
+            raise NotFound(f"no user '{name}'")
+        return USERS.load(row)
 
     def by_token_hash(self, token_hash: str) -> UserRecord | None:
-        with self._sessions() as s:
-            row = s.scalars(select(UserRow).where(UserRow.token_hash == token_hash)).first()
-            return None if row is None else _user(row)
+        row = self.db.one(f"{USERS.select} WHERE token_hash = ?", (token_hash,))
+        return None if row is None else USERS.load(row)
 
     def set_token_hash(self, name: str, token_hash: str) -> None:
-        with self._sessions() as s, s.begin():
-            done = s.execute(update(UserRow).where(UserRow.name == name)
-                             .values(token_hash=token_hash))
-            if done.rowcount == 0:
-                raise NotFound(f"no user '{name}'")
+        if not self.db.execute("UPDATE users SET token_hash = ? WHERE name = ?",
+                               (token_hash, name)):
+            raise NotFound(f"no user '{name}'")
 
     def owned(self, name: str) -> list[str]:
         """Names of the instances ``name`` owns."""
-        with self._sessions() as s:
-            return list(s.scalars(select(InstanceRow.name).where(InstanceRow.owner == name)
-                                  .order_by(InstanceRow.name)))
+        return self.db.column("SELECT name FROM instances WHERE owner = ? ORDER BY name",
+                              (name,))
 
     def remove(self, name: str) -> None:
         """Refused (Conflict, naming them) while the user owns instances."""
-        with self._sessions() as s, s.begin():
-            if s.get(UserRow, name) is None:
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is None:
                 raise NotFound(f"no user '{name}'")
-            owned = list(s.scalars(select(InstanceRow.name).where(InstanceRow.owner == name)
-                                   .order_by(InstanceRow.name)))
+            owned = [r[0] for r in conn.execute(
+                "SELECT name FROM instances WHERE owner = ? ORDER BY name", (name,))]
             if owned:
                 raise Conflict(f"user '{name}' still owns {', '.join(owned)}: delete them or "
                                "give them another owner (`corral owner NAME OTHER|--none`)")
-            s.execute(delete(UserRow).where(UserRow.name == name))
+            conn.execute("DELETE FROM users WHERE name = ?", (name,))

@@ -266,6 +266,8 @@ class PolicyModel(BaseModel):
     cpu: float | None = None
     memory: float | None = None
     disk: float | None = None
+    id_quarantine: float = 30.0
+    """Days a deleted instance's id stays out of use; 0: never reused."""
 
 
 class SetPolicyRequest(BaseModel):

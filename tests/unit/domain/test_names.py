@@ -1,7 +1,7 @@
 import pytest
 
 from corral.domain.errors import InvalidInput
-from corral.domain.names import next_id, validate_name
+from corral.domain.names import validate_name
 
 
 @pytest.mark.parametrize("name", ["web1", "a", "db-1", "x" * 63])
@@ -25,9 +25,3 @@ def test_valid_names(name: str) -> None:
 def test_invalid_names_say_why(name: str, says: str) -> None:
     with pytest.raises(InvalidInput, match=says):
         validate_name(name)
-
-
-def test_next_id_fills_gaps_from_101() -> None:
-    assert next_id(set()) == 101
-    assert next_id({101, 102}) == 103
-    assert next_id({101, 103}) == 102

@@ -11,6 +11,7 @@ from corral.domain.errors import Forbidden, NotFound
 from corral.domain.instance import Kind
 from corral.domain.lifecycle import State
 from corral.domain.resources import Resources
+from corral.domain.statuses import OperationStatus
 from corral.domain.users import DAEMON_TOKEN, LOCAL_ROOT, Caller, Role
 from corral.services.access import OWNER_ACTIONS, Access
 from corral.state.store import InstanceRecord, OperationRecord
@@ -31,8 +32,8 @@ def manifest(owner: str | None, backup_id: str = "web-1") -> Manifest:
 
 
 def operation(requested_by: str | None) -> OperationRecord:
-    return OperationRecord("op1", "backup", "web", "success", 1.0, "done", None, NOW, NOW,
-                           requested_by=requested_by)
+    return OperationRecord("op1", "backup", "web", OperationStatus.SUCCESS, 1.0, "done", None,
+                           NOW, NOW, requested_by=requested_by)
 
 
 @pytest.mark.parametrize("admin", [Access(LOCAL_ROOT), Access(DAEMON_TOKEN), ADMIN_USER])

@@ -2,36 +2,34 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 
 from corral.domain.errors import Conflict, InvalidInput, NotFound
 from corral.domain.instance import Kind
 from corral.domain.resources import Resources
 from corral.domain.users import Role, token_hash
 from corral.services.users import UserService
-from corral.state.db import open_database
+from corral.state.database import Database
 from corral.state.store import StateStore
 from corral.state.userstore import UserStore
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "corral.db"
+def db(tmp_path: Path) -> Database:
+    return Database.open(tmp_path / "corral.db")
 
 
-def test_tokens_are_kept_as_hashes_rotated_and_revoked(db: Path) -> None:
+def test_tokens_are_kept_as_hashes_rotated_and_revoked(db: Database) -> None:
     users = UserService(UserStore(db))
     alice, token = users.add("alice")
     assert alice.role is Role.OWNER and token.startswith("crl_")
     caller = users.authenticate(token)
     assert caller is not None and (caller.name, caller.role, caller.user) == (
         "alice", Role.OWNER, True)
-    with open_database(db)() as s:  # only the hash is stored
-        stored = s.execute(text("SELECT token_hash FROM users")).scalar_one()
+    stored = db.column("SELECT token_hash FROM users")[0]  # only the hash is stored
     assert stored == token_hash(token) and token not in stored
     assert users.authenticate("crl_" + "x" * 43) is None
     assert users.authenticate("not-a-user-token") is None
@@ -44,7 +42,7 @@ def test_tokens_are_kept_as_hashes_rotated_and_revoked(db: Path) -> None:
         users.rotate("alice")
 
 
-def test_names_roles_and_duplicates(db: Path) -> None:
+def test_names_roles_and_duplicates(db: Database) -> None:
     users = UserService(UserStore(db))
     with pytest.raises(InvalidInput, match="user name 'Alice' is not a DNS label"):
         users.add("Alice")
@@ -56,7 +54,7 @@ def test_names_roles_and_duplicates(db: Path) -> None:
     assert [u.name for u in users.list()] == ["carol"]
 
 
-def test_owners_must_exist_and_cannot_be_removed_while_owning(db: Path) -> None:
+def test_owners_must_exist_and_cannot_be_removed_while_owning(db: Database) -> None:
     users, state = UserService(UserStore(db)), StateStore(db)
     users.add("bob")
     with pytest.raises(InvalidInput, match="no user 'ghost'"):
@@ -71,10 +69,10 @@ def test_owners_must_exist_and_cannot_be_removed_while_owning(db: Path) -> None:
     with pytest.raises(InvalidInput, match="no user 'ghost'"):
         state.set_owner(rec.id, "ghost")
     # The database itself refuses what the checks above refuse (the REFERENCES of 0007).
-    with pytest.raises(IntegrityError), open_database(db)() as s, s.begin():
-        s.execute(text("UPDATE instances SET owner = 'ghost'"))
-    with pytest.raises(IntegrityError), open_database(db)() as s, s.begin():
-        s.execute(text("DELETE FROM users WHERE name = 'bob'"))
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("UPDATE instances SET owner = 'ghost'")
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("DELETE FROM users WHERE name = 'bob'")
     state.set_owner(rec.id, None)
     users.remove("bob")
     assert users.list() == []

@@ -1,0 +1,29 @@
+"""Where long work stands: an operation's status (backups, restores, creates … are all
+operations) and a migration's. The values are the wire's and the database's strings."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OperationStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL
+
+
+FINAL = frozenset({OperationStatus.SUCCESS, OperationStatus.FAILURE, OperationStatus.CANCELLED})
+UNFINISHED = frozenset({OperationStatus.PENDING, OperationStatus.RUNNING})
+
+
+class MigrationStatus(StrEnum):
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    CANCELLED = "cancelled"

@@ -1,0 +1,168 @@
+"""The daemon's one database: a SQLite file, its schema brought up to date once, and the one
+way every store runs statements (plain SQL on the ``sqlite3`` module).
+
+One ``Database`` per daemon, handed to every store. Alembic migrations (``migrations/``,
+the schema's only description) run once, in ``Database.open``; after that SQLAlchemy is not
+used. Why plain ``sqlite3`` and not SQLAlchemy Core for the statements: measured with
+``bench/state_statements.py``, the statements of a start and a stop cost several times more
+through SQLAlchemy when the daemon has been idle for a moment (the cost is the amount of
+Python it runs, cold in the caches, not the query), and a start runs several of them on its
+critical path.
+
+Each thread gets its own connection (autocommit mode): reads run as they are, writes go
+through ``transaction`` (``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception).
+
+Values: a ``datetime`` is stored as text in SQLAlchemy's SQLite format (what every existing
+database holds), JSON columns as JSON text, booleans as 0/1 -- ``to_sql_datetime`` and
+``from_sql_datetime`` are the one date format.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+Row = tuple[Any, ...]
+R = TypeVar("R")
+
+_DATETIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DateTime format
+
+
+def utcnow() -> datetime:
+    """Now in UTC, naive (the stored form)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def to_sql_datetime(value: datetime) -> str:
+    return value.strftime(_DATETIME)
+
+
+def from_sql_datetime(value: str) -> datetime:
+    return datetime.strptime(value, _DATETIME) if "." in value else datetime.fromisoformat(value)
+
+
+def optional_datetime(value: str | None) -> datetime | None:
+    return None if value is None else from_sql_datetime(value)
+
+
+@dataclass(frozen=True)
+class Mapper(Generic[R]):
+    """How the rows of one table become records and back: the table's only mapping.
+
+    ``columns`` in the order ``load`` reads them and ``dump`` writes them."""
+
+    table: str
+    columns: tuple[str, ...]
+    load: Callable[[Row], R]
+    dump: Callable[[R], Sequence[object]]
+
+    @property
+    def select(self) -> str:
+        return f"SELECT {', '.join(self.columns)} FROM {self.table}"
+
+    @property
+    def insert(self) -> str:
+        return (f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
+                f"VALUES ({', '.join('?' * len(self.columns))})")
+
+
+class Database:
+    """Connections to one SQLite file whose schema is at the newest migration."""
+
+    def __init__(self, path: Path) -> None:
+        """Use ``Database.open`` (it migrates); this only connects."""
+        self.path = path
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+
+    @classmethod
+    def open(cls, path: Path) -> Database:
+        """Open (creating if needed) the SQLite file at ``path``, migrated to head."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        migrate(path)
+        return cls(path)
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: consistent after a crash
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def one(self, sql: str, params: Sequence[object] = ()) -> Row | None:
+        row: Row | None = self._connection().execute(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        return list(self._connection().execute(sql, params).fetchall())
+
+    def column(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        """The first column of every row."""
+        return [row[0] for row in self._connection().execute(sql, params)]
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on this thread's connection: committed when the block ends,
+        rolled back if it raises."""
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        """One write statement in its own transaction; the number of rows it changed."""
+        with self.transaction() as conn:
+            return conn.execute(sql, params).rowcount
+
+    def close(self) -> None:
+        """Close every connection (the daemon is stopping)."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+
+def migrate(path: Path) -> None:
+    """Bring the schema of the file at ``path`` to the newest Alembic revision (creating it);
+    the only use of SQLAlchemy."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, event
+
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")  # kept in the file
+    engine = create_engine(f"sqlite:///{path}")
+    event.listen(engine, "connect", _migration_pragmas)
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+
+
+def _migration_pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+    dbapi_conn.execute("PRAGMA foreign_keys=ON")
+    dbapi_conn.execute("PRAGMA busy_timeout=5000")
