@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from corral.cli.output import errors
 from corral.client import ApiError, CorralClient
-from corral.client.client import FINAL
+from corral.domain.statuses import OperationStatus
 from corral.wire.models import OperationModel
 
 T = TypeVar("T")
@@ -37,7 +37,7 @@ def client() -> Iterator[CorralClient]:
 def wait_for(c: CorralClient, op: OperationModel, label: str,
              quiet: bool = False) -> OperationModel:
     """Follow an operation to its end with a progress bar; exit non-zero if it failed."""
-    if op.status in FINAL:  # it ended while the daemon held the answer (``wait``)
+    if op.status.final:  # it ended while the daemon held the answer (``wait``)
         done = op
     elif quiet or not sys.stderr.isatty():
         done = c.wait(op.id)
@@ -52,7 +52,7 @@ def wait_for(c: CorralClient, op: OperationModel, label: str,
                 bar.update(task, completed=current.progress, phase=current.phase)
 
             done = c.wait(op.id, on_progress=show)
-    if done.status != "success":
+    if done.status is not OperationStatus.SUCCESS:
         fail(f"{label} failed: {done.error or done.status} (operation {done.id})")
     return done
 

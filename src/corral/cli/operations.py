@@ -9,6 +9,7 @@ import typer
 from corral.cli import output
 from corral.cli.common import client, fail, wait_for
 from corral.cli.output import Format
+from corral.domain.statuses import OperationStatus
 from corral.wire.models import OperationModel
 
 app = typer.Typer(help="Long-running operations", no_args_is_help=True)
@@ -56,7 +57,7 @@ def cancel(op_id: str) -> None:
     """Ask a running operation to stop at its next step."""
     with client() as c:
         op = c.cancel_operation(op_id)
-    if op.status in ("success", "failure"):
+    if op.status in (OperationStatus.SUCCESS, OperationStatus.FAILURE):
         fail(f"operation {op_id} already ended ({op.status})")
     output.console.print(f"Cancellation requested for {op_id}")
 

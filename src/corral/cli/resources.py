@@ -158,12 +158,19 @@ def top(
 
 def policy(
     settings: Annotated[list[str] | None, typer.Argument(
-        help="resource=ratio … (cpu, memory, disk; 'none' removes the maximum)")] = None,
+        help="resource=ratio … (cpu, memory, disk; 'none' removes the maximum); "
+             "id_quarantine=30d (how long a deleted instance's id stays unused; 0: never "
+             "reused)")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Show or change the over-commitment policy (maximum allocated/physical ratios)."""
+    """Show or change the host policy: maximum allocated/physical ratios, id quarantine."""
     with client() as c:
         result = c.set_policy(assignments(settings)) if settings else c.policy()
     if not output.emit_structured(result, fmt):
-        output.key_values([(k, "none" if v is None else f"{v:g}:1")
-                           for k, v in result.model_dump().items()])
+        output.key_values([(k, _policy_value(k, v)) for k, v in result.model_dump().items()])
+
+
+def _policy_value(key: str, value: float | None) -> str:
+    if key == "id_quarantine":
+        return "0 (never reused)" if not value else f"{value:g}d"
+    return "none" if value is None else f"{value:g}:1"

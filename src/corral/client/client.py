@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     import httpx
 
 DEFAULT_SOCKET = "/run/corral/corral.sock"
-FINAL = ("success", "failure", "cancelled")
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -236,7 +235,7 @@ class CorralClient(StorageCalls):
             )
             if on_progress is not None:
                 on_progress(op)
-            if op.status in FINAL or (deadline is not None and time.monotonic() >= deadline):
+            if op.status.final or (deadline is not None and time.monotonic() >= deadline):
                 return op
 
     # Host and templates ---------------------------------------------------------------

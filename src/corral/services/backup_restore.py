@@ -22,6 +22,7 @@ from corral.backup.store import ChunkStore
 from corral.domain.errors import Conflict, NotFound, Unsupported
 from corral.domain.lifecycle import State
 from corral.domain.resources import Resources, to_settings
+from corral.domain.statuses import OperationStatus
 from corral.domain.users import LOCAL_ROOT
 from corral.drivers.snapshots import ROOT
 from corral.services import nic_carry
@@ -107,7 +108,7 @@ class RestoreService:
         def as_new(ctx: OperationContext) -> None:
             ctx.progress(0.0, f"creating {name}")
             done = self.instances.ops.wait(create.id, None)
-            if done.status != "success":
+            if done.status is not OperationStatus.SUCCESS:
                 raise Conflict(f"creating '{name}' failed: {done.error}")
             rec = self.instances.store.get_instance(name)
             self.instances.ops.locks.acquire(name, ctx.id, "restore")

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from corral.backup.retention import Retention
 from corral.domain.errors import NotFound
 from corral.domain.schedule import next_daily, parse_daily
+from corral.domain.statuses import OperationStatus
 from corral.host.timezone import local_zone_name, zone
 from corral.services.backups import BackupService
 from corral.state.backupstore import ScheduleRecord
@@ -145,7 +146,7 @@ class BackupSchedules:
         return started
 
     def _prune_after(self, op_id: str, s: ScheduleRecord, rules: Retention) -> None:
-        if self.backups.instances.ops.wait(op_id, None).status == "success":
+        if self.backups.instances.ops.wait(op_id, None).status is OperationStatus.SUCCESS:
             try:
                 self.backups.prune(s.target, s.instance, rules)
             except Exception as exc:

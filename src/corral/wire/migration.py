@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from corral.domain.statuses import MigrationStatus
+
 
 class AddRemoteRequest(BaseModel):
     name: str
@@ -54,7 +56,7 @@ class MigrationModel(BaseModel):
     kind: str
     peer: str
     path: str
-    status: str
+    status: MigrationStatus
     phase: str
     operation: str | None
     details: dict[str, Any]

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from corral.domain.statuses import OperationStatus
+
 
 class ErrorBody(BaseModel):
     error: str
@@ -90,7 +92,7 @@ class OperationModel(BaseModel):
     id: str
     action: str
     instance: str | None
-    status: str
+    status: OperationStatus
     progress: float
     phase: str
     error: str | None = None
