@@ -20,6 +20,7 @@ database holds), JSON columns as JSON text, booleans as 0/1 -- ``to_sql_datetime
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -64,11 +65,11 @@ class Mapper(Generic[R]):
     load: Callable[[Row], R]
     dump: Callable[[R], Sequence[object]]
 
-    @property
+    @functools.cached_property
     def select(self) -> str:
         return f"SELECT {', '.join(self.columns)} FROM {self.table}"
 
-    @property
+    @functools.cached_property
     def insert(self) -> str:
         return (f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
                 f"VALUES ({', '.join('?' * len(self.columns))})")
@@ -81,8 +82,6 @@ class Database:
         """Use ``Database.open`` (it migrates); this only connects."""
         self.path = path
         self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
 
     @classmethod
     def open(cls, path: Path) -> Database:
@@ -98,9 +97,7 @@ class Database:
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL: consistent after a crash
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=5000")
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
+            self._local.conn = conn  # closed when its thread ends (thread-local)
         return conn
 
     def one(self, sql: str, params: Sequence[object] = ()) -> Row | None:
@@ -134,12 +131,11 @@ class Database:
             return conn.execute(sql, params).rowcount
 
     def close(self) -> None:
-        """Close every connection (the daemon is stopping)."""
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
+        """Close this thread's connection (other threads' close as their threads end)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
             conn.close()
-        self._local = threading.local()
+            del self._local.conn
 
 
 def migrate(path: Path) -> None:
