@@ -1,5 +1,5 @@
 """The database opens once migrated, and a database made by the schema of an earlier release
-(Alembic head 0007, rows written by SQLAlchemy as that release did) upgrades in place with
+(Alembic head 0008, rows written by SQLAlchemy as that release did) upgrades in place with
 every row readable."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from corral.state.storagestore import StorageStore
 from corral.state.store import StateStore
 from corral.state.userstore import UserStore
 
-OLD_HEAD = "0007"
+OLD_HEAD = "0008"
 WHEN = datetime(2026, 11, 30, 10, 0, 0, 123456)
 
 
@@ -86,7 +86,7 @@ def _old_database(path: Path) -> None:
                           "consistency": "", "method": "reflink", "created_at": WHEN},
             "backup_schedules": {"instance": "web", "target": "nas", "daily_at": "02:00",
                                  "keep_last": 1, "keep_daily": 0, "keep_weekly": 0,
-                                 "last_run": WHEN},
+                                 "last_run": WHEN, "tz": "UTC", "next_run": WHEN},
             "migrations": {"id": "m1", "direction": "out", "instance": "web",
                            "instance_id": 101, "kind": "ct", "peer": "b", "path": "offline",
                            "status": "failure", "phase": "rolled back", "details": {"a": 1},
@@ -117,7 +117,8 @@ def test_a_database_of_the_previous_schema_upgrades_in_place(tmp_path: Path) -> 
     assert [d.name for d, _pool in StorageStore(db).disks_with_pools(101)] == ["root"]
     backups = BackupStore(db)
     assert backups.snapshot(101, "a").created_at == WHEN
-    assert backups.schedules()[0].last_run == WHEN
+    schedule = backups.schedules()[0]
+    assert (schedule.last_run, schedule.tz, schedule.next_run) == (WHEN, "UTC", WHEN)
     mig = MigrationStore(db).get_migration("m1")
     assert (mig.status, mig.details, mig.updated_at) == (MigrationStatus.FAILURE, {"a": 1},
                                                          WHEN)

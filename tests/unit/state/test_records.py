@@ -144,10 +144,13 @@ def test_snapshot_target_schedule(db: Database) -> None:
     target = TargetRecord("nas", "s3://bucket/x", "/k", "AK", "SK")
     store.add_target(target)
     assert store.targets() == [target] and store.target("nas") == target
-    schedule = ScheduleRecord("web", "nas", "02:00", 3, 7, 4, None)
+    schedule = ScheduleRecord("web", "nas", "02:00", 3, 7, 4, None, "Europe/Berlin", None)
     store.set_schedule(schedule)
-    store.mark_run("web", WHEN)
-    assert store.schedules() == [replace(schedule, last_run=WHEN)]
+    later = WHEN.replace(day=7)
+    store.mark_run("web", None, WHEN)
+    assert store.schedules() == [replace(schedule, next_run=WHEN)]
+    store.mark_run("web", WHEN, later)
+    assert store.schedules() == [replace(schedule, last_run=WHEN, next_run=later)]
 
 
 def test_remote_and_migration(db: Database) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from corral.domain.errors import CorralError, NotFound
 from corral.domain.lifecycle import State
+from corral.domain.statuses import MigrationStatus
 from corral.drivers.base import RuntimeState
 from corral.migration.peer import PeerClient, describe
 from corral.services.migration.source import remove_source
@@ -67,7 +68,7 @@ def recover(s: MigrationService) -> None:
                 _recover_outgoing(s, rec)
         except Exception as exc:
             log.exception("recovering migration %s of %s", rec.id, rec.instance)
-            s.store.update_migration(rec.id, status="failure", phase="interrupted",
+            s.store.update_migration(rec.id, status=MigrationStatus.FAILURE, phase="interrupted",
                                      error=f"recovery failed: {describe(exc)}")
 
 
@@ -75,11 +76,11 @@ def _recover_incoming(s: MigrationService, rec: MigrationRecord) -> None:
     try:
         inst = s.instances.store.get_instance(rec.instance)
     except NotFound:
-        s.store.update_migration(rec.id, status="failure", phase="interrupted",
+        s.store.update_migration(rec.id, status=MigrationStatus.FAILURE, phase="interrupted",
                                  error="corrald stopped during the migration")
         return
     if inst.state is not State.CREATING:  # committed; only the record was not updated
-        s.store.update_migration(rec.id, status="success", phase="done")
+        s.store.update_migration(rec.id, status=MigrationStatus.SUCCESS, phase="done")
         return
     request = IncomingRequest(
         migration_id=rec.id, source_node=rec.peer, name=inst.name, id=inst.id,
@@ -103,10 +104,10 @@ def _recover_outgoing(s: MigrationService, rec: MigrationRecord) -> None:
     committed = False
     if remote is not None and rec.phase in ("committing", "committed", "cleaning up"):
         with contextlib.suppress(CorralError), PeerClient(remote, timeout=10) as peer:
-            committed = peer.status(rec.id).get("status") == "success"
+            committed = peer.status(rec.id).get("status") == MigrationStatus.SUCCESS
     if committed and inst is not None:
         remove_source(s, inst)
-        s.store.update_migration(rec.id, status="success", phase="done", error=None)
+        s.store.update_migration(rec.id, status=MigrationStatus.SUCCESS, phase="done", error=None)
         return
     if remote is not None:
         with contextlib.suppress(CorralError), PeerClient(remote, timeout=10) as peer:
@@ -125,7 +126,7 @@ def _recover_outgoing(s: MigrationService, rec: MigrationRecord) -> None:
                 if driver.status(spec).state is RuntimeState.STOPPED:
                     driver.start(spec, s.instances.templates.get(inst.template))
     s.store.update_migration(
-        rec.id, status="failure", phase="rolled back",
+        rec.id, status=MigrationStatus.FAILURE, phase="rolled back",
         error="corrald on the source stopped during the migration; rolled back"
         + (f" ({'; '.join(problems)})" if problems else ""),
     )

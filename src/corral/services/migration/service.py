@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from corral.domain.errors import Conflict, NotFound
 from corral.domain.lifecycle import State
+from corral.domain.statuses import MigrationStatus
 from corral.services.events import EventBus
 from corral.services.instances import InstanceService
 from corral.services.migration import recovery
@@ -58,7 +59,7 @@ class MigrationService:
         def work(ctx: OperationContext) -> None:
             self.store.insert_migration(MigrationRecord(
                 id=mid, direction="out", instance=rec.name, instance_id=rec.id,
-                kind=rec.kind.value, peer=remote.name, path=path, status="running",
+                kind=rec.kind.value, peer=remote.name, path=path, status=MigrationStatus.RUNNING,
                 phase="preparing", operation=ctx.id,
                 details={"why": why, "was_running": running, "target_url": remote.url},
             ))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from corral.domain.errors import CorralError, HostFailure, InvalidInput
 from corral.domain.instance import Kind
+from corral.domain.statuses import MigrationStatus
 from corral.drivers.base import Driver, RuntimeState
 from corral.migration.files import files_size, instance_files, snapshot_files
 from corral.migration.frames import Frame
@@ -374,7 +375,7 @@ class SourceRun:
                     f"the target failed at the commit ({first.message}) and cannot be asked "
                     "whether it committed"
                 ) from first
-            if status.get("status") == "success":
+            if status.get("status") == MigrationStatus.SUCCESS:
                 return CommitReply(state="running" if start else "stopped",
                                    resumed_at=time.time())
             self.committing = False
@@ -386,7 +387,7 @@ class SourceRun:
         remove_source(self.s, self.rec)
         total_ms = round((time.monotonic() - self.started) * 1000, 1)
         self.details.update({"total_ms": total_ms, "target_state": commit.state})
-        self.s.store.update_migration(self.mid, status="success", phase="done",
+        self.s.store.update_migration(self.mid, status=MigrationStatus.SUCCESS, phase="done",
                                       details=self.details)
         self.s.events.publish("instance.migrated", instance=self.rec.name,
                               target=self.remote.name, path=self.path, **{
@@ -400,7 +401,8 @@ class SourceRun:
                 step()
             except Exception as failure:
                 problems.append(f"{what}: {describe(failure)}")
-        status = "cancelled" if isinstance(exc, Cancelled) else "failure"
+        status = (MigrationStatus.CANCELLED if isinstance(exc, Cancelled)
+                  else MigrationStatus.FAILURE)
         error = describe(exc)
         if problems:
             error += " (rollback: " + "; ".join(problems) + ")"

@@ -31,6 +31,7 @@ from corral.domain.errors import (
 from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.lifecycle import State
 from corral.domain.resources import Resources
+from corral.domain.statuses import MigrationStatus
 from corral.drivers.base import RuntimeState
 from corral.migration.files import NoSpace, check_space, extract_files, side_file
 from corral.migration.frames import decode
@@ -106,7 +107,7 @@ class TargetSide:
             s.store.insert_migration(MigrationRecord(
                 id=request.migration_id, direction="in", instance=rec.name,
                 instance_id=rec.id, kind=kind.value, peer=request.source_node,
-                path=request.path, status="running", phase="reserved", operation=None,
+                path=request.path, status=MigrationStatus.RUNNING, phase="reserved", operation=None,
                 details={"source_id": request.id},
             ))
             spec.directory.mkdir(parents=True, exist_ok=False)
@@ -241,7 +242,7 @@ class TargetSide:
             incoming.committed = True
             self._import_snapshots(incoming)
             s.instances.store.set_state(rec.id, state)
-            s.store.update_migration(mid, status="success", phase="done")
+            s.store.update_migration(mid, status=MigrationStatus.SUCCESS, phase="done")
             with self._guard:
                 self._incoming.pop(mid, None)
             s.instances.ops.locks.release(rec.name, mid)
@@ -279,7 +280,7 @@ class TargetSide:
             incoming = self._incoming.pop(mid, None)
         if incoming is None:
             with contextlib.suppress(NotFound):
-                if self.s.store.get_migration(mid).status == "success":
+                if self.s.store.get_migration(mid).status is MigrationStatus.SUCCESS:
                     raise Conflict(f"migration {mid} was committed here; it cannot be aborted")
             raise NotFound(f"no incoming migration '{mid}' on this host")
         with incoming.guard:
@@ -319,7 +320,7 @@ class TargetSide:
         s.instances.ops.locks.release(rec.name, incoming.request.migration_id)
         with contextlib.suppress(NotFound):
             s.store.update_migration(
-                incoming.request.migration_id, status="failure", phase="aborted",
+                incoming.request.migration_id, status=MigrationStatus.FAILURE, phase="aborted",
                 error=reason + (f" (cleanup: {'; '.join(problems)})" if problems else ""),
             )
         log.warning("incoming migration %s of %s aborted: %s", incoming.request.migration_id,
