@@ -26,13 +26,13 @@ import sqlalchemy as sa
 
 from corral.domain.instance import Kind
 from corral.domain.lifecycle import State
+from corral.domain.pools import PoolConfig
 from corral.domain.resources import Resources
 from corral.domain.statuses import OperationStatus
 from corral.state.database import Database, to_sql_datetime, utcnow
 from corral.state.netstore import NetworkStore
 from corral.state.storagestore import DISKS, POOLS, DiskRecord, StorageStore
 from corral.state.store import INSTANCES, OPERATIONS, StateStore
-from corral.storage.pools import PoolConfig
 
 _EVICT = bytearray(32 << 20)
 

@@ -12,10 +12,7 @@ import pytest
 
 from corral.domain.instance import Kind
 from corral.domain.lifecycle import State
-from corral.domain.resources import Resources
-from corral.domain.statuses import MigrationStatus, OperationStatus
-from corral.domain.users import Role
-from corral.network.model import (
+from corral.domain.network import (
     BandwidthRule,
     Direction,
     NetworkSpec,
@@ -23,6 +20,10 @@ from corral.network.model import (
     NicSpec,
     TrafficClass,
 )
+from corral.domain.pools import PoolConfig
+from corral.domain.resources import Resources
+from corral.domain.statuses import MigrationStatus, OperationStatus
+from corral.domain.users import Role
 from corral.state.backupstore import BackupStore, ScheduleRecord, SnapshotRecord, TargetRecord
 from corral.state.database import Database, from_sql_datetime, to_sql_datetime
 from corral.state.migstore import MigrationRecord, MigrationStore, RemoteRecord
@@ -30,7 +31,6 @@ from corral.state.netstore import CounterRecord, NetworkStore
 from corral.state.storagestore import DiskRecord, PoolRecord, StorageStore
 from corral.state.store import StateStore
 from corral.state.userstore import UserStore
-from corral.storage.pools import PoolConfig
 
 WHEN = datetime(2026, 12, 6, 3, 4, 5, 678901)
 
