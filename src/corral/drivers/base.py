@@ -6,7 +6,8 @@ so a restarted daemon re-adopts guests by asking ``status``.
 
 What a driver can do beyond the core is said twice, on purpose: as data (``Capabilities``,
 for services to consult and for ``host info``) and as hook objects (``Hooks``: one object
-behind its own Protocol per optional part, e.g. ``SnapshotHooks``, ``NicHotplug``), which
+behind its own Protocol per optional part, e.g. ``SnapshotHooks``, ``NicHotplug``,
+``MigrationHooks``), which
 services call. No service looks at a driver's class; the contract suite checks that both
 say the same.
 """
@@ -23,6 +24,7 @@ from corral.domain.resources import Resources
 from corral.templates.image import TemplateImage
 
 if TYPE_CHECKING:
+    from corral.drivers.migration import MigrationHooks
     from corral.drivers.nics import NicHotplug
     from corral.drivers.snapshots import SnapshotHooks
 
@@ -60,6 +62,7 @@ class Hooks:
 
     snapshots: SnapshotHooks | None = None
     nics: NicHotplug | None = None
+    migration: MigrationHooks | None = None  # its ``paths`` say which ways instances move
 
 
 @dataclass(frozen=True)

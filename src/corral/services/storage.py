@@ -64,6 +64,22 @@ class InstanceDisks(Protocol):
 
     def release(self, spec: InstanceSpec) -> None: ...
 
+    # An instance migrating in (services/migration/target.py) and out (source.py).
+    def receive_root(self, instance_id: int, size: int) -> None:
+        """An arriving root disk goes where a new instance's would: the default pool (with
+        pools), else the instance directory (nothing to do)."""
+        ...
+
+    def receive_data_disk(self, instance_id: int, name: str, index: int, size: int,
+                          pending_size: int | None, mount: str | None) -> Path:
+        """Record an arriving data disk in the default pool; returns the path its image
+        goes to (its directory made)."""
+        ...
+
+    def pending_sizes(self, instance_id: int) -> dict[str, int | None]:
+        """Per disk, a grow due at its next start (a container's ext4), to move with it."""
+        ...
+
 
 class NoDisks:
     def attach(self, spec: InstanceSpec) -> InstanceSpec:
@@ -85,6 +101,17 @@ class NoDisks:
 
     def release(self, spec: InstanceSpec) -> None:
         del spec
+
+    def receive_root(self, instance_id: int, size: int) -> None:
+        del instance_id, size
+
+    def receive_data_disk(self, instance_id: int, name: str, index: int, size: int,
+                          pending_size: int | None, mount: str | None) -> Path:
+        raise Unsupported("this host has no storage pools for the instance's data disks")
+
+    def pending_sizes(self, instance_id: int) -> dict[str, int | None]:
+        del instance_id
+        return {}
 
 
 BASE_LAYOUT = "g16t"
@@ -314,6 +341,23 @@ class StorageService:
             shutil.rmtree(volumes / "snapshots", ignore_errors=True)
             _rmdir(volumes)
         self.store.delete_disks(spec.id)
+
+    def receive_root(self, instance_id: int, size: int) -> None:
+        pool = self.default_pool()
+        pool.volume(instance_id, ROOT).parent.mkdir(parents=True, exist_ok=True)
+        self.store.insert_disk(DiskRecord(instance_id, ROOT, 0, pool.name, size))
+
+    def receive_data_disk(self, instance_id: int, name: str, index: int, size: int,
+                          pending_size: int | None, mount: str | None) -> Path:
+        pool = self.default_pool()
+        path = pool.volume(instance_id, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.store.insert_disk(DiskRecord(instance_id, name, index, pool.name, size,
+                                          pending_size, mount))
+        return path
+
+    def pending_sizes(self, instance_id: int) -> dict[str, int | None]:
+        return {d.name: d.pending_size for d in self.store.disks(instance_id)}
 
     def disks(self, instance_id: int) -> list[tuple[DiskRecord, Path]]:
         return [(d, self.pool(d.pool).volume(instance_id, d.name))

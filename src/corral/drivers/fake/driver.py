@@ -81,9 +81,11 @@ class FakeDriver:
 
     def hooks(self) -> Hooks:
         if self._hooks is None:
+            from corral.drivers.fake.migration import FakeMigration
             from corral.drivers.fake.snapshots import FakeSnapshots  # it imports this module
 
-            self._hooks = Hooks(snapshots=FakeSnapshots(self), nics=FakeNics(self))
+            self._hooks = Hooks(snapshots=FakeSnapshots(self), nics=FakeNics(self),
+                                migration=FakeMigration(self._kind))
         return self._hooks
 
     # Files ----------------------------------------------------------------------------

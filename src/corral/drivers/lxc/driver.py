@@ -100,9 +100,11 @@ class LxcDriver(LxcDiskHotplug):
 
     def hooks(self) -> Hooks:
         if self._hooks is None:
-            from corral.drivers.lxc.snapshots import LxcSnapshots  # it imports this module
+            from corral.drivers.lxc.migration import LxcMigration  # they import this module
+            from corral.drivers.lxc.snapshots import LxcSnapshots
 
-            self._hooks = Hooks(snapshots=LxcSnapshots(self), nics=LxcNics(self))
+            self._hooks = Hooks(snapshots=LxcSnapshots(self), nics=LxcNics(self),
+                                migration=LxcMigration(self))
         return self._hooks
 
     # -- paths ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from corral.domain.errors import CorralError, NotFound
 from corral.domain.lifecycle import State
 from corral.domain.statuses import MigrationStatus
 from corral.drivers.base import RuntimeState
+from corral.drivers.migration import MigrationPath, migration_hooks
 from corral.migration.peer import PeerClient, describe
 from corral.services.migration.source import remove_source
 from corral.services.migration.target import Incoming, TargetSide
@@ -116,10 +117,9 @@ def _recover_outgoing(s: MigrationService, rec: MigrationRecord) -> None:
     if inst is not None:
         spec = s.instances.spec(inst)
         was_running = bool(rec.details.get("was_running"))
-        if rec.path == "live":
-            from corral.drivers.qemu.migrate import recover_source
-
-            problems = recover_source(spec, resume=was_running)
+        if rec.path == MigrationPath.LIVE:
+            hooks = migration_hooks(s.instances.driver(inst.kind))
+            problems = hooks.recover_source(spec, resume=was_running)
         elif was_running and rec.details.get("stopped"):
             driver = s.instances.driver(inst.kind)
             with contextlib.suppress(Exception):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from corral.domain.errors import Conflict, NotFound
 from corral.domain.lifecycle import State
 from corral.domain.statuses import MigrationStatus
+from corral.drivers.migration import migration_hooks
 from corral.services.events import EventBus
 from corral.services.instances import InstanceService
 from corral.services.migration import recovery
@@ -53,7 +54,7 @@ class MigrationService:
         remote = self.remotes.get(request.target)
         driver = self.instances.driver(rec.kind)
         running = view.state is State.RUNNING
-        path, why = choose_path(rec.kind, driver, running, request.mode)
+        path, why = choose_path(rec.kind, migration_hooks(driver), running, request.mode)
         mid = str(uuid.uuid4())
 
         def work(ctx: OperationContext) -> None:

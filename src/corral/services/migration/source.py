@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 from corral.domain.errors import CorralError, HostFailure, InvalidInput
 from corral.domain.instance import Kind
 from corral.domain.statuses import MigrationStatus
-from corral.drivers.base import Driver, RuntimeState
+from corral.drivers.base import RuntimeState
+from corral.drivers.migration import (
+    LiveEndpoints,
+    LiveOffer,
+    LiveSource,
+    MigrationPath,
+    migration_hooks,
+)
 from corral.migration.files import files_size, instance_files, snapshot_files
 from corral.migration.frames import Frame
 from corral.migration.peer import PeerClient, describe, env_float
@@ -42,6 +49,7 @@ from corral.wire.migration import (
 )
 
 if TYPE_CHECKING:
+    from corral.drivers.migration import MigrationHooks
     from corral.services.migration.service import MigrationService
 
 log = logging.getLogger("corral.migration")
@@ -54,38 +62,19 @@ def lease_seconds() -> float:
     return env_float("CORRAL_MIGRATION_LEASE", 15.0)
 
 
-def is_qemu(driver: Driver) -> bool:
-    from corral.drivers.qemu.driver import QemuDriver
-
-    return isinstance(driver, QemuDriver)
-
-
-def is_lxc(driver: Driver) -> bool:
-    from corral.drivers.lxc.driver import LxcDriver
-
-    return isinstance(driver, LxcDriver)
-
-
-def choose_path(kind: Kind, driver: Driver, running: bool, mode: str) -> tuple[str, str]:
+def choose_path(kind: Kind, hooks: MigrationHooks, running: bool,
+                mode: str) -> tuple[MigrationPath, str]:
     """(path, why) for an instance of ``kind`` that is ``running`` or not."""
     if not running:
-        return "offline", "the instance is stopped: its disk and files are copied"
+        return MigrationPath.OFFLINE, "the instance is stopped: its disk and files are copied"
     if mode == "offline":
-        return "offline", "asked for --offline: stop, copy, start on the target"
-    if kind is Kind.VM:
-        if is_qemu(driver):
-            return "live", "QEMU live migration: NBD disk mirror, then RAM pre-copy"
-        if mode == "live":
-            raise InvalidInput("live migration of a VM needs the QEMU driver")
-        return "precopy", "this driver cannot move RAM: disk pre-copy, stop, delta, start"
-    reason = "not a real container"
-    if is_lxc(driver):
-        from corral.drivers.lxc.migrate import criu_check
-
-        _ok, reason = criu_check()
+        return MigrationPath.OFFLINE, "asked for --offline: stop, copy, start on the target"
+    if MigrationPath.LIVE in hooks.paths:
+        return MigrationPath.LIVE, hooks.why(MigrationPath.LIVE)
+    if mode == "live" and kind is Kind.VM:
+        raise InvalidInput("live migration of a VM needs the QEMU driver")
     # CRIU restore is not implemented yet: where it would work it is only reported.
-    return "precopy", (f"no CRIU ({reason}): disk pre-copied while running, then stop, "
-                       "final delta sync, start on the target")
+    return MigrationPath.PRECOPY, hooks.why(MigrationPath.PRECOPY)
 
 
 def remove_source(service: MigrationService, rec: InstanceRecord) -> None:
@@ -107,7 +96,8 @@ class SourceRun:
     """One outgoing migration, run inside its Operation."""
 
     def __init__(self, service: MigrationService, ctx: OperationContext, mid: str,
-                 rec: InstanceRecord, remote: str, path: str, request: MigrateRequest,
+                 rec: InstanceRecord, remote: str, path: MigrationPath,
+                 request: MigrateRequest,
                  running: bool) -> None:
         self.s = service
         self.ctx = ctx
@@ -115,6 +105,7 @@ class SourceRun:
         self.rec = rec
         self.spec = service.instances.spec(rec)
         self.driver = service.instances.driver(rec.kind)
+        self.hooks = migration_hooks(self.driver)
         self.remote = service.remotes.get(remote)
         self.path = path
         self.request = request
@@ -124,12 +115,13 @@ class SourceRun:
         self.details: dict[str, Any] = {}
         self.committing = False
         self._hb_stop = threading.Event()
+        self.offer = LiveOffer()
+        """Live: what the target's runtime must match, with the data disks the running guest
+        has (mirrored); the others wait for the next start, nobody writes them, and they
+        move as files with the snapshots'."""
         self.side_files: list[tuple[str, Path]] = []
         """Snapshots' files beside the root disk: immutable while the migration holds the
         instance lock, so sent once, before anything that counts as downtime."""
-        self.live_disks: list[str] | None = None
-        """Live VM: the data disks its QEMU has (mirrored); the others wait for the next
-        start, nobody writes them, and they move as files with the snapshots'."""
 
     # -- helpers --------------------------------------------------------------------------
     def phase(self, fraction: float, text: str) -> None:
@@ -160,7 +152,8 @@ class SourceRun:
             heartbeat = threading.Thread(target=self._heartbeat, args=(peer, lease / 4),
                                          daemon=True, name="migration-heartbeat")
             heartbeat.start()
-            commit = self._live(peer, reply) if self.path == "live" else self._copy(peer)
+            live = self.path is MigrationPath.LIVE
+            commit = self._live(peer, reply) if live else self._copy(peer)
             self.details["id"] = reply.id
             self._finish(commit)
         except BaseException as exc:
@@ -173,12 +166,6 @@ class SourceRun:
             peer.close()
 
     def _reserve(self, peer: PeerClient) -> IncomingReply:
-        idmap_start = None
-        if self.rec.kind is Kind.CT and not self.rec.privileged and is_lxc(self.driver):
-            from corral.host.idmap import root_idmap
-
-            found = root_idmap()
-            idmap_start = None if found is None else found.uid.start
         nics = [NicTransfer(index=n.index, network=n.network.name, mac=n.mac,
                             addresses=[str(a) for a in n.addresses], antispoof=n.antispoof)
                 for _name, n in self.s.networks.list_nics(self.rec.name)]
@@ -194,18 +181,9 @@ class SourceRun:
             ) for r in self.s.snapshot_store.snapshots(self.rec.id) if (base / r.id).is_dir()]
             head = self.s.snapshot_store.head(self.rec.id)
         self.side_files = snapshot_files(self.spec, [s.id for s in snapshots])
-        boot_memory = None
-        if self.path == "live":
-            from corral.drivers.qemu.migrate import attached_disks, source_boot_memory
-
-            boot_memory = source_boot_memory(self.spec)
-            self.live_disks = attached_disks(self.spec)
-        pending: dict[str, int | None] = {}
-        from corral.services.storage import StorageService
-
-        if isinstance(self.s.instances.storage, StorageService):
-            pending = {d.name: d.pending_size
-                       for d in self.s.instances.storage.store.disks(self.rec.id)}
+        if self.path is MigrationPath.LIVE:
+            self.offer = self.hooks.live_offer(self.spec)
+        pending = self.s.instances.storage.pending_sizes(self.rec.id)
         data_disks = [DataDiskTransfer(name=d.name, idx=d.index, size=d.size,
                                        file_size=d.path.stat().st_size,
                                        mount=d.mount or None, pending_size=pending.get(d.name))
@@ -220,10 +198,12 @@ class SourceRun:
             files_size=files_size(self.spec.directory)
             + sum(allocated_bytes(p) for _n, p in self.side_files)
             + sum(allocated_bytes(d.path) for d in self.spec.data_disks),
-            path="live" if self.path == "live" else "copy", idmap_start=idmap_start,
+            path="live" if self.path is MigrationPath.LIVE else "copy",
+            idmap_start=self.hooks.idmap_start(self.spec),
             lease_seconds=lease_seconds(), snapshots=snapshots,
             snapshot_head=head if any(s.id == head for s in snapshots) else None,
-            data_disks=data_disks, boot_memory=boot_memory, live_disks=self.live_disks,
+            data_disks=data_disks, boot_memory=self.offer.boot_memory,
+            live_disks=None if self.offer.disks is None else list(self.offer.disks),
         )
         self.phase(0.02, f"reserving '{self.rec.name}' on {self.remote.name}")
         reply = peer.reserve(request)
@@ -257,25 +237,25 @@ class SourceRun:
         return sent
 
     def _live(self, peer: PeerClient, reply: IncomingReply) -> CommitReply:
-        from corral.drivers.qemu.migrate import LiveSource
-
+        # Data disks the running guest does not have are not written: they move as files.
+        live = self.offer.disks
         self.side_files += [(f"{d.name}.img", d.path) for d in self.spec.data_disks
-                            if self.live_disks is not None and d.name not in self.live_disks]
+                            if live is not None and d.name not in live]
         if self.side_files:
             self.phase(0.03, "sending snapshots and unattached disks")
             self._send_side_files(peer, 0.03, 0.05)
 
         assert reply.nbd_host and reply.nbd_port and reply.nbd_export and reply.migrate_uri
-        source = LiveSource(self.spec, self.live_disks)
+        exports = reply.nbd_exports or {"root": reply.nbd_export}  # an older target: root
+        ends = LiveEndpoints(reply.nbd_host, reply.nbd_port, exports, reply.migrate_uri)
+        source = self.hooks.live_source(self.spec, self.offer)
         self.undo.append(("resume the source guest",
                           lambda: self._live_undo(source)))
         bandwidth = self.request.bandwidth
-        exports = reply.nbd_exports or {"root": reply.nbd_export}  # an older target: root
-        source.mirror(reply.nbd_host, reply.nbd_port, exports, bandwidth,
-                      lambda f, text: self.phase(0.05 + 0.5 * f, text))
+        source.mirror(ends, bandwidth, lambda f, text: self.phase(0.05 + 0.5 * f, text))
         self.phase(0.55, "sending the instance's files")
         peer.send_files(self.mid, instance_files(self.spec.directory))
-        source.migrate(reply.migrate_uri, bandwidth, self.request.downtime_ms,
+        source.migrate(ends, bandwidth, self.request.downtime_ms,
                        lambda f, text: self.phase(0.56 + 0.39 * f, text))
         self.check()
         # The source is stopped now: from here on, speed is downtime.
@@ -283,17 +263,17 @@ class SourceRun:
         source.release_disk()
         self.s.store.update_migration(self.mid, phase="committing")
         commit = self._commit(peer, start=True)
-        r = source.result
+        r = source.stats()
         self.details.update({
             "downtime_ms": round((commit.resumed_at - r.stopped_at) * 1000, 1)
             if r.stopped_at else None,
-            "qemu_downtime_ms": r.qemu_downtime_ms, "disk_bytes": r.disk_bytes,
+            "qemu_downtime_ms": r.runtime_downtime_ms, "disk_bytes": r.disk_bytes,
             "ram_bytes": r.ram_bytes,
         })
         source.close()
         return commit
 
-    def _live_undo(self, source: Any) -> None:
+    def _live_undo(self, source: LiveSource) -> None:
         problems = source.rollback(resume=self.running)
         source.close()
         if problems:
@@ -321,7 +301,7 @@ class SourceRun:
                                      self.check, throttle)
             return sent
 
-        if self.running and self.path == "precopy":
+        if self.running and self.path is MigrationPath.PRECOPY:
             for attempt in range(PRECOPY_ROUNDS):
                 sent = rnd(0.05, 0.7, f"disk pre-copy (round {attempt + 1}, running)")
                 sent_total += sent

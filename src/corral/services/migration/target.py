@@ -26,18 +26,17 @@ from corral.domain.errors import (
     HostFailure,
     InvalidInput,
     NotFound,
-    Unsupported,
 )
 from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.lifecycle import State
 from corral.domain.resources import Resources
 from corral.domain.statuses import MigrationStatus
 from corral.drivers.base import RuntimeState
+from corral.drivers.migration import LiveOffer, MigrationHooks, MigrationPath, migration_hooks
 from corral.migration.files import NoSpace, check_space, extract_files, side_file
 from corral.migration.frames import decode
 from corral.migration.peer import describe
 from corral.migration.transfer import apply_frames
-from corral.services.migration.source import is_lxc, is_qemu
 from corral.state.migstore import MigrationRecord
 from corral.state.store import InstanceRecord
 from corral.wire.migration import CommitReply, DataDiskTransfer, IncomingReply, IncomingRequest
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
     from corral.services.migration.service import MigrationService
 
 log = logging.getLogger("corral.migration")
+ROOT = "root"  # the root disk's name (its NBD export, its storage record)
 
 
 @dataclass
@@ -58,8 +58,13 @@ class Incoming:
     lease: float
     last_seen: float = field(default_factory=time.monotonic)
     guard: threading.Lock = field(default_factory=threading.Lock)
-    qemu_started: bool = False
+    live_started: bool = False
     committed: bool = False
+
+
+def _offer(request: IncomingRequest) -> LiveOffer:
+    """What the source's runtime said the incoming side must match."""
+    return LiveOffer(boot_memory=request.boot_memory, disks=request.live_disks)
 
 
 class TargetSide:
@@ -80,22 +85,14 @@ class TargetSide:
                 f"template '{request.template}' is version {template.version} here, "
                 f"{request.template_version} on the source"
             )
-        if request.path == "live" and not is_qemu(driver):
+        hooks = migration_hooks(driver)
+        if request.path == "live" and MigrationPath.LIVE not in hooks.paths:
             raise InvalidInput("this host cannot receive a live VM (no QEMU driver)")
         resources = Resources.from_dict(dict(request.resources))
         check_space(s.instances.directory, request)
         for nic in request.nics:
             s.networks.get_network(nic.network)  # NotFound names the missing network
-        if request.idmap_start is not None and not request.privileged and is_lxc(driver):
-            from corral.host.idmap import root_idmap
-
-            here = root_idmap()
-            if here is None or here.uid.start != request.idmap_start:
-                raise Conflict(
-                    "the container's files are shifted to host uid "
-                    f"{request.idmap_start}; this host maps root to "
-                    f"{None if here is None else here.uid.start}"
-                )
+        hooks.check_arrival(request.idmap_start, request.privileged)
         rec = s.instances.store.insert_instance(
             request.name, kind, request.template, resources, request.privileged,
             s.instances.node, request.id,
@@ -121,16 +118,11 @@ class TargetSide:
             s.instances.ops.locks.acquire(rec.name, request.migration_id, "migrate-in")
             reply = IncomingReply(migration_id=request.migration_id, id=rec.id)
             if request.path == "live":
-                from corral.drivers.qemu.driver import QemuDriver
-                from corral.drivers.qemu.migrate import start_incoming
-
-                assert isinstance(driver, QemuDriver)
-                incoming.qemu_started = True
-                ends = start_incoming(driver, spec, template, local_host,
-                                      request.boot_memory, request.live_disks)
+                incoming.live_started = True
+                ends = hooks.start_incoming(spec, template, local_host, _offer(request))
                 reply = reply.model_copy(update={
                     "nbd_host": ends.nbd_host, "nbd_port": ends.nbd_port,
-                    "nbd_export": ends.export, "nbd_exports": ends.exports,
+                    "nbd_export": ends.exports[ROOT], "nbd_exports": dict(ends.exports),
                     "migrate_uri": ends.migrate_uri,
                 })
         except BaseException as exc:
@@ -145,35 +137,17 @@ class TargetSide:
     def _place_root_disk(self, rec: InstanceRecord, resources: Resources) -> InstanceSpec:
         """With storage pools, the arriving root disk goes to the default pool, as a new
         instance's would; without, into the instance directory (the driver's place)."""
-        from corral.services.storage import ROOT, StorageService
-        from corral.state.storagestore import DiskRecord
-
-        storage = self.s.instances.storage
-        if isinstance(storage, StorageService):
-            pool = storage.default_pool()
-            pool.volume(rec.id, ROOT).parent.mkdir(parents=True, exist_ok=True)
-            storage.store.insert_disk(DiskRecord(rec.id, ROOT, 0, pool.name, resources.disk))
+        self.s.instances.storage.receive_root(rec.id, resources.disk)
         return self.s.instances.spec(rec)
 
     def _place_data_disks(self, rec: InstanceRecord,
                           disks: list[DataDiskTransfer]) -> InstanceSpec:
         """Data disks arrive in the default pool, as sparse files of their source's length."""
-        from corral.services.storage import StorageService
-        from corral.state.storagestore import DiskRecord
-
-        if not disks:
-            return self.s.instances.spec(rec)
-        storage = self.s.instances.storage
-        if not isinstance(storage, StorageService):
-            raise Unsupported("this host has no storage pools for the instance's data disks")
-        pool = storage.default_pool()
         for disk in disks:
-            if not re.fullmatch(r"[a-z0-9-]{1,20}", disk.name) or disk.name == "root":
+            if not re.fullmatch(r"[a-z0-9-]{1,20}", disk.name) or disk.name == ROOT:
                 raise InvalidInput(f"bad data disk name '{disk.name}'")
-            path = pool.volume(rec.id, disk.name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            storage.store.insert_disk(DiskRecord(rec.id, disk.name, disk.idx, pool.name,
-                                                 disk.size, disk.pending_size, disk.mount))
+            path = self.s.instances.storage.receive_data_disk(
+                rec.id, disk.name, disk.idx, disk.size, disk.pending_size, disk.mount)
             with path.open("xb") as image:
                 image.truncate(disk.file_size)
         return self.s.instances.spec(rec)
@@ -220,20 +194,14 @@ class TargetSide:
             rec, spec = incoming.rec, incoming.spec
             s.store.update_migration(mid, phase="committing")
             driver = s.instances.driver(rec.kind)
+            hooks = migration_hooks(driver)
             template = s.instances.templates.get(rec.template)
             if incoming.request.path == "live":
-                from corral.drivers.qemu.migrate import finish_incoming
-
-                resumed_at = finish_incoming(spec, incoming.request.live_disks)
+                resumed_at = hooks.finish_incoming(spec, _offer(incoming.request))
                 state = State.RUNNING
-                self._resumed(spec)
+                self._resumed(hooks, spec)
             else:
-                if is_lxc(driver):
-                    from corral.drivers.lxc.driver import LxcDriver
-                    from corral.drivers.lxc.migrate import adopt
-
-                    assert isinstance(driver, LxcDriver)
-                    adopt(driver, spec, template)
+                hooks.adopt(spec, template)
                 state = State.STOPPED
                 if start:
                     driver.start(spec, template)
@@ -253,12 +221,10 @@ class TargetSide:
         return CommitReply(state=state.value, resumed_at=resumed_at)
 
     @staticmethod
-    def _resumed(spec: InstanceSpec) -> None:
+    def _resumed(hooks: MigrationHooks, spec: InstanceSpec) -> None:
         """The guest runs here (the commit cannot fail any more): the QMP settings."""
-        from corral.drivers.qemu.migrate import resumed_incoming
-
         try:
-            resumed_incoming(spec)
+            hooks.after_resume(spec)
         except CorralError as exc:
             log.warning("re-applying IO limits/balloon to %s after migrating in: %s",
                         spec.name, exc.message)
