@@ -13,7 +13,7 @@ import httpx
 from corral.client.tls import pinned_context
 from corral.client.transport import ApiError, HttpTransport, raise_for
 from corral.client.unixhttp import Unreachable
-from corral.domain.errors import CorralError, HostFailure
+from corral.domain.errors import HostFailure
 from corral.migration.frames import Frame, encode
 from corral.wire.migration import CommitReply, CommitRequest, IncomingReply, IncomingRequest
 
@@ -126,12 +126,6 @@ class PeerClient:
         except PeerError as exc:
             if exc.peer_status != 404:
                 raise
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, CorralError):
-        return exc.message
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def env_float(name: str, default: float) -> float:

@@ -13,6 +13,7 @@ bandwidth rules, unless ``--no-nics``.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from corral.domain.errors import Conflict, NotFound, Unsupported
 from corral.domain.lifecycle import State
 from corral.domain.resources import Resources, to_settings
 from corral.domain.statuses import OperationStatus
+from corral.domain.undo import Undo
 from corral.domain.users import LOCAL_ROOT
 from corral.drivers.snapshots import ROOT
 from corral.services import nic_carry
@@ -34,6 +36,8 @@ from corral.state.store import InstanceRecord, OperationRecord
 
 if TYPE_CHECKING:
     from corral.services.disks import DiskService
+
+log = logging.getLogger("corral.backups")
 
 
 class RestoreService:
@@ -113,11 +117,11 @@ class RestoreService:
             rec = self.instances.store.get_instance(name)
             self.instances.ops.locks.acquire(name, ctx.id, "restore")
             try:
-                self._write_disks(ctx, manifest, store, rec)
-                made = nic_carry.place(self.networks, rec, carry, keep) if carry else []
-            except BaseException:  # no half-restored instance is left behind
-                self.instances.discard(rec, self.instances.spec(rec))
-                raise
+                with Undo(log) as undo:  # no half-restored instance is left behind
+                    undo.push(f"remove the half-restored instance '{name}'",
+                              lambda: self.instances.discard(rec, self.instances.spec(rec)))
+                    self._write_disks(ctx, manifest, store, rec)
+                    made = nic_carry.place(self.networks, rec, carry, keep) if carry else []
             finally:
                 self.instances.ops.locks.release(name, ctx.id)
             ctx.result = f"{ctx.result}\n{nic_carry.report(name, carry, made, rec.resources)}"

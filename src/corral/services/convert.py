@@ -11,7 +11,6 @@ addresses, services/nic_carry) with its bandwidth rules, unless ``--no-nics``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -19,7 +18,8 @@ from corral.domain.errors import Conflict, InvalidInput, Unsupported
 from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.lifecycle import State
 from corral.domain.names import FIRST_ID, validate_name
-from corral.drivers.base import RuntimeState
+from corral.domain.undo import Undo
+from corral.drivers.base import Driver, RuntimeState
 from corral.services import nic_carry
 from corral.services.foreign import FOREIGN_TEMPLATE
 from corral.services.instances import InstanceService
@@ -65,8 +65,9 @@ class ConvertService:
         base_spec = svc.spec(rec)
 
         def work(ctx: OperationContext) -> None:
-            with contextlib.ExitStack() as undo:
-                undo.callback(svc.discard, rec, base_spec)
+            with Undo(log) as undo:
+                undo.push(f"remove the half-made clone '{new_name}'",
+                          lambda: svc.discard(rec, base_spec))
                 base_spec.directory.mkdir(parents=True, exist_ok=False)
                 ctx.progress(0.0, "cloning disks")
                 cow = self.storage.clone_disks(src.id, rec.id, pool,
@@ -74,7 +75,6 @@ class ConvertService:
                 ctx.progress(0.9, "configuring" + (" (copy-on-write)" if cow else ""))
                 driver.create(svc.spec(rec), image, lambda f, p: None)
                 made = nic_carry.place(self.networks, rec, carry, False) if carry else []
-                undo.pop_all()
             ctx.result = nic_carry.report(new_name, carry, made, rec.resources)
             svc.store.set_state(rec.id, State.STOPPED)
             svc.events.publish("instance.created", instance=new_name, id=rec.id,
@@ -132,35 +132,31 @@ class ConvertService:
             svc.store.set_state(rec.id, State.STOPPED)
             ctx.progress(0.3, f"removing the {rec.kind.value} runtime (the disk stays)")
             old_driver.delete(spec)
-            svc.store.set_kind(rec.id, target)
-            new_spec = svc.spec(svc.store.get_instance(str(rec.id)))
-            try:
+            with Undo(log) as undo:
+                svc.store.set_kind(rec.id, target)
+                undo.push(f"make '{rec.name}' a {rec.kind.value} again",
+                          lambda: self._back_to(rec.id, spec, was_running))
+                new_spec = svc.spec(svc.store.get_instance(str(rec.id)))
                 ctx.progress(0.5, f"configuring the {target.value}")
                 new_spec.directory.mkdir(parents=True, exist_ok=True)
+                undo.push(f"remove the {target.value} runtime",
+                          lambda: new_driver.delete(new_spec))
                 new_driver.create(new_spec, image, lambda f, p: None)
                 if was_running:
                     ctx.progress(0.7, f"starting as a {target.value}")
                     svc.store.set_state(rec.id, State.STARTING)
+                    undo.push(f"stop the {target.value}", lambda: _stop(new_driver, new_spec))
                     new_driver.start(new_spec, image)
-            except BaseException:
-                self._roll_back(rec.id, spec, new_spec, was_running)
-                raise
             svc.store.set_state(rec.id, State.RUNNING if was_running else State.STOPPED)
             svc.events.publish("instance.converted", instance=rec.name, id=rec.id,
                                type=target.value, previous=rec.kind.value)
 
         return svc.ops.submit("convert", rec.name, work)
 
-    def _roll_back(self, instance_id: int, old_spec: InstanceSpec, new_spec: InstanceSpec,
-                   was_running: bool) -> None:
+    def _back_to(self, instance_id: int, old_spec: InstanceSpec, was_running: bool) -> None:
         """Conversion failed: the instance goes back to its old kind (its disk never moved)."""
         svc = self.instances
-        new_driver, old_driver = svc.driver(new_spec.kind), svc.driver(old_spec.kind)
-        with contextlib.suppress(Exception):
-            if new_driver.status(new_spec).state != RuntimeState.STOPPED:
-                new_driver.stop(new_spec, force=True, timeout=0)
-        with contextlib.suppress(Exception):
-            new_driver.delete(new_spec)
+        old_driver = svc.driver(old_spec.kind)
         svc.store.set_kind(instance_id, old_spec.kind)
         try:
             image = svc.templates.get(old_spec.template)
@@ -174,3 +170,8 @@ class ConvertService:
         except Exception as exc:
             log.error("rolling back the conversion of %s failed: %s", old_spec.name, exc)
             svc.store.set_state(instance_id, State.ERROR)
+
+
+def _stop(driver: Driver, spec: InstanceSpec) -> None:
+    if driver.status(spec).state != RuntimeState.STOPPED:
+        driver.stop(spec, force=True, timeout=0)

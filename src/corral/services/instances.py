@@ -17,6 +17,7 @@ from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.lifecycle import Action, State
 from corral.domain.names import FIRST_ID, validate_name
 from corral.domain.resources import Resources, apply_settings
+from corral.domain.undo import Undo
 from corral.drivers.base import ConsoleStream, Driver, ExecResult, RuntimeState, RuntimeStatus
 from corral.network.nicfile import read_addresses
 from corral.services.events import EventBus
@@ -149,8 +150,9 @@ class InstanceService:
         spec = self.spec(rec)
 
         def work(ctx: OperationContext) -> None:
-            with contextlib.ExitStack() as undo:
-                undo.callback(self.discard, rec, spec)
+            with Undo(log) as undo:
+                undo.push(f"remove the half-made instance '{name}'",
+                          lambda: self.discard(rec, spec))
                 spec.directory.mkdir(parents=True, exist_ok=False)
                 def disk_progress(f: float, p: str) -> None:
                     ctx.progress(f * 0.6, p)
@@ -164,7 +166,6 @@ class InstanceService:
                 if start:
                     ctx.progress(0.9, "starting")
                     driver.start(made, image)
-                undo.pop_all()
             state = State.RUNNING if start else State.STOPPED
             self.store.set_state(rec.id, state)
             self.events.publish("instance.created", instance=name, id=rec.id, type=kind)

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 from corral.domain.errors import CorralError, NotFound
 from corral.domain.lifecycle import State
 from corral.domain.statuses import MigrationStatus
+from corral.domain.undo import describe
 from corral.drivers.base import RuntimeState
 from corral.drivers.migration import MigrationPath, migration_hooks
-from corral.migration.peer import PeerClient, describe
+from corral.migration.peer import PeerClient
 from corral.services.migration.source import remove_source
 from corral.services.migration.target import Incoming, TargetSide
 from corral.state.migstore import MigrationRecord

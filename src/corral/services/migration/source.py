@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from corral.domain.errors import CorralError, HostFailure, InvalidInput
 from corral.domain.instance import Kind
 from corral.domain.statuses import MigrationStatus
+from corral.domain.undo import Undo, describe
 from corral.drivers.base import RuntimeState
 from corral.drivers.migration import (
     LiveEndpoints,
@@ -34,7 +35,7 @@ from corral.drivers.migration import (
 )
 from corral.migration.files import files_size, instance_files, snapshot_files
 from corral.migration.frames import Frame
-from corral.migration.peer import PeerClient, describe, env_float
+from corral.migration.peer import PeerClient, env_float
 from corral.migration.transfer import DiskCopier, Throttle, allocated_bytes
 from corral.services.operations import Cancelled, OperationContext
 from corral.state.store import InstanceRecord
@@ -110,7 +111,9 @@ class SourceRun:
         self.path = path
         self.request = request
         self.running = running
-        self.undo: list[tuple[str, Callable[[], None]]] = []
+        self.undo = Undo(log)
+        """Until the commit: how to take back each step (the target's reservation, a stopped
+        or half-moved source); discarded once the target committed."""
         self.started = time.monotonic()
         self.details: dict[str, Any] = {}
         self.committing = False
@@ -207,8 +210,8 @@ class SourceRun:
         )
         self.phase(0.02, f"reserving '{self.rec.name}' on {self.remote.name}")
         reply = peer.reserve(request)
-        self.undo.append(("drop the reservation on the target",
-                          lambda: peer.abort(self.mid, "the source rolled back")))
+        self.undo.push("drop the reservation on the target",
+                       lambda: peer.abort(self.mid, "the source rolled back"))
         if reply.id != self.rec.id:
             self.details["id_changed"] = f"{self.rec.id} -> {reply.id}"
         return reply
@@ -249,8 +252,7 @@ class SourceRun:
         exports = reply.nbd_exports or {"root": reply.nbd_export}  # an older target: root
         ends = LiveEndpoints(reply.nbd_host, reply.nbd_port, exports, reply.migrate_uri)
         source = self.hooks.live_source(self.spec, self.offer)
-        self.undo.append(("resume the source guest",
-                          lambda: self._live_undo(source)))
+        self.undo.push("resume the source guest", lambda: self._live_undo(source))
         bandwidth = self.request.bandwidth
         source.mirror(ends, bandwidth, lambda f, text: self.phase(0.05 + 0.5 * f, text))
         self.phase(0.55, "sending the instance's files")
@@ -312,7 +314,7 @@ class SourceRun:
         if self.running:
             self.phase(0.72, "stopping the instance on the source")
             self.s.store.update_migration(self.mid, details={"stopped": True})
-            self.undo.append(("start the source again", self._restart_source))
+            self.undo.push("start the source again", self._restart_source)
             self.driver.stop(self.spec, force=False, timeout=10.0)
         final = rnd(0.75, 0.9, "final disk delta (stopped)")
         sent_total += final
@@ -343,6 +345,13 @@ class SourceRun:
             self.driver.start(self.spec, self.s.instances.templates.get(self.rec.template))
 
     def _commit(self, peer: PeerClient, start: bool) -> CommitReply:
+        """Ask the target to commit. Once it did, nothing here is taken back: the instance
+        lives there (a later failure leaves the source's copy to clean up, not to restart)."""
+        reply = self._ask_commit(peer, start)
+        self.undo.discard()
+        return reply
+
+    def _ask_commit(self, peer: PeerClient, start: bool) -> CommitReply:
         try:
             return peer.commit(self.mid, start)
         except CorralError as first:
@@ -375,12 +384,7 @@ class SourceRun:
                                   if k in ("downtime_ms", "total_ms")})
 
     def _rollback(self, exc: BaseException) -> None:
-        problems: list[str] = []
-        for what, step in reversed(self.undo):
-            try:
-                step()
-            except Exception as failure:
-                problems.append(f"{what}: {describe(failure)}")
+        problems = self.undo.run()
         status = (MigrationStatus.CANCELLED if isinstance(exc, Cancelled)
                   else MigrationStatus.FAILURE)
         error = describe(exc)

@@ -14,7 +14,6 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,11 +30,11 @@ from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.lifecycle import State
 from corral.domain.resources import Resources
 from corral.domain.statuses import MigrationStatus
-from corral.drivers.base import RuntimeState
+from corral.domain.undo import Undo, describe
+from corral.drivers.base import Driver, RuntimeState
 from corral.drivers.migration import LiveOffer, MigrationHooks, MigrationPath, migration_hooks
 from corral.migration.files import NoSpace, check_space, extract_files, side_file
 from corral.migration.frames import decode
-from corral.migration.peer import describe
 from corral.migration.transfer import apply_frames
 from corral.state.migstore import MigrationRecord
 from corral.state.store import InstanceRecord
@@ -267,22 +266,18 @@ class TargetSide:
         s = self.s
         rec, spec = incoming.rec, incoming.spec
         driver = s.instances.driver(rec.kind)
-        problems: list[str] = []
-        with contextlib.suppress(Exception):
-            if driver.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
-                driver.stop(spec, force=True, timeout=0)
-        steps: list[Callable[[], None]] = [
-                     lambda: s.networks.forget_instance(rec.id),
-                     lambda: s.forget_snapshots(rec.id),
-                     lambda: driver.delete(spec),
-                     lambda: s.instances.storage.release(spec),
-                     lambda: shutil.rmtree(spec.directory, ignore_errors=True),
-                     lambda: s.instances.store.delete_instance(rec.id)]
-        for step in steps:
-            try:
-                step()
-            except Exception as exc:
-                problems.append(describe(exc))
+        # Whatever a reservation may have made, in the order it makes them (run newest
+        # first); each step is harmless where its part was never made.
+        undo = Undo(log)
+        undo.push("remove the instance row", lambda: s.instances.store.delete_instance(rec.id))
+        undo.push("remove the instance directory",
+                  lambda: shutil.rmtree(spec.directory, ignore_errors=True))
+        undo.push("release the disks", lambda: s.instances.storage.release(spec))
+        undo.push("delete the runtime's files", lambda: driver.delete(spec))
+        undo.push("forget the snapshots", lambda: s.forget_snapshots(rec.id))
+        undo.push("forget the NICs", lambda: s.networks.forget_instance(rec.id))
+        undo.push("stop the incoming runtime", lambda: _stop_quietly(driver, spec))
+        problems = undo.run()
         s.instances.ops.locks.release(rec.name, incoming.request.migration_id)
         with contextlib.suppress(NotFound):
             s.store.update_migration(
@@ -291,3 +286,10 @@ class TargetSide:
             )
         log.warning("incoming migration %s of %s aborted: %s", incoming.request.migration_id,
                     rec.name, reason)
+
+
+def _stop_quietly(driver: Driver, spec: InstanceSpec) -> None:
+    """A runtime that cannot even be asked is left to ``delete``."""
+    with contextlib.suppress(Exception):
+        if driver.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
+            driver.stop(spec, force=True, timeout=0)
