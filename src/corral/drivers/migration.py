@@ -157,8 +157,8 @@ def migration_hooks(driver: Driver) -> MigrationHooks:
 
 
 def without_criu(reason: str) -> str:
-    """The ``precopy`` reason of a container: its processes cannot be checkpointed."""
-    return (f"no CRIU ({reason}): disk pre-copied while running, then stop, "
+    """The ``precopy`` reason of a container: its processes are not checkpointed."""
+    return (f"pre-copied restart ({reason}): disk pre-copied while running, then stop, "
             "final delta sync, start on the target")
 
 
