@@ -45,9 +45,11 @@ def test_a_running_container_is_pre_copied_saying_why_not_criu(tmp_path: Path) -
     path, why = choose_path(Kind.CT, migration_hooks(FakeDriver(Kind.CT)), running=True,
                             mode="live")
     assert path is MigrationPath.PRECOPY
-    assert why.startswith("pre-copied restart (not a real container): disk pre-copied while running")
+    assert why.startswith(
+        "pre-copied restart (not a real container): disk pre-copied while running")
     path, why = choose_path(Kind.CT, migration_hooks(LxcDriver(tmp_path / "lxc")),
                             running=True, mode="auto")
     assert path is MigrationPath.PRECOPY
     # CRIU restore is not implemented: the probe's verdict (whatever it is here) is reported
-    assert why.startswith("pre-copied restart (") and why.endswith("final delta sync, start on the target")
+    assert why.startswith("pre-copied restart (")
+    assert why.endswith("final delta sync, start on the target")
