@@ -94,8 +94,8 @@ corral template build tiny --if-outdated
 corral info web1 >/dev/null 2>&1 || corral create web1 --type ct --template tiny --cpus 1 --memory 256M --disk 1G
 corral info db1  >/dev/null 2>&1 || corral create db1  --type vm --template tiny --cpus 2 --memory 512M --disk 2G
 for name in web1 db1; do
-  state="$(corral info "$name" --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')"
-  case "$state" in
+  instance_state="$(corral info "$name" --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')"
+  case "$instance_state" in
     running) ;;
     suspended) corral resume "$name" ;;
     *) corral start "$name" ;;

@@ -183,3 +183,18 @@ def test_exec_says_it_waits_for_a_booting_guest_agent(daemon: Daemon) -> None:
     run("create", "ct1", "--type", "ct", "--start", check=True)
     with daemon.client() as c:
         assert c.get_instance("ct1").agent is None
+
+
+def test_host_info_piped_has_no_markup(daemon: Daemon) -> None:
+    out = daemon.cli("host", "info", check=True).stdout
+    assert "[green]" not in out and "[red]" not in out and "[/]" not in out, out
+    assert re.search(r"\s(yes|no)\s", out), out
+
+
+def test_a_missing_tls_certificate_is_an_error_not_a_traceback(daemon: Daemon) -> None:
+    env = {"CORRAL_URL": "https://127.0.0.1:1", "CORRAL_TOKEN": "crl_x",
+           "CORRAL_TLS_CERT": "/nonexistent/cert.pem"}
+    proc = daemon.cli("whoami", env=env)
+    assert proc.returncode == 1, proc
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "cannot read corrald's TLS certificate '/nonexistent/cert.pem'" in proc.stderr

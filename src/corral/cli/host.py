@@ -17,7 +17,11 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f")]
 
 def _feature_text(value: Any) -> str:
     if isinstance(value, dict) and "available" in value:
-        mark = "[green]yes[/]" if value["available"] else "[red]no[/]"
+        yes = value["available"]
+        if output.to_terminal():
+            mark = "[green]yes[/]" if yes else "[red]no[/]"
+        else:  # piped: plain words, no markup
+            mark = "yes" if yes else "no"
         return f"{mark}  {value.get('detail', '')}"
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items())

@@ -66,7 +66,12 @@ def _verify(tls_cert: str | None) -> Any:
 
     from corral.client.tls import pinned_context
 
-    return pinned_context(Path(path).read_text())
+    try:
+        pem = Path(path).read_text()
+    except OSError as exc:
+        raise ApiError(0, "invalid", f"cannot read corrald's TLS certificate '{path}' "
+                       f"($CORRAL_TLS_CERT): {exc.strerror or exc}") from None
+    return pinned_context(pem)
 
 
 _PLAIN = frozenset({"json", "params", "timeout"})
