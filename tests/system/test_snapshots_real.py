@@ -220,12 +220,14 @@ def test_vm_memory_snapshot_resumes_with_its_ram(real_daemon: Daemon) -> None:
 
 
 def test_vm_memory_snapshot_after_a_live_memory_change(real_daemon: Daemon) -> None:
-    """A live ``set memory=`` balloons below the RAM QEMU booted with; the snapshot's RAM is
-    the booted size, and the revert must start QEMU with that size (not the new setting) or
-    the state does not load and the VM cold-boots."""
+    """A live ``set memory=`` balloons below the RAM QEMU booted with, and a disk added to a
+    running microvm VM waits for its next start: the revert must start QEMU as it ran when
+    the state was saved (booted RAM size, only the disks it had), or the state does not
+    load and the VM cold-boots (the README tour's order: disk add, then snapshot --memory)."""
     d, name = real_daemon, "mem-set-vm"
     create(d, name, "vm")
     d.cli("set", name, "memory=128M", check=True)
+    d.cli("disk", "add", name, "later", "--size", "16M", check=True)
     sh(d, name, "echo before > /tmp/ram")
     snapshot(d, name, "after-set", "--memory")
     sh(d, name, "echo after > /tmp/ram")

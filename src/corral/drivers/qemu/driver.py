@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from corral.domain.disks import CDROM_FILE
@@ -207,12 +208,13 @@ class QemuDriver(QemuDiskHotplug):
 
     def start(
         self, spec: InstanceSpec, template: TemplateImage, *, paused: bool = False,
-        boot_memory: int | None = None,
+        boot_memory: int | None = None, attached: Sequence[str] | None = None,
     ) -> None:
         """Start QEMU; ``paused``: with the vCPUs stopped until QMP ``cont`` (the guest has
         not run a single instruction: a memory snapshot can be loaded into it);
         ``boot_memory``: QEMU's ``-m`` instead of the spec's memory (a saved state's RAM
-        size, which a live ``set memory=`` ballooned below)."""
+        size, which a live ``set memory=`` ballooned below); ``attached``: only these data
+        disks (a saved state's devices must match)."""
         paths = _paths(spec)
         if self._pid(paths) is not None:
             raise Conflict(f"'{spec.name}' is already running")
@@ -220,7 +222,10 @@ class QemuDriver(QemuDiskHotplug):
             raise InvalidInput(f"'{spec.name}' has no disk at '{spec.disk_path}'; create it")
         cfg = dataclasses.replace(self.config(spec, template), paused=paused)
         if boot_memory is not None:
-            cfg = dataclasses.replace(cfg, memory=boot_memory)
+            cfg = dataclasses.replace(cfg, memory=int(boot_memory))
+        if attached is not None:
+            cfg = dataclasses.replace(cfg, data_disks=tuple(
+                d for d in cfg.data_disks if d.name in attached))
         if paths.run.exists():  # left by a crash (a stop removes it)
             self._cleanup_runtime(paths)
         paths.run.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,7 @@ from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
 from corral.drivers.qemu.cmdline import VmDisk
 from corral.drivers.qemu.driver import QemuDriver
+from corral.drivers.qemu.migrate import attached_disks
 from corral.drivers.qemu.qmp import monitor, qmp
 from corral.drivers.snapshots import (
     ROOT,
@@ -149,7 +150,8 @@ class QemuSnapshots:
                 qemu_img = require_tool("qemu-img", "qemu-utils")
                 run([qemu_img, "create", "-q", "-f", "qcow2", str(dest / VMSTATE), "1M"])
                 boot = qmp(self._sock(spec), "query-memory-size-summary")["base-memory"]
-                (dest / BOOT).write_text(json.dumps({"boot_memory": boot}) + "\n")
+                (dest / BOOT).write_text(json.dumps(
+                    {"boot_memory": boot, "attached": attached_disks(spec)}) + "\n")
                 self._vmstate_job(spec, dest / VMSTATE, "snapshot-save")
         if memory:
             consistency = "memory and disk (QEMU state, paused for the save)"
@@ -170,7 +172,9 @@ class QemuSnapshots:
         if not memory:
             return
         # -S: not one guest instruction yet; the RAM size the state was saved with
-        self.driver.start(spec, template, paused=True, boot_memory=_boot_memory(source))
+        boot = _boot(source)
+        self.driver.start(spec, template, paused=True, boot_memory=boot.get("boot_memory"),
+                          attached=boot.get("attached"))
         sock = self._sock(spec)
         try:
             self._vmstate_job(spec, source / VMSTATE, "snapshot-load")
@@ -315,12 +319,15 @@ class QemuSnapshots:
                 qmp(sock, "block-dirty-bitmap-remove", {"node": node, "name": tracking})
 
 
-def _boot_memory(source: Path) -> int | None:
-    """The saved ``-m`` (None for snapshots made before it was kept: the spec's memory)."""
+def _boot(source: Path) -> dict[str, Any]:
+    """How QEMU ran when the state was saved: its ``-m`` and the data disks it had (a disk
+    added to a running microvm VM waits for the next start). Empty for snapshots made before
+    it was kept: the spec's memory and every disk."""
     try:
-        return int(json.loads((source / BOOT).read_text())["boot_memory"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        found = json.loads((source / BOOT).read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def dirty_chunks(map_json: bytes) -> frozenset[int]:
