@@ -86,12 +86,16 @@ class InstanceService:
         return driver
 
     def view(self, rec: InstanceRecord) -> InstanceView:
+        return self._view(rec, lambda: self.driver(rec.kind).status(self.spec(rec)))
+
+    def _view(self, rec: InstanceRecord, read: Callable[[], RuntimeStatus]) -> InstanceView:
+        """The row corrected by the runtime (``read``), unless an operation holds it."""
         assigned = read_addresses(self.directory / str(rec.id))
         holder = self.ops.locks.holder(rec.name)
         if holder is not None or rec.state in (State.CREATING, State.DELETING):
             return InstanceView(rec, rec.state, None, holder, tuple(assigned))
         try:
-            runtime = self.driver(rec.kind).status(self.spec(rec))
+            runtime = read()
         except Exception as exc:  # a broken runtime must not hide the instance from `list`
             log.warning("status of %s failed: %s", rec.name, exc)
             return InstanceView(rec, State.ERROR, None, None, tuple(assigned))
@@ -107,13 +111,42 @@ class InstanceService:
             )
         return InstanceView(rec, state, runtime, None, tuple(assigned))
 
+    def runtime_statuses(self, records: list[InstanceRecord]) -> dict[int, RuntimeStatus]:
+        """The runtime state of ``records``, one batch read per driver (no process per
+        instance); an instance whose driver could not say is left out."""
+        found: dict[int, RuntimeStatus] = {}
+        for kind in {rec.kind for rec in records}:
+            specs = [self.spec(rec) for rec in records if rec.kind is kind]
+            try:
+                found.update(self.driver(kind).statuses(specs))
+            except Exception as exc:  # shown as ERROR per instance by _view
+                log.warning("state of the %s instances failed: %s", kind.value, exc)
+        return found
+
     def list_all(
         self, keep: Callable[[list[InstanceRecord]], list[InstanceRecord]] | None = None,
     ) -> list[InstanceView]:
         """Every instance, or those ``keep`` keeps (only they are asked for their runtime
-        state)."""
+        state, all in one batch per driver)."""
         records = self.store.list_instances()
-        return [self.view(rec) for rec in (keep(records) if keep is not None else records)]
+        if keep is not None:
+            records = keep(records)
+        asked = [rec for rec in records if rec.state not in (State.CREATING, State.DELETING)
+                 and self.ops.locks.holder(rec.name) is None]
+        found = self.runtime_statuses(asked)
+        asked_ids = {rec.id for rec in asked}
+
+        def reader(rec: InstanceRecord) -> Callable[[], RuntimeStatus]:
+            def read() -> RuntimeStatus:
+                if rec.id not in asked_ids:  # its operation ended since: ask on its own
+                    return self.driver(rec.kind).status(self.spec(rec))
+                status = found.get(rec.id)
+                if status is None:
+                    raise LookupError("the runtime did not say")
+                return status
+            return read
+
+        return [self._view(rec, reader(rec)) for rec in records]
 
     def get(self, ref: str) -> InstanceView:
         return self.view(self.store.get_instance(ref))

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from corral.domain.disks import CDROM_FILE
@@ -384,6 +385,15 @@ class QemuDriver(QemuDiskHotplug):
             details["agent"] = _agent_state(chardevs)
         return RuntimeStatus(state, pid, details=details)
 
+    def statuses(self, specs: Sequence[InstanceSpec]) -> dict[int, RuntimeStatus]:
+        # The pidfile and /proc say whether each QEMU lives; a live one's run state comes
+        # over its long-lived QMP session (qmp.Monitors): a socket round trip, no process.
+        found = {}
+        for spec in specs:
+            with contextlib.suppress(Exception):
+                found[spec.id] = self.status(spec)
+        return found
+
     def exec(
         self, spec: InstanceSpec, argv: list[str], timeout: float | None, stdin: bytes = b""
     ) -> ExecResult:
@@ -424,3 +434,11 @@ class QemuDriver(QemuDiskHotplug):
     def stats(self, spec: InstanceSpec) -> InstanceStats:
         paths = _paths(spec)
         return vm_resources.stats(spec, paths, read_layout(), self._pid(paths))
+
+    def stats_many(self, specs: Sequence[InstanceSpec]) -> dict[int, InstanceStats]:
+        layout, found = read_layout(), {}
+        for spec in specs:
+            paths = _paths(spec)
+            with contextlib.suppress(Exception):
+                found[spec.id] = vm_resources.stats(spec, paths, layout, self._pid(paths))
+        return found
