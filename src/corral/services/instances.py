@@ -73,11 +73,18 @@ class InstanceService:
 
     # Views ----------------------------------------------------------------------------
     def spec(self, rec: InstanceRecord) -> InstanceSpec:
-        return self.storage.attach(InstanceSpec(
+        return self.storage.attach(self._bare_spec(rec))
+
+    def specs(self, records: list[InstanceRecord]) -> list[InstanceSpec]:
+        """``spec`` of many, their disks found in one query."""
+        return self.storage.attach_all([self._bare_spec(rec) for rec in records])
+
+    def _bare_spec(self, rec: InstanceRecord) -> InstanceSpec:
+        return InstanceSpec(
             id=rec.id, name=rec.name, kind=rec.kind, template=rec.template,
             resources=rec.resources, directory=self.directory / str(rec.id),
             privileged=rec.privileged,
-        ))
+        )
 
     def driver(self, kind: Kind) -> Driver:
         driver = self.drivers.get(kind)
@@ -115,10 +122,10 @@ class InstanceService:
         """The runtime state of ``records``, one batch read per driver (no process per
         instance); an instance whose driver could not say is left out."""
         found: dict[int, RuntimeStatus] = {}
+        specs = self.specs(records) if records else []
         for kind in {rec.kind for rec in records}:
-            specs = [self.spec(rec) for rec in records if rec.kind is kind]
             try:
-                found.update(self.driver(kind).statuses(specs))
+                found.update(self.driver(kind).statuses([s for s in specs if s.kind is kind]))
             except Exception as exc:  # shown as ERROR per instance by _view
                 log.warning("state of the %s instances failed: %s", kind.value, exc)
         return found

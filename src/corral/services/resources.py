@@ -160,10 +160,11 @@ class ResourceService:
 
     def _stats_all(self, records: list[InstanceRecord]) -> tuple[float, dict[int, InstanceStats]]:
         found: dict[int, InstanceStats] = {}
+        specs = self.instances.specs(records) if records else []
         for kind in {rec.kind for rec in records}:
-            specs = [self.instances.spec(rec) for rec in records if rec.kind is kind]
             try:
-                found.update(self.instances.driver(kind).stats_many(specs))
+                driver = self.instances.driver(kind)
+                found.update(driver.stats_many([s for s in specs if s.kind is kind]))
             except Exception as exc:  # one broken runtime must not hide the others
                 log.warning("usage of the %s instances failed: %s", kind.value, exc)
         return time.monotonic(), found
