@@ -124,8 +124,9 @@ def apply(layout: CgroupLayout, rel: str, controller: str, file: str, value: str
 def _subtree(group: Path) -> list[Path]:
     """``group`` and every cgroup below it, parents first."""
     found = [group]
-    for current in found:
-        found += sorted(p for p in current.iterdir() if p.is_dir())
+    for current in found:  # scandir's entry types: no stat of each of a group's files
+        with os.scandir(current) as entries:
+            found += sorted(current / e.name for e in entries if e.is_dir(follow_symlinks=False))
     return found
 
 
@@ -325,33 +326,3 @@ def usage(layout: CgroupLayout, rel: str) -> CgroupUsage:
     pids = _int(get("pids", "pids.current"))
     return CgroupUsage(cpu_ns, memory, rb, wb, ro, wo, pids, oom)
 
-
-# --- membership (runtime state without asking the runtime) -----------------------------------
-
-_MEMBERSHIP = ("pids", "memory", "cpu")
-"""Controllers whose hierarchy every process of a group is in (the first one the host has)."""
-
-
-def members(layout: CgroupLayout, rel: str) -> list[int] | None:
-    """The pids in group ``rel`` (not its children); None when the group does not exist."""
-    root = next((r for c in _MEMBERSHIP if (r := hierarchy(layout, c)) is not None),
-                layout.v2_mount)
-    if root is None:
-        return None
-    text = _read(root / rel / "cgroup.procs")
-    if text is None:
-        return None
-    return [int(line) for line in text.split() if line.isdigit()]
-
-
-def frozen(layout: CgroupLayout, rel: str) -> bool:
-    """Whether group ``rel`` is frozen (or freezing): the v1 freezer or cgroup2's freeze."""
-    if layout.controller_version("freezer") == CgroupVersion.V1:
-        state = read(layout, "freezer", rel, "freezer.state")
-        if state is not None and state.strip() in ("FROZEN", "FREEZING"):
-            return True
-    if layout.v2_mount is not None:
-        freeze = _read(layout.v2_mount / rel / "cgroup.freeze")
-        if freeze is not None and freeze.strip() == "1":
-            return True
-    return False

@@ -280,14 +280,15 @@ class LxcDriver(LxcDiskHotplug):
     # -- observing ------------------------------------------------------------------------
 
     def status(self, spec: InstanceSpec) -> RuntimeStatus:
-        return ct_state.read_status(self._container_dir(spec), lxc_name(spec), self._cgroups())
+        reader = ct_state.StateReader(self._cgroups())
+        return reader.status(self._container_dir(spec), lxc_name(spec), spec.directory)
 
     def statuses(self, specs: Sequence[InstanceSpec]) -> dict[int, RuntimeStatus]:
-        layout, found = self._cgroups(), {}
+        reader, found = ct_state.StateReader(self._cgroups()), {}
         for spec in specs:
             with contextlib.suppress(OSError, ValueError):
-                found[spec.id] = ct_state.read_status(self._container_dir(spec),
-                                                      lxc_name(spec), layout)
+                found[spec.id] = reader.status(self._container_dir(spec), lxc_name(spec),
+                                               spec.directory)
         return found
 
     def exec(
@@ -336,17 +337,19 @@ class LxcDriver(LxcDiskHotplug):
                                   self._cgroups(), old, new, running)
 
     def stats(self, spec: InstanceSpec) -> InstanceStats:
-        return self.stats_many([spec])[spec.id]
+        layout = self._cgroups()
+        running = bool(ct_state.StateReader(layout).members(ct_resources.cgroup_path(
+            lxc_name(spec))))
+        return ct_resources.stats(spec, lxc_name(spec), layout, running)
 
     def stats_many(self, specs: Sequence[InstanceSpec]) -> dict[int, InstanceStats]:
         layout = self._cgroups()
-        live = (RuntimeState.RUNNING, RuntimeState.SUSPENDED)
-        found = {}
+        reader, found = ct_state.StateReader(layout), {}
         for spec in specs:
             name = lxc_name(spec)
             with contextlib.suppress(OSError, ValueError):
-                state = ct_state.read_status(self._container_dir(spec), name, layout).state
-                found[spec.id] = ct_resources.stats(spec, name, layout, state in live)
+                running = bool(reader.members(ct_resources.cgroup_path(name)))
+                found[spec.id] = ct_resources.stats(spec, name, layout, running)
         return found
 
     # -- helpers --------------------------------------------------------------------------
