@@ -7,8 +7,9 @@ few seconds: other work on the host counts too), disk per instance, corrald's RS
 fds, ``GET /api/v1/instances`` latency p50/p99 (the API alone; the CLI's own start-up is
 reported apart), and the time of one ``GET /api/v1/stats`` and one ``/metrics`` scrape.
 
-``--compare-python`` (e.g. /work/wt/base/.venv/bin/python): at the end, the same
-instances listed by another checkout's corrald on the same state directory (before/after).
+``--compare-src DIR`` (another checkout's ``src``, e.g. main's from ``git archive``): at the
+end, the same instances listed by that checkout's corrald on the same state directory
+(before/after; its database schema must be this one's).
 
 Prints a table, writes a CSV (and a PNG when matplotlib is installed) to a folder it
 prints; deletes every instance and its state afterwards.
@@ -129,15 +130,16 @@ def create_many(daemon: Daemon, names: list[str], kind: str, memory: str, worker
         list(pool.map(one, names[1:]))
 
 
-def start_other(state: Path, python: str) -> subprocess.Popen[bytes]:
+def start_other(state: Path, src: str) -> subprocess.Popen[bytes]:
     """Another checkout's corrald on the same state directory (same cgroup root)."""
     sock = state / "corral.sock"
     sock.unlink(missing_ok=True)
     process = subprocess.Popen(
-        [python, "-m", "corral.daemon.main", "--state-dir", str(state), "--socket", str(sock),
-         "--drivers", "real", "--node", "test-node", "--log-level", "warning"],
+        [sys.executable, "-m", "corral.daemon.main", "--state-dir", str(state),
+         "--socket", str(sock), "--drivers", "real", "--node", "test-node",
+         "--log-level", "warning"],
         stderr=open(state / "corrald-other.log", "ab"),  # noqa: SIM115
-        env=daemon_env(state), cwd="/",
+        env=dict(daemon_env(state), PYTHONPATH=src), cwd="/",
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -215,7 +217,7 @@ def main() -> None:
     parser.add_argument("--vm-batch", type=int, default=10)
     parser.add_argument("--workers", type=int, default=4, help="parallel API clients")
     parser.add_argument("--runs", type=int, default=30, help="list requests per batch")
-    parser.add_argument("--compare-python", help="another checkout's venv python")
+    parser.add_argument("--compare-src", help="another checkout's src directory")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -252,13 +254,13 @@ def main() -> None:
                 print(f"batch to {cts} CTs + {vms} VMs: {(n_ct + n_vm) / took:.1f}/s")
                 rows.append(measure(daemon, c, cts, vms, base_mem, base_cpu, args.runs))
                 print_table(rows[-1:])
-        if args.compare_python:
+        if args.compare_src:
             stop_daemon(daemon)
-            other = start_other(state, args.compare_python)
+            other = start_other(state, args.compare_src)
             try:
                 with CorralClient(socket=str(state / "corral.sock")) as c:
                     p50, p99 = list_latency(c, min(args.runs, 10))
-                    compare = (f"{args.compare_python}'s corrald, same {cts + vms} instances: "
+                    compare = (f"{args.compare_src}'s corrald, same {cts + vms} instances: "
                                f"GET /api/v1/instances p50 {p50:.0f} ms, p99 {p99:.0f} ms")
             finally:
                 other.terminate()
