@@ -360,6 +360,6 @@ class InstanceService:
             if rec.state is State.CREATING:
                 log.warning("instance %s was half-created when corrald stopped; removing", rec.name)
                 self.discard(rec, self.spec(rec))
-                continue
-            view = self.view(rec)
+        for view in self.list_all():  # one batch read per driver
+            rec = view.record
             log.info("adopted %s (%s): %s", rec.name, rec.kind.value, view.state.value)
