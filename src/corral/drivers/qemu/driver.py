@@ -367,6 +367,9 @@ class QemuDriver(QemuDiskHotplug):
         return pid
 
     def status(self, spec: InstanceSpec) -> RuntimeStatus:
+        return self._status(spec, 5.0)
+
+    def _status(self, spec: InstanceSpec, qmp_timeout: float) -> RuntimeStatus:
         paths = _paths(spec)
         pid = self._pid(paths)
         if pid is None:
@@ -375,7 +378,7 @@ class QemuDriver(QemuDiskHotplug):
             return RuntimeStatus(RuntimeState.MISSING)
         try:
             status, chardevs = qmp_many(paths.qmp, [("query-status", None),
-                                                    ("query-chardev", None)])
+                                                    ("query-chardev", None)], qmp_timeout)
         except HostFailure as exc:
             return RuntimeStatus(RuntimeState.RUNNING, pid, details={"qmp": exc.message})
         qemu_status = str(status.get("status", "unknown"))
@@ -388,10 +391,12 @@ class QemuDriver(QemuDiskHotplug):
     def statuses(self, specs: Sequence[InstanceSpec]) -> dict[int, RuntimeStatus]:
         # The pidfile and /proc say whether each QEMU lives; a live one's run state comes
         # over its long-lived QMP session (qmp.Monitors): a socket round trip, no process.
+        # A QEMU that does not answer within a second is reported running (details say
+        # why) rather than holding up the list of every other instance.
         found = {}
         for spec in specs:
             with contextlib.suppress(Exception):
-                found[spec.id] = self.status(spec)
+                found[spec.id] = self._status(spec, 1.0)
         return found
 
     def exec(
