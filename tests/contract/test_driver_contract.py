@@ -196,20 +196,30 @@ def _wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
     return predicate()
 
 
+def _state(driver: Driver, spec: InstanceSpec) -> RuntimeState:
+    """The state ``status`` says, checked against the batch read (``statuses``)."""
+    state = driver.status(spec).state
+    assert driver.statuses([spec]) == {spec.id: driver.statuses([spec])[spec.id]}
+    assert driver.statuses([spec])[spec.id].state is state
+    return state
+
+
 def test_driver_contract(
     case: tuple[Driver, InstanceSpec, TemplateImage, DriverFactory, Path],
 ) -> None:
     driver, spec, template, factory, root = case
     assert driver.capabilities().kind is driver.kind is spec.kind
-    assert driver.status(spec).state is RuntimeState.MISSING
+    assert _state(driver, spec) is RuntimeState.MISSING
 
     driver.create(spec, template, lambda fraction, phase: None)
-    assert driver.status(spec).state is RuntimeState.STOPPED
+    assert _state(driver, spec) is RuntimeState.STOPPED
     assert spec.disk_path.exists()
 
     driver.start(spec, template)
     status = driver.status(spec)
     assert status.state is RuntimeState.RUNNING and status.pid
+    assert driver.statuses([spec])[spec.id].pid == status.pid
+    assert driver.stats_many([spec])[spec.id].running
     assert _wait_for(lambda: b"corral-guest-ready" in driver.console_log(spec), 60)
 
     ok = driver.exec(spec, ["echo", "hello"], timeout=30)
@@ -218,26 +228,27 @@ def test_driver_contract(
     assert (mixed.exit_code, mixed.stdout, mixed.stderr) == (3, b"fed", b"oops\n")
 
     driver.suspend(spec)
-    assert driver.status(spec).state is RuntimeState.SUSPENDED
+    assert _state(driver, spec) is RuntimeState.SUSPENDED
     driver.resume(spec)
-    assert driver.status(spec).state is RuntimeState.RUNNING
+    assert _state(driver, spec) is RuntimeState.RUNNING
 
     adopted = factory(root)  # as after a daemon restart: nothing kept in memory
-    assert adopted.status(spec).state is RuntimeState.RUNNING
+    assert _state(adopted, spec) is RuntimeState.RUNNING
     assert adopted.exec(spec, ["true"], timeout=30).exit_code == 0
 
     driver.stop(spec, force=False, timeout=30)
-    assert driver.status(spec).state is RuntimeState.STOPPED
+    assert _state(driver, spec) is RuntimeState.STOPPED
 
     driver.start(spec, template)
-    assert driver.status(spec).state is RuntimeState.RUNNING
+    assert _state(driver, spec) is RuntimeState.RUNNING
     driver.stop(spec, force=True, timeout=0)
-    assert driver.status(spec).state is RuntimeState.STOPPED
+    assert _state(driver, spec) is RuntimeState.STOPPED
     stopped = driver.stats(spec)
     assert not stopped.running and stopped.disk_size == spec.resources.disk
 
+    assert not driver.stats_many([spec])[spec.id].running
     driver.delete(spec)
-    assert driver.status(spec).state is RuntimeState.MISSING
+    assert _state(driver, spec) is RuntimeState.MISSING
     assert not spec.disk_path.exists()
 
 

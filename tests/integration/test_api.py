@@ -239,3 +239,24 @@ def test_action_wait_refusals_and_bad_values(daemon: Daemon) -> None:
             f"{daemon.url}/api/v1/instances/sync2/start", params={"wait": -1},
             headers={"Authorization": f"Bearer {daemon.token}"}, verify=False)
         assert response.status_code == 422
+
+
+def test_list_and_stats_of_many_see_a_change_made_behind_corrals_back(daemon: Daemon) -> None:
+    names = [f"many{i}" for i in range(4)]
+    for name in names:
+        _create(daemon, name, "ct", start=True)
+    _create(daemon, "vm1", "vm", start=True)
+    with daemon.client() as c:
+        ids = {i.name: i.id for i in c.list_instances()}
+        # The guest powers off on its own: the runtime says so, the database does not yet.
+        (daemon.state_dir / "instances" / str(ids["many2"]) / "fake.json").write_text(
+            json.dumps({"state": "stopped"}))
+        listed = {i.name: i.state for i in c.list_instances()}
+        assert listed == {**dict.fromkeys(names, "running"), "many2": "stopped",
+                          "vm1": "running"}
+        assert c.get_instance("many2").state == "stopped"  # the row was corrected
+        running = {s.instance: s.running for s in c.all_stats()}
+        assert running == {**dict.fromkeys(names, True), "many2": False, "vm1": True}
+        up = [line for line in c.metrics().splitlines()
+              if line.startswith("corral_instance_up{")]
+        assert len(up) == 5 and sum(line.endswith(" 1") for line in up) == 4

@@ -14,7 +14,7 @@ say the same.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -169,6 +169,12 @@ class Driver(Protocol):
 
     def status(self, spec: InstanceSpec) -> RuntimeStatus: ...
 
+    def statuses(self, specs: Sequence[InstanceSpec]) -> dict[int, RuntimeStatus]:
+        """``status`` of many instances by id, read from files and the driver's open
+        sessions: no process per instance and no wait on a guest (``list`` of a thousand
+        asks this). An instance whose state cannot be read is left out."""
+        ...
+
     def exec(
         self, spec: InstanceSpec, argv: list[str], timeout: float | None, stdin: bytes = b""
     ) -> ExecResult: ...
@@ -189,4 +195,9 @@ class Driver(Protocol):
 
     def stats(self, spec: InstanceSpec) -> InstanceStats:
         """Usage counters now (``running=False`` and disk figures only when stopped)."""
+        ...
+
+    def stats_many(self, specs: Sequence[InstanceSpec]) -> dict[int, InstanceStats]:
+        """``stats`` of many instances by id in one pass, without a process per instance
+        (``top``, ``stats`` and ``/metrics`` of all); one that cannot be read is left out."""
         ...

@@ -124,8 +124,9 @@ def apply(layout: CgroupLayout, rel: str, controller: str, file: str, value: str
 def _subtree(group: Path) -> list[Path]:
     """``group`` and every cgroup below it, parents first."""
     found = [group]
-    for current in found:
-        found += sorted(p for p in current.iterdir() if p.is_dir())
+    for current in found:  # scandir's entry types: no stat of each of a group's files
+        with os.scandir(current) as entries:
+            found += sorted(current / e.name for e in entries if e.is_dir(follow_symlinks=False))
     return found
 
 
@@ -324,3 +325,4 @@ def usage(layout: CgroupLayout, rel: str) -> CgroupUsage:
         rb, wb, ro, wo = parse_io_stat(get("io", "io.stat") or "")
     pids = _int(get("pids", "pids.current"))
     return CgroupUsage(cpu_ns, memory, rb, wb, ro, wo, pids, oom)
+

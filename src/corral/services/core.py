@@ -75,7 +75,8 @@ class Corral:
         self.instances.admission = self.capacity.admit
         self.store.id_quarantine = lambda: self.capacity.policy().quarantine
         self.resources = ResourceService(
-            self.instances, self.capacity, self.events, nic_devices=self._nic_devices
+            self.instances, self.capacity, self.events, nic_devices=self._nic_devices,
+            all_nic_devices=self._all_nic_devices,
         )
         self.networks = NetworkService(
             NetworkStore(self.db),
@@ -87,6 +88,12 @@ class Corral:
 
     def _nic_devices(self, ref: str) -> list[str]:
         return [nic.host_ifname for _name, nic in self.networks.list_nics(ref)]
+
+    def _all_nic_devices(self) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = {}
+        for nic in self.networks.store.list_nics():
+            found.setdefault(nic.instance_id, []).append(nic.host_ifname)
+        return found
 
     def _wire_migration(self, settings: Settings, node: str) -> None:
         from corral.services.migration import MigrationService

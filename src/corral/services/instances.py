@@ -73,11 +73,18 @@ class InstanceService:
 
     # Views ----------------------------------------------------------------------------
     def spec(self, rec: InstanceRecord) -> InstanceSpec:
-        return self.storage.attach(InstanceSpec(
+        return self.storage.attach(self._bare_spec(rec))
+
+    def specs(self, records: list[InstanceRecord]) -> list[InstanceSpec]:
+        """``spec`` of many, their disks found in one query."""
+        return self.storage.attach_all([self._bare_spec(rec) for rec in records])
+
+    def _bare_spec(self, rec: InstanceRecord) -> InstanceSpec:
+        return InstanceSpec(
             id=rec.id, name=rec.name, kind=rec.kind, template=rec.template,
             resources=rec.resources, directory=self.directory / str(rec.id),
             privileged=rec.privileged,
-        ))
+        )
 
     def driver(self, kind: Kind) -> Driver:
         driver = self.drivers.get(kind)
@@ -86,12 +93,16 @@ class InstanceService:
         return driver
 
     def view(self, rec: InstanceRecord) -> InstanceView:
+        return self._view(rec, lambda: self.driver(rec.kind).status(self.spec(rec)))
+
+    def _view(self, rec: InstanceRecord, read: Callable[[], RuntimeStatus]) -> InstanceView:
+        """The row corrected by the runtime (``read``), unless an operation holds it."""
         assigned = read_addresses(self.directory / str(rec.id))
         holder = self.ops.locks.holder(rec.name)
         if holder is not None or rec.state in (State.CREATING, State.DELETING):
             return InstanceView(rec, rec.state, None, holder, tuple(assigned))
         try:
-            runtime = self.driver(rec.kind).status(self.spec(rec))
+            runtime = read()
         except Exception as exc:  # a broken runtime must not hide the instance from `list`
             log.warning("status of %s failed: %s", rec.name, exc)
             return InstanceView(rec, State.ERROR, None, None, tuple(assigned))
@@ -107,13 +118,42 @@ class InstanceService:
             )
         return InstanceView(rec, state, runtime, None, tuple(assigned))
 
+    def runtime_statuses(self, records: list[InstanceRecord]) -> dict[int, RuntimeStatus]:
+        """The runtime state of ``records``, one batch read per driver (no process per
+        instance); an instance whose driver could not say is left out."""
+        found: dict[int, RuntimeStatus] = {}
+        specs = self.specs(records) if records else []
+        for kind in {rec.kind for rec in records}:
+            try:
+                found.update(self.driver(kind).statuses([s for s in specs if s.kind is kind]))
+            except Exception as exc:  # shown as ERROR per instance by _view
+                log.warning("state of the %s instances failed: %s", kind.value, exc)
+        return found
+
     def list_all(
         self, keep: Callable[[list[InstanceRecord]], list[InstanceRecord]] | None = None,
     ) -> list[InstanceView]:
         """Every instance, or those ``keep`` keeps (only they are asked for their runtime
-        state)."""
+        state, all in one batch per driver)."""
         records = self.store.list_instances()
-        return [self.view(rec) for rec in (keep(records) if keep is not None else records)]
+        if keep is not None:
+            records = keep(records)
+        asked = [rec for rec in records if rec.state not in (State.CREATING, State.DELETING)
+                 and self.ops.locks.holder(rec.name) is None]
+        found = self.runtime_statuses(asked)
+        asked_ids = {rec.id for rec in asked}
+
+        def reader(rec: InstanceRecord) -> Callable[[], RuntimeStatus]:
+            def read() -> RuntimeStatus:
+                if rec.id not in asked_ids:  # its operation ended since: ask on its own
+                    return self.driver(rec.kind).status(self.spec(rec))
+                status = found.get(rec.id)
+                if status is None:
+                    raise LookupError("the runtime did not say")
+                return status
+            return read
+
+        return [self._view(rec, reader(rec)) for rec in records]
 
     def get(self, ref: str) -> InstanceView:
         return self.view(self.store.get_instance(ref))
@@ -320,6 +360,6 @@ class InstanceService:
             if rec.state is State.CREATING:
                 log.warning("instance %s was half-created when corrald stopped; removing", rec.name)
                 self.discard(rec, self.spec(rec))
-                continue
-            view = self.view(rec)
+        for view in self.list_all():  # one batch read per driver
+            rec = view.record
             log.info("adopted %s (%s): %s", rec.name, rec.kind.value, view.state.value)

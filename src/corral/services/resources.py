@@ -8,6 +8,7 @@ from ``spec.resources``).
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -29,6 +30,7 @@ from corral.services.instances import InstanceService
 from corral.state.store import InstanceRecord
 
 ONLINE_CPUS = Path("/sys/devices/system/cpu/online")
+log = logging.getLogger("corral.resources")
 SAMPLE_GAP = 0.25  # seconds between two samples when there is no recent previous one
 FRESH = 30.0  # a previous sample younger than this gives the CPU % since then
 
@@ -82,11 +84,14 @@ class ResourceService:
     def __init__(
         self, instances: InstanceService, capacity: CapacityService, events: EventBus,
         nic_devices: Callable[[str], list[str]] = lambda _ref: [],
+        all_nic_devices: Callable[[], dict[int, list[str]]] = dict,
     ) -> None:
         self.instances = instances
         self.capacity = capacity
         self.events = events
         self.nic_devices = nic_devices
+        self.all_nic_devices = all_nic_devices
+        """Host interface names of every instance's NICs by id (one query for all)."""
         self._samples: dict[int, tuple[float, int]] = {}
         self._samples_lock = threading.Lock()
 
@@ -135,29 +140,68 @@ class ResourceService:
         now, stats = time.monotonic(), driver.stats(spec)
         with self._samples_lock:
             previous = self._samples.get(rec.id)
-        if stats.running and (previous is None or now - previous[0] > FRESH
-                              or now - previous[0] < 0.05):
+        if stats.running and _stale(previous, now):
             previous = (now, stats.cpu_ns)
             time.sleep(SAMPLE_GAP)
             now, stats = time.monotonic(), driver.stats(spec)
+        rx, tx = self._net(rec)
+        return self._usage(rec, state, now, stats, previous, rx, tx)
+
+    def _usage(self, rec: InstanceRecord, state: State, now: float, stats: InstanceStats,
+               previous: tuple[float, int] | None, rx: int, tx: int) -> Usage:
         percent = 0.0
         if stats.running and previous is not None and now > previous[0]:
             delta = max(0, stats.cpu_ns - previous[1])
             percent = round(delta / ((now - previous[0]) * 1e9) * 100, 1)
         with self._samples_lock:
             self._samples[rec.id] = (now, stats.cpu_ns)
-        rx, tx = self._net(rec)
         return Usage(rec.name, rec.kind, state, time.time(), stats, percent, rx, tx,
                      rec.resources)
 
-    def usage_all(self) -> list[Usage]:
-        found = []
-        for rec in self.instances.store.list_instances():
+    def _stats_all(self, records: list[InstanceRecord]) -> tuple[float, dict[int, InstanceStats]]:
+        found: dict[int, InstanceStats] = {}
+        specs = self.instances.specs(records) if records else []
+        for kind in {rec.kind for rec in records}:
             try:
-                found.append(self.usage(str(rec.id)))
-            except Exception:  # one broken runtime must not hide the others
+                driver = self.instances.driver(kind)
+                found.update(driver.stats_many([s for s in specs if s.kind is kind]))
+            except Exception as exc:  # one broken runtime must not hide the others
+                log.warning("usage of the %s instances failed: %s", kind.value, exc)
+        return time.monotonic(), found
+
+    def usage_all(self) -> list[Usage]:
+        """Every instance's usage: the state of all as ``list`` says it and their counters,
+        each one batch read per driver; when a running instance has no recent sample, one
+        pause for all of them (not one per instance)."""
+        views = self.instances.list_all()
+        records = [view.record for view in views]
+        states = {view.record.id: view.state for view in views}
+        now, stats = self._stats_all(records)
+        with self._samples_lock:
+            previous = {rec.id: self._samples.get(rec.id) for rec in records}
+        stale = [i for i, s in stats.items() if s.running and _stale(previous[i], now)]
+        if stale:
+            previous.update({i: (now, stats[i].cpu_ns) for i in stale})
+            time.sleep(SAMPLE_GAP)
+            now, stats = self._stats_all(records)
+        devices = self.all_nic_devices()
+        found = []
+        for rec in records:
+            if rec.id not in stats:
                 continue
+            rx = tx = 0
+            for ifname in devices.get(rec.id, []):
+                c = counters(ifname)
+                rx += c["tx_bytes"]  # what the host sent into the instance's NIC
+                tx += c["rx_bytes"]
+            found.append(self._usage(rec, states[rec.id], now, stats[rec.id],
+                                     previous[rec.id], rx, tx))
         return found
+
+
+def _stale(previous: tuple[float, int] | None, now: float) -> bool:
+    """Whether a CPU % needs a new first sample: none, too old, or too close to now."""
+    return previous is None or now - previous[0] > FRESH or now - previous[0] < 0.05
 
 
 def sample(value: float) -> str:

@@ -53,6 +53,10 @@ class InstanceDisks(Protocol):
 
     def attach(self, spec: InstanceSpec) -> InstanceSpec: ...
 
+    def attach_all(self, specs: list[InstanceSpec]) -> list[InstanceSpec]:
+        """``attach`` of many in one query (``list`` of a thousand)."""
+        ...
+
     def prepare(self, spec: InstanceSpec, image: TemplateImage, progress: Progress,
                 pool_name: str | None = None) -> None: ...
 
@@ -84,6 +88,9 @@ class InstanceDisks(Protocol):
 class NoDisks:
     def attach(self, spec: InstanceSpec) -> InstanceSpec:
         return spec
+
+    def attach_all(self, specs: list[InstanceSpec]) -> list[InstanceSpec]:
+        return specs
 
     def prepare(self, spec: InstanceSpec, image: TemplateImage, progress: Progress,
                 pool_name: str | None = None) -> None:
@@ -263,7 +270,14 @@ class StorageService:
 
     # Instance disks -----------------------------------------------------------------------
     def attach(self, spec: InstanceSpec) -> InstanceSpec:
-        disks = self.store.disks_with_pools(spec.id)
+        return self._attach(spec, self.store.disks_with_pools(spec.id))
+
+    def attach_all(self, specs: list[InstanceSpec]) -> list[InstanceSpec]:
+        everyone = self.store.all_disks_with_pools()
+        return [self._attach(spec, everyone.get(spec.id, [])) for spec in specs]
+
+    @staticmethod
+    def _attach(spec: InstanceSpec, disks: list[tuple[DiskRecord, PoolConfig]]) -> InstanceSpec:
         if not disks:
             return spec
         root = next((open_pool(p).volume(spec.id, d.name) for d, p in disks if d.root), None)

@@ -18,6 +18,7 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from corral.domain.errors import Conflict, HostFailure, InvalidInput
@@ -170,6 +171,9 @@ class FakeDriver:
                 raise HostFailure("the guest agent did not answer (fake VM still booting)")
             time.sleep(0.05)
 
+    def statuses(self, specs: Sequence[InstanceSpec]) -> dict[int, RuntimeStatus]:
+        return {spec.id: self.status(spec) for spec in specs}
+
     def exec(
         self, spec: InstanceSpec, argv: list[str], timeout: float | None, stdin: bytes = b""
     ) -> ExecResult:
@@ -206,6 +210,9 @@ class FakeDriver:
     def stats(self, spec: InstanceSpec) -> InstanceStats:
         running = self.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED)
         return fake_resources.stats(spec, running)
+
+    def stats_many(self, specs: Sequence[InstanceSpec]) -> dict[int, InstanceStats]:
+        return {spec.id: self.stats(spec) for spec in specs}
 
 
 def _runnable(command: str, cwd: Path) -> bool:

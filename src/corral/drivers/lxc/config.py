@@ -16,6 +16,8 @@ from corral.host.idmap import IdMap
 
 DEFAULT_INCLUDE_DIR = Path("/usr/share/lxc/config")
 # Every container's cgroup sits under <hierarchy>/<corral_root()>/ct/<name> (monitor: .../monitor).
+INNER = "inner"
+"""LXC runs the container's processes one level below its group (``.../ct/<name>/inner``)."""
 CONSOLE_LOG_SIZE = "1MB"
 TTYS = 1
 PTYS = 64
@@ -163,7 +165,7 @@ def render_config(config: ContainerConfig) -> str:
         f"lxc.cgroup.dir.monitor.pivot = {dirs['pivot']}",
         # Limits sit on ct/<name>; the container's cgroup namespace starts one level below,
         # so even a privileged container cannot raise them.
-        "lxc.cgroup.dir.container.inner = inner",
+        f"lxc.cgroup.dir.container.inner = {INNER}",
     ]
     lines.append(RESOURCES_MARKER)
     lines += _limit_lines(config.cgroups, config.resources, config.swap_limit)

@@ -1,7 +1,7 @@
 """Containers through the ``lxc-*`` tools, in a Corral-owned lxcpath (never /var/lib/lxc).
 
 What a container is made of, all found again from disk (so a restarted daemon re-adopts
-running containers by asking ``lxc-info``):
+running containers from their cgroups, see ``state``):
 
 * ``<lxcpath>/<id>/config``   — rendered by ``config.render_config``;
 * ``spec.disk_path``          — the ext4 root image, ids unshifted (the same disk a VM
@@ -19,6 +19,7 @@ import math
 import shutil
 import stat
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from corral.drivers.base import (
     RuntimeStatus,
 )
 from corral.drivers.lxc import resources as ct_resources
+from corral.drivers.lxc import state as ct_state
 from corral.drivers.lxc.config import (
     DEFAULT_INCLUDE_DIR,
     ContainerConfig,
@@ -48,7 +50,6 @@ from corral.drivers.lxc.disks import (
     mount_data_disks,
     unmount_data_disks,
 )
-from corral.drivers.lxc.info import parse_info
 from corral.drivers.lxc.nics import LxcNics
 from corral.host import cgroupfs
 from corral.host.cgroups import CgroupLayout, read_layout
@@ -205,8 +206,8 @@ class LxcDriver(LxcDiskHotplug):
         mount_data_disks(spec)
         proc = run([*self._args("lxc-start", spec), "-d"], check=False, timeout=START_TIMEOUT)
         if proc.returncode != 0:
-            # Asking lxc-info only on failure keeps a subprocess off the start path; a
-            # running container keeps its mount.
+            # Asking the state only on failure keeps it off the start path; a running
+            # container keeps its mount.
             if self._refuse_if_up(spec):
                 return
             unmount(spec.run_dir / "rootfs")
@@ -279,15 +280,16 @@ class LxcDriver(LxcDiskHotplug):
     # -- observing ------------------------------------------------------------------------
 
     def status(self, spec: InstanceSpec) -> RuntimeStatus:
-        if not (self._container_dir(spec) / "config").is_file():
-            return RuntimeStatus(RuntimeState.MISSING)
-        proc = run([*self._args("lxc-info", spec), "-s", "-p", "-i"], check=False, timeout=30)
-        if proc.returncode != 0:
-            said = (proc.stderr or proc.stdout).decode(errors="replace").strip()
-            if "doesn't exist" in said:
-                return RuntimeStatus(RuntimeState.MISSING)
-            raise HostFailure(f"lxc-info failed for '{spec.name}': {said}")
-        return parse_info(proc.stdout.decode(errors="replace"))
+        reader = ct_state.StateReader(self._cgroups())
+        return reader.status(self._container_dir(spec), lxc_name(spec), spec.directory)
+
+    def statuses(self, specs: Sequence[InstanceSpec]) -> dict[int, RuntimeStatus]:
+        reader, found = ct_state.StateReader(self._cgroups()), {}
+        for spec in specs:
+            with contextlib.suppress(OSError, ValueError):
+                found[spec.id] = reader.status(self._container_dir(spec), lxc_name(spec),
+                                               spec.directory)
+        return found
 
     def exec(
         self, spec: InstanceSpec, argv: list[str], timeout: float | None, stdin: bytes = b""
@@ -335,8 +337,20 @@ class LxcDriver(LxcDiskHotplug):
                                   self._cgroups(), old, new, running)
 
     def stats(self, spec: InstanceSpec) -> InstanceStats:
-        running = self.status(spec).state in (RuntimeState.RUNNING, RuntimeState.SUSPENDED)
-        return ct_resources.stats(spec, lxc_name(spec), self._cgroups(), running)
+        layout = self._cgroups()
+        running = bool(ct_state.StateReader(layout).members(ct_resources.cgroup_path(
+            lxc_name(spec))))
+        return ct_resources.stats(spec, lxc_name(spec), layout, running)
+
+    def stats_many(self, specs: Sequence[InstanceSpec]) -> dict[int, InstanceStats]:
+        layout = self._cgroups()
+        reader, found = ct_state.StateReader(layout), {}
+        for spec in specs:
+            name = lxc_name(spec)
+            with contextlib.suppress(OSError, ValueError):
+                running = bool(reader.members(ct_resources.cgroup_path(name)))
+                found[spec.id] = ct_resources.stats(spec, name, layout, running)
+        return found
 
     # -- helpers --------------------------------------------------------------------------
 

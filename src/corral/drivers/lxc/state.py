@@ -1,0 +1,110 @@
+"""A container's runtime state read from its cgroup and /proc, without ``lxc-info``.
+
+``lxc-info`` is a process per container; ``list`` of a thousand containers took 2.9 s that
+way. Every container's cgroup sits at a path Corral chose (``config.cgroup_dirs``, its
+processes one level down in ``INNER``), so its state is a few file reads: the group holds
+processes → running (its freezer says frozen → suspended); no group or an empty one →
+stopped; no config → missing. A container stopped behind Corral's back (``lxc-stop`` by
+hand, its init killed, the guest powering off) loses its processes at once and its group
+when LXC's monitor cleans up, so the next read shows it.
+
+Plain ``os`` calls on strings, not pathlib: this runs for every container on every ``list``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from corral.drivers.base import RuntimeState, RuntimeStatus
+from corral.drivers.lxc.config import INNER, cgroup_dirs
+from corral.host import cgroupfs, procfs
+from corral.host.cgroups import CgroupLayout, CgroupVersion
+from corral.network.nicfile import NICS_FILE
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _pids(path: str) -> list[int] | None:
+    text = _read(path)
+    return None if text is None else [int(word) for word in text.split()]
+
+
+class StateReader:
+    """Reads the state of many containers; the cgroup layout is looked at once."""
+
+    def __init__(self, layout: CgroupLayout) -> None:
+        members = next((r for c in ("pids", "memory", "cpu")
+                        if (r := cgroupfs.hierarchy(layout, c)) is not None), layout.v2_mount)
+        self.members_root = None if members is None else str(members)
+        freezer = layout.v1.get("freezer") \
+            if layout.controller_version("freezer") == CgroupVersion.V1 else None
+        self.freezer_root = None if freezer is None else str(freezer)
+        self.v2_root = None if layout.v2_mount is None else str(layout.v2_mount)
+
+    def members(self, rel: str) -> list[int] | None:
+        """The container's processes: those in ``INNER`` (where LXC runs them), else in the
+        group itself or below it; None when the group does not exist."""
+        if self.members_root is None:
+            return None
+        group = f"{self.members_root}/{rel}"
+        pids = _pids(f"{group}/{INNER}/cgroup.procs")
+        if pids:
+            return pids
+        pids = _pids(f"{group}/cgroup.procs")
+        if pids is None or pids:
+            return pids
+        found: list[int] = []  # a guest that made its own groups (systemd: init.scope)
+        for path, _dirs, files in os.walk(group):
+            if "cgroup.procs" in files:
+                found += _pids(f"{path}/cgroup.procs") or []
+        return found
+
+    def frozen(self, rel: str) -> bool:
+        if self.freezer_root is not None:
+            state = _read(f"{self.freezer_root}/{rel}/freezer.state")
+            if state is not None:
+                return state.strip() in ("FROZEN", "FREEZING")
+        if self.v2_root is not None:
+            return (_read(f"{self.v2_root}/{rel}/cgroup.freeze") or "").strip() == "1"
+        return False
+
+    def status(self, container_dir: Path, lxc_name: str, instance_dir: Path
+               ) -> RuntimeStatus:
+        """The container's state as ``lxc-info -s -p -i`` would say it, from files only;
+        ``instance_dir``: the instance's directory (its NIC file says whether to look for
+        addresses at all)."""
+        if not os.path.isfile(f"{container_dir}/config"):
+            return RuntimeStatus(RuntimeState.MISSING)
+        rel = cgroup_dirs(lxc_name)["container"]
+        pids = self.members(rel)
+        pid = init_pid(pids) if pids else None
+        if pid is None:
+            return RuntimeStatus(RuntimeState.STOPPED, details={"lxc_state": "STOPPED"})
+        if self.frozen(rel):
+            state, raw = RuntimeState.SUSPENDED, "FROZEN"
+        else:
+            state, raw = RuntimeState.RUNNING, "RUNNING"
+        addresses: tuple[str, ...] = ()
+        if os.path.exists(f"{instance_dir}/{NICS_FILE}"):
+            addresses = tuple(procfs.netns_addresses(pid))
+        return RuntimeStatus(state, pid=pid, addresses=addresses, details={"lxc_state": raw})
+
+
+def init_pid(pids: list[int]) -> int | None:
+    """The container's init: the oldest member whose parent is outside the container (the
+    parent of init is LXC's monitor; processes ``lxc-attach`` started come later)."""
+    if len(pids) == 1:
+        return pids[0]
+    inside = set(pids)
+    for pid in sorted(pids):
+        parent = procfs.parent_of(pid)
+        if parent is not None and parent not in inside:
+            return pid
+    return None

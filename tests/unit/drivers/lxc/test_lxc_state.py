@@ -1,0 +1,69 @@
+"""A container's state from its cgroup files (a cgroup tree laid out in a directory)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from corral.drivers.base import RuntimeState
+from corral.drivers.lxc.config import INNER, cgroup_dirs
+from corral.drivers.lxc.state import StateReader, init_pid
+from corral.host.cgroups import CgroupLayout, CgroupVersion
+
+
+def _tree(tmp_path: Path) -> tuple[StateReader, Path, Path]:
+    pids, freezer = tmp_path / "pids", tmp_path / "freezer"
+    layout = CgroupLayout(CgroupVersion.V1, v1={"pids": pids, "freezer": freezer})
+    return StateReader(layout), pids, freezer
+
+
+def _container(tmp_path: Path) -> Path:
+    config = tmp_path / "lxc" / "101"
+    config.mkdir(parents=True)
+    (config / "config").write_text("lxc.uts.name = web\n")
+    return config
+
+
+def test_no_config_is_missing_and_no_group_is_stopped(tmp_path: Path) -> None:
+    reader, _pids, _freezer = _tree(tmp_path)
+    assert reader.status(tmp_path / "lxc" / "101", "101", tmp_path).state is \
+        RuntimeState.MISSING
+    assert reader.status(_container(tmp_path), "101", tmp_path).state is RuntimeState.STOPPED
+
+
+def test_processes_in_the_inner_group_are_running_and_a_frozen_group_suspended(
+    tmp_path: Path,
+) -> None:
+    reader, pids, freezer = _tree(tmp_path)
+    config = _container(tmp_path)
+    rel = cgroup_dirs("101")["container"]
+    (pids / rel / INNER).mkdir(parents=True)
+    (pids / rel / "cgroup.procs").write_text("")
+    (pids / rel / INNER / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    (freezer / rel).mkdir(parents=True)
+    (freezer / rel / "freezer.state").write_text("THAWED\n")
+    running = reader.status(config, "101", tmp_path)
+    assert (running.state, running.pid) == (RuntimeState.RUNNING, os.getpid())
+    (freezer / rel / "freezer.state").write_text("FROZEN\n")
+    assert reader.status(config, "101", tmp_path).state is RuntimeState.SUSPENDED
+    (pids / rel / INNER / "cgroup.procs").write_text("")  # init gone, group not yet removed
+    assert reader.status(config, "101", tmp_path).state is RuntimeState.STOPPED
+
+
+def test_a_guest_that_moved_its_processes_into_its_own_groups_is_running(
+    tmp_path: Path,
+) -> None:
+    reader, pids, _freezer = _tree(tmp_path)
+    rel = cgroup_dirs("101")["container"]
+    (pids / rel / INNER / "init.scope").mkdir(parents=True)
+    for group in (pids / rel, pids / rel / INNER):
+        (group / "cgroup.procs").write_text("")
+    (pids / rel / INNER / "init.scope" / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    assert reader.members(rel) == [os.getpid()]
+
+
+def test_init_is_the_member_whose_parent_is_outside() -> None:
+    # this process's parent is outside the set; its pid is the only one that exists here
+    assert init_pid([os.getpid()]) == os.getpid()
+    assert init_pid([os.getpid(), 2**22 + 1]) == os.getpid()
+
