@@ -146,3 +146,19 @@ def test_pools_create_and_delete(daemon: Daemon, tmp_path: Path) -> None:
     assert refuse.returncode == 1 and "default pool" in refuse.stderr
     daemon.cli("storage", "delete", "second", check=True)
     assert not where.exists()
+
+
+def test_concurrent_first_creates_share_one_base_image_build(daemon: Daemon) -> None:
+    """The first creates of a template, submitted at once, wait for one base image build
+    (they raced on its file: 'mkfs.ext4 … .partial: No such file or directory')."""
+    with daemon.client() as c:
+        pool = Path(c.get_pool("default").path)
+        for base in (pool / "bases").glob("tiny-*.img"):
+            base.unlink()  # as on a fresh host
+        ops = [c.create_instance(CreateRequest(name=f"burst{i}", type="ct", template="tiny"))
+               for i in range(4)]
+        done = [c.wait(op.id) for op in ops]
+        assert [d.status for d in done] == ["success"] * 4, [d.error for d in done]
+        assert len(list((pool / "bases").glob("tiny-*.img"))) == 1
+        for i in range(4):
+            assert c.wait(c.delete_instance(f"burst{i}").id).status == "success"

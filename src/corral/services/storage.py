@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -146,6 +147,9 @@ class StorageService:
         self.events = events if events is not None else EventBus()
         self.state_dir = state_dir
         self.driver_mode = driver_mode
+        self._building = threading.Lock()
+        """Held while a base image is built: concurrent first creates of one template wait
+        for the one build instead of racing on its file."""
 
     # Pools --------------------------------------------------------------------------------
     def pool(self, name: str) -> Pool:
@@ -251,6 +255,13 @@ class StorageService:
         template's default disk size), then reused for every create and both kinds."""
         path = pool.base(base_key(image))
         if path.is_file():
+            return path
+        with self._building:
+            return self._build_base(pool, image, path, progress)
+
+    def _build_base(self, pool: Pool, image: TemplateImage, path: Path,
+                    progress: Progress) -> Path:
+        if path.is_file():  # built while this create waited
             return path
         # The same content in an older layout: unused once this one exists.
         pool.base(f"{image.name}-{artifact_digest(image.metadata)[:16]}").unlink(missing_ok=True)
