@@ -153,5 +153,6 @@ def test_an_idle_session_does_not_wake_its_thread(qemus: Callable[[str], Path]) 
         raise AssertionError("no voluntary_ctxt_switches")
 
     before = switches()
-    time.sleep(1.0)  # a poll loop of any period under a second would show here
-    assert switches() == before
+    time.sleep(3.0)  # a poll loop of any period up to a second wakes it 3 times or more
+    # QEMU may send an event of its own (the guest is booting): that is a wake-up or two
+    assert switches() - before <= 2

@@ -109,13 +109,13 @@ def test_one_disk_two_kinds_convert_clone_quota(real_daemon: Daemon) -> None:
         assert _exec(d, "ct1", "echo kept-across-kinds > /root/proof; sync")[0] == 0
         ident = c.get_instance("ct1").id
         used = _pool_used(d)
-        assert c.wait(c.convert_instance("ct1", "vm").id).status == "success"
+        assert c.wait(c.convert_instance("ct1", "vm", force=True).id).status == "success"
         assert c.get_instance("ct1").type == "vm" and c.get_instance("ct1").id == ident
         _until_exec_works(d, "ct1")
         assert _exec(d, "ct1", "cat /root/proof") == (0, "kept-across-kinds\n")
         assert abs(_pool_used(d) - used) < 16 * 1024**2
         assert _exec(d, "ct1", "echo from-the-vm >> /root/proof; sync")[0] == 0
-        assert c.wait(c.convert_instance("ct1", "ct").id).status == "success"
+        assert c.wait(c.convert_instance("ct1", "ct", force=True).id).status == "success"
         assert c.get_instance("ct1").type == "ct"
         assert _exec(d, "ct1", "cat /root/proof") == (0, "kept-across-kinds\nfrom-the-vm\n")
 
