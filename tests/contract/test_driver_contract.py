@@ -18,7 +18,6 @@ import ipaddress
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from corral.domain.resources import Resources
 from corral.drivers.base import Applied, Driver, RuntimeState
 from corral.drivers.snapshots import ROOT, DiskCopy
 from corral.templates.image import TemplateImage
+from tests.integration.conftest import wait_until
 
 MiB = 1024**2
 
@@ -187,13 +187,7 @@ def guest(request: pytest.FixtureRequest, q35_template: TemplateImage) -> Iterat
         _remove(driver, shared.spec, root)
 
 
-def _wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
+_wait_for = wait_until
 
 
 def _state(driver: Driver, spec: InstanceSpec) -> RuntimeState:

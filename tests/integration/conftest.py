@@ -7,13 +7,14 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +130,31 @@ def delete_everything(state_dir: Path, prefix: tuple[str, ...] = ()) -> None:
             cleanup.cli("delete", "--force", item["name"])
     finally:
         stop_daemon(cleanup)
+
+
+@contextlib.contextmanager
+def real_daemon_in(state_dir: Path, prefix: tuple[str, ...] = ()) -> Iterator[Daemon]:
+    """A real-driver corrald on ``state_dir``; afterwards every instance it left is
+    force-deleted and ``state_dir`` removed."""
+    daemon = start_daemon(state_dir, drivers="real", prefix=prefix)
+    try:
+        yield daemon
+    finally:
+        stop_daemon(daemon)
+        try:
+            delete_everything(state_dir, prefix)
+        finally:
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def wait_until(predicate: Callable[[], bool], seconds: float = 30) -> bool:
+    """Whether ``predicate`` became true within ``seconds`` (polled every 0.1 s)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
 
 
 def remove_empty_cgroups(root: str, base: Path = Path("/sys/fs/cgroup")) -> None:

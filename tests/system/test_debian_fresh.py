@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from corral.templates.builders.debian import build_debian
-from tests.integration.conftest import Daemon, delete_everything, start_daemon, stop_daemon
+from tests.integration.conftest import Daemon, real_daemon_in
 from tests.system.test_daemon_real import _skip_reason
 
 pytestmark = [pytest.mark.system]
@@ -40,15 +40,8 @@ def debian_daemon() -> Iterator[Daemon]:
         if "debootstrap" in str(exc):
             pytest.skip(f"the debian-12 template cannot be built here: {exc}"[:400])
         raise
-    daemon = start_daemon(state, drivers="real")
-    try:
+    with real_daemon_in(state) as daemon:
         yield daemon
-    finally:
-        stop_daemon(daemon)
-        try:
-            delete_everything(state)
-        finally:
-            shutil.rmtree(state, ignore_errors=True)
 
 
 def _system_state(d: Daemon, name: str, timeout: float) -> tuple[str, str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from corral.templates.image import TemplateImage
-from tests.integration.conftest import Daemon, delete_everything, start_daemon, stop_daemon
+from tests.integration.conftest import Daemon, real_daemon_in
 from tests.system.fixtures_template import install_templates, tiny_template
 from tests.system.test_daemon_real import _skip_reason
 
@@ -37,15 +36,8 @@ def site(tiny_template: TemplateImage, tmp_path_factory: pytest.TempPathFactory
     state = Path(tempfile.mkdtemp(prefix="corral-disks-"))
     state.chmod(0o711)  # unprivileged containers (host uid 100000) walk to their disks
     install_templates(state, tiny_template, tmp_path_factory.mktemp("template-q35"))
-    daemon = start_daemon(state, drivers="real")
-    try:
+    with real_daemon_in(state) as daemon:
         yield daemon
-    finally:
-        stop_daemon(daemon)
-        try:
-            delete_everything(state)
-        finally:
-            shutil.rmtree(state, ignore_errors=True)
 
 
 def _sh(d: Daemon, name: str, script: str, timeout: float = 30) -> str:

@@ -9,8 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from corral.drivers.lxc import LxcDriver
 from corral.drivers.lxc.driver import lxc_name, wait_for_console
 from corral.host.idmap import ensure_root_range
 from corral.templates.image import TemplateImage
+from tests.integration.conftest import wait_until
 from tests.system.fixtures_template import tiny_template
 from tests.system.test_lxc_driver import READY, Env, _no_progress, leftovers
 
@@ -64,13 +64,7 @@ def env(tiny_template: TemplateImage) -> Iterator[Env]:
         shutil.rmtree(root)
 
 
-def _until(predicate: Callable[[], bool], seconds: float = 30) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
+_until = wait_until
 
 
 def _lxc(env: Env, tool: str, name: str, *args: str) -> str:
