@@ -38,10 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Table, accelerator, conditions, paired_rounds
 
 from corral.backup.crypto import ZSTD_LEVEL, Codec
-from corral.backup.engine import CHUNK_SIZE, backup_image
+from corral.backup.engine import backup_image
 from corral.backup.manifest import InstanceInfo, Manifest
 from corral.backup.store import ChunkStore
 from corral.backup.targets import LocalTarget
+from corral.domain.disks import CHUNK_SIZE
 from corral.drivers.snapshots import clone
 
 MiB = 1 << 20

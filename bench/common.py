@@ -101,10 +101,17 @@ def bootstrap_ci(ratios: list[float], rounds: int = 2000) -> tuple[float, float]
     return medians[int(rounds * 0.025)], medians[int(rounds * 0.975) - 1]
 
 
+def number(value: float) -> str:
+    """Three significant digits, no exponent below a million."""
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
+
+
 def spread(values: list[float], scale: float) -> str:
     """median [min-max], scaled (1000: seconds shown as ms)."""
-    return (f"{statistics.median(values) * scale:.4g} "
-            f"[{min(values) * scale:.4g}-{max(values) * scale:.4g}]")
+    return (f"{number(statistics.median(values) * scale)} "
+            f"[{number(min(values) * scale)}-{number(max(values) * scale)}]")
 
 
 def paired(corral: list[float], raw: list[float]) -> str:
