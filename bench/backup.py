@@ -207,14 +207,14 @@ def main() -> None:
         full = paired_rounds(args.runs, bench.corral_full, bench.raw_full, label="full ")
         table.add(f"full vs zstd -{ZSTD_LEVEL} -T0 of the data extents > file",
                   full.corral["full"], full.raw["full"])
-        table.add(f"  extra (old raw side): vs zstd -{ZSTD_LEVEL} -T1 | sha256sum, whole image",
+        table.add(f"  extra (old raw side): zstd -{ZSTD_LEVEL} -T1 to sha256sum, whole image",
                   full.corral["full"], full.raw["t1"])
         bench.start_chains()
         incr = paired_rounds(args.runs, bench.corral_incremental, bench.raw_incremental,
                              label="incremental ", before=bench.change)
-        table.add("incremental, no bitmap (CT: all read, hashed) vs changed chunks | zstd -T0",
+        table.add("incremental, no bitmap (CT: all read, hashed) vs changed chunks to zstd -T0",
                   incr.corral["hash"], incr.raw["changed"])
-        table.add("incremental, dirty bitmap (VM) vs changed chunks | zstd -T0",
+        table.add("incremental, dirty bitmap (VM) vs changed chunks to zstd -T0",
                   incr.corral["bitmap"], incr.raw["changed"])
         snaps = Table("snapshot clone, 64 MiB of data, /var/tmp (ms)")
         for gib in (1, 8):
