@@ -20,7 +20,8 @@ writing a file 20 times a second. Each round moves it from the host that has it.
   ``block-export-del``, ``nbd-server-stop``, ``cont``. Then (untimed) the target is quit and
   the source resumed: it stays the one Corral moves. The source host's corrald is stopped
   for the raw round (QEMU's one monitor is then free for this script) and started again
-  after, its monitor session opened again by a ``stats`` call; none of it is timed. (Code a
+  after, its monitor session opened again by a ``stats`` call, and the bench waits until it
+  is idle again; none of it is timed. (Code a
   fresh corrald imports lazily on its first outgoing migration is still cold in the Corral
   round after a raw one: at most a few ms, in the total, not in the downtime.)
 * Both: downtime = the target's RESUME event - the source's STOP event (QEMU's timestamps;
@@ -205,6 +206,27 @@ def raw_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
         # the restarted corrald opens the VM's monitor lazily: open it now, untimed, so the
         # Corral round that may follow from this host does not pay for it
         src.cli("stats", name, check=True)
+        _settle(src)
+
+
+def _settle(host: Host, quiet: float = 0.05, longest: float = 20.0) -> None:
+    """Wait until the restarted corrald has done its start-up work (under ``quiet`` of a CPU
+    for half a second): left running, it took CPU from the next Corral round on this 2-CPU
+    host (that round's downtime and total doubled in a first run)."""
+    assert host.process is not None
+    stat = Path(f"/proc/{host.process.pid}/stat")
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu() -> float:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime, all threads
+
+    deadline = time.monotonic() + longest
+    while time.monotonic() < deadline:
+        before = cpu()
+        time.sleep(0.5)
+        if cpu() - before < quiet * 0.5:
+            return
 
 
 def corral_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
