@@ -181,7 +181,8 @@ def raw_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
         stopped = event_time(source.wait("STOP"))
         source.wait("MIGRATION", match=lambda e: e["data"]["status"] in (
             "completed", "failed", "cancelled"))
-        if source("query-migrate")["status"] != "completed":
+        info = source("query-migrate")
+        if info["status"] != "completed":
             raise RuntimeError("the raw migration failed")
         source("block-job-cancel", device="raw-mirror")
         source.wait("BLOCK_JOB_COMPLETED")
@@ -192,7 +193,8 @@ def raw_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
         target("nbd-server-stop")
         target("cont")
         resumed = event_time(target.wait("RESUME", 5))
-        return {"downtime": resumed - stopped, "total": resumed - started}
+        return {"downtime": resumed - stopped, "total": resumed - started,
+                "qemu_downtime": float(info.get("downtime", 0)) / 1000}
     finally:
         if target is not None:
             with contextlib.suppress(Exception):  # QEMU hangs up as it quits
@@ -305,7 +307,7 @@ def main() -> None:
         table.add("  Corral's own total_ms (to the end of its source clean-up)",
                   vm.corral["own_total"], None)
         table.add("  QEMU's own 'downtime' (query-migrate)", vm.corral.get("qemu_downtime"),
-                  None)
+                  vm.raw.get("qemu_downtime"))
         print(table.render())
         cts = Table(f"CT migration, no CRIU (pre-copy, stop, delta, start; 16 MiB written), "
                     f"{len(ct['downtime'])} rounds, Corral only (ms)")
