@@ -1,16 +1,21 @@
-"""Start latency: Corral vs the raw tool, interleaved in one run, printed as a table.
+"""Start latency: Corral vs the raw tools doing the same start, paired rounds, as a table.
 
-* CT: `corral start` (through corrald's API and an Operation) vs raw `mount` + `lxc-start -d`
-  (which returns once the container is RUNNING) of the same LXC config on the same root
-  disk image (Corral's container is stopped meanwhile).
+* CT: `corral start` (through corrald's API and an Operation) vs the same LXC config on the
+  same root disk image started by hand (Corral's container is stopped meanwhile): the image
+  mounted the way Corral mounts it (``LOOP_CONFIGURE`` + ``mount(2)`` nodev, the same
+  syscalls through ``corral.host.loopmount`` called from this script: the fastest a person
+  could script) and ``lxc-start -d`` (which returns once the container is RUNNING). Extra
+  row, labelled: the old raw side, ``mount -o loop`` (the tool's probing and its own search
+  for a device) + ``lxc-start -d``.
 * VM: `corral start` vs the identical `qemu-system-x86_64` command line (from the same pure
-  builder) on the same disk image. Two columns: until the runtime is up (QEMU daemonized,
+  builder) on the same disk image. Two rows: until the runtime is up (QEMU daemonized,
   what `corral start` waits for) and until the guest prints its ready marker.
 
-Columns: p50/p90 of each side, the ratio of the p50s, of the means, the median of the
-ratios of each interleaved pair (the two sides of a pair ran back to back, so the host's
-slow drifts -- large on this shared 2-vCPU machine -- cancel out in it), and that median's
-95 % bootstrap interval.
+A warm-up round of both sides is discarded, then the rounds alternate which side goes
+first; each table row shows both sides' medians and spread, the ratio of the medians and
+the paired ratio (median of each round's ratio, with its 95 % bootstrap interval: on this
+host QEMU's own start is bimodal (docs/perf-log.md), and the interval of 30 runs is often
++-0.1x wide). bench/common.py has the statistics.
 
 Run as root: .venv/bin/python bench/start.py [--runs 20] [--kinds ct,vm] [--samples FILE]
 """
@@ -18,34 +23,33 @@ Run as root: .venv/bin/python bench/start.py [--runs 20] [--kinds ct,vm] [--samp
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import random
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Samples, Table, accelerator, conditions, paired_rounds, write_samples
 
 from corral.client import CorralClient
 from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.resources import Resources
 from corral.drivers.qemu.cmdline import VmPaths, build_argv
 from corral.drivers.qemu.driver import QemuDriver
+from corral.host.loopmount import MS_NODEV, mount_loop
 from corral.templates.builders.tiny import build_tiny
 from corral.templates.image import TemplateImage
 from corral.wire.models import CreateRequest, StopRequest
 from tests.integration.conftest import Daemon, start_daemon, stop_daemon
 
 READY = b"corral-guest-ready"
-Timer = Callable[[], float]
 
 
 def _wait_file_contains(path: Path, needle: bytes, start: float, timeout: float = 60) -> float:
@@ -57,12 +61,6 @@ def _wait_file_contains(path: Path, needle: bytes, start: float, timeout: float 
             pass
         time.sleep(0.005)
     raise RuntimeError(f"{needle!r} never appeared in {path}")
-
-
-def _percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def _corral_start(c: CorralClient, name: str) -> float:
@@ -114,10 +112,14 @@ class RawContainer:
         subprocess.run([tool, "-n", self.name, "-P", str(self.lxcpath), *args], check=True,
                        capture_output=True)
 
-    def start(self) -> float:
+    def start(self, tool: bool = False) -> float:
+        """Mount as Corral does (``tool``: with ``mount -o loop``), then ``lxc-start -d``."""
         started = time.monotonic()
-        subprocess.run(["mount", "-t", "ext4", "-o", "loop,nodev", str(self.image),
-                        str(self.rootfs)], check=True, capture_output=True)
+        if tool:
+            subprocess.run(["mount", "-t", "ext4", "-o", "loop,nodev", str(self.image),
+                            str(self.rootfs)], check=True, capture_output=True)
+        else:
+            mount_loop(self.image, self.rootfs, "ext4", MS_NODEV)
         self._lxc("lxc-start", "-d")  # returns once the container is RUNNING (liblxc)
         return time.monotonic() - started
 
@@ -165,31 +167,6 @@ class RawVm:
         self.paths.pidfile.unlink(missing_ok=True)
 
 
-def _row(label: str, corral: list[float], raw: list[float]) -> list[str]:
-    c50, c90 = _percentile(corral, 50), _percentile(corral, 90)
-    r50, r90 = _percentile(raw, 50), _percentile(raw, 90)
-    mean_ratio = statistics.mean(corral) / statistics.mean(raw)
-    # run i of each side ran back to back (interleaved): the median of those pairs' ratios
-    # cancels the host's slow drifts, which move both sides of a pair alike
-    ratios = [c / r for c, r in zip(corral, raw, strict=True)]
-    paired = statistics.median(ratios)
-    low, high = _bootstrap_ci(ratios)
-    return [label, f"{r50 * 1000:.0f}", f"{r90 * 1000:.0f}", f"{c50 * 1000:.0f}",
-            f"{c90 * 1000:.0f}", f"{c50 / r50:.2f}x", f"{mean_ratio:.2f}x", f"{paired:.2f}x",
-            f"{low:.2f}-{high:.2f}x"]
-
-
-def _bootstrap_ci(ratios: list[float], rounds: int = 2000) -> tuple[float, float]:
-    """95 % interval of the paired median (percentile bootstrap, fixed seed): how far this
-    run's paired p50 can be trusted. On this host QEMU's own start is bimodal (transparent
-    huge pages the hypervisor took back or not: docs/perf-log.md), and the interval of
-    30 runs is often ±0.1x wide."""
-    rng = random.Random(0)
-    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios)))
-                     for _ in range(rounds))
-    return medians[int(rounds * 0.025)], medians[int(rounds * 0.975) - 1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
@@ -209,9 +186,7 @@ def main() -> None:
     state.mkdir()
     template = build_tiny(state / "templates" / "tiny")
     daemon = start_daemon(state, drivers="real")
-    results: dict[str, tuple[list[float], list[float]]] = {
-        k: ([], []) for k in ("CT start (running)", "VM start (runtime up)",
-                              "VM start (guest ready)")}
+    accel = "n/a"
     try:
         with daemon.client() as c:
             for name, kind in (("bench-ct", "ct"), ("bench-vm", "vm")):
@@ -225,48 +200,52 @@ def main() -> None:
             vm_res = Resources(cpus=vm.resources.cpus, memory=vm.resources.memory,
                                disk=vm.resources.disk)
             raw_vm = RawVm(daemon, c, vm.id, template, root / "raw-vm", vm_res, vm.name)
+            accel = accelerator(raw_vm.argv)
             vm_log = daemon.state_dir / "instances" / str(vm.id) / "console.log"
-            for i in range(args.runs):
-                order = (0, 1) if i % 2 == 0 else (1, 0)  # interleave, alternate who goes first
-                for which in order:
-                    if which == 0:
-                        if "ct" in kinds:
-                            results["CT start (running)"][0].append(_corral_start(c, "bench-ct"))
-                            _corral_stop(c, "bench-ct")
-                        if "vm" not in kinds:
-                            continue
-                        vm_log.unlink(missing_ok=True)
-                        started = time.monotonic()
-                        up = _corral_start(c, "bench-vm")
-                        ready = _wait_file_contains(vm_log, READY, started)
-                        results["VM start (runtime up)"][0].append(up)
-                        results["VM start (guest ready)"][0].append(ready)
-                        _corral_stop(c, "bench-vm")
-                    else:
-                        if "ct" in kinds:
-                            results["CT start (running)"][1].append(raw_ct.start())
-                            raw_ct.stop()
-                        if "vm" not in kinds:
-                            continue
-                        up, ready = raw_vm.start()
-                        results["VM start (runtime up)"][1].append(up)
-                        results["VM start (guest ready)"][1].append(ready)
-                        raw_vm.stop()
+
+            def corral() -> dict[str, float]:
+                got = {}
+                if "ct" in kinds:
+                    got["ct"] = _corral_start(c, "bench-ct")
+                    _corral_stop(c, "bench-ct")
+                if "vm" in kinds:
+                    vm_log.unlink(missing_ok=True)
+                    started = time.monotonic()
+                    got["vm_up"] = _corral_start(c, "bench-vm")
+                    got["vm_ready"] = _wait_file_contains(vm_log, READY, started)
+                    _corral_stop(c, "bench-vm")
+                return got
+
+            def raw() -> dict[str, float]:
+                got = {}
+                if "ct" in kinds:
+                    got["ct"] = raw_ct.start()
+                    raw_ct.stop()
+                    got["ct_tool"] = raw_ct.start(tool=True)
+                    raw_ct.stop()
+                if "vm" in kinds:
+                    got["vm_up"], got["vm_ready"] = raw_vm.start()
+                    raw_vm.stop()
+                return got
+
+            samples = paired_rounds(args.runs, corral, raw, Samples())
             for name in ("bench-ct", "bench-vm"):
                 c.wait(c.delete_instance(name, force=True).id)
     finally:
         stop_daemon(daemon)
         shutil.rmtree(root, ignore_errors=True)
-    if args.samples:
-        args.samples.write_text(json.dumps({k: {"corral": v[0], "raw": v[1]}
-                                            for k, v in results.items()}, indent=1))
-    header = ["what", "raw p50 ms", "raw p90 ms", "corral p50 ms", "corral p90 ms",
-              "ratio p50", "ratio mean", "paired p50", "paired 95% CI"]
-    rows = [_row(k, v[0], v[1]) for k, v in results.items() if v[0]]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    print(f"runs: {args.runs} each, interleaved")
-    for r in [header, *rows]:
-        print(" | ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)))
+    write_samples(args.samples, {"start": samples})
+    table = Table("start latency (ms; ratio = Corral / raw, > 1: Corral slower)")
+    rows = [("ct", "ct", "CT start (running) vs LOOP_CONFIGURE + mount(2) + lxc-start -d"),
+            ("ct", "ct_tool", "  extra (old raw side): vs mount -o loop + lxc-start -d"),
+            ("vm_up", "vm_up", "VM start (runtime up) vs the same qemu-system-x86_64"),
+            ("vm_ready", "vm_ready", "VM start (guest ready) vs the same qemu-system-x86_64")]
+    for mine, theirs, what in rows:
+        if mine in samples.corral:
+            table.add(what, samples.corral[mine], samples.raw[theirs])
+    print()
+    print(conditions(args.runs, accel))
+    print(table.render())
 
 
 if __name__ == "__main__":

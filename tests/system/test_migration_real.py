@@ -109,8 +109,15 @@ def test_vm_live_migration_keeps_files_and_processes(lab: tuple[Host, Host]) -> 
     a.cli("snapshot", "create", "vm1", "before", check=True)
     before = a.instances()["vm1"]
 
+    asked = time.time()
     said = a.cli("migrate", "vm1", "b", "--downtime", "100", check=True)
+    answered = time.time()
     assert "path: live" in said.stdout, said.stdout
+    # the target's resume is QEMU's RESUME event (its timestamp, by the wall clock, as the
+    # source's STOP is): within the command, and the downtime is measured up to it
+    details = json.loads(a.cli("migration", "list", "-f", "json", check=True).stdout)[0][
+        "details"]
+    assert asked < details["resumed_at"] < answered
     downtime = float(re.search(r"downtime\s+([\d.]+)\s+ms", said.stdout).group(1))  # type: ignore[union-attr]
     print(said.stdout)
 

@@ -269,6 +269,7 @@ class SourceRun:
         self.details.update({
             "downtime_ms": round((commit.resumed_at - r.stopped_at) * 1000, 1)
             if r.stopped_at else None,
+            "resumed_at": round(commit.resumed_at, 4),  # wall clock: lines up with logs
             "qemu_downtime_ms": r.runtime_downtime_ms, "disk_bytes": r.disk_bytes,
             "ram_bytes": r.ram_bytes,
         })
