@@ -12,7 +12,6 @@ from __future__ import annotations
 from corral.domain.instance import InstanceSpec
 from corral.drivers.lxc.config import render_config
 from corral.drivers.lxc.driver import LxcDriver, _check_reachable, lxc_name
-from corral.host import criu
 from corral.templates.image import TemplateImage
 
 
@@ -25,9 +24,3 @@ def adopt(driver: LxcDriver, spec: InstanceSpec, template: TemplateImage) -> Non
     driver.lxcpath.mkdir(parents=True, exist_ok=True)
     container_dir.mkdir(mode=0o750, exist_ok=True)
     (container_dir / "config").write_text(render_config(config))
-
-
-def criu_check() -> tuple[bool, str]:
-    """Whether CRIU can checkpoint here (``criu check``, ``host.criu``), and why not."""
-    status = criu.probe()
-    return status.works, status.reason

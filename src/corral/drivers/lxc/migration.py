@@ -18,12 +18,12 @@ class LxcMigration(CopyOnly):
 
     def why(self, path: MigrationPath) -> str:
         if path is MigrationPath.PRECOPY:
-            from corral.drivers.lxc.migrate import criu_check
+            from corral.host import criu
 
-            ok, reason = criu_check()
-            if ok:  # CRIU works, but LXC cannot restore a Corral container (known-gaps.md)
-                reason = "checkpoint/restore of containers is not used yet"
-            return without_criu(reason)
+            status = criu.probe()
+            # where CRIU works, LXC still cannot restore a Corral container (known-gaps.md)
+            return without_criu("checkpoint/restore of containers is not used yet"
+                                if status.works else status.reason)
         return super().why(path)
 
     def idmap_start(self, spec: InstanceSpec) -> int | None:
