@@ -33,7 +33,7 @@ from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
 from corral.drivers.qemu.cmdline import VmDisk
 from corral.drivers.qemu.driver import QemuDriver
-from corral.drivers.qemu.migrate import attached_disks
+from corral.drivers.qemu.migrate import attached_disks, source_boot_memory
 from corral.drivers.qemu.qmp import monitor, qmp
 from corral.drivers.snapshots import (
     ROOT,
@@ -149,9 +149,9 @@ class QemuSnapshots:
             if memory:
                 qemu_img = require_tool("qemu-img", "qemu-utils")
                 run([qemu_img, "create", "-q", "-f", "qcow2", str(dest / VMSTATE), "1M"])
-                boot = qmp(self._sock(spec), "query-memory-size-summary")["base-memory"]
-                (dest / BOOT).write_text(json.dumps(
-                    {"boot_memory": boot, "attached": attached_disks(spec)}) + "\n")
+                (dest / BOOT).write_text(json.dumps({
+                    "boot_memory": source_boot_memory(spec),
+                    "attached": attached_disks(spec)}) + "\n")
                 self._vmstate_job(spec, dest / VMSTATE, "snapshot-save")
         if memory:
             consistency = "memory and disk (QEMU state, paused for the save)"
