@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from corral.host.cgroups import CgroupVersion, parse_layout
+from corral.host.cgroups import CgroupVersion, host_layout, parse_layout, read_layout
 
 HYBRID = """\
 sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0
@@ -102,3 +102,8 @@ def test_escaped_mount_point() -> None:
     layout = parse_layout(text, {Path("/mnt/my cgroups"): "memory"})
     assert layout.v2_mount == Path("/mnt/my cgroups")
     assert layout.controller_version("memory") == CgroupVersion.V2
+
+
+def test_host_layout_is_read_once_and_is_the_hosts() -> None:
+    assert host_layout() is host_layout()
+    assert host_layout() == read_layout()

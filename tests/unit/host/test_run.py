@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from corral.domain.errors import HostFailure
-from corral.host.run import run, run_while
+from corral.domain.errors import HostFailure, Unsupported
+from corral.host.run import require_tool, run, run_while
 from corral.host.spawn import Spawned
 
 
@@ -58,3 +60,23 @@ def test_a_missing_command_is_a_clear_host_failure() -> None:
 def test_run_timeout_kills_the_command() -> None:
     with pytest.raises(HostFailure, match=r"did not finish within 0\.2 s"):
         run(["sleep", "30"], timeout=0.2)
+
+
+def test_require_tool_follows_path_and_a_removed_tool(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The found path is kept (no PATH walk per start), but never past a change of PATH or
+    the tool going away."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder in (first, second):
+        folder.mkdir()
+        tool = folder / "corral-test-tool"
+        tool.write_text("#!/bin/sh\n")
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(first))
+    assert require_tool("corral-test-tool", "none") == str(first / "corral-test-tool")
+    assert require_tool("corral-test-tool", "none") == str(first / "corral-test-tool")
+    monkeypatch.setenv("PATH", str(second))
+    assert require_tool("corral-test-tool", "none") == str(second / "corral-test-tool")
+    (second / "corral-test-tool").unlink()
+    with pytest.raises(Unsupported, match="'corral-test-tool' is not installed"):
+        require_tool("corral-test-tool", "none")

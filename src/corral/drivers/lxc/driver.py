@@ -52,7 +52,7 @@ from corral.drivers.lxc.disks import (
 )
 from corral.drivers.lxc.nics import LxcNics
 from corral.host import cgroupfs
-from corral.host.cgroups import CgroupLayout, read_layout
+from corral.host.cgroups import CgroupLayout, host_layout, read_layout
 from corral.host.idmap import IdMap, root_idmap, unprivileged_possible
 from corral.host.mounts import mount_image, unmount
 from corral.host.process import run_with_deadline
@@ -159,7 +159,7 @@ class LxcDriver(LxcDiskHotplug):
 
     @staticmethod
     def _cgroups() -> CgroupLayout:
-        return read_layout()
+        return host_layout()
 
     def create(self, spec: InstanceSpec, template: TemplateImage, progress: Progress) -> None:
         require_tool("lxc-start", "lxc")

@@ -47,7 +47,7 @@ from corral.drivers.qemu.nics import (
 )
 from corral.drivers.qemu.placement import place_while_starting
 from corral.drivers.qemu.qmp import close_monitor, qmp, qmp_many
-from corral.host.cgroups import CgroupLayout, read_layout
+from corral.host.cgroups import CgroupLayout, host_layout
 from corral.host.cpu import tsc_khz
 from corral.host.kvm import choose_accel
 from corral.host.run import require_tool, run_while
@@ -239,7 +239,7 @@ class QemuDriver(QemuDiskHotplug):
             layouts: list[CgroupLayout] = []
 
             def place(launcher: Spawned) -> int | None:
-                layouts.append(read_layout())
+                layouts.append(host_layout())
                 return place_while_starting(
                     launcher, paths.pidfile, lambda pid: _is_our_qemu(pid, paths),
                     prepare=lambda: vm_resources.launching(spec, paths, layouts[0]),
@@ -253,7 +253,7 @@ class QemuDriver(QemuDiskHotplug):
         except BaseException:
             self._kill(paths)
             self._cleanup_runtime(paths)
-            vm_resources.unplace(spec, read_layout())
+            vm_resources.unplace(spec, host_layout())
             remove_taps(instance_nics(spec))
             raise
 
@@ -346,7 +346,7 @@ class QemuDriver(QemuDiskHotplug):
             raise Conflict(f"cannot delete '{spec.name}': it is running; stop it first")
         self._cleanup_runtime(paths)
         remove_taps(instance_nics(spec))
-        vm_resources.unplace(spec, read_layout())
+        vm_resources.unplace(spec, host_layout())
         owned = [spec.disk_path] if spec.root_disk is None else []  # pool disks: storage's
         for path in (*owned, paths.console_log, spec.directory / CONFIG):
             path.unlink(missing_ok=True)
@@ -438,14 +438,14 @@ class QemuDriver(QemuDiskHotplug):
     ) -> AppliedChange:
         paths = _paths(spec)
         running = self._pid(paths) is not None
-        return vm_resources.apply(spec, paths, read_layout(), old, new, running)
+        return vm_resources.apply(spec, paths, host_layout(), old, new, running)
 
     def stats(self, spec: InstanceSpec) -> InstanceStats:
         paths = _paths(spec)
-        return vm_resources.stats(spec, paths, read_layout(), self._pid(paths))
+        return vm_resources.stats(spec, paths, host_layout(), self._pid(paths))
 
     def stats_many(self, specs: Sequence[InstanceSpec]) -> dict[int, InstanceStats]:
-        layout, found = read_layout(), {}
+        layout, found = host_layout(), {}
         for spec in specs:
             paths = _paths(spec)
             with contextlib.suppress(Exception):

@@ -33,7 +33,7 @@ from corral.drivers.qemu import resources as vm_resources
 from corral.drivers.qemu.cmdline import VmDisk, VmPaths, build_argv
 from corral.drivers.qemu.driver import QemuDriver
 from corral.drivers.qemu.qmp import Monitor, Subscription, monitor
-from corral.host.cgroups import read_layout
+from corral.host.cgroups import host_layout
 from corral.host.run import run
 from corral.templates.image import TemplateImage
 
@@ -131,7 +131,7 @@ def start_incoming(driver: QemuDriver, spec: InstanceSpec, template: TemplateIma
     pid = driver.status(spec).pid
     if pid is None:
         raise HostFailure(f"the incoming QEMU for '{spec.name}' exited right after starting")
-    vm_resources.arrived(spec, paths, read_layout(), pid, cfg.memory)
+    vm_resources.arrived(spec, paths, host_layout(), pid, cfg.memory)
     nbd_port, migrate_port = free_port(listen_host), free_port(listen_host)
     session = _qmp(spec)
     root = _root_node(session)
