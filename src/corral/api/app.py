@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from corral import __version__
 from corral.api import (
     backups,
+    capacity,
     convert,
     host,
     instances,
@@ -42,7 +43,8 @@ def create_app(corral: Corral) -> FastAPI:
     # lifecycle actions skip only the routing below it, never an app-wide middleware.
     app.add_middleware(LifecycleFastPath, corral=corral)
     # resources before networks: its /metrics page includes the traffic counters
-    for module in (instances, operations, host, streams, resources, networks, backups, users):
+    for module in (instances, operations, host, capacity, streams, resources, networks,
+                   backups, users):
         app.include_router(module.router)
     app.include_router(storage_router)
     app.include_router(migration_router)

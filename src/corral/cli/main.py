@@ -9,6 +9,7 @@ import typer
 from corral import __version__
 from corral.cli import (
     backups,
+    capacity,
     console,
     host,
     instances,
@@ -47,6 +48,7 @@ app.command("set")(resources.set_)
 app.command()(resources.stats)
 app.command()(resources.top)
 host.host_app.command("policy")(resources.policy)
+app.command()(capacity.capacity)
 app.command()(migration.migrate)
 app.add_typer(migration.remote_app, name="remote")
 app.add_typer(migration.migration_app, name="migration")

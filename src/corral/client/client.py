@@ -16,6 +16,7 @@ from corral.client.storage import StorageCalls
 from corral.client.transport import ApiError as ApiError
 from corral.client.transport import HttpTransport, raise_for
 from corral.client.unixhttp import UnixHttp, Unreachable
+from corral.wire.capacity import CapacityCaseModel
 from corral.wire.models import (
     AddNicRequest,
     BandwidthModel,
@@ -364,3 +365,9 @@ class CorralClient(StorageCalls):
     def set_policy(self, settings: dict[str, str]) -> PolicyModel:
         body = SetPolicyRequest(settings=settings).model_dump()
         return self._model(PolicyModel, "PUT", "/api/v1/host/policy", json=body)
+
+    def capacity(self, **params: str | float | int | bool | None) -> CapacityCaseModel:
+        """The hosting business case (``GET /api/v1/capacity``; the query's names); a None
+        leaves that input to the daemon (this host's own figure, the seed's cost)."""
+        query = {k: v for k, v in params.items() if v is not None}
+        return self._model(CapacityCaseModel, "GET", "/api/v1/capacity", params=query)

@@ -40,6 +40,7 @@ WORDING = {
     "host_info": "see the host's information",
     "get_policy": "see the over-commitment policy",
     "set_policy": "change the over-commitment policy",
+    "capacity": "see the capacity and business case",
     "metrics": "read the metrics",
     "vnc": "open the VNC console",
 }

@@ -174,6 +174,10 @@ class CapacityService:
         self.data_disks: Callable[[], int] = lambda: 0
         """Bytes of every data disk on this host (set by the daemon's storage wiring)."""
 
+    def physical(self) -> Amounts:
+        """This host's CPUs, memory and instance filesystem size."""
+        return self._physical()
+
     def policy(self) -> Policy:
         try:
             data: dict[str, Any] = json.loads(self.policy_file.read_text())

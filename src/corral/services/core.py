@@ -10,6 +10,7 @@ from corral.domain.errors import InvalidInput
 from corral.domain.instance import Kind
 from corral.drivers.base import Driver
 from corral.services.capacity import CapacityService
+from corral.services.capacity_case import CapacityCase
 from corral.services.events import EventBus
 from corral.services.host import HostService
 from corral.services.instances import InstanceService
@@ -78,6 +79,7 @@ class Corral:
             self.instances, self.capacity, self.events, nic_devices=self._nic_devices,
             all_nic_devices=self._all_nic_devices,
         )
+        self.capacity_case = CapacityCase(self.capacity, self.resources.usage_all)
         self.networks = NetworkService(
             NetworkStore(self.db),
             backend_for(settings.driver_mode, settings.state_dir), self.instances, self.events,
