@@ -153,7 +153,7 @@ def test_overhead_from_a_density_csv() -> None:
 
 
 def test_a_csv_that_is_not_the_benchs_is_refused() -> None:
-    with pytest.raises(InvalidInput, match="not a bench/density.py CSV"):
+    with pytest.raises(InvalidInput, match=r"not a bench/density\.py CSV"):
         overhead_from_bench("a,b\n1,2\n")
     with pytest.raises(InvalidInput, match="line 2: not numbers"):
         overhead_from_bench("cts,vms,host_mem_mib_per_inst,idle_cpu_pct_per_inst\nx,1,2,3\n")
