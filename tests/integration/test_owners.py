@@ -142,6 +142,7 @@ ADMIN_ONLY = [
     (("backup", "target", "add", "t2", "/tmp/t2"), "may not add target"),
     (("owner", "web", "bob"), "may not set owner"),
     (("host", "info"), "may not see the host's information"),
+    (("capacity",), "may not see the capacity and business case"),
     (("operation", "cancel", "0000"), "may not cancel operation"),
     (("exec", "web", "--", "true"), "may not exec in instance"),
     (("backup", "schedule", "set", "web", "--to", "nas", "--daily", "03:00"),
