@@ -15,8 +15,9 @@ from corral.wire.models import CreateRequest
 from tests.integration.conftest import Daemon, start_daemon, stop_daemon, write_fake_template
 
 GiB = 1024**3
-SERVER = {"host_cpus": 4, "host_memory": "32G", "host_disk": "1000G", "cpu_ratio": "4",
-          "memory_ratio": "2", "disk_ratio": "4"}
+SERVER: dict[str, str | float | int | bool | None] = {
+    "host_cpus": 4, "host_memory": "32G", "host_disk": "1000G", "cpu_ratio": "4",
+    "memory_ratio": "2", "disk_ratio": "4"}
 
 
 @pytest.fixture(scope="module")

@@ -130,7 +130,8 @@ def test_overhead_split_between_kinds_by_least_squares() -> None:
 
 
 def test_overhead_of_one_kind_only_and_of_inseparable_rows() -> None:
-    assert overhead_from_rows([(10, 0, 30.0), (20, 0, 60.0)]) == (pytest.approx(3.0), None)
+    ct, vm = overhead_from_rows([(10, 0, 30.0), (20, 0, 60.0)])
+    assert ct == pytest.approx(3.0) and vm is None
     with pytest.raises(InvalidInput, match="one proportion"):
         overhead_from_rows([(10, 1, 40.0), (20, 2, 80.0)])
 
