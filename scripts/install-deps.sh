@@ -6,6 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${1:-$here/.venv}"
 "$here/scripts/install-system.sh"
+"$here/scripts/build-web-assets.sh"  # the web console's htmx and fonts (npm; cached)
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
 "$venv/bin/pip" install -q -e "$here[dev]"

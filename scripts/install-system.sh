@@ -14,6 +14,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+# npm fetches the web console's assets (scripts/build-web-assets.sh); any npm will do (a
+# NodeSource node ships its own), so Debian's is installed only when there is none.
+command -v npm >/dev/null || { apt-get update -q; apt-get install -y -q --no-install-recommends npm; }
 grep -q '^root:' /etc/subuid 2>/dev/null || echo 'root:100000:65536' >> /etc/subuid
 grep -q '^root:' /etc/subgid 2>/dev/null || echo 'root:100000:65536' >> /etc/subgid
 # CRIU (optional: container checkpoint/restore) — built only where the host's does not work.

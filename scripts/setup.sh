@@ -38,6 +38,7 @@ if [ -n "$listen" ] && ! [[ "$listen" =~ ^[^[:space:]]*:[0-9]+$ ]]; then
   exit 2
 fi
 "$here/scripts/install-system.sh"
+"$here/scripts/build-web-assets.sh"  # the web console's assets, shipped in the package
 # A copy of this checkout, not a link to it: the installed daemon does not change under a
 # `git pull`, and test tools stay out of the production environment.
 [ -x "$prefix/venv/bin/python" ] || python3 -m venv "$prefix/venv"

@@ -6,7 +6,10 @@
   act as a user to see what the user sees, and a token is never ignored without a word.
 * ``TokenAuth`` wraps TCP listeners: every request needs ``Authorization: Bearer <token>``,
   either the daemon's own token (an administrator: operators and migration peers use it) or
-  a user's token (that user, with its role). Anything else is 401.
+  a user's token (that user, with its role). Anything else is 401. Each wrong or missing
+  token counts as a failure of the client's address in the daemon's one failed-auth limiter
+  (``services/authlimit.py``, shared with the web console's login); an address over the
+  limit gets 429 before its token is looked at.
 
 The routes never see an unidentified request: ``deps.caller`` refuses one (fail closed).
 """
@@ -22,6 +25,7 @@ from typing import Any
 from corral.domain.errors import Forbidden
 from corral.domain.users import DAEMON_TOKEN, LOCAL_ROOT, Caller
 from corral.services.access import Access
+from corral.services.authlimit import FailedAuthLimiter, wait_message
 from corral.services.operations import requester
 
 Scope = MutableMapping[str, Any]
@@ -34,10 +38,13 @@ CALLER = "corral.caller"
 """The scope key holding the request's ``Caller``."""
 
 
-async def _serve_as(caller: Caller, app: ASGIApp, scope: Scope, receive: Receive,
-                    send: Send) -> None:
+async def serve_as(caller: Caller, app: ASGIApp, scope: Scope, receive: Receive,
+                   send: Send) -> None:
+    """Run the request as ``caller`` (every surface's identity wrapper ends here, the web
+    console's sessions too): on the scope, in the operations' requester, and websockets
+    only for those the policy lets watch events and open consoles."""
     scope[CALLER] = caller
-    if scope["type"] == "websocket" and not caller.admin:
+    if scope["type"] == "websocket" and not caller.sees_all:
         await _refuse_websocket(caller, scope, receive, send)
         return
     marker = requester.set(caller.name if caller.user else None)
@@ -50,7 +57,7 @@ async def _serve_as(caller: Caller, app: ASGIApp, scope: Scope, receive: Receive
 async def _refuse_websocket(caller: Caller, scope: Scope, receive: Receive,
                             send: Send) -> None:
     """Accept, then close with the reason (a refused handshake could not carry one)."""
-    what = "watch events" if scope.get("path") == "/events" else "open consoles"
+    what = "watch events" if str(scope.get("path", "")).endswith("/events") else "open consoles"
     try:
         Access(caller).websocket(what)
     except Forbidden as exc:
@@ -79,16 +86,22 @@ async def _identify(presented: bytes, daemon_token: bytes | None,
     return await asyncio.to_thread(authenticate, token)
 
 
-async def _unauthorized(scope: Scope, send: Send, message: str) -> None:
+async def _unauthorized(scope: Scope, send: Send, message: str, status: int = 401,
+                        error: str = "unauthorized", retry_after: float = 0) -> None:
     if scope["type"] == "websocket":
-        await send({"type": "websocket.close", "code": 4401})
+        await send({"type": "websocket.close", "code": 4000 + status})
         return
-    body = json.dumps({"error": "unauthorized", "message": message}).encode()
-    await send({
-        "type": "http.response.start", "status": 401,
-        "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
-    })
+    body = json.dumps({"error": error, "message": message}).encode()
+    headers = [(b"content-type", b"application/json")]
+    headers.append((b"www-authenticate", b"Bearer") if status == 401 else
+                   (b"retry-after", str(max(int(retry_after + 0.999), 1)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 class LocalAdmin:
@@ -106,7 +119,7 @@ class LocalAdmin:
             return
         presented = _presented(scope)
         if presented is None:
-            await _serve_as(LOCAL_ROOT, self.app, scope, receive, send)
+            await serve_as(LOCAL_ROOT, self.app, scope, receive, send)
             return
         caller = await _identify(presented, self.token, self.authenticate)
         if caller is None:
@@ -114,26 +127,35 @@ class LocalAdmin:
                 "wrong API token (CORRAL_TOKEN): on the Unix socket a token acts as its user "
                 "or as the daemon's token; unset it to act as local root"))
             return
-        await _serve_as(caller, self.app, scope, receive, send)
+        await serve_as(caller, self.app, scope, receive, send)
 
 
 class TokenAuth:
     """ASGI wrapper for TCP listeners: the daemon's token or a user's token, else 401."""
 
     def __init__(self, app: ASGIApp, token: str,
-                 authenticate: Authenticate = lambda _token: None) -> None:
+                 authenticate: Authenticate = lambda _token: None,
+                 limiter: FailedAuthLimiter | None = None) -> None:
         self.app = app
         self.token = token.encode()
         self.authenticate = authenticate
+        self.limiter = limiter if limiter is not None else FailedAuthLimiter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        address = client_address(scope)
+        wait = self.limiter.blocked(address)
+        if wait is not None:
+            self.limiter.refused(address, "api")
+            await _unauthorized(scope, send, wait_message(wait), 429, "rate_limited", wait)
+            return
         presented = _presented(scope)
         caller = None if presented is None else await _identify(
             presented, self.token, self.authenticate)
         if caller is None:
+            self.limiter.failed(address, "api")
             await _unauthorized(scope, send, "missing or wrong API token")
             return
-        await _serve_as(caller, self.app, scope, receive, send)
+        await serve_as(caller, self.app, scope, receive, send)

@@ -1,4 +1,5 @@
-"""/api/v1/users (admin-only: add, list, remove, rotate a token) and /api/v1/whoami."""
+"""/api/v1/users (admin-only: add, list, remove, rotate a token, set a console password) and
+/api/v1/whoami."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from corral.api.deps import caller, corral
 from corral.domain.users import Caller
 from corral.services.core import Corral
 from corral.services.types import UserRecord
-from corral.wire.users import AddUserRequest, UserModel, UserTokenModel, WhoAmIModel
+from corral.wire.users import (
+    AddUserRequest,
+    SetPasswordRequest,
+    UserModel,
+    UserTokenModel,
+    WhoAmIModel,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
 App = Annotated[Corral, Depends(corral)]
@@ -46,4 +53,11 @@ def rotate_token(name: str, app: App) -> UserTokenModel:
 @router.delete("/users/{name}", status_code=204)
 def remove_user(name: str, app: App) -> Response:
     app.users.remove(name)
+    return Response(status_code=204)
+
+
+@router.put("/users/{name}/password", status_code=204)
+def set_password(name: str, body: SetPasswordRequest, app: App) -> Response:
+    """Set the user's web console password (its console sessions end)."""
+    app.users.set_password(name, body.password)
     return Response(status_code=204)

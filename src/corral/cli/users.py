@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import sys
 from typing import Annotated
 
 import typer
@@ -26,7 +28,9 @@ def _show_token(made: UserTokenModel, verb: str) -> None:
 @user_app.command("add")
 def user_add(
     name: Annotated[str, typer.Argument(help="a DNS label, e.g. alice")],
-    role: Annotated[str, typer.Option(help="owner (its own instances and backups) or admin")]
+    role: Annotated[str, typer.Option(help="owner (its own instances and backups), operator "
+                                           "(every instance, network, pool, backup; not users "
+                                           "or host policy) or admin (everything)")]
         = "owner",
 ) -> None:
     """Add a user; print its API token once."""
@@ -50,6 +54,28 @@ def user_remove(name: str) -> None:
     with client() as c:
         UserCalls(c).remove(name)
     output.console.print(f"User {name} removed")
+
+
+@user_app.command("passwd")
+def user_passwd(
+    name: str,
+    stdin: Annotated[bool, typer.Option("--password-stdin",
+                                        help="read the password from stdin (one line)")]
+        = False,
+) -> None:
+    """Set a user's web console password (asked twice on a terminal); its sessions end."""
+    if stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass(f"New console password for {name}: ")
+        if getpass.getpass("Again: ") != password:
+            fail("the two passwords differ; nothing changed")
+    else:
+        fail("no terminal to ask the password on: pass it with --password-stdin")
+    with client() as c:
+        UserCalls(c).set_password(name, password)
+    output.console.print(f"Console password of {name} set (log in at https://HOST:PORT/ui/)",
+                         highlight=False)
 
 
 @user_app.command("token")

@@ -7,6 +7,7 @@ from corral.wire.models import InstanceModel
 from corral.wire.users import (
     AddUserRequest,
     SetOwnerRequest,
+    SetPasswordRequest,
     UserModel,
     UserTokenModel,
     WhoAmIModel,
@@ -31,6 +32,11 @@ class UserCalls:
     def rotate_token(self, name: str) -> UserTokenModel:
         """A new token for ``name``; the old one stops working."""
         return self.c._model(UserTokenModel, "POST", f"/api/v1/users/{name}/token")
+
+    def set_password(self, name: str, password: str) -> None:
+        """Set ``name``'s web console password."""
+        self.c._request_empty("PUT", f"/api/v1/users/{name}/password",
+                              json=SetPasswordRequest(password=password).model_dump())
 
     def remove(self, name: str) -> None:
         self.c._request_empty("DELETE", f"/api/v1/users/{name}")

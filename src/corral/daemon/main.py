@@ -1,4 +1,5 @@
-"""corrald: open the state, re-adopt guests, serve the API on a Unix socket (and TCP)."""
+"""corrald: open the state, re-adopt guests, serve the API on a Unix socket (and TCP, with
+the web console under /ui)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ import uvicorn
 
 from corral.api.app import LocalAdmin, TokenAuth, create_app
 from corral.daemon import logs
+from corral.services.authlimit import DEFAULT_LIMIT, DEFAULT_WINDOW
 from corral.services.core import Corral, Settings
+from corral.services.sessions import DEFAULT_IDLE, DEFAULT_LIFETIME
+from corral.web.app import console_app
+from corral.web.mount import ConsoleBeside
 
 log = logging.getLogger("corral.daemon")
 
@@ -74,6 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--node", default=env("CORRAL_NODE", ""), metavar="NAME",
                         help="this host's name among Corral hosts (default: the host name) "
                              "($CORRAL_NODE)")
+    parser.add_argument("--auth-failures", type=int,
+                        default=int(env("CORRAL_AUTH_FAILURES", str(DEFAULT_LIMIT))), metavar="N",
+                        help="failed authentications (API tokens and console logins "
+                             "together) an address may make per --auth-window before it is "
+                             "refused; default %(default)s ($CORRAL_AUTH_FAILURES)")
+    parser.add_argument("--auth-window", type=float,
+                        default=float(env("CORRAL_AUTH_WINDOW", str(DEFAULT_WINDOW))),
+                        metavar="SECONDS", help="default %(default)s ($CORRAL_AUTH_WINDOW)")
+    parser.add_argument("--session-idle", type=float,
+                        default=float(env("CORRAL_SESSION_IDLE", str(DEFAULT_IDLE))),
+                        metavar="SECONDS",
+                        help="a web console session ends after this long without a request; "
+                             "default %(default)s ($CORRAL_SESSION_IDLE)")
+    parser.add_argument("--session-lifetime", type=float,
+                        default=float(env("CORRAL_SESSION_LIFETIME", str(DEFAULT_LIFETIME))),
+                        metavar="SECONDS",
+                        help="and after this long in any case; default %(default)s "
+                             "($CORRAL_SESSION_LIFETIME)")
     parser.add_argument("--log-level", default=env("CORRAL_LOG_LEVEL", "info"),
                         type=str.lower, choices=["debug", "info", "warning", "error", "critical"],
                         help="the least severe messages corrald logs (to stderr, as JSON "
@@ -93,7 +116,10 @@ def _token(path: Path) -> str:
 
 async def serve(args: argparse.Namespace) -> None:
     state_dir = Path(args.state_dir)
-    corral = Corral(Settings(state_dir=state_dir, driver_mode=args.drivers, node=args.node))
+    corral = Corral(Settings(
+        state_dir=state_dir, driver_mode=args.drivers, node=args.node,
+        auth_failures=args.auth_failures, auth_window=args.auth_window,
+        session_idle=args.session_idle, session_lifetime=args.session_lifetime))
     await asyncio.to_thread(corral.start)  # drivers block (QMP runs its own loop)
     app = create_app(corral)  # lifecycle actions skip only its routing (api/fastpath.py)
     # Everything imported and built so far lives as long as the daemon: out of the garbage
@@ -121,8 +147,13 @@ async def serve(args: argparse.Namespace) -> None:
             default_url = f"https://{host or '127.0.0.1'}:{port}"
             corral.remotes.advertise_url = args.advertise or default_url
             corral.remotes.own_token = token
+        # The web console (/ui, session cookies) beside the API (bearer tokens): one listener,
+        # one certificate, one failed-authentication limit
+        listener = ConsoleBeside(
+            TokenAuth(app, token, corral.users.authenticate, corral.auth_limiter),
+            console_app(corral, secure=not args.insecure_http))
         servers.append(_Server(uvicorn.Config(
-            TokenAuth(app, token, corral.users.authenticate), host=host or "127.0.0.1",
+            listener, host=host or "127.0.0.1",
             port=int(port), log_config=None, lifespan="off", ws_ping_interval=None, **tls,  # type: ignore[arg-type]
         )))
     loop = asyncio.get_running_loop()

@@ -1,7 +1,9 @@
 """Users and callers: who may use the API, and as what (pure: no I/O).
 
-Two roles. An ``admin`` may do everything; an ``owner`` may see and back up its own
-instances and restore its own backups (``services/access.py`` holds the whole policy).
+Three roles. An ``admin`` may do everything; an ``operator`` manages every instance,
+network, storage pool, backup and operation but not users, roles or host policy; an
+``owner`` may see and back up its own instances and restore its own backups
+(``services/access.py`` holds the whole policy).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ TOKEN_PREFIX = "crl_"
 
 class Role(StrEnum):
     ADMIN = "admin"
+    OPERATOR = "operator"
     OWNER = "owner"
 
     @classmethod
@@ -26,7 +29,7 @@ class Role(StrEnum):
         try:
             return cls(value)
         except ValueError:
-            raise InvalidInput(f"role '{value}' is not one of: admin, owner") from None
+            raise InvalidInput(f"role '{value}' is not one of: admin, operator, owner") from None
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ class Caller:
     @property
     def admin(self) -> bool:
         return self.role is Role.ADMIN
+
+    @property
+    def sees_all(self) -> bool:
+        """Admins and operators see and manage every instance, backup and operation."""
+        return self.role in (Role.ADMIN, Role.OPERATOR)
 
     def describe(self) -> str:
         return f"user '{self.name}' ({self.role.value})" if self.user else self.name

@@ -2,6 +2,9 @@
 
 * An **admin** (the Unix socket, the daemon's own token, users with role ``admin``) may do
   everything.
+* An **operator** manages instances, networks, storage, backups and operations -- every
+  instance, backup and operation, like an admin -- but may not call ``ADMIN_ACTIONS``:
+  users, their roles, tokens and passwords, host policy, and the host's trust in other hosts.
 * An **owner** may call only the API actions in ``OWNER_ACTIONS`` (an action is the name of
   the API route, e.g. ``list_backups``); anything else is ``403 forbidden``
   ("user 'alice' (owner) may not delete network").
@@ -13,7 +16,9 @@
   other tenants' names.
 * An owner reaches backups only through targets an admin added (no raw paths or URLs — they
   would read and write anywhere on the host — and no key files: a named target has its own).
-* Event and console websockets are admin-only (closed with a reason for owners).
+* Event and console websockets are for admins and operators (closed with a reason for owners).
+* The web console (``web/``) asks this same policy, by the same action names, for each page
+  and each change: a page never checks permissions its own way.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import TypeVar
 
 from corral.backup.manifest import Manifest
 from corral.domain.errors import Forbidden, NotFound
-from corral.domain.users import Caller
+from corral.domain.users import Caller, Role
 from corral.state.store import InstanceRecord, OperationRecord
 
 OWNER_ACTIONS = frozenset({
@@ -33,6 +38,18 @@ OWNER_ACTIONS = frozenset({
     "list_operations", "show_operation", "wait_operation",
 })
 """API routes (by name) an owner may call; every other route is admin-only."""
+
+ADMIN_ACTIONS = frozenset({
+    # users and roles
+    "list_users", "add_user", "rotate_token", "remove_user", "set_password",
+    # host policy
+    "set_policy",
+    # the host's trust in other hosts, and what only a paired peer (the daemon's token) calls
+    "list_remotes", "add_remote", "remove_remote", "pairing", "join",
+    "reserve", "incoming_status", "heartbeat", "receive_disk", "receive_files", "commit",
+    "abort",
+})
+"""API routes (by name) an operator may not call; it may call every other one."""
 
 T = TypeVar("T")
 
@@ -59,18 +76,24 @@ class Access:
 
     @property
     def admin(self) -> bool:
-        return self.caller.admin
+        """Sees and manages every instance, backup and operation (an admin or an operator);
+        which actions it may call is ``may``'s answer."""
+        return self.caller.sees_all
 
     # Actions -------------------------------------------------------------------------
     def may(self, action: str) -> bool:
-        return self.admin or action in OWNER_ACTIONS
+        if self.caller.role is Role.ADMIN:
+            return True
+        if self.caller.role is Role.OPERATOR:
+            return action not in ADMIN_ACTIONS
+        return action in OWNER_ACTIONS
 
     def require(self, action: str) -> None:
         if not self.may(action):
             raise Forbidden(f"{self.caller.describe()} may not {describe(action)}")
 
     def websocket(self, what: str) -> None:
-        """Events and consoles: admin-only (an owner's stream would need filtering)."""
+        """Events and consoles: admins and operators (an owner's stream would need filtering)."""
         if not self.admin:
             raise Forbidden(f"{self.caller.describe()} may not {what}")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from corral.domain.errors import InvalidInput
 from corral.domain.instance import Kind
 from corral.drivers.base import Driver
+from corral.services.authlimit import DEFAULT_LIMIT, DEFAULT_WINDOW, FailedAuthLimiter
 from corral.services.capacity import CapacityService
 from corral.services.capacity_case import CapacityCase
 from corral.services.events import EventBus
@@ -18,6 +19,7 @@ from corral.services.locks import InstanceLocks
 from corral.services.networks import NetworkService, backend_for
 from corral.services.operations import OperationManager
 from corral.services.resources import ResourceService
+from corral.services.sessions import DEFAULT_IDLE, DEFAULT_LIFETIME, SessionStore
 from corral.services.storage import StorageService
 from corral.services.templates import TemplateService
 from corral.services.users import UserService
@@ -33,6 +35,13 @@ class Settings:
     state_dir: Path = Path("/var/lib/corral")
     driver_mode: str = "real"  # "real": lxc + qemu; "fake": the fake driver for both kinds
     node: str = ""
+    auth_failures: int = DEFAULT_LIMIT
+    """Failed authentications (API tokens and console logins together) per address per
+    ``auth_window`` seconds before that address is refused."""
+    auth_window: float = DEFAULT_WINDOW
+    session_idle: float = DEFAULT_IDLE
+    """Seconds a console session lives without a request."""
+    session_lifetime: float = DEFAULT_LIFETIME
 
 
 def make_drivers(settings: Settings) -> dict[Kind, Driver]:
@@ -56,7 +65,9 @@ class Corral:
         self.db = Database.open(settings.state_dir / "corral.db")  # migrated once, here
         self.store = StateStore(self.db)
         self.events = EventBus()
-        self.users = UserService(UserStore(self.db))
+        self.users = UserService(UserStore(self.db), SessionStore(
+            idle=settings.session_idle, lifetime=settings.session_lifetime))
+        self.auth_limiter = FailedAuthLimiter(settings.auth_failures, settings.auth_window)
         self.locks = InstanceLocks()
         self.operations = OperationManager(self.store, self.events, self.locks)
         self.templates = TemplateService(settings.state_dir / "templates", self.events,

@@ -1,5 +1,5 @@
-"""Users in the daemon's database (the only code building their queries). Tokens are kept as
-hashes."""
+"""Users in the daemon's database (the only code building their queries). Tokens and console
+passwords are kept as hashes."""
 
 from __future__ import annotations
 
@@ -56,6 +56,17 @@ class UserStore:
         if not self.db.execute("UPDATE users SET token_hash = ? WHERE name = ?",
                                (token_hash, name)):
             raise NotFound(f"no user '{name}'")
+
+    def set_password_hash(self, name: str, password_hash: str | None) -> None:
+        if not self.db.execute("UPDATE users SET password_hash = ? WHERE name = ?",
+                               (password_hash, name)):
+            raise NotFound(f"no user '{name}'")
+
+    def password_hash(self, name: str) -> tuple[UserRecord, str | None] | None:
+        """The user and its password hash (None: no password set); None: no such user."""
+        row = self.db.one(f"SELECT {', '.join(USERS.columns)}, password_hash FROM users "
+                          "WHERE name = ?", (name,))
+        return None if row is None else (USERS.load(row[:-1]), row[-1])
 
     def owned(self, name: str) -> list[str]:
         """Names of the instances ``name`` owns."""

@@ -18,6 +18,10 @@ class AddUserRequest(BaseModel):
     role: str = "owner"
 
 
+class SetPasswordRequest(BaseModel):
+    password: str
+
+
 class UserTokenModel(BaseModel):
     """A user's new token: shown once (corrald keeps only its hash)."""
 

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from corral.api import fastpath
 from corral.api.app import LocalAdmin, create_app
 from corral.api.fastpath import ROUTE_NAMES, VERBS, LifecycleFastPath
-from corral.api.identity import ASGIApp, Receive, Scope, Send, _serve_as
+from corral.api.identity import ASGIApp, Receive, Scope, Send, serve_as
 from corral.domain.users import Caller, Role
 from corral.services.access import Access
 from corral.services.core import Corral, Settings
@@ -45,7 +45,7 @@ class _As:
         self.caller = caller
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _serve_as(self.caller, self.app, scope, receive, send)
+        await serve_as(self.caller, self.app, scope, receive, send)
 
 
 def _ask(app: ASGIApp, path: str, **kwargs: Any) -> Answer:

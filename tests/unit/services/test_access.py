@@ -98,3 +98,41 @@ def test_operations_and_restores() -> None:
     assert ADMIN_USER.restored_owner("alice", exists=False) is None
     assert ALICE.restore_over(instance("web", "alice"))
     assert not ALICE.restore_over(instance("web", "bob"))
+
+
+OPERATOR = Access(Caller("olga", Role.OPERATOR))
+
+
+def test_an_operator_manages_everything_but_users_roles_and_host_policy() -> None:
+    for action in ("create_instance", "delete_instance", "set_resources", "create_network",
+                   "create_pool", "create_backup", "restore_backup", "add_target",
+                   "cancel_operation", "get_policy", "capacity", "migrate", "set_owner"):
+        OPERATOR.require(action)
+    for action, words in (("list_users", "list users"), ("add_user", "add user"),
+                          ("set_password", "set password"),
+                          ("set_policy", "change the over-commitment policy"),
+                          ("add_remote", "add remote")):
+        with pytest.raises(Forbidden, match=f"user 'olga' \\(operator\\) may not {words}$"):
+            OPERATOR.require(action)
+    # every instance, backup and operation, like an admin; raw targets; events and consoles
+    assert OPERATOR.instance(instance("db", "bob"), "db").name == "db"
+    assert OPERATOR.backup(manifest("bob"), "web-1", "nas").id == "web-1"
+    OPERATOR.target("/srv/backups", known=False, key_file=None)
+    assert OPERATOR.operations_filter is None
+    OPERATOR.websocket("watch events")
+
+
+def test_admin_only_actions_name_real_routes() -> None:
+    """A typo in ADMIN_ACTIONS would let operators call the real route."""
+    import importlib
+    import pkgutil
+
+    import corral.api
+    from corral.services.access import ADMIN_ACTIONS
+
+    routes = set()
+    for info in pkgutil.iter_modules(corral.api.__path__):
+        router = getattr(importlib.import_module(f"corral.api.{info.name}"), "router", None)
+        routes |= {getattr(r, "name", "") for r in getattr(router, "routes", [])}
+    assert "create_instance" in routes
+    assert ADMIN_ACTIONS <= routes, sorted(ADMIN_ACTIONS - routes)

@@ -46,7 +46,7 @@ def test_names_roles_and_duplicates(db: Database) -> None:
     users = UserService(UserStore(db))
     with pytest.raises(InvalidInput, match="user name 'Alice' is not a DNS label"):
         users.add("Alice")
-    with pytest.raises(InvalidInput, match="role 'root' is not one of: admin, owner"):
+    with pytest.raises(InvalidInput, match="role 'root' is not one of: admin, operator, owner"):
         users.add("alice", "root")
     assert users.add("carol", "admin")[0].role is Role.ADMIN
     with pytest.raises(Conflict, match="a user named 'carol' already exists"):
