@@ -6,7 +6,8 @@
 # Options: --no-tcp (serve the API on the Unix socket only), --listen HOST:PORT (the TLS
 # listener's address; default 0.0.0.0:8443), --advertise URL (the URL peers reach it at;
 # default https://<first address of `hostname -I`>:PORT when listening on every address).
-# The listener is what remote hosts and the web console use; its settings are kept in
+# The listener is what remote hosts and the web console (https://HOST:PORT/ui/) use; the
+# end of the output says how to log in to the console. Its settings are kept in
 # /etc/default/corrald, which the systemd unit and the background start below both read.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -121,7 +122,21 @@ if [ -n "$listen" ]; then
   echo "  certificate (copy it to clients, which pin it): $cert"
   echo "  admin token: $token_file (a user's: corral user add NAME)"
   echo "  e.g.: CORRAL_URL=$url CORRAL_TOKEN=\$(cat $token_file) CORRAL_TLS_CERT=$cert corral whoami"
+  # The web console: the first run makes the user `admin` with a random password, shown once
+  echo
+  echo "Web console: $url/ui/"
+  fingerprint="$(openssl x509 -noout -fingerprint -sha256 -in "$cert" 2>/dev/null | cut -d= -f2 || true)"
+  [ -z "$fingerprint" ] || echo "  its certificate is self-signed: accept it if the browser shows SHA-256 $fingerprint"
+  if ! corral user list --format json | python3 -c 'import json,sys; sys.exit(0 if any(u["name"] == "admin" for u in json.load(sys.stdin)) else 1)'; then
+    password="$(python3 -c 'import secrets; print(secrets.token_urlsafe(12))')"
+    corral user add admin --role admin >/dev/null
+    printf '%s\n' "$password" | corral user passwd admin --password-stdin >/dev/null
+    echo "  log in as: admin   password: $password   (shown only now; change it: corral user passwd admin)"
+  else
+    echo "  log in as an admin user, e.g. admin (set its password: corral user passwd admin)"
+  fi
 else
   echo
   echo "corrald's API: Unix socket /run/corral/corral.sock only (no TLS listener: --no-tcp)"
+  echo "  the web console is served on the TLS listener: run setup.sh without --no-tcp to have it"
 fi

@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from corral.domain.errors import CorralError, NotFound
+from corral.domain.lifecycle import Action, allowed
 from corral.domain.resources import Resources, apply_settings
 from corral.domain.sizes import format_size
 from corral.domain.statuses import OperationStatus
@@ -79,7 +80,8 @@ def details(page: Page, view: InstanceView) -> dict[str, Any]:
         "targets": _optional(page, "create_backup",
                              lambda: [t.name for t in app.backups.targets()]),
         "operations": _optional(page, "list_operations", operations),
-        "actions": [a for a in ACTIONS if page.may(f"{a}_instance")],
+        "actions": [a for a in ACTIONS if page.may(f"{a}_instance")
+                    and allowed(Action(a), view.state)],
     }
 
 
