@@ -6,8 +6,8 @@
   act as a user to see what the user sees, and a token is never ignored without a word.
 * ``TokenAuth`` wraps TCP listeners: every request needs ``Authorization: Bearer <token>``,
   either the daemon's own token (an administrator: operators and migration peers use it) or
-  a user's token (that user, with its role). Anything else is 401. Each wrong or missing
-  token counts as a failure of the client's address in the daemon's one failed-auth limiter
+  a user's token (that user, with its role). Anything else is 401. Each wrong token (not a
+  missing one: a browser's stray request for /favicon.ico guesses nothing) counts as a failure of the client's address in the daemon's one failed-auth limiter
   (``services/authlimit.py``, shared with the web console's login); an address over the
   limit gets 429 before its token is looked at.
 
@@ -155,7 +155,8 @@ class TokenAuth:
         caller = None if presented is None else await _identify(
             presented, self.token, self.authenticate)
         if caller is None:
-            self.limiter.failed(address, "api")
+            if presented is not None:  # a guess; a request without a token guesses nothing
+                self.limiter.failed(address, "api")
             await _unauthorized(scope, send, "missing or wrong API token")
             return
         await serve_as(caller, self.app, scope, receive, send)

@@ -37,7 +37,7 @@ def _call(app: SessionAuth, method: str, cookie: str | None = None,
           headers: dict[str, str] | None = None,
           data: dict[str, str] | None = None) -> httpx.Response:
     async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(app=app)
         sent = {**({"cookie": f"{COOKIE}={cookie}"} if cookie else {}), **(headers or {})}
         async with httpx.AsyncClient(transport=transport, base_url="https://t") as client:
             return await client.request(method, "/ui/thing", headers=sent, data=data)
