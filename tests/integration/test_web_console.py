@@ -76,8 +76,10 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         stop_daemon(daemon)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One browser for the module, closed with it: Playwright's sync API keeps an event loop
+    running in this thread while it is open (``asyncio.run`` elsewhere would fail)."""
     with sync_playwright() as playwright:
         found = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
@@ -198,20 +200,25 @@ def test_the_instances_table_filters_sorts_and_follows_states_live(
         browser: Browser, console: Daemon) -> None:
     for name in ("live1", "live2"):
         made_instance(console, name)
+    made_instance(console, "other1", start=False)
     ctx = context(browser)
     page = log_in(ctx, console, ADMIN)
     page.goto(f"{console.url}/ui/instances")
+    rows = "() => [...document.querySelectorAll('#instances-table tbody tr')]" \
+           ".map(r => r.dataset.name).join(' ')"
+    assert "other1" in page.evaluate(rows)
     page.fill("input[name=q]", "live")
-    page.wait_for_function("() => [...document.querySelectorAll('#instances-table tbody tr')]"
-                           ".every(r => (r.dataset.name || '').startsWith('live'))")
-    assert "q=live" in page.url
+    page.wait_for_url("**/ui/instances?q=live*")  # the filter is in the URL (a link keeps it)
+    page.wait_for_function(f"() => ({rows})() === 'live1 live2'")
     page.click("#instances-table th >> text=Name")  # ascending -> descending
-    page.wait_for_function("() => document.querySelector('#instances-table tbody tr')"
-                           ".dataset.name === 'live2'")
-    cell = page.locator("tr[data-name=live1] .state")
-    assert cell.get_attribute("data-state") == "running"
-    page.wait_for_function("() => document.getElementById('live-status') === null || true")
+    page.wait_for_function(f"() => ({rows})() === 'live2 live1'")
+    page.select_option("select[name=state]", "running")
+    page.wait_for_url("**state=running*")
+    assert page.evaluate(rows) == "live2 live1"
+    page.wait_for_selector("body[data-live-state=open]", state="attached")
     console.cli("stop", "live1", check=True)  # elsewhere: the page hears it on /ui/events
+    page.wait_for_function(f"() => ({rows})() === 'live2'")  # no longer running: filtered out
+    page.select_option("select[name=state]", "")
     page.wait_for_selector("tr[data-name=live1] .state[data-state=stopped]")
     ctx.close()
 

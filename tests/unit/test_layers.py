@@ -6,9 +6,9 @@ never up). The walk reads every module with ``ast`` -- module-level, function-lo
 it is written, naming the file, the import and the rule. ``corral`` itself (the version) may
 be imported by anyone and imports nothing.
 
-``web`` and ``cluster`` do not exist yet: their rules are here so those packages start
-inside them (docs/architecture.md, "Layers"): ``web`` beside ``api`` (services, through the
-API's gate), ``cluster`` below ``services`` beside ``state`` (services use its store).
+``web`` sits beside ``api`` (services, through the API's gate: ``api.identity``,
+``api.deps``); ``cluster`` does not exist yet: its rule is here so it starts inside it
+(docs/architecture.md, "Layers"): below ``services`` beside ``state`` (services use its store).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ RULES: dict[str, frozenset[str]] = {
     "api": frozenset({"services", "wire", "domain"}),
     "client": frozenset({"wire", "domain"}),
     "cli": frozenset({"client", "wire", "domain"}),
-    # future packages: their places are decided now
     "web": frozenset({"services", "api.identity", "api.deps", "wire", "domain"}),
+    # a future package: its place is decided now
     "cluster": frozenset({"domain", "host", "wire", "client", "state"}),
     "daemon": ANYTHING,
 }

@@ -6,8 +6,9 @@
   act as a user to see what the user sees, and a token is never ignored without a word.
 * ``TokenAuth`` wraps TCP listeners: every request needs ``Authorization: Bearer <token>``,
   either the daemon's own token (an administrator: operators and migration peers use it) or
-  a user's token (that user, with its role). Anything else is 401. Each wrong token (not a
-  missing one: a browser's stray request for /favicon.ico guesses nothing) counts as a failure of the client's address in the daemon's one failed-auth limiter
+  a user's token (that user, with its role). Anything else is 401. Each wrong token (not
+  a missing one: a browser's stray request for /favicon.ico guesses nothing) counts as a
+  failure of the client's address in the daemon's one failed-auth limiter
   (``services/authlimit.py``, shared with the web console's login); an address over the
   limit gets 429 before its token is looked at.
 

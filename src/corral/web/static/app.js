@@ -24,6 +24,7 @@
       var ws = new WebSocket(scheme + location.host + url);
       ws.onopen = function () {
         delay = 1000;
+        document.body.setAttribute("data-live-state", "open");
         if (status) { status.textContent = "live"; }
       };
       ws.onmessage = function (message) {
@@ -45,6 +46,7 @@
         }
       };
       ws.onclose = function (closing) {
+        document.body.setAttribute("data-live-state", "closed");
         if (status) { status.textContent = "reconnecting…"; }
         if (closing.code === 4401 || closing.code === 4403) {
           if (status) { status.textContent = "not available"; }
