@@ -247,6 +247,25 @@ def test_resources_say_what_applied_live_and_what_at_next_start(
     ctx.close()
 
 
+def test_snapshots_are_taken_and_reverted_from_the_instance_page(
+        browser: Browser, console: Daemon) -> None:
+    made_instance(console, "snap1")
+    ctx = context(browser)
+    page = log_in(ctx, console, OPERATOR)  # an operator manages snapshots
+    page.goto(f"{console.url}/ui/instances/snap1")
+    page.fill("#snapshot-form input[name=name]", "before")
+    page.click("#snapshot-form button")
+    page.wait_for_selector("#notice >> text=snapshot before taken")
+    assert "before" in (page.locator("#snapshots").text_content() or "")
+    page.on("dialog", lambda dialog: dialog.accept())  # the revert asks first
+    page.click("#snapshots button:has-text('Revert')")
+    page.wait_for_selector("#notice >> text=reverted to before")
+    listed = json.loads(console.cli("snapshot", "list", "snap1", "--format", "json",
+                                    check=True).stdout)
+    assert [(s["name"], s["current"]) for s in listed["snapshots"]] == [("before", True)]
+    ctx.close()
+
+
 def test_an_operator_sees_no_users_page_and_gets_403_on_its_url(
         browser: Browser, console: Daemon) -> None:
     ctx = context(browser)
