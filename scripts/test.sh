@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin
-[ -x "$py/pytest" ] && [ -x "$py/ruff" ] && [ -x "$py/mypy" ] || scripts/install-deps.sh
+[ -x "$py/pytest" ] && [ -x "$py/ruff" ] && [ -x "$py/mypy" ] \
+  && "$py/python" -c "import argon2, jinja2, multipart, playwright" 2>/dev/null \
+  || scripts/install-deps.sh
+scripts/build-web-assets.sh  # the web console's assets (skipped when built from this lock)
 "$py/ruff" check src tests bench
 "$py/mypy"
 # Every test starts corrald and the CLI as new processes; where PYTHONDONTWRITEBYTECODE is

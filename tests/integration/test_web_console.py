@@ -266,6 +266,25 @@ def test_snapshots_are_taken_and_reverted_from_the_instance_page(
     ctx.close()
 
 
+def test_a_backup_is_taken_and_restored_from_the_instance_page(
+        browser: Browser, console: Daemon) -> None:
+    made_instance(console, "bak1", start=False)
+    target = console.state_dir / "web-backups"
+    console.cli("backup", "target", "add", "webnas", str(target), check=True)
+    ctx = context(browser)
+    page = log_in(ctx, console, OPERATOR)
+    page.goto(f"{console.url}/ui/instances/bak1")
+    page.click("#h-backups ~ form button")
+    page.wait_for_selector("#notice >> text=backed up to webnas")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("#h-backups ~ ul button:has-text('Restore')")
+    page.wait_for_selector("#notice >> text=restored backup")
+    ops = api(console, "GET", "/api/v1/operations").json()
+    assert any(o["action"].startswith("restore") and o["status"] == "success" and
+               o["requested_by"] == OPERATOR[0] for o in ops), ops
+    ctx.close()
+
+
 def test_an_operator_sees_no_users_page_and_gets_403_on_its_url(
         browser: Browser, console: Daemon) -> None:
     ctx = context(browser)
