@@ -16,6 +16,7 @@ from corral.api import (
     backups,
     capacity,
     convert,
+    history,
     host,
     instances,
     networks,
@@ -44,7 +45,7 @@ def create_app(corral: Corral) -> FastAPI:
     app.add_middleware(LifecycleFastPath, corral=corral)
     # resources before networks: its /metrics page includes the traffic counters
     for module in (instances, operations, host, capacity, streams, resources, networks,
-                   backups, users):
+                   backups, users, history):
         app.include_router(module.router)
     app.include_router(storage_router)
     app.include_router(migration_router)

@@ -72,12 +72,37 @@ def _stats_rows(s: StatsModel, before: StatsModel | None = None) -> list[tuple[s
 
 
 def stats(ref: Annotated[str, typer.Argument(help="name or id")],
-          fmt: FormatOpt = Format.table) -> None:
-    """Usage of one instance: CPU %, memory, disk, IO, network."""
+          fmt: FormatOpt = Format.table,
+          history: Annotated[str | None, typer.Option(
+              "--history", metavar="hour|day|month",
+              help="the history corrald keeps: a sample a minute for the last hour or day, "
+                   "an hour for the last month")] = None) -> None:
+    """Usage of one instance: CPU %, memory, disk, IO, network (now, or its history)."""
+    if history is not None:
+        from corral.cli.history import show
+
+        with client() as c:
+            past = c.history(ref, history)
+        if not output.emit_structured(past, fmt):
+            show(past)
+        return
     with client() as c:
         s = c.stats(ref)
     if not output.emit_structured(s, fmt):
         output.key_values(_stats_rows(s))
+
+
+def host_history(
+    span: Annotated[str, typer.Argument(metavar="hour|day|month", help="how far back")] = "hour",
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """The history of every instance of this host summed: CPU, memory, disk IO, network."""
+    from corral.cli.history import show
+
+    with client() as c:
+        past = c.history(None, span)
+    if not output.emit_structured(past, fmt):
+        show(past)
 
 
 TOP_COLUMNS = ("NAME", "TYPE", "STATE", "CPU%", "CPUS", "MEMORY", "DISK", "IO R", "IO W",

@@ -17,6 +17,7 @@ from corral.client.transport import ApiError as ApiError
 from corral.client.transport import HttpTransport, raise_for
 from corral.client.unixhttp import UnixHttp, Unreachable
 from corral.wire.capacity import CapacityCaseModel
+from corral.wire.history import HistoryModel
 from corral.wire.models import (
     AddNicRequest,
     BandwidthModel,
@@ -355,6 +356,12 @@ class CorralClient(StorageCalls):
 
     def stats(self, ref: str) -> StatsModel:
         return self._model(StatsModel, "GET", f"/api/v1/instances/{ref}/stats")
+
+    def history(self, ref: str | None, span: str = "hour") -> HistoryModel:
+        """An instance's graphs' samples (``ref`` None: the host's) over ``span``: hour,
+        day or month."""
+        path = "/api/v1/host/history" if ref is None else f"/api/v1/instances/{ref}/history"
+        return self._model(HistoryModel, "GET", path, params={"range": span})
 
     def all_stats(self) -> list[StatsModel]:
         return self._models(StatsModel, "GET", "/api/v1/stats")

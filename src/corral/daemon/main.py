@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
                         type=str.lower, choices=["debug", "info", "warning", "error", "critical"],
                         help="the least severe messages corrald logs (to stderr, as JSON "
                              "lines); default %(default)s ($CORRAL_LOG_LEVEL)")
+    parser.add_argument("--history-interval", type=float,
+                        default=float(env("CORRAL_HISTORY_INTERVAL", "60")), metavar="SECONDS",
+                        help="seconds between two readings of every instance for the graphs' "
+                             "history (0: no history); default %(default)s "
+                             "($CORRAL_HISTORY_INTERVAL)")
     return parser
 
 
@@ -119,7 +124,8 @@ async def serve(args: argparse.Namespace) -> None:
     corral = Corral(Settings(
         state_dir=state_dir, driver_mode=args.drivers, node=args.node,
         auth_failures=args.auth_failures, auth_window=args.auth_window,
-        session_idle=args.session_idle, session_lifetime=args.session_lifetime))
+        session_idle=args.session_idle, session_lifetime=args.session_lifetime,
+        history_interval=args.history_interval))
     await asyncio.to_thread(corral.start)  # drivers block (QMP runs its own loop)
     app = create_app(corral)  # lifecycle actions skip only its routing (api/fastpath.py)
     # Everything imported and built so far lives as long as the daemon: out of the garbage

@@ -59,6 +59,8 @@ WORDING = {
     "set_policy": "change the over-commitment policy",
     "capacity": "see the capacity and business case",
     "metrics": "read the metrics",
+    "instance_history": "see an instance's history",
+    "host_history": "see the host's history",
     "vnc": "open the VNC console",
 }
 """How a refusal names an action whose route name does not read as a verb phrase."""

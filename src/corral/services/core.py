@@ -42,6 +42,7 @@ class Settings:
     session_idle: float = DEFAULT_IDLE
     """Seconds a console session lives without a request."""
     session_lifetime: float = DEFAULT_LIFETIME
+    history_interval: float = 60.0  # seconds between the history sampler's readings; 0: off
 
 
 def make_drivers(settings: Settings) -> dict[Kind, Driver]:
@@ -98,6 +99,21 @@ class Corral:
         self._wire_storage(settings)
         self._wire_backups(settings)
         self._wire_migration(settings, node)
+        self._wire_history(settings)
+
+    def _wire_history(self, settings: Settings) -> None:
+        from corral.services.history import HistorySampler, read_all
+        from corral.state.historystore import HistoryStore
+
+        self.history = HistorySampler(
+            HistoryStore(self.db), lambda: read_all(self.resources, self.networks),
+            interval=settings.history_interval,
+        )
+
+        def forget(rec: InstanceRecord) -> None:
+            self.history.forget(rec.id)
+
+        self.instances.on_deleted.append(forget)
 
     def _nic_devices(self, ref: str) -> list[str]:
         return [nic.host_ifname for _name, nic in self.networks.list_nics(ref)]
@@ -183,8 +199,10 @@ class Corral:
         self.instances.reconcile()
         self.networks.start()
         self.backup_schedule.start()
+        self.history.start()
 
     def close(self) -> None:
+        self.history.stop()
         self.backup_schedule.stop()
         self.migrations.close()
         self.networks.close()
