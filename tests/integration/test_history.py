@@ -71,8 +71,10 @@ def test_the_sampler_writes_and_the_api_returns_it(sampling: Daemon) -> None:
         assert all(p.time % 60 == 0 for p in past.points)
         last = past.points[-1]
         assert last.memory_used == 8 * 1024**2 and last.memory_total == 128 * 1024**2
-        total = sum(p.traffic["world"]["out"] * 60 for p in past.points if p.traffic)
-        assert 0 < total  # bytes per second, over the minutes that counted them
+        # rates are per second over the time a bucket covered: together, every byte counted
+        total = sum(p.traffic["world"]["out"] * p.seconds for p in past.points if p.traffic)
+        assert total == pytest.approx(600_000)
+        assert all(0 < p.seconds <= 61 for p in past.points)
 
         assert c.history("idle").points == []  # never running: no samples
         day = c.history("web", "day")

@@ -8,8 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from corral.api.deps import Policy, corral
 from corral.services.core import Corral
-from corral.services.history import Range
-from corral.state.historystore import Sample
+from corral.services.history import Range, Sample
 from corral.wire.history import HistoryModel, HistoryPointModel
 
 router = APIRouter(prefix="/api/v1", tags=["history"])
@@ -27,7 +26,7 @@ def _model(instance: str | None, span: Range, since: int, end: int,
             traffic.setdefault(cls, {})[direction] = bps
             classes.add(cls)
         points.append(HistoryPointModel(
-            time=s.ts, cpu_percent=s.cpu_percent, memory_used=s.memory_used,
+            time=s.ts, seconds=s.seconds, cpu_percent=s.cpu_percent, memory_used=s.memory_used,
             memory_total=s.memory_total, disk_read_bps=s.disk_read_bps,
             disk_write_bps=s.disk_write_bps, net_rx_bps=s.net_rx_bps, net_tx_bps=s.net_tx_bps,
             traffic=traffic))

@@ -9,6 +9,8 @@ class HistoryPointModel(BaseModel):
     """One bucket: ``time`` is its start (Unix seconds); rates are means over the bucket."""
 
     time: int
+    seconds: float = Field(description="the time the readings in the bucket covered (up to "
+                                       "its step; less: the instance ran part of it)")
     cpu_percent: float = Field(description="percent of one CPU (a host: summed)")
     memory_used: int
     memory_total: int
