@@ -27,7 +27,8 @@ from enum import StrEnum
 from corral.domain.errors import InvalidInput
 from corral.services.networks import NetworkService
 from corral.services.resources import ResourceService
-from corral.state.historystore import HOUR, MINUTE, HistoryStore, Sample
+from corral.state.historystore import HOUR, MINUTE, HistoryStore
+from corral.state.historystore import Sample as Sample
 
 log = logging.getLogger("corral.history")
 
