@@ -76,7 +76,8 @@ def daemon_env(state_dir: Path) -> dict[str, str]:
     """Each test daemon gets its own cgroup root, the same for every restart on ``state_dir``,
     so that several daemons on this host never share guests' cgroup paths."""
     digest = hashlib.sha1(str(state_dir).encode()).hexdigest()[:10]
-    return dict(os.environ, CORRAL_CGROUP_ROOT=f"corral-test-{digest}")
+    # the log on stderr (into STATE_DIR/corrald.log), never the host's journal
+    return dict(os.environ, CORRAL_CGROUP_ROOT=f"corral-test-{digest}", CORRAL_LOG_TO="stderr")
 
 
 def start_daemon(state_dir: Path, drivers: str = "fake", prefix: tuple[str, ...] = (),

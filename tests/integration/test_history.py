@@ -111,3 +111,32 @@ def test_the_sampler_writes_and_the_api_returns_it(sampling: Daemon) -> None:
         op = c.delete_instance("web", force=True)
         assert c.wait(op.id, timeout=30).status == "success"
         assert c.history(None, "hour").points == []  # the host's sum lost web's rows too
+
+
+def test_operation_show_log_prints_the_operations_lines(daemon: Daemon) -> None:
+    with daemon.client() as c:
+        op = c.create_instance(CreateRequest(name="web", type="ct", template="tiny",
+                                             start=True))
+        assert c.wait(op.id, timeout=30).status == "success"
+        c.set_policy({"disk": "100000"})  # admitted, then too big for the pool: fails late
+        bad = c.create_instance(CreateRequest(name="big", type="ct", template="tiny",
+                                              disk="100T"))
+        assert c.wait(bad.id, timeout=30).status == "failure"
+        lines = [ln.message for ln in c.operation_log(op.id)]
+        assert lines[0] == "create web: started" and lines[-1] == "create web: succeeded"
+    out = daemon.cli("operation", "show", op.id[:8], "--log", check=True).stdout
+    assert "create web: started" in out and "INFO" in out
+    failed = daemon.cli("operation", "show", bad.id, "--log", check=True).stdout
+    assert "WARNING create big: failure:" in failed and "100T" in failed
+    as_json = json.loads(daemon.cli("operation", "show", op.id, "--log", "--format", "json",
+                                    check=True).stdout)
+    assert as_json["operation"]["id"] == op.id
+    assert [ln["seq"] for ln in as_json["log"]] == list(range(len(as_json["log"])))
+    missing = daemon.cli("operation", "show", "nosuchop", "--log")
+    assert missing.returncode == 1 and "nosuchop" in missing.stderr
+    # the daemon logs at --log-level warning: the warning is in its log, with its fields
+    logged = [json.loads(line) for line in (daemon.state_dir / "corrald.log").read_text()
+              .splitlines() if line.startswith("{")]
+    ours = [e for e in logged if e.get("operation") == bad.id]
+    assert ours and ours[0]["instance"] == "big" and ours[0]["level"] == "warning"
+    assert not [e for e in logged if e.get("operation") == op.id]  # info: not at warning

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from corral.api import convert
 from corral.api.deps import Policy, corral
 from corral.services.core import Corral
-from corral.wire.models import OperationModel
+from corral.wire.models import OperationLogLineModel, OperationModel
 
 router = APIRouter(prefix="/api/v1/operations", tags=["operations"])
 App = Annotated[Corral, Depends(corral)]
@@ -27,6 +27,16 @@ def list_operations(
 @router.get("/{op_id}", response_model=OperationModel)
 def show_operation(op_id: str, app: App, policy: Policy) -> OperationModel:
     return convert.operation(policy.operation(app.store.get_operation(op_id), op_id))
+
+
+@router.get("/{op_id}/log", response_model=list[OperationLogLineModel])
+def operation_log(op_id: str, app: App, policy: Policy) -> list[OperationLogLineModel]:
+    """The lines corrald logged while the operation's work ran (its phases, warnings and
+    errors), oldest first; kept 31 days."""
+    full_id = policy.operation(app.store.get_operation(op_id), op_id).id
+    return [OperationLogLineModel(seq=ln.seq, time=ln.time, level=ln.level, logger=ln.logger,
+                                  message=ln.message)
+            for ln in app.operations.oplog.lines(full_id)]
 
 
 @router.get("/{op_id}/wait", response_model=OperationModel)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -33,13 +34,27 @@ def list_(fmt: FormatOpt = Format.table,
 
 
 @app.command()
-def show(op_id: str, fmt: FormatOpt = Format.table) -> None:
-    """Show one operation."""
+def show(op_id: str, fmt: FormatOpt = Format.table,
+         with_log: Annotated[bool, typer.Option(
+             "--log", help="also the lines corrald logged while it ran")] = False) -> None:
+    """Show one operation (and, with --log, its log lines)."""
     with client() as c:
         op = c.get_operation(op_id)
+        lines = c.operation_log(op.id) if with_log else None
+    if lines is not None and fmt is not Format.table:
+        output.emit_structured({"operation": op.model_dump(mode="json"),
+                                "log": [ln.model_dump(mode="json") for ln in lines]}, fmt)
+        return
     if not output.emit_structured(op, fmt):
         output.key_values(list(zip(["id", "action", "instance", "status", "progress", "phase",
                                     "created", "error"], _row(op), strict=True)))
+    if lines is not None:
+        print()
+        for ln in lines:  # plain lines, never wrapped or cut: read and grepped
+            stamp = datetime.fromtimestamp(ln.time, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            print(f"{stamp} {ln.level.upper():<7} {ln.message}", flush=True)
+        if not lines:
+            print("(no log lines)")
 
 
 @app.command()

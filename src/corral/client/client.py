@@ -30,6 +30,7 @@ from corral.wire.models import (
     InstanceModel,
     NetworkModel,
     NicModel,
+    OperationLogLineModel,
     OperationModel,
     PolicyModel,
     SetBandwidthRequest,
@@ -222,6 +223,9 @@ class CorralClient(StorageCalls):
 
     def get_operation(self, op_id: str) -> OperationModel:
         return self._model(OperationModel, "GET", f"/api/v1/operations/{op_id}")
+
+    def operation_log(self, op_id: str) -> list[OperationLogLineModel]:
+        return self._models(OperationLogLineModel, "GET", f"/api/v1/operations/{op_id}/log")
 
     def cancel_operation(self, op_id: str) -> OperationModel:
         return self._model(OperationModel, "DELETE", f"/api/v1/operations/{op_id}")

@@ -99,8 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
                              "($CORRAL_SESSION_LIFETIME)")
     parser.add_argument("--log-level", default=env("CORRAL_LOG_LEVEL", "info"),
                         type=str.lower, choices=["debug", "info", "warning", "error", "critical"],
-                        help="the least severe messages corrald logs (to stderr, as JSON "
-                             "lines); default %(default)s ($CORRAL_LOG_LEVEL)")
+                        help="the least severe messages corrald logs; default %(default)s "
+                             "($CORRAL_LOG_LEVEL)")
+    parser.add_argument("--log-to", default=env("CORRAL_LOG_TO", "auto"),
+                        choices=["auto", "journal", "stderr"],
+                        help="journal: systemd's journal, with the fields INSTANCE, OPERATION "
+                             "and USER (journalctl -t corrald INSTANCE=NAME); stderr: JSON "
+                             "lines (or into --log-file); auto: the journal where "
+                             "/run/systemd/journal/socket exists; default %(default)s "
+                             "($CORRAL_LOG_TO)")
+    parser.add_argument("--log-file", default=env("CORRAL_LOG_FILE", ""), metavar="FILE",
+                        help="write the JSON lines to FILE instead of stderr, reopened when "
+                             "logrotate moves it (when not logging to the journal) "
+                             "($CORRAL_LOG_FILE)")
     parser.add_argument("--history-interval", type=float,
                         default=float(env("CORRAL_HISTORY_INTERVAL", "60")), metavar="SECONDS",
                         help="seconds between two readings of every instance for the graphs' "
@@ -188,7 +199,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logs.setup(args.log_level)
+    logs.setup(args.log_level, args.log_to, args.log_file)
     asyncio.run(serve(args))
 
 

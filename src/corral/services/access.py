@@ -60,6 +60,7 @@ WORDING = {
     "capacity": "see the capacity and business case",
     "metrics": "read the metrics",
     "instance_history": "see an instance's history",
+    "operation_log": "read an operation's log",
     "host_history": "see the host's history",
     "vnc": "open the VNC console",
 }

@@ -17,6 +17,9 @@ from corral.domain.lifecycle import State
 from corral.domain.statuses import OperationStatus
 from corral.services.events import EventBus
 from corral.services.locks import InstanceLocks
+from corral.services.oplog import OperationLog
+from corral.services.scope import Scope, current
+from corral.state.oplogstore import OperationLogStore
 from corral.state.store import OperationRecord, StateStore
 
 FINISHED_KEPT = 256  # recently ended operations answered to waiters from memory
@@ -41,10 +44,13 @@ class Cancelled(CorralError):
 class OperationContext:
     """Handed to the work function: report progress, check for cancellation."""
 
-    def __init__(self, manager: OperationManager, op_id: str, instance: str | None) -> None:
+    def __init__(self, manager: OperationManager, op_id: str, instance: str | None,
+                 user: str | None = None) -> None:
         self._manager = manager
         self.id = op_id
         self.instance = instance
+        self.user = user
+        self.phase: str | None = None
         self.cancel_requested = threading.Event()
         self.settled: tuple[int, State] | None = None
         self.result: str | None = None
@@ -60,6 +66,9 @@ class OperationContext:
             raise Cancelled(f"operation {self.id} was cancelled")
         fraction = max(0.0, min(1.0, fraction))
         self._manager.store.update_operation(self.id, progress=fraction, phase=phase)
+        if phase != self.phase:  # the operation's log: each phase once, not every fraction
+            self.phase = phase
+            self._manager.oplog.add(self.id, "info", "corral.operations", phase)
         self._manager.events.publish(
             "operation.progress", instance=self.instance, operation=self.id,
             progress=fraction, phase=phase,
@@ -89,6 +98,7 @@ class OperationManager:
         self._guard = threading.Lock()
         self._finished: OrderedDict[str, OperationRecord] = OrderedDict()
         self._on_end: dict[str, list[Ended]] = {}
+        self.oplog = OperationLog(OperationLogStore(store.db))
 
     def submit(
         self, action: str, instance: str | None, work: Work,
@@ -98,16 +108,18 @@ class OperationManager:
         ``during``: (instance id, state) the instance is in while ``work`` runs, committed
         with the operation's record."""
         op_id = str(uuid.uuid4())
+        user = requester.get()
         if instance is not None:
             self.locks.acquire(instance, op_id, action)
         try:
             record = self.store.insert_operation(op_id, action, instance, instance_state=during,
-                                                 requested_by=requester.get())
+                                                 requested_by=user)
         except BaseException:
             if instance is not None:
                 self.locks.release(instance, op_id)
             raise
-        ctx = OperationContext(self, op_id, instance)
+        ctx = OperationContext(self, op_id, instance, user)
+        self.oplog.begin(op_id)
         with self._guard:
             self._done[op_id] = threading.Event()
             self._contexts[op_id] = ctx
@@ -160,6 +172,16 @@ class OperationManager:
             run()
 
     def _run(self, ctx: OperationContext, action: str, work: Work) -> None:
+        scope = current.set(Scope(ctx.id, action, ctx.instance, ctx.user))
+        try:
+            self._run_in_scope(ctx, action, work)
+        finally:
+            current.reset(scope)
+            self.oplog.finish(ctx.id)
+
+    def _run_in_scope(self, ctx: OperationContext, action: str, work: Work) -> None:
+        subject = f"{action} {ctx.instance}" if ctx.instance else action
+        log.info("%s: started", subject)
         status, error = OperationStatus.SUCCESS, None
         try:
             try:
@@ -198,6 +220,10 @@ class OperationManager:
                 log.exception("a waiter of operation %s failed", ctx.id)
         if done is not None:
             done.set()
+        if status is OperationStatus.SUCCESS:
+            log.info("%s: succeeded", subject)
+        else:
+            log.warning("%s: %s: %s", subject, status.value, error)
         if settled is not None:
             self.events.publish("instance.state", instance=ctx.instance, state=settled[1].value)
         self.events.publish(

@@ -102,6 +102,16 @@ class OperationModel(BaseModel):
     """The user who started it (None: an administrator's built-in identity)."""
 
 
+class OperationLogLineModel(BaseModel):
+    """One line of an operation's own log (what corrald logged while its work ran)."""
+
+    seq: int
+    time: float  # Unix seconds
+    level: str
+    logger: str
+    message: str
+
+
 class HostInfo(BaseModel):
     hostname: str
     node: str
