@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from corral.services.core import Corral, Settings  # noqa: E402
-from corral.services.history import HistorySampler, read_all  # noqa: E402
-from corral.state.historystore import HOUR, MINUTE, HistoryStore  # noqa: E402
-from tests.integration.conftest import write_fake_template  # noqa: E402
+from corral.services.core import Corral, Settings
+from corral.services.history import HistorySampler, read_all
+from corral.state.historystore import HOUR, MINUTE, HistoryStore
+from tests.integration.conftest import write_fake_template
 
 
 def _timed(fn: Callable[[], object]) -> tuple[float, float]:
