@@ -24,6 +24,7 @@ from corral.api import (
     streams,
     users,
 )
+from corral.api.cluster import router as cluster_router
 from corral.api.deps import authorize
 from corral.api.fastpath import LifecycleFastPath
 from corral.api.identity import LocalAdmin, TokenAuth
@@ -48,6 +49,7 @@ def create_app(corral: Corral) -> FastAPI:
         app.include_router(module.router)
     app.include_router(storage_router)
     app.include_router(migration_router)
+    app.include_router(cluster_router)
 
     @app.exception_handler(CorralError)
     async def corral_error(_request: Request, exc: CorralError) -> JSONResponse:

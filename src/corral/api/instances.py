@@ -32,10 +32,19 @@ App = Annotated[Corral, Depends(corral)]
 
 
 @router.get("", response_model=list[InstanceModel])
-def list_instances(app: App, policy: Policy) -> list[InstanceModel]:
-    """Every instance (an owner: its own)."""
-    views = app.instances.list_all(lambda records: policy.instances(records, lambda r: r.owner))
-    return [convert.instance(v) for v in views]
+def list_instances(
+    app: App, policy: Policy,
+    node: Annotated[str | None, Query(description="only this member's instances")] = None,
+) -> list[InstanceModel]:
+    """Every instance of every member (an owner: its own); the other members' as they
+    published them in the cluster store."""
+    found: list[InstanceModel] = []
+    if node is None or node == app.instances.node:
+        views = app.instances.list_all(
+            lambda records: policy.instances(records, lambda r: r.owner))
+        found = [convert.instance(v) for v in views]
+    others = policy.instances(app.cluster.remote_instances(node), lambda i: i.owner)
+    return found + [convert.published(i) for i in sorted(others, key=lambda i: i.name)]
 
 
 @router.post("", response_model=OperationModel, status_code=202)

@@ -117,10 +117,14 @@ def _row(i: InstanceModel) -> list[str]:
             output.setting_size(r.disk), ", ".join(i.ip) or "-", i.owner or "-", i.node]
 
 
-def list_(fmt: FormatOpt = Format.table) -> None:
-    """List instances."""
+def list_(
+    fmt: FormatOpt = Format.table,
+    node: Annotated[str | None, typer.Option(
+        "--node", help="only the instances of this cluster member")] = None,
+) -> None:
+    """List instances (in a cluster: of every member, NODE says where)."""
     with client() as c:
-        items = c.list_instances()
+        items = c.list_instances(node)
     if not output.emit_structured(items, fmt):
         columns = ["ID", "NAME", "TYPE", "STATE", "CPUS", "MEMORY", "DISK", "IP", "OWNER",
                    "NODE"]

@@ -98,6 +98,29 @@ class Corral:
         self._wire_storage(settings)
         self._wire_backups(settings)
         self._wire_migration(settings, node)
+        self._wire_cluster(settings, node)
+
+    def _wire_cluster(self, settings: Settings, node: str) -> None:
+        from corral.cluster.store import NodeInfo
+        from corral.services.cluster import ClusterService, default_facts
+
+        facts = default_facts(
+            self.capacity.report, self.host.features,
+            lambda: [p.config.name for p in self.storage.list_pools()],
+            lambda: len(self.store.list_instances()),
+        )
+        self.cluster = ClusterService(
+            settings.state_dir, node, self.store, self.events, facts,
+            lambda: self.capacity.policy().quarantine,
+        )
+
+        def node_info() -> NodeInfo:
+            identity = self.remotes.identity
+            return NodeInfo(node, self.remotes.advertise_url, identity.fingerprint,
+                            identity.cert_pem)
+
+        self.cluster.node_info = node_info
+        self.instances.reservations = self.cluster
 
     def _nic_devices(self, ref: str) -> list[str]:
         return [nic.host_ifname for _name, nic in self.networks.list_nics(ref)]
@@ -183,8 +206,10 @@ class Corral:
         self.instances.reconcile()
         self.networks.start()
         self.backup_schedule.start()
+        self.cluster.start()
 
     def close(self) -> None:
+        self.cluster.close()
         self.backup_schedule.stop()
         self.migrations.close()
         self.networks.close()
