@@ -21,7 +21,7 @@ from pathlib import Path
 
 from corral.domain.errors import HostFailure
 from corral.host.run import require_tool
-from corral.host.spawn import spawn_on
+from corral.host.spawn import Spawned, spawn_on
 
 
 @dataclass(frozen=True)
@@ -65,12 +65,23 @@ def ensure_running(member: LocalMember, timeout: float = 20.0) -> int:
     while time.monotonic() < deadline:
         if answers(member.client_url):
             return pid
-        if running_pid(member) is None:
+        if pid in _ENDED:
             break
         time.sleep(0.1)
+    ended = _ENDED.get(pid)
+    how = "still not answering" if ended is None else f"etcd exited with {ended}"
     log_tail = _tail(member.data_dir / "etcd.log")
     stop(member)
-    raise HostFailure(f"the local etcd member did not come up at {member.client_url}: {log_tail}")
+    raise HostFailure(f"the local etcd member did not come up at {member.client_url} "
+                      f"({how}): {log_tail}")
+
+
+_ENDED: dict[int, int] = {}
+"""Exit codes of the members this process started, by pid (set by their reaper thread)."""
+
+
+def _reap(process: Spawned) -> None:
+    _ENDED[process.pid] = process.wait()
 
 
 def answers(client_url: str) -> bool:
@@ -103,7 +114,7 @@ def _start(member: LocalMember) -> int:
         os.close(null)
     member.pid_file.write_text(f"{process.pid}\n")
     # reap it when it ends, so a dead member is no zombie that looks alive
-    threading.Thread(target=process.wait, name="etcd-reaper", daemon=True).start()
+    threading.Thread(target=_reap, args=(process,), name="etcd-reaper", daemon=True).start()
     return process.pid
 
 

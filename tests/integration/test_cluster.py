@@ -1,0 +1,219 @@
+"""Three corrald (fake driver) as one cluster on a real 3-member etcd: join, members,
+names unique cluster-wide, list across members, a killed member offline and back, one etcd
+member lost, quorum lost, cordon, leave; and a one-host cluster on a local etcd member."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import (
+    Daemon,
+    free_port,
+    start_daemon,
+    stop_daemon,
+    wait_until,
+    write_fake_template,
+)
+from tests.integration.etcd_lab import ETCD, EtcdLab, etcd_lab, leader_of
+
+pytestmark = pytest.mark.skipif(ETCD is None, reason="etcd (etcd-server) is not installed")
+
+
+@dataclass
+class Lab:
+    etcd: EtcdLab
+    hosts: dict[str, Daemon]
+    root: Path
+
+    def restart(self, node: str) -> Daemon:
+        old = self.hosts[node]
+        port = int(old.url.rsplit(":", 1)[1])
+        self.hosts[node] = start_daemon(old.state_dir, node=node, port=port)
+        return self.hosts[node]
+
+
+def corral(d: Daemon, *args: str, ok: bool = True) -> Any:
+    proc = d.cli(*args)
+    if ok and proc.returncode != 0:
+        raise AssertionError(f"corral {' '.join(args)}: {proc.stderr}")
+    if not ok:
+        assert proc.returncode != 0, proc.stdout
+        return proc.stderr
+    return json.loads(proc.stdout) if "--format" in args else proc.stdout
+
+
+def members(d: Daemon) -> dict[str, dict[str, Any]]:
+    return {m["node"]: m for m in corral(d, "cluster", "members", "--format", "json")}
+
+
+def names(d: Daemon, *extra: str) -> dict[str, str]:
+    return {i["name"]: i["node"] for i in corral(d, "list", "--format", "json", *extra)}
+
+
+def listed(d: Daemon, want: dict[str, str]) -> bool:
+    return wait_until(lambda: names(d) == want, 10)
+
+
+def create(d: Daemon, name: str) -> None:
+    corral(d, "create", name, "--type", "ct", "--template", "tiny")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    root = tmp_path_factory.mktemp("cluster-lab")
+    with etcd_lab(root / "etcd") as etcd:
+        hosts: dict[str, Daemon] = {}
+        try:
+            for node in ("alpha", "beta", "gamma"):
+                write_fake_template(root / node / "templates")
+                hosts[node] = start_daemon(root / node, node=node)
+            yield Lab(etcd, hosts, root)
+        finally:
+            for d in hosts.values():
+                stop_daemon(d)
+
+
+def test_init_join_members_and_names_across_the_cluster(lab: Lab) -> None:
+    alpha, beta, gamma = (lab.hosts[n] for n in ("alpha", "beta", "gamma"))
+    create(beta, "before")  # an instance made before joining keeps its name and id
+    before_id = corral(beta, "info", "before", "--format", "json")["id"]
+    assert corral(alpha, "cluster", "status", "--format", "json")["clustered"] is False
+    status = corral(alpha, "cluster", "init", "--etcd", ",".join(lab.etcd.endpoints),
+                    "--format", "json")
+    assert status["clustered"] and status["members"] == 1
+    error = corral(beta, "cluster", "join", alpha.url, "--token", "wrong", ok=False)
+    assert "refused the token" in error
+    error = corral(beta, "cluster", "join", alpha.url, "--token", alpha.token,
+                   "--fingerprint", "ab" * 32, ok=False)
+    assert "refusing to join" in error
+    corral(beta, "cluster", "join", alpha.url, "--token", alpha.token)
+    corral(gamma, "cluster", "join", beta.url, "--token", beta.token)
+    error = corral(gamma, "cluster", "join", beta.url, "--token", beta.token, ok=False)
+    assert "already a member" in error
+    found = members(gamma)
+    assert sorted(found) == ["alpha", "beta", "gamma"]
+    assert all(m["online"] for m in found.values())
+    assert found["beta"]["facts"]["instances"] == 1
+    assert found["alpha"]["url"] == alpha.url and found["alpha"]["fingerprint"]
+
+    create(alpha, "web1")
+    error = corral(gamma, "create", "web1", "--type", "ct", "--template", "tiny", ok=False)
+    assert "already exists" in error and "alpha" in error
+    error = corral(alpha, "create", "before", "--type", "ct", "--template", "tiny", ok=False)
+    assert "already exists" in error and "beta" in error
+    create(gamma, "db1")
+    ids = {corral(d, "info", n, "--format", "json")["id"]
+           for d, n in ((alpha, "web1"), (gamma, "db1"), (beta, "before"))}
+    assert len(ids) == 3 and before_id in ids  # ids unique cluster-wide, the old one kept
+
+    want = {"web1": "alpha", "before": "beta", "db1": "gamma"}
+    for d in (alpha, beta, gamma):  # published on change, read from the store
+        assert listed(d, want), names(d)
+    assert names(beta, "--node", "gamma") == {"db1": "gamma"}
+    assert names(beta, "--node", "beta") == {"before": "beta"}
+    table = corral(alpha, "list")
+    assert "NODE" in table and "gamma" in table
+    corral(gamma, "start", "db1")
+    assert wait_until(lambda: corral(alpha, "list", "--format", "json", "--node", "gamma")
+                      [0]["state"] == "running", 10)
+    corral(gamma, "stop", "db1")
+    corral(gamma, "delete", "db1")
+    assert wait_until(lambda: "db1" not in names(alpha), 10)
+    create(alpha, "db1")  # the name is free again cluster-wide
+
+
+def test_a_killed_member_shows_offline_within_10s_and_comes_back(lab: Lab) -> None:
+    beta = lab.hosts["beta"]
+    alpha = lab.hosts["alpha"]
+    stop_daemon(beta, signal.SIGKILL)
+    killed = time.monotonic()
+    assert wait_until(lambda: not members(alpha)["beta"]["online"], 12)
+    assert time.monotonic() - killed <= 11  # 10 s lease + one read of slack
+    assert "before" in names(alpha)  # its instances stay listed, under its name
+    beta = lab.restart("beta")
+    assert wait_until(lambda: members(alpha)["beta"]["online"], 10)
+    assert corral(beta, "cluster", "status", "--format", "json")["clustered"] is True
+
+
+def test_one_etcd_member_lost_then_quorum_lost(lab: Lab) -> None:
+    alpha, gamma = lab.hosts["alpha"], lab.hosts["gamma"]
+    first, second, _third = lab.etcd.members
+    lab.etcd.kill(first)
+    try:
+        create(gamma, "while-one-down")
+        assert wait_until(lambda: "while-one-down" in names(alpha), 10)
+        assert all(m["online"] for m in members(alpha).values())
+        lab.etcd.kill(second)
+        assert wait_until(lambda: not any(leader_of(m.client_url) for m in lab.etcd.members),
+                          10)
+        error = corral(alpha, "create", "no-quorum", "--type", "ct", "--template", "tiny",
+                       ok=False)
+        assert "lost quorum" in error and "local reads" in error
+        assert "no-quorum" not in names(alpha)  # nothing half-made
+        local = names(alpha, "--node", "alpha")
+        assert set(local) == {"web1", "db1"}  # local reads go on
+        corral(alpha, "start", "web1")  # and so does local work on guests
+        corral(alpha, "stop", "web1")
+    finally:
+        for member in (first, second):
+            if member.name in lab.etcd.stopped:
+                lab.etcd.start(member, state="existing")
+        lab.etcd.wait_healthy()
+    create(alpha, "after-quorum")
+
+
+def test_cordon_and_leave(lab: Lab) -> None:
+    alpha, gamma = lab.hosts["alpha"], lab.hosts["gamma"]
+    corral(gamma, "host", "cordon", "alpha")
+    assert members(gamma)["alpha"]["cordoned"] is True
+    error = corral(alpha, "create", "cordoned", "--type", "ct", "--template", "tiny", ok=False)
+    assert "cordoned" in error
+    assert "no member named" in corral(alpha, "host", "cordon", "nowhere", ok=False)
+    corral(alpha, "host", "uncordon", "alpha")
+    create(alpha, "uncordoned")
+
+    corral(gamma, "cluster", "leave")
+    assert sorted(members(alpha)) == ["alpha", "beta"]
+    assert "while-one-down" not in names(alpha)
+    assert names(gamma) == {"while-one-down": "gamma"}  # its instances stay, single host
+    assert corral(gamma, "cluster", "status", "--format", "json")["clustered"] is False
+
+
+def test_a_one_host_cluster_on_a_local_etcd_member(tmp_path: Path) -> None:
+    write_fake_template(tmp_path / "templates")
+    d = start_daemon(tmp_path, node="solo")
+    try:
+        create(d, "web1")
+        port, peer = free_port(), free_port()
+        status = corral(d, "cluster", "init", "--etcd-listen", f"127.0.0.1:{port}",
+                        "--etcd-peer-listen", f"127.0.0.1:{peer}", "--format", "json")
+        assert status["local_etcd"] and status["endpoints"] == [f"http://127.0.0.1:{port}"]
+        pid = int((tmp_path / "etcd" / "etcd.pid").read_text())
+        stop_daemon(d)  # the member outlives corrald (like a guest) and is adopted
+        assert Path(f"/proc/{pid}").exists()
+        d = start_daemon(tmp_path, node="solo")
+        assert int((tmp_path / "etcd" / "etcd.pid").read_text()) == pid
+        assert corral(d, "cluster", "status", "--format", "json")["online"] == 1
+        error = corral(d, "create", "web1", "--type", "ct", "--template", "tiny", ok=False)
+        assert "already exists" in error
+        corral(d, "cluster", "leave")
+        assert wait_until(lambda: not Path(f"/proc/{pid}/cmdline").exists()
+                          or not Path(f"/proc/{pid}/cmdline").read_bytes(), 10)
+        assert not (tmp_path / "etcd").exists()
+        assert names(d) == {"web1": "solo"}
+    finally:
+        stop_daemon(d)
+        pid_file = tmp_path / "etcd" / "etcd.pid"
+        if pid_file.exists():  # a failed test must not leave etcd running
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
