@@ -132,6 +132,38 @@ def test_init_join_members_and_names_across_the_cluster(lab: Lab) -> None:
     create(alpha, "db1")  # the name is free again cluster-wide
 
 
+def test_requests_for_another_members_instance_are_forwarded(lab: Lab) -> None:
+    """info/start/exec/stop of beta's instance from alpha; a user keeps its identity
+    (mapped by name to beta's user of that name), another user sees nothing."""
+    alpha, beta = lab.hosts["alpha"], lab.hosts["beta"]
+    info = corral(alpha, "info", "before", "--format", "json")
+    assert info["node"] == "beta" and info["state"] == "stopped"
+    corral(alpha, "start", "before")
+    assert corral(beta, "info", "before", "--format", "json")["state"] == "running"
+    assert "forwarded" in corral(alpha, "exec", "before", "--", "echo", "forwarded")
+    corral(alpha, "stop", "before", "--force")
+    assert corral(beta, "info", "before", "--format", "json")["state"] == "stopped"
+    error = corral(alpha, "start", "nowhere", ok=False)
+    assert "nowhere" in error  # unknown everywhere: this host's plain 404
+
+    tokens = {}
+    for d in (alpha, beta):
+        for user in ("tenant", "other"):
+            tokens[d.state_dir.name, user] = corral(d, "user", "add", user).strip() \
+                .splitlines()[-1]
+    corral(beta, "owner", "before", "tenant")
+    as_tenant = alpha.cli("info", "before", "--format", "json",
+                          env={"CORRAL_TOKEN": tokens["alpha", "tenant"]})
+    assert as_tenant.returncode == 0, as_tenant.stderr
+    assert json.loads(as_tenant.stdout)["owner"] == "tenant"
+    as_other = alpha.cli("info", "before", env={"CORRAL_TOKEN": tokens["alpha", "other"]})
+    assert as_other.returncode != 0 and "before" in as_other.stderr  # 404, as if missing
+    corral(beta, "owner", "before", "--none")
+    for d in (alpha, beta):
+        for user in ("tenant", "other"):
+            corral(d, "user", "remove", user)
+
+
 def test_a_killed_member_shows_offline_within_10s_and_comes_back(lab: Lab) -> None:
     beta = lab.hosts["beta"]
     alpha = lab.hosts["alpha"]

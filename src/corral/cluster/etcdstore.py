@@ -8,6 +8,7 @@
 ``instances/<node>/<name>``  a published instance record
 ``cordon/<node>``            present: no new instances there
 ``leader``                   the member holding the leader lease (bound to its member lease)
+``secret``                   the members' shared token for forwarded requests (made at init)
 
 Every reservation is one transaction comparing what was read (compare-and-swap): two hosts
 creating the same name, or taking the same free id, cannot both succeed.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -75,7 +77,21 @@ class EtcdClusterStore:
         """Mark the store as this cluster's; False if another cluster already uses it."""
         record = _dump({"created_at": _now().isoformat() + "Z", "by": by})
         return self.client.txn([absent(self.key("cluster"))],
-                               [put_op(self.key("cluster"), record)])
+                               [put_op(self.key("cluster"), record),
+                                put_op(self.key("secret"), secrets.token_urlsafe(32))])
+
+    def secret(self) -> str | None:
+        kv = self.client.get(self.key("secret"))
+        return None if kv is None else kv.value.decode()
+
+    def locate(self, ref: str) -> str | None:
+        """The member holding the instance named (or numbered) ``ref``."""
+        if ref.isdigit():
+            kv = self.client.get(self.key("ids", int(ref)), serializable=True)
+        else:
+            kv = self.client.get(self.key("names", ref), serializable=True)
+        node = None if kv is None else _json(kv).get("node")
+        return None if node is None else str(node)
 
     def exists(self) -> bool:
         return self.client.get(self.key("cluster")) is not None

@@ -83,5 +83,14 @@ class LocalClusterStore:
     def leader(self) -> str | None:
         return self.node
 
+    def secret(self) -> str | None:
+        return None
+
+    def locate(self, ref: str) -> str | None:
+        return None
+
+    def node_info(self, node: str) -> NodeInfo | None:
+        return self._info if node == self.node else None
+
     def close(self) -> None:
         return None

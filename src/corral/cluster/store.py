@@ -145,6 +145,18 @@ class ClusterStore(Protocol):
         """The member holding the leader lease, taking it if it is free."""
         ...
 
+    def secret(self) -> str | None:
+        """The token members present to each other when forwarding (None: one host)."""
+        ...
+
+    def locate(self, ref: str) -> str | None:
+        """The member holding the instance named or numbered ``ref`` (None: unknown)."""
+        ...
+
+    def node_info(self, node: str) -> NodeInfo | None:
+        """How ``node`` is reached (None: no such member)."""
+        ...
+
     def close(self) -> None:
         """Stop renewing (facts disappear at once where the store allows it)."""
         ...

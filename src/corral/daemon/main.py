@@ -151,7 +151,8 @@ async def serve(args: argparse.Namespace) -> None:
         # The web console (/ui, session cookies) beside the API (bearer tokens): one listener,
         # one certificate, one failed-authentication limit
         listener = ConsoleBeside(
-            TokenAuth(app, token, corral.users.authenticate, corral.auth_limiter),
+            TokenAuth(app, token, corral.users.authenticate, corral.auth_limiter,
+                      member=corral.cluster.forwarder.member_caller),
             console_app(corral, secure=not args.insecure_http))
         servers.append(_Server(uvicorn.Config(
             listener, host=host or "127.0.0.1",

@@ -38,6 +38,7 @@ from corral.host import etcd as local_etcd
 from corral.host.tls import fetch_certificate, fingerprint_of_pem, normalise_fingerprint
 from corral.migration.peer import PeerClient, PeerError
 from corral.services.events import EventBus
+from corral.services.forwarding import Forwarder
 from corral.services.remotes import split_url
 from corral.state.store import StateStore
 
@@ -113,6 +114,17 @@ class ClusterService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._subscription = events.subscribe(self._wanted)
+        self.forwarder = Forwarder(node, lambda: self.store, self._is_local,
+                                   lambda _name: None)
+        """Requests for other members' instances (services/forwarding.py); core sets its
+        user look-up."""
+
+    def _is_local(self, ref: str) -> bool:
+        try:
+            self.local_store.get_instance(ref)
+        except NotFound:
+            return False
+        return True
 
     # Start and stop ----------------------------------------------------------------------
     def start(self) -> None:
@@ -260,6 +272,7 @@ class ClusterService:
         with self._lock:
             self.store = store
             self.membership = membership
+        self.forwarder.forget()
         self._start_beat()
         log.info("joined the cluster at %s as '%s'", ", ".join(membership.endpoints),
                  self.node)
@@ -298,6 +311,7 @@ class ClusterService:
         with self._lock:
             self.store = self.local
             self.membership = None
+        self.forwarder.forget()
         log.info("left the cluster")
 
     # Reading -----------------------------------------------------------------------------

@@ -6,8 +6,9 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.domain.errors import InvalidInput
+from corral.domain.errors import InvalidInput, NotFound
 from corral.domain.instance import Kind
+from corral.domain.users import Caller
 from corral.drivers.base import Driver
 from corral.services.authlimit import DEFAULT_LIMIT, DEFAULT_WINDOW, FailedAuthLimiter
 from corral.services.capacity import CapacityService
@@ -120,7 +121,16 @@ class Corral:
                             identity.cert_pem)
 
         self.cluster.node_info = node_info
+        self.cluster.forwarder.user = self._user_caller
         self.instances.reservations = self.cluster
+
+    def _user_caller(self, name: str) -> Caller | None:
+        """This host's user ``name`` as a request's identity (forwarded requests)."""
+        try:
+            found = self.users.store.get(name)
+        except NotFound:
+            return None
+        return Caller(found.name, found.role)
 
     def _nic_devices(self, ref: str) -> list[str]:
         return [nic.host_ifname for _name, nic in self.networks.list_nics(ref)]
