@@ -164,6 +164,23 @@ def test_requests_for_another_members_instance_are_forwarded(lab: Lab) -> None:
             corral(d, "user", "remove", user)
 
 
+def test_migrate_to_a_member_by_name_keeps_name_and_id(lab: Lab) -> None:
+    """Asked on beta, run by alpha (the owner), to gamma (a member: no `remote add`)."""
+    alpha, beta, gamma = (lab.hosts[n] for n in ("alpha", "beta", "gamma"))
+    create(alpha, "mover")
+    before = corral(alpha, "info", "mover", "--format", "json")
+    corral(beta, "migrate", "mover", "gamma")
+    after = corral(gamma, "info", "mover", "--format", "json")
+    assert (after["id"], after["node"]) == (before["id"], "gamma")
+    assert listed(beta, {**names(beta), "mover": "gamma"})
+    assert corral(alpha, "info", "mover", "--format", "json")["node"] == "gamma"  # forwarded
+    error = corral(alpha, "remote", "add", "gamma", gamma.url, "--token", gamma.token,
+                   ok=False)
+    assert "member" in error
+    corral(alpha, "delete", "mover")  # forwarded to gamma
+    assert wait_until(lambda: "mover" not in names(beta), 10)
+
+
 def test_a_killed_member_shows_offline_within_10s_and_comes_back(lab: Lab) -> None:
     beta = lab.hosts["beta"]
     alpha = lab.hosts["alpha"]

@@ -1,5 +1,6 @@
 """Forwarding at the API's edge: a request for an instance another cluster member holds
-goes to that member (``services/forwarding.py`` decides where and sends it).
+goes to that member (``services/forwarding.py`` decides where and sends it), and so do
+the operation and migration record a forwarded request started there.
 
 Added after the lifecycle fast path, so outside it: a start of a remote instance is
 forwarded before this host's fast path or routes see it. On a single host (or for a local
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from corral.services.core import Corral
 
 _INSTANCE = re.compile(r"^/api/v1/instances/([^/]+)(?:/.*)?$")
-_OPERATION = re.compile(r"^/api/v1/operations/([^/]+)(?:/.*)?$")
+_OPERATION = re.compile(r"^/api/v1/(?:operations|migrations)/([^/]+)(?:/.*)?$")
 
 
 class ClusterForwarding:

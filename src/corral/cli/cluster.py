@@ -36,10 +36,10 @@ def cluster_init(
         help="endpoints of an existing etcd, comma-separated (http://HOST:2379,...); "
              "default: start a local etcd member on this host")] = None,
     etcd_listen: Annotated[str | None, typer.Option(
-        help="the local member's client address HOST:PORT (default 127.0.0.1:2379; "
-             "other hosts must reach it to join)")] = None,
+        help="the local member's client address HOST:PORT (default 127.0.0.1:12379, "
+             "beside a stock etcd on 2379; other hosts must reach it to join)")] = None,
     etcd_peer_listen: Annotated[str | None, typer.Option(
-        help="the local member's peer address HOST:PORT (default 127.0.0.1:2380)")] = None,
+        help="the local member's peer address HOST:PORT (default 127.0.0.1:12380)")] = None,
     offline_after: Annotated[int, typer.Option(
         help="seconds without a heartbeat after which a member shows offline")] = 10,
     fmt: FormatOpt = Format.table,

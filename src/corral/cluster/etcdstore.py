@@ -207,6 +207,18 @@ class EtcdClusterStore:
                     datetime.fromisoformat(str(at).rstrip("Z")) if at else None)
         return found
 
+    def move(self, name: str, instance_id: int, node: str) -> None:
+        """``name`` now lives on ``node`` with ``instance_id`` (a migration's commit); an
+        id it had before is retired."""
+        name_key = self.key("names", name)
+        before = self.client.get(name_key)
+        ops = [put_op(name_key, _dump({"node": node, "id": instance_id, "at": _stamp()})),
+               put_op(self.key("ids", instance_id), _dump({"name": name, "node": node}))]
+        old_id = None if before is None else _json(before).get("id")
+        if old_id is not None and int(old_id) != instance_id:
+            ops.append(put_op(self.key("ids", int(old_id)), _dump({"retired_at": _stamp()})))
+        self.client.txn([], ops)
+
     def release(self, name: str, instance_id: int | None, retire: bool) -> None:
         ops = [delete_op(self.key("names", name))]
         if instance_id is not None:

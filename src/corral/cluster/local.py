@@ -60,6 +60,9 @@ class LocalClusterStore:
     def release(self, name: str, instance_id: int | None, retire: bool) -> None:
         return None
 
+    def move(self, name: str, instance_id: int, node: str) -> None:
+        return None
+
     def publish(self, node: str, instances: list[PublishedInstance], complete: bool) -> None:
         return None
 

@@ -121,6 +121,10 @@ class ClusterStore(Protocol):
         """Give back a reservation; ``retire``: the id stays out of use for the quarantine."""
         ...
 
+    def move(self, name: str, instance_id: int, node: str) -> None:
+        """Hand ``name`` (now with ``instance_id``) to ``node``: a migration committed there."""
+        ...
+
     # Published instances -----------------------------------------------------------------
     def publish(self, node: str, instances: list[PublishedInstance], complete: bool) -> None:
         """Publish ``instances`` of ``node``; ``complete``: they are all of them (others of

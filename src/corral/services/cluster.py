@@ -40,6 +40,8 @@ from corral.migration.peer import PeerClient, PeerError
 from corral.services.events import EventBus
 from corral.services.forwarding import Forwarder
 from corral.services.remotes import split_url
+from corral.state.database import utcnow
+from corral.state.migstore import RemoteRecord
 from corral.state.store import StateStore
 
 log = logging.getLogger("corral.cluster")
@@ -175,8 +177,8 @@ class ClusterService:
         if not endpoints:
             member = local_etcd.LocalMember(
                 self.state_dir / "etcd", self.node,
-                _listen_url(etcd_listen or "127.0.0.1:2379", "--etcd-listen"),
-                _listen_url(peer_listen or "127.0.0.1:2380", "--etcd-peer-listen"))
+                _listen_url(etcd_listen or "127.0.0.1:12379", "--etcd-listen"),
+                _listen_url(peer_listen or "127.0.0.1:12380", "--etcd-peer-listen"))
             local_etcd.ensure_running(member)
             endpoints = [member.client_url]
         for url in endpoints:
@@ -374,6 +376,28 @@ class ClusterService:
             self.store.release(name, instance_id, retire)
         except ClusterUnavailable as exc:  # the next reconcile gives it back
             log.warning("could not release '%s' in the cluster store: %s", name, exc.message)
+
+    def hand_over(self, name: str, instance_id: int) -> None:
+        try:
+            self.store.move(name, instance_id, self.node)
+        except ClusterUnavailable as exc:  # the next reconcile adopts it
+            log.warning("could not take over '%s' in the cluster store: %s", name, exc.message)
+        self._dirty.add(name)
+
+    def member_remote(self, name: str) -> RemoteRecord | None:
+        """A member as a migration target (``migrate NAME MEMBER``): its published URL and
+        certificate, the members' token; None if ``name`` is no other member."""
+        if name == self.node or not self.store.clustered:
+            return None
+        try:
+            info = self.store.node_info(name)
+            secret = self.forwarder.secret()
+        except ClusterUnavailable:
+            return None
+        if info is None or info.url is None or info.cert_pem is None or secret is None:
+            return None
+        return RemoteRecord(name, info.url, secret, info.fingerprint or "", info.cert_pem,
+                            utcnow())
 
     # Heartbeat ---------------------------------------------------------------------------
     def _wanted(self, type_: str, _data: dict[str, Any]) -> bool:

@@ -122,6 +122,7 @@ class Corral:
 
         self.cluster.node_info = node_info
         self.cluster.forwarder.user = self._user_caller
+        self.remotes.member = self.cluster.member_remote
         self.instances.reservations = self.cluster
 
     def _user_caller(self, name: str) -> Caller | None:

@@ -48,6 +48,10 @@ class Reservations(Protocol):
 
     def release(self, name: str, instance_id: int | None, retire: bool) -> None: ...
 
+    def hand_over(self, name: str, instance_id: int) -> None:
+        """An instance migrated in (committed here): its name and id are this host's now."""
+        ...
+
 
 class NoReservations:
     """Nowhere: the database alone chooses (an InstanceService on its own, in tests)."""
@@ -56,6 +60,9 @@ class NoReservations:
         return Reservation(name, "", None)
 
     def release(self, name: str, instance_id: int | None, retire: bool) -> None:
+        return None
+
+    def hand_over(self, name: str, instance_id: int) -> None:
         return None
 
 

@@ -11,9 +11,9 @@ class ClusterInitRequest(BaseModel):
     etcd: list[str] = Field(default_factory=list)
     """Endpoints of an existing etcd (http(s)://HOST:PORT); empty: start a local member."""
     etcd_listen: str | None = None
-    """The local member's client address HOST:PORT (default 127.0.0.1:2379)."""
+    """The local member's client address HOST:PORT (default 127.0.0.1:12379)."""
     etcd_peer_listen: str | None = None
-    """The local member's peer address HOST:PORT (default 127.0.0.1:2380)."""
+    """The local member's peer address HOST:PORT (default 127.0.0.1:12380)."""
     offline_after: int = Field(default=10, ge=3, le=3600)
     """Seconds without a renewal after which a member shows offline."""
 
