@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from corral.client import ApiError
+from corral.wire.models import CreateRequest
 from tests.integration.conftest import (
     Daemon,
     free_port,
@@ -179,6 +182,76 @@ def test_migrate_to_a_member_by_name_keeps_name_and_id(lab: Lab) -> None:
     assert "member" in error
     corral(alpha, "delete", "mover")  # forwarded to gamma
     assert wait_until(lambda: "mover" not in names(beta), 10)
+
+
+def test_concurrent_creates_are_placed_within_every_members_policy(lab: Lab) -> None:
+    """20 creates at once, through all three members, without --node: each member takes
+    exactly as many as its memory policy allows (2 here), no name is given twice."""
+    hosts = [lab.hosts[n] for n in ("alpha", "beta", "gamma")]
+    mib = 1024 * 1024
+    capacity = []
+    for d in hosts:
+        with d.client() as c:
+            capacity.append(c.host_info().capacity["memory"])
+    size = min(int(v["physical"]) for v in capacity) // 8 // mib * mib
+    for d, v in zip(hosts, capacity, strict=True):  # room for exactly two more of `size`
+        ratio = (int(v["allocated"]) + 2 * size + size // 2) / int(v["physical"])
+        corral(d, "host", "policy", f"memory={ratio:.6f}")
+    for d in hosts:  # the placer reads published facts: wait for the new policies
+        assert wait_until(lambda d=d: all(  # type: ignore[misc]
+            m["facts"]["capacity"]["memory"]["max_ratio"] < 4
+            for m in members(d).values()), 10)
+    results: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def make(i: int) -> None:
+        d = hosts[i % 3]
+        name = f"p{i % 10}" if i >= 10 else f"p{i}"  # p0..p9 asked twice each
+        try:
+            with d.client() as c:
+                c.create_instance(CreateRequest(name=name, type="ct", template="tiny",
+                                                memory=f"{size // mib}M"))
+            outcome = "ok"
+        except ApiError as exc:
+            outcome = f"{exc.code}: {exc.message}"
+        with lock:
+            results[f"{i}:{name}"] = outcome
+
+    threads = [threading.Thread(target=make, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    made = sorted(k.split(":")[1] for k, v in results.items() if v == "ok")
+    try:
+        assert len(made) == 6 and len(set(made)) == 6, results
+        refused = [v for v in results.values() if v != "ok"]
+        assert all(v.startswith(("overcommitted", "conflict")) for v in refused), refused
+        for d in hosts:
+            assert wait_until(lambda d=d: {n for n in names(d) if n.startswith("p")}  # type: ignore[misc]
+                              == set(made), 10)
+        everywhere = names(hosts[0])
+        per_node = [sum(1 for n in made if everywhere[n] == node)
+                    for node in ("alpha", "beta", "gamma")]
+        assert per_node == [2, 2, 2]
+        for d in hosts:
+            with d.client() as c:
+                memory = c.host_info().capacity["memory"]
+            assert memory["allocated"] <= memory["max_ratio"] * memory["physical"]
+        # --node forces a member; a cordoned member gets nothing new
+        for d in hosts:
+            corral(d, "host", "policy", "memory=4")
+        corral(hosts[0], "create", "forced", "--type", "ct", "--template", "tiny",
+               "--node", "gamma")
+        assert corral(hosts[1], "info", "forced", "--format", "json")["node"] == "gamma"
+        error = corral(hosts[0], "create", "x", "--type", "ct", "--template", "tiny",
+                       "--node", "nowhere", ok=False)
+        assert "no member named 'nowhere'" in error
+    finally:
+        for d in hosts:
+            corral(d, "host", "policy", "memory=4")
+        for name in [*made, "forced"]:
+            hosts[0].cli("delete", name)
 
 
 def test_a_killed_member_shows_offline_within_10s_and_comes_back(lab: Lab) -> None:

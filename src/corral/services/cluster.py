@@ -39,6 +39,7 @@ from corral.host.tls import fetch_certificate, fingerprint_of_pem, normalise_fin
 from corral.migration.peer import PeerClient, PeerError
 from corral.services.events import EventBus
 from corral.services.forwarding import Forwarder
+from corral.services.placement import Placer
 from corral.services.remotes import split_url
 from corral.state.database import utcnow
 from corral.state.migstore import RemoteRecord
@@ -120,6 +121,8 @@ class ClusterService:
                                    lambda _name: None)
         """Requests for other members' instances (services/forwarding.py); core sets its
         user look-up."""
+        self.placer = Placer(node, self.members, self.forwarder, lambda: self.store.clustered)
+        """Where a create without --node goes (services/placement.py)."""
 
     def _is_local(self, ref: str) -> bool:
         try:
@@ -488,8 +491,8 @@ class ClusterService:
 
 
 def default_facts(capacity: Callable[[], dict[str, Any]], features: Callable[[], dict[str, Any]],
-                  pools: Callable[[], list[str]], instances: Callable[[], int]
-                  ) -> Callable[[], dict[str, Any]]:
+                  pools: Callable[[], list[str]], instances: Callable[[], int],
+                  kinds: Callable[[], list[str]]) -> Callable[[], dict[str, Any]]:
     """The facts a member publishes with every beat."""
     def facts() -> dict[str, Any]:
         found = features()
@@ -502,6 +505,7 @@ def default_facts(capacity: Callable[[], dict[str, Any]], features: Callable[[],
                 "criu": _available(found.get("criu")),
                 "vlan": _available(found.get("vlan")),
                 "drivers": found.get("drivers"),
+                "kinds": kinds(),
             },
             "pools": pools(),
             "load": list(os.getloadavg()),

@@ -109,6 +109,7 @@ class Corral:
             self.capacity.report, self.host.features,
             lambda: [p.config.name for p in self.storage.list_pools()],
             lambda: len(self.store.list_instances()),
+            lambda: sorted(k.value for k in self.instances.drivers),
         )
         self.cluster = ClusterService(
             settings.state_dir, node, self.store, self.events, facts,
