@@ -67,8 +67,14 @@ def listed(d: Daemon, want: dict[str, str]) -> bool:
     return wait_until(lambda: names(d) == want, 10)
 
 
-def create(d: Daemon, name: str) -> None:
-    corral(d, "create", name, "--type", "ct", "--template", "tiny")
+def create(d: Daemon, name: str, node: str | None = None) -> None:
+    corral(d, "create", name, "--type", "ct", "--template", "tiny",
+           *(("--node", node) if node else ()))
+
+
+def here(d: Daemon, name: str) -> None:
+    """Create on ``d`` itself (without --node placement may put it on any member)."""
+    create(d, name, d.state_dir.name)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +94,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 def test_init_join_members_and_names_across_the_cluster(lab: Lab) -> None:
     alpha, beta, gamma = (lab.hosts[n] for n in ("alpha", "beta", "gamma"))
-    create(beta, "before")  # an instance made before joining keeps its name and id
+    here(beta, "before")  # an instance made before joining keeps its name and id
     before_id = corral(beta, "info", "before", "--format", "json")["id"]
     assert corral(alpha, "cluster", "status", "--format", "json")["clustered"] is False
     status = corral(alpha, "cluster", "init", "--etcd", ",".join(lab.etcd.endpoints),
@@ -109,12 +115,12 @@ def test_init_join_members_and_names_across_the_cluster(lab: Lab) -> None:
     assert found["beta"]["facts"]["instances"] == 1
     assert found["alpha"]["url"] == alpha.url and found["alpha"]["fingerprint"]
 
-    create(alpha, "web1")
+    here(alpha, "web1")
     error = corral(gamma, "create", "web1", "--type", "ct", "--template", "tiny", ok=False)
     assert "already exists" in error and "alpha" in error
     error = corral(alpha, "create", "before", "--type", "ct", "--template", "tiny", ok=False)
     assert "already exists" in error and "beta" in error
-    create(gamma, "db1")
+    here(gamma, "db1")
     ids = {corral(d, "info", n, "--format", "json")["id"]
            for d, n in ((alpha, "web1"), (gamma, "db1"), (beta, "before"))}
     assert len(ids) == 3 and before_id in ids  # ids unique cluster-wide, the old one kept
@@ -132,7 +138,7 @@ def test_init_join_members_and_names_across_the_cluster(lab: Lab) -> None:
     corral(gamma, "stop", "db1")
     corral(gamma, "delete", "db1")
     assert wait_until(lambda: "db1" not in names(alpha), 10)
-    create(alpha, "db1")  # the name is free again cluster-wide
+    here(alpha, "db1")  # the name is free again cluster-wide
 
 
 def test_requests_for_another_members_instance_are_forwarded(lab: Lab) -> None:
@@ -170,7 +176,7 @@ def test_requests_for_another_members_instance_are_forwarded(lab: Lab) -> None:
 def test_migrate_to_a_member_by_name_keeps_name_and_id(lab: Lab) -> None:
     """Asked on beta, run by alpha (the owner), to gamma (a member: no `remote add`)."""
     alpha, beta, gamma = (lab.hosts[n] for n in ("alpha", "beta", "gamma"))
-    create(alpha, "mover")
+    here(alpha, "mover")
     before = corral(alpha, "info", "mover", "--format", "json")
     corral(beta, "migrate", "mover", "gamma")
     after = corral(gamma, "info", "mover", "--format", "json")
@@ -272,14 +278,14 @@ def test_one_etcd_member_lost_then_quorum_lost(lab: Lab) -> None:
     first, second, _third = lab.etcd.members
     lab.etcd.kill(first)
     try:
-        create(gamma, "while-one-down")
+        here(gamma, "while-one-down")
         assert wait_until(lambda: "while-one-down" in names(alpha), 10)
         assert all(m["online"] for m in members(alpha).values())
         lab.etcd.kill(second)
         assert wait_until(lambda: not any(leader_of(m.client_url) for m in lab.etcd.members),
                           10)
         error = corral(alpha, "create", "no-quorum", "--type", "ct", "--template", "tiny",
-                       ok=False)
+                       "--node", "alpha", ok=False)
         assert "lost quorum" in error and "local reads" in error
         assert "no-quorum" not in names(alpha)  # nothing half-made
         local = names(alpha, "--node", "alpha")
@@ -291,18 +297,22 @@ def test_one_etcd_member_lost_then_quorum_lost(lab: Lab) -> None:
             if member.name in lab.etcd.stopped:
                 lab.etcd.start(member, state="existing")
         lab.etcd.wait_healthy()
-    create(alpha, "after-quorum")
+    here(alpha, "after-quorum")
 
 
 def test_cordon_and_leave(lab: Lab) -> None:
     alpha, gamma = lab.hosts["alpha"], lab.hosts["gamma"]
     corral(gamma, "host", "cordon", "alpha")
     assert members(gamma)["alpha"]["cordoned"] is True
-    error = corral(alpha, "create", "cordoned", "--type", "ct", "--template", "tiny", ok=False)
+    error = corral(alpha, "create", "cordoned", "--type", "ct", "--template", "tiny",
+                   "--node", "alpha", ok=False)
     assert "cordoned" in error
+    create(alpha, "placed-away")  # without --node: placement skips the cordoned member
+    assert corral(alpha, "info", "placed-away", "--format", "json")["node"] != "alpha"
+    corral(alpha, "delete", "placed-away")
     assert "no member named" in corral(alpha, "host", "cordon", "nowhere", ok=False)
     corral(alpha, "host", "uncordon", "alpha")
-    create(alpha, "uncordoned")
+    here(alpha, "uncordoned")
 
     corral(gamma, "cluster", "leave")
     assert sorted(members(alpha)) == ["alpha", "beta"]

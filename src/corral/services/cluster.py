@@ -302,8 +302,10 @@ class ClusterService:
         self._stop_beat()
         try:
             store.unregister(self.node)
-            if membership.local_member is not None and isinstance(store, EtcdClusterStore):
-                store.destroy_cluster()
+            last = not store.members()
+            if (membership.local_member is not None or last) \
+                    and isinstance(store, EtcdClusterStore):
+                store.destroy_cluster()  # the last member: the etcd may host a new cluster
         except ClusterUnavailable:
             self._start_beat()
             raise
