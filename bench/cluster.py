@@ -35,11 +35,11 @@ def up(root: Path, node: str) -> Daemon:
     return d
 
 
-def fill(d: Daemon, prefix: str, count: int) -> None:
+def fill(d: Daemon, prefix: str, count: int, node: str | None = None) -> None:
     def make(i: int) -> None:
         with CorralClient(socket=str(d.socket)) as c:
             op = c.create_instance(CreateRequest(name=f"{prefix}{i}", type="ct",
-                                                 template="tiny", node=None))
+                                                 template="tiny", node=node))
             c.wait(op.id)
 
     with ThreadPoolExecutor(8) as pool:
@@ -89,8 +89,8 @@ def main() -> None:
             for d in hosts[1:]:
                 d.cli("cluster", "join", hosts[0].url, "--token", hosts[0].token, check=True)
             shares = [n // 3, n // 3, n - 2 * (n // 3)]
-            for d, share, prefix in zip(hosts, shares, ("a", "b", "g"), strict=True):
-                fill(d, prefix, share)
+            for d, share, node in zip(hosts, shares, ("alpha", "beta", "gamma"), strict=True):
+                fill(d, node[0], share, node)
             deadline = time.monotonic() + 60  # published at the next beats
             while time.monotonic() < deadline:
                 with CorralClient(socket=str(hosts[0].socket)) as c:

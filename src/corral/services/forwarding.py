@@ -111,8 +111,14 @@ class Forwarder:
             headers["content-type"] = content_type
         target = path + (f"?{query}" if query else "")
         try:
-            status, data = self._transport(member).exchange(
-                method, target, content=body, headers=headers)
+            try:
+                status, data = self._transport(member).exchange(
+                    method, target, content=body, headers=headers)
+            except httpx.RemoteProtocolError:
+                # a pooled connection the member closed as idle (uvicorn: after 5 s) just as
+                # it was reused: nothing was answered, so nothing was done; once more
+                status, data = self._transport(member).exchange(
+                    method, target, content=body, headers=headers)
         except (Unreachable, httpx.TransportError) as exc:
             raise HostFailure(f"member '{member.node}' ({member.url}), which holds the "
                               f"instance, is unreachable: {exc or type(exc).__name__}") from exc
