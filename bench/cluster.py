@@ -108,8 +108,12 @@ def main() -> None:
                                                         template="tiny"))
                 list(pool.map(place, range(args.creates)))
             rate = args.creates / (time.perf_counter() - began)
-            with CorralClient(socket=str(hosts[0].socket)) as c:
-                nodes = [i.node for i in c.list_instances() if i.name.startswith("placed")]
+            nodes: list[str] = []
+            deadline = time.monotonic() + 60  # the other members' publish at their next beat
+            while time.monotonic() < deadline and len(nodes) < args.creates:
+                time.sleep(0.5)
+                with CorralClient(socket=str(hosts[0].socket)) as c:
+                    nodes = [i.node for i in c.list_instances() if i.name.startswith("placed")]
     finally:
         for d in daemons:
             stop_daemon(d)
