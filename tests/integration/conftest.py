@@ -81,16 +81,18 @@ def daemon_env(state_dir: Path) -> dict[str, str]:
 
 
 def start_daemon(state_dir: Path, drivers: str = "fake", prefix: tuple[str, ...] = (),
-                 options: tuple[str, ...] = ()) -> Daemon:
+                 options: tuple[str, ...] = (), node: str = "test-node",
+                 port: int | None = None) -> Daemon:
     """``prefix`` wraps the daemon's command (e.g. ``nsenter --net=…`` to run it in a netns);
-    ``options`` are more corrald options (e.g. ``--session-idle 2``)."""
+    ``options`` are more corrald options (e.g. ``--session-idle 2``); ``port``: the TLS
+    listener's (default: a free one)."""
     sock = state_dir / "corral.sock"
-    port = free_port()
+    port = port or free_port()
     token_file = state_dir / "token"
     process = subprocess.Popen(
         [*prefix, sys.executable, "-m", "corral.daemon.main", "--state-dir", str(state_dir),
          "--socket", str(sock), "--drivers", drivers, "--listen", f"127.0.0.1:{port}",
-         "--token-file", str(token_file), "--node", "test-node", "--log-level", "warning",
+         "--token-file", str(token_file), "--node", node, "--log-level", "warning",
          *options],
         stderr=open(state_dir / "corrald.log", "ab"),  # noqa: SIM115
         env=daemon_env(state_dir),

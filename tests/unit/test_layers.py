@@ -7,8 +7,8 @@ it is written, naming the file, the import and the rule. ``corral`` itself (the 
 be imported by anyone and imports nothing.
 
 ``web`` sits beside ``api`` (services, through the API's gate: ``api.identity``,
-``api.deps``); ``cluster`` does not exist yet: its rule is here so it starts inside it
-(docs/architecture.md, "Layers"): below ``services`` beside ``state`` (services use its store).
+``api.deps``); ``cluster`` sits below ``services`` beside ``state`` (services use its store;
+docs/architecture.md, "Layers").
 """
 
 from __future__ import annotations

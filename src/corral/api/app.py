@@ -25,8 +25,10 @@ from corral.api import (
     streams,
     users,
 )
+from corral.api.cluster import router as cluster_router
 from corral.api.deps import authorize
 from corral.api.fastpath import LifecycleFastPath
+from corral.api.forward import ClusterForwarding
 from corral.api.identity import LocalAdmin, TokenAuth
 from corral.api.migration import router as migration_router
 from corral.api.storage import router as storage_router
@@ -43,12 +45,15 @@ def create_app(corral: Corral) -> FastAPI:
     # The first middleware added is the innermost (Starlette puts each later one outside):
     # lifecycle actions skip only the routing below it, never an app-wide middleware.
     app.add_middleware(LifecycleFastPath, corral=corral)
+    # outside the fast path: another member's instance is forwarded before it (api/forward)
+    app.add_middleware(ClusterForwarding, corral=corral)
     # resources before networks: its /metrics page includes the traffic counters
     for module in (instances, operations, host, capacity, streams, resources, networks,
                    backups, users, history):
         app.include_router(module.router)
     app.include_router(storage_router)
     app.include_router(migration_router)
+    app.include_router(cluster_router)
 
     @app.exception_handler(CorralError)
     async def corral_error(_request: Request, exc: CorralError) -> JSONResponse:

@@ -8,7 +8,8 @@ from fastapi.responses import JSONResponse
 
 from corral.domain.errors import CorralError
 from corral.services.instances import InstanceView
-from corral.services.types import OperationRecord, TemplateImage
+from corral.services.types import Member, OperationRecord, PublishedInstance, TemplateImage
+from corral.wire.cluster import MemberModel
 from corral.wire.models import InstanceModel, OperationModel, ResourcesModel, TemplateModel
 
 
@@ -32,6 +33,21 @@ def instance(view: InstanceView) -> InstanceModel:
         created_at=_iso(rec.created_at), operation=view.operation, owner=rec.owner,
         agent=runtime.details.get("agent") if runtime else None,
     )
+
+
+def published(item: PublishedInstance) -> InstanceModel:
+    """An instance another member published (no runtime details: they are its host's)."""
+    return InstanceModel(
+        id=item.id, name=item.name, type=item.kind, state=item.state, template=item.template,
+        resources=ResourcesModel(**item.resources), privileged=item.privileged,
+        ip=list(item.addresses), node=item.node, created_at=item.created_at, owner=item.owner,
+    )
+
+
+def member(m: Member) -> MemberModel:
+    return MemberModel(node=m.node, online=m.online, cordoned=m.cordoned, url=m.info.url,
+                       fingerprint=m.info.fingerprint, joined_at=m.info.joined_at,
+                       facts=m.facts)
 
 
 def operation(rec: OperationRecord) -> OperationModel:

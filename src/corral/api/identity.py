@@ -5,8 +5,10 @@
   sends $CORRAL_TOKEN) runs as that token's identity instead, as it would over TCP: root may
   act as a user to see what the user sees, and a token is never ignored without a word.
 * ``TokenAuth`` wraps TCP listeners: every request needs ``Authorization: Bearer <token>``,
-  either the daemon's own token (an administrator: operators and migration peers use it) or
-  a user's token (that user, with its role). Anything else is 401. Each wrong token (not
+  either the daemon's own token (an administrator: operators and migration peers use it), a
+  user's token (that user, with its role), or the cluster's member token on a request another
+  member forwarded (an administrator, or the user ``X-Corral-As-User`` names:
+  services/forwarding.py). Anything else is 401. Each wrong token (not
   a missing one: a browser's stray request for /favicon.ico guesses nothing) counts as a
   failure of the client's address in the daemon's one failed-auth limiter
   (``services/authlimit.py``, shared with the web console's login); an address over the
@@ -23,7 +25,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from corral.domain.errors import Forbidden
+from corral.domain.errors import CorralError, Forbidden
 from corral.domain.users import DAEMON_TOKEN, LOCAL_ROOT, Caller
 from corral.services.access import Access
 from corral.services.authlimit import FailedAuthLimiter, wait_message
@@ -34,6 +36,9 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Authenticate = Callable[[str], Caller | None]
+MemberAuth = Callable[[str, str | None], Caller | None]
+"""(token, the X-Corral-As-User header) -> the forwarded request's identity, None if the
+token is not the cluster's member token; a CorralError refuses it with its message."""
 
 CALLER = "corral.caller"
 """The scope key holding the request's ``Caller``."""
@@ -65,6 +70,13 @@ async def _refuse_websocket(caller: Caller, scope: Scope, receive: Receive,
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": 4403, "reason": exc.message[:120]})
+
+
+def _header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == wanted:
+            return bytes(value).decode("latin-1")
+    return None
 
 
 def _presented(scope: Scope) -> bytes | None:
@@ -136,11 +148,13 @@ class TokenAuth:
 
     def __init__(self, app: ASGIApp, token: str,
                  authenticate: Authenticate = lambda _token: None,
-                 limiter: FailedAuthLimiter | None = None) -> None:
+                 limiter: FailedAuthLimiter | None = None,
+                 member: MemberAuth | None = None) -> None:
         self.app = app
         self.token = token.encode()
         self.authenticate = authenticate
         self.limiter = limiter if limiter is not None else FailedAuthLimiter()
+        self.member = member
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -155,6 +169,14 @@ class TokenAuth:
         presented = _presented(scope)
         caller = None if presented is None else await _identify(
             presented, self.token, self.authenticate)
+        if caller is None and presented is not None and self.member is not None:
+            try:
+                caller = await asyncio.to_thread(
+                    self.member, presented.decode("latin-1"),
+                    _header(scope, b"x-corral-as-user"))
+            except CorralError as exc:
+                await _unauthorized(scope, send, exc.message)
+                return
         if caller is None:
             if presented is not None:  # a guess; a request without a token guesses nothing
                 self.limiter.failed(address, "api")

@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from corral.api import convert
-from corral.api.deps import Policy, corral
+from corral.api.deps import Policy, caller, corral
+from corral.domain.users import Caller
 from corral.services.core import Corral
 from corral.services.foreign import ForeignSource, vnc_socket
 from corral.services.types import OperationRecord
@@ -29,17 +30,35 @@ from corral.wire.users import SetOwnerRequest
 
 router = APIRouter(prefix="/api/v1/instances", tags=["instances"])
 App = Annotated[Corral, Depends(corral)]
+Who = Annotated[Caller, Depends(caller)]
 
 
 @router.get("", response_model=list[InstanceModel])
-def list_instances(app: App, policy: Policy) -> list[InstanceModel]:
-    """Every instance (an owner: its own)."""
-    views = app.instances.list_all(lambda records: policy.instances(records, lambda r: r.owner))
-    return [convert.instance(v) for v in views]
+def list_instances(
+    app: App, policy: Policy,
+    node: Annotated[str | None, Query(description="only this member's instances")] = None,
+) -> list[InstanceModel]:
+    """Every instance of every member (an owner: its own); the other members' as they
+    published them in the cluster store."""
+    found: list[InstanceModel] = []
+    if node is None or node == app.instances.node:
+        views = app.instances.list_all(
+            lambda records: policy.instances(records, lambda r: r.owner))
+        found = [convert.instance(v) for v in views]
+    others = policy.instances(app.cluster.remote_instances(node), lambda i: i.owner)
+    return found + [convert.published(i) for i in sorted(others, key=lambda i: i.name)]
 
 
 @router.post("", response_model=OperationModel, status_code=202)
-def create_instance(body: CreateRequest, app: App) -> OperationModel:
+def create_instance(body: CreateRequest, app: App, who: Who) -> OperationModel | Response:
+    """Create it here, on the member ``node`` names, or where placement puts it."""
+    done = app.cluster.placer.create(body.model_dump(), who, lambda: _create_here(body, app))
+    if isinstance(done, OperationRecord):
+        return convert.operation(done)
+    return Response(done.body, status_code=done.status, media_type="application/json")
+
+
+def _create_here(body: CreateRequest, app: Corral) -> OperationRecord:
     settings = {
         key: str(value)
         for key, value in (("cpus", body.cpus), ("memory", body.memory), ("disk", body.disk))
@@ -50,11 +69,10 @@ def create_instance(body: CreateRequest, app: App) -> OperationModel:
     if body.image is not None or body.iso is not None:
         foreign = ForeignSource(image=Path(body.image) if body.image else None,
                                 iso=Path(body.iso) if body.iso else None)
-    record = app.instances.create(
+    return app.instances.create(
         body.name, body.type, body.template, settings, privileged=body.privileged,
         start=body.start, pool=body.pool, foreign=foreign, owner=body.owner,
     )
-    return convert.operation(record)
 
 
 @router.get("/{ref}/vnc")

@@ -40,6 +40,9 @@ def create(
     owner: Annotated[str | None, typer.Option(
         help="the user it belongs to (sees it, backs it up, restores it)")] = None,
     no_wait: NoWait = False,
+    node: Annotated[str | None, typer.Option(
+        help="in a cluster: the member to create it on (default: placement picks one)")]
+        = None,
     settings: Annotated[list[str] | None, typer.Argument(
         help="resource key=value … as for `corral set` (e.g. cpu_limit=50 io_iops=300)")] = None,
 ) -> None:
@@ -47,7 +50,7 @@ def create(
     request = CreateRequest(
         name=name, type=type_, template=template, cpus=cpus, memory=memory, disk=disk,
         privileged=privileged, start=start, resources=assignments(settings), pool=pool,
-        image=_absolute(image), iso=_absolute(iso), owner=owner,
+        image=_absolute(image), iso=_absolute(iso), owner=owner, node=node,
     )
     with client() as c:
         op = c.create_instance(request)
@@ -56,7 +59,9 @@ def create(
             return
         wait_for(c, op, f"create {name}")
         made = c.get_instance(name)
-    output.console.print(f"Created {made.type} [bold]{made.name}[/] (id {made.id}), {made.state}")
+    where = f" on {made.node}" if node is None and made.node else ""
+    output.console.print(f"Created {made.type} [bold]{made.name}[/] (id {made.id}), "
+                         f"{made.state}{where}")
 
 
 def _absolute(path: str | None) -> str | None:
@@ -117,10 +122,14 @@ def _row(i: InstanceModel) -> list[str]:
             output.setting_size(r.disk), ", ".join(i.ip) or "-", i.owner or "-", i.node]
 
 
-def list_(fmt: FormatOpt = Format.table) -> None:
-    """List instances."""
+def list_(
+    fmt: FormatOpt = Format.table,
+    node: Annotated[str | None, typer.Option(
+        "--node", help="only the instances of this cluster member")] = None,
+) -> None:
+    """List instances (in a cluster: of every member, NODE says where)."""
     with client() as c:
-        items = c.list_instances()
+        items = c.list_instances(node)
     if not output.emit_structured(items, fmt):
         columns = ["ID", "NAME", "TYPE", "STATE", "CPUS", "MEMORY", "DISK", "IP", "OWNER",
                    "NODE"]

@@ -10,6 +10,7 @@ from corral import __version__
 from corral.cli import (
     backups,
     capacity,
+    cluster,
     console,
     host,
     instances,
@@ -55,6 +56,9 @@ app.add_typer(migration.remote_app, name="remote")
 app.add_typer(migration.migration_app, name="migration")
 host.host_app.command("join")(migration.host_join)
 host.host_app.command("pairing")(migration.host_pairing)
+host.host_app.command("cordon")(cluster.host_cordon)
+host.host_app.command("uncordon")(cluster.host_uncordon)
+app.add_typer(cluster.cluster_app, name="cluster")
 
 app.add_typer(users.user_app, name="user")
 app.command()(users.owner)

@@ -160,8 +160,10 @@ class CorralClient(StorageCalls):
         )
 
     # Instances ------------------------------------------------------------------------
-    def list_instances(self) -> list[InstanceModel]:
-        return self._models(InstanceModel, "GET", "/api/v1/instances")
+    def list_instances(self, node: str | None = None) -> list[InstanceModel]:
+        """Every instance of every cluster member (``node``: of that member only)."""
+        params = {} if node is None else {"node": node}
+        return self._models(InstanceModel, "GET", "/api/v1/instances", params=params)
 
     def get_instance(self, ref: str) -> InstanceModel:
         return self._model(InstanceModel, "GET", f"/api/v1/instances/{ref}")

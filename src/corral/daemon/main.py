@@ -137,6 +137,13 @@ async def serve(args: argparse.Namespace) -> None:
         auth_failures=args.auth_failures, auth_window=args.auth_window,
         session_idle=args.session_idle, session_lifetime=args.session_lifetime,
         history_interval=args.history_interval))
+    token_file = Path(args.token_file or state_dir / "api.token")
+    token = _token(token_file) if args.listen else (
+        token_file.read_text().strip() if token_file.is_file() else None)
+    if args.listen and not args.insecure_http:  # before start: the cluster publishes it
+        host, _, port = args.listen.rpartition(":")
+        corral.remotes.advertise_url = args.advertise or f"https://{host or '127.0.0.1'}:{port}"
+        corral.remotes.own_token = token
     await asyncio.to_thread(corral.start)  # drivers block (QMP runs its own loop)
     app = create_app(corral)  # lifecycle actions skip only its routing (api/fastpath.py)
     # Everything imported and built so far lives as long as the daemon: out of the garbage
@@ -147,9 +154,6 @@ async def serve(args: argparse.Namespace) -> None:
     socket_path = Path(args.socket)
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     socket_path.unlink(missing_ok=True)
-    token_file = Path(args.token_file or state_dir / "api.token")
-    token = _token(token_file) if args.listen else (
-        token_file.read_text().strip() if token_file.is_file() else None)
     # A request with a token runs as the token's identity on the socket too (api/identity)
     servers = [_Server(uvicorn.Config(
         LocalAdmin(app, token, corral.users.authenticate), uds=str(socket_path),
@@ -161,13 +165,11 @@ async def serve(args: argparse.Namespace) -> None:
         if not args.insecure_http:  # a self-signed identity, pinned by peers (host/tls.py)
             identity = corral.remotes.identity
             tls = {"ssl_keyfile": str(identity.key), "ssl_certfile": str(identity.cert)}
-            default_url = f"https://{host or '127.0.0.1'}:{port}"
-            corral.remotes.advertise_url = args.advertise or default_url
-            corral.remotes.own_token = token
         # The web console (/ui, session cookies) beside the API (bearer tokens): one listener,
         # one certificate, one failed-authentication limit
         listener = ConsoleBeside(
-            TokenAuth(app, token, corral.users.authenticate, corral.auth_limiter),
+            TokenAuth(app, token, corral.users.authenticate, corral.auth_limiter,
+                      member=corral.cluster.forwarder.member_caller),
             console_app(corral, secure=not args.insecure_http))
         servers.append(_Server(uvicorn.Config(
             listener, host=host or "127.0.0.1",

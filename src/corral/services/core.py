@@ -6,8 +6,9 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.domain.errors import InvalidInput
+from corral.domain.errors import InvalidInput, NotFound
 from corral.domain.instance import Kind
+from corral.domain.users import Caller
 from corral.drivers.base import Driver
 from corral.services.authlimit import DEFAULT_LIMIT, DEFAULT_WINDOW, FailedAuthLimiter
 from corral.services.capacity import CapacityService
@@ -100,6 +101,7 @@ class Corral:
         self._wire_backups(settings)
         self._wire_migration(settings, node)
         self._wire_history(settings)
+        self._wire_cluster(settings, node)
 
     def _wire_history(self, settings: Settings) -> None:
         from corral.services.history import HistorySampler, read_all
@@ -114,6 +116,39 @@ class Corral:
             self.history.forget(rec.id)
 
         self.instances.on_deleted.append(forget)
+
+    def _wire_cluster(self, settings: Settings, node: str) -> None:
+        from corral.cluster.store import NodeInfo
+        from corral.services.cluster import ClusterService, default_facts
+
+        facts = default_facts(
+            self.capacity.report, self.host.features,
+            lambda: [p.config.name for p in self.storage.list_pools()],
+            lambda: len(self.store.list_instances()),
+            lambda: sorted(k.value for k in self.instances.drivers),
+        )
+        self.cluster = ClusterService(
+            settings.state_dir, node, self.store, self.events, facts,
+            lambda: self.capacity.policy().quarantine,
+        )
+
+        def node_info() -> NodeInfo:
+            identity = self.remotes.identity
+            return NodeInfo(node, self.remotes.advertise_url, identity.fingerprint,
+                            identity.cert_pem)
+
+        self.cluster.node_info = node_info
+        self.cluster.forwarder.user = self._user_caller
+        self.remotes.member = self.cluster.member_remote
+        self.instances.reservations = self.cluster
+
+    def _user_caller(self, name: str) -> Caller | None:
+        """This host's user ``name`` as a request's identity (forwarded requests)."""
+        try:
+            found = self.users.store.get(name)
+        except NotFound:
+            return None
+        return Caller(found.name, found.role)
 
     def _nic_devices(self, ref: str) -> list[str]:
         return [nic.host_ifname for _name, nic in self.networks.list_nics(ref)]
@@ -200,8 +235,10 @@ class Corral:
         self.networks.start()
         self.backup_schedule.start()
         self.history.start()
+        self.cluster.start()
 
     def close(self) -> None:
+        self.cluster.close()
         self.history.stop()
         self.backup_schedule.stop()
         self.migrations.close()

@@ -10,9 +10,11 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
+from corral.cluster.store import Reservation
 from corral.domain import lifecycle
-from corral.domain.errors import InvalidInput, Unsupported
+from corral.domain.errors import HostFailure, InvalidInput, Unsupported
 from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.lifecycle import Action, State
 from corral.domain.names import FIRST_ID, validate_name
@@ -36,6 +38,32 @@ _RUNTIME_TO_STATE = {
     RuntimeState.SUSPENDED: State.SUSPENDED,
     RuntimeState.STOPPED: State.STOPPED,
 }
+
+
+class Reservations(Protocol):
+    """Where a new instance's name and id are held beyond this database: the cluster store
+    (services/cluster.py)."""
+
+    def reserve(self, name: str) -> Reservation: ...
+
+    def release(self, name: str, instance_id: int | None, retire: bool) -> None: ...
+
+    def hand_over(self, name: str, instance_id: int) -> None:
+        """An instance migrated in (committed here): its name and id are this host's now."""
+        ...
+
+
+class NoReservations:
+    """Nowhere: the database alone chooses (an InstanceService on its own, in tests)."""
+
+    def reserve(self, name: str) -> Reservation:
+        return Reservation(name, "", None)
+
+    def release(self, name: str, instance_id: int | None, retire: bool) -> None:
+        return None
+
+    def hand_over(self, name: str, instance_id: int) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -70,6 +98,7 @@ class InstanceService:
         self.on_deleted: list[Callable[[InstanceRecord], str | None]] = []
         """Called after an instance's row is gone (its snapshot rows, backup schedules); what
         they say they removed is the delete operation's result."""
+        self.reservations: Reservations = NoReservations()
 
     # Views ----------------------------------------------------------------------------
     def spec(self, rec: InstanceRecord) -> InstanceSpec:
@@ -182,11 +211,20 @@ class InstanceService:
             )
         if instance_kind is Kind.VM and resources.pids is not None:
             raise InvalidInput("pids applies to containers only (a VM's kernel has its own)")
-        with self.admission(resources, None):
-            rec = self.store.insert_instance(
-                name, instance_kind, template, resources, privileged, self.node, FIRST_ID,
-                owner=owner,
-            )
+        held = self.reservations.reserve(name)  # cluster-wide name and id (or nothing)
+        try:
+            with self.admission(resources, None):
+                rec = self.store.insert_instance(
+                    name, instance_kind, template, resources, privileged, self.node,
+                    held.id or FIRST_ID, owner=owner,
+                )
+            if held.id is not None and rec.id != held.id:
+                self.store.delete_instance(rec.id)
+                raise HostFailure(f"id {held.id} reserved in the cluster for '{name}' is in use "
+                                  "in this host's database; try again")
+        except BaseException:
+            self.reservations.release(name, held.id, retire=False)
+            raise
         spec = self.spec(rec)
 
         def work(ctx: OperationContext) -> None:
@@ -214,6 +252,7 @@ class InstanceService:
             return self.ops.submit("create", name, work)
         except BaseException:
             self.store.delete_instance(rec.id)
+            self.reservations.release(name, rec.id, retire=True)
             raise
 
     def set_owner(self, ref: str, owner: str | None) -> InstanceRecord:
@@ -238,6 +277,7 @@ class InstanceService:
         self.storage.release(spec)
         shutil.rmtree(spec.directory, ignore_errors=True)
         self.store.delete_instance(rec.id)
+        self.reservations.release(rec.name, rec.id, retire=True)
 
     def delete(self, ref: str, force: bool = False) -> OperationRecord:
         view = self.get(ref)
@@ -257,6 +297,7 @@ class InstanceService:
             self.storage.release(spec)
             shutil.rmtree(spec.directory, ignore_errors=True)
             self.store.delete_instance(rec.id)
+            self.reservations.release(rec.name, rec.id, retire=True)
             said = []
             for forget in self.on_deleted:
                 try:

@@ -9,10 +9,11 @@ connection that trusts only that certificate. ``join`` pairs both ways.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from corral.domain.errors import Conflict, HostFailure, InvalidInput, Unsupported
+from corral.domain.errors import Conflict, HostFailure, InvalidInput, NotFound, Unsupported
 from corral.domain.names import validate_name
 from corral.host.tls import (
     Identity,
@@ -44,6 +45,9 @@ class RemoteService:
         self._identity: Identity | None = None
         self.advertise_url: str | None = None  # set by corrald when it listens on TCP
         self.own_token: str | None = None
+        self.member: Callable[[str], RemoteRecord | None] = lambda _name: None
+        """A cluster member by name, as a remote (services/cluster.py): `migrate NAME
+        MEMBER` needs no `remote add` inside a cluster."""
 
     @property
     def identity(self) -> Identity:
@@ -63,6 +67,9 @@ class RemoteService:
             raise InvalidInput("a remote needs the peer's API token (--token)")
         if not replace and name in {r.name for r in self.store.list_remotes()}:
             raise Conflict(f"a remote named '{name}' exists; remove it first")
+        if self.member(name) is not None:
+            raise Conflict(f"'{name}' is a member of this cluster: migrate to it by that "
+                           "name; a remote may not share a member's name")
         pem = fetch_certificate(host, port)
         seen = fingerprint_of_pem(pem)
         if fingerprint is not None and normalise_fingerprint(fingerprint) != seen:
@@ -105,4 +112,11 @@ class RemoteService:
         return self.store.list_remotes()
 
     def get(self, name: str) -> RemoteRecord:
-        return self.store.get_remote(name)
+        """A paired remote, else a cluster member of that name."""
+        try:
+            return self.store.get_remote(name)
+        except NotFound:
+            found = self.member(name)
+            if found is None:
+                raise
+            return found

@@ -7,6 +7,7 @@ on services alone and never reach past them (tests/unit/test_layers.py).
 
 from corral.backup.manifest import Manifest
 from corral.backup.retention import Retention
+from corral.cluster.store import Member, PublishedInstance
 from corral.state.backupstore import TargetRecord
 from corral.state.migstore import MigrationRecord, RemoteRecord
 from corral.state.storagestore import PoolRecord
@@ -16,9 +17,11 @@ from corral.templates.image import TemplateImage
 
 __all__ = [
     "Manifest",
+    "Member",
     "MigrationRecord",
     "OperationRecord",
     "PoolRecord",
+    "PublishedInstance",
     "RemoteRecord",
     "Retention",
     "TargetRecord",

@@ -209,6 +209,7 @@ class TargetSide:
             incoming.committed = True
             self._import_snapshots(incoming)
             s.instances.store.set_state(rec.id, state)
+            s.instances.reservations.hand_over(rec.name, rec.id)  # in a cluster: ours now
             s.store.update_migration(mid, status=MigrationStatus.SUCCESS, phase="done")
             with self._guard:
                 self._incoming.pop(mid, None)

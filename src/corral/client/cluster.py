@@ -1,0 +1,30 @@
+"""Client calls for cluster membership (beside ``CorralClient``, same plumbing)."""
+
+from __future__ import annotations
+
+from corral.client.client import CorralClient
+from corral.wire.cluster import ClusterInitRequest, ClusterJoinRequest, ClusterStatus, MemberModel
+
+
+def status(c: CorralClient) -> ClusterStatus:
+    return c._model(ClusterStatus, "GET", "/api/v1/cluster")
+
+
+def init(c: CorralClient, request: ClusterInitRequest) -> ClusterStatus:
+    return c._model(ClusterStatus, "POST", "/api/v1/cluster/init", json=request.model_dump())
+
+
+def join(c: CorralClient, request: ClusterJoinRequest) -> ClusterStatus:
+    return c._model(ClusterStatus, "POST", "/api/v1/cluster/join", json=request.model_dump())
+
+
+def leave(c: CorralClient) -> None:
+    c._request_empty("POST", "/api/v1/cluster/leave")
+
+
+def members(c: CorralClient) -> list[MemberModel]:
+    return c._models(MemberModel, "GET", "/api/v1/cluster/members")
+
+
+def cordon(c: CorralClient, node: str, cordoned: bool) -> None:
+    c._request_empty("PUT" if cordoned else "DELETE", f"/api/v1/cluster/members/{node}/cordon")

@@ -1,0 +1,166 @@
+"""What every host agrees on, behind one Protocol: members and their published facts, names
+and ids, the instances each member publishes, the cordon flags, a leader.
+
+Two implementations: ``EtcdClusterStore`` (``etcdstore.py``) for a cluster and
+``LocalClusterStore`` (``local.py``) for one host, where the local database already is the
+whole truth. Services hold a ``ClusterStore`` and never ask which one it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """How the other members reach a member (its TLS API, pinned by fingerprint)."""
+
+    node: str
+    url: str | None
+    fingerprint: str | None
+    cert_pem: str | None = None
+    joined_at: str = ""
+
+
+@dataclass(frozen=True)
+class Member:
+    info: NodeInfo
+    online: bool
+    """It renewed its lease within the offline delay (its facts key still exists)."""
+    cordoned: bool
+    facts: dict[str, Any] = field(default_factory=dict)
+    """What it published last: capacity, commitment, features, version, load, instances."""
+
+    @property
+    def node(self) -> str:
+        return self.info.node
+
+
+@dataclass(frozen=True)
+class PublishedInstance:
+    """An instance as its member published it (enough for `list` on any member)."""
+
+    name: str
+    id: int
+    kind: str
+    state: str
+    node: str
+    template: str
+    resources: dict[str, Any]
+    privileged: bool = False
+    owner: str | None = None
+    created_at: str = ""
+    addresses: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "id": self.id, "kind": self.kind, "state": self.state,
+                "node": self.node, "template": self.template, "resources": self.resources,
+                "privileged": self.privileged, "owner": self.owner,
+                "created_at": self.created_at, "addresses": list(self.addresses)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PublishedInstance:
+        return cls(
+            name=str(data["name"]), id=int(data["id"]), kind=str(data["kind"]),
+            state=str(data["state"]), node=str(data["node"]), template=str(data["template"]),
+            resources=dict(data.get("resources", {})), privileged=bool(data.get("privileged")),
+            owner=data.get("owner"), created_at=str(data.get("created_at", "")),
+            addresses=tuple(data.get("addresses", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A name (and an id) held for an instance being created on ``node``. ``id`` is the id
+    the instance must get; ``None``: the local database chooses (one host)."""
+
+    name: str
+    node: str
+    id: int | None
+
+
+class ClusterStore(Protocol):
+    """The cluster's shared state (see the module docstring)."""
+
+    @property
+    def clustered(self) -> bool:
+        """True for a cluster store (what `cluster status` says; services do not branch)."""
+        ...
+
+    # Members -----------------------------------------------------------------------------
+    def register(self, info: NodeInfo) -> None:
+        """Record (or update) how this member is reached."""
+        ...
+
+    def unregister(self, node: str) -> None:
+        """Forget a member: its entry, facts, names, ids and published instances."""
+        ...
+
+    def heartbeat(self, facts: dict[str, Any]) -> bool:
+        """Publish this member's facts under its lease, renewing it. True when the lease had
+        to be made again (first call, or back after being offline): the caller republishes
+        its instances (reconcile)."""
+        ...
+
+    def members(self) -> list[Member]:
+        ...
+
+    # Names and ids -----------------------------------------------------------------------
+    def reserve(self, name: str, node: str, quarantine: timedelta | None) -> Reservation:
+        """Hold ``name`` and a free id cluster-wide (Conflict if the name is taken)."""
+        ...
+
+    def adopt(self, name: str, node: str, instance_id: int) -> None:
+        """Hold ``name`` and exactly ``instance_id`` for an instance that already exists on
+        ``node`` (joining the cluster). Conflict if either is another's."""
+        ...
+
+    def release(self, name: str, instance_id: int | None, retire: bool) -> None:
+        """Give back a reservation; ``retire``: the id stays out of use for the quarantine."""
+        ...
+
+    def move(self, name: str, instance_id: int, node: str) -> None:
+        """Hand ``name`` (now with ``instance_id``) to ``node``: a migration committed there."""
+        ...
+
+    # Published instances -----------------------------------------------------------------
+    def publish(self, node: str, instances: list[PublishedInstance], complete: bool) -> None:
+        """Publish ``instances`` of ``node``; ``complete``: they are all of them (others of
+        ``node`` are withdrawn)."""
+        ...
+
+    def withdraw(self, node: str, name: str) -> None:
+        ...
+
+    def instances(self, node: str | None = None) -> list[PublishedInstance]:
+        """Every published instance (of ``node``), read without a quorum round."""
+        ...
+
+    # Cordon, leader ----------------------------------------------------------------------
+    def set_cordoned(self, node: str, cordoned: bool) -> None:
+        ...
+
+    def is_cordoned(self, node: str) -> bool:
+        ...
+
+    def leader(self) -> str | None:
+        """The member holding the leader lease, taking it if it is free."""
+        ...
+
+    def secret(self) -> str | None:
+        """The token members present to each other when forwarding (None: one host)."""
+        ...
+
+    def locate(self, ref: str) -> str | None:
+        """The member holding the instance named or numbered ``ref`` (None: unknown)."""
+        ...
+
+    def node_info(self, node: str) -> NodeInfo | None:
+        """How ``node`` is reached (None: no such member)."""
+        ...
+
+    def close(self) -> None:
+        """Stop renewing (facts disappear at once where the store allows it)."""
+        ...

@@ -1,0 +1,164 @@
+"""Requests for an instance another member holds, forwarded to it over its TLS API.
+
+``api/forward.py`` asks ``target`` for each ``/api/v1/instances/{ref}…`` request whose
+``ref`` is not on this host, and for ``/api/v1/operations/{id}…`` of an operation a forwarded
+request started there; the request then goes, as it came (method, path, query, body), to the
+member's URL with its certificate pinned (published in the cluster store when it joined).
+
+Identity: the forwarding member presents the cluster's member token (``secret`` in the
+store, made at ``cluster init``) and, for a user, the header ``X-Corral-As-User: NAME``. The
+receiving member runs it as an administrator (no header) or as its own user of that name
+(users are per host: the same name is taken to be the same tenant; a name it does not know is
+refused with 401) -- its own policy decides, as for a request made there.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from corral.client.tls import pinned_context
+from corral.client.transport import HttpTransport
+from corral.client.unixhttp import Unreachable
+from corral.cluster.store import ClusterStore, NodeInfo
+from corral.domain.errors import CorralError, HostFailure
+from corral.domain.users import Caller, Role
+
+log = logging.getLogger("corral.forwarding")
+
+AS_USER = "x-corral-as-user"
+"""The header naming the user a forwarded request runs as (absent: an administrator)."""
+
+FORWARDED_BY = "x-corral-forwarded-by"
+"""The member that forwarded a request (a forwarded request is never forwarded again)."""
+
+MEMBER = Caller("a cluster member (forwarded request)", Role.ADMIN, user=False)
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    status: int
+    body: bytes
+
+
+class Forwarder:
+    def __init__(self, node: str, store: Callable[[], ClusterStore],
+                 is_local: Callable[[str], bool], user: Callable[[str], Caller | None]) -> None:
+        self.node = node
+        self.store = store
+        self.is_local = is_local
+        self.user = user
+        self._secret: str | None = None
+        self._transports: dict[tuple[str, str], HttpTransport] = {}
+        self._operations: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        return self.store().clustered
+
+    def secret(self) -> str | None:
+        if self._secret is None and self.active:
+            self._secret = self.store().secret()
+        return self._secret
+
+    def forget(self) -> None:
+        """Left the cluster: no secret, no transports, no remembered operations."""
+        with self._lock:
+            self._secret = None
+            for transport in self._transports.values():
+                transport.close()
+            self._transports.clear()
+            self._operations.clear()
+
+    # Where -------------------------------------------------------------------------------
+    def target(self, ref: str) -> NodeInfo | None:
+        """The member to forward a request for instance ``ref`` to (None: serve it here)."""
+        if not self.active or self.is_local(ref):
+            return None
+        store = self.store()
+        node = store.locate(ref)
+        if node is None or node == self.node:
+            return None
+        return store.node_info(node)
+
+    def operation_target(self, op_id: str) -> NodeInfo | None:
+        with self._lock:
+            node = self._operations.get(op_id)
+        return None if node is None else self.store().node_info(node)
+
+    # Forward -----------------------------------------------------------------------------
+    def forward(self, member: NodeInfo, method: str, path: str, query: str, body: bytes,
+                content_type: str | None, caller: Caller) -> Forwarded:
+        if member.url is None or member.cert_pem is None:
+            raise HostFailure(f"member '{member.node}' has no TLS API (corrald --listen): "
+                              "requests for its instances cannot be forwarded")
+        secret = self.secret()
+        if secret is None:
+            raise HostFailure("this member does not know the cluster's member token")
+        headers = {"authorization": f"Bearer {secret}", FORWARDED_BY: self.node}
+        if caller.user:
+            headers[AS_USER] = caller.name
+        if content_type:
+            headers["content-type"] = content_type
+        target = path + (f"?{query}" if query else "")
+        try:
+            try:
+                status, data = self._transport(member).exchange(
+                    method, target, content=body, headers=headers)
+            except httpx.RemoteProtocolError:
+                # a pooled connection the member closed as idle (uvicorn: after 5 s) just as
+                # it was reused: nothing was answered, so nothing was done; once more
+                status, data = self._transport(member).exchange(
+                    method, target, content=body, headers=headers)
+        except (Unreachable, httpx.TransportError) as exc:
+            raise HostFailure(f"member '{member.node}' ({member.url}), which holds the "
+                              f"instance, is unreachable: {exc or type(exc).__name__}") from exc
+        self._remember_operation(member.node, data)
+        return Forwarded(status, data)
+
+    def _transport(self, member: NodeInfo) -> HttpTransport:
+        assert member.url is not None and member.cert_pem is not None
+        key = (member.node, member.cert_pem)
+        with self._lock:
+            found = self._transports.get(key)
+            if found is None:
+                found = HttpTransport(member.url, headers={}, timeout=330.0,
+                                      verify=pinned_context(member.cert_pem), trust_env=False)
+                self._transports[key] = found
+            return found
+
+    def _remember_operation(self, node: str, data: bytes) -> None:
+        """An operation started there is followed there (``corral start`` waits on it)."""
+        try:
+            answer: Any = json.loads(data)
+        except ValueError:
+            return
+        if isinstance(answer, dict) and isinstance(answer.get("id"), str) \
+                and "action" in answer and "status" in answer:
+            with self._lock:
+                self._operations[answer["id"]] = node
+                while len(self._operations) > 10000:
+                    self._operations.popitem(last=False)
+
+    # Receive -----------------------------------------------------------------------------
+    def member_caller(self, token: str, as_user: str | None) -> Caller | None:
+        """The identity of a request another member forwarded (None: not the member token).
+        A user this host does not know is refused (CorralError)."""
+        secret = self.secret() if self.active else None
+        if secret is None or not hmac.compare_digest(token.encode(), secret.encode()):
+            return None
+        if as_user is None:
+            return MEMBER
+        found = self.user(as_user)
+        if found is None:
+            raise CorralError(f"user '{as_user}' does not exist on member '{self.node}'")
+        return found

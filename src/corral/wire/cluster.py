@@ -1,0 +1,54 @@
+"""Wire models of /api/v1/cluster (membership) and the cordon flag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ClusterInitRequest(BaseModel):
+    etcd: list[str] = Field(default_factory=list)
+    """Endpoints of an existing etcd (http(s)://HOST:PORT); empty: start a local member."""
+    etcd_listen: str | None = None
+    """The local member's client address HOST:PORT (default 127.0.0.1:12379)."""
+    etcd_peer_listen: str | None = None
+    """The local member's peer address HOST:PORT (default 127.0.0.1:12380)."""
+    offline_after: int = Field(default=10, ge=3, le=3600)
+    """Seconds without a renewal after which a member shows offline."""
+
+
+class ClusterJoinRequest(BaseModel):
+    url: str
+    token: str
+    fingerprint: str | None = None
+
+
+class ClusterStatus(BaseModel):
+    clustered: bool
+    node: str
+    endpoints: list[str]
+    members: int
+    online: int
+    leader: str | None
+    offline_after: int | None
+    local_etcd: bool
+    etcd: dict[str, str]
+    """Each etcd endpoint's health, as this host sees it."""
+    error: str | None = None
+
+
+class MemberModel(BaseModel):
+    node: str
+    online: bool
+    cordoned: bool
+    url: str | None
+    fingerprint: str | None
+    joined_at: str
+    facts: dict[str, Any]
+
+
+class JoinInfo(BaseModel):
+    endpoints: list[str]
+    offline_after: int
+    node: str
