@@ -12,7 +12,8 @@ systemd that the test makes (tests/system/debcontainer.py), never on this host.
 Slow (building the package: pip installs ~45 distributions and dpkg packs ~200 MB; the
 container's apt installs QEMU and LXC): runs with CORRAL_SLOW_TESTS=1. The built package
 is cached under /var/tmp/corral-test-deb-cache keyed by the content of the checkout's files,
-so a second run on an unchanged tree skips the build. The bounded form in the default suite
+so a second run on an unchanged tree skips the build ($CORRAL_TEST_DEB: test that
+package instead). The bounded form in the default suite
 is tests/unit/packaging/test_debian_dir.py.
 """
 
@@ -58,6 +59,8 @@ def deb() -> Path:
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
+    if os.environ.get("CORRAL_TEST_DEB"):  # a package built elsewhere, e.g. a release's
+        return Path(os.environ["CORRAL_TEST_DEB"])
     out = CACHE / "debs" / _content_key()
     found = sorted(out.glob("corral_*_amd64.deb"))
     if found:
