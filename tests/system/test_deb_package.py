@@ -11,7 +11,7 @@ systemd that the test makes (tests/system/debcontainer.py), never on this host.
 
 Slow (building the package: pip installs ~45 distributions and dpkg packs ~200 MB; the
 container's apt installs QEMU and LXC): runs with CORRAL_SLOW_TESTS=1. The built package
-is cached under /var/tmp/corral-test-deb-cache keyed by the content of the checkout's files,
+is cached under /var/tmp/corral-test-deb-cache keyed by the content of the files that go into it,
 so a second run on an unchanged tree skips the build ($CORRAL_TEST_DEB: test that
 package instead). The bounded form in the default suite
 is tests/unit/packaging/test_debian_dir.py.
@@ -43,9 +43,14 @@ pytestmark = [
 RESTART_BOUND = 15.0  # s the API may be away during an upgrade (a cluster lease is longer)
 
 
+PACKAGED = ("src", "packaging", "pyproject.toml", "README.md", "scripts/build-deb.sh")
+"""What goes into the package: its cache key is the content of these files alone."""
+
+
 def _content_key() -> str:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, check=True).stdout.split(b"\0")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z", "--",
+                            *PACKAGED], cwd=ROOT, capture_output=True,
+                           check=True).stdout.split(b"\0")
     digest = hashlib.sha256()
     for name in sorted(f for f in files if f):
         path = ROOT / name.decode()
@@ -151,7 +156,7 @@ def test_install_upgrade_purge(deb: Path, container: Container, tmp_path: Path) 
     c("test -f /usr/share/zsh/vendor-completions/_corral")
     # completion through the installed script asks the installed corrald
     c("corral user add alice >/dev/null && corral network create lan --subnet 10.79.0.0/24")
-    done = c("corral __complete bash 2 corral user token ''").stdout.split()
+    done = c("corral __complete bash 3 corral user token ''").stdout.split()
     assert done == ["alice"]
     # no pip at install time: the maintainer scripts never name it
     scripts = c("cat /var/lib/dpkg/info/corral.*inst /var/lib/dpkg/info/corral.*rm").stdout
