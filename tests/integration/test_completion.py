@@ -74,7 +74,24 @@ def test_nothing_to_complete_falls_back_to_file_names(daemon: Daemon, tmp_path: 
 
 
 @pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed on this host")
-def test_zsh_script_loads(tmp_path: Path) -> None:
-    proc = subprocess.run(["zsh", "-n", str(ZSH_SCRIPT)], capture_output=True, text=True,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr
+def test_zsh_script(daemon: Daemon, tmp_path: Path) -> None:
+    """The zsh function with zsh's own ``words``/``CURRENT``; ``compadd`` and ``_files``
+    (completion-widget builtins, usable only inside a widget) print what they were given."""
+    daemon.cli("create", "web1", "--type", "ct", "--template", "tiny", check=True)
+    daemon.cli("snapshot", "create", "web1", "before-upgrade", check=True)
+
+    def zsh(*words: str) -> list[str]:
+        quoted = " ".join("'" + w.replace("'", "'\\''") + "'" for w in ("corral", *words))
+        script = ("compadd() { while [[ $1 != -- ]]; do shift; done; shift; "
+                  "print -l -- \"$@\" }; _files() { print FILES }; "
+                  f"words=({quoted}); CURRENT={len(words) + 1}; source {ZSH_SCRIPT}")
+        env = {"PATH": f"{bindir}:/usr/bin:/bin", "CORRAL_SOCKET": str(daemon.socket)}
+        out = subprocess.run(["zsh", "-f", "-c", script], env=env, capture_output=True,
+                             text=True, check=True, timeout=30).stdout
+        return out.split()
+
+    bindir = _bin(tmp_path)
+    assert zsh("snapshot", "revert", "web1", "") == ["before-upgrade"]
+    assert zsh("start", "") == ["web1"]
+    assert zsh("temp") == ["template"]
+    assert zsh("template", "import", "") == ["FILES"]
