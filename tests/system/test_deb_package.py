@@ -36,6 +36,7 @@ from tests.system.debcontainer import CACHE, Container, debian_container, run, s
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.system,
+    pytest.mark.timeout(2400),  # a build (~3 min) + apt in the container (~3 min) at load
     pytest.mark.skipif(os.environ.get("CORRAL_SLOW_TESTS") != "1",
                        reason="slow (builds the .deb, installs QEMU/LXC in a container): "
                               "CORRAL_SLOW_TESTS=1"),
