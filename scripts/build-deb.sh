@@ -8,7 +8,8 @@
 #   --version VERSION  the package version (default: pyproject's, +git<commits>.<hash> in a
 #                      git checkout; $CORRAL_DEB_VERSION)
 # Builds from a copy of the checkout's files (tracked and new, not ignored), never in place.
-# Needs: debhelper, dh-virtualenv, python3-venv (scripts/install-system.sh --build-deb), and
+# Needs: debhelper, dh-virtualenv, python3-venv (packaging/apt-packages-dev.txt, which
+# scripts/install-deps.sh installs), and
 # a Python package index for pip (the build host's pip configuration applies).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -18,7 +19,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --out) [ $# -ge 2 ] || { echo "build-deb.sh: --out needs a directory" >&2; exit 2; }; out="$2"; shift ;;
     --version) [ $# -ge 2 ] || { echo "build-deb.sh: --version needs a value" >&2; exit 2; }; version="$2"; shift ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-deb.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
   shift
