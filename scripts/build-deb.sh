@@ -9,8 +9,9 @@
 #                      git checkout; $CORRAL_DEB_VERSION)
 # Builds from a copy of the checkout's files (tracked and new, not ignored), never in place.
 # Needs: debhelper, dh-virtualenv, python3-venv (packaging/apt-packages-dev.txt, which
-# scripts/install-deps.sh installs), and
-# a Python package index for pip (the build host's pip configuration applies).
+# scripts/install-deps.sh installs), npm for the web console's assets
+# (scripts/build-web-assets.sh), and a Python package index for pip (the build host's pip
+# configuration applies).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 out="$here/dist"
@@ -19,7 +20,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --out) [ $# -ge 2 ] || { echo "build-deb.sh: --out needs a directory" >&2; exit 2; }; out="$2"; shift ;;
     --version) [ $# -ge 2 ] || { echo "build-deb.sh: --version needs a value" >&2; exit 2; }; version="$2"; shift ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-deb.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -49,6 +50,13 @@ if git -C "$here" rev-parse --git-dir >/dev/null 2>&1; then
      [ -e "$f" ] && printf '%s\0' "$f"; done | tar --null -T - -cf -) | tar -xf - -C "$src"
 else
   tar -C "$here" --exclude=.venv --exclude=dist --exclude=build -cf - . | tar -xf - -C "$src"
+fi
+# The web console's third-party assets (git-ignored, built from assets/package-lock.json
+# with npm) go into the package like the Python dependencies: fetched at build time.
+if [ -x "$here/scripts/build-web-assets.sh" ]; then
+  "$here/scripts/build-web-assets.sh"
+  mkdir -p "$src/src/corral/web/static"
+  cp -a "$here/src/corral/web/static/vendor" "$src/src/corral/web/static/"
 fi
 cp -a "$src/packaging/debian" "$src/debian"
 sed 's#/usr/local/bin/corrald#/usr/bin/corrald#' "$src/packaging/corrald.service" \

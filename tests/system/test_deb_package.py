@@ -41,10 +41,29 @@ pytestmark = [
                        reason="slow (builds the .deb, installs QEMU/LXC in a container): "
                               "CORRAL_SLOW_TESTS=1"),
 ]
+POLLER = """import socket, time
+log = open("/root/poll.log", "w", buffering=1)
+while True:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(2)
+    try:
+        s.connect("/run/corral/corral.sock")
+        s.sendall(b"GET /api/v1/version HTTP/1.0\\r\\nHost: corral\\r\\n\\r\\n")
+        up = b" 200 " in s.recv(64).split(b"\\r\\n")[0] + b" "
+    except OSError:
+        up = False
+    finally:
+        s.close()
+    log.write(("up" if up else "down") + " %f\\n" % time.time())
+    time.sleep(0.05)
+"""
+"""Whether corrald answers, 20 times a second (the system's python3: the package's
+virtualenv is replaced under it during the upgrade)."""
 RESTART_BOUND = 15.0  # s the API may be away during an upgrade (a cluster lease is longer)
 
 
-PACKAGED = ("src", "packaging", "pyproject.toml", "README.md", "scripts/build-deb.sh")
+PACKAGED = ("src", "packaging", "pyproject.toml", "README.md", "scripts/build-deb.sh",
+            "assets/package-lock.json", "scripts/build-web-assets.sh")
 """What goes into the package: its cache key is the content of these files alone."""
 
 
@@ -165,8 +184,8 @@ def test_install_upgrade_purge(deb: Path, container: Container, tmp_path: Path) 
     first_pid = c("systemctl show -p MainPID --value corrald").stdout.strip()
 
     # upgrade, with a poller recording when the API answers -----------------------------
-    c("nohup bash -c 'while :; do if corral list >/dev/null 2>&1; then s=up; else s=down; "
-      "fi; echo $s $(date +%s.%N); sleep 0.05; done' >/root/poll.log 2>&1 &")
+    (container.root / "root/poll.py").write_text(POLLER)
+    c("nohup python3 /root/poll.py >/dev/null 2>&1 &")
     time.sleep(1)
     started = time.monotonic()
     c(f"apt-get install -y -q /root/{newer.name}", timeout=600)
@@ -174,7 +193,12 @@ def test_install_upgrade_purge(deb: Path, container: Container, tmp_path: Path) 
     c("for i in $(seq 1 150); do corral list >/dev/null 2>&1 && exit 0; sleep 0.2; done; "
       "exit 1")
     time.sleep(1)
-    c("pkill -f 'while :; do if corral list' || true")
+    c("pkill -f /root/poll.py || true")
+    samples = [line.split() for line in c("cat /root/poll.log").stdout.splitlines()]
+    states = [state for state, _ in samples]
+    print(f"poller: {len(samples)} samples, {states.count('down')} down")
+    assert len(samples) >= 20 and states[0] == "up" and states[-1] == "up", states[:5]
+    assert "down" in states, "the poller never saw the restart"
     gap = _api_gaps(c("cat /root/poll.log").stdout)
     print(f"the API did not answer for at most {gap:.2f} s during the upgrade")
     assert gap < RESTART_BOUND
