@@ -7,6 +7,17 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${1:-$here/.venv}"
 "$here/scripts/install-system.sh"
 "$here/scripts/build-web-assets.sh"  # the web console's htmx and fonts (npm; cached)
+# Tools only the tests and the package build need (dh-virtualenv, systemd-nspawn, zsh, …).
+missing=()
+while read -r pkg; do
+  [ -n "$pkg" ] || continue
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done < "$here/packaging/apt-packages-dev.txt"
+if [ "${#missing[@]}" -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
+    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+         apt-get install -y -q --no-install-recommends "${missing[@]}"; }
+fi
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
 "$venv/bin/pip" install -q -e "$here[dev]"

@@ -49,6 +49,10 @@ fi
 ln -sf "$prefix/venv/bin/corral" /usr/local/bin/corral
 ln -sf "$prefix/venv/bin/corrald" /usr/local/bin/corrald
 install -m 0644 "$here/packaging/corrald.service" /etc/systemd/system/corrald.service
+# Tab completion (bash, zsh) and man pages made from the CLI: what the Debian package ships.
+install -D -m 0644 "$here/packaging/completion/corral.bash" /etc/bash_completion.d/corral
+install -D -m 0644 "$here/packaging/completion/_corral" /usr/local/share/zsh/site-functions/_corral
+"$prefix/venv/bin/python" -m corral.cli.docgen man --readme "$here/README.md" /usr/local/share/man/man1
 
 # The listener's address (CORRAL_LISTEN) and the URL peers reach it at (CORRAL_ADVERTISE):
 # this script's lines of /etc/default/corrald, rewritten on every run; other lines stay.

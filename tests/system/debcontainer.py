@@ -1,0 +1,166 @@
+"""A Debian 12 system container with systemd as its init, made for one test: the package's
+install, upgrade and purge run there, never on the host.
+
+* Root filesystem: the debootstrap tree the debian-12 template builder caches (minbase +
+  systemd-sysv + iproute2; CORRAL_BUILD_CACHE, default /var/tmp/corral-test-build-cache),
+  under an overlayfs whose upper layer is the test's: the cache is never written.
+* Runtime: ``systemd-nspawn --boot`` with its own network namespace (``--private-network``:
+  corrald there makes bridges and nftables tables that must not meet the host's), not
+  registered with machined (no systemd on this host); commands enter it with ``nsenter``.
+* Packages: with no network inside, apt there reads the host's package lists (the same
+  bookworm sources) and a test-owned archive directory that apt on the host fills for the
+  container's dpkg status (``--download-only``), seeded by hard links from the host's own
+  apt cache -- downloads happen only for what neither has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+CACHE = Path(os.environ.get("CORRAL_DEB_TEST_CACHE", "/var/tmp/corral-test-deb-cache"))
+HOST_ARCHIVES = Path("/var/cache/apt/archives")
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def skip_reason() -> str | None:
+    """Why this host cannot run the container, in the machine's words, or None."""
+    if os.geteuid() != 0:
+        return "needs root (systemd-nspawn, overlayfs)"
+    for tool in ("systemd-nspawn", "nsenter", "apt-get", "dpkg-buildpackage", "dh_virtualenv",
+                 "debootstrap"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    return None
+
+
+def run(argv: list[str], timeout: float = 600, check: bool = True
+        ) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {proc.returncode}:\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+class Container:
+    def __init__(self, base: Path, name: str) -> None:
+        self.base = base
+        self.name = name
+        self.work = Path(tempfile.mkdtemp(prefix=f"corral-{name}-", dir="/var/tmp"))
+        self.root = self.work / "root"
+        self.archives = CACHE / "archives"
+        self.nspawn: subprocess.Popen[bytes] | None = None
+        self.leader = 0
+
+    # lifecycle ---------------------------------------------------------------------------
+    def boot(self, timeout: float = 90) -> None:
+        for d in ("upper", "work", "root"):
+            (self.work / d).mkdir()
+        run(["mount", "-t", "overlay", "overlay", "-o",
+             f"lowerdir={self.base},upperdir={self.work / 'upper'},"
+             f"workdir={self.work / 'work'}", str(self.root)])
+        self._prepare_apt()
+        self.nspawn = subprocess.Popen(
+            ["systemd-nspawn", "-D", str(self.root), "--boot", "--register=no",
+             "--keep-unit", "--private-network", f"--machine={self.name}",
+             "--console=pipe", f"--bind={self.archives}:/srv/archives"],
+            stdin=subprocess.DEVNULL, stdout=open(self.work / "console.log", "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.nspawn.poll() is not None:
+                raise AssertionError(f"systemd-nspawn exited {self.nspawn.returncode}: "
+                                     f"{(self.work / 'console.log').read_text()[-2000:]}")
+            self.leader = self._find_leader()
+            if self.leader:
+                state = self.sh("systemctl is-system-running --wait", check=False, timeout=60)
+                if state.stdout.strip() in ("running", "degraded"):
+                    return
+            time.sleep(0.3)
+        raise AssertionError("the container's systemd did not come up")
+
+    def _find_leader(self) -> int:
+        assert self.nspawn is not None
+        children = Path(f"/proc/{self.nspawn.pid}/task/{self.nspawn.pid}/children")
+        with contextlib.suppress(OSError):
+            for pid in children.read_text().split():
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
+                    return int(pid)
+        return 0
+
+    def _prepare_apt(self) -> None:
+        """Host package lists in the container; apt there uses /srv/archives (bound from the
+        test cache) and never the network."""
+        self.archives.mkdir(parents=True, exist_ok=True)
+        (self.archives / "partial").mkdir(exist_ok=True)
+        lists = self.root / "var/lib/apt/lists"
+        lists.mkdir(parents=True, exist_ok=True)
+        for item in Path("/var/lib/apt/lists").iterdir():
+            if item.is_file() and item.name != "lock":
+                shutil.copy2(item, lists / item.name)
+        conf = self.root / "etc/apt/apt.conf.d/99corral-test"
+        conf.write_text('Dir::Cache::Archives "/srv/archives/";\n'
+                        'Acquire::Retries "0";\nAPT::Install-Recommends "false";\n')
+        shutil.copy2("/etc/apt/sources.list.d/debian.sources",
+                     self.root / "etc/apt/sources.list.d/debian.sources") \
+            if Path("/etc/apt/sources.list.d/debian.sources").exists() else None
+
+    def fetch_for(self, deb: Path) -> None:
+        """What installing ``deb`` in the container needs, into the archive directory: hard
+        links from the host's apt cache first, then apt on the host (for the container's
+        dpkg status) downloads the rest."""
+        for item in HOST_ARCHIVES.glob("*.deb"):
+            target = self.archives / item.name
+            if not target.exists():
+                try:
+                    os.link(item, target)
+                except OSError:
+                    shutil.copy2(item, target)
+        run(["apt-get", "install", "--download-only", "-y", "-q", "--no-install-recommends",
+             "-o", f"Dir::State::status={self.root}/var/lib/dpkg/status",
+             "-o", f"Dir::Cache::Archives={self.archives}/", "-o", "Debug::NoLocking=1",
+             str(deb)], timeout=900)
+
+    def stop(self) -> None:
+        if self.nspawn is not None and self.nspawn.poll() is None:
+            self.nspawn.send_signal(signal.SIGTERM)  # nspawn asks the container's init to halt
+            try:
+                self.nspawn.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.nspawn.pid, signal.SIGKILL)
+                self.nspawn.wait(timeout=10)
+        if self.root.is_mount():
+            run(["umount", "-R", str(self.root)], check=False)
+            if self.root.is_mount():
+                run(["umount", "-l", str(self.root)], check=False)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    # inside ------------------------------------------------------------------------------
+    def sh(self, script: str, check: bool = True, timeout: float = 300
+           ) -> subprocess.CompletedProcess[str]:
+        """``script`` run by bash as root inside the container (its namespaces and root)."""
+        return run(["nsenter", "-t", str(self.leader), "-a", "-r", "-w",
+                    "env", "-i", f"PATH={PATH}", "HOME=/root", "LANG=C.UTF-8",
+                    "DEBIAN_FRONTEND=noninteractive", "bash", "-c", script],
+                   timeout=timeout, check=check)
+
+    def put(self, source: Path, inside: str) -> None:
+        shutil.copy2(source, self.root / inside.lstrip("/"))
+
+
+@contextlib.contextmanager
+def debian_container(base: Path, name: str) -> Iterator[Container]:
+    container = Container(base, name)
+    try:
+        container.boot()
+        yield container
+    finally:
+        container.stop()
