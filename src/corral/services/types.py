@@ -10,11 +10,12 @@ from corral.backup.retention import Retention
 from corral.state.backupstore import TargetRecord
 from corral.state.migstore import MigrationRecord, RemoteRecord
 from corral.state.storagestore import PoolRecord
-from corral.state.store import OperationRecord
+from corral.state.store import InstanceRecord, OperationRecord
 from corral.state.userstore import UserRecord
 from corral.templates.image import TemplateImage
 
 __all__ = [
+    "InstanceRecord",
     "Manifest",
     "MigrationRecord",
     "OperationRecord",
