@@ -59,8 +59,10 @@ def env(tiny_template: TemplateImage) -> Iterator[Env]:
     root = Path(tempfile.mkdtemp(prefix="corral-lxc-state-"))
     root.chmod(0o711)
     try:
-        yield Env(LxcDriver(root / "lxc"), tiny_template, root)
+        driver = LxcDriver(root / "lxc")
+        yield Env(driver, tiny_template, root)
     finally:
+        driver.close()
         shutil.rmtree(root)
 
 
@@ -90,6 +92,8 @@ def test_batch_state_spawns_nothing_and_sees_changes_behind_corrals_back(env: En
             SPAWNS.armed = False
         assert SPAWNS.seen == []
         assert {found[s.id].state for s in specs} == {RuntimeState.RUNNING}
+        again = env.driver.statuses(specs)  # nothing changed: what was read is kept
+        assert all(again[s.id] is found[s.id] for s in specs)
         assert all(usage[s.id].running and usage[s.id].memory_used > 0 for s in specs)
         for spec in specs:  # the init pid is the one LXC itself reports
             said = _lxc(env, "lxc-info", lxc_name(spec), "-p", "-H").strip()
@@ -107,6 +111,11 @@ def test_batch_state_spawns_nothing_and_sees_changes_behind_corrals_back(env: En
         assert _until(lambda: states() == want), states()
         _lxc(env, "lxc-unfreeze", lxc_name(b))
         assert env.driver.statuses([b])[b.id].state is RuntimeState.RUNNING
+        # a kept "stopped" goes as soon as the container starts (start does not tell the
+        # batch read: LXC making the container's cgroup does)
+        assert env.driver.statuses([a])[a.id].state is RuntimeState.STOPPED
+        env.driver.start(a, env.template)
+        assert env.driver.statuses([a])[a.id].state is RuntimeState.RUNNING
     finally:
         for spec in specs:
             env.driver.stop(spec, force=True, timeout=5)

@@ -190,3 +190,7 @@ class Corral:
         self.networks.close()
         self.operations.shutdown()
         self.storage.close()
+        for driver in self.instances.drivers.values():
+            close = getattr(driver, "close", None)  # drivers that hold watches (lxc)
+            if close is not None:
+                close()
