@@ -214,6 +214,7 @@ def test_driver_contract(
     assert status.state is RuntimeState.RUNNING and status.pid
     assert driver.statuses([spec])[spec.id].pid == status.pid
     assert driver.stats_many([spec])[spec.id].running
+    assert driver.cpu_times([spec])[spec.id] >= 0
     assert _wait_for(lambda: b"corral-guest-ready" in driver.console_log(spec), 60)
 
     ok = driver.exec(spec, ["echo", "hello"], timeout=30)
@@ -241,6 +242,7 @@ def test_driver_contract(
     assert not stopped.running and stopped.disk_size == spec.resources.disk
 
     assert not driver.stats_many([spec])[spec.id].running
+    assert spec.id not in driver.cpu_times([spec])
     driver.delete(spec)
     assert _state(driver, spec) is RuntimeState.MISSING
     assert not spec.disk_path.exists()

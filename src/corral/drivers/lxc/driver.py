@@ -354,12 +354,25 @@ class LxcDriver(LxcDiskHotplug):
 
     def stats_many(self, specs: Sequence[InstanceSpec]) -> dict[int, InstanceStats]:
         layout = self._cgroups()
-        reader, found = ct_state.StateReader(layout), {}
+        states = self.statuses(specs)  # kept states: no cgroup.procs read per container
+        reader, found = cgroupfs.UsageReader(layout), {}
+        up = (RuntimeState.RUNNING, RuntimeState.SUSPENDED)
         for spec in specs:
-            name = lxc_name(spec)
+            state = states.get(spec.id)
             with contextlib.suppress(OSError, ValueError):
-                running = bool(reader.members(ct_resources.cgroup_path(name)))
-                found[spec.id] = ct_resources.stats(spec, name, layout, running)
+                found[spec.id] = ct_resources.stats(
+                    spec, lxc_name(spec), layout, state is not None and state.state in up,
+                    reader)
+        return found
+
+    def cpu_times(self, specs: Sequence[InstanceSpec]) -> dict[int, int]:
+        reader, found = cgroupfs.UsageReader(self._cgroups()), {}
+        up = (RuntimeState.RUNNING, RuntimeState.SUSPENDED)
+        states = self.statuses(specs)
+        for spec in specs:
+            state = states.get(spec.id)
+            if state is not None and state.state in up:
+                found[spec.id] = reader.cpu_ns(ct_resources.cgroup_path(lxc_name(spec)))
         return found
 
     # -- helpers --------------------------------------------------------------------------

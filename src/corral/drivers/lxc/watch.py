@@ -9,7 +9,9 @@ is most of its time. What can change a container's state, and what says so:
 * it is frozen or thawed: its freezer file is written -- an inotify watch on its freezer
   group (v1 ``freezer.state``; v2 ``cgroup.freeze``/``cgroup.events``);
 * it starts (also by hand): LXC makes its cgroup -- one inotify watch on the directory that
-  holds every container's group.
+  holds every container's group;
+* it is deleted (``lxc-destroy``, by Corral or by hand): its directory goes -- one inotify
+  watch on the LXC path.
 
 A state is kept only while such a watch covers it (a stopped container whose group exists,
 a missing one, or one whose watch could not be set is read every time). Events are drained
@@ -38,6 +40,8 @@ from corral.host.watch import (
     IN_DELETE_SELF,
     IN_IGNORED,
     IN_MODIFY,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
     Inotify,
     PidWatch,
 )
@@ -79,7 +83,9 @@ class StateCache:
         self._entries: dict[str, _Entry] = {}
         self._by_wd: dict[int, str] = {}
         self._by_pidfd: dict[int, str] = {}
-        self._parent_wd: int | None = None
+        self._named: dict[str, int] = {}
+        """Directories whose entries are containers (their cgroups' parent, the LXC path),
+        watched: an event there names the container it concerns."""
         try:
             self._ino = Inotify()
         except OSError as exc:  # then every call reads every container, as before
@@ -123,8 +129,11 @@ class StateCache:
         if self._ino is None:
             return status, None
         rel = cgroup_dirs(name)["container"]
+        if not self._watch_named(os.path.dirname(item.container_dir)):
+            return status, None
         if status.state is RuntimeState.STOPPED:
-            if reader.members_root is None or not self._watch_parent(rel):
+            if reader.members_root is None or not self._watch_named(
+                    f"{reader.members_root}/{os.path.dirname(rel)}"):
                 return status, None
             if os.path.isdir(f"{reader.members_root}/{rel}"):  # made, not yet run or cleaned
                 return status, None
@@ -161,13 +170,16 @@ class StateCache:
             return ()
         return tuple(procfs.netns_addresses(pid))
 
-    def _watch_parent(self, rel: str) -> bool:
-        """The directory every container's group is made in, watched (False: it is not
-        there yet)."""
-        if self._parent_wd is None and self._ino is not None:
-            parent = f"{self.reader.members_root}/{os.path.dirname(rel)}"
-            self._parent_wd = self._ino.add(parent, IN_CREATE | IN_DELETE | IN_DELETE_SELF)
-        return self._parent_wd is not None
+    def _watch_named(self, directory: str) -> bool:
+        """``directory`` (one whose entries are named after containers) watched; False when
+        it is not there (yet)."""
+        if directory not in self._named and self._ino is not None:
+            wd = self._ino.add(directory, IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO
+                               | IN_DELETE_SELF)
+            if wd is None:
+                return False
+            self._named[directory] = wd
+        return directory in self._named
 
     # Forgetting ------------------------------------------------------------------------
     def _drain(self) -> None:
@@ -176,12 +188,12 @@ class StateCache:
         events, overflow = self._ino.drain()
         if overflow:
             self._forget_all()
+        named = set(self._named.values())
         for wd, mask, name in events:
-            if wd == self._parent_wd:
-                if mask & IN_IGNORED:  # the directory itself went: forget every stopped one
-                    self._parent_wd = None
-                    for stopped in [n for n, e in self._entries.items() if e.pidfd is None]:
-                        self._forget(stopped)
+            if wd in named:
+                if mask & IN_IGNORED:  # the directory itself went: forget everything
+                    self._named = {d: w for d, w in self._named.items() if w != wd}
+                    self._forget_all()
                 else:
                     self._forget(name)
                 continue

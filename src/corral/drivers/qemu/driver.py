@@ -444,6 +444,15 @@ class QemuDriver(QemuDiskHotplug):
         paths = _paths(spec)
         return vm_resources.stats(spec, paths, host_layout(), self._pid(paths))
 
+    def cpu_times(self, specs: Sequence[InstanceSpec]) -> dict[int, int]:
+        layout, found = read_layout(), {}
+        for spec in specs:
+            with contextlib.suppress(Exception):
+                pid = self._pid(_paths(spec))
+                if pid is not None:
+                    found[spec.id] = vm_resources.cpu_ns(spec, layout, pid)
+        return found
+
     def stats_many(self, specs: Sequence[InstanceSpec]) -> dict[int, InstanceStats]:
         layout, found = host_layout(), {}
         for spec in specs:

@@ -304,6 +304,14 @@ def stats(spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout, pid: int | N
     )
 
 
+def cpu_ns(spec: InstanceSpec, layout: CgroupLayout, pid: int) -> int:
+    """The CPU time the VM has used: its cgroup's, else its QEMU process's."""
+    rel = cgroup_path(spec)
+    if cgroupfs.group_exists(layout, "cpu", rel):
+        return cgroupfs.UsageReader(layout).cpu_ns(rel)
+    return _proc_cpu_ns(pid)
+
+
 def _proc_cpu_ns(pid: int) -> int:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
