@@ -183,7 +183,9 @@ class QemuDriver(QemuDiskHotplug):
             )
         initrd = template.initrd if template.initrd.exists() else None
         machine = str(template.metadata.get("vm", {}).get("machine", "microvm"))
-        append = kernel_append(template.vm_cmdline, spec.name, tsc_khz())
+        accel = self.accel_for(template)
+        append = kernel_append(template.vm_cmdline, spec.name, tsc_khz(),
+                               tcg=accel.startswith("tcg"))
         append = " ".join([append, *vm_resources.kernel_maxcpus(res, machine)])
         nics = instance_nics(spec)
         append = append_nics(append, nics)
@@ -191,7 +193,7 @@ class QemuDriver(QemuDiskHotplug):
             name=spec.name,
             cpus=res.cpus,
             memory=res.memory,
-            accel=self.accel_for(template),
+            accel=accel,
             kernel=template.kernel,
             initrd=initrd,
             append=append,
