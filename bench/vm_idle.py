@@ -67,11 +67,55 @@ def switches(pid: int) -> int:
     return total
 
 
+def rss_parts(pid: int, guest_bytes: int) -> dict[str, float]:
+    """RSS (MiB) by what holds it: the guest's RAM (the mapping of the guest's size), TCG's
+    translation buffer (the largest anonymous executable mapping), and QEMU itself (its
+    heap, libraries, thread stacks: everything else)."""
+    parts = {"guest": 0.0, "tcg": 0.0, "qemu": 0.0}
+    size = 0
+    perms = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5 and ":" not in fields[0]:
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            size, perms = end - start, fields[1]
+        elif fields[0] == "Rss:":
+            mib = int(fields[1]) / 1024
+            if size == guest_bytes:
+                parts["guest"] += mib
+            elif "x" in perms and size >= 32 << 20:
+                parts["tcg"] += mib
+            else:
+                parts["qemu"] += mib
+    return parts
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def ksm_report(pids: list[int], seconds: float) -> None:
+    from corral.host import ksm
+
+    found = ksm.status()
+    if not found.available:
+        print(f"KSM: {found.detail}")
+        return
+    previous = (ksm.KSM / "run").read_text().strip()
+    used = sum(rss_mib(p) for p in pids)
+    ksm.set_running(True)
+    try:
+        time.sleep(seconds)
+        after = ksm.status()
+        print(f"KSM after {seconds:.0f} s on {len(pids)} VMs: {after.saved_bytes / 2**20:.0f} MiB "
+              f"saved ({after.pages_sharing} pages sharing {after.pages_shared}); their RSS "
+              f"{used:.0f} -> {sum(rss_mib(p) for p in pids):.0f} MiB (RSS counts a merged "
+              f"page in each VM: the host's saving is the first figure)")
+    finally:
+        (ksm.KSM / "run").write_text(previous)
 
 
 def main() -> None:
@@ -81,6 +125,9 @@ def main() -> None:
                         help="seconds after the last start before measuring")
     parser.add_argument("--window", type=float, default=15.0)
     parser.add_argument("--old-agent-rev", default="main")
+    parser.add_argument("--ksm", type=float, default=0.0,
+                        help="after measuring: KSM on for this many seconds, then what it "
+                             "saved (the host's previous KSM setting is put back)")
     parser.add_argument("--kernel-words", action="append", default=[],
                         help="a variant with these kernel command line words (repeatable)")
     args = parser.parse_args()
@@ -127,6 +174,11 @@ def main() -> None:
                 wake = [(switches(pids[n]) - woke[n]) / took for n in group]
                 rows.append((template, sum(cpu) / len(cpu), max(cpu), sum(wake) / len(wake),
                              sum(rss) / len(rss)))
+                parts = [rss_parts(pids[n], 128 << 20) for n in group]
+                print(f"{labels[template]}: RSS MiB per VM: " + ", ".join(
+                    f"{k} {sum(p[k] for p in parts) / len(parts):.0f}" for k in parts[0]))
+            if args.ksm:
+                ksm_report(list(pids.values()), args.ksm)
     finally:
         try:
             with daemon.client() as c:

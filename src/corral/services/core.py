@@ -9,6 +9,7 @@ from pathlib import Path
 from corral.domain.errors import InvalidInput
 from corral.domain.instance import Kind
 from corral.drivers.base import Driver
+from corral.host.ksm import KSM
 from corral.services.authlimit import DEFAULT_LIMIT, DEFAULT_WINDOW, FailedAuthLimiter
 from corral.services.capacity import CapacityService
 from corral.services.capacity_case import CapacityCase
@@ -83,6 +84,10 @@ class Corral:
         self.capacity = CapacityService(
             self.store, settings.state_dir / "instances",
             settings.state_dir / "capacity-policy.json",
+            # a fake-driver daemon leaves the host's kernel be: its KSM is a directory of
+            # its own (absent: "no KSM")
+            ksm_root=settings.state_dir / "fake-ksm" if settings.driver_mode == "fake"
+            else KSM,
         )
         self.instances.admission = self.capacity.admit
         self.store.id_quarantine = lambda: self.capacity.policy().quarantine
@@ -183,6 +188,7 @@ class Corral:
         self.instances.reconcile()
         self.networks.start()
         self.backup_schedule.start()
+        self.capacity.apply_ksm()
 
     def close(self) -> None:
         self.backup_schedule.stop()

@@ -250,8 +250,11 @@ def build_argv(qemu: str, cfg: VmConfig) -> list[str]:
         qemu,
         "-name", f"{cfg.name},process=corral-{cfg.name}"[:200],
         # Guest RAM without a swap reservation (MAP_NORESERVE): lazily allocated, so a VM
-        # may be given more memory than the host has (over-commitment, policed by Corral).
-        "-object", f"memory-backend-ram,id=ram,size={cfg.memory // 1024**2}M,reserve=off",
+        # may be given more memory than the host has (over-commitment, policed by Corral);
+        # mergeable (QEMU's default, said here): KSM merges it when the host policy has
+        # ksm=on (host/ksm.py).
+        "-object",
+        f"memory-backend-ram,id=ram,size={cfg.memory // 1024**2}M,reserve=off,merge=on",
         "-machine", f"{machine},memory-backend=ram",
         "-accel", cfg.accel,
         "-m", f"{cfg.memory // 1024**2}M",

@@ -33,7 +33,8 @@ def test_microvm_command_line() -> None:
     assert argv[0] == "/usr/bin/qemu-system-x86_64"
     assert option(argv, "-machine") == [
         "microvm,acpi=on,isa-serial=on,pit=on,pic=on,rtc=on,memory-backend=ram"]
-    assert option(argv, "-object") == ["memory-backend-ram,id=ram,size=256M,reserve=off"]
+    assert option(argv, "-object") == [
+        "memory-backend-ram,id=ram,size=256M,reserve=off,merge=on"]
     assert option(argv, "-accel") == ["tcg"]
     assert option(argv, "-m") == ["256M"]
     assert option(argv, "-smp") == ["2"]
