@@ -258,6 +258,28 @@ def test_capabilities_are_data_and_the_hooks_match_them(guest: Guest) -> None:
     assert caps == guest.driver.capabilities()  # data: asking again says the same
 
 
+def test_a_vm_paused_behind_corrals_back_shows_in_the_batch_read(guest: Guest) -> None:
+    """The batch read keeps a VM's state while QEMU sends no event; a pause and a resume
+    made over QMP by someone else (not the driver) show at once. (Containers: the same
+    behind their back in tests/system/test_lxc_state.py.)"""
+    from corral.drivers.qemu.driver import QemuDriver
+    from corral.drivers.qemu.qmp import qmp
+
+    if not isinstance(guest.driver, QemuDriver):
+        pytest.skip("QEMU's own monitor: VMs only")
+    first = guest.driver.statuses([guest.spec])[guest.spec.id]
+    assert first.state is RuntimeState.RUNNING
+    assert guest.driver.statuses([guest.spec])[guest.spec.id] is first  # kept, not asked
+    socket = guest.spec.run_dir / "qmp.sock"
+    qmp(socket, "stop")
+    try:
+        assert guest.driver.statuses([guest.spec])[guest.spec.id].state \
+            is RuntimeState.SUSPENDED
+    finally:
+        qmp(socket, "cont")
+    assert guest.driver.statuses([guest.spec])[guest.spec.id].state is RuntimeState.RUNNING
+
+
 def test_stats_of_a_running_guest(guest: Guest) -> None:
     first = guest.driver.stats(guest.spec)
     assert first.running and first.vcpus == guest.spec.resources.cpus
