@@ -508,9 +508,19 @@ class QemuDriver(QemuDiskHotplug):
         return found
 
     def stats_many(self, specs: Sequence[InstanceSpec]) -> dict[int, InstanceStats]:
+        # every live VM's QMP questions at once (qmp_each), not one VM after another
         layout, found = host_layout(), {}
+        known: list[tuple[InstanceSpec, VmPaths, int | None]] = []
         for spec in specs:
             paths = _paths(spec)
             with contextlib.suppress(Exception):
-                found[spec.id] = vm_resources.stats(spec, paths, layout, self._pid(paths))
+                known.append((spec, paths, self._pid(paths)))
+        live = [(spec, paths, pid) for spec, paths, pid in known if pid is not None]
+        answers = dict(zip((spec.id for spec, _, _ in live), qmp_each(
+            [paths.qmp for _, paths, _ in live], vm_resources.STATS_QUERIES, 5.0),
+            strict=True))
+        for spec, paths, pid in known:
+            with contextlib.suppress(Exception):
+                found[spec.id] = vm_resources.stats(spec, paths, layout, pid,
+                                                    answers.get(spec.id))
         return found
