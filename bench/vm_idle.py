@@ -40,7 +40,7 @@ def build(dest: Path, name: str, agent: bytes | None, words: str = "") -> None:
     try:
         tiny.build_tiny(dest)
     finally:
-        tiny.guest_file = real  # type: ignore[assignment]
+        tiny.guest_file = real
     meta = json.loads((dest / "metadata.json").read_text())
     meta["name"] = name
     if words:
@@ -148,7 +148,7 @@ def main() -> None:
         labels[f"tinyk{i}"] = words
         build(state / "templates" / f"tinyk{i}", f"tinyk{i}", None, words)
     daemon = start_daemon(state, drivers="real")
-    rows = []
+    rows: list[tuple[str, float, float, float, float]] = []
     try:
         with daemon.client() as c:
             c.set_policy({"cpu": "10000", "memory": "100", "disk": "100"})
@@ -171,8 +171,8 @@ def main() -> None:
             for template, group in names.items():
                 cpu = [(cpu_seconds(pids[n]) - before[n]) / took * 100 for n in group]
                 rss = [rss_mib(pids[n]) for n in group]
-                wake = [(switches(pids[n]) - woke[n]) / took for n in group]
-                rows.append((template, sum(cpu) / len(cpu), max(cpu), sum(wake) / len(wake),
+                wakes = [(switches(pids[n]) - woke[n]) / took for n in group]
+                rows.append((template, sum(cpu) / len(cpu), max(cpu), sum(wakes) / len(wakes),
                              sum(rss) / len(rss)))
                 parts = [rss_parts(pids[n], 128 << 20) for n in group]
                 print(f"{labels[template]}: RSS MiB per VM: " + ", ".join(
@@ -182,16 +182,18 @@ def main() -> None:
     finally:
         try:
             with daemon.client() as c:
-                for op in [c.delete_instance(i.name, force=True).id for i in c.list_instances()]:
-                    c.wait(op, timeout=300)
+                for op_id in [c.delete_instance(i.name, force=True).id
+                              for i in c.list_instances()]:
+                    c.wait(op_id, timeout=300)
         finally:
             stop_daemon(daemon)
             remove_empty_cgroups(daemon_env(state)["CORRAL_CGROUP_ROOT"])
             shutil.rmtree(root, ignore_errors=True)
     print(f"{'variant':>36}  {'CPU % mean':>10}  {'CPU % max':>10}  {'switches/s':>10}  "
           f"{'RSS MiB':>8}")
-    for template, mean, top, wake, rss in rows:
-        print(f"{labels[template]:>36}  {mean:>10.1f}  {top:>10.1f}  {wake:>10.0f}  {rss:>8.0f}")
+    for template, mean, top, wake, rss_mean in rows:
+        print(f"{labels[template]:>36}  {mean:>10.1f}  {top:>10.1f}  {wake:>10.0f}  "
+              f"{rss_mean:>8.0f}")
     print(f"(host load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
 
 
