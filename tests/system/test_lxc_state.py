@@ -76,22 +76,24 @@ def _lxc(env: Env, tool: str, name: str, *args: str) -> str:
 
 
 def test_batch_state_spawns_nothing_and_sees_changes_behind_corrals_back(env: Env) -> None:
-    specs = [env.spec(f"batch{i}") for i in range(3)]
+    specs = [env.spec(f"batch{i}") for i in range(5)]
     try:
         for spec in specs:
             env.driver.create(spec, env.template, _no_progress)
             env.driver.start(spec, env.template)
             assert wait_for_console(spec, env.driver, READY, 30)
-        a, b, c = specs
+        a, b, c = specs[:3]
 
         SPAWNS.armed = True
         try:
             found = env.driver.statuses(specs)
             usage = env.driver.stats_many(specs)
+            cpu = env.driver.cpu_times(specs)
         finally:
             SPAWNS.armed = False
         assert SPAWNS.seen == []
         assert {found[s.id].state for s in specs} == {RuntimeState.RUNNING}
+        assert set(cpu) == {s.id for s in specs}
         again = env.driver.statuses(specs)  # nothing changed: what was read is kept
         assert all(again[s.id] is found[s.id] for s in specs)
         assert all(usage[s.id].running and usage[s.id].memory_used > 0 for s in specs)
@@ -107,7 +109,7 @@ def test_batch_state_spawns_nothing_and_sees_changes_behind_corrals_back(env: En
             return {i: s.state for i, s in env.driver.statuses(specs).items()}
 
         want = {a.id: RuntimeState.STOPPED, b.id: RuntimeState.SUSPENDED,
-                c.id: RuntimeState.STOPPED}
+                c.id: RuntimeState.STOPPED, **{s.id: RuntimeState.RUNNING for s in specs[3:]}}
         assert _until(lambda: states() == want), states()
         _lxc(env, "lxc-unfreeze", lxc_name(b))
         assert env.driver.statuses([b])[b.id].state is RuntimeState.RUNNING
