@@ -20,6 +20,7 @@ Run as root: .venv/bin/python bench/density.py [--cts 1000] [--vms 50] [--batch 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import shutil
@@ -47,8 +48,9 @@ from tests.integration.conftest import (
 
 MiB = 1 << 20
 COLUMNS = ("cts", "vms", "host_mem_mib_per_inst", "cgroup_mem_mib_per_inst",
-           "idle_cpu_pct_per_inst", "disk_mib_per_inst", "corrald_rss_mib", "corrald_fds",
-           "list_p50_ms", "list_p99_ms", "cli_list_s", "stats_s", "metrics_s")
+           "idle_cpu_pct_per_inst", "disk_mib_per_inst", "corrald_rss_mib",
+           "corrald_kib_per_inst", "corrald_fds", "list_p50_ms", "list_p99_ms",
+           "client_list_p50_ms", "cli_list_s", "stats_s", "metrics_s", "ksm_saved_mib")
 
 
 def _meminfo() -> dict[str, int]:
@@ -97,8 +99,15 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def list_latency(c: CorralClient, runs: int) -> tuple[float, float]:
-    samples = [timed(c.list_instances) for _ in range(runs)]
+    """``GET /api/v1/instances`` as an HTTP request and its whole body (the API's cost; the
+    client's parsing into models is ``client_list_latency``)."""
+    samples = [timed(lambda: c._http.get("/api/v1/instances").content) for _ in range(runs)]
     return percentile(samples, 50) * 1000, percentile(samples, 99) * 1000
+
+
+def client_list_latency(c: CorralClient, runs: int) -> float:
+    """``CorralClient.list_instances``: the request and a model per instance (p50, ms)."""
+    return percentile([timed(c.list_instances) for _ in range(runs)], 50) * 1000
 
 
 def disk_used(state: Path) -> int:
@@ -153,13 +162,20 @@ def start_other(state: Path, src: str) -> subprocess.Popen[bytes]:
     raise RuntimeError("the other corrald did not come up")
 
 
+def ksm_saved_mib() -> float:
+    from corral.host import ksm
+
+    return ksm.status().saved_bytes / MiB
+
+
 def measure(daemon: Daemon, c: CorralClient, cts: int, vms: int, base_mem: int,
-            base_cpu: float, runs: int) -> dict[str, float]:
+            base_cpu: float, runs: int, idle_rss: float) -> dict[str, float]:
     n = max(1, cts + vms)
     time.sleep(2)  # let the last starts settle
     cpu = cpu_busy_fraction(3.0)
     rss, fds = process_figures(daemon.process.pid)
     p50, p99 = list_latency(c, runs)
+    client_p50 = client_list_latency(c, max(3, runs // 5))
     stats_s = timed(c.all_stats)
     charge = sum(s.memory_used for s in c.all_stats()) / n / MiB
     cli = timed(lambda: daemon.cli("list", "--format", "json"))
@@ -170,9 +186,10 @@ def measure(daemon: Daemon, c: CorralClient, cts: int, vms: int, base_mem: int,
         "cgroup_mem_mib_per_inst": charge,
         "idle_cpu_pct_per_inst": max(0.0, cpu - base_cpu) / n * 100,
         "disk_mib_per_inst": disk_used(daemon.state_dir) / n / MiB,
-        "corrald_rss_mib": rss, "corrald_fds": fds,
-        "list_p50_ms": p50, "list_p99_ms": p99, "cli_list_s": cli,
-        "stats_s": stats_s, "metrics_s": metrics_s,
+        "corrald_rss_mib": rss, "corrald_kib_per_inst": (rss - idle_rss) * 1024 / n,
+        "corrald_fds": fds, "list_p50_ms": p50, "list_p99_ms": p99,
+        "client_list_p50_ms": client_p50, "cli_list_s": cli,
+        "stats_s": stats_s, "metrics_s": metrics_s, "ksm_saved_mib": ksm_saved_mib(),
     }
 
 
@@ -219,6 +236,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30, help="list requests per batch")
     parser.add_argument("--compare-src", help="another checkout's src directory")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--ksm", action="store_true",
+                        help="the host policy's ksm=on during the run (put back afterwards)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root")
@@ -239,6 +258,8 @@ def main() -> None:
         with daemon.client() as c:
             # Idle tiny guests: the point is how many fit, not the over-commitment policy.
             c.set_policy({"cpu": "10000", "memory": "100", "disk": "100"})
+            if args.ksm:
+                c.set_policy({"ksm": "on"})
             idle_rss, _ = process_figures(daemon.process.pid)
             print(f"idle corrald RSS {idle_rss:.1f} MiB; host busy {base_cpu:.2f} CPUs before")
             while cts < args.cts or vms < args.vms:
@@ -252,7 +273,8 @@ def main() -> None:
                 took = time.monotonic() - began
                 cts, vms = cts + n_ct, vms + n_vm
                 print(f"batch to {cts} CTs + {vms} VMs: {(n_ct + n_vm) / took:.1f}/s")
-                rows.append(measure(daemon, c, cts, vms, base_mem, base_cpu, args.runs))
+                rows.append(measure(daemon, c, cts, vms, base_mem, base_cpu, args.runs,
+                                    idle_rss))
                 print_table(rows[-1:])
         if args.compare_src:
             stop_daemon(daemon)
@@ -273,6 +295,9 @@ def main() -> None:
                 for op in ops:
                     c.wait(op, timeout=300)
         finally:
+            if args.ksm:
+                with contextlib.suppress(Exception), daemon.client() as c:
+                    c.set_policy({"ksm": "off"})
             stop_daemon(daemon)
             remove_empty_cgroups(daemon_env(state)["CORRAL_CGROUP_ROOT"])
             shutil.rmtree(root, ignore_errors=True)

@@ -214,6 +214,7 @@ def test_driver_contract(
     assert status.state is RuntimeState.RUNNING and status.pid
     assert driver.statuses([spec])[spec.id].pid == status.pid
     assert driver.stats_many([spec])[spec.id].running
+    assert driver.cpu_times([spec])[spec.id] >= 0
     assert _wait_for(lambda: b"corral-guest-ready" in driver.console_log(spec), 60)
 
     ok = driver.exec(spec, ["echo", "hello"], timeout=30)
@@ -241,6 +242,7 @@ def test_driver_contract(
     assert not stopped.running and stopped.disk_size == spec.resources.disk
 
     assert not driver.stats_many([spec])[spec.id].running
+    assert spec.id not in driver.cpu_times([spec])
     driver.delete(spec)
     assert _state(driver, spec) is RuntimeState.MISSING
     assert not spec.disk_path.exists()
@@ -254,6 +256,28 @@ def test_capabilities_are_data_and_the_hooks_match_them(guest: Guest) -> None:
     assert caps.nic_hotplug is (hooks.nics is not None)
     assert guest.driver.hooks() is hooks  # made once, not per call
     assert caps == guest.driver.capabilities()  # data: asking again says the same
+
+
+def test_a_vm_paused_behind_corrals_back_shows_in_the_batch_read(guest: Guest) -> None:
+    """The batch read keeps a VM's state while QEMU sends no event; a pause and a resume
+    made over QMP by someone else (not the driver) show at once. (Containers: the same
+    behind their back in tests/system/test_lxc_state.py.)"""
+    from corral.drivers.qemu.driver import QemuDriver
+    from corral.drivers.qemu.qmp import qmp
+
+    if not isinstance(guest.driver, QemuDriver):
+        pytest.skip("QEMU's own monitor: VMs only")
+    first = guest.driver.statuses([guest.spec])[guest.spec.id]
+    assert first.state is RuntimeState.RUNNING
+    assert guest.driver.statuses([guest.spec])[guest.spec.id] is first  # kept, not asked
+    socket = guest.spec.run_dir / "qmp.sock"
+    qmp(socket, "stop")
+    try:
+        assert guest.driver.statuses([guest.spec])[guest.spec.id].state \
+            is RuntimeState.SUSPENDED
+    finally:
+        qmp(socket, "cont")
+    assert guest.driver.statuses([guest.spec])[guest.spec.id].state is RuntimeState.RUNNING
 
 
 def test_stats_of_a_running_guest(guest: Guest) -> None:

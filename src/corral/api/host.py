@@ -23,7 +23,9 @@ App = Annotated[Corral, Depends(corral)]
 
 @router.get("/host", response_model=HostInfo)
 def host_info(app: App) -> HostInfo:
-    return HostInfo(**app.host.info(), capacity=app.capacity.report())
+    info = app.host.info()
+    info["features"] = {**info["features"], "ksm": app.capacity.ksm_status().to_dict()}
+    return HostInfo(**info, capacity=app.capacity.report())
 
 
 @router.get("/templates", response_model=list[TemplateModel])

@@ -37,16 +37,17 @@ Who = Annotated[Caller, Depends(caller)]
 def list_instances(
     app: App, policy: Policy,
     node: Annotated[str | None, Query(description="only this member's instances")] = None,
-) -> list[InstanceModel]:
+) -> Response:
     """Every instance of every member (an owner: its own); the other members' as they
-    published them in the cluster store."""
-    found: list[InstanceModel] = []
+    published them in the cluster store. The JSON is made by ``convert.instances_json``
+    (the same as the models'; ``response_model`` stays for the OpenAPI schema)."""
+    views = []
     if node is None or node == app.instances.node:
         views = app.instances.list_all(
             lambda records: policy.instances(records, lambda r: r.owner))
-        found = [convert.instance(v) for v in views]
     others = policy.instances(app.cluster.remote_instances(node), lambda i: i.owner)
-    return found + [convert.published(i) for i in sorted(others, key=lambda i: i.name)]
+    published = [convert.published(i) for i in sorted(others, key=lambda i: i.name)]
+    return Response(convert.instances_json(views, published), media_type="application/json")
 
 
 @router.post("", response_model=OperationModel, status_code=202)

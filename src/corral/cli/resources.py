@@ -185,10 +185,11 @@ def policy(
     settings: Annotated[list[str] | None, typer.Argument(
         help="resource=ratio … (cpu, memory, disk; 'none' removes the maximum); "
              "id_quarantine=30d (how long a deleted instance's id stays unused; 0: never "
-             "reused)")] = None,
+             "reused); ksm=on|off (merge identical memory pages of VMs)")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Show or change the host policy: maximum allocated/physical ratios, id quarantine."""
+    """Show or change the host policy: maximum allocated/physical ratios, id quarantine,
+    KSM."""
     with client() as c:
         result = c.set_policy(assignments(settings)) if settings else c.policy()
     if not output.emit_structured(result, fmt):
@@ -196,6 +197,8 @@ def policy(
 
 
 def _policy_value(key: str, value: float | None) -> str:
+    if key == "ksm":
+        return "on" if value else "off"
     if key == "id_quarantine":
         return "0 (never reused)" if not value else f"{value:g}d"
     return "none" if value is None else f"{value:g}:1"

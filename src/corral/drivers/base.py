@@ -201,3 +201,9 @@ class Driver(Protocol):
         """``stats`` of many instances by id in one pass, without a process per instance
         (``top``, ``stats`` and ``/metrics`` of all); one that cannot be read is left out."""
         ...
+
+    def cpu_times(self, specs: Sequence[InstanceSpec]) -> dict[int, int]:
+        """The CPU time (ns) each running one of ``specs`` has used so far (``cpu_ns`` of
+        ``stats``), one cheap read each: the first sample of a CPU % when there is no recent
+        one (``stats_many`` after a pause gives the second)."""
+        ...

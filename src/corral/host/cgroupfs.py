@@ -287,42 +287,94 @@ def _int(text: str | None) -> int:
         return 0
 
 
-def _v1_oom_kills(layout: CgroupLayout, rel: str) -> int:
-    """v1 counts an OOM kill in the group of the killed task only: sum the subtree."""
-    root = hierarchy(layout, "memory")
-    if root is None or not (root / rel).is_dir():
-        return 0
-    return sum(parse_flat_keyed(_read(g / "memory.oom_control") or "").get("oom_kill", 0)
-               for g in _subtree(root / rel))
+def _text(path: str) -> str | None:
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _v1_memory(stat: str) -> int:
+    """rss + shmem + mapped_file of a v1 ``memory.stat`` (its ``total_*`` lines): what the
+    group really holds (``usage_in_bytes`` counts the page cache); 0 if none is there."""
+    total = 0
+    for key in ("\ntotal_rss ", "\ntotal_shmem ", "\ntotal_mapped_file "):
+        at = stat.find(key)
+        if at >= 0:
+            end = stat.find("\n", at + len(key))
+            total += _int(stat[at + len(key):end if end >= 0 else None])
+    return total
+
+
+class UsageReader:
+    """``usage`` of many groups: the layout looked at once, plain string paths (``stats``
+    of a thousand containers reads these files for each)."""
+
+    def __init__(self, layout: CgroupLayout) -> None:
+        def root(controller: str) -> str | None:
+            found = hierarchy(layout, controller)
+            return None if found is None else str(found)
+
+        v1 = CgroupVersion.V1
+        self.cpuacct = root("cpuacct") if layout.controller_version("cpuacct") == v1 else None
+        self.cpu = root("cpu")
+        self.memory = root("memory")
+        self.memory_v1 = layout.controller_version("memory") == v1
+        self.blkio = root("blkio") if layout.controller_version("blkio") == v1 else None
+        self.io = root("io")
+        self.pids = root("pids")
+
+    def cpu_ns(self, rel: str) -> int:
+        if self.cpuacct is not None:
+            return _int(_text(f"{self.cpuacct}/{rel}/cpuacct.usage"))
+        if self.cpu is None:
+            return 0
+        return parse_flat_keyed(_text(f"{self.cpu}/{rel}/cpu.stat") or "").get(
+            "usage_usec", 0) * 1000
+
+    def _oom_kills_v1(self, group: str) -> int:
+        """v1 counts an OOM kill in the group of the killed task only: sum the subtree."""
+        total, todo = 0, [group]
+        while todo:
+            current = todo.pop()
+            text = _text(f"{current}/memory.oom_control")
+            if text is None:
+                continue
+            at = text.find("oom_kill ")
+            if at >= 0:
+                total += _int(text[at + 9:])
+            with contextlib.suppress(OSError), os.scandir(current) as entries:
+                todo += [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+        return total
+
+    def usage(self, rel: str) -> CgroupUsage:
+        """What the group ``rel`` has used so far (zeros for controllers the host lacks)."""
+        memory = oom = 0
+        if self.memory is not None:
+            group = f"{self.memory}/{rel}"
+            if self.memory_v1:
+                memory = _v1_memory("\n" + (_text(f"{group}/memory.stat") or "")) \
+                    or _int(_text(f"{group}/memory.usage_in_bytes"))
+                oom = self._oom_kills_v1(group)
+            else:
+                memory = _int(_text(f"{group}/memory.current"))
+                oom = parse_flat_keyed(_text(f"{group}/memory.events") or "").get(
+                    "oom_kill", 0)
+        rb = wb = ro = wo = 0
+        if self.blkio is not None:
+            group = f"{self.blkio}/{rel}"
+            rb, wb = parse_blkio(_text(f"{group}/blkio.throttle.io_service_bytes_recursive")
+                                 or _text(f"{group}/blkio.throttle.io_service_bytes") or "")
+            ro, wo = parse_blkio(_text(f"{group}/blkio.throttle.io_serviced_recursive")
+                                 or _text(f"{group}/blkio.throttle.io_serviced") or "")
+        elif self.io is not None:
+            rb, wb, ro, wo = parse_io_stat(_text(f"{self.io}/{rel}/io.stat") or "")
+        pids = 0 if self.pids is None else _int(_text(f"{self.pids}/{rel}/pids.current"))
+        return CgroupUsage(self.cpu_ns(rel), memory, rb, wb, ro, wo, pids, oom)
 
 
 def usage(layout: CgroupLayout, rel: str) -> CgroupUsage:
     """What the group ``rel`` has used so far (zeros for controllers the host lacks)."""
-    def get(controller: str, file: str) -> str | None:
-        return read(layout, controller, rel, file)
-
-    v1 = CgroupVersion.V1
-    if layout.controller_version("cpuacct") == v1:
-        cpu_ns = _int(get("cpuacct", "cpuacct.usage"))
-    else:
-        cpu_ns = parse_flat_keyed(get("cpu", "cpu.stat") or "").get("usage_usec", 0) * 1000
-    if layout.controller_version("memory") == v1:
-        stat = parse_flat_keyed(get("memory", "memory.stat") or "")
-        # usage_in_bytes counts the page cache; report what the group really holds
-        memory = stat.get("total_rss", 0) + stat.get("total_shmem", 0) + stat.get(
-            "total_mapped_file", 0)
-        memory = memory or _int(get("memory", "memory.usage_in_bytes"))
-        oom = _v1_oom_kills(layout, rel)
-    else:
-        memory = _int(get("memory", "memory.current"))
-        oom = parse_flat_keyed(get("memory", "memory.events") or "").get("oom_kill", 0)
-    if layout.controller_version("blkio") == v1:
-        rb, wb = parse_blkio(get("blkio", "blkio.throttle.io_service_bytes_recursive")
-                             or get("blkio", "blkio.throttle.io_service_bytes") or "")
-        ro, wo = parse_blkio(get("blkio", "blkio.throttle.io_serviced_recursive")
-                             or get("blkio", "blkio.throttle.io_serviced") or "")
-    else:
-        rb, wb, ro, wo = parse_io_stat(get("io", "io.stat") or "")
-    pids = _int(get("pids", "pids.current"))
-    return CgroupUsage(cpu_ns, memory, rb, wb, ro, wo, pids, oom)
+    return UsageReader(layout).usage(rel)
 

@@ -9,13 +9,16 @@ resource above it is refused, unless it does not increase that resource. The pol
 ``<state>/capacity-policy.json`` and is changed through the API (``corral host policy``).
 
 The same host policy holds ``id_quarantine``: how long a deleted instance's id stays out of
-use (``domain/ids.py``), in days; 0: never reused.
+use (``domain/ids.py``), in days; 0: never reused -- and ``ksm``: whether the kernel merges
+identical memory pages of VMs (``host/ksm.py``; off by default: it is a host-wide kernel
+setting and its scanning thread costs CPU, so the operator turns it on).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -24,15 +27,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from corral.domain.errors import Conflict, InvalidInput
+from corral.domain.errors import Conflict, CorralError, InvalidInput
 from corral.domain.ids import DEFAULT_QUARANTINE
 from corral.domain.resources import Resources
 from corral.domain.sizes import format_size
+from corral.host import ksm
 from corral.state.store import StateStore
+
+log = logging.getLogger("corral.capacity")
 
 RESOURCES = ("cpu", "memory", "disk")
 QUARANTINE = "id_quarantine"
-KEYS = (*RESOURCES, QUARANTINE)
+KSM = "ksm"
+KEYS = (*RESOURCES, QUARANTINE, KSM)
+_ON = {"on": True, "yes": True, "true": True, "1": True,
+       "off": False, "no": False, "false": False, "0": False}
 MAX_QUARANTINE_DAYS = 36525  # a century; 0 says "forever"
 
 
@@ -49,6 +58,8 @@ class Policy:
     disk: float | None = 10.0
     id_quarantine: float = DEFAULT_QUARANTINE / timedelta(days=1)
     """Days a deleted instance's id stays out of use; 0: it is never used again."""
+    ksm: bool = False
+    """Whether the kernel merges identical pages of VMs' memory (KSM)."""
 
     def get(self, resource: str) -> float | None:
         value: float | None = getattr(self, resource)
@@ -101,10 +112,15 @@ def parse_quarantine(raw: str) -> float:
 
 def parse_policy(base: Policy, settings: dict[str, str]) -> Policy:
     changes: dict[str, float | None] = {}
-    quarantine = base.id_quarantine
+    quarantine, ksm = base.id_quarantine, base.ksm
     for key, raw in settings.items():
         if key == QUARANTINE:
             quarantine = parse_quarantine(raw)
+            continue
+        if key == KSM:
+            if raw.strip().lower() not in _ON:
+                raise InvalidInput(f"ksm '{raw}' is not on or off")
+            ksm = _ON[raw.strip().lower()]
             continue
         if key not in RESOURCES:
             raise InvalidInput(f"unknown policy key '{key}'; known: {', '.join(KEYS)}")
@@ -121,7 +137,7 @@ def parse_policy(base: Policy, settings: dict[str, str]) -> Policy:
         changes[key] = value
     return replace(base, cpu=changes.get("cpu", base.cpu),
                    memory=changes.get("memory", base.memory),
-                   disk=changes.get("disk", base.disk), id_quarantine=quarantine)
+                   disk=changes.get("disk", base.disk), id_quarantine=quarantine, ksm=ksm)
 
 
 def _show(resource: str, value: float) -> str:
@@ -164,9 +180,10 @@ def check_amounts(
 class CapacityService:
     def __init__(
         self, store: StateStore, instances_dir: Path, policy_file: Path,
-        physical: Callable[[], Amounts] | None = None,
+        physical: Callable[[], Amounts] | None = None, ksm_root: Path = ksm.KSM,
     ) -> None:
         self.store = store
+        self.ksm_root = ksm_root
         self.instances_dir = instances_dir
         self.policy_file = policy_file
         self._physical = physical or (lambda: physical_amounts(instances_dir))
@@ -187,11 +204,26 @@ class CapacityService:
 
     def set_policy(self, settings: dict[str, str]) -> Policy:
         with self._lock:
-            policy = parse_policy(self.policy(), settings)
+            before = self.policy()
+            policy = parse_policy(before, settings)
+            if KSM in settings:  # the kernel first: if it refuses, nothing is changed
+                ksm.set_running(policy.ksm, self.ksm_root)
             tmp = self.policy_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(asdict(policy)) + "\n")
             tmp.replace(self.policy_file)
             return policy
+
+    def apply_ksm(self) -> None:
+        """At daemon start: KSM on when the policy says so (never switched off here: other
+        software on the host may use it)."""
+        if self.policy().ksm:
+            try:
+                ksm.set_running(True, self.ksm_root)
+            except CorralError as exc:
+                log.warning("the host policy says ksm=on, but: %s", exc.message)
+
+    def ksm_status(self) -> ksm.KsmStatus:
+        return ksm.status(self.ksm_root)
 
     def allocated(self) -> Amounts:
         rows = self.store.list_instances()

@@ -10,6 +10,7 @@ from corral.domain.errors import InvalidInput, NotFound
 from corral.domain.instance import Kind
 from corral.domain.users import Caller
 from corral.drivers.base import Driver
+from corral.host.ksm import KSM
 from corral.services.authlimit import DEFAULT_LIMIT, DEFAULT_WINDOW, FailedAuthLimiter
 from corral.services.capacity import CapacityService
 from corral.services.capacity_case import CapacityCase
@@ -85,6 +86,10 @@ class Corral:
         self.capacity = CapacityService(
             self.store, settings.state_dir / "instances",
             settings.state_dir / "capacity-policy.json",
+            # a fake-driver daemon leaves the host's kernel be: its KSM is a directory of
+            # its own (absent: "no KSM")
+            ksm_root=settings.state_dir / "fake-ksm" if settings.driver_mode == "fake"
+            else KSM,
         )
         self.instances.admission = self.capacity.admit
         self.store.id_quarantine = lambda: self.capacity.policy().quarantine
@@ -234,6 +239,7 @@ class Corral:
         self.instances.reconcile()
         self.networks.start()
         self.backup_schedule.start()
+        self.capacity.apply_ksm()
         self.history.start()
         self.cluster.start()
 
@@ -245,3 +251,7 @@ class Corral:
         self.networks.close()
         self.operations.shutdown()
         self.storage.close()
+        for driver in self.instances.drivers.values():
+            close = getattr(driver, "close", None)  # drivers that hold watches (lxc)
+            if close is not None:
+                close()

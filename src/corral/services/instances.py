@@ -21,7 +21,7 @@ from corral.domain.names import FIRST_ID, validate_name
 from corral.domain.resources import Resources, apply_settings
 from corral.domain.undo import Undo
 from corral.drivers.base import ConsoleStream, Driver, ExecResult, RuntimeState, RuntimeStatus
-from corral.network.nicfile import read_addresses
+from corral.network.nicfile import AssignedAddresses
 from corral.services.events import EventBus
 from corral.services.foreign import ForeignSource
 from corral.services.operations import OperationContext, OperationManager
@@ -95,6 +95,9 @@ class InstanceService:
             [Resources, Resources | None], AbstractContextManager[None]
         ] = lambda _new, _old: nullcontext()
         """Over-commitment check held around recording a new instance (services/capacity)."""
+        self._bare_specs: dict[int, tuple[InstanceRecord, InstanceSpec]] = {}
+        self._assigned = AssignedAddresses()
+        self._directory = str(directory)
         self.on_deleted: list[Callable[[InstanceRecord], str | None]] = []
         """Called after an instance's row is gone (its snapshot rows, backup schedules); what
         they say they removed is the delete operation's result."""
@@ -105,8 +108,18 @@ class InstanceService:
         return self.storage.attach(self._bare_spec(rec))
 
     def specs(self, records: list[InstanceRecord]) -> list[InstanceSpec]:
-        """``spec`` of many, their disks found in one query."""
-        return self.storage.attach_all([self._bare_spec(rec) for rec in records])
+        """``spec`` of many, their disks found in one query. The record read before (the
+        store hands out the same record for an unchanged row) gives the spec made then."""
+        memo = self._bare_specs
+        if len(memo) > 2 * len(records) + 256:
+            memo.clear()
+        bare = []
+        for rec in records:
+            seen = memo.get(rec.id)
+            if seen is None or seen[0] is not rec:
+                seen = memo[rec.id] = (rec, self._bare_spec(rec))
+            bare.append(seen[1])
+        return self.storage.attach_all(bare)
 
     def _bare_spec(self, rec: InstanceRecord) -> InstanceSpec:
         return InstanceSpec(
@@ -126,7 +139,7 @@ class InstanceService:
 
     def _view(self, rec: InstanceRecord, read: Callable[[], RuntimeStatus]) -> InstanceView:
         """The row corrected by the runtime (``read``), unless an operation holds it."""
-        assigned = read_addresses(self.directory / str(rec.id))
+        assigned = list(self._assigned.get(f"{self._directory}/{rec.id}"))
         holder = self.ops.locks.holder(rec.name)
         if holder is not None or rec.state in (State.CREATING, State.DELETING):
             return InstanceView(rec, rec.state, None, holder, tuple(assigned))

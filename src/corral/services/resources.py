@@ -186,6 +186,17 @@ class ResourceService:
             found[iid] = (each, rx, tx)
         return found
 
+    def _cpu_all(self, records: list[InstanceRecord]) -> tuple[float, dict[int, int]]:
+        found: dict[int, int] = {}
+        specs = self.instances.specs(records)
+        for kind in {rec.kind for rec in records}:
+            try:
+                driver = self.instances.driver(kind)
+                found.update(driver.cpu_times([s for s in specs if s.kind is kind]))
+            except Exception as exc:  # one broken runtime must not hide the others
+                log.warning("CPU time of the %s instances failed: %s", kind.value, exc)
+        return time.monotonic(), found
+
     def usage_all(self) -> list[Usage]:
         """Every instance's usage: the state of all as ``list`` says it and their counters,
         each one batch read per driver; when a running instance has no recent sample, one
@@ -193,14 +204,17 @@ class ResourceService:
         views = self.instances.list_all()
         records = [view.record for view in views]
         states = {view.record.id: view.state for view in views}
-        now, stats = self._stats_all(records)
         with self._samples_lock:
             previous = {rec.id: self._samples.get(rec.id) for rec in records}
-        stale = [i for i, s in stats.items() if s.running and _stale(previous[i], now)]
-        if stale:
-            previous.update({i: (now, stats[i].cpu_ns) for i in stale})
+        now = time.monotonic()
+        up = (State.RUNNING, State.SUSPENDED)
+        stale = [rec for rec in records
+                 if states[rec.id] in up and _stale(previous[rec.id], now)]
+        if stale:  # the first sample: CPU time only (one read each), then one pause
+            now, first = self._cpu_all(stale)
+            previous.update({i: (now, ns) for i, ns in first.items()})
             time.sleep(SAMPLE_GAP)
-            now, stats = self._stats_all(records)
+        now, stats = self._stats_all(records)
         devices = self.all_nic_devices()
         found = []
         for rec in records:

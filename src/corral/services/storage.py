@@ -150,6 +150,9 @@ class StorageService:
         self._building = threading.Lock()
         """Held while a base image is built: concurrent first creates of one template wait
         for the one build instead of racing on its file."""
+        self._attached: dict[
+            int, tuple[InstanceSpec, list[tuple[DiskRecord, PoolConfig]], InstanceSpec]] = {}
+        """``attach_all``'s last answer per instance id: (bare spec, its disks, attached)."""
 
     # Pools --------------------------------------------------------------------------------
     def pool(self, name: str) -> Pool:
@@ -285,7 +288,20 @@ class StorageService:
 
     def attach_all(self, specs: list[InstanceSpec]) -> list[InstanceSpec]:
         everyone = self.store.all_disks_with_pools()
-        return [self._attach(spec, everyone.get(spec.id, [])) for spec in specs]
+        memo = self._attached  # the same spec with the same disks: the spec attached then
+        if len(memo) > 2 * len(specs) + 256:
+            memo.clear()
+        found = []
+        for spec in specs:
+            disks = everyone.get(spec.id, [])
+            seen = memo.get(spec.id)
+            if seen is not None and seen[0] is spec and seen[1] == disks:
+                found.append(seen[2])
+                continue
+            attached = self._attach(spec, disks)
+            memo[spec.id] = (spec, disks, attached)
+            found.append(attached)
+        return found
 
     @staticmethod
     def _attach(spec: InstanceSpec, disks: list[tuple[DiskRecord, PoolConfig]]) -> InstanceSpec:

@@ -11,11 +11,12 @@ from corral.cluster.store import Member, PublishedInstance
 from corral.state.backupstore import TargetRecord
 from corral.state.migstore import MigrationRecord, RemoteRecord
 from corral.state.storagestore import PoolRecord
-from corral.state.store import OperationRecord
+from corral.state.store import InstanceRecord, OperationRecord
 from corral.state.userstore import UserRecord
 from corral.templates.image import TemplateImage
 
 __all__ = [
+    "InstanceRecord",
     "Manifest",
     "Member",
     "MigrationRecord",

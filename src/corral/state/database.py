@@ -65,6 +65,21 @@ class Mapper(Generic[R]):
     load: Callable[[Row], R]
     dump: Callable[[R], Sequence[object]]
 
+    def load_all(self, rows: Sequence[Row]) -> list[R]:
+        """``load`` of many rows; a row seen before (the same values) gives the record made
+        then, so a ``list`` of a thousand unchanged rows builds no new objects (records are
+        frozen). The memory holds the rows of the last few calls only."""
+        memo: dict[Row, R] = self.__dict__.setdefault("_memo", {})
+        if len(memo) > 2 * len(rows) + 256:
+            memo.clear()
+        found = []
+        for row in rows:
+            record = memo.get(row)
+            if record is None:
+                record = memo[row] = self.load(row)
+            found.append(record)
+        return found
+
     @functools.cached_property
     def select(self) -> str:
         return f"SELECT {', '.join(self.columns)} FROM {self.table}"

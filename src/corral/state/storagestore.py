@@ -8,7 +8,7 @@ from pathlib import Path
 
 from corral.domain.errors import Conflict, NotFound
 from corral.domain.pools import PoolConfig
-from corral.state.database import Database, Mapper, to_sql_datetime, utcnow
+from corral.state.database import Database, Mapper, Row, to_sql_datetime, utcnow
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ _ALL_DISKS_WITH_POOLS = _DISKS_WITH_POOLS.replace(
 class StorageStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._pairs: dict[Row, tuple[DiskRecord, PoolConfig]] = {}
 
     # Pools ------------------------------------------------------------------------------
     def list_pools(self) -> list[PoolRecord]:
@@ -107,9 +108,15 @@ class StorageStore:
         """``disks_with_pools`` of every instance by id, in one query (``list`` of all)."""
         split = len(DISKS.columns)
         found: dict[int, list[tuple[DiskRecord, PoolConfig]]] = {}
-        for r in self.db.all(_ALL_DISKS_WITH_POOLS):
-            disk = DISKS.load(r[:split])
-            found.setdefault(disk.instance_id, []).append((disk, POOLS.load(r[split:]).config))
+        rows = self.db.all(_ALL_DISKS_WITH_POOLS)
+        memo = self._pairs  # a row seen before gives the records made then (they are frozen)
+        if len(memo) > 2 * len(rows) + 256:
+            memo.clear()
+        for r in rows:
+            pair = memo.get(r)
+            if pair is None:
+                pair = memo[r] = (DISKS.load(r[:split]), POOLS.load(r[split:]).config)
+            found.setdefault(pair[0].instance_id, []).append(pair)
         return found
 
     def disks_in_pool(self, pool: str) -> list[DiskRecord]:

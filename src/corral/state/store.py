@@ -120,7 +120,7 @@ class StateStore:
 
     # Instances ------------------------------------------------------------------------
     def list_instances(self) -> list[InstanceRecord]:
-        return [INSTANCES.load(r) for r in self.db.all(f"{INSTANCES.select} ORDER BY id")]
+        return INSTANCES.load_all(self.db.all(f"{INSTANCES.select} ORDER BY id"))
 
     def get_instance(self, ref: str) -> InstanceRecord:
         """By name, or by numeric id."""

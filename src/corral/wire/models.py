@@ -282,6 +282,8 @@ class PolicyModel(BaseModel):
     disk: float | None = None
     id_quarantine: float = 30.0
     """Days a deleted instance's id stays out of use; 0: never reused."""
+    ksm: bool = False
+    """Whether the kernel merges identical memory pages of VMs (KSM)."""
 
 
 class SetPolicyRequest(BaseModel):

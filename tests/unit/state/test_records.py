@@ -64,6 +64,21 @@ def test_instance(db: Database) -> None:
                                               resources=bigger, owner=None)]
 
 
+def test_an_unchanged_row_lists_as_the_same_record(db: Database) -> None:
+    """``list`` of many builds no new record for a row that did not change, and a change of
+    any column gives a new one."""
+    store = StateStore(db, clock=lambda: WHEN)
+    one = store.insert_instance("a", Kind.CT, "tiny", Resources(), False, "n1", 101)
+    store.insert_instance("b", Kind.CT, "tiny", Resources(), False, "n1", 102)
+    first = store.list_instances()
+    again = store.list_instances()
+    assert all(x is y for x, y in zip(first, again, strict=True))
+    store.set_state(one.id, State.RUNNING)
+    after = store.list_instances()
+    assert after[0] is not first[0] and after[0].state is State.RUNNING
+    assert after[1] is first[1]
+
+
 def test_operation(db: Database) -> None:
     store = StateStore(db)
     rec = store.insert_operation("0123456789abcdef", "create", "web", requested_by="bob")

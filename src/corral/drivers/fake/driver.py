@@ -70,6 +70,7 @@ class FakeConsole:
 class FakeDriver:
     def __init__(self, kind: Kind) -> None:
         self._kind = kind
+        self._seen: dict[str, tuple[tuple[int, int, int, bool], RuntimeStatus]] = {}
         self._hooks: Hooks | None = None
 
     @property
@@ -172,7 +173,26 @@ class FakeDriver:
             time.sleep(0.05)
 
     def statuses(self, specs: Sequence[InstanceSpec]) -> dict[int, RuntimeStatus]:
-        return {spec.id: self.status(spec) for spec in specs}
+        # As the real drivers: unchanged state files (inode, size, mtime) are not read again,
+        # so ``list`` of many measures the API, not this driver's file parsing.
+        found, memo = {}, self._seen
+        if len(memo) > 2 * len(specs) + 256:
+            memo.clear()
+        for spec in specs:
+            path = f"{spec.directory}/fake.json"
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                found[spec.id] = RuntimeStatus(RuntimeState.MISSING)
+                continue
+            booting = self._kind is Kind.VM and os.path.exists(
+                f"{spec.directory}/{AGENT_BOOTING}")
+            key = (st.st_ino, st.st_size, st.st_mtime_ns, booting)
+            seen = memo.get(path)
+            if seen is None or seen[0] != key:
+                seen = memo[path] = (key, self.status(spec))
+            found[spec.id] = seen[1]
+        return found
 
     def exec(
         self, spec: InstanceSpec, argv: list[str], timeout: float | None, stdin: bytes = b""
@@ -213,6 +233,10 @@ class FakeDriver:
 
     def stats_many(self, specs: Sequence[InstanceSpec]) -> dict[int, InstanceStats]:
         return {spec.id: self.stats(spec) for spec in specs}
+
+    def cpu_times(self, specs: Sequence[InstanceSpec]) -> dict[int, int]:
+        up = (RuntimeState.RUNNING, RuntimeState.SUSPENDED)
+        return {i: 0 for i, s in self.statuses(specs).items() if s.state in up}
 
 
 def _runnable(command: str, cwd: Path) -> bool:

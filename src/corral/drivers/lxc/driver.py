@@ -51,6 +51,7 @@ from corral.drivers.lxc.disks import (
     unmount_data_disks,
 )
 from corral.drivers.lxc.nics import LxcNics
+from corral.drivers.lxc.watch import Asked, StateCache
 from corral.host import cgroupfs
 from corral.host.cgroups import CgroupLayout, host_layout, read_layout
 from corral.host.idmap import IdMap, root_idmap, unprivileged_possible
@@ -83,6 +84,14 @@ class LxcDriver(LxcDiskHotplug):
         self.lxcpath = lxcpath
         self.include_dir = include_dir
         self._hooks: Hooks | None = None
+        self._states: StateCache | None = None
+        """Containers' states between two ``statuses`` calls (drivers/lxc/watch.py)."""
+
+    def close(self) -> None:
+        """Let go of the watches ``statuses`` holds (the daemon's end)."""
+        if self._states is not None:
+            self._states.close()
+            self._states = None
 
     # -- what this host can do ------------------------------------------------------------
 
@@ -284,12 +293,13 @@ class LxcDriver(LxcDiskHotplug):
         return reader.status(self._container_dir(spec), lxc_name(spec), spec.directory)
 
     def statuses(self, specs: Sequence[InstanceSpec]) -> dict[int, RuntimeStatus]:
-        reader, found = ct_state.StateReader(self._cgroups()), {}
-        for spec in specs:
-            with contextlib.suppress(OSError, ValueError):
-                found[spec.id] = reader.status(self._container_dir(spec), lxc_name(spec),
-                                               spec.directory)
-        return found
+        # Kept between calls while the kernel reports no change (pidfds, inotify).
+        if self._states is None:
+            self._states = StateCache(ct_state.StateReader(self._cgroups()))
+        lxcpath = str(self.lxcpath)
+        return self._states.statuses([
+            Asked(spec.id, f"{lxcpath}/{lxc_name(spec)}", lxc_name(spec), str(spec.directory))
+            for spec in specs])
 
     def exec(
         self, spec: InstanceSpec, argv: list[str], timeout: float | None, stdin: bytes = b""
@@ -344,12 +354,25 @@ class LxcDriver(LxcDiskHotplug):
 
     def stats_many(self, specs: Sequence[InstanceSpec]) -> dict[int, InstanceStats]:
         layout = self._cgroups()
-        reader, found = ct_state.StateReader(layout), {}
+        states = self.statuses(specs)  # kept states: no cgroup.procs read per container
+        reader, found = cgroupfs.UsageReader(layout), {}
+        up = (RuntimeState.RUNNING, RuntimeState.SUSPENDED)
         for spec in specs:
-            name = lxc_name(spec)
+            state = states.get(spec.id)
             with contextlib.suppress(OSError, ValueError):
-                running = bool(reader.members(ct_resources.cgroup_path(name)))
-                found[spec.id] = ct_resources.stats(spec, name, layout, running)
+                found[spec.id] = ct_resources.stats(
+                    spec, lxc_name(spec), layout, state is not None and state.state in up,
+                    reader)
+        return found
+
+    def cpu_times(self, specs: Sequence[InstanceSpec]) -> dict[int, int]:
+        reader, found = cgroupfs.UsageReader(self._cgroups()), {}
+        up = (RuntimeState.RUNNING, RuntimeState.SUSPENDED)
+        states = self.statuses(specs)
+        for spec in specs:
+            state = states.get(spec.id)
+            if state is not None and state.state in up:
+                found[spec.id] = reader.cpu_ns(ct_resources.cgroup_path(lxc_name(spec)))
         return found
 
     # -- helpers --------------------------------------------------------------------------

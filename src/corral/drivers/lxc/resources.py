@@ -101,17 +101,18 @@ def apply(
     return AppliedChange(tuple(changes))
 
 
-def stats(spec: InstanceSpec, lxc_name: str, layout: CgroupLayout, running: bool
-          ) -> InstanceStats:
+def stats(spec: InstanceSpec, lxc_name: str, layout: CgroupLayout, running: bool,
+          reader: cgroupfs.UsageReader | None = None) -> InstanceStats:
+    """``reader``: one for many containers (``stats_many``)."""
     try:
-        st = spec.disk_path.stat()
+        st = os.stat(spec.disk_path)
         disk_used, disk_size = st.st_blocks * 512, st.st_size
     except FileNotFoundError:
         disk_used = disk_size = 0
     if not running:
         return InstanceStats(running=False, disk_used=disk_used, disk_size=disk_size)
     rel = cgroup_path(lxc_name)
-    used = cgroupfs.usage(layout, rel)
+    used = (reader or cgroupfs.UsageReader(layout)).usage(rel)
     res = spec.resources
     cpuset = (cgroupfs.read(layout, "cpuset", rel, "cpuset.cpus") or "").strip()
     allowed = len(parse_cpu_list(cpuset)) if cpuset else os.cpu_count() or 1

@@ -164,8 +164,15 @@ def smp(cfg: VmConfig) -> str:
     return f"cpus={cfg.cpus},maxcpus={most}"
 
 
-def kernel_append(template_cmdline: str, hostname: str, tsc_khz: int | None) -> str:
-    """The template's command line plus what Corral adds; later words win in the kernel."""
+def kernel_append(template_cmdline: str, hostname: str, tsc_khz: int | None,
+                  tcg: bool = False) -> str:
+    """The template's command line plus what Corral adds; later words win in the kernel.
+
+    ``tcg``: ``tsc=reliable`` -- TCG's TSC is the host's clock, one for every vCPU, but the
+    kernel finds it "unsynchronized", falls back to the jiffies clocksource and ticks 250
+    times a second per vCPU even when idle; with a TSC clocksource and an always-running
+    APIC timer (``-cpu qemu64,+arat``, ``build_argv``) an idle guest's tick stops (NOHZ):
+    250 -> ~20 timer interrupts a second."""
     words = template_cmdline.split()
     if not any(w.startswith("console=") for w in words):
         words.append("console=ttyS0")
@@ -173,6 +180,8 @@ def kernel_append(template_cmdline: str, hostname: str, tsc_khz: int | None) -> 
         words.append("root=/dev/vda")
     if tsc_khz:
         words.append(f"tsc_early_khz={tsc_khz}")
+    if tcg and not any(w.startswith("tsc=") for w in words):
+        words.append("tsc=reliable")
     words.append(f"corral.hostname={hostname}")
     return " ".join(words)
 
@@ -241,12 +250,18 @@ def build_argv(qemu: str, cfg: VmConfig) -> list[str]:
         qemu,
         "-name", f"{cfg.name},process=corral-{cfg.name}"[:200],
         # Guest RAM without a swap reservation (MAP_NORESERVE): lazily allocated, so a VM
-        # may be given more memory than the host has (over-commitment, policed by Corral).
-        "-object", f"memory-backend-ram,id=ram,size={cfg.memory // 1024**2}M,reserve=off",
+        # may be given more memory than the host has (over-commitment, policed by Corral);
+        # mergeable (QEMU's default, said here): KSM merges it when the host policy has
+        # ksm=on (host/ksm.py).
+        "-object",
+        f"memory-backend-ram,id=ram,size={cfg.memory // 1024**2}M,reserve=off,merge=on",
         "-machine", f"{machine},memory-backend=ram",
         "-accel", cfg.accel,
         "-m", f"{cfg.memory // 1024**2}M",
         "-smp", smp(cfg),
+        # TCG: the default CPU model plus ARAT (the APIC timer keeps running in idle), so
+        # the guest's tick can stop while it idles (see ``kernel_append``)
+        *(["-cpu", "qemu64,+arat"] if cfg.accel.startswith("tcg") else []),
         "-nodefaults", "-no-user-config", "-display", "none",
     ]  # fmt: skip
     root_boot = ""

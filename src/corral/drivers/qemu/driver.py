@@ -17,6 +17,7 @@ import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from corral.domain.disks import CDROM_FILE
 from corral.domain.errors import Conflict, HostFailure, InvalidInput, Unsupported
@@ -46,7 +47,14 @@ from corral.drivers.qemu.nics import (
     vm_nics,
 )
 from corral.drivers.qemu.placement import place_while_starting
-from corral.drivers.qemu.qmp import close_monitor, qmp, qmp_many
+from corral.drivers.qemu.qmp import (
+    Command,
+    StateWatches,
+    close_monitor,
+    qmp,
+    qmp_each,
+    qmp_many,
+)
 from corral.host.cgroups import CgroupLayout, host_layout
 from corral.host.cpu import tsc_khz
 from corral.host.kvm import choose_accel
@@ -91,6 +99,20 @@ def firmware_boot(template: TemplateImage) -> bool:
     return str(template.metadata.get("vm", {}).get("boot", "kernel")) == "firmware"
 
 
+_STATUS_QUERIES: list[Command] = [("query-status", None), ("query-chardev", None)]
+
+
+def _running_status(paths: VmPaths, pid: int, said: list[Any]) -> RuntimeStatus:
+    """A live QEMU's state from its answers to ``_STATUS_QUERIES``."""
+    status, chardevs = said
+    qemu_status = str(status.get("status", "unknown"))
+    state = RuntimeState.SUSPENDED if qemu_status in _PAUSED else RuntimeState.RUNNING
+    details = {"qemu_status": qemu_status}
+    if not (paths.run / NO_AGENT).exists():
+        details["agent"] = _agent_state(chardevs)
+    return RuntimeStatus(state, pid, details=details)
+
+
 def _agent_state(chardevs: list[dict[str, object]]) -> str:
     """"connected" once the guest agent has opened its virtio-serial port (QEMU's
     ``frontend-open`` of the port's chardev), "waiting" while the guest still boots."""
@@ -116,6 +138,9 @@ class QemuDriver(QemuDiskHotplug):
         self._accel = accel
         self._qemu = qemu
         self._hooks: Hooks | None = None
+        self._watches = StateWatches()
+        self._known: dict[str, RuntimeStatus] = {}
+        """``statuses``: the last queried state per QMP socket (kept while no event came)."""
 
     @property
     def kind(self) -> Kind:
@@ -183,7 +208,9 @@ class QemuDriver(QemuDiskHotplug):
             )
         initrd = template.initrd if template.initrd.exists() else None
         machine = str(template.metadata.get("vm", {}).get("machine", "microvm"))
-        append = kernel_append(template.vm_cmdline, spec.name, tsc_khz())
+        accel = self.accel_for(template)
+        append = kernel_append(template.vm_cmdline, spec.name, tsc_khz(),
+                               tcg=accel.startswith("tcg"))
         append = " ".join([append, *vm_resources.kernel_maxcpus(res, machine)])
         nics = instance_nics(spec)
         append = append_nics(append, nics)
@@ -191,7 +218,7 @@ class QemuDriver(QemuDiskHotplug):
             name=spec.name,
             cpus=res.cpus,
             memory=res.memory,
-            accel=self.accel_for(template),
+            accel=accel,
             kernel=template.kernel,
             initrd=initrd,
             append=append,
@@ -377,30 +404,57 @@ class QemuDriver(QemuDiskHotplug):
         paths = _paths(spec)
         pid = self._pid(paths)
         if pid is None:
-            if spec.disk_path.exists():
-                return RuntimeStatus(RuntimeState.STOPPED)
-            return RuntimeStatus(RuntimeState.MISSING)
+            return self._not_running(spec)
         try:
-            status, chardevs = qmp_many(paths.qmp, [("query-status", None),
-                                                    ("query-chardev", None)], qmp_timeout)
+            said = qmp_many(paths.qmp, _STATUS_QUERIES, qmp_timeout)
         except HostFailure as exc:
             return RuntimeStatus(RuntimeState.RUNNING, pid, details={"qmp": exc.message})
-        qemu_status = str(status.get("status", "unknown"))
-        state = RuntimeState.SUSPENDED if qemu_status in _PAUSED else RuntimeState.RUNNING
-        details = {"qemu_status": qemu_status}
-        if not (paths.run / NO_AGENT).exists():
-            details["agent"] = _agent_state(chardevs)
-        return RuntimeStatus(state, pid, details=details)
+        return _running_status(paths, pid, said)
+
+    @staticmethod
+    def _not_running(spec: InstanceSpec) -> RuntimeStatus:
+        if spec.disk_path.exists():
+            return RuntimeStatus(RuntimeState.STOPPED)
+        return RuntimeStatus(RuntimeState.MISSING)
 
     def statuses(self, specs: Sequence[InstanceSpec]) -> dict[int, RuntimeStatus]:
-        # The pidfile and /proc say whether each QEMU lives; a live one's run state comes
-        # over its long-lived QMP session (qmp.Monitors): a socket round trip, no process.
-        # A QEMU that does not answer within a second is reported running (details say
-        # why) rather than holding up the list of every other instance.
-        found = {}
+        # The pidfile and /proc say whether each QEMU lives. A live one's run state is the
+        # one last queried over its QMP session while QEMU sent no state event since
+        # (qmp.StateWatches: STOP, RESUME, SHUTDOWN, VSERPORT_CHANGE … -- a pause or an
+        # agent change made by anyone); else it is queried, every such VM at once
+        # (qmp_each), no process. A QEMU that does not answer within a second is reported
+        # running (details say why, and it is asked again next time) rather than holding
+        # up the list of every other instance.
+        found: dict[int, RuntimeStatus] = {}
+        live: list[tuple[InstanceSpec, VmPaths, int]] = []
         for spec in specs:
             with contextlib.suppress(Exception):
-                found[spec.id] = self._status(spec, 1.0)
+                paths = _paths(spec)
+                pid = self._pid(paths)
+                if pid is None:
+                    self._known.pop(str(paths.qmp), None)
+                    found[spec.id] = self._not_running(spec)
+                else:
+                    live.append((spec, paths, pid))
+        changed = self._watches.changed([paths.qmp for _, paths, _ in live])
+        ask = []
+        for (spec, paths, pid), moved in zip(live, changed, strict=True):
+            known = self._known.get(str(paths.qmp))
+            if not moved and known is not None and known.pid == pid:
+                found[spec.id] = known
+            else:
+                ask.append((spec, paths, pid))
+        self._watches.watch([paths.qmp for _, paths, _ in ask])
+        answers = qmp_each([paths.qmp for _, paths, _ in ask], _STATUS_QUERIES, 1.0)
+        for (spec, paths, pid), said in zip(ask, answers, strict=True):
+            with contextlib.suppress(Exception):
+                if isinstance(said, HostFailure):
+                    self._watches.forget(paths.qmp)  # ask again next time
+                    found[spec.id] = RuntimeStatus(RuntimeState.RUNNING, pid,
+                                                   details={"qmp": said.message})
+                else:
+                    found[spec.id] = self._known[str(paths.qmp)] = _running_status(
+                        paths, pid, said)
         return found
 
     def exec(
@@ -444,10 +498,29 @@ class QemuDriver(QemuDiskHotplug):
         paths = _paths(spec)
         return vm_resources.stats(spec, paths, host_layout(), self._pid(paths))
 
-    def stats_many(self, specs: Sequence[InstanceSpec]) -> dict[int, InstanceStats]:
+    def cpu_times(self, specs: Sequence[InstanceSpec]) -> dict[int, int]:
         layout, found = host_layout(), {}
+        for spec in specs:
+            with contextlib.suppress(Exception):
+                pid = self._pid(_paths(spec))
+                if pid is not None:
+                    found[spec.id] = vm_resources.cpu_ns(spec, layout, pid)
+        return found
+
+    def stats_many(self, specs: Sequence[InstanceSpec]) -> dict[int, InstanceStats]:
+        # every live VM's QMP questions at once (qmp_each), not one VM after another
+        layout, found = host_layout(), {}
+        known: list[tuple[InstanceSpec, VmPaths, int | None]] = []
         for spec in specs:
             paths = _paths(spec)
             with contextlib.suppress(Exception):
-                found[spec.id] = vm_resources.stats(spec, paths, layout, self._pid(paths))
+                known.append((spec, paths, self._pid(paths)))
+        live = [(spec, paths, pid) for spec, paths, pid in known if pid is not None]
+        answers = dict(zip((spec.id for spec, _, _ in live), qmp_each(
+            [paths.qmp for _, paths, _ in live], vm_resources.STATS_QUERIES, 5.0),
+            strict=True))
+        for spec, paths, pid in known:
+            with contextlib.suppress(Exception):
+                found[spec.id] = vm_resources.stats(spec, paths, layout, pid,
+                                                    answers.get(spec.id))
         return found

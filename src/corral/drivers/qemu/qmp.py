@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -204,6 +204,58 @@ class Monitors:
 
 MONITORS = Monitors()
 
+STATE_EVENTS = ("STOP", "RESUME", "SHUTDOWN", "RESET", "POWERDOWN", "SUSPEND", "WAKEUP",
+                "GUEST_PANICKED", "VSERPORT_CHANGE")
+"""What QEMU says when a VM's run state or its guest agent port changes."""
+
+
+class StateWatches:
+    """Per VM, whether QEMU sent a state event (``STATE_EVENTS``) since the last look: a
+    listener on its session, looked at for every VM in one call on the loop. Lets ``list``
+    keep a VM's last queried state instead of a QMP round trip per VM each time."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, tuple[Monitor, EventListener]] = {}
+
+    def changed(self, paths: Sequence[Path]) -> list[bool]:
+        """For each path: True when it has no listener (on its current session) or events
+        came since the last look (they are dropped: the caller queries again)."""
+        current = [MONITORS.get(path) for path in paths]
+
+        async def look() -> list[bool]:
+            found = []
+            for path, session in zip(paths, current, strict=True):
+                held = self._listeners.get(str(path))
+                if held is None or held[0] is not session:
+                    found.append(True)
+                elif not held[1].empty():
+                    held[1].clear()
+                    found.append(True)
+                else:
+                    found.append(False)
+            return found
+
+        return MONITORS._hub.call(look(), _GRACE) if paths else []
+
+    def watch(self, paths: Sequence[Path], timeout: float = 1.0) -> None:
+        """Listen for state events on these VMs' sessions (before their state is queried,
+        so a change during the query is not missed)."""
+        for path in paths:
+            session = MONITORS.get(path)
+            held = self._listeners.get(str(path))
+            if held is not None and held[0] is session:
+                continue
+            self.forget(path)
+            listener = EventListener(names=STATE_EVENTS)
+            self._listeners[str(path)] = (session, listener)
+            session._client.register_listener(listener)
+
+    def forget(self, path: Path) -> None:
+        held = self._listeners.pop(str(path), None)
+        if held is not None:
+            with contextlib.suppress(Exception):
+                held[0]._client.remove_listener(held[1])
+
 
 def monitor(path: Path) -> Monitor:
     """The session on the QMP socket at ``path`` (made on first use, connected lazily)."""
@@ -224,3 +276,29 @@ def qmp(
 def qmp_many(path: Path, commands: list[Command], timeout: float = 5.0) -> list[Any]:
     """Several commands in a row, with no other caller's command in between."""
     return monitor(path).run(commands, timeout)
+
+
+def qmp_each(paths: Sequence[Path], commands: list[Command], timeout: float = 1.0
+             ) -> list[list[Any] | HostFailure]:
+    """``qmp_many`` of the same commands on many VMs at once: every session's round trip
+    runs together on the loop (``list`` of fifty VMs waits for the slowest, not for the
+    sum); a VM that fails or does not answer within ``timeout`` gives its HostFailure."""
+    monitors = [monitor(path) for path in paths]
+
+    async def one(m: Monitor) -> list[Any]:
+        return await asyncio.wait_for(m._run(commands, timeout), timeout * (len(commands) + 1))
+
+    async def every() -> list[list[Any] | BaseException]:
+        return await asyncio.gather(*(one(m) for m in monitors), return_exceptions=True)
+
+    if not monitors:
+        return []
+    answers = MONITORS._hub.call(every(), timeout * (len(commands) + 1) + _GRACE)
+    found: list[list[Any] | HostFailure] = []
+    for path, answer in zip(paths, answers, strict=True):
+        if isinstance(answer, BaseException):
+            found.append(HostFailure(f"QMP at '{path}' failed: "
+                                     f"{answer or type(answer).__name__}"))
+        else:
+            found.append(answer)
+    return found

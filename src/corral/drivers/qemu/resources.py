@@ -30,7 +30,7 @@ from corral.drivers.base import Applied, AppliedChange, InstanceStats, KeyChange
 from corral.drivers.cgroup_limits import VM_CONTROLLERS, limit_writes
 from corral.drivers.qemu import agent
 from corral.drivers.qemu.cmdline import VmPaths
-from corral.drivers.qemu.qmp import qmp, qmp_many
+from corral.drivers.qemu.qmp import Command, qmp, qmp_many
 from corral.host import cgroupfs
 from corral.host.cgroups import CgroupLayout
 from corral.host.diskgrow import grow_file
@@ -270,8 +270,13 @@ def apply(
     return AppliedChange(tuple(changes))
 
 
-def stats(spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout, pid: int | None
-          ) -> InstanceStats:
+STATS_QUERIES: list[Command] = [("query-balloon", None), ("query-blockstats", None)]
+
+
+def stats(spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout, pid: int | None,
+          said: list[Any] | HostFailure | None = None) -> InstanceStats:
+    """``said``: the answers to ``STATS_QUERIES`` when the caller asked many VMs at once
+    (``stats_many``); None: asked here."""
     try:
         st = spec.disk_path.stat()
         disk_used, disk_size = st.st_blocks * 512, st.st_size
@@ -287,7 +292,9 @@ def stats(spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout, pid: int | N
     memory_total = int(live.get("memory", spec.resources.memory))
     rd = wr = rops = wops = 0
     try:
-        results = qmp_many(paths.qmp, [("query-balloon", None), ("query-blockstats", None)])
+        if isinstance(said, HostFailure):
+            raise said
+        results = said if said is not None else qmp_many(paths.qmp, STATS_QUERIES)
         memory_total = int(results[0].get("actual", memory_total))
         for dev in results[1]:
             if dev.get("device") == DRIVE or dev.get("qdev", "").endswith(DISK_DEVICE):
@@ -302,6 +309,14 @@ def stats(spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout, pid: int | N
         disk_used=disk_used, disk_size=disk_size, io_read_bytes=rd, io_write_bytes=wr,
         io_read_ops=rops, io_write_ops=wops,
     )
+
+
+def cpu_ns(spec: InstanceSpec, layout: CgroupLayout, pid: int) -> int:
+    """The CPU time the VM has used: its cgroup's, else its QEMU process's."""
+    rel = cgroup_path(spec)
+    if cgroupfs.group_exists(layout, "cpu", rel):
+        return cgroupfs.UsageReader(layout).cpu_ns(rel)
+    return _proc_cpu_ns(pid)
 
 
 def _proc_cpu_ns(pid: int) -> int:

@@ -33,7 +33,8 @@ def test_microvm_command_line() -> None:
     assert argv[0] == "/usr/bin/qemu-system-x86_64"
     assert option(argv, "-machine") == [
         "microvm,acpi=on,isa-serial=on,pit=on,pic=on,rtc=on,memory-backend=ram"]
-    assert option(argv, "-object") == ["memory-backend-ram,id=ram,size=256M,reserve=off"]
+    assert option(argv, "-object") == [
+        "memory-backend-ram,id=ram,size=256M,reserve=off,merge=on"]
     assert option(argv, "-accel") == ["tcg"]
     assert option(argv, "-m") == ["256M"]
     assert option(argv, "-smp") == ["2"]
@@ -77,6 +78,14 @@ def test_kernel_append_adds_what_corral_needs() -> None:
     assert kernel_append("console=hvc0 root=/dev/vdb", "a", None) == (
         "console=hvc0 root=/dev/vdb corral.hostname=a"
     )
+    # TCG: a TSC clocksource so an idle guest's tick can stop (a template's own tsc= wins)
+    assert kernel_append("quiet", "a", None, tcg=True) == (
+        "quiet console=ttyS0 root=/dev/vda tsc=reliable corral.hostname=a")
+    assert "tsc=reliable" not in kernel_append("tsc=unstable", "a", None, tcg=True)
+
+
+def test_tcg_guests_get_an_always_running_apic_timer() -> None:
+    assert option(build_argv("qemu", config(Path("/vms/web1"))), "-cpu") == ["qemu64,+arat"]
 
 
 def test_paused_start_stops_the_vcpus_until_cont() -> None:
