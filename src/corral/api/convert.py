@@ -31,7 +31,7 @@ def instance(view: InstanceView) -> InstanceModel:
         privileged=rec.privileged, ip=list(view.addresses),
         node=rec.node, pid=runtime.pid if runtime else None,
         created_at=_iso(rec.created_at), operation=view.operation, owner=rec.owner,
-        agent=runtime.details.get("agent") if runtime else None,
+        agent=runtime.details.get("agent") if runtime else None, labels=dict(view.labels),
     )
 
 
@@ -55,7 +55,7 @@ def operation(rec: OperationRecord) -> OperationModel:
         id=rec.id, action=rec.action, instance=rec.instance, status=rec.status,
         progress=rec.progress, phase=rec.phase, error=rec.error,
         created_at=_iso(rec.created_at), updated_at=_iso(rec.updated_at),
-        requested_by=rec.requested_by,
+        requested_by=rec.requested_by, parent=rec.parent,
     )
 
 
