@@ -180,7 +180,7 @@ def test_owners_act_only_on_their_own(daemon: Daemon) -> None:
             assert {ch.requested_by for ch in c.children(op.id)} == {"alice"}
         try:
             with daemon.client() as admin:
-                theirs = [o for o in admin.list_operations() if o.action == "create"][0]
+                theirs = next(o for o in admin.list_operations() if o.action == "create")
             c.children(theirs.id)
             raise AssertionError("an owner listed another's operation's children")
         except ApiError as exc:

@@ -9,9 +9,9 @@ from corral.domain.bulk import (
     ItemOutcome,
     ItemStatus,
     check_parallel,
+    exit_code,
     expand_braces,
     expand_names,
-    exit_code,
     numbered,
     summarize,
 )
