@@ -161,6 +161,16 @@ class StateStore:
             conn.execute(INSTANCES.insert, INSTANCES.dump(record))
             return record
 
+    def allocated(self) -> tuple[int, int, int]:
+        """(CPUs, memory bytes, disk bytes) every instance is given, summed by SQLite: one
+        query, no row parsed here (an admission check runs on every create, under a lock)."""
+        row = self.db.one(
+            "SELECT COALESCE(SUM(json_extract(resources, '$.cpus')), 0), "
+            "COALESCE(SUM(json_extract(resources, '$.memory')), 0), "
+            "COALESCE(SUM(json_extract(resources, '$.disk')), 0) FROM instances")
+        assert row is not None  # an aggregate always answers one row
+        return int(row[0]), int(row[1]), int(row[2])
+
     # Labels ---------------------------------------------------------------------------
     def labels(self, instance_id: int) -> dict[str, str]:
         return dict(self.db.all(
