@@ -61,14 +61,32 @@ def launch_in(group: Path | None, argv: list[str]) -> None:
     subprocess.run(argv, check=True, capture_output=True, preexec_fn=enter)
 
 
-def timed_bulk(c: CorralClient, request: BulkRequestModel) -> tuple[float, int]:
-    """Seconds from the request to the parent's end; how many items succeeded."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(own, reaped children's) CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+CPU: list[str] = []
+
+
+def timed_bulk(c: CorralClient, request: BulkRequestModel,
+               daemon_pid: int | None = None) -> tuple[float, int]:
+    """Seconds from the request to the parent's end; how many items succeeded. With
+    ``daemon_pid``: corrald's CPU seconds per item (its own; the tools it ran) noted."""
+    before = cpu_seconds(daemon_pid) if daemon_pid else (0.0, 0.0)
     began = time.monotonic()
     parent = c.bulk(request)
     done = c.wait(parent.id)
     took = time.monotonic() - began
     children = c.children(parent.id)
     ok = sum(1 for ch in children if ch.status == "success")
+    if daemon_pid and ok:
+        after = cpu_seconds(daemon_pid)
+        CPU.append(f"{request.action.value} x{ok}: corrald {1000 * (after[0] - before[0]) / ok:.1f}"
+                   f" ms CPU per item, the tools it ran {1000 * (after[1] - before[1]) / ok:.1f}"
+                   " ms")
     if done.status != "success":
         failed = [f"{ch.instance}: {ch.error}" for ch in children if ch.status == "failure"]
         print(f"  {request.action.value}: {done.error}; e.g. {failed[:3]}", file=sys.stderr)
@@ -109,7 +127,8 @@ def main() -> None:
                 spec = BulkCreate(type=kind, template="tiny", memory="64M" if kind == "ct"
                                   else "128M", disk="64M", start=True)
                 took, ok = timed_bulk(c, BulkRequestModel(
-                    action="create", names=names, parallel=args.parallel, create=spec))
+                    action="create", names=names, parallel=args.parallel, create=spec),
+                    daemon.process.pid)
                 up = "running" if kind == "ct" else "runtime up"
                 rows.append(row(f"{kind.upper()} create + start ({up}), one bulk request", ok,
                                 took))
@@ -174,6 +193,8 @@ def main() -> None:
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; one run each")
     print(f"{'what':<58} | {'items':>5} | {'time':>10} | {'rate':>10}")
     for line in rows:
+        print(line)
+    for line in CPU:
         print(line)
 
 
