@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from start import RawContainer, RawVm
 
 from corral.client import CorralClient
+from corral.domain.bulk import BulkAction
 from corral.domain.resources import Resources
 from corral.templates.builders.tiny import build_tiny
 from corral.wire.bulk import BulkCreate, BulkRequestModel
@@ -127,13 +128,13 @@ def main() -> None:
                 spec = BulkCreate(type=kind, template="tiny", memory="64M" if kind == "ct"
                                   else "128M", disk="64M", start=True)
                 took, ok = timed_bulk(c, BulkRequestModel(
-                    action="create", names=names, parallel=args.parallel, create=spec),
+                    action=BulkAction.CREATE, names=names, parallel=args.parallel, create=spec),
                     daemon.process.pid)
                 up = "running" if kind == "ct" else "runtime up"
                 rows.append(row(f"{kind.upper()} create + start ({up}), one bulk request", ok,
                                 took))
                 took, ok = timed_bulk(c, BulkRequestModel(
-                    action="stop", names=names, parallel=args.parallel, force=True))
+                    action=BulkAction.STOP, names=names, parallel=args.parallel, force=True))
                 rows.append(row(f"{kind.upper()} stop --force, one bulk request", ok, took))
                 if kind == "ct" and args.raw != 0:
                     chosen = names[:args.raw] if args.raw > 0 else names
@@ -170,7 +171,7 @@ def main() -> None:
                     if group is not None:
                         group.rmdir()
                 took, ok = timed_bulk(c, BulkRequestModel(
-                    action="delete", names=names, parallel=args.parallel, force=True))
+                    action=BulkAction.DELETE, names=names, parallel=args.parallel, force=True))
                 rows.append(row(f"{kind.upper()} delete, one bulk request", ok, took))
     finally:
         for vm in raw_vms:
