@@ -54,7 +54,7 @@ def test_bulk_create_labels_lifecycle_and_delete(daemon: Daemon) -> None:
     # (ids follow the order the parallel creates reached the database, not the names')
     assert sorted(i["name"] for i in chosen) == ["web-2", "web-3", "web-4", "web-5"]
     with daemon.client() as c:
-        assert [i.name for i in c.list_instances("tier")] == ["web-1"]
+        assert [i.name for i in c.list_instances(selector="tier")] == ["web-1"]
     refused(run("label", "set", "web-1", "Bad=x"), "label key 'Bad'")
     refused(run("list", "--selector", "role=,,"), "empty term")
 
