@@ -39,7 +39,9 @@ def test_operator_tour(daemon: Daemon) -> None:
     run("stop", "db1", "--timeout", "5", check=True)
     run("stop", "web1", "--force", check=True)
     ops = json.loads(run("operation", "list", "--format", "json", check=True).stdout)
-    assert {"create", "start", "stop", "suspend", "resume", "restart"} <= {o["action"] for o in ops}
+    # `start web1 db1` (two names) is one bulk operation; its items are start operations
+    assert {"create", "bulk-start", "stop", "suspend", "resume", "restart"} <= {
+        o["action"] for o in ops}
     shown = json.loads(run("operation", "show", ops[0]["id"], "--format", "json").stdout)
     assert shown["status"] == "success"
     waited = run("operation", "wait", ops[0]["id"])

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from corral import __version__
 from corral.api import (
     backups,
+    bulk,
     capacity,
     convert,
     history,
@@ -49,7 +50,7 @@ def create_app(corral: Corral) -> FastAPI:
     app.add_middleware(ClusterForwarding, corral=corral)
     # resources before networks: its /metrics page includes the traffic counters
     for module in (instances, operations, host, capacity, streams, resources, networks,
-                   backups, users, history):
+                   backups, users, history, bulk):
         app.include_router(module.router)
     app.include_router(storage_router)
     app.include_router(migration_router)

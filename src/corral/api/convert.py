@@ -38,7 +38,7 @@ def instance(view: InstanceView) -> InstanceModel:
         privileged=rec.privileged, ip=list(view.addresses),
         node=rec.node, pid=runtime.pid if runtime else None,
         created_at=_iso(rec.created_at), operation=view.operation, owner=rec.owner,
-        agent=runtime.details.get("agent") if runtime else None,
+        agent=runtime.details.get("agent") if runtime else None, labels=dict(view.labels),
     )
 
 
@@ -57,15 +57,18 @@ def member(m: Member) -> MemberModel:
                        facts=m.facts)
 
 
-_Runtime = tuple[str, tuple[str, ...], int | None, str | None, str | None]
+_Runtime = tuple[str, tuple[str, ...], int | None, str | None, str | None,
+                 tuple[tuple[str, str], ...]]
 _LISTED: dict[int, tuple[InstanceRecord, _Runtime, bytes]] = {}
-"""Per instance id: the record last listed, what the runtime said of it, and its JSON."""
+"""Per instance id: the record last listed, what the runtime said of it (and its labels),
+and its JSON."""
 
 
 def _instance_json(view: InstanceView) -> bytes:
     runtime = view.runtime
     said: _Runtime = (view.state.value, view.addresses, runtime.pid if runtime else None,
-                      view.operation, runtime.details.get("agent") if runtime else None)
+                      view.operation, runtime.details.get("agent") if runtime else None,
+                      tuple(sorted(view.labels.items())))
     rec = view.record
     seen = _LISTED.get(rec.id)
     if seen is not None and seen[0] is rec and seen[1] == said:
@@ -95,7 +98,7 @@ def operation(rec: OperationRecord) -> OperationModel:
         id=rec.id, action=rec.action, instance=rec.instance, status=rec.status,
         progress=rec.progress, phase=rec.phase, error=rec.error,
         created_at=_iso(rec.created_at), updated_at=_iso(rec.updated_at),
-        requested_by=rec.requested_by,
+        requested_by=rec.requested_by, parent=rec.parent,
     )
 
 

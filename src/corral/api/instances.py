@@ -14,10 +14,12 @@ from fastapi.concurrency import run_in_threadpool
 
 from corral.api import convert
 from corral.api.deps import Policy, caller, corral
+from corral.domain.labels import parse_selector
 from corral.domain.users import Caller
 from corral.services.core import Corral
 from corral.services.foreign import ForeignSource, vnc_socket
 from corral.services.types import OperationRecord
+from corral.wire.bulk import ChangeLabelsRequest, LabelsModel
 from corral.wire.models import (
     CreateRequest,
     ExecRequest,
@@ -37,17 +39,37 @@ Who = Annotated[Caller, Depends(caller)]
 def list_instances(
     app: App, policy: Policy,
     node: Annotated[str | None, Query(description="only this member's instances")] = None,
+    selector: Annotated[str | None, Query(
+        description="labels to match: role=web,tier!=db,backup,!legacy")] = None,
 ) -> Response:
     """Every instance of every member (an owner: its own); the other members' as they
-    published them in the cluster store. The JSON is made by ``convert.instances_json``
-    (the same as the models'; ``response_model`` stays for the OpenAPI schema)."""
+    published them in the cluster store. With ``selector``: this member's instances whose
+    labels match (other members publish no labels yet). The JSON is made by
+    ``convert.instances_json`` (the same as the models'; ``response_model`` stays for the
+    OpenAPI schema)."""
+    chosen = None if selector is None else parse_selector(selector)
     views = []
     if node is None or node == app.instances.node:
         views = app.instances.list_all(
-            lambda records: policy.instances(records, lambda r: r.owner))
+            lambda records: policy.instances(records, lambda r: r.owner), chosen)
+    if chosen is not None:
+        return Response(convert.instances_json(views), media_type="application/json")
     others = policy.instances(app.cluster.remote_instances(node), lambda i: i.owner)
     published = [convert.published(i) for i in sorted(others, key=lambda i: i.name)]
     return Response(convert.instances_json(views, published), media_type="application/json")
+
+
+@router.get("/{ref}/labels", response_model=LabelsModel)
+def show_labels(ref: str, app: App, policy: Policy) -> LabelsModel:
+    rec = policy.find_instance(app.store.get_instance, ref)
+    return LabelsModel(instance=rec.name, labels=app.store.labels(rec.id))
+
+
+@router.patch("/{ref}/labels", response_model=LabelsModel)
+def change_labels(ref: str, body: ChangeLabelsRequest, app: App) -> LabelsModel:
+    """Set (``set``: key -> value) and remove (``unset``: keys) labels in one change."""
+    labels = app.labels.change(ref, body.set, body.unset)
+    return LabelsModel(instance=app.store.get_instance(ref).name, labels=labels)
 
 
 @router.post("", response_model=OperationModel, status_code=202)

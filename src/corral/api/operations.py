@@ -17,10 +17,13 @@ App = Annotated[Corral, Depends(corral)]
 
 @router.get("", response_model=list[OperationModel])
 def list_operations(
-    app: App, policy: Policy, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    app: App, policy: Policy, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    children: bool = False,
 ) -> list[OperationModel]:
-    """The newest operations (an owner: those it started)."""
-    found = app.store.list_operations(limit, requested_by=policy.operations_filter)
+    """The newest operations (an owner: those it started); the items of bulk operations
+    only with ``children``."""
+    found = app.store.list_operations(limit, requested_by=policy.operations_filter,
+                                      children=children)
     return [convert.operation(r) for r in found]
 
 
@@ -37,6 +40,13 @@ def operation_log(op_id: str, app: App, policy: Policy) -> list[OperationLogLine
     return [OperationLogLineModel(seq=ln.seq, time=ln.time, level=ln.level, logger=ln.logger,
                                   message=ln.message)
             for ln in app.operations.oplog.lines(full_id)]
+
+
+@router.get("/{op_id}/children", response_model=list[OperationModel])
+def list_children(op_id: str, app: App, policy: Policy) -> list[OperationModel]:
+    """The items of a bulk operation (one child operation each), in order."""
+    parent = policy.operation(app.store.get_operation(op_id), op_id)
+    return [convert.operation(r) for r in app.bulk.children(parent.id)]
 
 
 @router.get("/{op_id}/wait", response_model=OperationModel)

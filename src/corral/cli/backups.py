@@ -6,10 +6,12 @@ from typing import Annotated
 
 import typer
 
-from corral.cli import output
-from corral.cli.common import client, wait_for
+from corral.cli import bulk, output
+from corral.cli.bulk import FailFastOpt, ParallelOpt, SelectorOpt
+from corral.cli.common import client, fail, wait_for
 from corral.cli.output import Format
 from corral.client.backups import BackupCalls
+from corral.domain.bulk import BulkAction
 from corral.wire.backups import (
     BackupModel,
     PruneRequest,
@@ -19,6 +21,7 @@ from corral.wire.backups import (
     TargetRequest,
     VerifyRequest,
 )
+from corral.wire.bulk import BulkRequestModel
 
 snapshot_app = typer.Typer(help="Snapshots (with --memory: the running state too)",
                            no_args_is_help=True)
@@ -46,11 +49,24 @@ def _follow(c: object, op: object, label: str, no_wait: bool) -> str:
 # Snapshots ------------------------------------------------------------------------------
 @snapshot_app.command("create")
 def snapshot_create(
-    name: str, snapshot: str,
+    args: Annotated[list[str], typer.Argument(
+        help="NAME SNAPSHOT; several: NAME... SNAPSHOT; with --selector: SNAPSHOT",
+        metavar="NAME... SNAPSHOT")],
     memory: Annotated[bool, typer.Option("--memory", help="include the running state")] = False,
-    no_wait: NoWait = False,
+    no_wait: NoWait = False, selector: SelectorOpt = None,
+    parallel: ParallelOpt = bulk.PARALLEL, fail_fast: FailFastOpt = False,
 ) -> None:
-    """Snapshot an instance (running or stopped)."""
+    """Snapshot an instance (running or stopped), or many under one snapshot name."""
+    if (selector is None and len(args) < 2) or (selector is not None and len(args) != 1):
+        fail("give NAME SNAPSHOT (several names: NAME... SNAPSHOT; --selector: SNAPSHOT)")
+    *refs, snapshot = args
+    chosen = bulk.names(refs)
+    if bulk.is_bulk(chosen, selector):
+        bulk.run(BulkRequestModel(action=BulkAction.SNAPSHOT, names=chosen, selector=selector,
+                                  parallel=parallel, fail_fast=fail_fast, snapshot=snapshot,
+                                  memory=memory), no_wait)
+        return
+    name = chosen[0]
     with client() as c:
         _follow(c, BackupCalls(c).snapshot(name, snapshot, memory), f"snapshot {name}", no_wait)
     output.console.print(f"Snapshot {snapshot} of {name} created")
@@ -151,8 +167,22 @@ ToOpt = Annotated[str, typer.Option("--to", "--target", help="target name, /dir 
 
 
 @backup_app.command("create")
-def backup_create(name: str, to: ToOpt, key_file: KeyOpt = None, no_wait: NoWait = False) -> None:
-    """Back up an instance online (it keeps running) into a target."""
+def backup_create(
+    to: ToOpt,
+    refs: Annotated[list[str] | None, typer.Argument(
+        help="instance name(s); brace ranges expanded; none with --selector")] = None,
+    key_file: KeyOpt = None, no_wait: NoWait = False,
+    selector: SelectorOpt = None, parallel: ParallelOpt = bulk.PARALLEL,
+    fail_fast: FailFastOpt = False,
+) -> None:
+    """Back up instances online (they keep running) into a target."""
+    chosen = bulk.names(refs)
+    if bulk.is_bulk(chosen, selector):
+        bulk.run(BulkRequestModel(action=BulkAction.BACKUP, names=chosen, selector=selector,
+                                  parallel=parallel, fail_fast=fail_fast, target=to,
+                                  key_file=key_file), no_wait)
+        return
+    name = chosen[0]
     with client() as c:
         calls = BackupCalls(c)
         _follow(c, calls.backup(name, to, key_file), f"backup {name}", no_wait)

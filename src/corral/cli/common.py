@@ -37,6 +37,15 @@ def client() -> Iterator[CorralClient]:
 def wait_for(c: CorralClient, op: OperationModel, label: str,
              quiet: bool = False) -> OperationModel:
     """Follow an operation to its end with a progress bar; exit non-zero if it failed."""
+    done = follow(c, op, label, quiet)
+    if done.status is not OperationStatus.SUCCESS:
+        fail(f"{label} failed: {done.error or done.status} (operation {done.id})")
+    return done
+
+
+def follow(c: CorralClient, op: OperationModel, label: str,
+           quiet: bool = False) -> OperationModel:
+    """Follow an operation to its end with a progress bar (on a terminal); its final record."""
     if op.status.final:  # it ended while the daemon held the answer (``wait``)
         done = op
     elif quiet or not sys.stderr.isatty():
@@ -52,8 +61,6 @@ def wait_for(c: CorralClient, op: OperationModel, label: str,
                 bar.update(task, completed=current.progress, phase=current.phase)
 
             done = c.wait(op.id, on_progress=show)
-    if done.status is not OperationStatus.SUCCESS:
-        fail(f"{label} failed: {done.error or done.status} (operation {done.id})")
     return done
 
 

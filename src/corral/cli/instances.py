@@ -10,12 +10,17 @@ from typing import Annotated
 
 import typer
 
-from corral.cli import output
+from corral.cli import bulk, output
+from corral.cli.bulk import FailFastOpt, ParallelOpt, SelectorOpt, YesOpt
 from corral.cli.common import client, each, fail, wait_for
 from corral.cli.output import Format
 from corral.cli.resources import assignments
 from corral.client import ApiError, CorralClient
 from corral.client.client import ExecOutcome
+from corral.domain.bulk import BulkAction, numbered
+from corral.domain.errors import CorralError
+from corral.domain.labels import parse_assignments
+from corral.wire.bulk import BulkCreate, BulkRequestModel
 from corral.wire.models import CreateRequest, InstanceModel, ResourcesModel, StopRequest
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or yaml")]
@@ -23,7 +28,9 @@ NoWait = Annotated[bool, typer.Option("--no-wait", help="print the operation id 
 
 
 def create(
-    name: Annotated[str, typer.Argument(help="a DNS label, e.g. web1")],
+    name: Annotated[str, typer.Argument(
+        help="a DNS label, e.g. web1; several names or a brace range (web-{1..100}) make "
+             "many at once")],
     type_: Annotated[str, typer.Option("--type", "-t", help="ct (container) or vm")],
     template: Annotated[str, typer.Option("--template", help="e.g. tiny")] = "tiny",
     cpus: Annotated[str | None, typer.Option(help="virtual CPUs")] = None,
@@ -43,10 +50,37 @@ def create(
     node: Annotated[str | None, typer.Option(
         help="in a cluster: the member to create it on (default: placement picks one)")]
         = None,
+    count: Annotated[int | None, typer.Option(
+        "--count", help="make N instances named NAME-1 … NAME-N (or NAME with {n} in it)")
+    ] = None,
+    parallel: ParallelOpt = bulk.PARALLEL,
+    label: Annotated[list[str] | None, typer.Option(
+        "--label", help="key=value label on the new instance(s), repeatable")] = None,
     settings: Annotated[list[str] | None, typer.Argument(
         help="resource key=value … as for `corral set` (e.g. cpu_limit=50 io_iops=300)")] = None,
 ) -> None:
     """Create an instance from a template, or a VM from a disk image or an ISO."""
+    extra = [s for s in settings or [] if "=" not in s]  # more names (a shell's web-{1..3})
+    settings = [s for s in settings or [] if "=" in s]
+    try:
+        labels = parse_assignments(label) if label else {}
+        made_names = (numbered(name, count) if count is not None and not extra
+                      else bulk.names([name, *extra]))
+    except CorralError as exc:
+        fail(exc.message)
+    if count is not None and extra:
+        fail("--count takes one name pattern")
+    if len(made_names) > 1 or count is not None:
+        if image or iso or node:
+            fail("--image, --iso and --node make one instance at a time (a bulk create "
+                 "runs on this host)")
+        spec = BulkCreate(type=type_, template=template, cpus=cpus, memory=memory, disk=disk,
+                          privileged=privileged, start=start, resources=assignments(settings),
+                          pool=pool, owner=owner, labels=labels)
+        bulk.run(BulkRequestModel(action=BulkAction.CREATE, names=made_names,
+                                  parallel=parallel, create=spec), no_wait)
+        return
+    name = made_names[0]
     request = CreateRequest(
         name=name, type=type_, template=template, cpus=cpus, memory=memory, disk=disk,
         privileged=privileged, start=start, resources=assignments(settings), pool=pool,
@@ -58,6 +92,8 @@ def create(
             print(op.id)
             return
         wait_for(c, op, f"create {name}")
+        if labels:
+            c.change_labels(name, labels)
         made = c.get_instance(name)
     where = f" on {made.node}" if node is None and made.node else ""
     output.console.print(f"Created {made.type} [bold]{made.name}[/] (id {made.id}), "
@@ -69,32 +105,58 @@ def _absolute(path: str | None) -> str | None:
     return None if path is None else os.path.abspath(path)
 
 
-def start(refs: Annotated[list[str], typer.Argument(help="names or ids")], no_wait: NoWait = False,
-          ) -> None:
+RefsArg = Annotated[list[str] | None, typer.Argument(
+    help="names or ids (brace ranges such as web-{1..10} expanded)")]
+
+
+def _lifecycle(action: BulkAction, refs: list[str] | None, selector: str | None,
+               parallel: int, fail_fast: bool, no_wait: bool,
+               single: Callable[[list[str]], None], **options: object) -> None:
+    """One name: ``single`` (the command as ever). Several, or a selector: one bulk
+    operation with a result per instance."""
+    chosen = bulk.names(refs)
+    if not bulk.is_bulk(chosen, selector):
+        single(chosen)
+        return
+    request = BulkRequestModel.model_validate(dict(
+        action=action, names=chosen, selector=selector, parallel=parallel,
+        fail_fast=fail_fast, **options))
+    bulk.run(request, no_wait)
+
+
+def start(refs: RefsArg = None, selector: SelectorOpt = None, parallel: ParallelOpt = bulk.PARALLEL,
+          fail_fast: FailFastOpt = False, no_wait: NoWait = False) -> None:
     """Start instances."""
-    each(refs, lambda c, r, w: c.action(r, "start", wait=w), "start", no_wait)
+    _lifecycle(BulkAction.START, refs, selector, parallel, fail_fast, no_wait,
+               lambda r: each(r, lambda c, r, w: c.action(r, "start", wait=w), "start", no_wait))
 
 
 def stop(
-    refs: Annotated[list[str], typer.Argument(help="names or ids")],
+    refs: RefsArg = None,
     force: Annotated[bool, typer.Option("--force", help="power off at once")] = False,
     timeout: Annotated[float, typer.Option(help="seconds of grace before forcing")] = 30.0,
-    no_wait: NoWait = False,
+    selector: SelectorOpt = None, parallel: ParallelOpt = bulk.PARALLEL,
+    fail_fast: FailFastOpt = False, no_wait: NoWait = False,
 ) -> None:
     """Shut instances down gracefully (then force after --timeout)."""
     body = StopRequest(force=force, timeout=timeout)
-    each(refs, lambda c, r, w: c.action(r, "stop", body, wait=w), "stop", no_wait)
+    _lifecycle(BulkAction.STOP, refs, selector, parallel, fail_fast, no_wait,
+               lambda r: each(r, lambda c, r, w: c.action(r, "stop", body, wait=w), "stop",
+                              no_wait), force=force, timeout=timeout)
 
 
 def restart(
-    refs: Annotated[list[str], typer.Argument(help="names or ids")],
+    refs: RefsArg = None,
     force: Annotated[bool, typer.Option("--force")] = False,
     timeout: Annotated[float, typer.Option()] = 30.0,
-    no_wait: NoWait = False,
+    selector: SelectorOpt = None, parallel: ParallelOpt = bulk.PARALLEL,
+    fail_fast: FailFastOpt = False, no_wait: NoWait = False,
 ) -> None:
     """Stop and start instances."""
     body = StopRequest(force=force, timeout=timeout)
-    each(refs, lambda c, r, w: c.action(r, "restart", body, wait=w), "restart", no_wait)
+    _lifecycle(BulkAction.RESTART, refs, selector, parallel, fail_fast, no_wait,
+               lambda r: each(r, lambda c, r, w: c.action(r, "restart", body, wait=w),
+                              "restart", no_wait), force=force, timeout=timeout)
 
 
 def suspend(refs: Annotated[list[str], typer.Argument()], no_wait: NoWait = False) -> None:
@@ -108,12 +170,20 @@ def resume(refs: Annotated[list[str], typer.Argument()], no_wait: NoWait = False
 
 
 def delete(
-    refs: Annotated[list[str], typer.Argument()],
+    refs: RefsArg = None,
     force: Annotated[bool, typer.Option("--force", help="stop it first if running")] = False,
-    no_wait: NoWait = False,
+    selector: SelectorOpt = None, parallel: ParallelOpt = bulk.PARALLEL,
+    fail_fast: FailFastOpt = False, yes: YesOpt = False, no_wait: NoWait = False,
 ) -> None:
-    """Delete instances and their disks."""
-    each(refs, lambda c, r, _w: c.delete_instance(r, force=force), "delete", no_wait)
+    """Delete instances and their disks (more than 3, or by --selector: asks first)."""
+    chosen = bulk.names(refs)
+    if not bulk.is_bulk(chosen, selector):
+        each(chosen, lambda c, r, _w: c.delete_instance(r, force=force), "delete", no_wait)
+        return
+    with client() as c:
+        chosen = bulk.confirm_delete(c, chosen, selector, yes)
+    bulk.run(BulkRequestModel(action=BulkAction.DELETE, names=chosen, parallel=parallel,
+                              fail_fast=fail_fast, force=force), no_wait)
 
 
 def _row(i: InstanceModel) -> list[str]:
@@ -126,10 +196,12 @@ def list_(
     fmt: FormatOpt = Format.table,
     node: Annotated[str | None, typer.Option(
         "--node", help="only the instances of this cluster member")] = None,
+    selector: SelectorOpt = None,
 ) -> None:
-    """List instances (in a cluster: of every member, NODE says where)."""
+    """List instances (in a cluster: of every member, NODE says where; with --selector:
+    this member's instances whose labels match)."""
     with client() as c:
-        items = c.list_instances(node)
+        items = c.list_instances(node, selector)
     if not output.emit_structured(items, fmt):
         columns = ["ID", "NAME", "TYPE", "STATE", "CPUS", "MEMORY", "DISK", "IP", "OWNER",
                    "NODE"]
@@ -169,18 +241,35 @@ def info(ref: Annotated[str, typer.Argument()], fmt: FormatOpt = Format.table) -
         ("ip", ", ".join(i.ip) or "-"), ("pid", str(i.pid or "-")),
         *([("agent", i.agent)] if i.agent else []),
         ("owner", i.owner or "-"), ("node", i.node),
+        ("labels", ",".join(f"{k}={v}" for k, v in sorted(i.labels.items())) or "-"),
         ("created", i.created_at), ("operation", i.operation or "-"),
     ])
 
 
 def exec_(
-    ref: Annotated[str, typer.Argument(help="instance name or id")],
+    ref: Annotated[str, typer.Argument(
+        help="instance name or id; several: web1,web2 or web-{1..3}; none with --selector")],
     argv: Annotated[list[str], typer.Argument(help="the command, after --")],
     timeout: Annotated[float, typer.Option(
         help="seconds before the command is killed; 0: no limit")] = 0,
     stdin: Annotated[bool, typer.Option("--stdin", "-i", help="send this command's stdin")] = False,
+    selector: SelectorOpt = None, parallel: ParallelOpt = bulk.PARALLEL,
+    fail_fast: FailFastOpt = False,
 ) -> None:
-    """Run a command inside an instance; exit with its exit code."""
+    """Run a command inside an instance; exit with its exit code. On several instances:
+    a result per instance (exit status, last line of output), exit 1 if any failed."""
+    if selector is not None:  # no instance argument: the first word is the command's
+        argv, chosen = [ref, *argv], []
+    else:
+        chosen = bulk.names(ref.split(","))
+    if bulk.is_bulk(chosen, selector):
+        if stdin:
+            fail("--stdin runs on one instance at a time")
+        bulk.run(BulkRequestModel(action=BulkAction.EXEC, names=chosen, selector=selector,
+                                  parallel=parallel, fail_fast=fail_fast, argv=argv,
+                                  timeout=timeout or None))
+        return
+    ref = chosen[0]
     data = sys.stdin.buffer.read() if stdin else b""
     with client() as c:
         done = _run_saying_why_it_waits(c, ref, argv, data, timeout or None)

@@ -14,6 +14,7 @@ from corral.cli import (
     console,
     host,
     instances,
+    labels,
     migration,
     networks,
     operations,
@@ -60,6 +61,7 @@ host.host_app.command("cordon")(cluster.host_cordon)
 host.host_app.command("uncordon")(cluster.host_uncordon)
 app.add_typer(cluster.cluster_app, name="cluster")
 
+app.add_typer(labels.label_app, name="label")
 app.add_typer(users.user_app, name="user")
 app.command()(users.owner)
 app.command()(users.whoami)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from corral.cli import output
+from corral.cli.bulk import result_rows
 from corral.cli.common import client, fail, wait_for
 from corral.cli.output import Format
 from corral.domain.statuses import OperationStatus
@@ -41,13 +42,21 @@ def show(op_id: str, fmt: FormatOpt = Format.table,
     with client() as c:
         op = c.get_operation(op_id)
         lines = c.operation_log(op.id) if with_log else None
-    if lines is not None and fmt is not Format.table:
-        output.emit_structured({"operation": op.model_dump(mode="json"),
-                                "log": [ln.model_dump(mode="json") for ln in lines]}, fmt)
+        items = c.children(op.id)
+    structured: dict[str, object] = {"operation": op.model_dump(mode="json")} if lines is not None \
+        else dict(op.model_dump(mode="json"))
+    if lines is not None:
+        structured["log"] = [ln.model_dump(mode="json") for ln in lines]
+    if items:
+        structured["children"] = [i.model_dump(mode="json") for i in items]
+    if fmt is not Format.table:
+        output.emit_structured(structured if lines is not None or items else op, fmt)
         return
-    if not output.emit_structured(op, fmt):
-        output.key_values(list(zip(["id", "action", "instance", "status", "progress", "phase",
-                                    "created", "error"], _row(op), strict=True)))
+    output.key_values(list(zip(["id", "action", "instance", "status", "progress", "phase",
+                                "created", "error"], _row(op), strict=True)))
+    if items:  # a bulk operation: its items
+        output.table(["NAME", "RESULT", "MESSAGE", "OPERATION"], [
+            [*row, item.id] for row, item in zip(result_rows(items), items, strict=True)])
     if lines is not None:
         print()
         for ln in lines:  # plain lines, never wrapped or cut: read and grepped

@@ -16,6 +16,7 @@ from corral.client.storage import StorageCalls
 from corral.client.transport import ApiError as ApiError
 from corral.client.transport import HttpTransport, raise_for
 from corral.client.unixhttp import UnixHttp, Unreachable
+from corral.wire.bulk import BulkRequestModel, ChangeLabelsRequest, LabelsModel
 from corral.wire.capacity import CapacityCaseModel
 from corral.wire.history import HistoryModel
 from corral.wire.models import (
@@ -160,10 +161,33 @@ class CorralClient(StorageCalls):
         )
 
     # Instances ------------------------------------------------------------------------
-    def list_instances(self, node: str | None = None) -> list[InstanceModel]:
-        """Every instance of every cluster member (``node``: of that member only)."""
+    def list_instances(self, node: str | None = None,
+                       selector: str | None = None) -> list[InstanceModel]:
+        """Every instance of every cluster member (``node``: of that member only;
+        ``selector``: those whose labels match, e.g. ``role=web``)."""
         params = {} if node is None else {"node": node}
+        if selector is not None:
+            params["selector"] = selector
         return self._models(InstanceModel, "GET", "/api/v1/instances", params=params)
+
+    def labels(self, ref: str) -> dict[str, str]:
+        return LabelsModel.model_validate(
+            self._request("GET", f"/api/v1/instances/{ref}/labels")).labels
+
+    def change_labels(self, ref: str, set_: dict[str, str] | None = None,
+                      unset: list[str] | None = None) -> dict[str, str]:
+        body = ChangeLabelsRequest(set=set_ or {}, unset=unset or []).model_dump()
+        return self._model(LabelsModel, "PATCH", f"/api/v1/instances/{ref}/labels",
+                           json=body).labels
+
+    def bulk(self, request: BulkRequestModel) -> OperationModel:
+        """Start one action on many instances; the parent operation (its items:
+        ``children``)."""
+        return self._model(OperationModel, "POST", "/api/v1/bulk",
+                           json=request.model_dump(mode="json"))
+
+    def children(self, op_id: str) -> list[OperationModel]:
+        return self._models(OperationModel, "GET", f"/api/v1/operations/{op_id}/children")
 
     def get_instance(self, ref: str) -> InstanceModel:
         return self._model(InstanceModel, "GET", f"/api/v1/instances/{ref}")

@@ -12,13 +12,17 @@ class OperationStatus(StrEnum):
     SUCCESS = "success"
     FAILURE = "failure"
     CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    """An item of a bulk operation that was not done: already so, or not reached after a
+    cancel or a --fail-fast stop (its phase says which)."""
 
     @property
     def final(self) -> bool:
         return self in FINAL
 
 
-FINAL = frozenset({OperationStatus.SUCCESS, OperationStatus.FAILURE, OperationStatus.CANCELLED})
+FINAL = frozenset({OperationStatus.SUCCESS, OperationStatus.FAILURE, OperationStatus.CANCELLED,
+                   OperationStatus.SKIPPED})
 UNFINISHED = frozenset({OperationStatus.PENDING, OperationStatus.RUNNING})
 
 

@@ -35,9 +35,19 @@ OWNER_ACTIONS = frozenset({
     "version", "whoami",
     "list_instances", "show_instance",
     "list_targets", "list_backups", "show_backup", "create_backup", "restore_backup",
-    "list_operations", "show_operation", "wait_operation",
+    "list_operations", "show_operation", "wait_operation", "list_children",
+    "run_bulk", "show_labels",
 })
-"""API routes (by name) an owner may call; every other route is admin-only."""
+"""API routes (by name) an owner may call; every other route is admin-only. ``run_bulk`` is
+gated again per action (``Access.bulk``)."""
+
+BULK_ROUTES = {
+    "create": "create_instance", "start": "start_instance", "stop": "stop_instance",
+    "restart": "restart_instance", "delete": "delete_instance", "snapshot": "create_snapshot",
+    "backup": "create_backup", "exec": "exec_in_instance",
+}
+"""A bulk action -> the route of the same action on one instance: a bulk request is allowed
+exactly when each of its items would be."""
 
 ADMIN_ACTIONS = frozenset({
     # users and roles
@@ -94,6 +104,12 @@ class Access:
     def require(self, action: str) -> None:
         if not self.may(action):
             raise Forbidden(f"{self.caller.describe()} may not {describe(action)}")
+
+    def bulk(self, action: str) -> None:
+        """A bulk ``action`` is allowed as the single-instance route it repeats; its items
+        are then only the caller's instances (``owns``): another owner's named instance
+        fails as a missing one, a selector never picks it."""
+        self.require(BULK_ROUTES[action])
 
     def websocket(self, what: str) -> None:
         """Events and consoles: admins and operators (an owner's stream would need filtering)."""

@@ -226,12 +226,8 @@ class CapacityService:
         return ksm.status(self.ksm_root)
 
     def allocated(self) -> Amounts:
-        rows = self.store.list_instances()
-        return Amounts(
-            cpu=sum(r.resources.cpus for r in rows),
-            memory=sum(r.resources.memory for r in rows),
-            disk=sum(r.resources.disk for r in rows) + self.data_disks(),
-        )
+        cpu, memory, disk = self.store.allocated()
+        return Amounts(cpu=cpu, memory=memory, disk=disk + self.data_disks())
 
     @contextlib.contextmanager
     def admit(self, new: Resources, old: Resources | None) -> Iterator[None]:

@@ -107,6 +107,7 @@ class Corral:
         self._wire_migration(settings, node)
         self._wire_history(settings)
         self._wire_cluster(settings, node)
+        self._wire_bulk()
 
     def _wire_history(self, settings: Settings) -> None:
         from corral.services.history import HistorySampler, read_all
@@ -154,6 +155,21 @@ class Corral:
         except NotFound:
             return None
         return Caller(found.name, found.role)
+
+    def _wire_bulk(self) -> None:
+        from corral.services.bulk import BulkService, CreateSpec
+        from corral.services.bulk_local import LocalRunner
+        from corral.services.labels import LabelService
+
+        self.labels = LabelService(self.store, self.events)
+        self.bulk = BulkService(self.store, self.operations,
+                                LocalRunner(self.instances, self.snapshots, self.backups))
+
+        def check_create(spec: CreateSpec) -> None:
+            self.instances.driver(Kind.parse(spec.kind))
+            self.templates.get(spec.template)
+
+        self.bulk.check_create = check_create
 
     def _nic_devices(self, ref: str) -> list[str]:
         return [nic.host_ifname for _name, nic in self.networks.list_nics(ref)]

@@ -6,9 +6,9 @@ import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -16,6 +16,7 @@ from corral.cluster.store import Reservation
 from corral.domain import lifecycle
 from corral.domain.errors import HostFailure, InvalidInput, Unsupported
 from corral.domain.instance import InstanceSpec, Kind
+from corral.domain.labels import Selector
 from corral.domain.lifecycle import Action, State
 from corral.domain.names import FIRST_ID, validate_name
 from corral.domain.resources import Resources, apply_settings
@@ -74,6 +75,7 @@ class InstanceView:
     operation: str | None
     addresses: tuple[str, ...] = ()
     """Assigned NIC addresses (nics.json) merged with what the runtime reports, deduplicated."""
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 class InstanceService:
@@ -135,19 +137,21 @@ class InstanceService:
         return driver
 
     def view(self, rec: InstanceRecord) -> InstanceView:
-        return self._view(rec, lambda: self.driver(rec.kind).status(self.spec(rec)))
+        return self._view(rec, lambda: self.driver(rec.kind).status(self.spec(rec)),
+                          self.store.labels(rec.id))
 
-    def _view(self, rec: InstanceRecord, read: Callable[[], RuntimeStatus]) -> InstanceView:
+    def _view(self, rec: InstanceRecord, read: Callable[[], RuntimeStatus],
+              labels: Mapping[str, str]) -> InstanceView:
         """The row corrected by the runtime (``read``), unless an operation holds it."""
         assigned = list(self._assigned.get(f"{self._directory}/{rec.id}"))
         holder = self.ops.locks.holder(rec.name)
         if holder is not None or rec.state in (State.CREATING, State.DELETING):
-            return InstanceView(rec, rec.state, None, holder, tuple(assigned))
+            return InstanceView(rec, rec.state, None, holder, tuple(assigned), labels)
         try:
             runtime = read()
         except Exception as exc:  # a broken runtime must not hide the instance from `list`
             log.warning("status of %s failed: %s", rec.name, exc)
-            return InstanceView(rec, State.ERROR, None, None, tuple(assigned))
+            return InstanceView(rec, State.ERROR, None, None, tuple(assigned), labels)
         for reported in runtime.addresses:
             address = reported.split("/", 1)[0]
             if address not in assigned:
@@ -158,7 +162,7 @@ class InstanceService:
             self.events.publish(
                 "instance.state", instance=rec.name, state=state.value, previous=rec.state.value
             )
-        return InstanceView(rec, state, runtime, None, tuple(assigned))
+        return InstanceView(rec, state, runtime, None, tuple(assigned), labels)
 
     def runtime_statuses(self, records: list[InstanceRecord]) -> dict[int, RuntimeStatus]:
         """The runtime state of ``records``, one batch read per driver (no process per
@@ -174,12 +178,16 @@ class InstanceService:
 
     def list_all(
         self, keep: Callable[[list[InstanceRecord]], list[InstanceRecord]] | None = None,
+        selector: Selector | None = None,
     ) -> list[InstanceView]:
-        """Every instance, or those ``keep`` keeps (only they are asked for their runtime
-        state, all in one batch per driver)."""
+        """Every instance, or those ``keep`` keeps and ``selector`` matches (only they are
+        asked for their runtime state, all in one batch per driver)."""
         records = self.store.list_instances()
+        labels = self.store.all_labels()
         if keep is not None:
             records = keep(records)
+        if selector is not None:
+            records = [r for r in records if selector.matches(labels.get(r.id, {}))]
         asked = [rec for rec in records if rec.state not in (State.CREATING, State.DELETING)
                  and self.ops.locks.holder(rec.name) is None]
         found = self.runtime_statuses(asked)
@@ -195,7 +203,7 @@ class InstanceService:
                 return status
             return read
 
-        return [self._view(rec, reader(rec)) for rec in records]
+        return [self._view(rec, reader(rec), labels.get(rec.id, {})) for rec in records]
 
     def get(self, ref: str) -> InstanceView:
         return self.view(self.store.get_instance(ref))

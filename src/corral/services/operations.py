@@ -35,6 +35,10 @@ _run_here: ContextVar[list[Callable[[], None]] | None] = ContextVar("corral_run_
                                                                 default=None)
 """Set by ``execute``: operations submitted meanwhile run on the submitting thread."""
 
+_item_of: ContextVar[tuple[str, str] | None] = ContextVar("corral_item_of", default=None)
+"""Set by ``run_item``: (parent operation, child id) the next submitted operation records
+itself as -- an item of a bulk operation, under the id its pending row already has."""
+
 
 class Cancelled(CorralError):
     code = "cancelled"
@@ -45,12 +49,14 @@ class OperationContext:
     """Handed to the work function: report progress, check for cancellation."""
 
     def __init__(self, manager: OperationManager, op_id: str, instance: str | None,
-                 user: str | None = None) -> None:
+                 user: str | None = None, parent: str | None = None) -> None:
         self._manager = manager
         self.id = op_id
         self.instance = instance
         self.user = user
         self.phase: str | None = None
+        self.parent = parent
+        self.holds_lock = instance is not None
         self.cancel_requested = threading.Event()
         self.settled: tuple[int, State] | None = None
         self.result: str | None = None
@@ -102,23 +108,29 @@ class OperationManager:
 
     def submit(
         self, action: str, instance: str | None, work: Work,
-        during: tuple[int, State] | None = None,
+        during: tuple[int, State] | None = None, lock: bool = True,
     ) -> OperationRecord:
         """Lock ``instance`` (Busy if held), record the operation and run ``work`` in a thread.
         ``during``: (instance id, state) the instance is in while ``work`` runs, committed
-        with the operation's record."""
-        op_id = str(uuid.uuid4())
+        with the operation's record; ``lock=False``: the operation names ``instance`` but
+        does not hold its lock (a command run inside it)."""
+        item = _item_of.get()
+        parent, op_id = item if item is not None else (None, str(uuid.uuid4()))
+        if item is not None:
+            _item_of.set(None)  # the item is this operation, not any it submits in turn
         user = requester.get()
-        if instance is not None:
-            self.locks.acquire(instance, op_id, action)
+        locked = instance if lock else None
+        if locked is not None:
+            self.locks.acquire(locked, op_id, action)
         try:
             record = self.store.insert_operation(op_id, action, instance, instance_state=during,
-                                                 requested_by=user)
+                                                 requested_by=user, parent=parent)
         except BaseException:
-            if instance is not None:
-                self.locks.release(instance, op_id)
+            if locked is not None:
+                self.locks.release(locked, op_id)
             raise
-        ctx = OperationContext(self, op_id, instance, user)
+        ctx = OperationContext(self, op_id, instance, user, parent)
+        ctx.holds_lock = locked is not None
         self.oplog.begin(op_id)
         with self._guard:
             self._done[op_id] = threading.Event()
@@ -151,6 +163,23 @@ class OperationManager:
         self._pool.submit(contextvars.copy_context().run, self._submit_and_run, submit,
                           report, at_end, submission)
         return submission
+
+    def run_item(self, parent: str, child: str,
+                 submit: Callable[[], OperationRecord]) -> OperationRecord:
+        """Run one item of bulk operation ``parent`` on this thread: the operation
+        ``submit()`` submits is recorded as ``child`` (its pending row) and its work runs
+        here; its final record. A refused ``submit`` raises (the child stays pending: the
+        caller records why)."""
+        runners: list[Callable[[], None]] = []
+        here, item = _run_here.set(runners), _item_of.set((parent, child))
+        try:
+            record = submit()
+        finally:
+            _item_of.reset(item)
+            _run_here.reset(here)
+        for run in runners:
+            run()
+        return self.wait(record.id, None)
 
     def _submit_and_run(self, submit: Callable[[], OperationRecord], report: Reported,
                         at_end: bool, submission: Submission) -> None:
@@ -204,7 +233,7 @@ class OperationManager:
         finally:
             # released only once the instance's new state is committed: the next operation
             # on it must not read the state this one leaves behind before it is written
-            if ctx.instance is not None:
+            if ctx.instance is not None and ctx.holds_lock:
                 self.locks.release(ctx.instance, ctx.id)
         with self._guard:
             done = self._done.pop(ctx.id, None)
@@ -260,6 +289,10 @@ class OperationManager:
         if ctx is None:
             raise NotFound(f"operation '{op_id}' is not running in this daemon")
         ctx.cancel_requested.set()
+        with self._guard:  # a bulk operation's running items (it starts no new ones)
+            items = [c for c in self._contexts.values() if c.parent == op_id]
+        for item in items:
+            item.cancel_requested.set()
         return self.store.get_operation(op_id)
 
     def fail_orphans(self) -> int:

@@ -56,6 +56,8 @@ class OperationRecord:
     created_at: datetime
     updated_at: datetime
     requested_by: str | None = None
+    parent: str | None = None
+    """The bulk operation this one is an item of (None: a top-level operation)."""
 
 
 def unknown_user(name: str) -> InvalidInput:
@@ -78,14 +80,18 @@ INSTANCES: Mapper[InstanceRecord] = Mapper(
 OPERATIONS: Mapper[OperationRecord] = Mapper(
     "operations",
     ("id", "action", "instance", "status", "progress", "phase", "error", "created_at",
-     "updated_at", "requested_by"),
+     "updated_at", "requested_by", "parent"),
     lambda r: OperationRecord(
         id=r[0], action=r[1], instance=r[2], status=OperationStatus(r[3]), progress=r[4],
         phase=r[5], error=r[6], created_at=from_sql_datetime(r[7]),
-        updated_at=from_sql_datetime(r[8]), requested_by=r[9]),
+        updated_at=from_sql_datetime(r[8]), requested_by=r[9], parent=r[10]),
     lambda o: (o.id, o.action, o.instance, o.status.value, o.progress, o.phase, o.error,
-               to_sql_datetime(o.created_at), to_sql_datetime(o.updated_at), o.requested_by),
+               to_sql_datetime(o.created_at), to_sql_datetime(o.updated_at), o.requested_by,
+               o.parent),
 )
+_UPSERT_OPERATION = OPERATIONS.insert + " ON CONFLICT(id) DO UPDATE SET " + ", ".join(
+    f"{c} = excluded.{c}" for c in OPERATIONS.columns if c not in ("id", "created_at"))
+"""A child of a bulk operation is recorded pending first; it becomes running in place."""
 
 _SET_STATE = "UPDATE instances SET state = ? WHERE id = ?"
 
@@ -155,6 +161,47 @@ class StateStore:
             conn.execute(INSTANCES.insert, INSTANCES.dump(record))
             return record
 
+    def allocated(self) -> tuple[int, int, int]:
+        """(CPUs, memory bytes, disk bytes) every instance is given, summed by SQLite: one
+        query, no row parsed here (an admission check runs on every create, under a lock)."""
+        row = self.db.one(
+            "SELECT COALESCE(SUM(json_extract(resources, '$.cpus')), 0), "
+            "COALESCE(SUM(json_extract(resources, '$.memory')), 0), "
+            "COALESCE(SUM(json_extract(resources, '$.disk')), 0) FROM instances")
+        assert row is not None  # an aggregate always answers one row
+        return int(row[0]), int(row[1]), int(row[2])
+
+    # Labels ---------------------------------------------------------------------------
+    def labels(self, instance_id: int) -> dict[str, str]:
+        return dict(self.db.all(
+            "SELECT key, value FROM instance_labels WHERE instance_id = ? ORDER BY key",
+            (instance_id,)))
+
+    def all_labels(self) -> dict[int, dict[str, str]]:
+        """Every instance's labels (those with none are left out), one query."""
+        found: dict[int, dict[str, str]] = {}
+        for instance_id, key, value in self.db.all(
+                "SELECT instance_id, key, value FROM instance_labels ORDER BY key"):
+            found.setdefault(instance_id, {})[key] = value
+        return found
+
+    def change_labels(self, instance_id: int, set_: Mapping[str, str],
+                      unset: list[str], check: Callable[[dict[str, str]], None]) -> dict[str, str]:
+        """Set and remove labels in one transaction; ``check`` sees the resulting set
+        (and may refuse it, changing nothing). The labels as they are then."""
+        with self.db.transaction() as conn:
+            current = dict(conn.execute(
+                "SELECT key, value FROM instance_labels WHERE instance_id = ?", (instance_id,)))
+            after = {k: v for k, v in {**current, **set_}.items() if k not in unset}
+            check(after)
+            conn.executemany("DELETE FROM instance_labels WHERE instance_id = ? AND key = ?",
+                             [(instance_id, k) for k in unset])
+            conn.executemany(
+                "INSERT INTO instance_labels (instance_id, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT(instance_id, key) DO UPDATE SET value = excluded.value",
+                [(instance_id, k, v) for k, v in set_.items() if k not in unset])
+        return dict(sorted(after.items()))
+
     def set_state(self, instance_id: int, state: State) -> None:
         self.db.execute(_SET_STATE, (state.value, instance_id))
 
@@ -186,19 +233,43 @@ class StateStore:
     def insert_operation(
         self, op_id: str, action: str, instance: str | None,
         instance_state: tuple[int, State] | None = None, requested_by: str | None = None,
+        parent: str | None = None,
     ) -> OperationRecord:
         """``instance_state``: (instance id, state) to set in the same transaction;
-        ``requested_by``: the user who started it (None: a built-in admin identity)."""
+        ``requested_by``: the user who started it (None: a built-in admin identity);
+        ``parent``: the bulk operation it is an item of (its pending row, if it has one
+        under ``op_id``, becomes this running one)."""
         now = utcnow()
         record = OperationRecord(
             id=op_id, action=action, instance=instance, status=OperationStatus.RUNNING,
             progress=0.0, phase="queued", error=None, created_at=now, updated_at=now,
-            requested_by=requested_by,
+            requested_by=requested_by, parent=parent,
         )
         with self.db.transaction() as conn:
-            conn.execute(OPERATIONS.insert, OPERATIONS.dump(record))
+            conn.execute(_UPSERT_OPERATION if parent else OPERATIONS.insert,
+                         OPERATIONS.dump(record))
             _set_state(conn, instance_state)
         return record
+
+    def insert_children(
+        self, parent: str, items: list[tuple[str, str, str | None]],
+        requested_by: str | None = None,
+    ) -> list[OperationRecord]:
+        """Pending child operations of ``parent``: (id, action, instance) each, one
+        transaction."""
+        now = utcnow()
+        records = [OperationRecord(
+            id=op_id, action=action, instance=instance, status=OperationStatus.PENDING,
+            progress=0.0, phase="queued", error=None, created_at=now, updated_at=now,
+            requested_by=requested_by, parent=parent) for op_id, action, instance in items]
+        with self.db.transaction() as conn:
+            conn.executemany(OPERATIONS.insert, [OPERATIONS.dump(r) for r in records])
+        return records
+
+    def children(self, parent: str) -> list[OperationRecord]:
+        """The items of a bulk operation, in the order they were recorded."""
+        return [OPERATIONS.load(r) for r in self.db.all(
+            f"{OPERATIONS.select} WHERE parent = ? ORDER BY rowid", (parent,))]
 
     def update_operation(
         self, op_id: str, *, status: OperationStatus | None = None,
@@ -236,13 +307,18 @@ class StateStore:
             raise NotFound(f"no operation '{op_id}'")
         return OPERATIONS.load(row)
 
-    def list_operations(self, limit: int = 100,
-                        requested_by: str | None = None) -> list[OperationRecord]:
-        """The newest ``limit`` operations (only those ``requested_by`` a user when given)."""
-        where, params = ("", [limit]) if requested_by is None else (
-            " WHERE requested_by = ?", [requested_by, limit])
+    def list_operations(self, limit: int = 100, requested_by: str | None = None,
+                        children: bool = False) -> list[OperationRecord]:
+        """The newest ``limit`` operations (only those ``requested_by`` a user when given;
+        the items of bulk operations only with ``children``)."""
+        clauses: list[str] = [] if children else ["parent IS NULL"]
+        params: list[object] = []
+        if requested_by is not None:
+            clauses.append("requested_by = ?")
+            params.append(requested_by)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         return [OPERATIONS.load(r) for r in self.db.all(
-            f"{OPERATIONS.select}{where} ORDER BY created_at DESC LIMIT ?", params)]
+            f"{OPERATIONS.select}{where} ORDER BY created_at DESC LIMIT ?", [*params, limit])]
 
     def unfinished_operations(self) -> list[OperationRecord]:
         marks = ", ".join("?" * len(UNFINISHED))

@@ -47,6 +47,7 @@ class InstanceModel(BaseModel):
     agent: str | None = None
     """A running VM's guest agent: "connected" (exec answers at once), or "waiting" while
     the guest boots; None where there is none (containers, foreign images, stopped VMs)."""
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class CreateRequest(BaseModel):
@@ -102,6 +103,8 @@ class OperationModel(BaseModel):
     updated_at: str
     requested_by: str | None = None
     """The user who started it (None: an administrator's built-in identity)."""
+    parent: str | None = None
+    """The bulk operation this one is an item of (GET /api/v1/operations/{id}/children)."""
 
 
 class OperationLogLineModel(BaseModel):

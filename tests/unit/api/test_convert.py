@@ -65,6 +65,7 @@ def test_every_change_shows() -> None:
         replace(base, runtime=None, state=State.STOPPED),
         replace(base, record=record(1, owner="bob")),
         replace(base, record=record(1, resources=Resources(memory=1 << 30))),
+        replace(base, labels={"role": "web"}),
     ]
     for view in changed:
         answer = convert.instances_json([view])

@@ -1,0 +1,203 @@
+"""Bulk throughput: instances created and started per second through one bulk request.
+
+* Corral: ``POST /api/v1/bulk`` create with ``start`` of N containers (and of M tiny VMs:
+  "started" = the runtime up, what `corral start` waits for), then a bulk stop and a bulk
+  delete of the same set; each timed from the request to the parent operation's end, as
+  items per second.
+* Ceilings, labelled as such (NOT the same work): ``lxc-start -d`` of K containers already
+  prepared -- Corral's own configs and root disks, mounted the way Corral mounts them, no
+  database, no API, no disk made -- and the very ``qemu-system-x86_64`` command lines of the
+  VMs (until daemonized: "up"), each run with the same parallelism. They bound what any
+  orchestration on this host could reach for "start a container" / "start a VM".
+
+Run as root: .venv/bin/python bench/bulk.py [--cts 100] [--vms 10] [--parallel 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from start import RawContainer, RawVm
+
+from corral.client import CorralClient
+from corral.domain.bulk import BulkAction
+from corral.domain.resources import Resources
+from corral.templates.builders.tiny import build_tiny
+from corral.wire.bulk import BulkCreate, BulkRequestModel
+from tests.integration.conftest import daemon_env, start_daemon, stop_daemon
+
+
+def raw_cgroup(state: Path) -> Path | None:
+    """A CPU cgroup beside the daemon's guests (under its cgroup root) for the raw QEMUs:
+    Corral places every guest under that root, which competes for the CPU as one group; a
+    raw QEMU left in this script's cgroup would compete as one more task of the host's root
+    group (on a busy shared host a very different share). None where the host has no such
+    hierarchy (then the raw side runs where this script runs: said in the output)."""
+    root = daemon_env(state)["CORRAL_CGROUP_ROOT"]
+    for base in (Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")):
+        if (base / root).is_dir() and (base / root / "cgroup.procs").exists():
+            group = base / root / "bench-raw"
+            group.mkdir(exist_ok=True)
+            return group
+    return None
+
+
+def launch_in(group: Path | None, argv: list[str]) -> None:
+    def enter() -> None:
+        if group is not None:
+            (group / "cgroup.procs").write_text(str(os.getpid()))
+
+    subprocess.run(argv, check=True, capture_output=True, preexec_fn=enter)
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(own, reaped children's) CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+CPU: list[str] = []
+
+
+def timed_bulk(c: CorralClient, request: BulkRequestModel,
+               daemon_pid: int | None = None) -> tuple[float, int]:
+    """Seconds from the request to the parent's end; how many items succeeded. With
+    ``daemon_pid``: corrald's CPU seconds per item (its own; the tools it ran) noted."""
+    before = cpu_seconds(daemon_pid) if daemon_pid else (0.0, 0.0)
+    began = time.monotonic()
+    parent = c.bulk(request)
+    done = c.wait(parent.id)
+    took = time.monotonic() - began
+    children = c.children(parent.id)
+    ok = sum(1 for ch in children if ch.status == "success")
+    if daemon_pid and ok:
+        after = cpu_seconds(daemon_pid)
+        CPU.append(f"{request.action.value} x{ok}: corrald {1000 * (after[0] - before[0]) / ok:.1f}"
+                   f" ms CPU per item, the tools it ran {1000 * (after[1] - before[1]) / ok:.1f}"
+                   " ms")
+    if done.status != "success":
+        failed = [f"{ch.instance}: {ch.error}" for ch in children if ch.status == "failure"]
+        print(f"  {request.action.value}: {done.error}; e.g. {failed[:3]}", file=sys.stderr)
+    return took, ok
+
+
+def row(what: str, count: int, seconds: float) -> str:
+    return f"{what:<58} | {count:>5} | {seconds:8.2f} s | {count / seconds:8.1f} /s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cts", type=int, default=100)
+    parser.add_argument("--vms", type=int, default=10)
+    parser.add_argument("--parallel", type=int, default=8)
+    parser.add_argument("--raw", type=int, default=-1,
+                        help="instances for the raw ceilings (default: all; 0: none)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root")
+    root = Path(tempfile.mkdtemp(prefix="corral-bench-bulk-"))
+    root.chmod(0o711)
+    state = root / "state"
+    state.mkdir()
+    template = build_tiny(state / "templates" / "tiny")
+    daemon = start_daemon(state, drivers="real")
+    rows: list[str] = []
+    raws: list[RawContainer] = []
+    raw_vms: list[RawVm] = []
+    try:
+        with daemon.client() as c:
+            # many tiny guests on 2 CPUs: over-commitment is what this measures around
+            c.set_policy({"cpu": "none", "memory": "none", "disk": "none"})
+            for kind, count in (("ct", args.cts), ("vm", args.vms)):
+                if count <= 0:
+                    continue
+                names = [f"b{kind}-{i}" for i in range(1, count + 1)]
+                spec = BulkCreate(type=kind, template="tiny", memory="64M" if kind == "ct"
+                                  else "128M", disk="64M", start=True)
+                took, ok = timed_bulk(c, BulkRequestModel(
+                    action=BulkAction.CREATE, names=names, parallel=args.parallel, create=spec),
+                    daemon.process.pid)
+                up = "running" if kind == "ct" else "runtime up"
+                rows.append(row(f"{kind.upper()} create + start ({up}), one bulk request", ok,
+                                took))
+                took, ok = timed_bulk(c, BulkRequestModel(
+                    action=BulkAction.STOP, names=names, parallel=args.parallel, force=True))
+                rows.append(row(f"{kind.upper()} stop --force, one bulk request", ok, took))
+                if kind == "ct" and args.raw != 0:
+                    chosen = names[:args.raw] if args.raw > 0 else names
+                    for name in chosen:
+                        made = c.get_instance(name)
+                        raws.append(RawContainer(daemon, c, name, made.id,
+                                                 root / f"raw-{made.id}"))
+                    with ThreadPoolExecutor(args.parallel) as pool:
+                        began = time.monotonic()
+                        list(pool.map(lambda r: r.start(), raws))
+                        took = time.monotonic() - began
+                        rows.append(row("CEILING, not the same work: lxc-start -d of prepared "
+                                        "CTs", len(raws), took))
+                        list(pool.map(lambda r: r.stop(), raws))
+                    raws = []
+                if kind == "vm" and args.raw != 0:
+                    for name in names[:args.raw] if args.raw > 0 else names:
+                        made = c.get_instance(name)
+                        res = Resources(cpus=made.resources.cpus, memory=made.resources.memory,
+                                        disk=made.resources.disk)
+                        raw_vms.append(RawVm(daemon, c, made.id, template,
+                                             root / f"raw-{made.id}", res, name))
+                    group = raw_cgroup(state)
+                    with ThreadPoolExecutor(args.parallel) as pool:
+                        began = time.monotonic()
+                        launch = functools.partial(launch_in, group)
+                        list(pool.map(launch, [r.argv for r in raw_vms]))
+                        took = time.monotonic() - began
+                        where = "" if group is not None else " (in this script's cgroup)"
+                        rows.append(row("CEILING, not the same work: the same qemu-system-x86_64 "
+                                        f"(up){where}", len(raw_vms), took))
+                        list(pool.map(lambda r: r.stop(), raw_vms))
+                    raw_vms = []
+                    if group is not None:
+                        group.rmdir()
+                took, ok = timed_bulk(c, BulkRequestModel(
+                    action=BulkAction.DELETE, names=names, parallel=args.parallel, force=True))
+                rows.append(row(f"{kind.upper()} delete, one bulk request", ok, took))
+    finally:
+        for vm in raw_vms:
+            try:
+                vm.stop()
+            except Exception as exc:  # cleanup goes on
+                print(f"stopping a raw VM: {exc}", file=sys.stderr)
+        for raw in raws:
+            try:
+                raw.stop()
+            except Exception as exc:  # cleanup goes on
+                print(f"stopping {raw.name}: {exc}", file=sys.stderr)
+        stop_daemon(daemon)
+        from tests.integration.conftest import delete_everything
+        delete_everything(state)
+        shutil.rmtree(root, ignore_errors=True)
+    print()
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"conditions: {os.cpu_count()} CPUs; load {load}; --parallel {args.parallel}; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; one run each")
+    print(f"{'what':<58} | {'items':>5} | {'time':>10} | {'rate':>10}")
+    for line in rows:
+        print(line)
+    for line in CPU:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
