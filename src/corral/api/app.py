@@ -9,7 +9,9 @@ included (``fastpath.py`` is the innermost middleware).
 from __future__ import annotations
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from corral import __version__
 from corral.api import (
@@ -58,6 +60,18 @@ def create_app(corral: Corral) -> FastAPI:
     @app.exception_handler(CorralError)
     async def corral_error(_request: Request, exc: CorralError) -> JSONResponse:
         return convert.error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "invalid", "message": convert.validation(exc)},
+                            status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        """Starlette's own answers (no such route, wrong method) in Corral's error form."""
+        code = convert.HTTP_CODES.get(exc.status_code, "error")
+        return JSONResponse({"error": code, "message": str(exc.detail)},
+                            status_code=exc.status_code, headers=exc.headers)
 
     @app.get("/api/v1/version")
     def version() -> dict[str, str]:
