@@ -27,6 +27,8 @@ from corral.api import (
     streams,
     users,
 )
+from corral.api.audit import AuditLog
+from corral.api.audit import router as audit_router
 from corral.api.cluster import router as cluster_router
 from corral.api.deps import authorize
 from corral.api.fastpath import LifecycleFastPath
@@ -49,6 +51,7 @@ def create_app(corral: Corral) -> FastAPI:
     app.add_middleware(LifecycleFastPath, corral=corral)
     # outside the fast path: another member's instance is forwarded before it (api/forward)
     app.add_middleware(ClusterForwarding, corral=corral)
+    app.add_middleware(AuditLog, corral=corral)  # outermost: sees every call
     # resources before networks: its /metrics page includes the traffic counters
     for module in (instances, operations, host, capacity, streams, resources, networks,
                    backups, users, history):
@@ -56,6 +59,7 @@ def create_app(corral: Corral) -> FastAPI:
     app.include_router(storage_router)
     app.include_router(migration_router)
     app.include_router(cluster_router)
+    app.include_router(audit_router)
 
     @app.exception_handler(CorralError)
     async def corral_error(_request: Request, exc: CorralError) -> JSONResponse:

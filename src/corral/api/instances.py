@@ -43,9 +43,10 @@ def list_instances(
     found: list[InstanceModel] = []
     if node is None or node == app.instances.node:
         views = app.instances.list_all(
-            lambda records: policy.instances(records, lambda r: r.owner))
+            lambda records: policy.instances(records, lambda r: r.owner, lambda r: r.name))
         found = [convert.instance(v) for v in views]
-    others = policy.instances(app.cluster.remote_instances(node), lambda i: i.owner)
+    others = policy.instances(app.cluster.remote_instances(node), lambda i: i.owner,
+                              lambda i: i.name)
     return found + [convert.published(i) for i in sorted(others, key=lambda i: i.name)]
 
 
