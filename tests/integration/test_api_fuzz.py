@@ -15,8 +15,8 @@ name things that exist (``fz1``, its snapshot ``s1``, the network ``fznet``, the
 ``fzuser``), so the handlers behind the 404 are fuzzed too. Each answer must be below 500,
 and every 4xx must be Corral's ``{"error": code, "message": text}``.
 
-``CORRAL_FUZZ_EXAMPLES`` sets the examples per operation (default 15: about 25 s on an idle 2-core host, minutes under load);
-``bench/fuzz.py`` runs the long form.
+``CORRAL_FUZZ_EXAMPLES`` sets the examples per operation (default 15: about 25 s on an idle
+2-core host, minutes under load); ``bench/fuzz.py`` runs the long form.
 """
 
 from __future__ import annotations
