@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.domain.errors import InvalidInput
+from corral.domain.names import is_decimal
 from corral.domain.network import NetworkType, NicSpec
 from corral.domain.resources import Resources
 from corral.drivers.cgroup_limits import limit_writes, lxc_config_lines
@@ -64,7 +65,7 @@ def cgroup_dirs(lxc_name: str) -> dict[str, str]:
 def normalise_signal(name: str) -> str:
     """'usr2', 'SIGUSR2' or '12' -> the form lxc.signal.* accepts ('SIGUSR2' or '12')."""
     value = name.strip().upper()
-    if value.isdigit():
+    if is_decimal(value):
         return value
     if not value.startswith(_SIGNAL_PREFIX):
         value = _SIGNAL_PREFIX + value

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.domain.errors import HostFailure, InvalidInput
+from corral.domain.names import is_decimal
 
 EXEC_GRACE = 5.0  # seconds the host waits beyond the guest-side timeout
 MAX_LINE = 64 * 1024**2
@@ -84,7 +85,7 @@ def decode_reply(line: bytes) -> Reply:
         text = dec(words[2]).decode(errors="replace").strip() if len(words) > 2 else ""
         return Reply(verb, rid, message=text)
     if verb == "RESULT" and len(words) == 5:
-        code = int(words[2]) if words[2].isdigit() and len(words[2]) <= 3 else -1
+        code = int(words[2]) if is_decimal(words[2]) and len(words[2]) <= 3 else -1
         if not 0 <= code <= 255:
             raise HostFailure(f"the guest agent sent a bad exit code {words[2][:20]!r}")
         return Reply(verb, rid, code, dec(words[3]), dec(words[4]))

@@ -68,6 +68,7 @@ def _send(*lines: bytes) -> Peer:
     b"RESULT r1 -1 - -\n",
     b"RESULT r1 99999999999999999999 - -\n",
     b"RESULT r1 256 - -\n",
+    "RESULT r1 ² - -\n".encode(),  # str.isdigit() is true for it, int() is not
     b"RESULT r1\n",
     b"PONG\n",
 ])
