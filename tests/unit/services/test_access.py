@@ -195,3 +195,12 @@ def test_who_may_make_tokens_for_whom() -> None:
     ALICE.token("alice", "tok-9")
     with pytest.raises(NotFound):
         ALICE.token("bob", "tok-9")
+
+
+def test_an_operator_makes_tokens_only_for_itself_and_does_not_read_the_audit_log() -> None:
+    assert OPERATOR.token_for(None) == "olga"
+    with pytest.raises(Forbidden, match="only for itself"):
+        OPERATOR.token_for("carol")  # an admin's token would be more than olga has
+    with pytest.raises(Forbidden, match="may not list audit"):
+        OPERATOR.require("list_audit")
+    assert OPERATOR.tokens_filter() == "olga"
