@@ -96,3 +96,62 @@ def test_root_and_data_images_can_grow_to_16_tib(tmp_path: Path) -> None:
     data = tmp_path / "data.img"
     make_data_disk(data, 16 * 1024**2, "data")
     _grows_to_16_tib(_superblock(data))
+
+
+def _hostile_tar(path: Path, members: list[tarfile.TarInfo], data: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        for info in members:
+            body = data.get(info.name) if info.isreg() else None
+            if body is not None:
+                info.size = len(body)
+            tar.addfile(info, io.BytesIO(body) if body is not None else None)
+
+
+def _info(name: str, kind: bytes = tarfile.REGTYPE, link: str = "", mode: int = 0o644,
+          major: int = 0, minor: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, link, mode
+    info.devmajor, info.devminor = major, minor
+    return info
+
+
+@pytest.mark.parametrize("case", ["file through a symlinked dir", "file over a symlink",
+                                  "dir over a symlink", "hard link through a symlink",
+                                  "block device", "content over the disk size"])
+def test_hostile_members_never_touch_the_host(tmp_path: Path, case: str) -> None:
+    """Unpacking runs as root: a member written through a symlink would write, chown or
+    chmod the host file it points at; a hard link through one would copy a host file into
+    the image. Each is refused before tarfile acts on it."""
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o700)
+    victim = outside / "victim"
+    victim.write_bytes(b"host data\n")
+    victim.chmod(0o600)
+    members, data, reason = {
+        "file through a symlinked dir": (
+            [_info("lnk", tarfile.SYMTYPE, str(outside)), _info("lnk/victim")],
+            {"lnk/victim": b"pwned\n"}, "leads outside the root"),
+        "file over a symlink": (
+            [_info("evil", tarfile.SYMTYPE, str(victim)), _info("evil")],
+            {"evil": b"pwned\n"}, "written through the symlink"),
+        "dir over a symlink": (
+            [_info("evil", tarfile.SYMTYPE, str(outside)),
+             _info("evil", tarfile.DIRTYPE, mode=0o777)],
+            {}, "written through the symlink"),
+        "hard link through a symlink": (
+            [_info("lnk", tarfile.SYMTYPE, str(outside)),
+             _info("copy", tarfile.LNKTYPE, "lnk/victim")],
+            {}, "hard link to 'lnk/victim', which leads outside"),
+        "block device": (
+            [_info("dev/vda", tarfile.BLKTYPE, major=254, minor=0)], {}, "block device"),
+        "content over the disk size": (
+            [_info("big")], {"big": bytes(17 * 1024**2)}, "too small for this template"),
+    }[case]
+    _hostile_tar(tmp_path / "r.tar.gz", members, data)
+    with pytest.raises(InvalidInput, match=reason):
+        build_root_disk(tmp_path / "r.tar.gz", tmp_path / "pool" / "root.img", 16 * 1024**2)
+    assert victim.read_bytes() == b"host data\n"
+    assert victim.stat().st_mode & 0o777 == 0o600 and outside.stat().st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert not (tmp_path / "pool" / "root.img").exists()
+    assert list((tmp_path / "pool").iterdir()) == []  # the staging tree is gone too

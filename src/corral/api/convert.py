@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from corral.domain.errors import CorralError
@@ -23,6 +24,23 @@ from corral.wire.models import InstanceModel, OperationModel, ResourcesModel, Te
 def error(exc: CorralError) -> JSONResponse:
     """The answer to a ``CorralError``: its status, ``{"error": code, "message": ...}``."""
     return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status)
+
+
+HTTP_CODES = {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 409: "conflict", 413: "too_large",
+              415: "unsupported_media_type"}
+"""Error codes of the answers Starlette makes itself (a route that does not exist, …)."""
+
+
+def validation(exc: RequestValidationError) -> str:
+    """A request that does not match the API's schema, said in one line per problem:
+    ``body.resources.memory: Input should be a valid integer``."""
+    parts = []
+    for problem in exc.errors()[:10]:
+        where = ".".join(str(p) for p in problem.get("loc", ()))
+        parts.append(f"{where}: {problem.get('msg', 'invalid')}" if where
+                     else str(problem.get("msg", "invalid")))
+    return "invalid request: " + "; ".join(parts) if parts else "invalid request"
 
 
 def _iso(moment: datetime) -> str:

@@ -23,6 +23,7 @@ API's definition and its OpenAPI schema.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import MutableMapping
 from typing import Any
@@ -31,6 +32,7 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from corral.api import convert, instances
+from corral.api.deps import named_instance
 from corral.api.identity import CALLER, ASGIApp, Receive, Scope, Send
 from corral.api.instances import WAIT_MAX, answer, lifecycle
 from corral.domain.errors import CorralError
@@ -91,7 +93,11 @@ class LifecycleFastPath:
             await self.app(scope, receive, send)  # deps.caller refuses it (401)
             return
         try:
-            Access(caller).require(ROUTE_NAMES[verb])
+            names, instance = False, None
+            if caller.instances is not None:
+                names, instance = await asyncio.to_thread(
+                    named_instance, self.corral, "/api/v1/instances/{ref}", {"ref": ref})
+            Access(caller).require(ROUTE_NAMES[verb], "POST", instance, names)
             response = await answer(self.corral, lifecycle(self.corral, ref, verb, stop), wait)
         except CorralError as exc:  # as the app's handler renders it
             response = convert.error(exc)

@@ -51,10 +51,12 @@ def list_instances(
     views = []
     if node is None or node == app.instances.node:
         views = app.instances.list_all(
-            lambda records: policy.instances(records, lambda r: r.owner), chosen)
+            lambda records: policy.instances(records, lambda r: r.owner, lambda r: r.name),
+            chosen)
     if chosen is not None:
         return Response(convert.instances_json(views), media_type="application/json")
-    others = policy.instances(app.cluster.remote_instances(node), lambda i: i.owner)
+    others = policy.instances(app.cluster.remote_instances(node), lambda i: i.owner,
+                              lambda i: i.name)
     published = [convert.published(i) for i in sorted(others, key=lambda i: i.name)]
     return Response(convert.instances_json(views, published), media_type="application/json")
 

@@ -7,13 +7,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from corral.api.deps import caller, corral
+from corral.api.deps import Policy, caller, corral
 from corral.domain.users import Caller
 from corral.services.core import Corral
-from corral.services.types import UserRecord
+from corral.services.types import TokenRecord, UserRecord
 from corral.wire.users import (
     AddUserRequest,
+    CreateTokenRequest,
+    NewTokenModel,
     SetPasswordRequest,
+    TokenModel,
     UserModel,
     UserTokenModel,
     WhoAmIModel,
@@ -30,7 +33,9 @@ def _user(app: Corral, u: UserRecord) -> UserModel:
 
 @router.get("/whoami", response_model=WhoAmIModel)
 def whoami(who: Annotated[Caller, Depends(caller)]) -> WhoAmIModel:
-    return WhoAmIModel(name=who.name, role=who.role.value, user=who.user)
+    return WhoAmIModel(name=who.name, role=who.role.value, user=who.user, token=who.token,
+                       read_only=who.read_only,
+                       instances=None if who.instances is None else sorted(who.instances))
 
 
 @router.get("/users", response_model=list[UserModel])
@@ -60,4 +65,31 @@ def remove_user(name: str, app: App) -> Response:
 def set_password(name: str, body: SetPasswordRequest, app: App) -> Response:
     """Set the user's web console password (its console sessions end)."""
     app.users.set_password(name, body.password)
+    return Response(status_code=204)
+
+
+def _token(t: TokenRecord) -> TokenModel:
+    return TokenModel(id=t.id, user=t.user, read_only=t.read_only,
+                      instances=None if t.instances is None else list(t.instances),
+                      created_at=t.created_at.isoformat() + "Z")
+
+
+@router.post("/tokens", response_model=NewTokenModel, status_code=201)
+def create_token(body: CreateTokenRequest, app: App, policy: Policy) -> NewTokenModel:
+    """A scoped token (read-only and/or limited to instances) for a user: any user for an
+    administrator, itself for an owner."""
+    user = policy.token_for(body.user)
+    record, secret = app.users.create_token(user, body.read_only, body.instances)
+    return NewTokenModel(token=_token(record), secret=secret)
+
+
+@router.get("/tokens", response_model=list[TokenModel])
+def list_tokens(app: App, policy: Policy) -> list[TokenModel]:
+    return [_token(t) for t in app.users.list_tokens(policy.tokens_filter())]
+
+
+@router.delete("/tokens/{token_id}", status_code=204)
+def revoke_token(token_id: str, app: App, policy: Policy) -> Response:
+    policy.token(app.users.get_token(token_id).user, token_id)
+    app.users.revoke_token(token_id)
     return Response(status_code=204)

@@ -18,6 +18,7 @@ Unknown keys of the instance record are ignored, so later additions stay readabl
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -179,8 +180,18 @@ class Manifest:
             raise InvalidInput(f"unreadable manifest: {exc}") from None
 
 
+_CHUNK_NAME = re.compile(r"[0-9a-f]{64}")
+
+
 def _chunks(raw: list[list[Any]]) -> list[ChunkRef]:
-    return [ChunkRef(int(i), str(n), int(length)) for i, n, length in raw]
+    """Chunk names are SHA-256/HMAC hex digests; anything else in a manifest read from a
+    target (a path such as ``../../etc/shadow`` would be read into the restored disk) is
+    refused."""
+    refs = [ChunkRef(int(i), str(n), int(length)) for i, n, length in raw]
+    for ref in refs:
+        if not _CHUNK_NAME.fullmatch(ref.name) or ref.index < 0 or ref.length < 0:
+            raise ValueError(f"bad chunk reference {ref.index} {ref.name[:80]!r}")
+    return refs
 
 
 def manifest_key(backup_id: str) -> str:

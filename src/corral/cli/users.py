@@ -16,6 +16,8 @@ from corral.wire.users import UserTokenModel
 
 user_app = typer.Typer(help="Users and their API tokens (owners see only their instances)",
                        no_args_is_help=True)
+token_app = typer.Typer(help="Scoped API tokens: read-only, or limited to named instances",
+                        no_args_is_help=True)
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, json or yaml")]
 
 
@@ -115,3 +117,67 @@ def whoami(fmt: FormatOpt = Format.table) -> None:
         return
     print(f"{me.name} ({me.role})" if me.user else f"{me.name}: {me.role}")
     print(f"  {why}")
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str | None, typer.Option(
+        help="the user it is for (an administrator must name one; an owner: itself)")] = None,
+    read_only: Annotated[bool, typer.Option("--read-only", help="no call that changes "
+                                            "anything")] = False,
+    instance: Annotated[list[str] | None, typer.Option(
+        "--instance", help="limit it to this instance (repeat for more)")] = None,
+) -> None:
+    """Make a scoped token (printed once): --read-only, --instance NAME, or both."""
+    with client() as c:
+        made = UserCalls(c).create_token(user, read_only, instance or None)
+    t = made.token
+    limits = (["read-only"] if t.read_only else []) + (
+        [f"instances {', '.join(t.instances)}"] if t.instances is not None else [])
+    output.console.print(f"Token [bold]{t.id}[/] of {t.user} ({'; '.join(limits)}), shown "
+                         "only now (corrald keeps only a hash):", highlight=False)
+    print(made.secret)
+
+
+@token_app.command("list")
+def token_list(fmt: FormatOpt = Format.table) -> None:
+    """Scoped tokens (an owner: its own)."""
+    with client() as c:
+        found = UserCalls(c).tokens()
+    if not output.emit_structured(found, fmt):
+        output.table(["ID", "USER", "READ-ONLY", "INSTANCES", "CREATED"], [
+            [t.id, t.user, "yes" if t.read_only else "no",
+             ", ".join(t.instances) if t.instances is not None else "all", t.created_at[:19]]
+            for t in found])
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[str, typer.Argument(help="its id, e.g. tok-1a2b3c4d")]
+                 ) -> None:
+    """Revoke a scoped token: it stops working at once."""
+    with client() as c:
+        UserCalls(c).revoke_token(token_id)
+    output.console.print(f"Token {token_id} revoked", highlight=False)
+
+
+def audit(
+    user: Annotated[str | None, typer.Option(help="calls by this user")] = None,
+    instance: Annotated[str | None, typer.Option(help="calls naming this instance")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="from this time (2026-12-06T10:00, UTC) or span ago (30m, 2h, 7d)")] = None,
+    action: Annotated[str | None, typer.Option(
+        help="this API action (e.g. delete_instance, start)")] = None,
+    result: Annotated[str | None, typer.Option(help="ok, refused (4xx) or failed (5xx)")]
+        = None,
+    limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 100,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """The audit log of mutating API calls: who, from where, what, the result."""
+    with client() as c:
+        found = UserCalls(c).audit(user=user, instance=instance, since=since, action=action,
+                                   result=result, limit=limit)
+    if not output.emit_structured(found, fmt):
+        output.table(["TIME", "USER", "FROM", "ACTION", "INSTANCE", "STATUS", "MESSAGE"], [
+            [e.at[:19], e.user + (f" ({e.token})" if e.token else ""), e.source, e.action,
+             e.instance or "-", f"{e.status} {e.result}", (e.message or "")[:80]]
+            for e in found])

@@ -6,8 +6,12 @@ from corral.client.client import CorralClient
 from corral.wire.models import InstanceModel
 from corral.wire.users import (
     AddUserRequest,
+    AuditEntryModel,
+    CreateTokenRequest,
+    NewTokenModel,
     SetOwnerRequest,
     SetPasswordRequest,
+    TokenModel,
     UserModel,
     UserTokenModel,
     WhoAmIModel,
@@ -44,3 +48,19 @@ class UserCalls:
     def set_owner(self, ref: str, owner: str | None) -> InstanceModel:
         return self.c._model(InstanceModel, "PUT", f"/api/v1/instances/{ref}/owner",
                              json=SetOwnerRequest(owner=owner).model_dump())
+
+    # Scoped tokens and the audit log ---------------------------------------------------
+    def create_token(self, user: str | None, read_only: bool,
+                     instances: list[str] | None) -> NewTokenModel:
+        body = CreateTokenRequest(user=user, read_only=read_only, instances=instances)
+        return self.c._model(NewTokenModel, "POST", "/api/v1/tokens", json=body.model_dump())
+
+    def tokens(self) -> list[TokenModel]:
+        return self.c._models(TokenModel, "GET", "/api/v1/tokens")
+
+    def revoke_token(self, token_id: str) -> None:
+        self.c._request_empty("DELETE", f"/api/v1/tokens/{token_id}")
+
+    def audit(self, **filters: str | int | None) -> list[AuditEntryModel]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self.c._models(AuditEntryModel, "GET", "/api/v1/audit", params=params)

@@ -10,6 +10,12 @@ _LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 FIRST_ID = 101
 
 
+def is_decimal(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` is also true for '²' or '٣', which ``int`` refuses
+    or reads as another number (the fuzzer's '/instances/²' was a 500)."""
+    return text.isascii() and text.isdigit()
+
+
 def validate_name(name: str, what: str = "instance") -> str:
     """Return ``name`` if it is a valid lower-case DNS label, else raise InvalidInput."""
     if not name:

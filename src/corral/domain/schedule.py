@@ -12,12 +12,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
 from corral.domain.errors import InvalidInput
+from corral.domain.names import is_decimal
 
 
 def parse_daily(text: str) -> time:
     """``HH:MM`` (24-hour) -> a time of day; anything else is refused."""
     hour_text, sep, minute_text = text.partition(":")
-    if sep and hour_text.isdigit() and minute_text.isdigit() and len(minute_text) == 2:
+    if sep and is_decimal(hour_text) and is_decimal(minute_text) and len(minute_text) == 2:
         hour, minute = int(hour_text), int(minute_text)
         if 0 <= hour < 24 and 0 <= minute < 60:
             return time(hour, minute)

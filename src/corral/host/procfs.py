@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+from corral.domain.names import is_decimal
+
 PROC = Path("/proc")
 
 
@@ -21,7 +23,7 @@ def parent_of(pid: int, proc: Path = PROC) -> int | None:
         return None
     # "pid (comm) state ppid ...": comm may hold spaces and parentheses; it ends at the last ')'
     fields = text[text.rfind(")") + 2:].split()
-    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+    return int(fields[1]) if len(fields) > 1 and is_decimal(fields[1]) else None
 
 
 def parse_fib_trie(text: str) -> list[str]:

@@ -43,11 +43,13 @@ def instance_files(directory: Path) -> bytes:
 
 def extract_files(directory: Path, body: bytes) -> None:
     """Unpack a tar made by ``instance_files`` into ``directory`` (only plain data)."""
-    with tarfile.open(fileobj=io.BytesIO(body), mode="r") as tar:
-        try:
+    try:
+        with tarfile.open(fileobj=io.BytesIO(body), mode="r") as tar:
             tar.extractall(directory, filter="data")
-        except OSError as exc:
-            raise HostFailure(f"writing the instance's files failed: {exc}") from exc
+    except tarfile.TarError as exc:  # a broken or unsafe archive (the "data" filter's no)
+        raise InvalidInput(f"the instance's files are not a safe archive: {exc}") from None
+    except OSError as exc:
+        raise HostFailure(f"writing the instance's files failed: {exc}") from exc
 
 
 def files_size(directory: Path) -> int:

@@ -19,6 +19,13 @@
 * Event and console websockets are for admins and operators (closed with a reason for owners).
 * The web console (``web/``) asks this same policy, by the same action names, for each page
   and each change: a page never checks permissions its own way.
+* **Scoped tokens** narrow a user further (``Caller.read_only``/``instances``): a read-only
+  token may call only routes that change nothing (GET); a token limited to instances
+  reaches only those (others answer 404 like missing ones) and, of the routes that name no
+  instance in their path, only ``OWNER_ACTIONS`` (which filter what they show). A scoped
+  token never counts as an unrestricted administrator, and may not make tokens.
+* Tokens: an administrator makes them for any user, an owner for itself.
+* The audit log (``list_audit``) is for administrators only.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from corral.backup.manifest import Manifest
-from corral.domain.errors import Forbidden, NotFound
+from corral.domain.errors import Forbidden, InvalidInput, NotFound
 from corral.domain.users import Caller, Role
 from corral.state.store import InstanceRecord, OperationRecord
 
@@ -37,6 +44,7 @@ OWNER_ACTIONS = frozenset({
     "list_targets", "list_backups", "show_backup", "create_backup", "restore_backup",
     "list_operations", "show_operation", "wait_operation", "list_children",
     "run_bulk", "show_labels",
+    "create_token", "list_tokens", "revoke_token",
 })
 """API routes (by name) an owner may call; every other route is admin-only. ``run_bulk`` is
 gated again per action (``Access.bulk``)."""
@@ -58,10 +66,14 @@ ADMIN_ACTIONS = frozenset({
     "list_remotes", "add_remote", "remove_remote", "pairing", "join",
     "reserve", "incoming_status", "heartbeat", "receive_disk", "receive_files", "commit",
     "abort",
+    # the audit log
+    "list_audit",
 })
 """API routes (by name) an operator may not call; it may call every other one."""
 
 T = TypeVar("T")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""What a read-only token may send: the routes that change nothing."""
 
 WORDING = {
     "host_info": "see the host's information",
@@ -89,9 +101,9 @@ class Access:
 
     @property
     def admin(self) -> bool:
-        """Sees and manages every instance, backup and operation (an admin or an operator);
-        which actions it may call is ``may``'s answer."""
-        return self.caller.sees_all
+        """Sees and manages every instance, backup and operation (an admin or an operator;
+        a scoped token never): which actions it may call is ``may``'s answer."""
+        return self.caller.sees_all and not self.caller.scoped
 
     # Actions -------------------------------------------------------------------------
     def may(self, action: str) -> bool:
@@ -101,9 +113,52 @@ class Access:
             return action not in ADMIN_ACTIONS
         return action in OWNER_ACTIONS
 
-    def require(self, action: str) -> None:
-        if not self.may(action):
-            raise Forbidden(f"{self.caller.describe()} may not {describe(action)}")
+    def require(self, action: str, method: str = "GET", instance: str | None = None,
+                names_instance: bool = False) -> None:
+        """Refuse ``action`` (a route's name, called with ``method``) unless the caller may.
+        ``names_instance``: the route's path names an instance, ``instance`` is its name
+        (None: there is no such instance; the route answers 404 itself)."""
+        caller = self.caller
+        if caller.read_only and method not in SAFE_METHODS:
+            raise Forbidden(f"{caller.describe()} may not {describe(action)}: the token is "
+                            "read-only")
+        if caller.instances is None:
+            allowed = self.may(action)
+        elif names_instance:
+            if instance is not None and instance not in caller.instances:
+                raise NotFound(f"no instance '{instance}'")
+            allowed = self.may(action)
+        else:
+            allowed = action in OWNER_ACTIONS
+        if not allowed:
+            raise Forbidden(f"{caller.describe()} may not {describe(action)}")
+
+    def token_for(self, user: str | None) -> str:
+        """The user a new scoped token is for: any user for an administrator (it must name
+        one), the caller itself for an operator or an owner (a token for an admin would be
+        more than an operator has); never from a scoped token."""
+        if self.caller.scoped:
+            raise Forbidden(f"{self.caller.describe()} may not make tokens")
+        if self._full_admin:
+            if user is None:
+                raise InvalidInput("name the user the token is for (--user NAME)")
+            return user
+        if user is not None and user != self.caller.name:
+            raise Forbidden(f"{self.caller.describe()} may make tokens only for itself")
+        return self.caller.name
+
+    def tokens_filter(self) -> str | None:
+        """Whose tokens the caller lists (None: everyone's)."""
+        return None if self._full_admin else self.caller.name
+
+    @property
+    def _full_admin(self) -> bool:
+        return self.caller.role is Role.ADMIN and not self.caller.scoped
+
+    def token(self, owner: str, token_id: str) -> None:
+        """A token the caller may see or revoke; another user's answers 404."""
+        if self.caller.scoped or not (self._full_admin or owner == self.caller.name):
+            raise NotFound(f"no token '{token_id}'")
 
     def bulk(self, action: str) -> None:
         """A bulk ``action`` is allowed as the single-instance route it repeats; its items
@@ -118,11 +173,15 @@ class Access:
 
     # Ownership -----------------------------------------------------------------------
     def owns(self, owner: str | None) -> bool:
-        return self.admin or (owner is not None and owner == self.caller.name)
+        """Is it the caller's (admins and operators: everything, token or not)?"""
+        return self.caller.sees_all or (owner is not None and owner == self.caller.name)
+
+    def in_scope(self, name: str) -> bool:
+        return self.caller.instances is None or name in self.caller.instances
 
     def instance(self, record: InstanceRecord, ref: str) -> InstanceRecord:
         """``record`` if the caller may see it; else the same 404 as a missing instance."""
-        if not self.owns(record.owner):
+        if not (self.owns(record.owner) and self.in_scope(record.name)):
             raise NotFound(f"no instance '{ref}'")
         return record
 
@@ -135,17 +194,22 @@ class Access:
             raise NotFound(f"no instance '{ref}'") from None
         return self.instance(record, ref)
 
-    def instances(self, items: Iterable[T], owner_of: Callable[[T], str | None]) -> list[T]:
-        return [item for item in items if self.owns(owner_of(item))]
+    def instances(self, items: Iterable[T], owner_of: Callable[[T], str | None],
+                  name_of: Callable[[T], str] | None = None) -> list[T]:
+        return [item for item in items if self.owns(owner_of(item))
+                and (name_of is None or self.in_scope(name_of(item)))]
 
     def backup(self, manifest: Manifest | None, backup_id: str, target: str) -> Manifest:
         """``manifest`` (None: not found) if the caller may see it, else a plain 404."""
-        if manifest is None or not self.owns(manifest.instance.owner):
+        if manifest is None or not self._sees(manifest):
             raise NotFound(f"no backup '{backup_id}' in target '{target}'")
         return manifest
 
     def backups(self, manifests: Iterable[Manifest]) -> list[Manifest]:
-        return [m for m in manifests if self.owns(m.instance.owner)]
+        return [m for m in manifests if self._sees(m)]
+
+    def _sees(self, manifest: Manifest) -> bool:
+        return self.owns(manifest.instance.owner) and self.in_scope(manifest.instance.name)
 
     def target(self, target: str, known: bool, key_file: str | None) -> None:
         """Owners use only targets an admin added, with the target's own key."""
@@ -177,4 +241,4 @@ class Access:
 
     def restore_over(self, record: InstanceRecord) -> bool:
         """May the caller restore over this existing instance?"""
-        return self.owns(record.owner)
+        return self.owns(record.owner) and self.in_scope(record.name)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from corral.backup.engine import restore_image
 from corral.backup.manifest import DataDiskBackup, Manifest
 from corral.backup.store import ChunkStore
-from corral.domain.errors import Conflict, NotFound, Unsupported
+from corral.domain.errors import Conflict, Forbidden, NotFound, Unsupported
 from corral.domain.lifecycle import State
 from corral.domain.resources import Resources, to_settings
 from corral.domain.statuses import OperationStatus
@@ -69,6 +69,8 @@ class RestoreService:
         manifest = access.backup(found, backup_id, target)
         source = manifest.instance
         name = as_name or source.name
+        if not access.in_scope(name):
+            raise Forbidden(f"{access.caller.describe()} may not restore into '{name}'")
         try:
             existing = self.instances.get(name)
         except NotFound:

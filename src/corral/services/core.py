@@ -11,6 +11,7 @@ from corral.domain.instance import Kind
 from corral.domain.users import Caller
 from corral.drivers.base import Driver
 from corral.host.ksm import KSM
+from corral.services.audit import AuditService
 from corral.services.authlimit import DEFAULT_LIMIT, DEFAULT_WINDOW, FailedAuthLimiter
 from corral.services.capacity import CapacityService
 from corral.services.capacity_case import CapacityCase
@@ -25,6 +26,7 @@ from corral.services.sessions import DEFAULT_IDLE, DEFAULT_LIFETIME, SessionStor
 from corral.services.storage import StorageService
 from corral.services.templates import TemplateService
 from corral.services.users import UserService
+from corral.state.auditstore import AuditStore
 from corral.state.database import Database
 from corral.state.netstore import NetworkStore
 from corral.state.storagestore import StorageStore
@@ -71,6 +73,7 @@ class Corral:
         self.users = UserService(UserStore(self.db), SessionStore(
             idle=settings.session_idle, lifetime=settings.session_lifetime))
         self.auth_limiter = FailedAuthLimiter(settings.auth_failures, settings.auth_window)
+        self.audit = AuditService(AuditStore(self.db))
         self.locks = InstanceLocks()
         self.operations = OperationManager(self.store, self.events, self.locks)
         self.templates = TemplateService(settings.state_dir / "templates", self.events,

@@ -8,25 +8,37 @@ changed password or a removed user ends that user's console sessions at once.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from corral.domain.errors import InvalidInput
-from corral.domain.users import TOKEN_PREFIX, Caller, Role, token_hash, validate_user_name
+from corral.domain.users import (
+    TOKEN_ID_PREFIX,
+    TOKEN_PREFIX,
+    Caller,
+    Role,
+    token_hash,
+    validate_token_scope,
+    validate_user_name,
+)
 from corral.services.sessions import SessionStore
-from corral.state.userstore import UserRecord, UserStore
+from corral.state.database import utcnow
+from corral.state.userstore import TokenRecord, TokenStore, UserRecord, UserStore
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 
 
 class UserService:
-    def __init__(self, store: UserStore, sessions: SessionStore | None = None) -> None:
+    def __init__(self, store: UserStore, sessions: SessionStore | None = None,
+                 tokens: TokenStore | None = None) -> None:
         self.store = store
         self.sessions = sessions if sessions is not None else SessionStore()
         self.hasher = PasswordHasher()
         self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
+        self.tokens = tokens or TokenStore(store.db)
 
     def add(self, name: str, role: str = "owner") -> tuple[UserRecord, str]:
         """The new user and its token (shown once: only its hash is kept)."""
@@ -51,11 +63,44 @@ class UserService:
         self.sessions.close_user(name)
 
     def authenticate(self, token: str) -> Caller | None:
-        """The user a token belongs to (None: no user has it)."""
+        """The user a token belongs to, with the token's limits (None: no user has it)."""
         if not token.startswith(TOKEN_PREFIX):
             return None
-        found = self.store.by_token_hash(token_hash(token))
-        return None if found is None else Caller(found.name, found.role)
+        digest = token_hash(token)
+        found = self.store.by_token_hash(digest)
+        if found is not None:
+            return Caller(found.name, found.role)
+        scoped = self.tokens.by_hash(digest)
+        if scoped is None:
+            return None
+        record, user = scoped
+        return Caller(user.name, user.role, token=record.id, read_only=record.read_only,
+                      instances=None if record.instances is None else frozenset(
+                          record.instances))
+
+    # Scoped tokens -----------------------------------------------------------------------
+    def create_token(self, user: str, read_only: bool,
+                     instances: Sequence[str] | None) -> tuple[TokenRecord, str]:
+        """A new token of ``user`` limited as asked (shown once: only its hash is kept). The
+        caller's right to make it is the policy's (``Access.token_for``)."""
+        scope = validate_token_scope(instances)
+        if not read_only and scope is None:
+            raise InvalidInput("a scoped token is read-only (--read-only), limited to named "
+                               "instances (--instance NAME), or both; the user's own token "
+                               "already has every right (`corral user token NAME` rotates it)")
+        token = _new_token()
+        record = TokenRecord(TOKEN_ID_PREFIX + secrets.token_hex(4), user, read_only,
+                             None if scope is None else tuple(sorted(scope)), utcnow())
+        return self.tokens.add(record, token_hash(token)), token
+
+    def list_tokens(self, user: str | None = None) -> Sequence[TokenRecord]:
+        return self.tokens.list_tokens(user)
+
+    def get_token(self, token_id: str) -> TokenRecord:
+        return self.tokens.get(token_id)
+
+    def revoke_token(self, token_id: str) -> None:
+        self.tokens.remove(token_id)
 
     # Console passwords ---------------------------------------------------------------
     def set_password(self, name: str, password: str) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from corral.domain.errors import Conflict, NotFound
+from corral.domain.names import is_decimal
 from corral.domain.network import (
     BandwidthRule,
     Direction,
@@ -99,9 +100,9 @@ class NetworkStore:
         return [NETWORKS.load(r) for r in self.db.all(f"{NETWORKS.select} ORDER BY id")]
 
     def get_network(self, ref: str) -> NetworkSpec:
-        key = "id" if ref.isdigit() else "name"
+        key = "id" if is_decimal(ref) else "name"
         row = self.db.one(f"{NETWORKS.select} WHERE {key} = ?",
-                          (int(ref) if ref.isdigit() else ref,))
+                          (int(ref) if is_decimal(ref) else ref,))
         if row is None:
             raise NotFound(f"no network '{ref}'")
         return NETWORKS.load(row)

@@ -18,6 +18,7 @@ from corral.domain.errors import Conflict, InvalidInput, NotFound
 from corral.domain.ids import DEFAULT_QUARANTINE, IdPolicy, choose_id
 from corral.domain.instance import Kind
 from corral.domain.lifecycle import State
+from corral.domain.names import is_decimal
 from corral.domain.resources import Resources
 from corral.domain.statuses import UNFINISHED, OperationStatus
 from corral.state.database import (
@@ -130,9 +131,9 @@ class StateStore:
 
     def get_instance(self, ref: str) -> InstanceRecord:
         """By name, or by numeric id."""
-        key = "id" if ref.isdigit() else "name"
+        key = "id" if is_decimal(ref) else "name"
         row = self.db.one(f"{INSTANCES.select} WHERE {key} = ?",
-                          (int(ref) if ref.isdigit() else ref,))
+                          (int(ref) if is_decimal(ref) else ref,))
         if row is None:
             raise NotFound(f"no instance '{ref}'")
         return INSTANCES.load(row)

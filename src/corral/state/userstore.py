@@ -3,6 +3,7 @@ passwords are kept as hashes."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -83,4 +84,66 @@ class UserStore:
             if owned:
                 raise Conflict(f"user '{name}' still owns {', '.join(owned)}: delete them or "
                                "give them another owner (`corral owner NAME OTHER|--none`)")
+            conn.execute("DELETE FROM tokens WHERE user = ?", (name,))
             conn.execute("DELETE FROM users WHERE name = ?", (name,))
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An extra token of a user, narrower than the user: read-only, or limited to named
+    instances (None: all the user may reach)."""
+
+    id: str
+    user: str
+    read_only: bool
+    instances: tuple[str, ...] | None
+    created_at: datetime
+
+
+TOKENS: Mapper[TokenRecord] = Mapper(
+    "tokens", ("id", "user", "read_only", "instances", "created_at"),
+    lambda r: TokenRecord(r[0], r[1], bool(r[2]),
+                          None if r[3] is None else tuple(json.loads(r[3])),
+                          from_sql_datetime(r[4])),
+    lambda t: (t.id, t.user, int(t.read_only),
+               None if t.instances is None else json.dumps(list(t.instances)),
+               to_sql_datetime(t.created_at)),
+)
+
+
+class TokenStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, record: TokenRecord, token_hash: str) -> TokenRecord:
+        with self.db.transaction() as conn:
+            if conn.execute("SELECT 1 FROM users WHERE name = ?", (record.user,)).fetchone() \
+                    is None:
+                raise NotFound(f"no user '{record.user}'")
+            conn.execute(f"INSERT INTO tokens ({', '.join(TOKENS.columns)}, token_hash) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", (*TOKENS.dump(record), token_hash))
+        return record
+
+    def list_tokens(self, user: str | None = None) -> list[TokenRecord]:
+        if user is None:
+            return [TOKENS.load(r) for r in self.db.all(f"{TOKENS.select} ORDER BY user, id")]
+        return [TOKENS.load(r) for r in self.db.all(
+            f"{TOKENS.select} WHERE user = ? ORDER BY id", (user,))]
+
+    def get(self, token_id: str) -> TokenRecord:
+        row = self.db.one(f"{TOKENS.select} WHERE id = ?", (token_id,))
+        if row is None:
+            raise NotFound(f"no token '{token_id}'")
+        return TOKENS.load(row)
+
+    def by_hash(self, token_hash: str) -> tuple[TokenRecord, UserRecord] | None:
+        row = self.db.one(f"{TOKENS.select} WHERE token_hash = ?", (token_hash,))
+        if row is None:
+            return None
+        token = TOKENS.load(row)
+        user = self.db.one(f"{USERS.select} WHERE name = ?", (token.user,))
+        return None if user is None else (token, USERS.load(user))
+
+    def remove(self, token_id: str) -> None:
+        if not self.db.execute("DELETE FROM tokens WHERE id = ?", (token_id,)):
+            raise NotFound(f"no token '{token_id}'")

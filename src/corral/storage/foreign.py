@@ -2,9 +2,10 @@
 file in the pool by ``qemu-img``, so every volume in a pool is raw (CoW clones, snapshots,
 ``block_resize`` and migration treat it like any other disk).
 
-An image with a backing file is refused: its header names another host file, which the
-conversion would read (a crafted "raw" image can look like qcow2 with a backing file of
-``/etc/shadow``); so is anything but the formats below.
+An image whose header names another host file is refused, since the conversion would read
+that file into the guest's disk: a backing file (a crafted "raw" image can look like qcow2
+with a backing file of ``/etc/shadow``), a qcow2 external data file, a VMDK extent in any
+file but the image itself; so is anything but the formats below.
 """
 
 from __future__ import annotations
@@ -39,6 +40,20 @@ def parse_info(text: str, path: Path) -> ImageInfo:
         raise InvalidInput(f"{path} is a {fmt} image with a backing file "
                            f"({data.get('backing-filename')}); give a standalone image "
                            "(qemu-img convert it first)")
+    specific = data.get("format-specific", {})
+    details = specific.get("data", {}) if isinstance(specific, dict) else {}
+    details = details if isinstance(details, dict) else {}
+    if "data-file" in details:
+        raise InvalidInput(f"{path} is a {fmt} image with an external data file "
+                           f"({details['data-file']}); give a standalone image "
+                           "(qemu-img convert it first)")
+    own = str(data.get("filename", path))
+    for extent in details.get("extents", []) if isinstance(details.get("extents"), list) else []:
+        name = extent.get("filename") if isinstance(extent, dict) else None
+        if name is not None and name != own:
+            raise InvalidInput(f"{path} is a {fmt} image with an extent in another file "
+                               f"({name}); give a single-file image (qemu-img convert it "
+                               "first)")
     if fmt not in FORMATS:
         raise InvalidInput(f"{path} is a '{fmt}' image; Corral imports: {', '.join(FORMATS)}")
     if size <= 0:

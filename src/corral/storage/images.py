@@ -11,8 +11,9 @@ import os
 import tarfile
 import tempfile
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from corral.domain.archive import SizeBudget, check_member
 from corral.domain.errors import HostFailure, InvalidInput
 from corral.host.run import require_tool, run
 
@@ -34,26 +35,42 @@ def _mib(n: int) -> str:
     return f"{n / 1024**2:.1f} MiB"
 
 
-def _check_name(name: str) -> None:
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts:
-        raise InvalidInput(f"root filesystem archive has an unsafe member '{name}'")
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
 
 
 def _shifting_filter(
-    uid_shift: int, root: Path
+    uid_shift: int, root: Path, limit: int
 ) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo]:
+    """Judge each member before tarfile writes it (``domain.archive``), on the real tree:
+    nothing is written through a symlink (tarfile would open, chown and chmod the link's
+    target, a host file), a hard link's target resolves inside the root, and the content
+    stays within ``limit`` bytes (the disk it fills)."""
     root_real = os.path.realpath(root)
+    budget = SizeBudget(limit, f"disk size {_mib(limit)}")
 
     def _filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-        _check_name(member.name)
-        if member.islnk():
-            _check_name(member.linkname)
+        check_member(member)
+        budget.add(member)
         parent = os.path.realpath(os.path.join(dest, os.path.dirname(member.name)))
-        if parent != root_real and not parent.startswith(root_real + os.sep):
+        if not _inside(parent, root_real):
             raise InvalidInput(
-                f"root filesystem archive member '{member.name}' leads outside the root"
+                f"root filesystem archive member '{member.name}' leads outside the root "
+                "(through a symlink)"
             )
+        target = os.path.join(dest, member.name)
+        if not member.issym() and os.path.islink(target):
+            raise InvalidInput(
+                f"root filesystem archive member '{member.name}' would be written through "
+                f"the symlink of the same name (to {os.readlink(target)})"
+            )
+        if member.islnk():
+            source = os.path.realpath(os.path.join(dest, member.linkname))
+            if not _inside(source, root_real):
+                raise InvalidInput(
+                    f"root filesystem archive member '{member.name}' is a hard link to "
+                    f"'{member.linkname}', which leads outside the root (through a symlink)"
+                )
         if uid_shift:
             return member.replace(
                 uid=member.uid + uid_shift, gid=member.gid + uid_shift, deep=False
@@ -120,7 +137,7 @@ def build_root_disk(rootfs_tar: Path, dest: Path, size_bytes: int, uid_shift: in
         try:
             with tarfile.open(rootfs_tar, "r:*") as archive:
                 archive.extractall(
-                    tree, numeric_owner=True, filter=_shifting_filter(uid_shift, tree)
+                    tree, numeric_owner=True, filter=_shifting_filter(uid_shift, tree, size_bytes)
                 )
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise HostFailure(f"cannot unpack '{rootfs_tar}': {exc}") from exc

@@ -26,9 +26,10 @@ import re
 import tarfile
 import zlib
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any
 
+from corral.domain.archive import SizeBudget, check_member
 from corral.domain.errors import InvalidInput
 from corral.domain.names import validate_name
 from corral.templates.image import INITRD, KERNEL, METADATA, ROOTFS
@@ -236,7 +237,7 @@ def unpack_artifact(
         raise InvalidInput(f"corrupt template: {origin} is not a valid Corral template archive "
                            f"(truncated or corrupt: {type(exc).__name__}: {exc})") from None
     progress(0.97, "checking the root filesystem archive")
-    check_rootfs_archive(staging / ROOTFS, origin)
+    check_rootfs_archive(staging / ROOTFS, origin, _declared_disk(metadata))
     return metadata
 
 
@@ -272,16 +273,29 @@ def _write_member(
     return sha.hexdigest()
 
 
-def check_rootfs_archive(path: Path, origin: str) -> None:
+MAX_ROOTFS = 64 * 1024**3
+"""The most content a template without a declared disk size may unpack to."""
+
+
+def _declared_disk(metadata: dict[str, Any]) -> int:
+    disk = metadata.get("resources", {}).get("disk")
+    return disk if isinstance(disk, int) and not isinstance(disk, bool) and disk > 0 \
+        else MAX_ROOTFS
+
+
+def check_rootfs_archive(path: Path, origin: str, limit: int = MAX_ROOTFS) -> None:
     """Walk the root filesystem archive to its end: a broken or unsafe one is refused now,
-    not at the first create."""
+    not at the first create (``domain.archive``: names, links, devices; its content must fit
+    ``limit``, the template's declared disk)."""
+    budget = SizeBudget(limit, "the template's declared disk size")
     try:
         with tarfile.open(path, "r:*") as rootfs:
             for member in rootfs:
-                parts = PurePosixPath(member.name).parts
-                if member.name.startswith("/") or ".." in parts:
-                    raise InvalidInput(f"{origin}: the root filesystem archive has an unsafe "
-                                       f"member '{member.name}'")
+                try:
+                    check_member(member)
+                    budget.add(member)
+                except InvalidInput as exc:
+                    raise InvalidInput(f"{origin}: {exc.message}") from None
     except CORRUPT as exc:
         raise InvalidInput(f"corrupt template: {origin}: the root filesystem archive is broken "
                            f"({type(exc).__name__}: {exc})") from None

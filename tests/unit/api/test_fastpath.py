@@ -107,9 +107,10 @@ def test_the_route_names_are_the_ones_fastapis_gate_checks(
     asked: list[str] = []
     real = Access.require
 
-    def require(self: Access, action: str) -> None:
+    def require(self: Access, action: str, method: str = "GET", instance: str | None = None,
+                names_instance: bool = False) -> None:
         asked.append(action)
-        real(self, action)
+        real(self, action, method, instance, names_instance)
 
     monkeypatch.setattr(Access, "require", require)
     _, plain, _ = _both(corral, monkeypatch)

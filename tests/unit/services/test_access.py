@@ -136,3 +136,71 @@ def test_admin_only_actions_name_real_routes() -> None:
         routes |= {getattr(r, "name", "") for r in getattr(router, "routes", [])}
     assert "create_instance" in routes
     assert routes >= ADMIN_ACTIONS, sorted(ADMIN_ACTIONS - routes)
+
+
+# Scoped tokens --------------------------------------------------------------------------
+
+READ_ONLY_ADMIN = Access(Caller("carol", Role.ADMIN, token="tok-1", read_only=True))
+ONLY_WEB = Access(Caller("carol", Role.ADMIN, token="tok-2", instances=frozenset({"web"})))
+ALICE_ONLY_WEB = Access(Caller("alice", Role.OWNER, token="tok-3",
+                               instances=frozenset({"web"})))
+
+
+def test_a_read_only_token_reads_everything_its_user_may_and_changes_nothing() -> None:
+    READ_ONLY_ADMIN.require("host_info", "GET")
+    READ_ONLY_ADMIN.require("list_networks", "GET")
+    for action, method in (("start_instance", "POST"), ("delete_network", "DELETE"),
+                           ("set_policy", "PUT"), ("create_token", "POST")):
+        with pytest.raises(Forbidden, match="read-only"):
+            READ_ONLY_ADMIN.require(action, method)
+    assert not READ_ONLY_ADMIN.admin  # never an unrestricted administrator
+    with pytest.raises(Forbidden, match="may not make tokens"):
+        READ_ONLY_ADMIN.token_for("carol")
+
+
+def test_an_instance_token_reaches_only_its_instances() -> None:
+    ONLY_WEB.require("start_instance", "POST", "web", names_instance=True)
+    ONLY_WEB.require("start_instance", "POST", None, names_instance=True)  # 404 follows
+    with pytest.raises(NotFound, match="no instance 'db'"):
+        ONLY_WEB.require("start_instance", "POST", "db", names_instance=True)
+    ONLY_WEB.require("list_instances")  # filtered below
+    with pytest.raises(Forbidden, match="limited to web"):
+        ONLY_WEB.require("create_network", "POST")
+    with pytest.raises(Forbidden, match="limited to web"):
+        ONLY_WEB.require("create_instance", "POST")  # would make one outside its scope
+    records = [instance("web", None), instance("db", None)]
+    assert [r.name for r in ONLY_WEB.instances(records, lambda r: r.owner,
+                                               lambda r: r.name)] == ["web"]
+    with pytest.raises(NotFound):
+        ONLY_WEB.instance(instance("db", None), "db")
+    assert ONLY_WEB.instance(instance("web", None), "web").name == "web"
+    assert ONLY_WEB.backups([manifest(None)]) != []  # the backup's instance is 'web'
+    assert not ONLY_WEB.restore_over(instance("db", None))
+
+
+def test_an_owners_instance_token_stays_within_the_owner() -> None:
+    with pytest.raises(Forbidden):  # an owner's route list does not grow with a token
+        ALICE_ONLY_WEB.require("start_instance", "POST", "web", names_instance=True)
+    with pytest.raises(NotFound):  # bob's web is not alice's, token or not
+        ALICE_ONLY_WEB.instance(instance("web", "bob"), "web")
+    assert ALICE_ONLY_WEB.instance(instance("web", "alice"), "web").owner == "alice"
+
+
+def test_who_may_make_tokens_for_whom() -> None:
+    assert ADMIN_USER.token_for("alice") == "alice"
+    assert ALICE.token_for(None) == "alice"
+    assert ALICE.token_for("alice") == "alice"
+    with pytest.raises(Forbidden, match="only for itself"):
+        ALICE.token_for("bob")
+    ALICE.token("alice", "tok-9")
+    with pytest.raises(NotFound):
+        ALICE.token("bob", "tok-9")
+
+
+def test_an_operator_makes_tokens_only_for_itself_and_does_not_read_the_audit_log() -> None:
+    assert OPERATOR.token_for(None) == "olga"
+    with pytest.raises(Forbidden, match="only for itself"):
+        OPERATOR.token_for("carol")  # an admin's token would be more than olga has
+    with pytest.raises(Forbidden, match="may not list audit"):
+        OPERATOR.require("list_audit")
+    assert OPERATOR.tokens_filter() == "olga"

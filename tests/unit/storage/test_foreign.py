@@ -28,3 +28,24 @@ def test_unknown_formats_and_empty_images_are_refused() -> None:
         parse_info(json.dumps({"format": "luks", "virtual-size": 1 << 20}), P)
     with pytest.raises(InvalidInput, match="empty"):
         parse_info(json.dumps({"format": "raw", "virtual-size": 0}), P)
+
+
+def test_external_data_files_and_foreign_extents_are_refused() -> None:
+    """What qemu-img 7.2 says of a qcow2 with ``data_file=`` and of a VMDK descriptor whose
+    extent is ``/etc/hostname``: converting either would copy that host file into a disk."""
+    qcow2 = {"format": "qcow2", "virtual-size": 1 << 20, "filename": str(P),
+             "format-specific": {"type": "qcow2", "data": {
+                 "compat": "1.1", "data-file": "/etc/shadow", "data-file-raw": True}}}
+    with pytest.raises(InvalidInput, match="external data file"):
+        parse_info(json.dumps(qcow2), P)
+    flat = {"format": "vmdk", "virtual-size": 1 << 20, "filename": str(P),
+            "format-specific": {"type": "vmdk", "data": {
+                "create-type": "monolithicFlat",
+                "extents": [{"virtual-size": 1 << 20, "filename": "/etc/hostname",
+                             "format": "FLAT"}]}}}
+    with pytest.raises(InvalidInput, match="extent in another file"):
+        parse_info(json.dumps(flat), P)
+    sparse = {**flat, "format-specific": {"type": "vmdk", "data": {
+        "create-type": "monolithicSparse",
+        "extents": [{"virtual-size": 1 << 20, "filename": str(P), "format": ""}]}}}
+    assert parse_info(json.dumps(sparse), P).format == "vmdk"

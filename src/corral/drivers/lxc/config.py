@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.domain.errors import InvalidInput
+from corral.domain.names import is_decimal
 from corral.domain.network import NetworkType, NicSpec
 from corral.domain.resources import Resources
 from corral.drivers.cgroup_limits import limit_writes, lxc_config_lines
@@ -17,6 +18,8 @@ from corral.host.idmap import IdMap
 DEFAULT_INCLUDE_DIR = Path("/usr/share/lxc/config")
 # Every container's cgroup sits under <hierarchy>/<corral_root()>/ct/<name> (monitor: .../monitor).
 INNER = "inner"
+USERNS_DROPS = ("mac_admin", "mac_override", "sys_time", "sys_module", "sys_rawio")
+"""Capabilities an unprivileged container loses from its bounding set (common.conf's list)."""
 """LXC runs the container's processes one level below its group (``.../ct/<name>/inner``)."""
 CONSOLE_LOG_SIZE = "1MB"
 TTYS = 1
@@ -62,7 +65,7 @@ def cgroup_dirs(lxc_name: str) -> dict[str, str]:
 def normalise_signal(name: str) -> str:
     """'usr2', 'SIGUSR2' or '12' -> the form lxc.signal.* accepts ('SIGUSR2' or '12')."""
     value = name.strip().upper()
-    if value.isdigit():
+    if is_decimal(value):
         return value
     if not value.startswith(_SIGNAL_PREFIX):
         value = _SIGNAL_PREFIX + value
@@ -145,6 +148,10 @@ def render_config(config: ContainerConfig) -> str:
             f"lxc.include = {config.include_dir / 'userns.conf'}",
             f"lxc.idmap = u 0 {uid.start} {uid.count}",
             f"lxc.idmap = g 0 {gid.start} {gid.count}",
+            # userns.conf clears common.conf's drops (in a user namespace they are checked
+            # against the initial one anyway); put them back: nothing a guest needs, and one
+            # layer more should a kernel bug ever honour them
+            f"lxc.cap.drop = {' '.join(USERNS_DROPS)}",
         ]
     lines += [
         f"lxc.uts.name = {config.hostname}",

@@ -24,8 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.domain.errors import HostFailure, InvalidInput
+from corral.domain.names import is_decimal
 
 EXEC_GRACE = 5.0  # seconds the host waits beyond the guest-side timeout
+MAX_LINE = 64 * 1024**2
+"""The longest reply line the host reads (base64 stdout and stderr of an exec included): a
+guest that sends more without a newline is cut off, not buffered until corrald's memory
+runs out."""
 
 
 def enc(data: bytes) -> str:
@@ -80,10 +85,9 @@ def decode_reply(line: bytes) -> Reply:
         text = dec(words[2]).decode(errors="replace").strip() if len(words) > 2 else ""
         return Reply(verb, rid, message=text)
     if verb == "RESULT" and len(words) == 5:
-        try:
-            code = int(words[2])
-        except ValueError:
-            raise HostFailure(f"the guest agent sent a bad exit code {words[2]!r}") from None
+        code = int(words[2]) if is_decimal(words[2]) and len(words[2]) <= 3 else -1
+        if not 0 <= code <= 255:
+            raise HostFailure(f"the guest agent sent a bad exit code {words[2][:20]!r}")
         return Reply(verb, rid, code, dec(words[3]), dec(words[4]))
     raise HostFailure(f"the guest agent sent a malformed reply: {line[:80]!r}")
 
@@ -115,7 +119,7 @@ class AgentClient:
             except OSError as exc:
                 raise HostFailure(f"cannot reach the guest agent: {exc}") from exc
             sock.sendall(request)
-            buffer = b""
+            buffer = bytearray()
             while True:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -130,8 +134,14 @@ class AgentClient:
                 if not chunk:
                     raise HostFailure("the guest agent connection closed (VM stopped?)")
                 buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
+                if b"\n" not in chunk:
+                    if len(buffer) > MAX_LINE:
+                        raise HostFailure(f"the guest agent sent a reply longer than "
+                                          f"{MAX_LINE // 1024**2} MiB without a line end")
+                    continue
+                lines = bytes(buffer).split(b"\n")
+                buffer = bytearray(lines.pop())
+                for line in lines:
                     if not line.strip():
                         continue
                     reply = decode_reply(line)
