@@ -12,7 +12,6 @@ restore cannot make an idmapped root) and otherwise as Corral makes it (console,
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -24,7 +23,6 @@ import pytest
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
 from corral.drivers.lxc import checkpoint
-from corral.drivers.lxc.driver import lxc_name
 from corral.host import criu
 from tests.system.fixtures_template import tiny_template
 from tests.system.test_lxc_driver import Env, _no_progress, _why_not, env, leftovers
