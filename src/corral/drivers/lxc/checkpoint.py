@@ -108,10 +108,10 @@ def _rebind(pid: int, binds: dict[str, str]) -> None:
 
 
 def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool) -> None:
-    """Checkpoint the running ``spec`` into ``directory``; ``stop``: it stops once dumped,
-    else it runs on (unchanged: its pty binds are made again)."""
+    """Checkpoint the running (or frozen) ``spec`` into ``directory``; ``stop``: it stops once
+    dumped, else it runs on (unchanged: its pty binds are made again)."""
     status = driver.status(spec)
-    if status.state is not RuntimeState.RUNNING or status.pid is None:
+    if status.state not in (RuntimeState.RUNNING, RuntimeState.SUSPENDED) or status.pid is None:
         raise HostFailure(f"container '{spec.name}' is {status.state.value}: nothing to dump")
     directory.mkdir(parents=True, exist_ok=True)
     binds = _pty_binds(status.pid)
