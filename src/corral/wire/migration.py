@@ -138,6 +138,7 @@ class IncomingReply(BaseModel):
 
 class CommitRequest(BaseModel):
     start: bool  # copy path: start the instance on the target (it ran on the source)
+    restore: bool = False  # with start: from the checkpoint sent with its files (CRIU)
 
 
 class CommitReply(BaseModel):

@@ -32,7 +32,13 @@ from corral.domain.resources import Resources
 from corral.domain.statuses import MigrationStatus
 from corral.domain.undo import Undo, describe
 from corral.drivers.base import Driver, RuntimeState
-from corral.drivers.migration import LiveOffer, MigrationHooks, MigrationPath, migration_hooks
+from corral.drivers.migration import (
+    CHECKPOINT_DIR,
+    LiveOffer,
+    MigrationHooks,
+    MigrationPath,
+    migration_hooks,
+)
 from corral.migration.files import NoSpace, check_space, extract_files, side_file
 from corral.migration.frames import decode
 from corral.migration.transfer import apply_frames
@@ -186,7 +192,7 @@ class TargetSide:
         with incoming.guard:
             extract_files(incoming.spec.directory, body)
 
-    def commit(self, mid: str, start: bool) -> CommitReply:
+    def commit(self, mid: str, start: bool, restore: bool = False) -> CommitReply:
         s = self.s
         incoming = self._take(mid)
         with incoming.guard:
@@ -202,10 +208,16 @@ class TargetSide:
             else:
                 hooks.adopt(spec, template)
                 state = State.STOPPED
-                if start:
+                resumed_at = time.time()
+                images = spec.directory / CHECKPOINT_DIR
+                if start and restore:  # a failure leaves it stopped: the source aborts
+                    resumed_at = hooks.restore(spec, template, images)
+                    state = State.RUNNING
+                elif start:
                     driver.start(spec, template)
                     state = State.RUNNING
-                resumed_at = time.time()
+                    resumed_at = time.time()
+                shutil.rmtree(images, ignore_errors=True)
             incoming.committed = True
             self._import_snapshots(incoming)
             s.instances.store.set_state(rec.id, state)
