@@ -345,7 +345,12 @@ class SourceRun:
         self.s.store.update_migration(self.mid, phase="committing")
         self.phase(0.93, (f"restoring on {self.remote.name}" if restore else
                           f"starting on {self.remote.name}") if self.running else "committing")
+        asked = time.time()
         commit = self._commit(peer, start=self.running, restore=restore)
+        if restore:
+            self.details["send_ms"] = round(
+                (asked - stopped_at) * 1000 - self.details["dump_ms"], 1)
+            self.details["commit_ms"] = round((time.time() - asked) * 1000, 1)
         self.details.update({
             "disk_bytes": sent_total, "final_delta_bytes": final,
             "downtime_ms": round((commit.resumed_at - stopped_at) * 1000, 1)
