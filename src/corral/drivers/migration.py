@@ -21,6 +21,7 @@ Which ways an instance can move is data (``MigrationHooks.paths``):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -170,6 +171,17 @@ class MigrationHooks(Protocol):
     def adopt(self, spec: InstanceSpec, template: TemplateImage) -> None:
         """Make the runtime know an instance whose disk and files arrived by copy."""
         ...
+
+
+def criu_seconds(directory: Path, verb: str) -> float | None:
+    """CRIU's own time for ``verb`` (dump, restore) of the checkpoint in ``directory``: the
+    last timestamp of its log (``(00.409225) …``), or None without one."""
+    try:
+        text = (directory / f"{verb}.log").read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.findall(r"^\s*\((\d+\.\d+)\)", text, re.MULTILINE)
+    return float(found[-1]) if found else None
 
 
 def migration_hooks(driver: Driver) -> MigrationHooks:

@@ -144,3 +144,4 @@ class CommitRequest(BaseModel):
 class CommitReply(BaseModel):
     state: str
     resumed_at: float  # wall clock on the target when the guest ran again
+    criu_restore_ms: float | None = None  # checkpoint path: CRIU's own restore time

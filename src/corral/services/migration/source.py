@@ -32,6 +32,7 @@ from corral.drivers.migration import (
     LiveOffer,
     LiveSource,
     MigrationPath,
+    criu_seconds,
     migration_hooks,
     without_criu,
 )
@@ -331,6 +332,8 @@ class SourceRun:
             self.undo.push("restore the source from its checkpoint", self._restore_source)
             self.hooks.checkpoint(self.spec, images, stop=True)
             self.details["dump_ms"] = round((time.time() - stopped_at) * 1000, 1)
+            dumped = criu_seconds(images, "dump")
+            self.details["criu_dump_ms"] = None if dumped is None else round(dumped * 1000, 1)
         elif self.running:
             self.phase(0.72, "stopping the instance on the source")
             self.s.store.update_migration(self.mid, details={"stopped": True})
@@ -351,6 +354,7 @@ class SourceRun:
             self.details["send_ms"] = round(
                 (asked - stopped_at) * 1000 - self.details["dump_ms"], 1)
             self.details["commit_ms"] = round((time.time() - asked) * 1000, 1)
+            self.details["criu_restore_ms"] = commit.criu_restore_ms
         self.details.update({
             "disk_bytes": sent_total, "final_delta_bytes": final,
             "downtime_ms": round((commit.resumed_at - stopped_at) * 1000, 1)

@@ -37,6 +37,7 @@ from corral.drivers.migration import (
     LiveOffer,
     MigrationHooks,
     MigrationPath,
+    criu_seconds,
     migration_hooks,
 )
 from corral.migration.files import NoSpace, check_space, extract_files, side_file
@@ -201,6 +202,7 @@ class TargetSide:
             driver = s.instances.driver(rec.kind)
             hooks = migration_hooks(driver)
             template = s.instances.templates.get(rec.template)
+            restore_s: float | None = None
             if incoming.request.path == "live":
                 resumed_at = hooks.finish_incoming(spec, _offer(incoming.request))
                 state = State.RUNNING
@@ -212,6 +214,7 @@ class TargetSide:
                 images = spec.directory / CHECKPOINT_DIR
                 if start and restore:  # a failure leaves it stopped: the source aborts
                     resumed_at = hooks.restore(spec, template, images)
+                    restore_s = criu_seconds(images, "restore")
                     state = State.RUNNING
                 elif start:
                     driver.start(spec, template)
@@ -230,7 +233,9 @@ class TargetSide:
             s.networks.plug_instance(rec.id)
         s.events.publish("instance.migrated-in", instance=rec.name, id=rec.id,
                          source=incoming.request.source_node)
-        return CommitReply(state=state.value, resumed_at=resumed_at)
+        return CommitReply(state=state.value, resumed_at=resumed_at,
+                           criu_restore_ms=None if restore_s is None
+                           else round(restore_s * 1000, 1))
 
     @staticmethod
     def _resumed(hooks: MigrationHooks, spec: InstanceSpec) -> None:
