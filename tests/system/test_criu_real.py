@@ -122,6 +122,13 @@ def test_established_tcp_connection_survives_dump_and_restore(
     assert established(env, spec) == connections  # the same connection, not a new one
     sh(env, spec, "echo after > /root/in")
     assert wait_for(env, spec, "cat /root/out", "after") == "before\nafter\n"
+    # a restored container is dumped and restored again (its console is Corral's pty now)
+    shutil.rmtree(images)
+    checkpoint.dump(env.driver, spec, images, stop=True)
+    checkpoint.restore(env.driver, spec, images)
+    sh(env, spec, "echo again > /root/in")
+    assert wait_for(env, spec, "cat /root/out", "again") == "before\nafter\nagain\n"
+    assert established(env, spec) == connections
     # init's console (the restored pty) still reaches the console log
     sh(env, spec, "echo corral-console-after-restore > /proc/1/fd/1")
     deadline = time.monotonic() + 10

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import time
 from pathlib import Path
 
@@ -96,9 +97,17 @@ def _pty_binds(pid: int) -> dict[str, str]:
     return found
 
 
-def _console_id(pid: int) -> str:
-    """CRIU's name of the container's console pty (as LXC computes it)."""
-    st = os.stat(f"/proc/{pid}/root/dev/console")
+def _console_id(pid: int, bound: bool) -> str | None:
+    """CRIU's name of the container's console pty (as LXC computes it): the one bound at
+    its /dev/console, or (a container restored before: the pty Corral handed over, outside
+    its devpts) the pty its init has as stdin."""
+    path = f"/proc/{pid}/root/dev/console" if bound else f"/proc/{pid}/fd/0"
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not bound and not (stat.S_ISCHR(st.st_mode) and 136 <= os.major(st.st_rdev) <= 143):
+        return None  # not a pty (Unix 98 pty slaves: majors 136-143)
     return f"tty[{st.st_rdev:x}:{st.st_dev:x}]"
 
 
@@ -116,7 +125,7 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool) 
     directory.mkdir(parents=True, exist_ok=True)
     binds = _pty_binds(status.pid)
     env = None
-    console = _console_id(status.pid) if "/dev/console" in binds else None
+    console = _console_id(status.pid, "/dev/console" in binds)
     if console is not None:
         # LXC would name the console by what it finds at /dev/console once unbound: CRIU is
         # told the real one (the dump then leaves it out as external)
