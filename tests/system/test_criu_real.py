@@ -23,6 +23,7 @@ import pytest
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
 from corral.drivers.lxc import checkpoint
+from corral.drivers.migration import criu_seconds
 from corral.host import criu
 from tests.system.fixtures_template import tiny_template
 from tests.system.test_lxc_driver import Env, _no_progress, _why_not, env, leftovers
@@ -115,7 +116,10 @@ def test_established_tcp_connection_survives_dump_and_restore(
     began = time.monotonic()
     checkpoint.restore(env.driver, spec, images)
     restored = time.monotonic() - began
-    print(f"\nlxc-checkpoint dump {dumped * 1000:.0f} ms, restore {restored * 1000:.0f} ms")
+    own = (criu_seconds(images, "dump"), criu_seconds(images, "restore"))
+    assert own[0] is not None and own[1] is not None  # CRIU's own times, from its logs
+    print(f"\nlxc-checkpoint dump {dumped * 1000:.0f} ms, restore {restored * 1000:.0f} ms; "
+          f"CRIU's own: dump {own[0] * 1000:.0f} ms, restore {own[1] * 1000:.0f} ms")
 
     assert env.driver.status(spec).state is RuntimeState.RUNNING
     assert sh(env, spec, "pidof nc").split() == client  # the same processes, not new ones

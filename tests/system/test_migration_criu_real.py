@@ -77,7 +77,7 @@ class CriuLab:
     client_ns: str
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def criu_lab(tiny_template: TemplateImage) -> Iterator[CriuLab]:
     the_lab = Lab(tiny_template)
     try:
@@ -220,7 +220,10 @@ def test_target_restore_fails_source_runs_on(criu_lab: CriuLab) -> None:
     count, pid = _counter(a, "ct3")
     ifname = _host_ifname(a, "ct3")
     sh("ip", "-n", b.netns, "link", "add", ifname, "type", "bridge")
-    failed = a.cli("migrate", "ct3", "b")
+    try:
+        failed = a.cli("migrate", "ct3", "b")
+    finally:
+        sh("ip", "-n", b.netns, "link", "del", ifname)
     print(failed.stdout, failed.stderr)
     assert failed.returncode != 0
     assert a.instances()["ct3"]["state"] == "running"

@@ -111,6 +111,14 @@ def _console_id(pid: int, bound: bool) -> str | None:
     return f"tty[{st.st_rdev:x}:{st.st_dev:x}]"
 
 
+def _criu_config(path: Path, lines: list[str]) -> dict[str, str]:
+    """The environment that makes the CRIU which LXC runs read ``lines`` as options too;
+    log level 3 so the log's last line is the end of CRIU's work (its own time, in the
+    migration record and bench/migrate.py)."""
+    path.write_text("\n".join(["verbosity 3", *lines]) + "\n")
+    return {**os.environ, "CRIU_CONFIG_FILE": str(path)}
+
+
 def _rebind(pid: int, binds: dict[str, str]) -> None:
     for target, pty in binds.items():
         nsmount.bind_in(pid, f"/dev/pts/{pty.lstrip('/')}", [target])
@@ -124,14 +132,11 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool) 
         raise HostFailure(f"container '{spec.name}' is {status.state.value}: nothing to dump")
     directory.mkdir(parents=True, exist_ok=True)
     binds = _pty_binds(status.pid)
-    env = None
     console = _console_id(status.pid, "/dev/console" in binds)
-    if console is not None:
-        # LXC would name the console by what it finds at /dev/console once unbound: CRIU is
-        # told the real one (the dump then leaves it out as external)
-        conf = directory / DUMP_CONF
-        conf.write_text(f"external {console}\n")
-        env = {**os.environ, "CRIU_CONFIG_FILE": str(conf)}
+    # LXC would name the console by what it finds at /dev/console once unbound: CRIU is
+    # told the real one (the dump then leaves it out as external)
+    env = _criu_config(directory / DUMP_CONF,
+                       [] if console is None else [f"external {console}"])
     if binds:
         nsmount.unmount_in(status.pid, list(binds))
     args = [*driver._args("lxc-checkpoint", spec), "-D", str(directory)]
@@ -173,13 +178,12 @@ def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> None:
     mount_image(spec.disk_path, spec.run_dir / "rootfs")
     mount_data_disks(spec)
     fds: list[int] = []
-    env = None
+    lines = []
     tty = directory / OUR_TTY_INFO
     if tty.exists():
         fds.append(console_keeper(str(spec.directory / CONSOLE_LOG)))
-        conf = directory / RESTORE_CONF
-        conf.write_text(f"inherit-fd fd[3]:{tty.read_text().strip()}\n")
-        env = {**os.environ, "CRIU_CONFIG_FILE": str(conf)}
+        lines.append(f"inherit-fd fd[3]:{tty.read_text().strip()}")
+    env = _criu_config(directory / RESTORE_CONF, lines)
     # Its monitor must not look for a console of its own (it has none after a restore and
     # its poll loop would end on that, leaving the container without a monitor): the
     # configuration it reads says so, only while it starts.
