@@ -345,9 +345,11 @@ def main() -> None:
             where["ct1"] = other(src)
 
         print()
-        print(conditions(args.runs, accel, "VM: tiny guest, 256 MiB RAM, 512 MiB disk, a "
-                         f"counter writing 20x/s; downtime limit {DOWNTIME_MS} ms; two netns "
-                         "joined by a bridge; plain TCP streams"))
+        what = ("CTs only (raw CT side: from the same moves, not alternated)" if args.ct_only
+                else "VM: tiny guest, 256 MiB RAM, 512 MiB disk, a counter writing 20x/s; "
+                f"downtime limit {DOWNTIME_MS} ms")
+        print(conditions(args.runs, accel, what + "; two netns joined by a bridge; plain TCP "
+                         "streams"))
         if vm is not None:
             table = Table("VM live migration (ms; ratio = Corral / raw, > 1: Corral slower)")
             table.add("downtime: source STOP -> target RESUME (QMP)", vm.corral["downtime"],
