@@ -36,8 +36,10 @@ from pathlib import Path
 from corral.domain.errors import HostFailure
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
+from corral.drivers.lxc.config import cgroup_dirs
 from corral.drivers.lxc.disks import mount_data_disks, unmount_data_disks
 from corral.drivers.lxc.driver import CONSOLE_LOG, LxcDriver, lxc_name
+from corral.drivers.lxc.state import StateReader
 from corral.host import criu, nsmount
 from corral.host.loopmount import loop_devices
 from corral.host.mounts import mount_image, unmount
@@ -171,8 +173,31 @@ def released(spec: InstanceSpec) -> None:
         time.sleep(0.005)
 
 
+def _monitor_gone(driver: LxcDriver, spec: InstanceSpec) -> None:
+    """Wait until the LXC monitor of a container that just stopped has removed its cgroups
+    in every hierarchy (a restore fails to create them otherwise: "cgfsng_payload_create:
+    Numerical result out of range"), as for a source restoring its own dump right after the
+    dump stopped it. Groups still there, empty, after the wait are removed here (bottom-up:
+    only an empty cgroup can be removed)."""
+    layout = driver._cgroups()
+    rel = cgroup_dirs(lxc_name(spec))["container"]
+    roots = {*layout.v1.values(), *([layout.v2_mount] if layout.v2_mount else [])}
+    groups = [root / rel for root in roots]
+    if StateReader(layout).members(rel):
+        return  # processes in it: not stopped (restore refuses it)
+    deadline = time.monotonic() + UNMOUNT_WAIT / 2
+    while any(g.exists() for g in groups) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for group in groups:
+        if group.exists():
+            for path, _dirs, _files in sorted(os.walk(group), key=lambda w: -len(w[0])):
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+
+
 def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> None:
     """Resume the stopped ``spec`` from the checkpoint in ``directory``."""
+    _monitor_gone(driver, spec)
     if driver.status(spec).state is not RuntimeState.STOPPED:
         raise HostFailure(f"container '{spec.name}' must be stopped to restore a checkpoint")
     mount_image(spec.disk_path, spec.run_dir / "rootfs")
