@@ -1,5 +1,7 @@
 """Migration benchmark: Corral's VM live migration against the same job done by hand with
-QMP, and Corral's container migration (disk pre-copy, stop, final delta, start).
+QMP, and Corral's container migration: by CRIU checkpoint/restore (privileged container)
+beside CRIU's own dump + restore time of the same container in the same move, and by the
+restart path (disk pre-copy, stop, final delta, start).
 
 Two corralds run in two network namespaces joined by a bridge (tests/system/migration_lab).
 The guest (the tiny template, 256 MiB RAM, 512 MiB root disk, no data disks) runs a counter
@@ -31,6 +33,13 @@ writing a file 20 times a second. Each round moves it from the host that has it.
 * The streams between hosts are plain TCP today. When Corral's NBD and RAM streams gain TLS
   (``tls-creds-x509``), the raw side must use the same TLS objects and parameters, or the
   comparison is no longer like with like.
+
+* CT checkpoint/restore: Corral's downtime (dump started on the source -> restored on the
+  target) against the raw ``criu dump`` + ``criu restore`` of the same container in that same
+  move, as CRIU's own logs time them (the last timestamp of dump.log and restore.log): what
+  Corral adds is LXC (``lxc-checkpoint``), waiting for the stopped root to be released, the
+  final disk delta, sending the dump, and the HTTPS round trips. The container runs a
+  counter (setsid: a process in an exec's session cannot be dumped).
 
 A warm-up round of both sides is discarded; then the rounds alternate which side goes first
 (bench/common.py). Run as root: ``.venv/bin/python bench/migrate.py [--runs 5]``.
@@ -231,6 +240,14 @@ def _settle(host: Host, quiet: float = 0.05, longest: float = 20.0) -> None:
             return
 
 
+def _wait_exec(host: Host, name: str) -> None:
+    deadline = time.monotonic() + 60
+    while host.cli("exec", name, "--", "true").returncode != 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} never answered exec")
+        time.sleep(0.3)
+
+
 def corral_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
     with src.client() as c:
         started = time.time()
@@ -239,9 +256,14 @@ def corral_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
         done = c.wait(op.id)
         if done.status != "success":
             raise RuntimeError(f"migrate {name}: {done.error}")
-        details = migration.list_migrations(c, 1)[0].details
+        record = migration.list_migrations(c, 1)[0]
+        details = record.details
+    if record.path == "precopy" and name == "ctc":
+        raise RuntimeError(f"{name} took the restart path: {details.get('why')}")
     got = {"downtime": float(details["downtime_ms"]) / 1000,
            "own_total": float(details["total_ms"]) / 1000}
+    if details.get("criu_dump_ms") is not None and details.get("criu_restore_ms") is not None:
+        got["criu"] = (float(details["criu_dump_ms"]) + float(details["criu_restore_ms"])) / 1000
     if details.get("resumed_at"):
         got["total"] = float(details["resumed_at"]) - started
     if details.get("qemu_downtime_ms") is not None:
@@ -252,6 +274,7 @@ def corral_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--ct-only", action="store_true", help="only the container rows")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root")
@@ -259,31 +282,57 @@ def main() -> None:
     lab = Lab(template)
     try:
         a, b = lab.start()
-        a.cli("create", "vm1", "--type", "vm", "--memory", "256M", "--disk", "512M", "--start",
-              check=True)
-        _wait_agent(a, "vm1")
-        _exec(a, "vm1", f"setsid sh -c '{COUNTER}' >/dev/null 2>&1 </dev/null &")
-        accel = accelerator(_qemu(a, "vm1")[1])
-        where = {"vm1": a}
+        where: dict[str, Host] = {}
 
         def other(host: Host) -> Host:
             return b if host is a else a
 
-        def corral() -> dict[str, float]:
-            src = where["vm1"]
-            got = corral_migrate(src, other(src), "vm1")
-            where["vm1"] = other(src)
-            return got
+        vm = None
+        accel = "n/a (containers only)"
+        holder = a
+        if not args.ct_only:
+            a.cli("create", "vm1", "--type", "vm", "--memory", "256M", "--disk", "512M", "--start",
+                  check=True)
+            _wait_agent(a, "vm1")
+            _exec(a, "vm1", f"setsid sh -c '{COUNTER}' >/dev/null 2>&1 </dev/null &")
+            accel = accelerator(_qemu(a, "vm1")[1])
+            where["vm1"] = a
 
-        def raw() -> dict[str, float]:
-            src = where["vm1"]
-            return raw_migrate(src, other(src), "vm1")
+            def corral() -> dict[str, float]:
+                src = where["vm1"]
+                got = corral_migrate(src, other(src), "vm1")
+                where["vm1"] = other(src)
+                return got
 
-        vm = paired_rounds(args.runs, corral, raw, label="VM ")
-        holder = where["vm1"]
-        count = int(_exec(holder, "vm1", "cat /root/count"))
+            def raw() -> dict[str, float]:
+                src = where["vm1"]
+                return raw_migrate(src, other(src), "vm1")
+
+            vm = paired_rounds(args.runs, corral, raw, label="VM ")
+            holder = where["vm1"]
+            count = int(_exec(holder, "vm1", "cat /root/count"))
+            time.sleep(0.3)
+            assert int(_exec(holder, "vm1", "cat /root/count")) > count, "the counter stopped"
+
+        holder.cli("create", "ctc", "--type", "ct", "--disk", "256M", "--privileged",
+                   "--start", check=True)
+        _wait_exec(holder, "ctc")
+        _exec(holder, "ctc", f"setsid sh -c '{COUNTER}' >/dev/null 2>&1 </dev/null &")
+        where["ctc"] = holder
+        cr: dict[str, list[float]] = {}
+        for i in range(1 + args.runs):
+            src = where["ctc"]
+            got = corral_migrate(src, other(src), "ctc")
+            where["ctc"] = other(src)
+            if i == 0:
+                continue  # warm-up
+            for key, value in got.items():
+                cr.setdefault(key, []).append(value)
+        holder = where["ctc"]
+        count = int(_exec(holder, "ctc", "cat /root/count"))
         time.sleep(0.3)
-        assert int(_exec(holder, "vm1", "cat /root/count")) > count, "the counter stopped"
+        assert int(_exec(holder, "ctc", "cat /root/count")) > count, "the CT counter stopped"
+        holder.cli("delete", "--force", "ctc", check=True)
 
         holder.cli("create", "ct1", "--type", "ct", "--disk", "256M", "--start", check=True)
         _exec(holder, "ct1", "dd if=/dev/urandom of=/root/data bs=1M count=16 2>/dev/null")
@@ -296,19 +345,29 @@ def main() -> None:
             where["ct1"] = other(src)
 
         print()
-        print(conditions(args.runs, accel, "VM: tiny guest, 256 MiB RAM, 512 MiB disk, a "
-                         f"counter writing 20x/s; downtime limit {DOWNTIME_MS} ms; two netns "
-                         "joined by a bridge; plain TCP streams"))
-        table = Table("VM live migration (ms; ratio = Corral / raw, > 1: Corral slower)")
-        table.add("downtime: source STOP -> target RESUME (QMP)", vm.corral["downtime"],
-                  vm.raw["downtime"])
-        table.add("total: first step -> target RESUME", vm.corral.get("total"),
-                  vm.raw["total"])
-        table.add("  Corral's own total_ms (to the end of its source clean-up)",
-                  vm.corral["own_total"], None)
-        table.add("  QEMU's own 'downtime' (query-migrate)", vm.corral.get("qemu_downtime"),
-                  vm.raw.get("qemu_downtime"))
-        print(table.render())
+        what = ("CTs only (raw CT side: from the same moves, not alternated)" if args.ct_only
+                else "VM: tiny guest, 256 MiB RAM, 512 MiB disk, a counter writing 20x/s; "
+                f"downtime limit {DOWNTIME_MS} ms")
+        print(conditions(args.runs, accel, what + "; two netns joined by a bridge; plain TCP "
+                         "streams"))
+        if vm is not None:
+            table = Table("VM live migration (ms; ratio = Corral / raw, > 1: Corral slower)")
+            table.add("downtime: source STOP -> target RESUME (QMP)", vm.corral["downtime"],
+                      vm.raw["downtime"])
+            table.add("total: first step -> target RESUME", vm.corral.get("total"),
+                      vm.raw["total"])
+            table.add("  Corral's own total_ms (to the end of its source clean-up)",
+                      vm.corral["own_total"], None)
+            table.add("  QEMU's own 'downtime' (query-migrate)", vm.corral.get("qemu_downtime"),
+                      vm.raw.get("qemu_downtime"))
+            print(table.render())
+        crs = Table(f"CT migration by CRIU checkpoint/restore (privileged busybox CT, a "
+                    f"counter), {len(cr['downtime'])} rounds (ms; raw = CRIU's own dump + "
+                    "restore of the same move)")
+        crs.add("downtime (dump started -> restored on the target)", cr["downtime"],
+                cr.get("criu"))
+        crs.add("total (Corral's total_ms)", cr["own_total"], None)
+        print(crs.render())
         cts = Table(f"CT migration, no CRIU (pre-copy, stop, delta, start; 16 MiB written), "
                     f"{len(ct['downtime'])} rounds, Corral only (ms)")
         cts.add("downtime (stop on the source -> running on the target)", ct["downtime"], None)

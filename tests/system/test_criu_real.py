@@ -5,13 +5,13 @@ Proves the CRIU that ``scripts/install-criu.sh`` builds (4.1.1 + Corral's patch 
 and a client holding a connection to it over the container's loopback; the container is
 dumped (``drivers.lxc.checkpoint``: ``lxc-checkpoint -s``, which passes ``--tcp-established``
 to CRIU) and stops, then is restored; the same client process, on the same connection,
-still gets its answers. Skipped with the machine's reason where CRIU does not work. The
-container is privileged and has no console (LXC 5.0's restore limits: see ``container``).
+still gets its answers, and its console output goes on into ``console.log``. Skipped with
+the machine's reason where CRIU does not work. The container is privileged (LXC 5.0's
+restore cannot make an idmapped root) and otherwise as Corral makes it (console, tty).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -23,7 +23,7 @@ import pytest
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
 from corral.drivers.lxc import checkpoint
-from corral.drivers.lxc.driver import lxc_name
+from corral.drivers.migration import criu_seconds
 from corral.host import criu
 from tests.system.fixtures_template import tiny_template
 from tests.system.test_lxc_driver import Env, _no_progress, _why_not, env, leftovers
@@ -38,13 +38,8 @@ def _criu_why_not() -> str:
     return "" if status.works else f"CRIU does not work here: {status.reason}"
 
 
-UNRELIABLE = (
-    "lxc-checkpoint's restore is unreliable on this host: it passed, then failed on every "
-    "later run with 'mnt-v2: Can't stat mountpoint …/dev' (docs/known-gaps.md); "
-    "CORRAL_CRIU_TESTS=1 runs it")
 pytestmark = [pytest.mark.system,
-              pytest.mark.skipif(bool(_criu_why_not()), reason=_criu_why_not()),
-              pytest.mark.skipif(os.environ.get("CORRAL_CRIU_TESTS") != "1", reason=UNRELIABLE)]
+              pytest.mark.skipif(bool(_criu_why_not()), reason=_criu_why_not())]
 
 # Inside the container: an echo server on port 7000 (busybox nc -ll -e cat), and a
 # client connected to it whose input is a FIFO (held open by a sleeping writer) and whose
@@ -80,16 +75,9 @@ def established(env: Env, spec: InstanceSpec) -> list[str]:
 
 @pytest.fixture
 def container(env: Env) -> Iterator[InstanceSpec]:
-    """A privileged container without console or ttys: LXC 5.0's restore cannot give a
-    container back its console (it has no pty for ``--inherit-fd`` yet) nor mount an
-    idmapped root, so the proof of CRIU itself is made on one that has neither."""
+    """A privileged container (LXC 5.0's restore cannot mount an idmapped root)."""
     spec = env.spec("criu1", privileged=True)
     env.driver.create(spec, env.template, _no_progress)
-    config = env.driver.lxcpath / lxc_name(spec) / "config"
-    lines = [("lxc.tty.max = 0" if line.startswith("lxc.tty.max") else line)
-             for line in config.read_text().splitlines() if not line.startswith("lxc.console.")]
-    lines.insert(lines.index("lxc.tty.max = 0"), "lxc.console.path = none")
-    config.write_text("\n".join([*lines, ""]))
     try:
         env.driver.start(spec, env.template)
         wait_for(env, spec, "echo up", "up")
@@ -128,10 +116,26 @@ def test_established_tcp_connection_survives_dump_and_restore(
     began = time.monotonic()
     checkpoint.restore(env.driver, spec, images)
     restored = time.monotonic() - began
-    print(f"\nlxc-checkpoint dump {dumped * 1000:.0f} ms, restore {restored * 1000:.0f} ms")
+    own = (criu_seconds(images, "dump"), criu_seconds(images, "restore"))
+    assert own[0] is not None and own[1] is not None  # CRIU's own times, from its logs
+    print(f"\nlxc-checkpoint dump {dumped * 1000:.0f} ms, restore {restored * 1000:.0f} ms; "
+          f"CRIU's own: dump {own[0] * 1000:.0f} ms, restore {own[1] * 1000:.0f} ms")
 
     assert env.driver.status(spec).state is RuntimeState.RUNNING
     assert sh(env, spec, "pidof nc").split() == client  # the same processes, not new ones
     assert established(env, spec) == connections  # the same connection, not a new one
     sh(env, spec, "echo after > /root/in")
     assert wait_for(env, spec, "cat /root/out", "after") == "before\nafter\n"
+    # a restored container is dumped and restored again (its console is Corral's pty now)
+    shutil.rmtree(images)
+    checkpoint.dump(env.driver, spec, images, stop=True)
+    checkpoint.restore(env.driver, spec, images)
+    sh(env, spec, "echo again > /root/in")
+    assert wait_for(env, spec, "cat /root/out", "again") == "before\nafter\nagain\n"
+    assert established(env, spec) == connections
+    # init's console (the restored pty) still reaches the console log
+    sh(env, spec, "echo corral-console-after-restore > /proc/1/fd/1")
+    deadline = time.monotonic() + 10
+    while b"corral-console-after-restore" not in env.driver.console_log(spec):
+        assert time.monotonic() < deadline, env.driver.console_log(spec)[-500:]
+        time.sleep(0.05)

@@ -130,7 +130,7 @@ async def receive_files(mid: str, request: Request, app: App) -> Response:
 
 @router.post(INCOMING + "/{mid}/commit", response_model=CommitReply)
 def commit(mid: str, body: CommitRequest, app: App) -> CommitReply:
-    return app.migrations.commit(mid, body.start)
+    return app.migrations.commit(mid, body.start, body.restore)
 
 
 @router.delete(INCOMING + "/{mid}", status_code=204)

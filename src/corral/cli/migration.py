@@ -90,6 +90,10 @@ def _result(m: MigrationModel) -> str:
         parts.append(f"downtime {d['downtime_ms']} ms")
     if d.get("qemu_downtime_ms") is not None:
         parts.append(f"(QEMU: {d['qemu_downtime_ms']} ms)")
+    if d.get("dump_ms") is not None:
+        parts.append(f"(dump {d['dump_ms']} ms, delta and files {d.get('send_ms')} ms, "
+                     f"restore {d.get('commit_ms')} ms; CRIU's own: dump "
+                     f"{d.get('criu_dump_ms')} ms, restore {d.get('criu_restore_ms')} ms)")
     if d.get("total_ms") is not None:
         parts.append(f"total {d['total_ms'] / 1000:.2f} s")
     for key, label in (("disk_bytes", "disk"), ("ram_bytes", "RAM")):

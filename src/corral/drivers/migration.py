@@ -13,13 +13,19 @@ Which ways an instance can move is data (``MigrationHooks.paths``):
 - ``live``: disks mirrored and RAM pre-copied while it runs; the guest resumes on the target
   where it stopped (QEMU). ``live_source`` / ``start_incoming`` / ``finish_incoming`` exist
   for drivers that have it.
+- ``checkpoint``: ``precopy`` whose stop is a checkpoint of the processes (CRIU: frozen,
+  dumped, stopped) and whose start on the target is their restore: processes and established
+  TCP connections carry on (LXC). ``checkpoint_refusal`` says per instance why not (then
+  ``precopy``); ``checkpoint`` / ``restore`` exist for drivers that have it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from corral.domain.errors import Unsupported
@@ -32,8 +38,14 @@ if TYPE_CHECKING:
 
 class MigrationPath(StrEnum):
     LIVE = "live"
+    CHECKPOINT = "checkpoint"
     PRECOPY = "precopy"
     OFFLINE = "offline"
+
+
+CHECKPOINT_DIR = "checkpoint"
+"""Where a ``checkpoint`` move keeps the dump in the instance's directory (sent with its
+files, removed once restored)."""
 
 
 Report = Callable[[float, str], None]
@@ -123,6 +135,19 @@ class MigrationHooks(Protocol):
         only); returns the problems."""
         ...
 
+    def checkpoint_refusal(self, spec: InstanceSpec) -> str | None:
+        """None when the running ``spec`` can move by ``checkpoint``, else why not."""
+        ...
+
+    def checkpoint(self, spec: InstanceSpec, directory: Path, *, stop: bool) -> None:
+        """Dump the running instance's processes into ``directory``; ``stop``: it is stopped
+        once dumped (else it runs on: a trial)."""
+        ...
+
+    def restore(self, spec: InstanceSpec, template: TemplateImage, directory: Path) -> float:
+        """Run the stopped instance from the dump in ``directory``; the wall clock it ran."""
+        ...
+
     # -- target ----------------------------------------------------------------------------
     def check_arrival(self, idmap_start: int | None, privileged: bool) -> None:
         """Refuse (``Conflict``) an instance this host cannot run as it is (its files
@@ -146,6 +171,17 @@ class MigrationHooks(Protocol):
     def adopt(self, spec: InstanceSpec, template: TemplateImage) -> None:
         """Make the runtime know an instance whose disk and files arrived by copy."""
         ...
+
+
+def criu_seconds(directory: Path, verb: str) -> float | None:
+    """CRIU's own time for ``verb`` (dump, restore) of the checkpoint in ``directory``: the
+    last timestamp of its log (``(00.409225) …``), or None without one."""
+    try:
+        text = (directory / f"{verb}.log").read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.findall(r"^\s*\((\d+\.\d+)\)", text, re.MULTILINE)
+    return float(found[-1]) if found else None
 
 
 def migration_hooks(driver: Driver) -> MigrationHooks:
@@ -187,6 +223,16 @@ class CopyOnly:
     def recover_source(self, spec: InstanceSpec, resume: bool) -> list[str]:
         del spec, resume
         return []
+
+    def checkpoint_refusal(self, spec: InstanceSpec) -> str | None:
+        del spec
+        return "this driver cannot checkpoint processes"
+
+    def checkpoint(self, spec: InstanceSpec, directory: Path, *, stop: bool) -> None:
+        raise Unsupported("this driver cannot checkpoint processes")
+
+    def restore(self, spec: InstanceSpec, template: TemplateImage, directory: Path) -> float:
+        raise Unsupported("this driver cannot checkpoint processes")
 
     def check_arrival(self, idmap_start: int | None, privileged: bool) -> None:
         del idmap_start, privileged

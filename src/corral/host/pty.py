@@ -114,3 +114,26 @@ class PtyProcess:
 
 def _set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def console_keeper(log_path: str) -> int:
+    """A new pty for a restored container's console: its master is drained into ``log_path``
+    (appended) by a detached ``cat`` that ends once every holder of the slave side has closed
+    it (the container stopped). Returns the slave side (the caller's to close)."""
+    master, slave = os.openpty()
+    try:
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            # setsid -f: cat runs on in its own session, reparented away from the daemon
+            keeper = spawn_on(["setsid", "-f", "cat"], master, log_fd, null)
+            keeper.wait(10)
+        finally:
+            os.close(log_fd)
+            os.close(null)
+    except BaseException:
+        os.close(slave)
+        raise
+    finally:
+        os.close(master)
+    return slave

@@ -48,11 +48,13 @@ def run(
     timeout: float | None = 120,
     input: bytes | None = None,
     env: Mapping[str, str] | None = None,
+    fds: Sequence[int] = (),
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``argv`` (``host.spawn``: stdin /dev/null or ``input``); on a non-zero exit (with
-    ``check``) raise HostFailure with its stderr. Killed past ``timeout`` seconds."""
+    """Run ``argv`` (``host.spawn``: stdin /dev/null or ``input``; ``fds`` as 3, 4, …); on a
+    non-zero exit (with ``check``) raise HostFailure with its stderr. Killed past ``timeout``
+    seconds."""
     log.debug("run %s", " ".join(argv))
-    return _finish(_start(argv, input, env), argv, timeout, check)
+    return _finish(_start(argv, input, env, fds), argv, timeout, check)
 
 
 def run_while(
@@ -74,9 +76,9 @@ def run_while(
 
 
 def _start(argv: Sequence[str], input: bytes | None,
-           env: Mapping[str, str] | None) -> Spawned:
+           env: Mapping[str, str] | None, fds: Sequence[int] = ()) -> Spawned:
     try:
-        return spawn(argv, input=input, env=env)
+        return spawn(argv, input=input, env=env, fds=fds)
     except FileNotFoundError as exc:
         raise HostFailure(f"'{argv[0]}' is not installed on this host") from exc
 

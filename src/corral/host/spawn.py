@@ -115,8 +115,9 @@ class Spawned:
 
 
 def spawn(argv: Sequence[str], *, input: bytes | None = None,
-          env: Mapping[str, str] | None = None) -> Spawned:
-    """Start ``argv`` (searched on PATH); FileNotFoundError if it does not exist."""
+          env: Mapping[str, str] | None = None, fds: Sequence[int] = ()) -> Spawned:
+    """Start ``argv`` (searched on PATH); FileNotFoundError if it does not exist. ``fds``:
+    descriptors the command gets as 3, 4, … (e.g. a pty for CRIU's ``--inherit-fd``)."""
     if not argv:
         raise ValueError("no command to run")
     out = os.memfd_create("corral-stdout")
@@ -124,7 +125,7 @@ def spawn(argv: Sequence[str], *, input: bytes | None = None,
     try:
         stdin = _stdin(input)
         try:
-            pid = _posix_spawn(argv, env, stdin, out, err, setsid=False)
+            pid = _posix_spawn(argv, env, stdin, out, err, setsid=False, fds=fds)
         finally:
             os.close(stdin)
     except BaseException:
@@ -145,13 +146,16 @@ def spawn_on(argv: Sequence[str], stdin: int, stdout: int, stderr: int, *,
 
 
 def _posix_spawn(argv: Sequence[str], env: Mapping[str, str] | None, stdin: int, stdout: int,
-                 stderr: int, *, setsid: bool) -> int:
+                 stderr: int, *, setsid: bool, fds: Sequence[int] = ()) -> int:
+    # The passed descriptors are duplicated to 3, 4, … last, after the inherited ones are
+    # closed (dup2 clears close-on-exec on the copy only).
     return os.posix_spawnp(
         argv[0], list(argv), os.environ if env is None else env,
         file_actions=[(os.POSIX_SPAWN_DUP2, stdin, 0),
                       (os.POSIX_SPAWN_DUP2, stdout, 1),
                       (os.POSIX_SPAWN_DUP2, stderr, 2),
-                      *((os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable())],
+                      *((os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable()),
+                      *((os.POSIX_SPAWN_DUP2, fd, 3 + n) for n, fd in enumerate(fds))],
         setsigdef=_RESET_SIGNALS, setsigmask=(), setsid=setsid,
     )
 

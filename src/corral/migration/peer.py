@@ -108,9 +108,10 @@ class PeerClient:
         self.request("PUT", f"{INCOMING}/{mid}/files", content=tar,
                      headers={"content-type": "application/x-tar"})
 
-    def commit(self, mid: str, start: bool) -> CommitReply:
+    def commit(self, mid: str, start: bool, restore: bool = False) -> CommitReply:
+        body = CommitRequest(start=start, restore=restore)
         return CommitReply.model_validate(self.request(
-            "POST", f"{INCOMING}/{mid}/commit", json=CommitRequest(start=start).model_dump(),
+            "POST", f"{INCOMING}/{mid}/commit", json=body.model_dump(),
             timeout=120.0,
         ))
 

@@ -138,8 +138,10 @@ class IncomingReply(BaseModel):
 
 class CommitRequest(BaseModel):
     start: bool  # copy path: start the instance on the target (it ran on the source)
+    restore: bool = False  # with start: from the checkpoint sent with its files (CRIU)
 
 
 class CommitReply(BaseModel):
     state: str
     resumed_at: float  # wall clock on the target when the guest ran again
+    criu_restore_ms: float | None = None  # checkpoint path: CRIU's own restore time

@@ -30,7 +30,7 @@ def _spec(tmp_path: Path, kind: Kind, privileged: bool = False) -> InstanceSpec:
 @pytest.mark.parametrize(("make", "paths"), [
     (lambda _p: FakeDriver(Kind.CT), COPY),
     (lambda _p: FakeDriver(Kind.VM), COPY),
-    (lambda p: LxcDriver(p / "lxc"), COPY),
+    (lambda p: LxcDriver(p / "lxc"), {*COPY, MigrationPath.CHECKPOINT}),
     (lambda _p: QemuDriver(), {*COPY, MigrationPath.LIVE}),
 ], ids=["fake-ct", "fake-vm", "lxc", "qemu"])
 def test_each_driver_declares_how_its_instances_move(
@@ -49,6 +49,9 @@ def test_a_copy_only_driver_refuses_every_live_step(tmp_path: Path, kind: Kind) 
     with pytest.raises(Unsupported):
         hooks.finish_incoming(spec, LiveOffer())
     assert hooks.recover_source(spec, resume=True) == []
+    assert hooks.checkpoint_refusal(spec) == "this driver cannot checkpoint processes"
+    with pytest.raises(Unsupported):
+        hooks.checkpoint(spec, tmp_path / "dump", stop=True)
     assert hooks.idmap_start(spec) is None
     hooks.check_arrival(100000, privileged=False)  # fake files are never shifted
 
@@ -66,3 +69,12 @@ def test_lxc_sends_its_uid_shift_and_refuses_another(tmp_path: Path) -> None:
     hooks.check_arrival(None, privileged=False)
     if start is not None:
         hooks.check_arrival(start, privileged=False)
+
+
+def test_lxc_refuses_to_checkpoint_an_unprivileged_container(tmp_path: Path) -> None:
+    """LXC 5.0's restore cannot make an idmapped root: an unprivileged container moves by
+    the restart path, with the reason (CRIU's own, where it does not work here)."""
+    hooks = migration_hooks(LxcDriver(tmp_path / "lxc"))
+    refused = hooks.checkpoint_refusal(_spec(tmp_path, Kind.CT))
+    assert refused is not None
+    assert "idmap" in refused or "CRIU" in refused

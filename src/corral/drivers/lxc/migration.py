@@ -1,9 +1,13 @@
 """Migration hooks of the LXC driver: a container moves by copy (``offline``, ``precopy``)
 with its files shifted to the host uid root maps to, which the target must map the same;
-what arrived becomes an LXC container by ``adopt`` (migrate.py). CRIU is only probed and
-reported: restoring a checkpoint on the target is not implemented."""
+what arrived becomes an LXC container by ``adopt`` (migrate.py). A running container whose
+checkpoint can be restored (``checkpoint.refusal``: CRIU works, privileged, not systemd)
+moves by ``checkpoint``: CRIU dump on the source, restore on the target."""
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 from corral.domain.errors import Conflict
 from corral.domain.instance import InstanceSpec
@@ -13,18 +17,40 @@ from corral.templates.image import TemplateImage
 
 
 class LxcMigration(CopyOnly):
+    paths = frozenset({MigrationPath.CHECKPOINT, MigrationPath.PRECOPY, MigrationPath.OFFLINE})
+
     def __init__(self, driver: LxcDriver) -> None:
         self.driver = driver
 
     def why(self, path: MigrationPath) -> str:
+        if path is MigrationPath.CHECKPOINT:
+            return ("checkpoint/restore: disk pre-copied while running, then CRIU dump "
+                    "(frozen, stopped), final delta, restore on the target")
         if path is MigrationPath.PRECOPY:
             from corral.host import criu
 
             status = criu.probe()
-            # where CRIU works, LXC still cannot restore a Corral container (known-gaps.md)
-            return without_criu("checkpoint/restore of containers is not used yet"
-                                if status.works else status.reason)
+            return without_criu("CRIU checkpoint/restore not possible" if status.works
+                                else status.reason)
         return super().why(path)
+
+    def checkpoint_refusal(self, spec: InstanceSpec) -> str | None:
+        from corral.drivers.lxc import checkpoint
+
+        return checkpoint.refusal(spec) or checkpoint.systemd_refusal(
+            self.driver.status(spec).pid)
+
+    def checkpoint(self, spec: InstanceSpec, directory: Path, *, stop: bool) -> None:
+        from corral.drivers.lxc import checkpoint
+
+        checkpoint.dump(self.driver, spec, directory, stop=stop)
+
+    def restore(self, spec: InstanceSpec, template: TemplateImage, directory: Path) -> float:
+        from corral.drivers.lxc import checkpoint
+
+        del template  # the LXC configuration was written by ``adopt`` (or is the source's)
+        checkpoint.restore(self.driver, spec, directory)
+        return time.time()
 
     def idmap_start(self, spec: InstanceSpec) -> int | None:
         if spec.privileged:

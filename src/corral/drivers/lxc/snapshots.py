@@ -6,10 +6,11 @@ in the loop-mounted image, so the image file is consistent; so does an ``fsfreez
 mounted data disk (``run/disks/<name>``: the same filesystems the container has bound in);
 the clones of all disks are made; then everything thaws.
 Where ``fsfreeze`` is refused the host page cache is synced instead (crash-consistent, said
-in the snapshot's consistency note). Snapshots with memory would use CRIU
-(``drivers.lxc.checkpoint``); they are refused, with the reason: when ``criu check`` does not
-pass, and where it does because LXC 5.0's restore cannot bring back a Corral container's
-console or idmapped root (tests/system/test_criu_real.py shows CRIU itself works).
+in the snapshot's consistency note). Snapshots with memory are a CRIU checkpoint
+(``drivers.lxc.checkpoint``, the container runs on) taken while the processes are still
+frozen after the clones, so disks and memory are one point in time; a revert stops the
+container, puts the disks back and restores the checkpoint. Refused up front, with the
+reason, where the checkpoint could not be restored here (``checkpoint.refusal``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from corral.domain.errors import Conflict, Unsupported
@@ -27,7 +28,6 @@ from corral.drivers.lxc import checkpoint
 from corral.drivers.lxc.disks import data_mount
 from corral.drivers.lxc.driver import LxcDriver
 from corral.drivers.snapshots import Captured, DiskCopy, clone_all, replace_disks
-from corral.host import criu
 from corral.host.run import run
 from corral.templates.image import TemplateImage
 
@@ -41,19 +41,16 @@ class LxcSnapshots:
 
     # Memory (CRIU) ------------------------------------------------------------------------
     def memory_refusal(self, spec: InstanceSpec) -> str | None:
-        status = criu.probe()
-        if not status.works:
-            return f"container snapshots with memory need a working CRIU: {status.reason}"
-        # CRIU dumps a container here, but LXC 5.0's restore (lxc-checkpoint -r) gives the
-        # restored container neither its console (lxc.console.path / lxc.tty.max) nor its
-        # idmapped root, which every Corral container has: refused before anything is made.
-        return ("container snapshots with memory are not possible yet: LXC's restore cannot "
-                "give a container back its console (nor an unprivileged one its idmapped root) "
-                f"(CRIU itself works here: {status.reason})")
+        why = checkpoint.refusal(spec) or checkpoint.systemd_refusal(
+            self.driver.status(spec).pid)
+        return None if why is None else f"container snapshots with memory (CRIU): {why}"
 
     # Quiescing ----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _quiesced(self, spec: InstanceSpec) -> Iterator[str]:
+    def _quiesced(self, spec: InstanceSpec,
+                  still_frozen: Callable[[], None] | None = None) -> Iterator[str]:
+        """Processes and filesystems frozen for the body; ``still_frozen`` runs once the
+        filesystems thawed, before the processes do."""
         status = self.driver.status(spec)
         if status.state not in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
             yield "stopped (consistent)"
@@ -79,6 +76,11 @@ class LxcSnapshots:
             else:
                 os.sync()
                 yield "online: processes frozen, host page cache synced (crash-consistent)"
+            for mounted in reversed(frozen):
+                run(["fsfreeze", "-u", str(mounted)], check=False, timeout=60)
+            frozen.clear()
+            if still_frozen is not None:
+                still_frozen()
         finally:
             for mounted in reversed(frozen):
                 run(["fsfreeze", "-u", str(mounted)], check=False, timeout=60)
@@ -94,10 +96,12 @@ class LxcSnapshots:
                 raise Unsupported(reason)
             if self.driver.status(spec).state is not RuntimeState.RUNNING:
                 raise Conflict(f"{spec.name} is not running: a memory snapshot needs it running")
-        with self._quiesced(spec) as consistency:
+
+        def dump() -> None:  # CRIU writes files (link remaps): not while fsfreeze holds
+            checkpoint.dump(self.driver, spec, dest / CRIU_DIR, stop=False)
+
+        with self._quiesced(spec, dump if memory else None) as consistency:
             method = clone_all(copies)
-            if memory:
-                checkpoint.dump(self.driver, spec, dest / CRIU_DIR, stop=False)
         return Captured(consistency + (" + CRIU checkpoint" if memory else ""), method)
 
     def revert(

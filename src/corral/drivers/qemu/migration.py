@@ -55,7 +55,7 @@ class QemuLive:
 
 
 class QemuMigration(CopyOnly):
-    paths = frozenset(MigrationPath)
+    paths = frozenset({MigrationPath.LIVE, MigrationPath.PRECOPY, MigrationPath.OFFLINE})
 
     def __init__(self, driver: QemuDriver) -> None:
         self.driver = driver

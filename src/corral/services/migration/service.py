@@ -54,7 +54,8 @@ class MigrationService:
         remote = self.remotes.get(request.target)
         driver = self.instances.driver(rec.kind)
         running = view.state is State.RUNNING
-        path, why = choose_path(rec.kind, migration_hooks(driver), running, request.mode)
+        path, why = choose_path(rec.kind, migration_hooks(driver), running, request.mode,
+                                self.instances.spec(rec))
         mid = str(uuid.uuid4())
 
         def work(ctx: OperationContext) -> None:
@@ -94,8 +95,8 @@ class MigrationService:
     def receive_files(self, mid: str, body: bytes) -> None:
         self.target.receive_files(mid, body)
 
-    def commit(self, mid: str, start: bool) -> CommitReply:
-        return self.target.commit(mid, start)
+    def commit(self, mid: str, start: bool, restore: bool = False) -> CommitReply:
+        return self.target.commit(mid, start, restore)
 
     def abort(self, mid: str, reason: str) -> None:
         self.target.abort(mid, reason)

@@ -27,11 +27,14 @@ from corral.domain.statuses import MigrationStatus
 from corral.domain.undo import Undo, describe
 from corral.drivers.base import RuntimeState
 from corral.drivers.migration import (
+    CHECKPOINT_DIR,
     LiveEndpoints,
     LiveOffer,
     LiveSource,
     MigrationPath,
+    criu_seconds,
     migration_hooks,
+    without_criu,
 )
 from corral.migration.files import files_size, instance_files, snapshot_files
 from corral.migration.frames import Frame
@@ -50,6 +53,7 @@ from corral.wire.migration import (
 )
 
 if TYPE_CHECKING:
+    from corral.domain.instance import InstanceSpec
     from corral.drivers.migration import MigrationHooks
     from corral.services.migration.service import MigrationService
 
@@ -64,8 +68,9 @@ def lease_seconds() -> float:
 
 
 def choose_path(kind: Kind, hooks: MigrationHooks, running: bool,
-                mode: str) -> tuple[MigrationPath, str]:
-    """(path, why) for an instance of ``kind`` that is ``running`` or not."""
+                mode: str, spec: InstanceSpec | None = None) -> tuple[MigrationPath, str]:
+    """(path, why) for an instance of ``kind`` that is ``running`` or not (``spec``: the
+    instance, for a driver that checkpoints some instances and not others)."""
     if not running:
         return MigrationPath.OFFLINE, "the instance is stopped: its disk and files are copied"
     if mode == "offline":
@@ -74,7 +79,11 @@ def choose_path(kind: Kind, hooks: MigrationHooks, running: bool,
         return MigrationPath.LIVE, hooks.why(MigrationPath.LIVE)
     if mode == "live" and kind is Kind.VM:
         raise InvalidInput("live migration of a VM needs the QEMU driver")
-    # CRIU restore is not implemented yet: where it would work it is only reported.
+    if MigrationPath.CHECKPOINT in hooks.paths and spec is not None:
+        refused = hooks.checkpoint_refusal(spec)
+        if refused is None:
+            return MigrationPath.CHECKPOINT, hooks.why(MigrationPath.CHECKPOINT)
+        return MigrationPath.PRECOPY, without_criu(refused)
     return MigrationPath.PRECOPY, hooks.why(MigrationPath.PRECOPY)
 
 
@@ -304,15 +313,28 @@ class SourceRun:
                                      self.check, throttle)
             return sent
 
-        if self.running and self.path is MigrationPath.PRECOPY:
+        moving = (MigrationPath.PRECOPY, MigrationPath.CHECKPOINT)
+        if self.running and self.path in moving:
             for attempt in range(PRECOPY_ROUNDS):
                 sent = rnd(0.05, 0.7, f"disk pre-copy (round {attempt + 1}, running)")
                 sent_total += sent
                 if attempt > 0 and sent <= PRECOPY_CONVERGED:
                     break
         self.check()
+        if self.running and self.path is MigrationPath.CHECKPOINT:
+            self._trial_checkpoint()
         stopped_at = time.time()
-        if self.running:
+        restore = self.running and self.path is MigrationPath.CHECKPOINT
+        if restore:
+            self.phase(0.72, "checkpointing the instance on the source (CRIU dump)")
+            self.s.store.update_migration(self.mid, details={"stopped": True})
+            images = self.spec.directory / CHECKPOINT_DIR
+            self.undo.push("restore the source from its checkpoint", self._restore_source)
+            self.hooks.checkpoint(self.spec, images, stop=True)
+            self.details["dump_ms"] = round((time.time() - stopped_at) * 1000, 1)
+            dumped = criu_seconds(images, "dump")
+            self.details["criu_dump_ms"] = None if dumped is None else round(dumped * 1000, 1)
+        elif self.running:
             self.phase(0.72, "stopping the instance on the source")
             self.s.store.update_migration(self.mid, details={"stopped": True})
             self.undo.push("start the source again", self._restart_source)
@@ -324,8 +346,15 @@ class SourceRun:
         self.check()
         self.committing = True
         self.s.store.update_migration(self.mid, phase="committing")
-        self.phase(0.93, f"starting on {self.remote.name}" if self.running else "committing")
-        commit = self._commit(peer, start=self.running)
+        self.phase(0.93, (f"restoring on {self.remote.name}" if restore else
+                          f"starting on {self.remote.name}") if self.running else "committing")
+        asked = time.time()
+        commit = self._commit(peer, start=self.running, restore=restore)
+        if restore:
+            self.details["send_ms"] = round(
+                (asked - stopped_at) * 1000 - self.details["dump_ms"], 1)
+            self.details["commit_ms"] = round((time.time() - asked) * 1000, 1)
+            self.details["criu_restore_ms"] = commit.criu_restore_ms
         self.details.update({
             "disk_bytes": sent_total, "final_delta_bytes": final,
             "downtime_ms": round((commit.resumed_at - stopped_at) * 1000, 1)
@@ -345,16 +374,48 @@ class SourceRun:
         if self.driver.status(self.spec).state is RuntimeState.STOPPED:
             self.driver.start(self.spec, self.s.instances.templates.get(self.rec.template))
 
-    def _commit(self, peer: PeerClient, start: bool) -> CommitReply:
+    def _trial_checkpoint(self) -> None:
+        """Dump the running instance once, leaving it running, before anything is stopped:
+        what CRIU cannot dump (a process attached from outside, …) makes the move fall back
+        to the restart path with CRIU's own words, not fail after the stop."""
+        self.phase(0.71, "trial checkpoint (CRIU dump, the instance runs on)")
+        trial = self.spec.run_dir / "checkpoint-trial"
+        try:
+            self.hooks.checkpoint(self.spec, trial, stop=False)
+        except CorralError as exc:
+            self.path = MigrationPath.PRECOPY
+            why = without_criu(f"CRIU cannot dump it: {exc.message}")
+            self.details["why"] = why
+            self.s.store.update_migration(self.mid, path=self.path, details={"why": why})
+            log.info("migration %s of %s: %s", self.mid, self.rec.name, why)
+        finally:
+            shutil.rmtree(trial, ignore_errors=True)
+
+    def _restore_source(self) -> None:
+        """Undo a checkpointing stop: the processes go on from the dump here (else the
+        instance starts again)."""
+        images = self.spec.directory / CHECKPOINT_DIR
+        template = self.s.instances.templates.get(self.rec.template)
+        try:
+            if self.driver.status(self.spec).state is RuntimeState.STOPPED:
+                self.hooks.restore(self.spec, template, images)
+        except CorralError as exc:
+            log.warning("restoring %s from its checkpoint failed (%s): starting it",
+                        self.rec.name, exc.message)
+            self._restart_source()
+        finally:
+            shutil.rmtree(images, ignore_errors=True)
+
+    def _commit(self, peer: PeerClient, start: bool, restore: bool = False) -> CommitReply:
         """Ask the target to commit. Once it did, nothing here is taken back: the instance
         lives there (a later failure leaves the source's copy to clean up, not to restart)."""
-        reply = self._ask_commit(peer, start)
+        reply = self._ask_commit(peer, start, restore)
         self.undo.discard()
         return reply
 
-    def _ask_commit(self, peer: PeerClient, start: bool) -> CommitReply:
+    def _ask_commit(self, peer: PeerClient, start: bool, restore: bool = False) -> CommitReply:
         try:
-            return peer.commit(self.mid, start)
+            return peer.commit(self.mid, start, restore)
         except CorralError as first:
             # Did the target commit although the answer was lost? Only then go forward.
             try:

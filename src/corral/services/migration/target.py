@@ -32,7 +32,14 @@ from corral.domain.resources import Resources
 from corral.domain.statuses import MigrationStatus
 from corral.domain.undo import Undo, describe
 from corral.drivers.base import Driver, RuntimeState
-from corral.drivers.migration import LiveOffer, MigrationHooks, MigrationPath, migration_hooks
+from corral.drivers.migration import (
+    CHECKPOINT_DIR,
+    LiveOffer,
+    MigrationHooks,
+    MigrationPath,
+    criu_seconds,
+    migration_hooks,
+)
 from corral.migration.files import NoSpace, check_space, extract_files, side_file
 from corral.migration.frames import decode
 from corral.migration.transfer import apply_frames
@@ -186,7 +193,7 @@ class TargetSide:
         with incoming.guard:
             extract_files(incoming.spec.directory, body)
 
-    def commit(self, mid: str, start: bool) -> CommitReply:
+    def commit(self, mid: str, start: bool, restore: bool = False) -> CommitReply:
         s = self.s
         incoming = self._take(mid)
         with incoming.guard:
@@ -195,6 +202,7 @@ class TargetSide:
             driver = s.instances.driver(rec.kind)
             hooks = migration_hooks(driver)
             template = s.instances.templates.get(rec.template)
+            restore_s: float | None = None
             if incoming.request.path == "live":
                 resumed_at = hooks.finish_incoming(spec, _offer(incoming.request))
                 state = State.RUNNING
@@ -202,10 +210,17 @@ class TargetSide:
             else:
                 hooks.adopt(spec, template)
                 state = State.STOPPED
-                if start:
+                resumed_at = time.time()
+                images = spec.directory / CHECKPOINT_DIR
+                if start and restore:  # a failure leaves it stopped: the source aborts
+                    resumed_at = hooks.restore(spec, template, images)
+                    restore_s = criu_seconds(images, "restore")
+                    state = State.RUNNING
+                elif start:
                     driver.start(spec, template)
                     state = State.RUNNING
-                resumed_at = time.time()
+                    resumed_at = time.time()
+                shutil.rmtree(images, ignore_errors=True)
             incoming.committed = True
             self._import_snapshots(incoming)
             s.instances.store.set_state(rec.id, state)
@@ -218,7 +233,9 @@ class TargetSide:
             s.networks.plug_instance(rec.id)
         s.events.publish("instance.migrated-in", instance=rec.name, id=rec.id,
                          source=incoming.request.source_node)
-        return CommitReply(state=state.value, resumed_at=resumed_at)
+        return CommitReply(state=state.value, resumed_at=resumed_at,
+                           criu_restore_ms=None if restore_s is None
+                           else round(restore_s * 1000, 1))
 
     @staticmethod
     def _resumed(hooks: MigrationHooks, spec: InstanceSpec) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from corral.domain.errors import InvalidInput
-from corral.domain.instance import Kind
+from corral.domain.instance import InstanceSpec, Kind
+from corral.domain.resources import Resources
 from corral.drivers.fake.driver import FakeDriver
 from corral.drivers.lxc.driver import LxcDriver
 from corral.drivers.migration import MigrationPath, migration_hooks
@@ -50,6 +51,12 @@ def test_a_running_container_is_pre_copied_saying_why_not_criu(tmp_path: Path) -
     path, why = choose_path(Kind.CT, migration_hooks(LxcDriver(tmp_path / "lxc")),
                             running=True, mode="auto")
     assert path is MigrationPath.PRECOPY
-    # CRIU restore is not implemented: the probe's verdict (whatever it is here) is reported
+    # without the instance: the restart path, with the probe's verdict (whatever it is here)
     assert why.startswith("pre-copied restart (")
     assert why.endswith("final delta sync, start on the target")
+    spec = InstanceSpec(id=3, name="m", kind=Kind.CT, template="tiny",
+                        resources=Resources.from_dict({}), directory=tmp_path / "3")
+    path, why = choose_path(Kind.CT, migration_hooks(LxcDriver(tmp_path / "lxc")),
+                            running=True, mode="auto", spec=spec)
+    assert path is MigrationPath.PRECOPY  # unprivileged (or no CRIU): refused, with why
+    assert "idmap" in why or "CRIU" in why

@@ -1,0 +1,273 @@
+"""Container live migration by CRIU checkpoint/restore between two corralds (real drivers).
+
+The two "hosts" (``migration_lab``) each get a bridged network ``lan`` whose uplink is a veth
+into one more bridge in the lab's hub namespace, so both hosts' bridges are one L2 segment; a
+third namespace (the client) sits on that segment too. A privileged container on ``lan``
+runs, from its own init (an inittab entry), a counter in memory (tmpfs) and a TCP echo
+server; the client holds a TCP connection to it. After ``corral migrate`` the counter goes on
+from where it was (the same process), the connection opened before the move still answers,
+and the command names the path and the downtime. Failures (CRIU cannot dump: fallback to
+the restart path before anything stopped; the target's restore fails; the link is cut while
+the dump is sent) leave the source running with the same processes and the target clean.
+Skipped with the probe's reason where CRIU does not work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from corral.host import criu
+from corral.templates.image import TemplateImage
+from tests.system.fixtures_template import tiny_template
+from tests.system.migration_lab import Host, Lab, sh
+
+__all__ = ["tiny_template"]
+
+
+def _why_not() -> str:
+    if os.geteuid() != 0:
+        return "needs root"
+    for tool in ("lxc-checkpoint", "mkfs.ext4", "ip", "nft"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed on this host"
+    status = criu.probe()
+    return "" if status.works else f"CRIU does not work here: {status.reason}"
+
+
+pytestmark = [pytest.mark.system, pytest.mark.skipif(bool(_why_not()), reason=_why_not())]
+
+SUBNET = "10.78.0"
+SERVICE = """#!/bin/sh
+# started by init (inittab): a counter in memory (tmpfs) and a TCP echo server
+echo $$ > /tmp/service.pid
+nc -ll -p 7000 -e cat </dev/null >/dev/null 2>&1 &
+i=0
+while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done
+"""
+CLIENT = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], 7000), timeout=30)
+for line in sys.stdin:
+    s.sendall(line.encode())
+    got = b""
+    while not got.endswith(b"\n"):
+        chunk = s.recv(100)
+        if not chunk:
+            break
+        got += chunk
+    print(got.decode().strip() or "EOF", flush=True)
+"""
+
+
+@dataclass
+class CriuLab:
+    a: Host
+    b: Host
+    lab: Lab
+    client_ns: str
+
+
+@pytest.fixture(scope="module")
+def criu_lab(tiny_template: TemplateImage) -> Iterator[CriuLab]:
+    the_lab = Lab(tiny_template)
+    try:
+        hub, tag = the_lab.hub, the_lab.tag
+        sh("ip", "-n", hub, "link", "add", "lan0", "type", "bridge")
+        sh("ip", "-n", hub, "link", "set", "lan0", "up")
+        for host in the_lab.hosts:
+            sh("ip", "-n", hub, "link", "add", f"l{host.name}", "type", "veth", "peer",
+               "name", "lanup", "netns", host.netns)
+            sh("ip", "-n", hub, "link", "set", f"l{host.name}", "master", "lan0", "up")
+            sh("ip", "-n", host.netns, "link", "set", "lanup", "up")
+        client = f"crltest-mig-{tag}-c"
+        the_lab._add_ns(client)
+        sh("ip", "-n", hub, "link", "add", "lc", "type", "veth", "peer", "name", "eth0",
+           "netns", client)
+        sh("ip", "-n", hub, "link", "set", "lc", "master", "lan0", "up")
+        sh("ip", "-n", client, "addr", "add", f"{SUBNET}.250/24", "dev", "eth0")
+        sh("ip", "-n", client, "link", "set", "eth0", "up")
+        a, b = the_lab.start({"CORRAL_MIGRATION_LEASE": "3"})
+        # one subnet, a pool per host: two hosts' address managers do not know each other
+        for host, pool in ((a, (10, 99)), (b, (100, 199))):
+            host.cli("network", "create", "lan", "--subnet", f"{SUBNET}.0/24",
+                     "--pool", f"{SUBNET}.{pool[0]}-{SUBNET}.{pool[1]}", "--uplink", "lanup",
+                     check=True)
+        yield CriuLab(a, b, the_lab, client)
+    finally:
+        the_lab.close()
+
+
+def _exec(host: Host, name: str, script: str) -> str:
+    done = host.cli("exec", name, "--", "sh", "-c", script, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _service_container(host: Host, name: str) -> str:
+    """A running privileged container on ``lan`` whose init runs SERVICE; its address."""
+    host.cli("create", name, "--type", "ct", "--privileged", "--disk", "128M", check=True)
+    host.cli("nic", "add", name, "--network", "lan", check=True)
+    host.cli("start", name, check=True)
+    deadline = time.monotonic() + 60
+    while host.cli("exec", name, "--", "true").returncode != 0:
+        assert time.monotonic() < deadline, f"{name} never answered exec"
+        time.sleep(0.3)
+    script = SERVICE.replace("\n", "\\n")
+    _exec(host, name, f"printf '{script}' > /root/service && chmod +x /root/service && "
+                      "echo '::respawn:/root/service' >> /etc/inittab && kill -HUP 1")
+    deadline = time.monotonic() + 20
+    while not _exec(host, name, "cat /tmp/count 2>/dev/null; netstat -tln | grep -c :7000 "
+                                "|| true").endswith("1"):
+        assert time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.2)
+    nics = json.loads(host.cli("nic", "list", name, "-f", "json", check=True).stdout)
+    found = re.search(rf"{re.escape(SUBNET)}\.\d+", json.dumps(nics))
+    assert found, nics
+    return found.group(0)
+
+
+def _counter(host: Host, name: str) -> tuple[int, str]:
+    """(the counter, the pid of the process counting)."""
+    out = _exec(host, name, "cat /tmp/count; p=$(cat /tmp/service.pid); "
+                            "grep -q /root/service /proc/$p/cmdline && echo $p").split()
+    return int(out[0]), out[-1]
+
+
+class Client:
+    """A TCP connection from the client namespace to the container's echo server."""
+
+    def __init__(self, netns: str, address: str) -> None:
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", netns, sys.executable, "-c", CLIENT, address],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, line: str) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def _downtime(said: str) -> float:
+    found = re.search(r"downtime\s+([\d.]+)\s+ms", said)
+    assert found, said
+    return float(found.group(1))
+
+
+def test_container_moves_with_its_processes_and_tcp_connection(criu_lab: CriuLab) -> None:
+    a, b = criu_lab.a, criu_lab.b
+    address = _service_container(a, "ct1")
+    client = Client(criu_lab.client_ns, address)
+    try:
+        assert client.ask("before") == "before"
+        count, pid = _counter(a, "ct1")
+        said = a.cli("migrate", "ct1", "b", check=True).stdout
+        print(said)
+        assert "path: checkpoint" in said and "checkpoint/restore" in said, said
+        downtime = _downtime(said)
+        assert b.instances()["ct1"]["state"] == "running"
+        assert "ct1" not in a.instances()
+        after, pid_after = _counter(b, "ct1")
+        assert pid_after == pid  # the same process, not a restarted service
+        assert after >= count  # it goes on from where it was
+        assert client.ask("after the move") == "after the move"  # the same connection
+        time.sleep(0.3)
+        assert _counter(b, "ct1")[0] > after  # and counts on
+        assert 0 < downtime < 30000
+    finally:
+        client.close()
+    # its address came from a's pool: free it (the hosts' address managers are separate)
+    b.cli("delete", "--force", "ct1", check=True)
+
+
+def test_dump_refused_falls_back_to_restart_before_stopping(criu_lab: CriuLab) -> None:
+    """A process left behind by an exec (its session leader was lxc-attach's shell, outside
+    the container's pid namespace): the trial dump fails, the move takes the restart path
+    with CRIU's reason."""
+    a, b = criu_lab.a, criu_lab.b
+    _service_container(a, "ct2")
+    _exec(a, "ct2", "sleep 1000 </dev/null >/dev/null 2>&1 &")
+    said = a.cli("migrate", "ct2", "b", check=True).stdout
+    print(said)
+    assert "path: precopy" in said and "CRIU cannot dump it" in said, said
+    assert "session leader" in said
+    assert b.instances()["ct2"]["state"] == "running"
+    b.cli("delete", "--force", "ct2", check=True)
+
+
+def _host_ifname(host: Host, name: str) -> str:
+    nics = json.loads(host.cli("nic", "list", name, "-f", "json", check=True).stdout)
+    text = json.dumps(nics)
+    found = re.search(r'"host_device":\s*"([^"]+)"', text)
+    assert found, text
+    return found.group(1)
+
+
+def test_target_restore_fails_source_runs_on(criu_lab: CriuLab) -> None:
+    """The target cannot restore (the NIC's host end name is taken there): the source
+    restores its own checkpoint, the same process counts on, the target has nothing."""
+    a, b = criu_lab.a, criu_lab.b
+    _service_container(a, "ct3")
+    count, pid = _counter(a, "ct3")
+    ifname = _host_ifname(a, "ct3")
+    sh("ip", "-n", b.netns, "link", "add", ifname, "type", "bridge")
+    try:
+        failed = a.cli("migrate", "ct3", "b")
+    finally:
+        sh("ip", "-n", b.netns, "link", "del", ifname, check=False)
+    print(failed.stdout, failed.stderr)
+    assert failed.returncode != 0
+    assert a.instances()["ct3"]["state"] == "running"
+    after, pid_after = _counter(a, "ct3")
+    assert pid_after == pid and after >= count  # restored, not restarted
+    assert "ct3" not in b.instances()
+    assert not list((b.state_dir / "instances").glob("*/checkpoint"))
+
+
+def test_link_cut_during_the_dump_transfer(criu_lab: CriuLab) -> None:
+    """The link to the target breaks once the source is checkpointing: the source restores
+    its checkpoint and runs on; the target drops the reservation when its lease ends."""
+    a, b = criu_lab.a, criu_lab.b
+    _service_container(a, "ct4")
+    count, pid = _counter(a, "ct4")
+    op = a.cli("migrate", "ct4", "b", "--no-wait", check=True).stdout.strip()
+    deadline = time.monotonic() + 60
+    with a.client() as c:
+        while True:  # the dump takes most of a second: polled in-process, every 10 ms
+            shown = c.get_operation(op)
+            if "checkpointing" in shown.phase:
+                break
+            assert time.monotonic() < deadline and shown.status == "running", shown
+            time.sleep(0.01)
+    sh("ip", "netns", "exec", a.netns, "nft", "add table inet crlcut; "
+       f"add chain inet crlcut out {{ type filter hook output priority 0; }}; "
+       f"add rule inet crlcut out ip daddr {b.address} tcp dport {b.port} "
+       "reject with tcp reset")
+    said = a.cli("operation", "wait", op)
+    print(said.stdout, said.stderr)
+    assert said.returncode != 0
+    log = (a.state_dir / "corrald.log").read_text().splitlines()
+    print("\n".join(line[:600] for line in log if "undo" in line or "restor" in line
+                    or "rolled" in line))
+    assert a.instances()["ct4"]["state"] == "running"
+    after, pid_after = _counter(a, "ct4")
+    assert pid_after == pid and after >= count
+    sh("ip", "netns", "exec", a.netns, "nft", "delete table inet crlcut")
+    deadline = time.monotonic() + 30
+    while "ct4" in b.instances():
+        assert time.monotonic() < deadline, "the target kept the reservation"
+        time.sleep(0.5)
