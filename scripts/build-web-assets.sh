@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The web console's third-party assets (htmx, the Inter font; later xterm.js, noVNC) from the
+# The web console's third-party assets (htmx, the Inter font, xterm.js, noVNC) from the
 # npm registry, pinned by assets/package-lock.json, copied into src/corral/web/static/vendor
 # (git-ignored; shipped inside the Python package: no CDN at run time).
 # Idempotent: skipped when the vendor folder was built from this lock file by this script.
@@ -26,6 +26,12 @@ cp "$modules/htmx.org/dist/htmx.min.js" "$modules/htmx.org/LICENSE" "$vendor.new
 inter="$modules/@fontsource-variable/inter"
 cp "$inter/wght.css" "$inter/LICENSE" "$vendor.new/inter/"
 cp "$inter"/files/inter-*-wght-normal.woff2 "$vendor.new/inter/files/"
+mkdir -p "$vendor.new/xterm" "$vendor.new/novnc"
+cp "$modules/@xterm/xterm/lib/xterm.mjs" "$modules/@xterm/xterm/css/xterm.css" \
+   "$modules/@xterm/xterm/LICENSE" "$vendor.new/xterm/"
+# noVNC's core is ES modules importing its vendored pako: both folders, as published
+cp -r "$modules/@novnc/novnc/core" "$modules/@novnc/novnc/vendor" \
+   "$modules/@novnc/novnc/LICENSE.txt" "$vendor.new/novnc/"
 echo "$want" >"$vendor.new/.built-from"
 rm -rf "$vendor"
 mv "$vendor.new" "$vendor"

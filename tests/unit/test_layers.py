@@ -7,7 +7,8 @@ it is written, naming the file, the import and the rule. ``corral`` itself (the 
 be imported by anyone and imports nothing.
 
 ``web`` sits beside ``api`` (services, through the API's gate: ``api.identity``,
-``api.deps``); ``cluster`` sits below ``services`` beside ``state`` (services use its store;
+``api.deps``, and ``api.streams``: the one websocket bridge to a shared console);
+``cluster`` sits below ``services`` beside ``state`` (services use its store;
 docs/architecture.md, "Layers").
 """
 
@@ -39,7 +40,7 @@ RULES: dict[str, frozenset[str]] = {
     "api": frozenset({"services", "wire", "domain"}),
     "client": frozenset({"wire", "domain"}),
     "cli": frozenset({"client", "wire", "domain"}),
-    "web": frozenset({"services", "api.identity", "api.deps", "wire", "domain"}),
+    "web": frozenset({"services", "api.identity", "api.deps", "api.streams", "wire", "domain"}),
     # a future package: its place is decided now
     "cluster": frozenset({"domain", "host", "wire", "client", "state"}),
     "daemon": ANYTHING,

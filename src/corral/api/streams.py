@@ -10,6 +10,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from corral.api.deps import corral_ws
 from corral.domain.errors import CorralError
+from corral.services.consoles import Viewer
+from corral.services.core import Corral
 from corral.services.events import Subscription
 from corral.wire.models import Event
 
@@ -56,24 +58,30 @@ async def console(websocket: WebSocket, ref: str) -> None:
     """Bytes both ways: binary frames from the guest's console, and to it."""
     app = corral_ws(websocket)
     await websocket.accept()
-    try:
-        stream = await asyncio.to_thread(app.instances.open_console, ref)
-    except CorralError as exc:
-        await websocket.close(code=4000 + min(exc.status, 999) % 1000, reason=exc.message[:120])
-        return
+    await serve_console(websocket, app, ref, replay=False)
+
+
+async def serve_console(websocket: WebSocket, app: Corral, ref: str, replay: bool) -> None:
+    """Attach an accepted websocket to ``ref``'s shared console (``services/consoles.py``:
+    one runtime console, any number of viewers); ``replay``: first the console's recent
+    output (a reloaded page sees its screen again)."""
     loop = asyncio.get_running_loop()
     from_guest: asyncio.Queue[bytes] = asyncio.Queue()
 
-    def readable() -> None:
-        try:
-            data = stream.read(65536)
-        except OSError:
-            data = b""
-        from_guest.put_nowait(data)
-        if not data:
-            loop.remove_reader(stream.fileno())
+    def deliver(data: bytes) -> None:  # on the hub's reader thread
+        with contextlib.suppress(RuntimeError):  # the loop is gone: the viewer is too
+            loop.call_soon_threadsafe(from_guest.put_nowait, data)
 
-    loop.add_reader(stream.fileno(), readable)
+    def attach() -> Viewer:
+        view = app.instances.get(ref)
+        return app.consoles.attach(view.record.id, lambda: app.instances.open_console(ref),
+                                   deliver, replay)
+
+    try:
+        viewer = await asyncio.to_thread(attach)
+    except CorralError as exc:
+        await websocket.close(code=4000 + min(exc.status, 999) % 1000, reason=exc.message[:120])
+        return
 
     async def pump_out() -> None:
         while True:
@@ -90,14 +98,14 @@ async def console(websocket: WebSocket, ref: str) -> None:
                 return
             payload = message.get("bytes") or (message.get("text") or "").encode()
             if payload:
-                await asyncio.to_thread(stream.write, payload)
+                await asyncio.to_thread(viewer.write, payload)
 
     tasks = [asyncio.create_task(pump_out()), asyncio.create_task(pump_in())]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
     finally:
         for task in tasks:
             task.cancel()
-        with contextlib.suppress(Exception):
-            loop.remove_reader(stream.fileno())
-        stream.close()
+        viewer.close()

@@ -15,6 +15,7 @@ from corral.services.audit import AuditService
 from corral.services.authlimit import DEFAULT_LIMIT, DEFAULT_WINDOW, FailedAuthLimiter
 from corral.services.capacity import CapacityService
 from corral.services.capacity_case import CapacityCase
+from corral.services.consoles import ConsoleHub
 from corral.services.events import EventBus
 from corral.services.host import HostService
 from corral.services.instances import InstanceService
@@ -25,6 +26,7 @@ from corral.services.resources import ResourceService
 from corral.services.sessions import DEFAULT_IDLE, DEFAULT_LIFETIME, SessionStore
 from corral.services.storage import StorageService
 from corral.services.templates import TemplateService
+from corral.services.tickets import TicketService
 from corral.services.users import UserService
 from corral.state.auditstore import AuditStore
 from corral.state.database import Database
@@ -70,6 +72,8 @@ class Corral:
         self.db = Database.open(settings.state_dir / "corral.db")  # migrated once, here
         self.store = StateStore(self.db)
         self.events = EventBus()
+        self.consoles = ConsoleHub()
+        self.tickets = TicketService()
         self.users = UserService(UserStore(self.db), SessionStore(
             idle=settings.session_idle, lifetime=settings.session_lifetime))
         self.auth_limiter = FailedAuthLimiter(settings.auth_failures, settings.auth_window)
@@ -263,6 +267,7 @@ class Corral:
         self.cluster.start()
 
     def close(self) -> None:
+        self.consoles.close()
         self.cluster.close()
         self.history.stop()
         self.backup_schedule.stop()

@@ -3,12 +3,14 @@
 ``create_console`` builds it; the daemon serves it on the TLS listener beside the API
 (``mount.ConsoleBeside``), wrapped in ``session.SessionAuth``. Every response carries a
 strict Content-Security-Policy: scripts and styles come from ``/ui/static`` only (htmx runs
-with ``allowEval`` off), so an injected string cannot run.
+with ``allowEval`` off), so an injected string cannot run; the console pages allow inline
+styles (``CONSOLE_CSP``), never inline scripts.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -21,17 +23,22 @@ from corral.api.deps import Unauthorized
 from corral.api.identity import ASGIApp, Receive, Scope, Send
 from corral.domain.errors import CorralError
 from corral.services.core import Corral
-from corral.web import dashboard, instance, instances, live, login, users
+from corral.web import consoles, dashboard, instance, instances, live, login, users
 from corral.web.pages import HERE, render_template
 from corral.web.session import PATH, csrf_guard
 
 log = logging.getLogger("corral.web")
 
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'{styles}; img-src 'self' data:; "
+       "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+       "form-action 'self'")
+STRICT_CSP = (b"content-security-policy", CSP.format(styles="").encode())
+CONSOLE_CSP = (b"content-security-policy", CSP.format(styles=" 'unsafe-inline'").encode())
+"""The console pages' policy: xterm.js adds ``<style>`` elements of its own (its theme and
+cell sizes), which carry no nonce; inline styles are allowed there, scripts never."""
+CONSOLE_PAGE = re.compile(rf"^{PATH}/instances/[^/]+/(console|vnc)$")
+
 SECURITY_HEADERS = [
-    (b"content-security-policy",
-     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-     b"font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-     b"form-action 'self'"),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
@@ -46,11 +53,13 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        static = str(scope.get("path", "")).startswith(f"{PATH}/static/")
+        path = str(scope.get("path", ""))
+        static = path.startswith(f"{PATH}/static/")
+        csp = CONSOLE_CSP if CONSOLE_PAGE.match(path) else STRICT_CSP
 
         async def with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", [])) + SECURITY_HEADERS
+                headers = [*message.get("headers", []), csp, *SECURITY_HEADERS]
                 if not static:
                     headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
@@ -70,7 +79,7 @@ def create_console(corral: Corral, secure: bool = True) -> FastAPI:
         log.warning("the web console's assets are missing (%s): run "
                     "scripts/build-web-assets.sh", static / "vendor")
     app.mount(f"{PATH}/static", StaticFiles(directory=static), name="static")
-    for module in (login, dashboard, instances, instance, users, live):
+    for module in (login, dashboard, instances, instance, consoles, users, live):
         app.include_router(module.router)
 
     @app.exception_handler(Unauthorized)
