@@ -23,7 +23,17 @@ from corral.api.deps import Unauthorized
 from corral.api.identity import ASGIApp, Receive, Scope, Send
 from corral.domain.errors import CorralError
 from corral.services.core import Corral
-from corral.web import consoles, dashboard, instance, instances, live, login, users
+from corral.web import (
+    bulk,
+    consoles,
+    dashboard,
+    graphs,
+    instance,
+    instances,
+    live,
+    login,
+    users,
+)
 from corral.web.pages import HERE, render_template
 from corral.web.session import PATH, csrf_guard
 
@@ -79,7 +89,8 @@ def create_console(corral: Corral, secure: bool = True) -> FastAPI:
         log.warning("the web console's assets are missing (%s): run "
                     "scripts/build-web-assets.sh", static / "vendor")
     app.mount(f"{PATH}/static", StaticFiles(directory=static), name="static")
-    for module in (login, dashboard, instances, instance, consoles, users, live):
+    for module in (login, dashboard, instances, bulk, instance, consoles, graphs, users,
+                   live):
         app.include_router(module.router)
 
     @app.exception_handler(Unauthorized)

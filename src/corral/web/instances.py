@@ -105,9 +105,10 @@ Q = Annotated[str, Query()]
 def instances_page(page: Ctx, q: Q = "", kind: Q = "", state: Q = "", owner: Q = "",
                    node: Q = "", label: Q = "", sort: Q = "name", desc: Q = "") -> HTMLResponse:
     filters = _filters(q, kind, state, owner, node, label, sort, desc)
-    name = "_instances_table.html" if page.request.headers.get("hx-target") == \
-        "instances-table" else "instances.html"
-    return page.render(name, **_table(page, filters))
+    if page.request.headers.get("hx-target") == "instances-table":
+        return page.render("_instances_table.html", **_table(page, filters))
+    targets = [t.name for t in page.app.backups.targets()] if page.may("create_backup") else []
+    return page.render("instances.html", targets=targets, **_table(page, filters))
 
 
 # The create wizard ---------------------------------------------------------------------

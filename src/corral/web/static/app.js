@@ -71,5 +71,45 @@
     }
     var live = document.body.getAttribute("data-live");
     if (live) { connect(live); }
+    picks();
   });
+
+  // The instances table's selection for bulk actions: kept across the live refreshes
+  // (the table is re-rendered by the server on every event).
+  var picked = {};
+  function picks() {
+    var bar = document.getElementById("bulk");
+    if (!bar) { return; }
+    function sync() {
+      var boxes = document.querySelectorAll("input.pick-one");
+      var shown = 0;
+      boxes.forEach(function (box) { box.checked = !!picked[box.value]; if (box.checked) { shown++; } });
+      var all = document.getElementById("pick-all");
+      if (all) { all.checked = boxes.length > 0 && shown === boxes.length; }
+      var count = document.getElementById("picked");
+      if (count) { count.textContent = Object.keys(picked).length + " selected"; }
+    }
+    document.addEventListener("change", function (event) {
+      var box = event.target;
+      if (box.classList && box.classList.contains("pick-one")) {
+        if (box.checked) { picked[box.value] = true; } else { delete picked[box.value]; }
+      } else if (box.id === "pick-all") {
+        document.querySelectorAll("input.pick-one").forEach(function (one) {
+          if (box.checked) { picked[one.value] = true; } else { delete picked[one.value]; }
+        });
+      } else { return; }
+      sync();
+    });
+    document.body.addEventListener("htmx:afterSettle", sync);
+    document.body.addEventListener("htmx:configRequest", function (event) {
+      if (event.detail.elt !== bar) { return; }
+      // selected rows a filter hid are still selected: send every picked name
+      event.detail.parameters.delete ? event.detail.parameters.delete("names") : delete event.detail.parameters.names;
+      var names = Object.keys(picked);
+      if (event.detail.parameters.append) {
+        names.forEach(function (n) { event.detail.parameters.append("names", n); });
+      } else { event.detail.parameters.names = names; }
+    });
+    sync();
+  }
 })();
