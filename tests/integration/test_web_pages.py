@@ -179,17 +179,20 @@ def test_console_tickets_are_one_use_and_for_this_sites_pages(
     page.wait_for_selector("#console[data-connected=true]")
     outcome = page.evaluate("""async () => {
         const csrf = document.getElementById('console').dataset.csrf;
-        const take = async () => (await (await fetch('/ui/instances/ticketed/console/ticket?kind=serial',
+        const url = '/ui/instances/ticketed/console/ticket?kind=serial';
+        const take = async () => (await (await fetch(url,
             {method: 'POST', headers: {'X-CSRF-Token': csrf}})).json()).ticket;
         const open = (ticket) => new Promise((done) => {
-            const ws = new WebSocket('wss://' + location.host + '/ui/consoles/serial?ticket=' + ticket);
-            ws.onopen = () => setTimeout(() => { if (ws.readyState === 1) { ws.close(); done('open'); } }, 500);
+            const ws = new WebSocket(
+                'wss://' + location.host + '/ui/consoles/serial?ticket=' + ticket);
+            ws.onopen = () => setTimeout(() => {
+                if (ws.readyState === 1) { ws.close(); done('open'); } }, 500);
             ws.onclose = (e) => done(String(e.code) + ' ' + e.reason);
         });
         const ticket = await take();
         const first = await open(ticket);
         const again = await open(ticket);
-        const noCsrf = (await fetch('/ui/instances/ticketed/console/ticket?kind=serial', {method: 'POST'})).status;
+        const noCsrf = (await fetch(url, {method: 'POST'})).status;
         return [first, again, noCsrf];
     }""")
     assert outcome[0] == "open"

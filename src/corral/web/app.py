@@ -28,10 +28,12 @@ from corral.web import (
     consoles,
     dashboard,
     graphs,
+    infra,
     instance,
     instances,
     live,
     login,
+    operations,
     users,
 )
 from corral.web.pages import HERE, render_template
@@ -89,8 +91,8 @@ def create_console(corral: Corral, secure: bool = True) -> FastAPI:
         log.warning("the web console's assets are missing (%s): run "
                     "scripts/build-web-assets.sh", static / "vendor")
     app.mount(f"{PATH}/static", StaticFiles(directory=static), name="static")
-    for module in (login, dashboard, instances, bulk, instance, consoles, graphs, users,
-                   live):
+    for module in (login, dashboard, instances, bulk, instance, consoles, graphs, infra,
+                   operations, users, live):
         app.include_router(module.router)
 
     @app.exception_handler(Unauthorized)

@@ -74,6 +74,10 @@ def plot(samples: Sequence[Sample], since: int, end: int, step: int,
             runs[-1].append(f"{x:.1f},{y:.1f}")
             previous = s.ts
         last = fmt(value(samples[-1])) if samples else "-"
+        for run in runs:  # a lone point: a short dash, so it shows
+            if len(run) == 1:
+                lone_x, lone_y = run[0].split(",")
+                run.append(f"{min(float(lone_x) + 4, WIDTH):.1f},{lone_y}")
         found.append(Series(label, css, tuple(" ".join(r) for r in runs if r), last))
     return fmt(top), tuple(found)
 
