@@ -8,12 +8,14 @@ scroll sideways at 390 px."""
 from __future__ import annotations
 
 import json
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from corral.templates.artifact import export_template
 from tests.integration.conftest import Daemon, start_daemon, stop_daemon, write_fake_template
 from tests.integration.test_web_console import (
     ADMIN,
@@ -27,6 +29,7 @@ from tests.integration.test_web_console import (
     shots,
     sync_playwright,
 )
+from tests.unit.templates.test_artifact import make_template
 
 __all__ = ["shots"]
 
@@ -199,3 +202,82 @@ def test_console_tickets_are_one_use_and_for_this_sites_pages(
     assert outcome[1].startswith("4403") and "unknown, used or expired" in outcome[1]
     assert outcome[2] == 403  # no CSRF token, no ticket
     ctx.close()
+
+
+NEW_PAGES = ("/ui/operations", "/ui/templates", "/ui/networks", "/ui/storage", "/ui/backups")
+
+
+def test_templates_are_imported_by_upload_and_exported(
+        browser: Browser, site: Daemon, tmp_path: Path) -> None:
+    artifact = tmp_path / "webmini.corral-template"
+    export_template(make_template(tmp_path / "webmini-src", "webmini"), artifact)
+    ctx = context(browser, accept_downloads=True)
+    page = log_in(ctx, site, OPERATOR)
+    page.click("nav >> text=Templates")
+    page.set_input_files("#import-file", str(artifact))
+    page.click("#import-submit")
+    page.wait_for_selector("#notice >> text=imported template webmini")
+    assert page.locator("#templates tr[data-name=webmini]").count() == 1
+    page.set_input_files("#import-file", str(artifact))
+    page.click("#import-submit")  # again, without "replace": the service's refusal
+    page.wait_for_selector("#problem")
+    assert "already installed" in page.inner_text("#problem")
+    with page.expect_download() as download:
+        page.click("#export-webmini")
+    saved = tmp_path / "back.corral-template"
+    download.value.save_as(saved)
+    with tarfile.open(saved) as a, tarfile.open(artifact) as b:
+        assert [m.name for m in a] == [m.name for m in b]
+    ctx.close()
+
+
+def test_traffic_classes_targets_pools_and_operations_pages(
+        browser: Browser, site: Daemon) -> None:
+    made_instance(site, "opsone")
+    ctx = context(browser)
+    page = log_in(ctx, site, OPERATOR)
+    page.goto(f"{site.url}/ui/networks")
+    page.fill("#c-name", "web2local")
+    page.fill("#c-ranges", "not-a-range")
+    page.click("#class-form button")
+    page.wait_for_selector("#class-form .field-error, #class-form .error")  # the API's words
+    page.fill("#c-ranges", "10.0.0.0/8, fd00::/8")
+    page.click("#class-form button")
+    page.wait_for_selector("#notice >> text=traffic class web2local set")
+    assert "10.0.0.0/8" in page.inner_text("#classes")
+
+    page.goto(f"{site.url}/ui/backups")
+    page.fill("#t-name", "web2nas")
+    page.fill("#t-url", str(site.state_dir / "web2-backups"))
+    page.click("#target-form button")
+    page.wait_for_selector("#notice >> text=backup target web2nas added")
+
+    page.goto(f"{site.url}/ui/storage")
+    assert "default" in page.inner_text("#pools")
+
+    page.goto(f"{site.url}/ui/operations")
+    row = page.locator("#operations-table tr[data-status=success]").first
+    assert row.locator("progress").get_attribute("value") == "1.0"
+    op_id = row.get_attribute("data-op")
+    page.click(f"tr[data-op='{op_id}'] td:first-child a")
+    page.wait_for_url(f"**/ui/operations/{op_id}")
+    assert page.inner_text(".tag.status-success") == "success"
+    refused = page.evaluate("""async (id) => (await fetch('/ui/operations/' + id + '/cancel',
+        {method: 'POST', headers: {'X-CSRF-Token': document.body.getAttribute('hx-headers')
+            .split('"')[3], 'HX-Request': 'true'}})).text()""", op_id)
+    assert f"operation {op_id} already ended success" in refused
+    ctx.close()
+
+
+def test_new_pages_are_screenshotted_and_fit_a_phone(
+        browser: Browser, site: Daemon, shots: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    ctx = context(browser)
+    page = log_in(ctx, site, ADMIN)
+    for path in NEW_PAGES:
+        page.goto(f"{site.url}{path}")
+        _screenshot(page, shots, path.strip("/").replace("/", "-"))
+        _fits_a_phone(page, f"{site.url}{path}")
+    ctx.close()
+    with capsys.disabled():
+        print(f"\nweb console screenshots (new pages): {shots}")

@@ -102,10 +102,11 @@ async def bulk(page: Ctx, action: Annotated[str, Form()] = "",
                snapshot: Annotated[str, Form()] = "", target: Annotated[str, Form()] = "",
                confirm: Annotated[str, Form()] = "") -> HTMLResponse:
     chosen = _names(names or [])
+    refused = 200 if page.htmx else 400  # htmx swaps no 4xx answer in
     if not chosen:
-        return page.render("_bulk_results.html", 400, problem="select at least one instance")
+        return page.render("_bulk_results.html", refused, problem="select at least one instance")
     if len(chosen) > MAX_ITEMS:
-        return page.render("_bulk_results.html", 400,
+        return page.render("_bulk_results.html", refused,
                            problem=f"at most {MAX_ITEMS} instances at once")
     if action == "delete" and confirm != f"delete {len(chosen)}":
         page.require("delete_instance")
@@ -116,6 +117,6 @@ async def bulk(page: Ctx, action: Annotated[str, Form()] = "",
     except Forbidden:
         raise
     except CorralError as exc:
-        return page.render("_bulk_results.html", 400, problem=exc.message)
+        return page.render("_bulk_results.html", refused, problem=exc.message)
     return page.render("_bulk_results.html", action=action, items=items,
                        failed=sum(1 for i in items if not i.ok))

@@ -20,6 +20,11 @@ router = APIRouter(prefix=PATH, include_in_schema=False)
 CHUNK = 1 << 20
 
 
+def _refused(page: Page) -> int:
+    """A refused change's status: 400, but 200 to htmx (which swaps no 4xx answer in)."""
+    return 200 if page.htmx else 400
+
+
 # Templates -------------------------------------------------------------------------------
 def _templates(page: Page, status: int = 200, **extra: Any) -> HTMLResponse:
     page.require("list_templates")
@@ -44,7 +49,7 @@ def build_template(page: Ctx, name: Annotated[str, Form()] = "") -> HTMLResponse
     page.require("build_template")
     op, errors = attempt(lambda: page.app.templates.submit_build(name.strip()), ("name",))
     if op is None:
-        return _templates(page, 400, problem=errors.get("name") or errors.get(""))
+        return _templates(page, _refused(page), problem=errors.get("name") or errors.get(""))
     return _templates(page, notice=f"building template {name.strip()}: operation {op.id}",
                       op=op.id)
 
@@ -64,7 +69,7 @@ async def import_template(page: Ctx, file: UploadFile,
         except Forbidden:
             raise
         except CorralError as exc:
-            return _templates(page, 400, problem=f"{file.filename}: {exc.message}")
+            return _templates(page, _refused(page), problem=f"{file.filename}: {exc.message}")
         return _templates(page, notice=f"imported template {image.name}")
 
     result: HTMLResponse = await run_in_threadpool(install)
@@ -103,7 +108,8 @@ def set_class(page: Ctx, name: Annotated[str, Form()] = "",
     cls, errors = attempt(lambda: page.app.networks.set_class(f"{name.strip()}={joined}"),
                           ("name", "ranges"))
     if cls is None:
-        return _networks(page, 400, errors=errors, values={"name": name, "ranges": ranges})
+        return _networks(page, _refused(page), errors=errors,
+                         values={"name": name, "ranges": ranges})
     return _networks(page, notice=f"traffic class {cls.name} set")
 
 
@@ -149,5 +155,5 @@ def add_target(page: Ctx, name: Annotated[str, Form()] = "",
     made, errors = attempt(lambda: page.app.backups.add_target(name.strip(), url.strip()),
                            ("name", "url"))
     if made is None:
-        return _backups(page, 400, errors=errors, values={"name": name, "url": url})
+        return _backups(page, _refused(page), errors=errors, values={"name": name, "url": url})
     return _backups(page, notice=f"backup target {made.name} added")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -39,9 +39,11 @@ def _size(value: int | None) -> str:
     return "-" if value is None else format_size(int(value))
 
 
-def _when(moment: datetime | str | None) -> str:
+def _when(moment: datetime | str | float | None) -> str:
     if moment is None:
         return "-"
+    if isinstance(moment, int | float):  # Unix seconds
+        moment = datetime.fromtimestamp(moment, UTC).replace(tzinfo=None)
     text = moment.isoformat() if isinstance(moment, datetime) else moment
     return text[:19].replace("T", " ")
 
