@@ -281,3 +281,22 @@ def test_new_pages_are_screenshotted_and_fit_a_phone(
     ctx.close()
     with capsys.disabled():
         print(f"\nweb console screenshots (new pages): {shots}")
+
+
+def test_the_instance_page_converts_and_migrates(browser: Browser, site: Daemon) -> None:
+    made_instance(site, "mover", start=False)
+    ctx = context(browser)
+    page = log_in(ctx, site, ADMIN)
+    page.goto(f"{site.url}/ui/instances/mover")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("#convert-submit")  # the fake template has no kernel yet: the service says so
+    page.wait_for_selector("#problem >> text=has no kernel")
+    (site.state_dir / "templates" / "tiny" / "vmlinux").write_bytes(b"\x7fELF")
+    page.click("#convert-submit")
+    page.wait_for_selector("#notice >> text=converted to VM")
+    assert json.loads(site.cli("info", "mover", "-f", "json", check=True).stdout)["type"] == "vm"
+    page.fill("#migrate-target", "nowhere")  # no remotes paired: the service's refusal
+    page.click("#migrate-submit")
+    page.wait_for_selector("#problem")
+    assert "nowhere" in page.inner_text("#problem")
+    ctx.close()

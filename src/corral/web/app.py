@@ -30,6 +30,7 @@ from corral.web import (
     graphs,
     infra,
     instance,
+    instance_move,
     instances,
     live,
     login,
@@ -91,8 +92,8 @@ def create_console(corral: Corral, secure: bool = True) -> FastAPI:
         log.warning("the web console's assets are missing (%s): run "
                     "scripts/build-web-assets.sh", static / "vendor")
     app.mount(f"{PATH}/static", StaticFiles(directory=static), name="static")
-    for module in (login, dashboard, instances, bulk, instance, consoles, graphs, infra,
-                   operations, users, live):
+    for module in (login, dashboard, instances, bulk, instance, instance_move, consoles,
+                   graphs, infra, operations, users, live):
         app.include_router(module.router)
 
     @app.exception_handler(Unauthorized)

@@ -80,6 +80,8 @@ def details(page: Page, view: InstanceView) -> dict[str, Any]:
         "targets": _optional(page, "create_backup",
                              lambda: [t.name for t in app.backups.targets()]),
         "operations": _optional(page, "list_operations", operations),
+        "remotes": _optional(page, "list_remotes",
+                             lambda: [r.name for r in app.remotes.list()]),
         "actions": [a for a in ACTIONS if page.may(f"{a}_instance")
                     and allowed(Action(a), view.state)],
     }
