@@ -300,3 +300,17 @@ def test_the_instance_page_converts_and_migrates(browser: Browser, site: Daemon)
     page.wait_for_selector("#problem")
     assert "nowhere" in page.inner_text("#problem")
     ctx.close()
+
+
+def test_an_admin_gives_a_user_a_new_api_token(browser: Browser, site: Daemon) -> None:
+    site.cli("user", "add", "tokenuser", "--role", "owner", check=True)
+    ctx = context(browser)
+    page = log_in(ctx, site, ADMIN)
+    page.goto(f"{site.url}/ui/users")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("#token-tokenuser")
+    page.wait_for_selector("#new-token >> text=A new API token for tokenuser")
+    token = page.inner_text("#new-token code")
+    answer = api(site, "GET", "/api/v1/instances", token=token)
+    assert answer.status_code == 200  # the new token works, as its owner
+    ctx.close()

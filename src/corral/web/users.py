@@ -76,3 +76,13 @@ def remove_user(page: Ctx, name: str) -> Response:
     if done is None:
         return _page(page, 200 if page.htmx else 409, problem=errors.popitem()[1])
     return _page(page, notice=f"user {name} removed")
+
+
+@router.post("/users/{name}/token", response_class=HTMLResponse)
+def rotate_token(page: Ctx, name: str) -> Response:
+    """A new API token for ``name`` (``rotate_token``), shown once; the old one stops."""
+    page.require("rotate_token")
+    token, errors = attempt(lambda: page.app.users.rotate(name), ())
+    if token is None:
+        return _page(page, 200 if page.htmx else 404, problem=errors.popitem()[1])
+    return _page(page, rotated=name, token=token)
