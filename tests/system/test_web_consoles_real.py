@@ -23,15 +23,16 @@ from tests.integration.test_web_console import (
     context,
     log_in,
     shots,
-    sync_playwright,
 )
 from tests.system.fixtures_template import tiny_template
 from tests.system.test_daemon_real import _skip_reason
 
 __all__ = ["shots", "tiny_template"]
 
-if sync_playwright is not None:
-    from playwright.sync_api import Browser, Page
+try:
+    from playwright.sync_api import Browser, Page, sync_playwright
+except ImportError:  # pragma: no cover - the dev extra installs it
+    sync_playwright = None  # type: ignore[assignment]
 
 pytestmark = [
     pytest.mark.system,
