@@ -18,6 +18,7 @@ import uvicorn
 
 from corral.api.app import LocalAdmin, TokenAuth, create_app
 from corral.daemon import logs
+from corral.services import faults
 from corral.services.authlimit import DEFAULT_LIMIT, DEFAULT_WINDOW
 from corral.services.core import Corral, Settings
 from corral.services.sessions import DEFAULT_IDLE, DEFAULT_LIFETIME
@@ -117,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds between two readings of every instance for the graphs' "
                              "history (0: no history); default %(default)s "
                              "($CORRAL_HISTORY_INTERVAL)")
+    parser.add_argument("--test-faults", action="store_true", help=argparse.SUPPRESS)
+    # tests only: honour $CORRAL_TEST_FAULTS (services/faults.py); never in the shipped unit
     return parser
 
 
@@ -132,6 +135,8 @@ def _token(path: Path) -> str:
 
 async def serve(args: argparse.Namespace) -> None:
     state_dir = Path(args.state_dir)
+    if args.test_faults:
+        faults.arm(os.environ.get(faults.ENV, ""))
     corral = Corral(Settings(
         state_dir=state_dir, driver_mode=args.drivers, node=args.node,
         auth_failures=args.auth_failures, auth_window=args.auth_window,

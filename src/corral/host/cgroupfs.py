@@ -203,6 +203,42 @@ def remove_group(
                 raise HostFailure(f"cannot remove cgroup {root / rel}: {exc}") from exc
 
 
+def every_hierarchy(layout: CgroupLayout) -> list[Path]:
+    """The mount points of all the host's hierarchies (v1 named ones and cgroup2 too)."""
+    roots = dict.fromkeys(layout.v1.values())
+    if layout.v2_mount is not None:
+        roots[layout.v2_mount] = None
+    return list(roots)
+
+
+def group_in_any(layout: CgroupLayout, rel: str) -> bool:
+    return any((root / rel).is_dir() for root in every_hierarchy(layout))
+
+
+def remove_empty_tree(layout: CgroupLayout, rel: str, wait: float = 5.0) -> None:
+    """Remove ``rel`` and the groups under it in every hierarchy, deepest first, where they
+    hold no process: what a guest's runtime left when it died without its clean-up (a killed
+    LXC monitor). A dead process not yet reaped keeps its group busy: retried for up to
+    ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    for root in every_hierarchy(layout):
+        top = root / rel
+        if not top.is_dir():
+            continue
+        groups = sorted((p for p in top.rglob("*") if p.is_dir()),
+                        key=lambda p: len(p.parts), reverse=True)
+        for group in [*groups, top]:
+            while True:
+                try:
+                    group.rmdir()
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
+                        log.warning("cannot remove cgroup %s: %s", group, exc)
+                        break
+                    time.sleep(0.05)
+
+
 def group_exists(layout: CgroupLayout, controller: str, rel: str) -> bool:
     root = hierarchy(layout, controller)
     return root is not None and (root / rel).is_dir()

@@ -24,6 +24,7 @@ from corral.domain.undo import Undo
 from corral.drivers.base import ConsoleStream, Driver, ExecResult, RuntimeState, RuntimeStatus
 from corral.network.nicfile import AssignedAddresses
 from corral.services.events import EventBus
+from corral.services.faults import fault_point
 from corral.services.foreign import ForeignSource
 from corral.services.operations import OperationContext, OperationManager
 from corral.services.storage import InstanceDisks, NoDisks
@@ -253,6 +254,7 @@ class InstanceService:
                 undo.push(f"remove the half-made instance '{name}'",
                           lambda: self.discard(rec, spec))
                 spec.directory.mkdir(parents=True, exist_ok=False)
+                fault_point("create.after_directory")
                 def disk_progress(f: float, p: str) -> None:
                     ctx.progress(f * 0.6, p)
 
@@ -260,8 +262,10 @@ class InstanceService:
                     self.storage.prepare(spec, image, disk_progress, pool)
                 else:
                     foreign.make_disk(self.storage, spec, disk_progress, pool)
+                fault_point("create.after_disk")
                 made = self.spec(rec)  # with its root disk in a pool, if storage made one
                 driver.create(made, image, lambda f, p: ctx.progress(0.6 + f * 0.3, p))
+                fault_point("create.after_driver")
                 if start:
                     ctx.progress(0.9, "starting")
                     driver.start(made, image)
@@ -314,21 +318,29 @@ class InstanceService:
                 driver.stop(spec, force=True, timeout=0)
             self.store.set_state(rec.id, State.DELETING)
             ctx.progress(0.5, "removing")
-            driver.delete(spec)
-            self.storage.release(spec)
-            shutil.rmtree(spec.directory, ignore_errors=True)
-            self.store.delete_instance(rec.id)
-            self.reservations.release(rec.name, rec.id, retire=True)
-            said = []
-            for forget in self.on_deleted:
-                try:
-                    said.append(forget(rec))
-                except Exception:
-                    log.exception("cleaning up after deleting %s failed", rec.name)
-            ctx.result = "; ".join(s for s in said if s) or None
-            self.events.publish("instance.deleted", instance=rec.name, id=rec.id)
+            ctx.result = self._remove(rec, spec)
 
         return self.ops.submit("delete", rec.name, work)
+
+    def _remove(self, rec: InstanceRecord, spec: InstanceSpec) -> str | None:
+        """The rest of a delete, once the row says DELETING (again at start-up if corrald
+        stopped meanwhile): the guest's runtime, disks, directory, row, name; then what
+        ``on_deleted`` removes."""
+        driver = self.driver(rec.kind)
+        driver.delete(spec)
+        fault_point("delete.after_driver")
+        self.storage.release(spec)
+        shutil.rmtree(spec.directory, ignore_errors=True)
+        self.store.delete_instance(rec.id)
+        self.reservations.release(rec.name, rec.id, retire=True)
+        said = []
+        for forget in self.on_deleted:
+            try:
+                said.append(forget(rec))
+            except Exception:
+                log.exception("cleaning up after deleting %s failed", rec.name)
+        self.events.publish("instance.deleted", instance=rec.name, id=rec.id)
+        return "; ".join(s for s in said if s) or None
 
     # Lifecycle --------------------------------------------------------------------------
     def _transition(
@@ -422,6 +434,13 @@ class InstanceService:
             if rec.state is State.CREATING:
                 log.warning("instance %s was half-created when corrald stopped; removing", rec.name)
                 self.discard(rec, self.spec(rec))
+            elif rec.state is State.DELETING:  # the guest was stopped before the row said so
+                log.warning("instance %s was half-deleted when corrald stopped; finishing",
+                            rec.name)
+                try:
+                    self._remove(rec, self.spec(rec))
+                except Exception as exc:  # stays DELETING: `corral delete --force` retries
+                    log.warning("finishing the delete of %s failed: %s", rec.name, exc)
         for view in self.list_all():  # one batch read per driver
             rec = view.record
             log.info("adopted %s (%s): %s", rec.name, rec.kind.value, view.state.value)

@@ -16,6 +16,7 @@ from corral.domain.errors import CorralError, NotFound
 from corral.domain.lifecycle import State
 from corral.domain.statuses import OperationStatus
 from corral.services.events import EventBus
+from corral.services.faults import fault_point
 from corral.services.locks import InstanceLocks
 from corral.services.oplog import OperationLog
 from corral.services.scope import Scope, current
@@ -214,7 +215,9 @@ class OperationManager:
         status, error = OperationStatus.SUCCESS, None
         try:
             try:
+                fault_point(f"{action}.begin")
                 work(ctx)
+                fault_point(f"{action}.end")
             except Cancelled as exc:
                 status, error = OperationStatus.CANCELLED, exc.message
             except CorralError as exc:

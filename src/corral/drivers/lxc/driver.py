@@ -15,6 +15,7 @@ The LXC name is the instance id (stable across renames); the hostname is the ins
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import shutil
 import stat
@@ -42,6 +43,7 @@ from corral.drivers.lxc import state as ct_state
 from corral.drivers.lxc.config import (
     DEFAULT_INCLUDE_DIR,
     ContainerConfig,
+    cgroup_dirs,
     render_config,
 )
 from corral.drivers.lxc.disks import (
@@ -71,6 +73,8 @@ CONSOLE_ATTACH_TIMEOUT = 5.0
 # lxc-console's escape key: etoc("X") is -1, which LXC documents as "no escape sequence",
 # so no byte a user types can detach the console.
 _NO_ESCAPE = "X"
+
+log = logging.getLogger("corral.lxc")
 
 
 def lxc_name(spec: InstanceSpec) -> str:
@@ -214,6 +218,11 @@ class LxcDriver(LxcDiskHotplug):
         mount_image(spec.disk_path, spec.run_dir / "rootfs")
         mount_data_disks(spec)
         proc = run([*self._args("lxc-start", spec), "-d"], check=False, timeout=START_TIMEOUT)
+        if proc.returncode != 0 and self._clear_remains(spec):  # once more, on clean ground
+            mount_image(spec.disk_path, spec.run_dir / "rootfs")  # the failed start's
+            mount_data_disks(spec)  # post-stop hook unmounted them
+            proc = run([*self._args("lxc-start", spec), "-d"], check=False,
+                       timeout=START_TIMEOUT)
         if proc.returncode != 0:
             # Asking the state only on failure keeps it off the start path; a running
             # container keeps its mount.
@@ -234,6 +243,22 @@ class LxcDriver(LxcDiskHotplug):
         if res.io_read_bps or res.io_write_bps or res.io_iops:
             ct_resources.apply_live(self._cgroups(), lxc_name(spec), spec.disk_path, res)
 
+    def _clear_remains(self, spec: InstanceSpec) -> bool:
+        """After a failed lxc-start: if the container is down but its monitor's or its own
+        cgroup is still there (its LXC monitor was killed: no clean-up ran, and lxc-start
+        refuses to reuse the monitor's group), remove those empty groups. Whether any was."""
+        if self.status(spec).state != RuntimeState.STOPPED:
+            return False
+        layout, left = self._cgroups(), False
+        for rel in (cgroup_dirs(lxc_name(spec))["monitor"],
+                    cgroup_dirs(lxc_name(spec))["container"]):
+            if cgroupfs.group_in_any(layout, rel):
+                left = True
+                cgroupfs.remove_empty_tree(layout, rel)
+        if left:
+            log.warning("container %s: removed the cgroups its dead monitor left", spec.name)
+        return left
+
     def _refuse_if_up(self, spec: InstanceSpec) -> bool:
         """True if already running (start is then a no-op); Conflict if suspended."""
         current = self.status(spec).state
@@ -244,6 +269,9 @@ class LxcDriver(LxcDiskHotplug):
     def stop(self, spec: InstanceSpec, *, force: bool, timeout: float) -> None:
         current = self.status(spec).state
         if current in (RuntimeState.STOPPED, RuntimeState.MISSING):
+            if current == RuntimeState.STOPPED:  # ended without its post-stop hook (a
+                unmount(spec.run_dir / "rootfs")  # killed monitor): its mounts stay
+                unmount_data_disks(spec)
             return
         if current == RuntimeState.SUSPENDED:
             # A frozen init cannot receive its halt signal, and frozen tasks die only on thaw.

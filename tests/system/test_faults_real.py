@@ -1,0 +1,184 @@
+"""The containers' fault matrix: corrald kill -9'd at a named point of each operation's phases
+(services/faults.py, armed through ``--test-faults``), then started again: the instance is in
+a state the CLI explains, a guest that ran still runs, a retry succeeds, nothing is orphaned
+(tests/system/orphans.py). Also kill -9 of a container's LXC monitor. The VMs' cases are in
+bench/faults.py (25-40 s each here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from corral.services.faults import ENV
+from corral.templates.image import TemplateImage
+from tests.integration.conftest import (
+    Daemon,
+    delete_everything,
+    start_daemon,
+    stop_daemon,
+    wait_until,
+)
+from tests.system.fixtures_template import tiny_template
+from tests.system.orphans import Baseline, instance_ids, orphans
+
+__all__ = ["tiny_template"]
+
+EXPLAINED = {"stopped", "running", "error"}
+CREATE = ("create", "f1", "--type", "ct", "--template", "tiny", "--disk", "256M")
+
+
+@dataclass(frozen=True)
+class Case:
+    point: str
+    setup: tuple[tuple[str, ...], ...]
+    action: tuple[str, ...]
+    expect: dict[str, str]
+    """Each instance's state after the restart ("gone": no row)."""
+    retry: tuple[str, ...] | None = None  # default: the action again
+
+
+GONE = "gone"
+STARTED = (CREATE, ("start", "f1"))
+CASES = [
+    Case("create.after_directory", (), CREATE, {"f1": GONE}),
+    Case("create.after_disk", (), CREATE, {"f1": GONE}),
+    Case("create.after_driver", (), CREATE, {"f1": GONE}),
+    Case("start.begin", (CREATE,), ("start", "f1"), {"f1": "stopped"}),
+    Case("start.end", (CREATE,), ("start", "f1"), {"f1": "running"},
+         retry=("stop", "f1", "--force")),
+    Case("stop.begin", STARTED, ("stop", "f1", "--force"), {"f1": "running"}),
+    Case("stop.end", STARTED, ("stop", "f1", "--force"), {"f1": "stopped"},
+         retry=("start", "f1")),
+    Case("delete.after_driver", (CREATE,), ("delete", "f1"), {"f1": GONE}, retry=CREATE),
+    Case("snapshot.begin", STARTED, ("snapshot", "create", "f1", "s1"), {"f1": "running"}),
+    Case("snapshot.end", (CREATE,), ("snapshot", "create", "f1", "s1"), {"f1": "stopped"},
+         retry=("snapshot", "create", "f1", "s2")),
+    Case("revert.begin", (CREATE, ("snapshot", "create", "f1", "s1")),
+         ("snapshot", "revert", "f1", "s1"), {"f1": "stopped"}),
+    Case("clone.begin", (CREATE,), ("clone", "f1", "f2"), {"f1": "stopped", "f2": GONE}),
+    Case("clone.end", (CREATE,), ("clone", "f1", "f2"), {"f1": "stopped"},
+         retry=("clone", "f1", "f3")),
+]
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    for tool in ("lxc-start", "mkfs.ext4"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed on this host"
+    return None
+
+
+@pytest.fixture(scope="module")
+def state(tiny_template: TemplateImage) -> Iterator[Path]:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    tmp = Path(tempfile.mkdtemp(prefix="corral-faults-"))
+    tmp.chmod(0o711)  # unprivileged containers walk to their disks
+    shutil.copytree(tiny_template.directory, tmp / "templates" / "tiny")
+    try:
+        yield tmp
+    finally:
+        try:
+            delete_everything(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _daemon(state: Path, fault: str | None, monkeypatch: pytest.MonkeyPatch) -> Daemon:
+    if fault:
+        monkeypatch.setenv(ENV, fault)
+    else:
+        monkeypatch.delenv(ENV, raising=False)
+    return start_daemon(state, drivers="real", options=("--test-faults",))
+
+
+def _states(daemon: Daemon) -> dict[str, str]:
+    listed = json.loads(daemon.cli("list", "--format", "json", check=True).stdout)
+    return {i["name"]: i["state"] for i in listed}
+
+
+def _running_ids(daemon: Daemon) -> set[int]:
+    ids = {v: k for k, v in {i: n for i, n in _names(daemon).items()}.items()}
+    return {ids[name] for name, st in _states(daemon).items() if st == "running"}
+
+
+def _names(daemon: Daemon) -> dict[int, str]:
+    listed = json.loads(daemon.cli("list", "--format", "json", check=True).stdout)
+    return {int(i["id"]): i["name"] for i in listed}
+
+
+def _clean(daemon: Daemon) -> None:
+    for name in _states(daemon):
+        daemon.cli("delete", "--force", name, check=True)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.point for c in CASES])
+def test_kill_at_fault_point(state: Path, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    baseline = Baseline()
+    daemon = _daemon(state, f"{case.point}=kill", monkeypatch)
+    try:
+        for step in case.setup:
+            daemon.cli(*step, check=True)
+        before = _states(daemon)
+        answer = daemon.cli(*case.action)
+        assert answer.returncode != 0, f"{case.point} never fired: {answer.stdout}"
+        assert wait_until(lambda: daemon.process.poll() is not None, 15)
+        assert daemon.process.returncode == -signal.SIGKILL
+    finally:
+        stop_daemon(daemon)
+    again = _daemon(state, None, monkeypatch)
+    try:
+        after = _states(again)
+        assert set(after.values()) <= EXPLAINED, after
+        for name, was in before.items():  # the guests the action did not touch still run
+            if was == "running" and name not in case.expect:
+                assert after.get(name) == "running", (name, after)
+        for name, expected in case.expect.items():
+            assert after.get(name, GONE) == expected, (name, after)
+            if expected == "running":
+                assert again.cli("exec", name, "--", "true").returncode == 0
+        ops = json.loads(again.cli("operation", "list", "--format", "json").stdout or "[]")
+        assert not [o for o in ops if o["status"] in ("pending", "running")], ops
+        assert orphans(state, baseline, _running_ids(again)) == []
+        retry = case.retry or case.action
+        again.cli(*retry, check=True)
+        assert orphans(state, baseline, _running_ids(again)) == []
+        _clean(again)
+        assert instance_ids(state) == {}
+        assert orphans(state, baseline) == []
+    finally:
+        stop_daemon(again)
+
+
+def test_kill_of_the_lxc_monitor(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    baseline = Baseline()
+    daemon = _daemon(state, None, monkeypatch)
+    try:
+        daemon.cli(*CREATE, check=True)
+        daemon.cli("start", "f1", check=True)
+        (fid,) = _names(daemon)
+        monitors = [line.split()[0] for line in os.popen("ps -eo pid=,args=").read().splitlines()
+                    if "[lxc monitor]" in line and f"{state}/lxc {fid}" in line]
+        assert monitors, "no LXC monitor for f1"
+        os.kill(int(monitors[0]), signal.SIGKILL)
+        assert wait_until(lambda: _states(daemon)["f1"] != "running", 30), _states(daemon)
+        shown = daemon.cli("info", "f1")
+        assert shown.returncode == 0 and ("stopped" in shown.stdout or "error" in shown.stdout)
+        daemon.cli("stop", "f1", "--force")  # whatever the monitor's death left
+        daemon.cli("start", "f1", check=True)
+        assert daemon.cli("exec", "f1", "--", "true").returncode == 0
+        _clean(daemon)
+        assert orphans(state, baseline) == []
+    finally:
+        stop_daemon(daemon)
