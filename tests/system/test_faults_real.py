@@ -32,7 +32,7 @@ from tests.system.orphans import Baseline, instance_ids, orphans
 __all__ = ["tiny_template"]
 
 EXPLAINED = {"stopped", "running", "error"}
-CREATE = ("create", "f1", "--type", "ct", "--template", "tiny", "--disk", "256M")
+KINDS = {"ct": ("--disk", "256M"), "vm": ("--disk", "1G", "--memory", "256M")}
 
 
 @dataclass(frozen=True)
@@ -46,27 +46,39 @@ class Case:
 
 
 GONE = "gone"
-STARTED = (CREATE, ("start", "f1"))
-CASES = [
-    Case("create.after_directory", (), CREATE, {"f1": GONE}),
-    Case("create.after_disk", (), CREATE, {"f1": GONE}),
-    Case("create.after_driver", (), CREATE, {"f1": GONE}),
-    Case("start.begin", (CREATE,), ("start", "f1"), {"f1": "stopped"}),
-    Case("start.end", (CREATE,), ("start", "f1"), {"f1": "running"},
-         retry=("stop", "f1", "--force")),
-    Case("stop.begin", STARTED, ("stop", "f1", "--force"), {"f1": "running"}),
-    Case("stop.end", STARTED, ("stop", "f1", "--force"), {"f1": "stopped"},
-         retry=("start", "f1")),
-    Case("delete.after_driver", (CREATE,), ("delete", "f1"), {"f1": GONE}, retry=CREATE),
-    Case("snapshot.begin", STARTED, ("snapshot", "create", "f1", "s1"), {"f1": "running"}),
-    Case("snapshot.end", (CREATE,), ("snapshot", "create", "f1", "s1"), {"f1": "stopped"},
-         retry=("snapshot", "create", "f1", "s2")),
-    Case("revert.begin", (CREATE, ("snapshot", "create", "f1", "s1")),
-         ("snapshot", "revert", "f1", "s1"), {"f1": "stopped"}),
-    Case("clone.begin", (CREATE,), ("clone", "f1", "f2"), {"f1": "stopped", "f2": GONE}),
-    Case("clone.end", (CREATE,), ("clone", "f1", "f2"), {"f1": "stopped"},
-         retry=("clone", "f1", "f3")),
-]
+
+
+def cases(kind: str = "ct") -> list[Case]:
+    """The matrix for one kind of instance."""
+    create = ("create", "f1", "--type", kind, "--template", "tiny", *KINDS[kind])
+    return _matrix(create, (create, ("start", "f1")))
+
+
+def _matrix(CREATE: tuple[str, ...], STARTED: tuple[tuple[str, ...], ...]) -> list[Case]:
+    return [
+        Case("create.after_directory", (), CREATE, {"f1": GONE}),
+        Case("create.after_disk", (), CREATE, {"f1": GONE}),
+        Case("create.after_driver", (), CREATE, {"f1": GONE}),
+        Case("start.begin", (CREATE,), ("start", "f1"), {"f1": "stopped"}),
+        Case("start.end", (CREATE,), ("start", "f1"), {"f1": "running"},
+             retry=("stop", "f1", "--force")),
+        Case("stop.begin", STARTED, ("stop", "f1", "--force"), {"f1": "running"}),
+        Case("stop.end", STARTED, ("stop", "f1", "--force"), {"f1": "stopped"},
+             retry=("start", "f1")),
+        Case("delete.after_driver", (CREATE,), ("delete", "f1"), {"f1": GONE}, retry=CREATE),
+        Case("snapshot.begin", STARTED, ("snapshot", "create", "f1", "s1"), {"f1": "running"}),
+        Case("snapshot.end", (CREATE,), ("snapshot", "create", "f1", "s1"), {"f1": "stopped"},
+             retry=("snapshot", "create", "f1", "s2")),
+        Case("revert.begin", (CREATE, ("snapshot", "create", "f1", "s1")),
+             ("snapshot", "revert", "f1", "s1"), {"f1": "stopped"}),
+        Case("clone.begin", (CREATE,), ("clone", "f1", "f2"), {"f1": "stopped", "f2": GONE}),
+        Case("clone.end", (CREATE,), ("clone", "f1", "f2"), {"f1": "stopped"},
+             retry=("clone", "f1", "f3")),
+    ]
+
+
+CASES = cases()
+CREATE = CASES[0].action
 
 
 def _skip_reason() -> str | None:
@@ -125,6 +137,11 @@ def _clean(daemon: Daemon) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.point for c in CASES])
 def test_kill_at_fault_point(state: Path, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_case(state, case, monkeypatch)
+
+
+def run_case(state: Path, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill -9 at ``case.point``, restart, check, retry, check, clean (bench/faults.py too)."""
     baseline = Baseline()
     daemon = _daemon(state, f"{case.point}=kill", monkeypatch)
     try:
