@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -77,7 +78,9 @@ def main() -> int:
                 check()
                 outcome = "survived"
             except Exception as exc:  # a finding: the table says which and why
+                traceback.print_exc()
                 outcome, failed = f"FAILED: {str(exc)[:150]!r}", failed + 1
+                delete_everything(state)  # the next case starts from nothing
             rows.append((point, outcome, time.monotonic() - began))
             print(f"{point}: {outcome} ({rows[-1][2]:.0f} s)", flush=True)
     finally:

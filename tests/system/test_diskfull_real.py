@@ -1,0 +1,116 @@
+"""Disk full: in a storage pool (a create into it) and in a backup target (a second backup
+into it), each on a small loop-backed ext4 the test makes: a clear error, nothing half-made,
+the previous backup chain intact and verifiable, and the same action succeeding once there is
+space again."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from corral.templates.image import TemplateImage
+from tests.integration.conftest import Daemon, real_daemon_in
+from tests.system.fixtures_template import tiny_template
+from tests.system.orphans import Baseline, orphans
+
+__all__ = ["tiny_template"]
+
+
+@pytest.fixture
+def state(tiny_template: TemplateImage) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    for tool in ("lxc-start", "mkfs.ext4"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed on this host")
+    state = Path(tempfile.mkdtemp(prefix="corral-diskfull-"))
+    state.chmod(0o711)
+    shutil.copytree(tiny_template.directory, state / "templates" / "tiny")
+    yield state
+
+
+@contextlib.contextmanager
+def small_fs(name: str, mib: int) -> Iterator[Path]:
+    """An ext4 of ``mib`` MiB on a loop device, mounted in a new directory (outside the
+    daemon's state: the orphan checker would count it)."""
+    top = Path(tempfile.mkdtemp(prefix=f"corral-diskfull-{name}-"))
+    top.chmod(0o711)  # unprivileged containers walk to their disks
+    where, image = top / name, top / f"{name}.img"
+    where.mkdir()
+    subprocess.run(["truncate", "-s", f"{mib}M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def fill(where: Path, leave_kib: int) -> Path:
+    """A filler file taking all but ``leave_kib`` KiB of ``where``'s file system."""
+    free = shutil.disk_usage(where).free // 1024
+    filler = where / "filler"
+    subprocess.run(["fallocate", "-l", f"{max(0, free - leave_kib)}K", str(filler)], check=True)
+    return filler
+
+
+def names(daemon: Daemon) -> set[str]:
+    return {i["name"] for i in json.loads(daemon.cli("list", "--format", "json").stdout)}
+
+
+def test_a_full_pool_refuses_a_create_and_keeps_nothing(state: Path) -> None:
+    baseline = Baseline()
+    with real_daemon_in(state) as daemon, small_fs("small", 64) as mount:
+        pool = mount / "pool"
+        daemon.cli("storage", "create", "small", "--driver", "dir", "--path", str(pool),
+                   check=True)
+        before = sorted(p.relative_to(pool) for p in pool.rglob("*"))
+        filler = fill(mount, 256)
+        made = daemon.cli("create", "f1", "--type", "ct", "--template", "tiny", "--disk",
+                          "256M", "--pool", "small")
+        assert made.returncode != 0
+        said = made.stderr.lower()
+        assert "space" in said or "full" in said, made.stderr
+        assert "f1" not in names(daemon)
+        assert sorted(p.relative_to(pool) for p in pool.rglob("*")) == before
+        assert orphans(state, baseline) == []
+        filler.unlink()
+        daemon.cli("create", "f1", "--type", "ct", "--template", "tiny", "--disk", "256M",
+                   "--pool", "small", check=True)
+        daemon.cli("delete", "f1", check=True)
+        daemon.cli("storage", "delete", "small", check=True)
+
+
+def test_a_full_backup_target_keeps_the_previous_chain(state: Path) -> None:
+    with real_daemon_in(state) as daemon, small_fs("target", 64) as mount:
+        daemon.cli("create", "f1", "--type", "ct", "--template", "tiny", "--disk", "256M",
+                   check=True)
+        daemon.cli("start", "f1", check=True)
+        daemon.cli("backup", "target", "add", "t", str(mount / "b"), check=True)
+        daemon.cli("backup", "create", "f1", "--to", "t", check=True)
+        assert daemon.cli("exec", "f1", "--", "dd", "if=/dev/urandom", "of=/new", "bs=1M",
+                          "count=8").returncode == 0
+        daemon.cli("exec", "f1", "--", "sync")
+        filler = fill(mount, 1024)
+        full = daemon.cli("backup", "create", "f1", "--to", "t")
+        assert full.returncode != 0
+        said = full.stderr.lower()
+        assert "space" in said or "full" in said, full.stderr
+        listed = json.loads(daemon.cli("backup", "list", "--to", "t", "--format", "json",
+                                       check=True).stdout)
+        assert len(listed) == 1, listed
+        daemon.cli("backup", "verify", "--to", "t", check=True)
+        filler.unlink()
+        daemon.cli("backup", "create", "f1", "--to", "t", check=True)
+        daemon.cli("backup", "verify", "--to", "t", check=True)
+        daemon.cli("delete", "--force", "f1", check=True)
+        daemon.cli("backup", "target", "remove", "t", check=True)
