@@ -167,7 +167,8 @@ def run_case(state: Path, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
                 assert again.cli("exec", name, "--", "true").returncode == 0
         ops = json.loads(again.cli("operation", "list", "--format", "json").stdout or "[]")
         assert not [o for o in ops if o["status"] in ("pending", "running")], ops
-        assert orphans(state, baseline, _running_ids(again)) == []
+        left = orphans(state, baseline, _running_ids(again))
+        assert left == [], left
         retry = case.retry or case.action
         again.cli(*retry, check=True)
         assert orphans(state, baseline, _running_ids(again)) == []
