@@ -30,7 +30,7 @@ def _processes(state_dir: Path) -> set[str]:
     for line in _run("ps", "-eo", "pid=,args=").splitlines():
         pid, _, args = line.strip().partition(" ")
         if str(state_dir) in args and ("qemu-system" in args or "lxc" in args):
-            found.add(f"{pid} {args[:120]}")
+            found.add(f"{pid} {args}")
     return found
 
 
@@ -93,7 +93,7 @@ def orphans(state_dir: Path, baseline: Baseline, running: set[int] | None = None
     for proc in _processes(state_dir):
         if not any(f"/{i}/" in proc or f" {i} " in proc or proc.endswith(f" {i}")
                    or f"-n {i}" in proc for i in own):
-            found.append(f"process {proc}")
+            found.append(f"process {proc[:160]}")
     pools = str(state_dir / "pools")
     for line in _loops(state_dir):  # a pool's own file system is the daemon's
         if not line.rstrip().endswith(".btrfs") and not any(f"/{i}/" in line for i in running):

@@ -171,10 +171,12 @@ def run_case(state: Path, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
         assert left == [], left
         retry = case.retry or case.action
         again.cli(*retry, check=True)
-        assert orphans(state, baseline, _running_ids(again)) == []
+        left = orphans(state, baseline, _running_ids(again))
+        assert left == [], left
         _clean(again)
         assert instance_ids(state) == {}
-        assert orphans(state, baseline) == []
+        left = orphans(state, baseline)
+        assert left == [], left
     finally:
         stop_daemon(again)
 
