@@ -80,6 +80,6 @@ def metrics(app: App) -> str:
     """Instance usage, host capacity and (networks) traffic counters in one scrape."""
     from corral.services.networks import metrics_text as traffic_text
 
-    return (metrics_text(app.resources.usage_all())
+    return (metrics_text(app.resources.usage_all(pause=False))
             + capacity_metrics_text(app.capacity.report())
             + traffic_text(app.networks.traffic()))

@@ -324,11 +324,22 @@ def _int(text: str | None) -> int:
 
 
 def _text(path: str) -> str | None:
+    """A small kernel file (cgroup, one page at most) read with one ``os.read``: no Python
+    file object (``stats`` of a thousand containers reads ~9 of these for each). No fds are
+    kept open between reads: 9 per container would pass the default 1024-fd limit."""
     try:
-        with open(path) as handle:
-            return handle.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        data = os.read(fd, 65536)
+        while more := data and os.read(fd, 65536):  # to the end (a short read is allowed)
+            data += more
+        return data.decode(errors="replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _v1_memory(stat: str) -> int:

@@ -23,7 +23,7 @@ from corral.domain.lifecycle import State
 from corral.domain.resources import Resources, apply_settings, parse_cpu_list
 from corral.domain.sizes import format_size
 from corral.drivers.base import AppliedChange, InstanceStats
-from corral.host.netcounters import counters
+from corral.host.netcounters import byte_counters
 from corral.services.capacity import CapacityService
 from corral.services.events import EventBus
 from corral.services.instances import InstanceService
@@ -32,7 +32,8 @@ from corral.state.store import InstanceRecord
 ONLINE_CPUS = Path("/sys/devices/system/cpu/online")
 log = logging.getLogger("corral.resources")
 SAMPLE_GAP = 0.25  # seconds between two samples when there is no recent previous one
-FRESH = 30.0  # a previous sample younger than this gives the CPU % since then
+FRESH = 90.0  # a previous sample younger than this gives the CPU % since then (the
+# history sampler's once a minute counts: stats/top/metrics after it need no pause)
 
 
 def host_cpus() -> tuple[int, ...]:
@@ -125,11 +126,7 @@ class ResourceService:
 
     # Usage --------------------------------------------------------------------------------
     def _net(self, rec: InstanceRecord) -> tuple[int, int]:
-        rx = tx = 0
-        for ifname in self.nic_devices(str(rec.id)):
-            c = counters(ifname)
-            rx += c["tx_bytes"]  # what the host sent into the instance's NIC
-            tx += c["rx_bytes"]
+        rx, tx = _nic_bytes(self.nic_devices(str(rec.id)))
         return rx, tx
 
     def usage(self, ref: str) -> Usage:
@@ -172,17 +169,16 @@ class ResourceService:
     def running_counters(self) -> dict[int, tuple[InstanceStats, int, int]]:
         """Every running instance's counters and its NICs' (rx, tx) bytes by id: one batch
         read per driver, no CPU % and no pause (the history sampler makes its own rates)."""
-        _now, stats = self._stats_all(self.instances.store.list_instances())
+        now, stats = self._stats_all(self.instances.store.list_instances())
         devices = self.all_nic_devices()
         found = {}
+        with self._samples_lock:  # the next stats/top/scrape's CPU % needs no pause
+            self._samples.update({iid: (now, each.cpu_ns) for iid, each in stats.items()
+                                  if each.running})
         for iid, each in stats.items():
             if not each.running:
                 continue
-            rx = tx = 0
-            for ifname in devices.get(iid, []):
-                c = counters(ifname)
-                rx += c["tx_bytes"]  # what the host sent into the instance's NIC
-                tx += c["rx_bytes"]
+            rx, tx = _nic_bytes(devices.get(iid, []))
             found[iid] = (each, rx, tx)
         return found
 
@@ -197,10 +193,12 @@ class ResourceService:
                 log.warning("CPU time of the %s instances failed: %s", kind.value, exc)
         return time.monotonic(), found
 
-    def usage_all(self) -> list[Usage]:
+    def usage_all(self, pause: bool = True) -> list[Usage]:
         """Every instance's usage: the state of all as ``list`` says it and their counters,
         each one batch read per driver; when a running instance has no recent sample, one
-        pause for all of them (not one per instance)."""
+        pause for all of them (not one per instance) -- unless ``pause`` is False (/metrics:
+        a scrape never waits; its CPU % is since the previous sample, 0 without one, and
+        ``corral_instance_cpu_seconds_total`` is the counter to take rates of)."""
         views = self.instances.list_all()
         records = [view.record for view in views]
         states = {view.record.id: view.state for view in views}
@@ -210,7 +208,7 @@ class ResourceService:
         up = (State.RUNNING, State.SUSPENDED)
         stale = [rec for rec in records
                  if states[rec.id] in up and _stale(previous[rec.id], now)]
-        if stale:  # the first sample: CPU time only (one read each), then one pause
+        if stale and pause:  # the first sample: CPU time only (one read each), then one pause
             now, first = self._cpu_all(stale)
             previous.update({i: (now, ns) for i, ns in first.items()})
             time.sleep(SAMPLE_GAP)
@@ -220,14 +218,20 @@ class ResourceService:
         for rec in records:
             if rec.id not in stats:
                 continue
-            rx = tx = 0
-            for ifname in devices.get(rec.id, []):
-                c = counters(ifname)
-                rx += c["tx_bytes"]  # what the host sent into the instance's NIC
-                tx += c["rx_bytes"]
+            rx, tx = _nic_bytes(devices.get(rec.id, []))
             found.append(self._usage(rec, states[rec.id], now, stats[rec.id],
                                      previous[rec.id], rx, tx))
         return found
+
+
+def _nic_bytes(devices: list[str]) -> tuple[int, int]:
+    """(rx, tx) bytes as the instance sees them, summed over its NICs' host interfaces."""
+    rx = tx = 0
+    for ifname in devices:
+        host_rx, host_tx = byte_counters(ifname)
+        rx += host_tx  # what the host sent into the instance's NIC
+        tx += host_rx
+    return rx, tx
 
 
 def _stale(previous: tuple[float, int] | None, now: float) -> bool:
