@@ -17,10 +17,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import zstandard
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from corral.domain.errors import InvalidInput
 
 MAGIC = b"CZ\x01"
@@ -83,6 +79,10 @@ class Codec:
         return hmac.new(self._derived(b"id"), data, hashlib.sha256).hexdigest()
 
     def seal(self, name: str, data: bytes) -> bytes:
+        # zstandard and cryptography load with the first backup, not with the daemon
+        import zstandard
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         compressed = zstandard.ZstdCompressor(level=self.level).compress(data)
         if self.key is None:
             return MAGIC + bytes([PLAIN]) + compressed
@@ -92,6 +92,10 @@ class Codec:
 
     def open(self, name: str, blob: bytes) -> bytes:
         """The plaintext of ``blob``; CorruptChunk unless it decodes and matches ``name``."""
+        import zstandard
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         if blob[:3] != MAGIC or len(blob) < 4:
             raise CorruptChunk("not a chunk blob (bad header)")
         mode, body = blob[3], blob[4:]

@@ -19,8 +19,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from corral.domain.errors import CorralError
 
 
@@ -67,6 +65,10 @@ class EtcdClient:
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self._current = 0
         self._lock = threading.Lock()
+        # httpx (~20 MiB with what it pulls in) loads when a cluster is joined or made, not
+        # with every daemon: a lone host never builds an EtcdClient
+        import httpx
+
         self._http = httpx.Client(timeout=timeout, trust_env=False)
 
     def close(self) -> None:
@@ -75,6 +77,8 @@ class EtcdClient:
     # Transport ---------------------------------------------------------------------------
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` to ``path`` on the first endpoint that answers."""
+        import httpx  # loaded already (by __init__)
+
         failures: list[str] = []
         with self._lock:
             start = self._current
@@ -157,6 +161,8 @@ class EtcdClient:
 
     def endpoint_health(self) -> dict[str, str]:
         """Each endpoint: "ok (leader …)" or what went wrong, asked one by one."""
+        import httpx  # loaded already (by __init__)
+
         found: dict[str, str] = {}
         for endpoint in self.endpoints:
             try:

@@ -22,8 +22,6 @@ from corral.services import faults
 from corral.services.authlimit import DEFAULT_LIMIT, DEFAULT_WINDOW
 from corral.services.core import Corral, Settings
 from corral.services.sessions import DEFAULT_IDLE, DEFAULT_LIFETIME
-from corral.web.app import console_app
-from corral.web.mount import ConsoleBeside
 
 log = logging.getLogger("corral.daemon")
 
@@ -164,6 +162,10 @@ async def serve(args: argparse.Namespace) -> None:
         LocalAdmin(app, token, corral.users.authenticate), uds=str(socket_path),
         log_config=None, lifespan="off", ws_ping_interval=None))]
     if args.listen:
+        # the web console (FastAPI pages, jinja2) loads only with a TCP listener to serve it
+        from corral.web.app import console_app
+        from corral.web.mount import ConsoleBeside
+
         assert token is not None
         host, _, port = args.listen.rpartition(":")
         tls: dict[str, str] = {}

@@ -18,11 +18,6 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from corral.domain.errors import HostFailure, InvalidInput
 
 KEY_FILE = "key.pem"
@@ -50,6 +45,12 @@ def ensure_identity(directory: Path, common_name: str) -> Identity:
     identity = Identity(directory / KEY_FILE, directory / CERT_FILE)
     if identity.key.exists() and identity.cert.exists():
         return identity
+    # cryptography (~16 MiB) loads only to make an identity, not with every daemon
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64] or "corrald")])
     now = datetime.datetime.now(datetime.UTC)

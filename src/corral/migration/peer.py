@@ -8,8 +8,6 @@ import json
 import os
 from typing import Any, Protocol
 
-import httpx
-
 from corral.client.tls import pinned_context
 from corral.client.transport import ApiError, HttpTransport, raise_for
 from corral.client.unixhttp import Unreachable
@@ -66,6 +64,8 @@ class PeerClient:
         name = self.remote.name
         if timeout is not None:
             kwargs["timeout"] = timeout
+        import httpx  # with the first request to a peer, not with every daemon (~20 MiB)
+
         try:
             status, data = self._transport.exchange(method, path, **kwargs)
         except (Unreachable, httpx.TransportError) as exc:

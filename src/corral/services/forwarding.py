@@ -23,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from corral.client.tls import pinned_context
 from corral.client.transport import HttpTransport
 from corral.client.unixhttp import Unreachable
@@ -110,6 +108,8 @@ class Forwarder:
         if content_type:
             headers["content-type"] = content_type
         target = path + (f"?{query}" if query else "")
+        import httpx  # only a cluster member forwards: a lone daemon never loads it (~20 MiB)
+
         try:
             try:
                 status, data = self._transport(member).exchange(

@@ -7,11 +7,10 @@ changed password or a removed user ends that user's console sessions at once.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Sequence
-
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from typing import TYPE_CHECKING
 
 from corral.domain.errors import InvalidInput
 from corral.domain.users import (
@@ -27,6 +26,9 @@ from corral.services.sessions import SessionStore
 from corral.state.database import utcnow
 from corral.state.userstore import TokenRecord, TokenStore, UserRecord, UserStore
 
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 
@@ -36,9 +38,20 @@ class UserService:
                  tokens: TokenStore | None = None) -> None:
         self.store = store
         self.sessions = sessions if sessions is not None else SessionStore()
-        self.hasher = PasswordHasher()
-        self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
         self.tokens = tokens or TokenStore(store.db)
+
+    @functools.cached_property
+    def hasher(self) -> PasswordHasher:
+        """argon2, loaded with the first password (a daemon without console users never
+        needs it)."""
+        from argon2 import PasswordHasher
+
+        return PasswordHasher()
+
+    @functools.cached_property
+    def _dummy(self) -> str:
+        """A hash to verify against when the user has none (the same time either way)."""
+        return self.hasher.hash(secrets.token_urlsafe(16))
 
     def add(self, name: str, role: str = "owner") -> tuple[UserRecord, str]:
         """The new user and its token (shown once: only its hash is kept)."""
@@ -117,6 +130,8 @@ class UserService:
         no password set, or a wrong one -- all take one argon2 verification)."""
         found = self.store.password_hash(name) if len(password) <= MAX_PASSWORD else None
         record, stored = found if found is not None else (None, None)
+        from argon2.exceptions import InvalidHashError, VerificationError
+
         try:
             self.hasher.verify(stored or self._dummy, password)
         except (VerificationError, InvalidHashError):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -153,15 +154,48 @@ class Database:
             del self._local.conn
 
 
+_REVISION = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+)$", re.MULTILINE)
+
+
+def head_revision(versions: Path = MIGRATIONS / "versions") -> str | None:
+    """The one head of the migration scripts, read from their ``revision``/``down_revision``
+    lines without Alembic; None when it is not plain (no scripts, several heads, a merge)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in versions.glob("*.py"):
+        for key, value in _REVISION.findall(script.read_text()):
+            value = value.strip()
+            if value == "None":
+                continue
+            if not (value[:1] in "\"'" and value[-1:] == value[:1] and len(value) > 2):
+                return None  # a tuple (a merge) or anything else: let Alembic decide
+            (parents if key == "down_revision" else revisions).add(value[1:-1])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _current_revisions(conn: sqlite3.Connection) -> set[str]:
+    try:
+        return {row[0] for row in conn.execute("SELECT version_num FROM alembic_version")}
+    except sqlite3.DatabaseError:
+        return set()
+
+
 def migrate(path: Path) -> None:
     """Bring the schema of the file at ``path`` to the newest Alembic revision (creating it);
-    the only use of SQLAlchemy."""
+    the only use of SQLAlchemy. A file already at the head is only looked at (plain sqlite3):
+    Alembic and SQLAlchemy are imported only when a migration is pending (~39 MiB of the
+    daemon's memory otherwise)."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")  # kept in the file
+        current = _current_revisions(conn)
+    head = head_revision()
+    if head is not None and current == {head}:
+        return
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import create_engine, event
 
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        conn.execute("PRAGMA journal_mode=WAL")  # kept in the file
     engine = create_engine(f"sqlite:///{path}")
     event.listen(engine, "connect", _migration_pragmas)
     try:

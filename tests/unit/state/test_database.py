@@ -19,7 +19,7 @@ from corral.domain.resources import Resources
 from corral.domain.statuses import MigrationStatus, OperationStatus
 from corral.domain.users import Role
 from corral.state.backupstore import BackupStore
-from corral.state.database import MIGRATIONS, Database
+from corral.state.database import MIGRATIONS, Database, head_revision
 from corral.state.migstore import MigrationStore
 from corral.state.netstore import NetworkStore
 from corral.state.storagestore import StorageStore
@@ -125,3 +125,19 @@ def test_a_database_of_the_previous_schema_upgrades_in_place(tmp_path: Path) -> 
     # and it takes new rows: the id of the instance deleted after the upgrade is retired
     StateStore(db).delete_instance(101)
     assert db.column("SELECT id FROM retired_ids") == [101]
+
+
+def test_the_head_read_without_alembic_is_alembics_head(tmp_path: Path) -> None:
+    """``migrate`` skips Alembic when the file is at ``head_revision``: it must be Alembic's."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert head_revision() == ScriptDirectory.from_config(config).get_current_head()
+    chain = {"a.py": 'revision = "r1"\ndown_revision = None\n',
+             "b.py": 'revision: str = "r2"\ndown_revision: str | None = "r1"\n'}
+    for name, text in chain.items():
+        (tmp_path / name).write_text(text)
+    assert head_revision(tmp_path) == "r2"
+    (tmp_path / "c.py").write_text('revision = "r3"\ndown_revision = "r1"\n')  # two heads
+    assert head_revision(tmp_path) is None
+    (tmp_path / "d.py").write_text('revision = "r4"\ndown_revision = ("r2", "r3")\n')  # merge
+    assert head_revision(tmp_path) is None
