@@ -333,7 +333,9 @@ def _text(path: str) -> str | None:
         return None
     try:
         data = os.read(fd, 65536)
-        while more := data and os.read(fd, 65536):  # to the end (a short read is allowed)
+        # A kernel seq_file read stops short of the request only at the end or at the end of
+        # its one-page buffer (whole lines, so above ~2 KiB): a short answer is the whole file
+        while len(data) >= 2048 and (more := os.read(fd, 65536)):
             data += more
         return data.decode(errors="replace")
     except OSError:
@@ -354,6 +356,24 @@ def _v1_memory(stat: str) -> int:
     return total
 
 
+def _subgroups(group: str) -> list[str]:
+    """The cgroups right below ``group``. A cgroup directory's link count is 2 + its
+    subdirectories (kernfs, as ext4), so the usual leaf costs one stat instead of listing its
+    ~30 files, and LXC's container group (one child, ``inner``) a stat and an isdir; a file
+    system without that count (or any doubt) is listed."""
+    try:
+        below = os.stat(group).st_nlink - 2
+    except OSError:
+        return []
+    if below == 0:
+        return []
+    if below == 1 and os.path.isdir(f"{group}/inner"):
+        return [f"{group}/inner"]
+    with contextlib.suppress(OSError), os.scandir(group) as entries:
+        return [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+    return []
+
+
 class UsageReader:
     """``usage`` of many groups: the layout looked at once, plain string paths (``stats``
     of a thousand containers reads these files for each)."""
@@ -371,6 +391,7 @@ class UsageReader:
         self.blkio = root("blkio") if layout.controller_version("blkio") == v1 else None
         self.io = root("io")
         self.pids = root("pids")
+        self.cpuset = root("cpuset")
 
     def cpu_ns(self, rel: str) -> int:
         if self.cpuacct is not None:
@@ -391,9 +412,24 @@ class UsageReader:
             at = text.find("oom_kill ")
             if at >= 0:
                 total += _int(text[at + 9:])
-            with contextlib.suppress(OSError), os.scandir(current) as entries:
-                todo += [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+            todo += _subgroups(current)
         return total
+
+    def cpus(self, rel: str) -> str:
+        """The group's ``cpuset.cpus`` ('' without a cpuset controller or group)."""
+        return "" if self.cpuset is None else (
+            _text(f"{self.cpuset}/{rel}/cpuset.cpus") or "").strip()
+
+    def memory_limit(self, rel: str) -> int | None:
+        """``memory_limit`` of the group, read like the rest of its usage."""
+        if self.memory is None:
+            return None
+        name = "memory.limit_in_bytes" if self.memory_v1 else "memory.max"
+        text = _text(f"{self.memory}/{rel}/{name}")
+        if text is None or text.strip() == "max":
+            return None
+        value = _int(text)
+        return None if value >= 2**62 else value
 
     def usage(self, rel: str) -> CgroupUsage:
         """What the group ``rel`` has used so far (zeros for controllers the host lacks)."""

@@ -67,3 +67,45 @@ def test_memory_limit_reads_the_limit_in_force(tmp_path: Path) -> None:
     assert cgroupfs.memory_limit(v2, "ct") is None
     (tmp_path / "v2" / "ct" / "memory.max").write_text("134217728\n")
     assert cgroupfs.memory_limit(v2, "ct") == 128 * 1024**2
+
+
+def test_the_usage_reader_reads_the_same_limit_and_cpus(tmp_path: Path) -> None:
+    layout = CgroupLayout(version=CgroupVersion.V1,
+                          v1={"memory": tmp_path / "mem", "cpuset": tmp_path / "cpuset"})
+    for root, name, value in (("mem", "memory.limit_in_bytes", "100663296\n"),
+                              ("cpuset", "cpuset.cpus", "0-1\n")):
+        (tmp_path / root / "ct").mkdir(parents=True)
+        (tmp_path / root / "ct" / name).write_text(value)
+    reader = cgroupfs.UsageReader(layout)
+    assert reader.memory_limit("ct") == cgroupfs.memory_limit(layout, "ct") == 96 * 1024**2
+    assert reader.cpus("ct") == "0-1" and reader.cpus("gone") == ""
+    (tmp_path / "mem" / "ct" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert reader.memory_limit("ct") is None and reader.memory_limit("gone") is None
+
+
+def test_oom_kills_of_v1_are_summed_over_the_whole_subtree(tmp_path: Path) -> None:
+    """LXC's ct/inner (one child: no listing), and a container's own groups below it."""
+    layout = CgroupLayout(version=CgroupVersion.V1, v1={"memory": tmp_path})
+    kills = {"ct": 1, "ct/inner": 2, "ct/inner/a": 4, "ct/inner/b": 8, "ct/inner/b/c": 16}
+    for rel, count in kills.items():
+        (tmp_path / rel).mkdir(parents=True)
+        (tmp_path / rel / "memory.oom_control").write_text(
+            f"oom_kill_disable 0\nunder_oom 0\noom_kill {count}\n")
+    reader = cgroupfs.UsageReader(layout)
+    assert reader.usage("ct").oom_kills == 31
+    (tmp_path / "ct" / "other").mkdir()  # a second child of ct: listed, not assumed
+    (tmp_path / "ct" / "other" / "memory.oom_control").write_text("oom_kill 32\n")
+    assert reader.usage("ct").oom_kills == 63
+
+
+def test_a_cgroup_directory_counts_its_subdirectories_in_its_links() -> None:
+    """What ``_subgroups`` relies on, on this host's cgroupfs (kernfs)."""
+    root = Path("/sys/fs/cgroup/memory")
+    if not root.is_dir():
+        root = Path("/sys/fs/cgroup")
+    for _ in range(10):  # other daemons on this host add and remove groups at the root
+        before = os.stat(root).st_nlink
+        subdirs = [e for e in os.scandir(root) if e.is_dir(follow_symlinks=False)]
+        if os.stat(root).st_nlink == before:
+            break
+    assert before == 2 + len(subdirs)

@@ -9,6 +9,7 @@ Disk growth: the image file grows at once; the ext4 inside grows offline at the 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -101,6 +102,12 @@ def apply(
     return AppliedChange(tuple(changes))
 
 
+@functools.lru_cache(maxsize=64)
+def _cpu_list(text: str) -> tuple[int, ...]:
+    """``parse_cpu_list`` of a cpuset (a thousand containers share a handful of them)."""
+    return parse_cpu_list(text)
+
+
 def stats(spec: InstanceSpec, lxc_name: str, layout: CgroupLayout, running: bool,
           reader: cgroupfs.UsageReader | None = None) -> InstanceStats:
     """``reader``: one for many containers (``stats_many``)."""
@@ -112,14 +119,15 @@ def stats(spec: InstanceSpec, lxc_name: str, layout: CgroupLayout, running: bool
     if not running:
         return InstanceStats(running=False, disk_used=disk_used, disk_size=disk_size)
     rel = cgroup_path(lxc_name)
-    used = (reader or cgroupfs.UsageReader(layout)).usage(rel)
+    reader = reader or cgroupfs.UsageReader(layout)
+    used = reader.usage(rel)
     res = spec.resources
-    cpuset = (cgroupfs.read(layout, "cpuset", rel, "cpuset.cpus") or "").strip()
-    allowed = len(parse_cpu_list(cpuset)) if cpuset else os.cpu_count() or 1
+    cpuset = reader.cpus(rel)
+    allowed = len(_cpu_list(cpuset)) if cpuset else os.cpu_count() or 1
     return InstanceStats(
         running=True, cpu_ns=used.cpu_ns, vcpus=min(allowed, res.cpus),
         memory_used=used.memory,
-        memory_total=cgroupfs.memory_limit(layout, rel) or res.memory,  # the limit in force
+        memory_total=reader.memory_limit(rel) or res.memory,  # the limit in force
         disk_used=disk_used,
         disk_size=disk_size, io_read_bytes=used.io_read_bytes,
         io_write_bytes=used.io_write_bytes, io_read_ops=used.io_read_ops,
