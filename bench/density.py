@@ -162,6 +162,21 @@ def start_other(state: Path, src: str) -> subprocess.Popen[bytes]:
     raise RuntimeError("the other corrald did not come up")
 
 
+def scrapes(c: CorralClient, pid: int) -> str:
+    """A just-started daemon's first and second ``stats`` and ``/metrics`` (the first has no
+    previous CPU sample), each timed, and the daemon's RSS and CPU seconds used by them."""
+    def cpu_s() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = cpu_s()
+    figures = [timed(c.metrics), timed(c.metrics), timed(c.all_stats), timed(c.all_stats)]
+    used = cpu_s() - before
+    rss, _fds = process_figures(pid)
+    return ("/metrics first {:.2f} s, second {:.2f} s; stats first {:.2f} s, second {:.2f} s"
+            .format(*figures) + f" (daemon CPU {used:.2f} s for the four); RSS {rss:.1f} MiB")
+
+
 def ksm_saved_mib() -> float:
     from corral.host import ksm
 
@@ -283,11 +298,15 @@ def main() -> None:
                 with CorralClient(socket=str(state / "corral.sock")) as c:
                     p50, p99 = list_latency(c, min(args.runs, 10))
                     compare = (f"{args.compare_src}'s corrald, same {cts + vms} instances: "
-                               f"GET /api/v1/instances p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+                               f"GET /api/v1/instances p50 {p50:.0f} ms, p99 {p99:.0f} ms; "
+                               + scrapes(c, other.pid))
             finally:
                 other.terminate()
                 other.wait(30)
             daemon = start_daemon(state, drivers="real")
+            with daemon.client() as c:
+                mine = scrapes(c, daemon.process.pid)
+                compare += f"\nthis tree's corrald, restarted likewise: {mine}"
     finally:
         try:
             with daemon.client() as c:
