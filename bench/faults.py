@@ -10,6 +10,7 @@ process. Prints a table: point, survived, seconds.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -67,10 +69,11 @@ def main() -> int:
     shutil.copytree(template.directory, state / "templates" / "tiny")
     rows, failed = [], 0
     monkeypatch = pytest.MonkeyPatch()
-    checks = [(c.point, lambda c=c: run_case(state, c, monkeypatch)) for c in cases(args.kind)
-              if args.only is None or c.point in args.only]
+    checks: list[tuple[str, Callable[[], None]]] = [
+        (c.point, functools.partial(run_case, state, c, monkeypatch)) for c in cases(args.kind)
+        if args.only is None or c.point in args.only]
     if args.kind == "vm" and (args.only is None or "qemu.kill" in args.only):
-        checks.append(("qemu.kill", lambda: kill_qemu(state)))
+        checks.append(("qemu.kill", functools.partial(kill_qemu, state)))
     try:
         for point, check in checks:
             began = time.monotonic()
