@@ -66,7 +66,7 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Table, accelerator, conditions, paired_rounds
+from common import Samples, Table, accelerator, conditions, paired_rounds
 
 from corral.client import migration
 from corral.drivers.migration import StreamTls
@@ -311,10 +311,28 @@ def corral_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
     return got
 
 
+def _vm_tables(vm: Samples) -> None:
+    table = Table("VM live migration (ms; ratio = Corral / raw, > 1: Corral slower)")
+    table.add("downtime: source STOP -> target RESUME (QMP)", vm.corral["downtime"],
+              vm.raw["downtime"])
+    table.add("total: first step -> target RESUME", vm.corral.get("total"),
+              vm.raw["total"])
+    table.add("  Corral's own total_ms (to the end of its source clean-up)",
+              vm.corral["own_total"], None)
+    table.add("  QEMU's own 'downtime' (query-migrate)", vm.corral.get("qemu_downtime"),
+              vm.raw.get("qemu_downtime"))
+    print(table.render())
+    cost = Table("TLS cost, raw moves only (ms; ratio = raw TLS / raw plain TCP)")
+    cost.add("downtime: TLS vs plain TCP", vm.raw["downtime"], vm.raw["plain_downtime"])
+    cost.add("total: TLS vs plain TCP", vm.raw["total"], vm.raw["plain_total"])
+    print(cost.render())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--ct-only", action="store_true", help="only the container rows")
+    parser.add_argument("--vm-only", action="store_true", help="only the VM rows")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root")
@@ -357,6 +375,13 @@ def main() -> None:
             time.sleep(0.3)
             assert int(_exec(holder, "vm1", "cat /root/count")) > count, "the counter stopped"
 
+        if args.vm_only and vm is not None:
+            print()
+            print(conditions(args.runs, accel, "VM only: tiny guest, 256 MiB RAM, 512 MiB "
+                             "disk; NBD and RAM streams over TLS (raw: the same TLS; plus a "
+                             "raw plain-TCP move)"))
+            _vm_tables(vm)
+            return
         holder.cli("create", "ctc", "--type", "ct", "--disk", "256M", "--privileged",
                    "--start", check=True)
         _wait_exec(holder, "ctc")
@@ -394,20 +419,7 @@ def main() -> None:
         print(conditions(args.runs, accel, what + "; two netns joined by a bridge; NBD and "
                          "RAM streams over TLS (raw: the same TLS; plus a raw plain-TCP move)"))
         if vm is not None:
-            table = Table("VM live migration (ms; ratio = Corral / raw, > 1: Corral slower)")
-            table.add("downtime: source STOP -> target RESUME (QMP)", vm.corral["downtime"],
-                      vm.raw["downtime"])
-            table.add("total: first step -> target RESUME", vm.corral.get("total"),
-                      vm.raw["total"])
-            table.add("  Corral's own total_ms (to the end of its source clean-up)",
-                      vm.corral["own_total"], None)
-            table.add("  QEMU's own 'downtime' (query-migrate)", vm.corral.get("qemu_downtime"),
-                      vm.raw.get("qemu_downtime"))
-            print(table.render())
-            cost = Table("TLS cost, raw moves only (ms; ratio = raw TLS / raw plain TCP)")
-            cost.add("downtime: TLS vs plain TCP", vm.raw["downtime"], vm.raw["plain_downtime"])
-            cost.add("total: TLS vs plain TCP", vm.raw["total"], vm.raw["plain_total"])
-            print(cost.render())
+            _vm_tables(vm)
         crs = Table(f"CT migration by CRIU checkpoint/restore (privileged busybox CT, a "
                     f"counter), {len(cr['downtime'])} rounds (ms; raw = CRIU's own dump + "
                     "restore of the same move)")
