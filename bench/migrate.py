@@ -30,9 +30,11 @@ writing a file 20 times a second. Each round moves it from the host that has it.
   Corral records its target's RESUME since this bench); total = from just before the first
   step (the API request / creating the target's disk) to that RESUME. Corral's own
   ``total_ms`` (to the end of its clean-up on the source) is shown as an extra row.
-* The streams between hosts are plain TCP today. When Corral's NBD and RAM streams gain TLS
-  (``tls-creds-x509``), the raw side must use the same TLS objects and parameters, or the
-  comparison is no longer like with like.
+* TLS: Corral's NBD and RAM streams are TLS (``tls-creds-x509`` from the hosts' pinned
+  certificates, drivers/qemu/tlscreds.py); the raw side uses the same credentials objects
+  and parameters (like with like: the ratio is Corral's own cost). Each raw round also
+  moves the VM by hand over plain TCP (the two raw moves in alternating order): the extra
+  rows "raw, plain TCP" and "TLS cost" (raw TLS / raw plain) are what the encryption costs.
 
 * CT checkpoint/restore: Corral's downtime (dump started on the source -> restored on the
   target) against the raw ``criu dump`` + ``criu restore`` of the same container in that same
@@ -64,9 +66,12 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Table, accelerator, conditions, paired_rounds
+from common import Samples, Table, accelerator, conditions, paired_rounds
 
 from corral.client import migration
+from corral.drivers.migration import StreamTls
+from corral.drivers.qemu.tlscreds import CREDS_ID, write_creds
+from corral.host.tls import cert_name
 from corral.templates.builders.tiny import build_tiny
 from corral.wire.migration import MigrateRequest
 from tests.system.migration_lab import Host, Lab
@@ -142,7 +147,29 @@ def _qemu(host: Host, name: str) -> tuple[int, list[str], Path, Path]:
     return pid, argv, directory, disk
 
 
-def raw_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
+def _tls(own: Host, peer: Host) -> StreamTls:
+    """``own``'s identity with ``peer``'s certificate as the only CA (as Corral does)."""
+    pem = (peer.state_dir / "tls" / "cert.pem").read_text()
+    tls_dir = own.state_dir / "tls"
+    return StreamTls(tls_dir / "cert.pem", tls_dir / "key.pem", pem, cert_name(pem))
+
+
+def _add_creds(qmp: Qmp, run: Path, tls: StreamTls, endpoint: str) -> None:
+    qmp("object-add", **{"qom-type": "tls-creds-x509", "id": CREDS_ID,
+                         "dir": str(write_creds(run, tls, endpoint)), "endpoint": endpoint,
+                         "verify-peer": True, "sanity-check": False})
+
+
+def raw_both(src: Host, dst: Host, name: str, tls_first: bool) -> dict[str, float]:
+    """The raw move with TLS (as Corral) and over plain TCP, in the order given."""
+    got: dict[str, float] = {}
+    for tls in ((True, False) if tls_first else (False, True)):
+        one = raw_migrate(src, dst, name, tls)
+        got.update(one if tls else {f"plain_{k}": v for k, v in one.items()})
+    return got
+
+
+def raw_migrate(src: Host, dst: Host, name: str, tls: bool = True) -> dict[str, float]:
     """The same live migration by hand (module docstring); downtime and total in seconds."""
     pid, argv, directory, disk = _qemu(src, name)
     assert dst.process is not None
@@ -169,8 +196,16 @@ def raw_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
         subprocess.run(["nsenter", "-t", str(dst.process.pid), "-m", "-n", *target_argv],
                        check=True, timeout=60, capture_output=True)
         target = Qmp(twin / "run" / "qmp.sock")
+        server: dict[str, Any] = {}
+        client: dict[str, Any] = {}
+        if tls:
+            _add_creds(target, twin / "run", _tls(dst, src), "server")
+            server = {"tls-creds": CREDS_ID}
+            target("migrate-set-parameters", **server)
+            _add_creds(source, directory / "run", _tls(src, dst), "client")
+            client = {"tls-creds": CREDS_ID, "tls-hostname": _tls(src, dst).peer_name}
         target("nbd-server-start", addr={"type": "inet", "data": {
-            "host": dst.address, "port": str(nbd)}})
+            "host": dst.address, "port": str(nbd)}}, **server)
         node = next(d["inserted"]["node-name"] for d in target("query-block")
                     if d["device"] == "root")
         target("block-export-add", type="nbd", id="raw-export", **{"node-name": node},
@@ -180,12 +215,12 @@ def raw_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
         source("migrate-set-capabilities", capabilities=[{"capability": "events",
                                                           "state": True}])
         source("blockdev-add", driver="nbd", export="root", **{"node-name": "raw-nbd"},
-               server={"type": "inet", "host": dst.address, "port": str(nbd)})
+               server={"type": "inet", "host": dst.address, "port": str(nbd)}, **client)
         source("blockdev-mirror", device="root", target="raw-nbd", sync="full",
                **{"job-id": "raw-mirror", "copy-mode": "write-blocking", "auto-dismiss": True})
         source.wait("BLOCK_JOB_READY")
         source("migrate-set-parameters", **{"downtime-limit": DOWNTIME_MS,
-                                            "max-bandwidth": UNLIMITED})
+                                            "max-bandwidth": UNLIMITED}, **client)
         source("migrate", uri=f"tcp:{dst.address}:{mig}")
         stopped = event_time(source.wait("STOP"))
         source.wait("MIGRATION", match=lambda e: e["data"]["status"] in (
@@ -210,6 +245,11 @@ def raw_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
                 target("quit")
                 target.close()
         source("cont")  # the source takes over again: it is the one Corral moves
+        if tls:  # as Corral leaves it: no TLS parameters, no credentials
+            with contextlib.suppress(Exception):
+                source("migrate-set-parameters", **{"tls-creds": "", "tls-hostname": ""})
+                source("object-del", id=CREDS_ID)
+            shutil.rmtree(directory / "run" / "migrate-tls-client", ignore_errors=True)
         source.close()
         shutil.rmtree(twin, ignore_errors=True)
         Path(f"{dst_ns}{twin_disk}").unlink(missing_ok=True)
@@ -271,10 +311,28 @@ def corral_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
     return got
 
 
+def _vm_tables(vm: Samples) -> None:
+    table = Table("VM live migration (ms; ratio = Corral / raw, > 1: Corral slower)")
+    table.add("downtime: source STOP -> target RESUME (QMP)", vm.corral["downtime"],
+              vm.raw["downtime"])
+    table.add("total: first step -> target RESUME", vm.corral.get("total"),
+              vm.raw["total"])
+    table.add("  Corral's own total_ms (to the end of its source clean-up)",
+              vm.corral["own_total"], None)
+    table.add("  QEMU's own 'downtime' (query-migrate)", vm.corral.get("qemu_downtime"),
+              vm.raw.get("qemu_downtime"))
+    print(table.render())
+    cost = Table("TLS cost, raw moves only (ms; ratio = raw TLS / raw plain TCP)")
+    cost.add("downtime: TLS vs plain TCP", vm.raw["downtime"], vm.raw["plain_downtime"])
+    cost.add("total: TLS vs plain TCP", vm.raw["total"], vm.raw["plain_total"])
+    print(cost.render())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--ct-only", action="store_true", help="only the container rows")
+    parser.add_argument("--vm-only", action="store_true", help="only the VM rows")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root")
@@ -304,9 +362,12 @@ def main() -> None:
                 where["vm1"] = other(src)
                 return got
 
+            raw_rounds = [0]
+
             def raw() -> dict[str, float]:
                 src = where["vm1"]
-                return raw_migrate(src, other(src), "vm1")
+                raw_rounds[0] += 1
+                return raw_both(src, other(src), "vm1", tls_first=raw_rounds[0] % 2 == 1)
 
             vm = paired_rounds(args.runs, corral, raw, label="VM ")
             holder = where["vm1"]
@@ -314,6 +375,13 @@ def main() -> None:
             time.sleep(0.3)
             assert int(_exec(holder, "vm1", "cat /root/count")) > count, "the counter stopped"
 
+        if args.vm_only and vm is not None:
+            print()
+            print(conditions(args.runs, accel, "VM only: tiny guest, 256 MiB RAM, 512 MiB "
+                             "disk; NBD and RAM streams over TLS (raw: the same TLS; plus a "
+                             "raw plain-TCP move)"))
+            _vm_tables(vm)
+            return
         holder.cli("create", "ctc", "--type", "ct", "--disk", "256M", "--privileged",
                    "--start", check=True)
         _wait_exec(holder, "ctc")
@@ -348,19 +416,10 @@ def main() -> None:
         what = ("CTs only (raw CT side: from the same moves, not alternated)" if args.ct_only
                 else "VM: tiny guest, 256 MiB RAM, 512 MiB disk, a counter writing 20x/s; "
                 f"downtime limit {DOWNTIME_MS} ms")
-        print(conditions(args.runs, accel, what + "; two netns joined by a bridge; plain TCP "
-                         "streams"))
+        print(conditions(args.runs, accel, what + "; two netns joined by a bridge; NBD and "
+                         "RAM streams over TLS (raw: the same TLS; plus a raw plain-TCP move)"))
         if vm is not None:
-            table = Table("VM live migration (ms; ratio = Corral / raw, > 1: Corral slower)")
-            table.add("downtime: source STOP -> target RESUME (QMP)", vm.corral["downtime"],
-                      vm.raw["downtime"])
-            table.add("total: first step -> target RESUME", vm.corral.get("total"),
-                      vm.raw["total"])
-            table.add("  Corral's own total_ms (to the end of its source clean-up)",
-                      vm.corral["own_total"], None)
-            table.add("  QEMU's own 'downtime' (query-migrate)", vm.corral.get("qemu_downtime"),
-                      vm.raw.get("qemu_downtime"))
-            print(table.render())
+            _vm_tables(vm)
         crs = Table(f"CT migration by CRIU checkpoint/restore (privileged busybox CT, a "
                     f"counter), {len(cr['downtime'])} rounds (ms; raw = CRIU's own dump + "
                     "restore of the same move)")

@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,8 @@ from tests.system.migration_lab import Host, Lab
 pytestmark = pytest.mark.system
 __all__ = ["tiny_template"]
 
+CAPTURE = str(Path(__file__).with_name("capture.py"))
+MARKER = "corral-plaintext-probe-7f3a9c"
 COUNTER = ("i=0; echo $$ > /root/counter.pid; "
            "while :; do i=$((i+1)); echo $i > /root/count; sleep 0.05; done")
 
@@ -99,10 +103,39 @@ def _cpu_quota_us(group: Path) -> int:
     return int((group / "cpu.cfs_quota_us").read_text())
 
 
-def test_vm_live_migration_keeps_files_and_processes(lab: tuple[Host, Host]) -> None:
+class Capture:
+    """Every frame the hub's port of ``host`` sees, in a file, while in the ``with``."""
+
+    def __init__(self, host: Host, out: Path) -> None:
+        self.out = out
+        hub = host.netns.rsplit("-", 1)[0] + "-hub"  # the lab's bridge namespace
+        self.process = subprocess.Popen(
+            ["ip", "netns", "exec", hub, sys.executable, CAPTURE, f"p{host.name}",
+             str(out), "600"], stdout=subprocess.PIPE)
+
+    def __enter__(self) -> Capture:
+        assert self.process.stdout is not None
+        assert self.process.stdout.readline().strip() == b"ready"
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+    def bytes(self) -> bytes:
+        return self.out.read_bytes()
+
+
+def test_vm_live_migration_keeps_files_and_processes(lab: tuple[Host, Host],
+                                                      tmp_path: Path) -> None:
     a, b = lab
     digest, count = _prepare_vm(a, "vm1")
     pid = _exec(a, "vm1", "cat /root/counter.pid")
+    # a file of a known text in the guest's disk and page cache: it moves over the NBD
+    # mirror and the RAM stream, and must not be readable on the wire (TLS)
+    _exec(a, "vm1", f"yes {MARKER} | head -c 4194304 > /root/probe; sync; "
+                    "cat /root/probe >/dev/null")
+    assert int(_exec(a, "vm1", f"grep -c {MARKER} /root/probe")) > 100_000
     # live changes before the move: a CPU cap and a balloon below the boot memory (the
     # target must boot QEMU with the source's -m, not the new 192M, or the RAM will not fit)
     a.cli("set", "vm1", "cpu_limit=50", "memory=192M", check=True)
@@ -110,9 +143,15 @@ def test_vm_live_migration_keeps_files_and_processes(lab: tuple[Host, Host]) -> 
     before = a.instances()["vm1"]
 
     asked = time.time()
-    said = a.cli("migrate", "vm1", "b", "--downtime", "100", check=True)
+    with Capture(b, tmp_path / "wire") as wire:
+        said = a.cli("migrate", "vm1", "b", "--downtime", "100", check=True)
     answered = time.time()
     assert "path: live" in said.stdout, said.stdout
+    seen = wire.bytes()
+    assert len(seen) > 4 * 1024**2  # the disk and RAM streams went through this port
+    assert MARKER.encode() not in seen  # …encrypted
+    assert int(_exec(b, "vm1", f"grep -c {MARKER} /root/probe")) > 100_000
+    assert not list((a.state_dir / "instances").glob("*/run/migrate-tls-*"))
     # the target's resume is QEMU's RESUME event (its timestamp, by the wall clock, as the
     # source's STOP is): within the command, and the downtime is measured up to it
     details = json.loads(a.cli("migration", "list", "-f", "json", check=True).stdout)[0][
@@ -150,7 +189,7 @@ def test_vm_live_migration_keeps_files_and_processes(lab: tuple[Host, Host]) -> 
     assert _exec(b, "vm1", "sha256sum /root/data") == digest
 
 
-def test_container_moves_by_disk_precopy(lab: tuple[Host, Host]) -> None:
+def test_container_moves_by_disk_precopy(lab: tuple[Host, Host], tmp_path: Path) -> None:
     a, b = lab
     a.cli("create", "ct1", "--type", "ct", "--disk", "256M", check=True)
     a.cli("disk", "add", "ct1", "data", "--size", "32M", check=True)  # moves along
@@ -159,7 +198,12 @@ def test_container_moves_by_disk_precopy(lab: tuple[Host, Host]) -> None:
                              "sha256sum /root/data")
     on_data = _exec(a, "ct1", "dd if=/dev/urandom of=/mnt/data/f bs=1M count=4 2>/dev/null; "
                               "cd /mnt/data && sha256sum f")
-    said = a.cli("migrate", "ct1", "b", check=True)
+    _exec(a, "ct1", f"yes {MARKER} | head -c 1048576 > /root/probe; sync")
+    with Capture(b, tmp_path / "wire") as wire:  # the copy goes over the pinned HTTPS
+        said = a.cli("migrate", "ct1", "b", check=True)
+    seen = wire.bytes()
+    assert len(seen) > 1024**2 and MARKER.encode() not in seen
+    assert int(_exec(b, "ct1", f"grep -c {MARKER} /root/probe")) > 10_000
     assert "path: precopy" in said.stdout and "pre-copied restart" in said.stdout, said.stdout
     downtime = float(re.search(r"downtime\s+([\d.]+)\s+ms", said.stdout).group(1))  # type: ignore[union-attr]
     print(said.stdout)
@@ -267,3 +311,30 @@ def test_vm_with_data_disks_moves_live_and_back_offline(lab: tuple[Host, Host]) 
     assert _data_disk_mark(a, "vm4") == mark
     assert _exec(a, "vm4", "cat /sys/block/vdc/serial") == "later"  # attached at this start
     assert "vm4" not in b.instances()
+
+
+def test_vm_target_presenting_another_certificate_is_refused(lab: tuple[Host, Host]) -> None:
+    """b's QEMU serves the streams with a certificate other than the one a pinned (same
+    host name, another key): a's QEMU refuses the TLS handshake, the migration fails, the
+    VM runs on a, b keeps nothing."""
+    from corral.host.tls import ensure_identity
+
+    a, b = lab
+    _digest, count = _prepare_vm(a, "vm3")
+    # b's HTTPS keeps the pinned certificate (loaded at start); its identity files — what the
+    # migration streams use — are another key and certificate from now on
+    other = ensure_identity(b.state_dir / "other-tls", b.name)  # b's node name, as its own
+    shutil.copy(other.key, b.state_dir / "tls" / "key.pem")
+    shutil.copy(other.cert, b.state_dir / "tls" / "cert.pem")
+    said = a.cli("migrate", "vm3", "b")
+    assert said.returncode != 0
+    assert "nbd" in said.stderr.lower() or "tls" in said.stderr.lower() \
+        or "certificate" in said.stderr.lower(), said.stderr
+    assert a.instances()["vm3"]["state"] == "running"
+    assert int(_exec(a, "vm3", "cat /root/count")) > count  # it kept running
+    assert not list((a.state_dir / "instances").glob("*/run/migrate-tls-*"))
+    deadline = time.monotonic() + 10
+    while "vm3" in b.instances() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "vm3" not in b.instances()
+    assert list((b.state_dir / "instances").iterdir()) == []

@@ -53,12 +53,25 @@ Report = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
+class StreamTls:
+    """TLS for the runtime's own streams (QEMU's NBD mirror and RAM stream): this host's
+    identity and the peer's pinned certificate, which is the only certificate accepted;
+    ``peer_name``: the host name in that certificate (checked instead of the address)."""
+
+    own_cert: Path
+    own_key: Path
+    peer_cert_pem: str
+    peer_name: str
+
+
+@dataclass(frozen=True)
 class LiveOffer:
     """What the source's runtime tells the target so its incoming side matches (the RAM
     layout, the disks the running guest has)."""
 
     boot_memory: int | None = None
     disks: Sequence[str] | None = None  # data disks the running guest has; None: all
+    tls: StreamTls | None = None  # set by the migration service on either side
 
 
 @dataclass(frozen=True)

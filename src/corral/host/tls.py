@@ -83,6 +83,26 @@ def ensure_identity(directory: Path, common_name: str) -> Identity:
     return identity
 
 
+def cert_name(pem: str) -> str:
+    """The host name a certificate is for: its first DNS name, else its common name (what
+    QEMU's TLS checks against the peer's certificate instead of the dialled address)."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError as exc:
+        raise InvalidInput(f"not a PEM certificate: {exc}") from None
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names = sans.value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = []
+    if names:
+        return str(names[0])
+    common = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not common:
+        raise InvalidInput("the peer's certificate names no host")
+    return str(common[0].value)
+
+
 def fingerprint_of_pem(pem: str) -> str:
     der = ssl.PEM_cert_to_DER_cert(pem)
     return "sha256:" + hashlib.sha256(der).hexdigest()

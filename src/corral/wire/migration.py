@@ -118,6 +118,7 @@ class IncomingRequest(BaseModel):
     lease_seconds: float = Field(default=15.0, ge=1.0, le=600.0)
     snapshots: list[SnapshotTransfer] = []  # oldest first
     snapshot_head: str | None = None
+    source_cert: str | None = None  # live: the source's certificate, pinned by the streams
     data_disks: list[DataDiskTransfer] = []
     boot_memory: int | None = None  # live VM: the source QEMU's -m (the RAM layout to match)
     live_disks: list[str] | None = None
@@ -134,6 +135,7 @@ class IncomingReply(BaseModel):
     nbd_export: str | None = None  # the root disk's export
     nbd_exports: dict[str, str] | None = None  # every disk's export, by disk name ("root")
     migrate_uri: str | None = None
+    stream_tls: bool = False  # live: the NBD and RAM streams are TLS, pinned both ways
 
 
 class CommitRequest(BaseModel):

@@ -29,10 +29,12 @@ from typing import Any
 
 from corral.domain.errors import HostFailure
 from corral.domain.instance import InstanceSpec
+from corral.drivers.migration import StreamTls
 from corral.drivers.qemu import resources as vm_resources
 from corral.drivers.qemu.cmdline import VmDisk, VmPaths, build_argv
 from corral.drivers.qemu.driver import QemuDriver
 from corral.drivers.qemu.qmp import Monitor, Subscription, monitor
+from corral.drivers.qemu.tlscreds import CREDS_ID, add_creds, drop_creds
 from corral.host.cgroups import host_layout
 from corral.host.run import run
 from corral.templates.image import TemplateImage
@@ -107,11 +109,13 @@ class IncomingEndpoints:
 
 def start_incoming(driver: QemuDriver, spec: InstanceSpec, template: TemplateImage,
                    listen_host: str, boot_memory: int | None = None,
-                   attached: Sequence[str] | None = None) -> IncomingEndpoints:
+                   attached: Sequence[str] | None = None,
+                   tls: StreamTls | None = None) -> IncomingEndpoints:
     """Start the paused, waiting QEMU on the target with its disks exported over NBD, in its
     cgroup with the instance's limits. ``boot_memory``: the source QEMU's ``-m`` (a live
     ``set memory=`` ballooned below it; the RAM layout must match); ``attached``: the data
-    disks the source's QEMU has (the devices must match; None: all)."""
+    disks the source's QEMU has (the devices must match; None: all); ``tls``: serve both
+    streams over TLS to the peer it pins only (None: plain TCP, for bench/ comparisons)."""
     if driver.status(spec).pid is not None:
         raise HostFailure(f"'{spec.name}' already has a QEMU on this host")
     cfg = driver.config(spec, template)
@@ -135,9 +139,14 @@ def start_incoming(driver: QemuDriver, spec: InstanceSpec, template: TemplateIma
     nbd_port, migrate_port = free_port(listen_host), free_port(listen_host)
     session = _qmp(spec)
     root = _root_node(session)
-    session.execute("nbd-server-start", {
+    server: dict[str, Any] = {
         "addr": {"type": "inet", "data": {"host": listen_host, "port": str(nbd_port)}},
-    })
+    }
+    if tls is not None:
+        add_creds(session, paths.run, tls, "server")
+        server["tls-creds"] = CREDS_ID
+        session.execute("migrate-set-parameters", {"tls-creds": CREDS_ID})
+    session.execute("nbd-server-start", server)
     exports = {disk: disk for disk in disk_names(spec, attached)}
     session.run([("block-export-add", {
         "type": "nbd", "id": EXPORT_ID + disk, "name": name, "writable": True,
@@ -194,8 +203,18 @@ def _resumed_at(resumes: Subscription) -> float:
 
 
 def resumed_incoming(spec: InstanceSpec) -> None:
-    """After the commit's ``cont`` (outside the downtime): IO throttling and balloon."""
+    """After the commit's ``cont`` (outside the downtime): IO throttling and balloon, and
+    the migration's TLS credentials go."""
     vm_resources.resumed(spec, _paths(spec))
+    session = _qmp(spec)
+    _clear_tls(session)
+    drop_creds(session, _paths(spec).run)
+
+
+def _clear_tls(session: Monitor) -> None:
+    """Unset the migration's TLS parameters (they hold the credentials object)."""
+    with contextlib.suppress(HostFailure):
+        session.execute("migrate-set-parameters", {"tls-creds": "", "tls-hostname": ""})
 
 
 def source_boot_memory(spec: InstanceSpec) -> int:
@@ -221,8 +240,11 @@ Report = Callable[[float, str], None]  # fraction of this step, phase text; may 
 class LiveSource:
     """Drives the source QEMU; ``rollback`` undoes whatever was done, in any phase."""
 
-    def __init__(self, spec: InstanceSpec, attached: Sequence[str] | None = None) -> None:
+    def __init__(self, spec: InstanceSpec, attached: Sequence[str] | None = None,
+                 tls: StreamTls | None = None) -> None:
         self.disks = disk_names(spec, attached)
+        self.tls = tls  # None: plain TCP (bench/ comparisons only)
+        self.run_dir = _paths(spec).run
         self.session = _qmp(spec)
         self.events: Subscription = self.session.subscribe(SOURCE_EVENTS)
         self.result = LiveResult()
@@ -244,10 +266,14 @@ class LiveSource:
         s.execute("migrate-set-capabilities", {"capabilities": [
             {"capability": "events", "state": True}]})
         del bandwidth  # the limit is for the RAM stream; the mirror skips holes anyway
+        secure: dict[str, str] = {}
+        if self.tls is not None:
+            add_creds(s, self.run_dir, self.tls, "client")
+            secure = {"tls-creds": CREDS_ID, "tls-hostname": self.tls.peer_name}
         for disk in self.disks:
             s.execute("blockdev-add", {
                 "driver": "nbd", "node-name": NBD_NODE + disk, "export": exports[disk],
-                "server": {"type": "inet", "host": host, "port": str(port)},
+                "server": {"type": "inet", "host": host, "port": str(port)}, **secure,
             })
             self._nbd_added.append(disk)
             s.execute("blockdev-mirror", {
@@ -289,9 +315,12 @@ class LiveSource:
     def migrate(self, uri: str, bandwidth: int | None, downtime_ms: int,
                 report: Report) -> None:
         s = self.session
-        s.execute("migrate-set-parameters", {
+        params: dict[str, Any] = {
             "downtime-limit": downtime_ms, "max-bandwidth": bandwidth or UNLIMITED,
-        })
+        }
+        if self.tls is not None:
+            params.update({"tls-creds": CREDS_ID, "tls-hostname": self.tls.peer_name})
+        s.execute("migrate-set-parameters", params)
         s.execute("migrate", {"uri": uri})
         self._migrating = True
         last_poll = 0.0
@@ -340,6 +369,11 @@ class LiveSource:
         """After the switch-over: end every mirror (no pivot) and drop the NBD clients."""
         self._end_mirrors(force=False)
         self._del_nbd()
+        self._drop_tls()
+
+    def _drop_tls(self) -> None:
+        _clear_tls(self.session)
+        drop_creds(self.session, self.run_dir)
 
     def _end_mirrors(self, force: bool) -> None:
         if not self._mirrors:
@@ -381,6 +415,7 @@ class LiveSource:
             self._migrating = False
         self._end_mirrors(force=True)
         self._del_nbd()
+        self._drop_tls()
         if resume:
             try:
                 if self.session.execute("query-status")["status"] != "running":

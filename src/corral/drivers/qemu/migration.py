@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from corral.domain.errors import HostFailure
 from corral.domain.instance import InstanceSpec
 from corral.drivers.migration import (
     CopyOnly,
@@ -16,6 +17,7 @@ from corral.drivers.migration import (
     LiveStats,
     MigrationPath,
     Report,
+    StreamTls,
 )
 from corral.drivers.qemu.driver import QemuDriver
 from corral.templates.image import TemplateImage
@@ -30,7 +32,7 @@ class QemuLive:
     def __init__(self, spec: InstanceSpec, offer: LiveOffer) -> None:
         from corral.drivers.qemu.migrate import LiveSource as QmpSource
 
-        self._source: migrate.LiveSource = QmpSource(spec, offer.disks)
+        self._source: migrate.LiveSource = QmpSource(spec, offer.disks, _required(offer))
 
     def mirror(self, ends: LiveEndpoints, bandwidth: int | None, report: Report) -> None:
         self._source.mirror(ends.nbd_host, ends.nbd_port, dict(ends.exports), bandwidth, report)
@@ -83,7 +85,7 @@ class QemuMigration(CopyOnly):
         from corral.drivers.qemu.migrate import start_incoming
 
         ends = start_incoming(self.driver, spec, template, listen_host, offer.boot_memory,
-                              offer.disks)
+                              offer.disks, _required(offer))
         return LiveEndpoints(ends.nbd_host, ends.nbd_port, ends.exports, ends.migrate_uri)
 
     def finish_incoming(self, spec: InstanceSpec, offer: LiveOffer) -> float:
@@ -95,3 +97,10 @@ class QemuMigration(CopyOnly):
         from corral.drivers.qemu.migrate import resumed_incoming
 
         resumed_incoming(spec)
+
+
+def _required(offer: LiveOffer) -> StreamTls:
+    """Corral never moves a guest's disks or RAM in clear text between hosts."""
+    if offer.tls is None:
+        raise HostFailure("a live migration needs the hosts' TLS credentials (none given)")
+    return offer.tls

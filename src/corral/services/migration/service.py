@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from corral.domain.errors import Conflict, NotFound
 from corral.domain.lifecycle import State
 from corral.domain.statuses import MigrationStatus
-from corral.drivers.migration import migration_hooks
+from corral.drivers.migration import StreamTls, migration_hooks
+from corral.host.tls import cert_name
 from corral.services.events import EventBus
 from corral.services.instances import InstanceService
 from corral.services.migration import recovery
@@ -42,6 +43,11 @@ class MigrationService:
         self.watchdog = recovery.LeaseWatchdog(self.target)
         self.snapshot_store: BackupStore | None = None
         """Snapshot rows (services/snapshots); they move with the instance."""
+
+    def stream_tls(self, peer_cert_pem: str) -> StreamTls:
+        """TLS for the runtime's own streams with the peer whose certificate is pinned."""
+        identity = self.remotes.identity
+        return StreamTls(identity.cert, identity.key, peer_cert_pem, cert_name(peer_cert_pem))
 
     # ================================ source ==========================================
 

@@ -13,6 +13,7 @@ records "committing" before asking, the target records success only after the gu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import shutil
 import threading
@@ -194,7 +195,8 @@ class SourceRun:
             head = self.s.snapshot_store.head(self.rec.id)
         self.side_files = snapshot_files(self.spec, [s.id for s in snapshots])
         if self.path is MigrationPath.LIVE:
-            self.offer = self.hooks.live_offer(self.spec)
+            self.offer = dataclasses.replace(self.hooks.live_offer(self.spec),
+                                             tls=self.s.stream_tls(self.remote.cert_pem))
         pending = self.s.instances.storage.pending_sizes(self.rec.id)
         data_disks = [DataDiskTransfer(name=d.name, idx=d.index, size=d.size,
                                        file_size=d.path.stat().st_size,
@@ -216,6 +218,8 @@ class SourceRun:
             snapshot_head=head if any(s.id == head for s in snapshots) else None,
             data_disks=data_disks, boot_memory=self.offer.boot_memory,
             live_disks=None if self.offer.disks is None else list(self.offer.disks),
+            source_cert=self.s.remotes.identity.cert_pem
+            if self.path is MigrationPath.LIVE else None,
         )
         self.phase(0.02, f"reserving '{self.rec.name}' on {self.remote.name}")
         reply = peer.reserve(request)
@@ -258,6 +262,9 @@ class SourceRun:
             self._send_side_files(peer, 0.03, 0.05)
 
         assert reply.nbd_host and reply.nbd_port and reply.nbd_export and reply.migrate_uri
+        if not reply.stream_tls:  # an older target: it would take the guest in clear text
+            raise HostFailure(f"target '{self.remote.name}' does not encrypt the VM's disk and "
+                              "RAM streams (an older Corral?): upgrade it first")
         exports = reply.nbd_exports or {"root": reply.nbd_export}  # an older target: root
         ends = LiveEndpoints(reply.nbd_host, reply.nbd_port, exports, reply.migrate_uri)
         source = self.hooks.live_source(self.spec, self.offer)

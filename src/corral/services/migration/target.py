@@ -37,6 +37,7 @@ from corral.drivers.migration import (
     LiveOffer,
     MigrationHooks,
     MigrationPath,
+    StreamTls,
     criu_seconds,
     migration_hooks,
 )
@@ -68,9 +69,9 @@ class Incoming:
     committed: bool = False
 
 
-def _offer(request: IncomingRequest) -> LiveOffer:
+def _offer(request: IncomingRequest, tls: StreamTls | None = None) -> LiveOffer:
     """What the source's runtime said the incoming side must match."""
-    return LiveOffer(boot_memory=request.boot_memory, disks=request.live_disks)
+    return LiveOffer(boot_memory=request.boot_memory, disks=request.live_disks, tls=tls)
 
 
 class TargetSide:
@@ -94,6 +95,9 @@ class TargetSide:
         hooks = migration_hooks(driver)
         if request.path == "live" and MigrationPath.LIVE not in hooks.paths:
             raise InvalidInput("this host cannot receive a live VM (no QEMU driver)")
+        if request.path == "live" and not request.source_cert:
+            raise InvalidInput("the source sent no certificate for the encrypted disk and RAM "
+                               "streams (an older Corral?): upgrade it first")
         resources = Resources.from_dict(dict(request.resources))
         check_space(s.instances.directory, request)
         for nic in request.nics:
@@ -125,8 +129,11 @@ class TargetSide:
             reply = IncomingReply(migration_id=request.migration_id, id=rec.id)
             if request.path == "live":
                 incoming.live_started = True
-                ends = hooks.start_incoming(spec, template, local_host, _offer(request))
+                assert request.source_cert is not None
+                tls = s.stream_tls(request.source_cert)
+                ends = hooks.start_incoming(spec, template, local_host, _offer(request, tls))
                 reply = reply.model_copy(update={
+                    "stream_tls": True,
                     "nbd_host": ends.nbd_host, "nbd_port": ends.nbd_port,
                     "nbd_export": ends.exports[ROOT], "nbd_exports": dict(ends.exports),
                     "migrate_uri": ends.migrate_uri,
