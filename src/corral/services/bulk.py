@@ -132,6 +132,9 @@ class BulkService:
         self.check_create: Callable[[CreateSpec], None] = lambda _spec: None
         """Refuses a create spec that would fail every item (an unknown type or template)
         before anything is recorded; the daemon wires the services' own checks here."""
+        self.elsewhere: Callable[[str], bool] = lambda _ref: False
+        """Whether a named instance not on this host is one the runner can reach (held by
+        another member): its item then goes to the runner instead of failing as unknown."""
 
     # Choosing the items ------------------------------------------------------------------
     def _targets(self, request: BulkRequest, visible: Visible) -> list[tuple[str, str | None]]:
@@ -159,7 +162,9 @@ class BulkService:
                 rec = self.store.get_instance(ref)
             except NotFound:
                 rec = None
-            if rec is None or not visible(rec):  # another owner's: as if it did not exist
+            if rec is None and self.elsewhere(ref):
+                found.append((ref, None))
+            elif rec is None or not visible(rec):  # another owner's: as if it did not exist
                 found.append((ref, f"no instance '{ref}'"))
             else:
                 found.append((rec.name, None))

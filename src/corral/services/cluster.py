@@ -389,6 +389,9 @@ class ClusterService:
             log.warning("could not take over '%s' in the cluster store: %s", name, exc.message)
         self._dirty.add(name)
 
+    def ids_shared(self) -> bool:
+        return self.store.clustered
+
     def member_remote(self, name: str) -> RemoteRecord | None:
         """A member as a migration target (``migrate NAME MEMBER``): its published URL and
         certificate, the members' token; None if ``name`` is no other member."""
