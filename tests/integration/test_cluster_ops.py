@@ -114,3 +114,45 @@ def _wait_policies(d: Daemon) -> None:
                    for n in ("beta", "gamma"))
     assert wait_until(tight, 10)
 
+
+
+def test_bulk_stop_by_selector_reaches_every_member(lab: Lab) -> None:
+    """Labels are published with instances: a selector given on alpha picks instances on
+    all three members; each item runs on its owner; one that fails there fails alone."""
+    hosts = [lab.hosts[n] for n in ("alpha", "beta", "gamma")]
+    made = []
+    for d in hosts:
+        node = d.state_dir.name
+        for i in (1, 2):
+            name = f"web-{node}-{i}"
+            corral(d, "create", name, "--type", "ct", "--template", "tiny", "--node", node)
+            corral(d, "label", "set", name, "role=web")
+            corral(d, "start", name)
+            made.append(name)
+    corral(hosts[1], "create", "db-beta", "--type", "ct", "--template", "tiny",
+           "--node", "beta")
+    corral(hosts[1], "start", "db-beta")
+    alpha = hosts[0]
+    try:
+        broken_name = "web-gamma-2"
+        broken_id = corral(hosts[2], "info", broken_name, "--format", "json")["id"]
+        (lab.root / "gamma" / "instances" / str(broken_id) / "fake.json").unlink()
+        assert wait_until(lambda: {n for n, _ in names(alpha).items() if n.startswith("web-")}
+                          == set(made), 10)  # and their labels published with them
+        code, rows = results(alpha, "stop", "--selector", "role=web", "--force")
+        assert code == 1, rows
+        assert set(rows) == set(made)  # db-beta (no label) not picked
+        failed = [n for n, r in rows.items() if r[0] == "failed"]
+        assert failed == [broken_name] and "gamma" in rows[broken_name][1], rows
+        for name in set(made) - {broken_name}:
+            assert rows[name][0] == "ok", rows
+            owner = name.split("-")[1]
+            assert corral(lab.hosts[owner], "info", name, "--format", "json")["state"] \
+                == "stopped"
+        assert corral(hosts[1], "info", "db-beta", "--format", "json")["state"] == "running"
+        # several names, on several members, from one of them
+        code, rows = results(hosts[1], "start", "web-alpha-1", "web-gamma-1", "web-beta-1")
+        assert code == 0 and all(r[0] == "ok" for r in rows.values()) and len(rows) == 3, rows
+    finally:
+        for name in [*made, "db-beta"]:
+            alpha.cli("delete", name, "--force")

@@ -165,6 +165,7 @@ class Corral:
 
     def _wire_bulk(self) -> None:
         from corral.services.bulk import BulkService, CreateSpec
+        from corral.services.bulk_cluster import ClusterRunner
         from corral.services.bulk_local import LocalRunner
         from corral.services.evacuation import Evacuation
         from corral.services.labels import LabelService
@@ -173,7 +174,11 @@ class Corral:
 
         self.labels = LabelService(self.store, self.events)
         runner = LocalRunner(self.instances, self.snapshots, self.backups)
-        self.bulk = BulkService(self.store, self.operations, runner)
+        cluster = self.cluster
+        self.bulk = BulkService(self.store, self.operations, ClusterRunner(
+            runner, cluster.is_local, cluster.forwarder, lambda: cluster.store))
+        self.bulk.elsewhere = lambda ref: cluster.forwarder.target(ref) is not None
+        self.bulk.others = cluster.remote_instances
         self.evacuation = Evacuation(self.cluster.node, self.cluster.state_dir, self.cluster,
                                      self.migrations, self.operations)
 

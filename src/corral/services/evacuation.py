@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ from corral.domain.bulk import BulkAction, ItemOutcome, ItemStatus
 from corral.domain.errors import HostFailure, InvalidInput, NotFound
 from corral.domain.lifecycle import State
 from corral.services.bulk import BulkRequest, BulkService, Done, Item, outcome_of
+from corral.services.bulk_cluster import answer, follow
 from corral.services.forwarding import MEMBER, Forwarded
 from corral.services.placement import Ask, NoRoom
 from corral.state.database import utcnow
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
     from corral.services.migration import MigrationService
     from corral.services.operations import OperationManager
 
-POLL = 0.5  # seconds between reads of another member's operation
-TERMINAL = ("success", "failure", "cancelled", "skipped")
 
 
 class Moves:
@@ -128,32 +126,15 @@ class RestoreRunner:
             o.moves.drop(item.name)
             raise NotFound(f"'{item.name}' is no longer in the cluster")
         body = json.dumps({"target": o.node}).encode()
-        answer = o.cluster.forwarder.forward(
+        started = answer(o.cluster.forwarder.forward(
             info, "POST", f"/api/v1/instances/{item.name}/migrate", "", body,
-            "application/json", MEMBER)
-        final = _answer(answer, where or "")
-        while final.get("status") not in TERMINAL:
-            time.sleep(POLL)
-            final = _answer(o.cluster.forwarder.forward(
-                info, "GET", f"/api/v1/operations/{final['id']}", "", b"", None, MEMBER),
-                where or "")
+            "application/json", MEMBER), info.node)
+        final = follow(o.cluster.forwarder, info, started, MEMBER)
         if final["status"] != "success":
             raise HostFailure(f"migration back from {where}: "
                               f"{final.get('error') or final['status']}")
         o.moves.drop(item.name)
         return Done(ItemOutcome(item.name, ItemStatus.OK, f"back from {where}"))
-
-
-def _answer(answer: Forwarded, node: str) -> dict[str, Any]:
-    try:
-        data: Any = json.loads(answer.body)
-    except ValueError:
-        data = {}
-    if answer.status >= 400 or not isinstance(data, dict):
-        message = data.get("message") if isinstance(data, dict) else None
-        raise HostFailure(f"member '{node}' answered {answer.status}: "
-                          f"{message or answer.body[:200]!r}")
-    return data
 
 
 class Evacuation:
