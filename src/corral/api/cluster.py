@@ -1,4 +1,4 @@
-"""/api/v1/cluster: init, join, leave, status, members, cordon."""
+"""/api/v1/cluster: init, join, leave, status, members, cordon, evacuate, restore."""
 
 from __future__ import annotations
 
@@ -7,18 +7,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response
 
 from corral.api import convert
-from corral.api.deps import corral
+from corral.api.deps import caller, corral
+from corral.domain.users import Caller
 from corral.services.core import Corral
+from corral.services.forwarding import Forwarded
 from corral.wire.cluster import (
     ClusterInitRequest,
     ClusterJoinRequest,
     ClusterStatus,
+    EvacuateRequest,
     JoinInfo,
     MemberModel,
+    RestoreRequest,
 )
+from corral.wire.models import OperationModel
 
 router = APIRouter(prefix="/api/v1/cluster", tags=["cluster"])
 App = Annotated[Corral, Depends(corral)]
+Who = Annotated[Caller, Depends(caller)]
 
 
 def _status(found: dict[str, Any]) -> ClusterStatus:
@@ -68,3 +74,24 @@ def cordon(node: str, app: App) -> Response:
 def uncordon(node: str, app: App) -> Response:
     app.cluster.set_cordoned(node, False)
     return Response(status_code=204)
+
+
+@router.post("/members/{node}/evacuate", response_model=OperationModel, status_code=202)
+def evacuate_member(node: str, body: EvacuateRequest, app: App,
+                    who: Who) -> OperationModel | Response:
+    """Cordon ``node`` and move its instances away (one operation, a child per instance)."""
+    return _operation(app.evacuation.evacuate(node, body.stop, body.parallel, who))
+
+
+@router.post("/members/{node}/restore", response_model=OperationModel, status_code=202)
+def restore_member(node: str, body: RestoreRequest, app: App,
+                   who: Who) -> OperationModel | Response:
+    """Uncordon ``node`` and bring back what its evacuation moved."""
+    return _operation(app.evacuation.restore(node, body.parallel, who))
+
+
+def _operation(done: Any) -> OperationModel | Response:
+    """An operation started here, or the answer of the member it was forwarded to."""
+    if isinstance(done, Forwarded):
+        return Response(done.body, status_code=done.status, media_type="application/json")
+    return convert.operation(done)

@@ -1,16 +1,27 @@
-"""`corral cluster init|join|leave|status|members` and `corral host cordon|uncordon`."""
+"""`corral cluster init|join|leave|status|members`; `corral host cordon|uncordon`,
+`corral host evacuate|restore`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
-from corral.cli import output
-from corral.cli.common import client
+from corral.cli import bulk, output
+from corral.cli.common import client, follow
 from corral.cli.output import Format
 from corral.client import cluster as api
-from corral.wire.cluster import ClusterInitRequest, ClusterJoinRequest, ClusterStatus
+from corral.client.client import CorralClient
+from corral.domain.bulk import DEFAULT_PARALLEL, MAX_PARALLEL
+from corral.wire.cluster import (
+    ClusterInitRequest,
+    ClusterJoinRequest,
+    ClusterStatus,
+    EvacuateRequest,
+    RestoreRequest,
+)
+from corral.wire.models import OperationModel
 
 cluster_app = typer.Typer(help="Many hosts as one (shared state in etcd)", no_args_is_help=True)
 FormatOpt = Annotated[Format, typer.Option("--format", "-f")]
@@ -126,3 +137,41 @@ def host_uncordon(node: str) -> None:
     with client() as c:
         api.cordon(c, node, False)
     output.console.print(f"[bold]{node}[/] uncordoned")
+
+
+ParallelOpt = Annotated[int, typer.Option("--parallel", "-p", min=1, max=MAX_PARALLEL,
+                                          help="instances moved at once")]
+
+
+def host_evacuate(
+    node: str,
+    stop: Annotated[bool, typer.Option(
+        "--stop", help="stop where they are the instances no other member can take")] = False,
+    parallel: ParallelOpt = DEFAULT_PARALLEL,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="print the operation id")] = False,
+) -> None:
+    """Cordon a member and live-migrate each of its instances to the member placement picks
+    (a result per instance; `corral host restore NODE` brings them back)."""
+    _bulk_like(lambda c: api.evacuate(c, node, EvacuateRequest(stop=stop, parallel=parallel)),
+               f"evacuate {node}", no_wait)
+
+
+def host_restore(
+    node: str, parallel: ParallelOpt = DEFAULT_PARALLEL,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="print the operation id")] = False,
+) -> None:
+    """Uncordon a member and migrate back what `corral host evacuate` moved away from it."""
+    _bulk_like(lambda c: api.restore(c, node, RestoreRequest(parallel=parallel)),
+               f"restore {node}", no_wait)
+
+
+def _bulk_like(send: Callable[[CorralClient], OperationModel], label: str,
+               no_wait: bool) -> None:
+    with client() as c:
+        parent = send(c)
+        if no_wait:
+            print(parent.id)
+            return
+        done = follow(c, parent, label)
+        items = c.children(parent.id)
+    bulk.report(done, items)

@@ -59,6 +59,8 @@ host.host_app.command("join")(migration.host_join)
 host.host_app.command("pairing")(migration.host_pairing)
 host.host_app.command("cordon")(cluster.host_cordon)
 host.host_app.command("uncordon")(cluster.host_uncordon)
+host.host_app.command("evacuate")(cluster.host_evacuate)
+host.host_app.command("restore")(cluster.host_restore)
 app.add_typer(cluster.cluster_app, name="cluster")
 
 app.add_typer(labels.label_app, name="label")

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from corral.client.client import CorralClient
-from corral.wire.cluster import ClusterInitRequest, ClusterJoinRequest, ClusterStatus, MemberModel
+from corral.wire.cluster import (
+    ClusterInitRequest,
+    ClusterJoinRequest,
+    ClusterStatus,
+    EvacuateRequest,
+    MemberModel,
+    RestoreRequest,
+)
+from corral.wire.models import OperationModel
 
 
 def status(c: CorralClient) -> ClusterStatus:
@@ -28,3 +36,13 @@ def members(c: CorralClient) -> list[MemberModel]:
 
 def cordon(c: CorralClient, node: str, cordoned: bool) -> None:
     c._request_empty("PUT" if cordoned else "DELETE", f"/api/v1/cluster/members/{node}/cordon")
+
+
+def evacuate(c: CorralClient, node: str, request: EvacuateRequest) -> OperationModel:
+    return c._model(OperationModel, "POST", f"/api/v1/cluster/members/{node}/evacuate",
+                    json=request.model_dump())
+
+
+def restore(c: CorralClient, node: str, request: RestoreRequest) -> OperationModel:
+    return c._model(OperationModel, "POST", f"/api/v1/cluster/members/{node}/restore",
+                    json=request.model_dump())

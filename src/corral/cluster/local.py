@@ -17,13 +17,16 @@ from corral.state.store import InstanceRecord, StateStore
 
 
 def published(rec: InstanceRecord, state: str | None = None,
-              addresses: tuple[str, ...] = ()) -> PublishedInstance:
-    """The published form of a local row (``state``: the runtime-corrected one)."""
+              addresses: tuple[str, ...] = (),
+              labels: dict[int, dict[str, str]] | None = None) -> PublishedInstance:
+    """The published form of a local row (``state``: the runtime-corrected one; ``labels``:
+    every instance's, by id, as ``StateStore.all_labels``)."""
     return PublishedInstance(
         name=rec.name, id=rec.id, kind=rec.kind.value, state=state or rec.state.value,
         node=rec.node, template=rec.template, resources=rec.resources.to_dict(),
         privileged=rec.privileged, owner=rec.owner,
         created_at=rec.created_at.isoformat() + "Z", addresses=addresses,
+        labels=dict((labels or {}).get(rec.id, {})),
     )
 
 

@@ -53,12 +53,15 @@ class PublishedInstance:
     owner: str | None = None
     created_at: str = ""
     addresses: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    """Its labels: a selector matches instances on every member."""
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "id": self.id, "kind": self.kind, "state": self.state,
                 "node": self.node, "template": self.template, "resources": self.resources,
                 "privileged": self.privileged, "owner": self.owner,
-                "created_at": self.created_at, "addresses": list(self.addresses)}
+                "created_at": self.created_at, "addresses": list(self.addresses),
+                "labels": self.labels}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PublishedInstance:
@@ -68,6 +71,7 @@ class PublishedInstance:
             resources=dict(data.get("resources", {})), privileged=bool(data.get("privileged")),
             owner=data.get("owner"), created_at=str(data.get("created_at", "")),
             addresses=tuple(data.get("addresses", ())),
+            labels={str(k): str(v) for k, v in dict(data.get("labels") or {}).items()},
         )
 
 

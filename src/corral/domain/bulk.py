@@ -25,6 +25,8 @@ class BulkAction(StrEnum):
     SNAPSHOT = "snapshot"
     BACKUP = "backup"
     EXEC = "exec"
+    MIGRATE = "migrate"
+    """To ``target`` (a member or a paired remote); none: the member placement picks."""
 
     @property
     def operation(self) -> str:

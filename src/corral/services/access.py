@@ -53,6 +53,7 @@ BULK_ROUTES = {
     "create": "create_instance", "start": "start_instance", "stop": "stop_instance",
     "restart": "restart_instance", "delete": "delete_instance", "snapshot": "create_snapshot",
     "backup": "create_backup", "exec": "exec_in_instance",
+    "migrate": "migrate",
 }
 """A bulk action -> the route of the same action on one instance: a bulk request is allowed
 exactly when each of its items would be."""

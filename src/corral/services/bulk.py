@@ -23,6 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from corral.cluster.store import PublishedInstance
 from corral.domain.bulk import (
     DEFAULT_PARALLEL,
     MAX_ITEMS,
@@ -106,7 +107,7 @@ class ItemRunner(Protocol):
     def run(self, request: BulkRequest, item: Item, parent: str) -> Done: ...
 
 
-Visible = Callable[[InstanceRecord], bool]
+Visible = Callable[[InstanceRecord | PublishedInstance], bool]
 """Whether the caller may act on an instance (``Access.owns`` of its owner)."""
 
 _STATUS = {ItemStatus.OK: OperationStatus.SUCCESS, ItemStatus.FAILED: OperationStatus.FAILURE,
@@ -132,6 +133,11 @@ class BulkService:
         self.check_create: Callable[[CreateSpec], None] = lambda _spec: None
         """Refuses a create spec that would fail every item (an unknown type or template)
         before anything is recorded; the daemon wires the services' own checks here."""
+        self.others: Callable[[], list[PublishedInstance]] = lambda: []
+        """The instances other members hold (a cluster): a selector matches them too."""
+        self.elsewhere: Callable[[str], bool] = lambda _ref: False
+        """Whether a named instance not on this host is one the runner can reach (held by
+        another member): its item then goes to the runner instead of failing as unknown."""
 
     # Choosing the items ------------------------------------------------------------------
     def _targets(self, request: BulkRequest, visible: Visible) -> list[tuple[str, str | None]]:
@@ -159,7 +165,9 @@ class BulkService:
                 rec = self.store.get_instance(ref)
             except NotFound:
                 rec = None
-            if rec is None or not visible(rec):  # another owner's: as if it did not exist
+            if rec is None and self.elsewhere(ref):
+                found.append((ref, None))
+            elif rec is None or not visible(rec):  # another owner's: as if it did not exist
                 found.append((ref, f"no instance '{ref}'"))
             else:
                 found.append((rec.name, None))
@@ -167,8 +175,11 @@ class BulkService:
 
     def _select(self, selector: Selector, visible: Visible) -> list[str]:
         labels = self.store.all_labels()
-        return [rec.name for rec in self.store.list_instances()
+        here = [rec.name for rec in self.store.list_instances()
                 if visible(rec) and selector.matches(labels.get(rec.id, {}))]
+        away = sorted(i.name for i in self.others()
+                      if visible(i) and selector.matches(i.labels))
+        return here + [name for name in away if name not in here]
 
     def _check(self, request: BulkRequest) -> None:
         check_parallel(request.parallel)

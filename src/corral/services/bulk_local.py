@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from corral.domain.bulk import BulkAction, ItemOutcome, ItemStatus
+from corral.domain.errors import InvalidInput
 from corral.domain.lifecycle import State
 from corral.services.bulk import BulkRequest, Done, Item, ItemFailed, outcome_of
 from corral.services.operations import OperationContext
@@ -44,6 +45,9 @@ class LocalRunner:
         self.instances = instances
         self.snapshots = snapshots
         self.backups = backups
+        self.migrate: Callable[[str, str | None], OperationRecord] | None = None
+        """Migrate an instance to a target (None: the member placement picks); the daemon
+        wires the migration service here."""
 
     def run(self, request: BulkRequest, item: Item, parent: str) -> Done:
         already = ALREADY.get(request.action)
@@ -82,6 +86,11 @@ class LocalRunner:
         if action is BulkAction.BACKUP:
             target = request.target or ""
             return lambda: self.backups.create(name, target, request.key_file)
+        if action is BulkAction.MIGRATE:
+            migrate = self.migrate
+            if migrate is None:
+                raise InvalidInput("this host cannot migrate")
+            return lambda: migrate(name, request.target)
         return lambda: self._exec(request, name)
 
     def _exec(self, request: BulkRequest, name: str) -> OperationRecord:

@@ -117,14 +117,14 @@ class ClusterService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._subscription = events.subscribe(self._wanted)
-        self.forwarder = Forwarder(node, lambda: self.store, self._is_local,
+        self.forwarder = Forwarder(node, lambda: self.store, self.is_local,
                                    lambda _name: None)
         """Requests for other members' instances (services/forwarding.py); core sets its
         user look-up."""
         self.placer = Placer(node, self.members, self.forwarder, lambda: self.store.clustered)
         """Where a create without --node goes (services/placement.py)."""
 
-    def _is_local(self, ref: str) -> bool:
+    def is_local(self, ref: str) -> bool:
         try:
             self.local_store.get_instance(ref)
         except NotFound:
@@ -267,7 +267,9 @@ class ClusterService:
                 adopted.append((rec.name, rec.id))
             store.register(self._info(membership.joined_at))
             store.heartbeat(self.facts())
-            store.publish(self.node, [published(r) for r in self.local_store.list_instances()],
+            labels = self.local_store.all_labels()
+            store.publish(self.node, [published(r, labels=labels)
+                                      for r in self.local_store.list_instances()],
                           complete=True)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -389,6 +391,9 @@ class ClusterService:
             log.warning("could not take over '%s' in the cluster store: %s", name, exc.message)
         self._dirty.add(name)
 
+    def ids_shared(self) -> bool:
+        return self.store.clustered
+
     def member_remote(self, name: str) -> RemoteRecord | None:
         """A member as a migration target (``migrate NAME MEMBER``): its published URL and
         certificate, the members' token; None if ``name`` is no other member."""
@@ -466,7 +471,8 @@ class ClusterService:
         if not names:
             return
         rows = {r.name: r for r in self.local_store.list_instances()}
-        found = [published(rows[n]) for n in names if n in rows]
+        labels = self.local_store.all_labels()
+        found = [published(rows[n], labels=labels) for n in names if n in rows]
         self.store.publish(self.node, found, complete=False)
         for name in names - rows.keys():
             self.store.withdraw(self.node, name)
@@ -489,7 +495,8 @@ class ClusterService:
             for name, (instance_id, at) in store.held(self.node).items():
                 if name not in present and (at is None or at < cutoff):
                     store.release(name, instance_id, retire=True)
-        store.publish(self.node, [published(r) for r in rows], complete=True)
+        labels = self.local_store.all_labels()
+        store.publish(self.node, [published(r, labels=labels) for r in rows], complete=True)
 
 
 def default_facts(capacity: Callable[[], dict[str, Any]], features: Callable[[], dict[str, Any]],

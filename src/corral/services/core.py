@@ -32,7 +32,7 @@ from corral.state.auditstore import AuditStore
 from corral.state.database import Database
 from corral.state.netstore import NetworkStore
 from corral.state.storagestore import StorageStore
-from corral.state.store import InstanceRecord, StateStore
+from corral.state.store import InstanceRecord, OperationRecord, StateStore
 from corral.state.userstore import UserStore
 
 
@@ -165,12 +165,32 @@ class Corral:
 
     def _wire_bulk(self) -> None:
         from corral.services.bulk import BulkService, CreateSpec
+        from corral.services.bulk_cluster import ClusterRunner
         from corral.services.bulk_local import LocalRunner
+        from corral.services.evacuation import Evacuation
         from corral.services.labels import LabelService
+        from corral.services.placement import Ask
+        from corral.wire.migration import MigrateRequest
 
         self.labels = LabelService(self.store, self.events)
-        self.bulk = BulkService(self.store, self.operations,
-                                LocalRunner(self.instances, self.snapshots, self.backups))
+        runner = LocalRunner(self.instances, self.snapshots, self.backups)
+        cluster = self.cluster
+        self.bulk = BulkService(self.store, self.operations, ClusterRunner(
+            runner, cluster.is_local, cluster.forwarder, lambda: cluster.store))
+        self.bulk.elsewhere = lambda ref: cluster.forwarder.target(ref) is not None
+        self.bulk.others = cluster.remote_instances
+        self.evacuation = Evacuation(self.cluster.node, self.cluster.state_dir, self.cluster,
+                                     self.migrations, self.operations)
+
+        def migrate(name: str, target: str | None) -> OperationRecord:
+            if target is None:
+                rec = self.store.get_instance(name)
+                target = self.cluster.placer.pick(
+                    Ask(rec.kind.value, rec.resources.cpus, rec.resources.memory),
+                    self.cluster.node)
+            return self.migrations.migrate(name, MigrateRequest(target=target))
+
+        runner.migrate = migrate
 
         def check_create(spec: CreateSpec) -> None:
             self.instances.driver(Kind.parse(spec.kind))

@@ -54,6 +54,11 @@ class Reservations(Protocol):
         """An instance migrated in (committed here): its name and id are this host's now."""
         ...
 
+    def ids_shared(self) -> bool:
+        """Ids are unique across hosts (a cluster): one leaving by migration lives on and is
+        not retired here (it may come back with it)."""
+        ...
+
 
 class NoReservations:
     """Nowhere: the database alone chooses (an InstanceService on its own, in tests)."""
@@ -66,6 +71,9 @@ class NoReservations:
 
     def hand_over(self, name: str, instance_id: int) -> None:
         return None
+
+    def ids_shared(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,20 @@ class Placer:
             return done
         raise NoRoom("no member had room: " + "; ".join(refusals))
 
+    def pick(self, ask: Ask, leaving: str) -> str:
+        """The member an instance leaving member ``leaving`` goes to (evacuation), counted
+        as sent until the next facts; NoRoom if none can take it."""
+        members = [m for m in self.members() if m.node != leaving]
+        with self._lock:
+            self._forget_stale(members)
+            order = candidates(members, ask, dict(self._sent))
+        if not order:
+            raise NoRoom(f"no other member can take this {ask.kind} ({ask.cpus} CPU, "
+                         f"{ask.memory // (1024 * 1024)} MiB): none is online, uncordoned, "
+                         "able to run it and with room under its policy")
+        self._count(order[0], ask)
+        return order[0]
+
     def _send(self, node: str, body: dict[str, Any], caller: Caller) -> Forwarded:
         info = next((m.info for m in self.members() if m.node == node), None)
         if info is None:

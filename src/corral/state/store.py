@@ -223,10 +223,12 @@ class StateStore:
     def user_exists(self, name: str) -> bool:
         return self.db.one("SELECT 1 FROM users WHERE name = ?", (name,)) is not None
 
-    def delete_instance(self, instance_id: int) -> None:
-        """Remove the row; its id is retired (kept out of use for the quarantine)."""
+    def delete_instance(self, instance_id: int, retire: bool = True) -> None:
+        """Remove the row; its id is retired (kept out of use for the quarantine) unless
+        not ``retire`` (it migrated away and lives on: ids shared in a cluster)."""
         with self.db.transaction() as conn:
-            if conn.execute("DELETE FROM instances WHERE id = ?", (instance_id,)).rowcount:
+            if conn.execute("DELETE FROM instances WHERE id = ?", (instance_id,)).rowcount \
+                    and retire:
                 conn.execute("INSERT OR REPLACE INTO retired_ids (id, retired_at) VALUES (?, ?)",
                              (instance_id, to_sql_datetime(self.clock())))
 

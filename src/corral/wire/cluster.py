@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from corral.domain.bulk import DEFAULT_PARALLEL, MAX_PARALLEL
+
 
 class ClusterInitRequest(BaseModel):
     etcd: list[str] = Field(default_factory=list)
@@ -52,3 +54,13 @@ class JoinInfo(BaseModel):
     endpoints: list[str]
     offline_after: int
     node: str
+
+
+class EvacuateRequest(BaseModel):
+    stop: bool = False
+    """Stop where they are the instances no other member can take (else: their item fails)."""
+    parallel: int = Field(default=DEFAULT_PARALLEL, ge=1, le=MAX_PARALLEL)
+
+
+class RestoreRequest(BaseModel):
+    parallel: int = Field(default=DEFAULT_PARALLEL, ge=1, le=MAX_PARALLEL)

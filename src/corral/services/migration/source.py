@@ -99,7 +99,8 @@ def remove_source(service: MigrationService, rec: InstanceRecord) -> None:
     driver.delete(spec)
     service.instances.storage.release(spec)
     shutil.rmtree(spec.directory, ignore_errors=True)
-    service.instances.store.delete_instance(rec.id)
+    service.instances.store.delete_instance(
+        rec.id, retire=not service.instances.reservations.ids_shared())
     service.forget_snapshots(rec.id)
 
 
