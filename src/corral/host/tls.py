@@ -86,6 +86,9 @@ def ensure_identity(directory: Path, common_name: str) -> Identity:
 def cert_name(pem: str) -> str:
     """The host name a certificate is for: its first DNS name, else its common name (what
     QEMU's TLS checks against the peer's certificate instead of the dialled address)."""
+    from cryptography import x509  # loaded when first used (the idle daemon stays lean)
+    from cryptography.x509.oid import NameOID
+
     try:
         cert = x509.load_pem_x509_certificate(pem.encode())
     except ValueError as exc:
