@@ -10,6 +10,7 @@ from fastapi.responses import PlainTextResponse
 from corral.api.deps import corral
 from corral.domain.lifecycle import State
 from corral.services.core import Corral
+from corral.services.hostmetrics import commitment_text, instances_text, ksm_text, pools_text
 from corral.services.resources import Usage, capacity_metrics_text, metrics_text
 from corral.wire.models import (
     CapacityModel,
@@ -77,9 +78,17 @@ def set_policy(body: SetPolicyRequest, app: App) -> PolicyModel:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(app: App) -> str:
-    """Instance usage, host capacity and (networks) traffic counters in one scrape."""
+    """Instance usage, host capacity and commitment, pools, KSM, instance counts,
+    operations and (networks) traffic counters in one scrape."""
     from corral.services.networks import metrics_text as traffic_text
 
-    return (metrics_text(app.resources.usage_all(pause=False))
-            + capacity_metrics_text(app.capacity.report())
+    usage = app.resources.usage_all(pause=False)
+    report = app.capacity.report()
+    return (metrics_text(usage)
+            + capacity_metrics_text(report)
+            + commitment_text(report)
+            + instances_text(usage)
+            + pools_text(app.storage.pool_figures())
+            + ksm_text(app.capacity.ksm_status())
+            + app.operations.metrics.text(app.operations.running())
             + traffic_text(app.networks.traffic()))

@@ -6,6 +6,7 @@ import contextvars
 import functools
 import logging
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from corral.services.events import EventBus
 from corral.services.faults import fault_point
 from corral.services.locks import InstanceLocks
 from corral.services.oplog import OperationLog
+from corral.services.opmetrics import OperationMetrics
 from corral.services.scope import Scope, current
 from corral.state.oplogstore import OperationLogStore
 from corral.state.store import OperationRecord, StateStore
@@ -106,6 +108,8 @@ class OperationManager:
         self._finished: OrderedDict[str, OperationRecord] = OrderedDict()
         self._on_end: dict[str, list[Ended]] = {}
         self.oplog = OperationLog(OperationLogStore(store.db))
+        self.metrics = OperationMetrics()
+        """Ended operations by action and status, and how long they ran (/metrics)."""
 
     def submit(
         self, action: str, instance: str | None, work: Work,
@@ -213,6 +217,7 @@ class OperationManager:
         subject = f"{action} {ctx.instance}" if ctx.instance else action
         log.info("%s: started", subject)
         status, error = OperationStatus.SUCCESS, None
+        began = time.monotonic()
         try:
             try:
                 fault_point(f"{action}.begin")
@@ -225,6 +230,7 @@ class OperationManager:
             except Exception as exc:  # a bug or an unexpected host error: keep the daemon alive
                 log.exception("operation %s (%s) crashed", ctx.id, action)
                 status, error = OperationStatus.FAILURE, f"internal error: {exc}"
+            self.metrics.record(action, status, time.monotonic() - began)
             succeeded = status is OperationStatus.SUCCESS
             progress = 1.0 if succeeded else None
             settled = ctx.settled if succeeded else None
@@ -262,6 +268,11 @@ class OperationManager:
             "operation." + status.value, instance=ctx.instance, operation=ctx.id, action=action,
             error=error,
         )
+
+    def running(self) -> int:
+        """Operations submitted and not yet ended in this daemon."""
+        with self._guard:
+            return len(self._done)
 
     def wait(self, op_id: str, timeout: float | None) -> OperationRecord:
         with self._guard:

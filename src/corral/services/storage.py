@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from corral.domain.disks import DataDisk
-from corral.domain.errors import Conflict, InvalidInput, NotFound, Unsupported
+from corral.domain.errors import Conflict, CorralError, InvalidInput, NotFound, Unsupported
 from corral.domain.instance import InstanceSpec
 from corral.domain.names import validate_name
 from corral.domain.pools import PoolConfig
@@ -172,6 +172,21 @@ class StorageService:
         pool = open_pool(record.config)
         return PoolStatus(record=record, usage=pool.usage(), cow=pool.cow(), active=pool.active,
                           volumes=len(self.store.disks_in_pool(record.config.name)))
+
+    def pool_figures(self) -> list[tuple[str, str, PoolUsage | None, int]]:
+        """(name, driver, usage or None if it cannot be read now, volumes) of every pool, for
+        /metrics: one pool that cannot be read must not fail the whole scrape."""
+        found: list[tuple[str, str, PoolUsage | None, int]] = []
+        for record in self.list_pools():
+            usage: PoolUsage | None
+            try:
+                usage = open_pool(record.config).usage()
+            except (CorralError, OSError) as exc:
+                log.warning("pool %s: usage unreadable: %s", record.config.name, exc)
+                usage = None
+            found.append((record.config.name, record.config.driver, usage,
+                          len(self.store.disks_in_pool(record.config.name))))
+        return found
 
     def setup(self) -> None:
         """At daemon start: make the default pool once, then activate every pool."""

@@ -1,0 +1,82 @@
+"""Host-level Prometheus series: commitment against the policy, storage pools, KSM, instance
+counts by type and state, and operations (``services/opmetrics.py``).
+
+Each renderer takes figures the caller already has, so /metrics costs one pass over the
+instances (``services/resources.py``) plus a few host-wide reads, never one per instance.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from corral.domain.instance import Kind
+from corral.domain.lifecycle import State
+from corral.host.ksm import KsmStatus
+from corral.services.resources import Usage, sample
+from corral.storage.pools.base import PoolUsage
+
+
+def _family(name: str, kind: str, text: str) -> list[str]:
+    return [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+
+
+def commitment_text(report: dict[str, dict[str, float | int | None]]) -> str:
+    """Allocated/physical per resource and the policy's limit on it (``corral host policy``)."""
+    lines = _family("corral_host_commitment_ratio", "gauge",
+                    "Allocated to instances divided by the physical amount.")
+    lines += [f'corral_host_commitment_ratio{{resource="{r}"}} {sample(v["allocated"] / v["physical"])}'  # noqa: E501
+              for r, v in report.items() if v["physical"] and v["allocated"] is not None]
+    lines += _family("corral_host_commitment_max_ratio", "gauge",
+                     "The host policy's over-commitment limit (allocated/physical).")
+    lines += [f'corral_host_commitment_max_ratio{{resource="{r}"}} {sample(v["max_ratio"])}'
+              for r, v in report.items() if v["max_ratio"] is not None]
+    return "\n".join(lines) + "\n"
+
+
+def pools_text(pools: Iterable[tuple[str, str, PoolUsage | None, int]]) -> str:
+    """``pools``: (name, driver, usage or None when it could not be read, volumes)."""
+    rows = list(pools)
+    series = (
+        ("corral_pool_size_bytes", "Size of the storage pool.", "total"),
+        ("corral_pool_used_bytes", "Bytes used in the storage pool.", "used"),
+        ("corral_pool_free_bytes", "Bytes free in the storage pool.", "free"),
+    )
+    lines: list[str] = []
+    for name, text, field in series:
+        lines += _family(name, "gauge", text)
+        lines += [f'{name}{{pool="{p}",driver="{d}"}} {getattr(u, field)}'
+                  for p, d, u, _ in rows if u is not None]
+    lines += _family("corral_pool_volumes", "gauge", "Volumes (disks) in the storage pool.")
+    lines += [f'corral_pool_volumes{{pool="{p}",driver="{d}"}} {n}' for p, d, _, n in rows]
+    lines += _family("corral_pool_up", "gauge", "1 if the pool's usage could be read.")
+    lines += [f'corral_pool_up{{pool="{p}",driver="{d}"}} {0 if u is None else 1}'
+              for p, d, u, _ in rows]
+    return "\n".join(lines) + "\n"
+
+
+def ksm_text(status: KsmStatus) -> str:
+    lines = _family("corral_host_ksm_available", "gauge", "1 if the kernel has KSM.")
+    lines.append(f"corral_host_ksm_available {int(status.available)}")
+    if status.available:
+        lines += _family("corral_host_ksm_running", "gauge", "1 if KSM is merging pages.")
+        lines.append(f"corral_host_ksm_running {int(status.running)}")
+        lines += _family("corral_host_ksm_pages_shared", "gauge",
+                         "Pages KSM keeps (one copy each).")
+        lines.append(f"corral_host_ksm_pages_shared {status.pages_shared}")
+        lines += _family("corral_host_ksm_pages_sharing", "gauge",
+                         "Pages pointing at a shared page instead of their own copy.")
+        lines.append(f"corral_host_ksm_pages_sharing {status.pages_sharing}")
+        lines += _family("corral_host_ksm_saved_bytes", "gauge", "Memory KSM saves.")
+        lines.append(f"corral_host_ksm_saved_bytes {status.saved_bytes}")
+    return "\n".join(lines) + "\n"
+
+
+def instances_text(rows: list[Usage]) -> str:
+    """Instances by type and state; every pair present (0 too), so a rate or alert on a
+    state that has none yet still has a series."""
+    counts = Counter((u.kind, u.state) for u in rows)
+    lines = _family("corral_instances", "gauge", "Instances on this host by type and state.")
+    lines += [f'corral_instances{{type="{k.value}",state="{s.value}"}} {counts[(k, s)]}'
+              for k in Kind for s in State]
+    return "\n".join(lines) + "\n"
