@@ -48,10 +48,10 @@ def trust(d: Daemon) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(d.state_dir / "tls" / "cert.pem"))
 
 
-def scrape(d: Daemon) -> str:
+def scrape(d: Daemon, token: str | None = None) -> str:
     """As Prometheus scrapes: HTTPS to the TLS listener, the daemon's CA, a bearer token."""
     response = httpx.get(f"{d.url}/metrics", verify=trust(d),
-                         headers={"Authorization": f"Bearer {d.token}"}, timeout=30)
+                         headers={"Authorization": f"Bearer {token or d.token}"}, timeout=30)
     response.raise_for_status()
     return response.text
 
@@ -60,6 +60,15 @@ def test_scrape_needs_the_token(daemon: Daemon) -> None:
     response = httpx.get(f"{daemon.url}/metrics", timeout=30,
                          verify=trust(daemon))
     assert response.status_code == 401
+
+
+def test_a_read_only_operator_token_scrapes(daemon: Daemon) -> None:
+    """The README's set-up: an operator user, a read-only token for Prometheus."""
+    daemon.cli("user", "add", "prom-metrics", "--role", "operator", check=True)
+    out = daemon.cli("token", "create", "--user", "prom-metrics", "--read-only", check=True)
+    token = re.search(r"crl_\S+", out.stdout)
+    assert token is not None, out.stdout
+    assert "corral_instances{" in scrape(daemon, token.group())
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian: prometheus)")
