@@ -5,19 +5,28 @@ metrics) and against promtool's PromQL parser."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from corral.wire.models import CreateRequest
-from tests.integration.conftest import Daemon, start_daemon, stop_daemon, write_fake_template
+from tests.integration.conftest import (
+    Daemon,
+    free_port,
+    start_daemon,
+    stop_daemon,
+    write_fake_template,
+)
 
 PROMTOOL = shutil.which("promtool")
 DASHBOARD = Path(__file__).parents[2] / "packaging" / "grafana" / "corral-dashboard.json"
@@ -183,3 +192,54 @@ def test_dashboard_queries_parse_as_promql(tmp_path: Path) -> None:
     checked = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True,
                              timeout=60)
     assert checked.returncode == 0, (checked.stdout + checked.stderr).decode()
+
+
+PROMETHEUS = shutil.which("prometheus")
+
+
+def readme_scrape_config() -> str:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("## Prometheus and Grafana", 1)[1].split("```yaml\n", 1)[1]
+    return block.split("```", 1)[0]
+
+
+@pytest.mark.skipif(PROMETHEUS is None, reason="prometheus not installed (Debian: prometheus)")
+def test_prometheus_scrapes_with_the_readme_config(daemon: Daemon, tmp_path: Path) -> None:
+    """A real Prometheus with the README's scrape config (paths and target filled in)."""
+    assert PROMETHEUS is not None
+    daemon.cli("user", "add", "prom-e2e", "--role", "operator", check=True)
+    out = daemon.cli("token", "create", "--user", "prom-e2e", "--read-only", check=True)
+    token = re.search(r"crl_\S+", out.stdout)
+    assert token is not None, out.stdout
+    (tmp_path / "corral.token").write_text(token.group())
+    shutil.copy(daemon.state_dir / "tls" / "cert.pem", tmp_path / "corral-ca.pem")
+    target = daemon.url.removeprefix("https://")
+    config = (readme_scrape_config()
+              .replace("/etc/prometheus/", f"{tmp_path}/")
+              .replace('"host1:8443", "host2:8443"', f'"{target}"'))
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, scrape_timeout: 1s}\n" + config)
+    web = f"127.0.0.1:{free_port()}"
+    process = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address={web}"],
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))  # noqa: SIM115
+    try:
+        query = 'corral_instances{job="corral",type="vm",state="running"}'
+        found: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while not found and time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "prometheus.log").read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                answer = httpx.get(f"http://{web}/api/v1/query", params={"query": query},
+                                   timeout=5).json()
+                found = answer["data"]["result"]
+            time.sleep(0.5)
+        assert found, (tmp_path / "prometheus.log").read_text()[-2000:]
+        assert found[0]["metric"]["host"] == "127.0.0.1" and found[0]["value"][1] == "1"
+        guest = httpx.get(f"http://{web}/api/v1/query", timeout=5,
+                          params={"query": 'corral_instance_up{instance="mvm1"}'}).json()
+        assert guest["data"]["result"], guest  # honor_labels: the guest's name kept
+    finally:
+        process.terminate()
+        process.wait(15)
