@@ -230,10 +230,11 @@ def test_prometheus_scrapes_with_the_readme_config(daemon: Daemon, tmp_path: Pat
         deadline = time.monotonic() + 60
         while not found and time.monotonic() < deadline:
             assert process.poll() is None, (tmp_path / "prometheus.log").read_text()
-            with contextlib.suppress(httpx.HTTPError):
+            with contextlib.suppress(httpx.HTTPError):  # not listening yet
                 answer = httpx.get(f"http://{web}/api/v1/query", params={"query": query},
-                                   timeout=5).json()
-                found = answer["data"]["result"]
+                                   timeout=5)
+                if answer.status_code == 200:  # 503 until its storage is ready
+                    found = answer.json()["data"]["result"]
             time.sleep(0.5)
         assert found, (tmp_path / "prometheus.log").read_text()[-2000:]
         assert found[0]["metric"]["host"] == "127.0.0.1" and found[0]["value"][1] == "1"
