@@ -23,6 +23,12 @@ log = logging.getLogger("corral.api.streams")
 async def events(websocket: WebSocket) -> None:
     app = corral_ws(websocket)
     await websocket.accept()
+    await serve_events(websocket, app)
+
+
+async def serve_events(websocket: WebSocket, app: Corral) -> None:
+    """Send every event of the bus to an accepted websocket until it goes away (the API's
+    ``/events`` and the web console's ``/ui/events``)."""
     sub: Subscription = app.events.subscribe()
     # the client going away, or the server shutting down (uvicorn then closes the socket and
     # waits for this handler): seen at once, not at the next event -- else a quiet stream
@@ -44,7 +50,8 @@ async def events(websocket: WebSocket) -> None:
         for task in (closed, getter):
             if task is not None:
                 task.cancel()
-        sub.close()
+        with contextlib.suppress(Exception):
+            sub.close()
 
 
 async def _until_disconnect(websocket: WebSocket) -> None:
