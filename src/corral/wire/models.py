@@ -62,9 +62,9 @@ class CreateRequest(BaseModel):
     resources: dict[str, str] = Field(default_factory=dict)
     """Any resource key (cpu_limit, io_read_bps, ...) as for `corral set`."""
     pool: str | None = None
+    """The storage pool of the root disk (default: the default pool)."""
     node: str | None = None
     """In a cluster: the member to create it on (default: placement picks one)."""
-    """The storage pool of the root disk (default: the default pool)."""
     image: str | None = None
     """VMs: a disk image (raw, qcow2, …) on the daemon's host, booted through the firmware."""
     iso: str | None = None
