@@ -16,4 +16,4 @@ scripts/build-web-assets.sh  # the web console's assets (skipped when built from
 # again (~0.25 s of each daemon start). Byte-compiled once here, they are read from
 # __pycache__ (git ignores it).
 "$py/python" -m compileall -q -j 0 src >/dev/null
-"$py/pytest" -q -p no:cacheprovider "$@"
+"$py/pytest" -q -rs --durations=25 -p no:cacheprovider "$@"
