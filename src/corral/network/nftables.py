@@ -14,6 +14,7 @@ bytes }`` initialisers), so re-rendering never loses or resets traffic already c
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -27,6 +28,20 @@ from corral.domain.network import (
 from corral.network.classes import intervals
 
 TABLE = "corral"
+"""The tables' name for the daemon on the default state directory (/var/lib/corral)."""
+DEFAULT_STATE_DIR = "/var/lib/corral"
+
+
+def table_for(state_dir: str) -> str:
+    """The tables' name of the corrald whose state directory is ``state_dir``.
+
+    Each apply replaces its tables whole, so two corrald in one network namespace must not
+    share a name: the default daemon keeps ``corral`` (what operators, the package's purge
+    and the docs name); any other (a test's, a second instance's) gets ``corral_`` and 8 hex
+    digits of its state directory's path."""
+    if state_dir.rstrip("/") == DEFAULT_STATE_DIR:
+        return TABLE
+    return f"{TABLE}_{hashlib.sha256(state_dir.encode()).hexdigest()[:8]}"
 BRIDGE_FAMILY = "bridge"
 INET_FAMILY = "inet"
 FAMILIES = (BRIDGE_FAMILY, INET_FAMILY)
@@ -150,10 +165,10 @@ def _accounting(
 
 def render_table(
     family: str, nics: list[NicSpec], classes: list[TrafficClass], start: CounterValues,
-    nat_networks: list[NetworkSpec] | None = None,
+    nat_networks: list[NetworkSpec] | None = None, table: str = TABLE,
 ) -> list[str]:
     decls, out_dispatch, in_dispatch = _accounting(nics, classes, start)
-    lines = [f"table {family} {TABLE} {{", *_sets(nics), *decls, *_antispoof_chain(family)]
+    lines = [f"table {family} {table} {{", *_sets(nics), *decls, *_antispoof_chain(family)]
     lines += [
         "\tchain prerouting {",
         "\t\ttype filter hook prerouting priority -300; policy accept;",
@@ -180,23 +195,23 @@ def render_table(
     return lines
 
 
-def render(data: FilterInput) -> str:
-    """The whole ``nft -f`` script: both tables replaced atomically."""
+def render(data: FilterInput, table: str = TABLE) -> str:
+    """The whole ``nft -f`` script: both tables (named ``table``) replaced atomically."""
     classes = list(data.classes)
     lines: list[str] = []
     for family in FAMILIES:
         nics = [n for n in data.nics if family_of(n.network) == family]
         # 'add table' makes the 'delete' valid when the table does not exist yet.
-        lines += [f"add table {family} {TABLE}", f"delete table {family} {TABLE}"]
+        lines += [f"add table {family} {table}", f"delete table {family} {table}"]
         lines += render_table(
             family, nics, classes, data.counters.get(family, {}),
-            list(data.nat_networks) if family == INET_FAMILY else None,
+            list(data.nat_networks) if family == INET_FAMILY else None, table,
         )
     return "\n".join(lines) + "\n"
 
 
-def render_removal() -> str:
+def render_removal(table: str = TABLE) -> str:
     lines: list[str] = []
     for family in FAMILIES:
-        lines += [f"add table {family} {TABLE}", f"delete table {family} {TABLE}"]
+        lines += [f"add table {family} {table}", f"delete table {family} {table}"]
     return "\n".join(lines) + "\n"

@@ -71,8 +71,10 @@ def _addresses(nics: Sequence[NicSpec]) -> dict[int, tuple[IPAddress, ...]]:
 
 
 class HostBackend:
-    def __init__(self, host: NetHost | None = None) -> None:
+    def __init__(self, host: NetHost | None = None, table: str = nftables.TABLE) -> None:
         self.host = host or NetHost()
+        self.table = table
+        """The nftables tables' name: this daemon's own (``nftables.table_for``)."""
 
     # Networks ---------------------------------------------------------------------------
     def ensure_network(self, spec: NetworkSpec) -> None:
@@ -162,13 +164,13 @@ class HostBackend:
 
     # Rules ------------------------------------------------------------------------------
     def counters(self) -> dict[str, nftables.CounterValues]:
-        return {f: nft.counters(self.host, f, nftables.TABLE) for f in nftables.FAMILIES}
+        return {f: nft.counters(self.host, f, self.table) for f in nftables.FAMILIES}
 
     def apply_filters(self, data: nftables.FilterInput) -> None:
-        nft.apply(self.host, nftables.render(data))
+        nft.apply(self.host, nftables.render(data, self.table))
 
     def remove_filters(self) -> None:
-        nft.apply(self.host, nftables.render_removal())
+        nft.apply(self.host, nftables.render_removal(self.table))
 
     def apply_shaping(
         self, spec: NetworkSpec, rules: list[BandwidthRule], nics: Sequence[NicSpec],

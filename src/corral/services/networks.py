@@ -424,8 +424,9 @@ def _followed(type_: str, data: dict[str, object]) -> bool:
 
 
 def backend_for(driver_mode: str, state_dir: Path) -> NetworkBackend:
+    from corral.network.nftables import table_for
     from corral.network.realise import HostBackend, RecordingBackend
 
     if driver_mode == "fake":
         return RecordingBackend(state_dir / "network")
-    return HostBackend()
+    return HostBackend(table=table_for(str(state_dir.resolve())))

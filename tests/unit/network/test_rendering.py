@@ -128,3 +128,21 @@ def test_every_port_is_caught_both_ways_whatever_the_network_type() -> None:
         assert commands[1].endswith(f"mirred egress redirect dev cifb{net.id}")
         assert commands[2].startswith("filter add dev c101n0 egress ")
         assert commands[2].endswith(f"mirred egress redirect dev cifb{net.id}i")
+
+
+def test_each_daemon_has_its_own_tables() -> None:
+    """Two corrald in one network namespace never replace each other's tables: the default
+    daemon keeps ``corral``; another state directory gets a name of its own, the same at
+    every start."""
+    from corral.network.nftables import render_removal, table_for
+
+    assert table_for("/var/lib/corral") == table_for("/var/lib/corral/") == "corral"
+    other = table_for("/var/tmp/corral-test-1/state")
+    assert other.startswith("corral_") and other == table_for("/var/tmp/corral-test-1/state")
+    assert other != table_for("/var/tmp/corral-test-2/state")
+    text = render(FilterInput(()), other)
+    assert f"table bridge {other} {{" in text and f"table inet {other} {{" in text
+    assert " corral " not in text.replace(other, "X")
+    assert render_removal(other).split() == [
+        "add", "table", "bridge", other, "delete", "table", "bridge", other,
+        "add", "table", "inet", other, "delete", "table", "inet", other]
