@@ -18,6 +18,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     || { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
          apt-get install -y -q --no-install-recommends "${missing[@]}"; }
 fi
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+# Debian's own interpreter (what a fresh Debian 12 has), not whatever python3 is first on
+# PATH (a developer's pyenv): the tests then run on the Python the package and setup.sh use.
+python="${CORRAL_PYTHON:-/usr/bin/python3}"
+[ -x "$python" ] || python="$(command -v python3)"
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
 "$venv/bin/pip" install -q -e "$here[dev]"

@@ -42,7 +42,9 @@ fi
 "$here/scripts/build-web-assets.sh"  # the web console's assets, shipped in the package
 # A copy of this checkout, not a link to it: the installed daemon does not change under a
 # `git pull`, and test tools stay out of the production environment.
-[ -x "$prefix/venv/bin/python" ] || python3 -m venv "$prefix/venv"
+python="${CORRAL_PYTHON:-/usr/bin/python3}"  # Debian's own, as the package uses
+[ -x "$python" ] || python="$(command -v python3)"
+[ -x "$prefix/venv/bin/python" ] || "$python" -m venv "$prefix/venv"
 "$prefix/venv/bin/pip" install -q --upgrade pip
 "$prefix/venv/bin/pip" install -q "$here"
 "$prefix/venv/bin/pip" install -q --force-reinstall --no-deps "$here"

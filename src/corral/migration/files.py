@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from corral.domain.errors import CorralError, HostFailure, InvalidInput
 from corral.domain.instance import InstanceSpec
+from corral.host.untar import extract_all
 from corral.wire.migration import IncomingRequest
 
 # What stays behind when the instance directory's files move (the disk goes separately,
@@ -45,7 +46,7 @@ def extract_files(directory: Path, body: bytes) -> None:
     """Unpack a tar made by ``instance_files`` into ``directory`` (only plain data)."""
     try:
         with tarfile.open(fileobj=io.BytesIO(body), mode="r") as tar:
-            tar.extractall(directory, filter="data")
+            extract_all(tar, directory, "data")
     except tarfile.TarError as exc:  # a broken or unsafe archive (the "data" filter's no)
         raise InvalidInput(f"the instance's files are not a safe archive: {exc}") from None
     except OSError as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 from corral.domain.archive import SizeBudget, check_member
 from corral.domain.errors import HostFailure, InvalidInput
 from corral.host.run import require_tool, run
+from corral.host.untar import extract_all, with_owner
 
 BLOCK = 4096
 GROUP_BYTES = 8 * BLOCK * BLOCK  # blocks per group = 8 x the block size (one bitmap block)
@@ -72,9 +73,7 @@ def _shifting_filter(
                     f"'{member.linkname}', which leads outside the root (through a symlink)"
                 )
         if uid_shift:
-            return member.replace(
-                uid=member.uid + uid_shift, gid=member.gid + uid_shift, deep=False
-            )
+            return with_owner(member, member.uid + uid_shift, member.gid + uid_shift)
         return member
 
     return _filter
@@ -136,9 +135,8 @@ def build_root_disk(rootfs_tar: Path, dest: Path, size_bytes: int, uid_shift: in
         tree.mkdir()
         try:
             with tarfile.open(rootfs_tar, "r:*") as archive:
-                archive.extractall(
-                    tree, numeric_owner=True, filter=_shifting_filter(uid_shift, tree, size_bytes)
-                )
+                extract_all(archive, tree, _shifting_filter(uid_shift, tree, size_bytes),
+                            numeric_owner=True)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise HostFailure(f"cannot unpack '{rootfs_tar}': {exc}") from exc
         if uid_shift:
