@@ -34,6 +34,7 @@ from corral.api.cluster import router as cluster_router
 from corral.api.deps import authorize
 from corral.api.fastpath import LifecycleFastPath
 from corral.api.forward import ClusterForwarding
+from corral.api.groups import router as groups_router
 from corral.api.identity import LocalAdmin, TokenAuth
 from corral.api.migration import router as migration_router
 from corral.api.storage import router as storage_router
@@ -60,6 +61,7 @@ def create_app(corral: Corral) -> FastAPI:
     app.include_router(storage_router)
     app.include_router(migration_router)
     app.include_router(cluster_router)
+    app.include_router(groups_router)
     app.include_router(audit_router)
 
     @app.exception_handler(CorralError)

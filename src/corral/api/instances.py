@@ -109,9 +109,13 @@ def vnc(ref: str, app: App) -> dict[str, str]:
 @router.get("/{ref}", response_model=InstanceModel)
 def show_instance(ref: str, app: App, policy: Policy) -> InstanceModel:
     if policy.admin:
-        return convert.instance(app.instances.get(ref))
-    # an owner: another owner's instance answers as a missing one
-    return convert.instance(app.instances.view(policy.find_instance(app.store.get_instance, ref)))
+        model = convert.instance(app.instances.get(ref))
+    else:  # an owner: another owner's instance answers as a missing one
+        model = convert.instance(app.instances.view(
+            policy.find_instance(app.store.get_instance, ref)))
+    group = app.cluster.group_of(model.name)
+    model.group = None if group is None else f"{group.name} ({group.rule.value})"
+    return model
 
 
 @router.put("/{ref}/owner", response_model=InstanceModel)

@@ -56,6 +56,11 @@ def create(
     parallel: ParallelOpt = bulk.PARALLEL,
     label: Annotated[list[str] | None, typer.Option(
         "--label", help="key=value label on the new instance(s), repeatable")] = None,
+    group: Annotated[str | None, typer.Option(
+        help="a placement group (`corral group create`): placement keeps its rule")] = None,
+    require: Annotated[list[str] | None, typer.Option(
+        "--require", help="a feature the member must have: criu, kvm, vlan (repeatable)")]
+        = None,
     settings: Annotated[list[str] | None, typer.Argument(
         help="resource key=value … as for `corral set` (e.g. cpu_limit=50 io_iops=300)")] = None,
 ) -> None:
@@ -71,9 +76,9 @@ def create(
     if count is not None and extra:
         fail("--count takes one name pattern")
     if len(made_names) > 1 or count is not None:
-        if image or iso or node:
-            fail("--image, --iso and --node make one instance at a time (a bulk create "
-                 "runs on this host)")
+        if image or iso or node or group or require:
+            fail("--image, --iso, --node, --group and --require make one instance at a time "
+                 "(a bulk create runs on this host)")
         spec = BulkCreate(type=type_, template=template, cpus=cpus, memory=memory, disk=disk,
                           privileged=privileged, start=start, resources=assignments(settings),
                           pool=pool, owner=owner, labels=labels)
@@ -84,7 +89,8 @@ def create(
     request = CreateRequest(
         name=name, type=type_, template=template, cpus=cpus, memory=memory, disk=disk,
         privileged=privileged, start=start, resources=assignments(settings), pool=pool,
-        image=_absolute(image), iso=_absolute(iso), owner=owner, node=node,
+        image=_absolute(image), iso=_absolute(iso), owner=owner, node=node, group=group,
+        require=list(require or []),
     )
     with client() as c:
         op = c.create_instance(request)
@@ -242,6 +248,7 @@ def info(ref: Annotated[str, typer.Argument()], fmt: FormatOpt = Format.table) -
         *([("agent", i.agent)] if i.agent else []),
         ("owner", i.owner or "-"), ("node", i.node),
         ("labels", ",".join(f"{k}={v}" for k, v in sorted(i.labels.items())) or "-"),
+        *([("group", i.group)] if i.group else []),
         ("created", i.created_at), ("operation", i.operation or "-"),
     ])
 

@@ -12,6 +12,7 @@ from corral.cli import (
     capacity,
     cluster,
     console,
+    groups,
     host,
     instances,
     labels,
@@ -62,6 +63,7 @@ host.host_app.command("uncordon")(cluster.host_uncordon)
 host.host_app.command("evacuate")(cluster.host_evacuate)
 host.host_app.command("restore")(cluster.host_restore)
 app.add_typer(cluster.cluster_app, name="cluster")
+app.add_typer(groups.group_app, name="group")
 
 app.add_typer(labels.label_app, name="label")
 app.add_typer(users.user_app, name="user")

@@ -8,18 +8,24 @@ from typing import Annotated, Literal
 
 import typer
 
-from corral.cli import output
+from corral.cli import bulk, output
+from corral.cli.bulk import FailFastOpt, ParallelOpt, SelectorOpt
 from corral.cli.common import client, fail, wait_for
 from corral.cli.output import Format
 from corral.client import migration as api
+from corral.domain.bulk import BulkAction
 from corral.domain.errors import CorralError
 from corral.domain.sizes import parse_size
+from corral.wire.bulk import BulkRequestModel
 from corral.wire.migration import (
     AddRemoteRequest,
     JoinRequest,
     MigrateRequest,
     MigrationModel,
 )
+
+AUTO = "auto"
+"""As a migration's TARGET: placement picks a member for each instance (a cluster)."""
 
 remote_app = typer.Typer(help="Paired hosts (remotes)", no_args_is_help=True)
 migration_app = typer.Typer(help="Migration records", no_args_is_help=True)
@@ -105,17 +111,39 @@ def _result(m: MigrationModel) -> str:
 
 
 def migrate(
-    name: str, host: Annotated[str, typer.Argument(help="a remote (corral remote list)")],
+    args: Annotated[list[str], typer.Argument(
+        metavar="NAME... TARGET",
+        help="the instance(s) (web1,web2 or web-{1..3}; none with --selector), then where "
+             "to: a remote (corral remote list), a cluster member, or 'auto' (placement "
+             "picks a member for each instance)")],
     live: Annotated[bool, typer.Option("--live", help="live (the default when running)")] = False,
     offline: Annotated[bool, typer.Option("--offline", help="stop, copy, start there")] = False,
     bandwidth: Annotated[str | None, typer.Option(
         help="bytes per second, e.g. 100M")] = None,
     downtime: Annotated[int, typer.Option(help="VM downtime limit in ms")] = 100,
     no_wait: Annotated[bool, typer.Option("--no-wait")] = False,
+    selector: SelectorOpt = None, parallel: ParallelOpt = bulk.PARALLEL,
+    fail_fast: FailFastOpt = False,
 ) -> None:
-    """Move an instance to another host; says which path it took, its downtime and time."""
+    """Move instances to another host; says which path it took, its downtime and time.
+    Several (or --selector, or TARGET auto): one bulk operation, a result per instance."""
     if live and offline:
         fail("--live and --offline exclude each other")
+    host = args[-1]
+    chosen = bulk.names(args[:-1])
+    if bulk.is_bulk(chosen, selector) or host == AUTO:
+        if not chosen and selector is None:
+            fail("name the instance(s) to migrate and the target (or --selector … TARGET)")
+        if live or offline or bandwidth or downtime != 100:
+            fail("--live, --offline, --bandwidth and --downtime apply to one instance "
+                 "migrated to a named host; a bulk migration takes each one's best path")
+        bulk.run(BulkRequestModel(action=BulkAction.MIGRATE, names=chosen, selector=selector,
+                                  parallel=parallel, fail_fast=fail_fast,
+                                  target=None if host == AUTO else host), no_wait)
+        return
+    if not chosen:
+        fail("name the instance to migrate and the target: corral migrate NAME TARGET")
+    name = chosen[0]
     try:
         rate = parse_size(bandwidth, "--bandwidth") if bandwidth else None
     except CorralError as exc:

@@ -8,6 +8,8 @@ from corral.wire.cluster import (
     ClusterJoinRequest,
     ClusterStatus,
     EvacuateRequest,
+    GroupCreateRequest,
+    GroupModel,
     MemberModel,
     RestoreRequest,
 )
@@ -46,3 +48,19 @@ def evacuate(c: CorralClient, node: str, request: EvacuateRequest) -> OperationM
 def restore(c: CorralClient, node: str, request: RestoreRequest) -> OperationModel:
     return c._model(OperationModel, "POST", f"/api/v1/cluster/members/{node}/restore",
                     json=request.model_dump())
+
+
+def group_create(c: CorralClient, request: GroupCreateRequest) -> GroupModel:
+    return c._model(GroupModel, "POST", "/api/v1/groups", json=request.model_dump())
+
+
+def groups(c: CorralClient) -> list[GroupModel]:
+    return c._models(GroupModel, "GET", "/api/v1/groups")
+
+
+def group(c: CorralClient, name: str) -> GroupModel:
+    return c._model(GroupModel, "GET", f"/api/v1/groups/{name}")
+
+
+def group_delete(c: CorralClient, name: str) -> None:
+    c._request_empty("DELETE", f"/api/v1/groups/{name}")

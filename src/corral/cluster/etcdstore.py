@@ -9,6 +9,9 @@
 ``cordon/<node>``            present: no new instances there
 ``leader``                   the member holding the leader lease (bound to its member lease)
 ``secret``                   the members' shared token for forwarded requests (made at init)
+``groups/<group>``           a placement group: ``{"rule", "created_at", "members": {instance:
+                             {"node", "at"}}}``; a member is live while its name is held
+                             (its node: the name's), or for ``GRACE`` after it was written
 
 Every reservation is one transaction comparing what was read (compare-and-swap): two hosts
 creating the same name, or taking the same free id, cannot both succeed.
@@ -32,10 +35,14 @@ from corral.cluster.etcd import (
     unchanged,
 )
 from corral.cluster.store import Member, NodeInfo, PublishedInstance, Reservation
-from corral.domain.errors import Busy, Conflict
+from corral.domain.errors import Busy, Conflict, NotFound
+from corral.domain.groups import Group, GroupRefused, Rule, check_group_name, refusal
 from corral.domain.ids import IdPolicy, choose_id
 
 ROOT = "/corral/"
+GRACE = timedelta(minutes=2)
+"""How long a group member whose name is not held (yet) still counts: longer than a create
+takes to reserve its name on the member placement sent it to."""
 
 
 def _json(kv: KeyValue) -> dict[str, Any]:
@@ -246,6 +253,94 @@ class EtcdClusterStore:
         prefix = self.key("instances") + "/" + (f"{node}/" if node else "")
         return [PublishedInstance.from_json(_json(kv)) for kv in
                 self.client.range(prefix, prefix=True, serializable=True)]
+
+    # Placement groups --------------------------------------------------------------------
+    def create_group(self, name: str, rule: Rule) -> Group:
+        check_group_name(name)
+        stamp = _stamp()
+        if not self.client.txn([absent(self.key("groups", name))], [put_op(
+                self.key("groups", name),
+                _dump({"rule": rule.value, "created_at": stamp, "members": {}}))]):
+            raise Conflict(f"placement group '{name}' already exists")
+        return Group(name, rule, {}, stamp)
+
+    def _read_group(self, name: str) -> tuple[KeyValue, dict[str, Any], Group]:
+        kv = self.client.get(self.key("groups", name))
+        if kv is None:
+            raise NotFound(f"no placement group '{name}' (`corral group list`)")
+        data = _json(kv)
+        cutoff = _now() - GRACE
+        live: dict[str, str] = {}
+        raw: dict[str, Any] = {}
+        for instance, entry in dict(data.get("members") or {}).items():
+            node = self.locate(instance)
+            at = datetime.fromisoformat(str(entry.get("at", "")).rstrip("Z") or "1970-01-01")
+            if node is None and at >= cutoff:
+                node = str(entry.get("node"))
+            if node is not None:
+                live[instance] = node
+                raw[instance] = entry
+        group = Group(name, Rule(str(data.get("rule"))), live, str(data.get("created_at", "")))
+        return kv, raw, group
+
+    def group(self, name: str) -> Group:
+        return self._read_group(name)[2]
+
+    def groups(self) -> list[Group]:
+        names = [kv.key.rsplit("/", 1)[1] for kv in
+                 self.client.range(self.key("groups") + "/", prefix=True)]
+        return [self.group(n) for n in sorted(names)]
+
+    def delete_group(self, name: str) -> None:
+        kv, _raw, group = self._read_group(name)
+        if group.members:
+            raise Conflict(f"placement group '{name}' still holds "
+                           f"{', '.join(sorted(group.members))}: delete them first")
+        if not self.client.txn([unchanged(kv.key, kv.mod_revision)], [delete_op(kv.key)]):
+            raise Busy(f"placement group '{name}' changed meanwhile: try again")
+
+    def join_group(self, name: str, instance: str, node: str,
+                   source: str | None = None) -> Group:
+        """Put ``instance`` (on ``node``) in the group: the rule is checked against the
+        members read and the write is conditional on the group not having changed since
+        (compare-and-swap), so two creates racing for one member cannot both get it."""
+        for _attempt in range(50):
+            kv, raw, group = self._read_group(name)
+            held = self.group_of(instance)
+            if held is not None and held.name != name:
+                raise Conflict(f"'{instance}' is in placement group '{held.name}' already")
+            why = refusal(group, instance, node, source)
+            if why is not None:
+                raise GroupRefused(why)
+            data = _json(kv)
+            data["members"] = {**raw, instance: {"node": node, "at": _stamp()}}
+            if self.client.txn([unchanged(kv.key, kv.mod_revision)],
+                               [put_op(kv.key, _dump(data))]):
+                return Group(name, group.rule, {**group.members, instance: node},
+                             group.created_at)
+        raise Busy(f"placement group '{name}': too many concurrent changes, try again")
+
+    def leave_groups(self, instance: str) -> None:
+        for kv in self.client.range(self.key("groups") + "/", prefix=True):
+            for _attempt in range(50):
+                data = _json(kv)
+                members = dict(data.get("members") or {})
+                if members.pop(instance, None) is None:
+                    break
+                data["members"] = members
+                if self.client.txn([unchanged(kv.key, kv.mod_revision)],
+                                   [put_op(kv.key, _dump(data))]):
+                    break
+                fresh = self.client.get(kv.key)
+                if fresh is None:
+                    break
+                kv = fresh
+
+    def group_of(self, instance: str) -> Group | None:
+        for kv in self.client.range(self.key("groups") + "/", prefix=True):
+            if instance in dict(_json(kv).get("members") or {}):
+                return self.group(kv.key.rsplit("/", 1)[1])
+        return None
 
     # Cordon, leader ----------------------------------------------------------------------
     def set_cordoned(self, node: str, cordoned: bool) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from corral.cluster.store import Member, NodeInfo, PublishedInstance, Reservation
+from corral.domain.groups import Group, Rule
+from corral.state.groupstore import GroupStore
 from corral.state.store import InstanceRecord, StateStore
 
 
@@ -39,6 +41,7 @@ class LocalClusterStore:
         self._cordon_file = state_dir / "cordoned"
         self._info = NodeInfo(node, None, None)
         self._facts: dict[str, Any] = {}
+        self._groups = GroupStore(store.db)
 
     def register(self, info: NodeInfo) -> None:
         self._info = info
@@ -76,6 +79,28 @@ class LocalClusterStore:
         if node is not None and node != self.node:
             return []
         return [published(rec) for rec in self.store.list_instances()]
+
+    def create_group(self, name: str, rule: Rule) -> Group:
+        return self._groups.create(name, rule)
+
+    def group(self, name: str) -> Group:
+        return self._groups.get(name)
+
+    def groups(self) -> list[Group]:
+        return self._groups.list()
+
+    def delete_group(self, name: str) -> None:
+        self._groups.delete(name)
+
+    def join_group(self, name: str, instance: str, node: str,
+                   source: str | None = None) -> Group:
+        return self._groups.join(name, instance, node, source)
+
+    def leave_groups(self, instance: str) -> None:
+        self._groups.leave(instance)
+
+    def group_of(self, instance: str) -> Group | None:
+        return self._groups.group_of(instance)
 
     def set_cordoned(self, node: str, cordoned: bool) -> None:
         if cordoned:

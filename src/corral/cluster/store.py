@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
+from corral.domain.groups import Group, Rule
+
 
 @dataclass(frozen=True)
 class NodeInfo:
@@ -140,6 +142,35 @@ class ClusterStore(Protocol):
 
     def instances(self, node: str | None = None) -> list[PublishedInstance]:
         """Every published instance (of ``node``), read without a quorum round."""
+        ...
+
+    # Placement groups (domain/groups.py) --------------------------------------------------
+    def create_group(self, name: str, rule: Rule) -> Group:
+        """A new, empty group (Conflict if the name is taken)."""
+        ...
+
+    def group(self, name: str) -> Group:
+        """The group and its live members (NotFound)."""
+        ...
+
+    def groups(self) -> list[Group]:
+        ...
+
+    def delete_group(self, name: str) -> None:
+        """Forget an empty group (Conflict while it holds instances)."""
+        ...
+
+    def join_group(self, name: str, instance: str, node: str,
+                   source: str | None = None) -> Group:
+        """Put ``instance`` on ``node`` in the group, its rule checked atomically with the
+        write (GroupRefused); ``source``: see ``domain.groups.refusal``."""
+        ...
+
+    def leave_groups(self, instance: str) -> None:
+        """``instance`` is gone (deleted, or its create failed): out of its group."""
+        ...
+
+    def group_of(self, instance: str) -> Group | None:
         ...
 
     # Cordon, leader ----------------------------------------------------------------------

@@ -3,6 +3,10 @@ one on another member is sent there as a one-item bulk request (``POST /api/v1/b
 the members' TLS API, as the requester: ``Forwarder``), whose operation is followed to its end
 and whose one child's result is the item's. The owning member applies its own locks, checks
 and policy, exactly as for a request made there.
+
+Cancelling the bulk operation here reaches those items: while following one, a cancel of
+the parent is passed on to the member (``POST /api/v1/operations/{id}/cancel`` of its
+one-item bulk), which stops the item at its next step as it would its own.
 """
 
 from __future__ import annotations
@@ -38,9 +42,15 @@ def answer(found: Forwarded, node: str) -> dict[str, Any]:
 
 
 def follow(forwarder: Forwarder, info: NodeInfo, operation: dict[str, Any],
-           caller: Caller) -> dict[str, Any]:
-    """Read an operation another member runs until it ends; its final record."""
+           caller: Caller, cancelled: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+    """Read an operation another member runs until it ends; its final record. Once
+    ``cancelled`` says so, the operation is cancelled there (once)."""
+    sent = False
     while operation.get("status") not in FINAL:
+        if not sent and cancelled():
+            sent = True
+            forwarder.forward(info, "POST", f"/api/v1/operations/{operation['id']}/cancel",
+                              "", b"", None, caller)
         time.sleep(POLL)
         operation = answer(forwarder.forward(
             info, "GET", f"/api/v1/operations/{operation['id']}", "", b"", None, caller),
@@ -64,11 +74,14 @@ def one_item(request: BulkRequest, name: str) -> dict[str, Any]:
 
 class ClusterRunner:
     def __init__(self, local: ItemRunner, is_local: Callable[[str], bool],
-                 forwarder: Forwarder, store: Callable[[], ClusterStore]) -> None:
+                 forwarder: Forwarder, store: Callable[[], ClusterStore],
+                 cancelled: Callable[[str], bool] = lambda _parent: False) -> None:
         self.local = local
         self.is_local = is_local
         self.forwarder = forwarder
         self.store = store
+        self.cancelled = cancelled
+        """Whether the bulk operation (by id) was asked to cancel."""
 
     def run(self, request: BulkRequest, item: Item, parent: str) -> Done:
         if request.action is BulkAction.CREATE or self.is_local(item.name):
@@ -82,7 +95,7 @@ class ClusterRunner:
         started = answer(self.forwarder.forward(
             info, "POST", "/api/v1/bulk", "", json.dumps(one_item(request, item.name)).encode(),
             "application/json", caller), info.node)
-        follow(self.forwarder, info, started, caller)
+        follow(self.forwarder, info, started, caller, lambda: self.cancelled(parent))
         children = self.forwarder.forward(
             info, "GET", f"/api/v1/operations/{started['id']}/children", "", b"", None, caller)
         try:

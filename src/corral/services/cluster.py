@@ -34,6 +34,7 @@ from corral.cluster.etcdstore import EtcdClusterStore
 from corral.cluster.local import LocalClusterStore, published
 from corral.cluster.store import ClusterStore, Member, NodeInfo, PublishedInstance, Reservation
 from corral.domain.errors import Conflict, HostFailure, InvalidInput, NotFound
+from corral.domain.groups import Group, GroupRefused, refusal
 from corral.host import etcd as local_etcd
 from corral.host.tls import fetch_certificate, fingerprint_of_pem, normalise_fingerprint
 from corral.migration.peer import PeerClient, PeerError
@@ -123,6 +124,8 @@ class ClusterService:
         user look-up."""
         self.placer = Placer(node, self.members, self.forwarder, lambda: self.store.clustered)
         """Where a create without --node goes (services/placement.py)."""
+        self.placer.store = lambda: self.store
+        self.placer.own_features = lambda: dict(self.facts().get("features", {}))
 
     def is_local(self, ref: str) -> bool:
         try:
@@ -383,6 +386,31 @@ class ClusterService:
             self.store.release(name, instance_id, retire)
         except ClusterUnavailable as exc:  # the next reconcile gives it back
             log.warning("could not release '%s' in the cluster store: %s", name, exc.message)
+        try:
+            self.store.leave_groups(name)
+        except ClusterUnavailable as exc:  # its entry lapses when the name is not held
+            log.warning("could not take '%s' out of its placement group: %s", name,
+                        exc.message)
+
+    def group_of(self, name: str) -> Group | None:
+        """``name``'s placement group; None also when the store cannot be read (`info`
+        goes on without it)."""
+        try:
+            return self.store.group_of(name)
+        except ClusterUnavailable:
+            return None
+
+    def check_move(self, name: str, target: str, together: bool) -> None:
+        """Refuse migrating ``name`` to member ``target`` if its placement group forbids it
+        (a paired remote that is no member: the instance leaves the cluster, no rule)."""
+        if not self.store.clustered or target == self.node or not self.node_exists(target):
+            return
+        group = self.store.group_of(name)
+        if group is None:
+            return
+        why = refusal(group, name, target, self.node if together else None)
+        if why is not None:
+            raise GroupRefused(f"cannot migrate '{name}' to '{target}': {why}")
 
     def hand_over(self, name: str, instance_id: int) -> None:
         try:

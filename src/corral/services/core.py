@@ -153,6 +153,10 @@ class Corral:
         self.cluster.node_info = node_info
         self.cluster.forwarder.user = self._user_caller
         self.remotes.member = self.cluster.member_remote
+        self.migrations.check_target = self.cluster.check_move
+        from corral.services.groups import GroupService
+
+        self.groups = GroupService(lambda: self.cluster.store)
         self.instances.reservations = self.cluster
 
     def _user_caller(self, name: str) -> Caller | None:
@@ -169,26 +173,25 @@ class Corral:
         from corral.services.bulk_local import LocalRunner
         from corral.services.evacuation import Evacuation
         from corral.services.labels import LabelService
-        from corral.services.placement import Ask
+        from corral.services.placement import move_ask
         from corral.wire.migration import MigrateRequest
 
         self.labels = LabelService(self.store, self.events)
         runner = LocalRunner(self.instances, self.snapshots, self.backups)
         cluster = self.cluster
         self.bulk = BulkService(self.store, self.operations, ClusterRunner(
-            runner, cluster.is_local, cluster.forwarder, lambda: cluster.store))
+            runner, cluster.is_local, cluster.forwarder, lambda: cluster.store,
+            self.operations.cancel_requested))
         self.bulk.elsewhere = lambda ref: cluster.forwarder.target(ref) is not None
         self.bulk.others = cluster.remote_instances
         self.evacuation = Evacuation(self.cluster.node, self.cluster.state_dir, self.cluster,
                                      self.migrations, self.operations)
 
         def migrate(name: str, target: str | None) -> OperationRecord:
-            if target is None:
+            if target is None or target == "auto":  # placement picks (`migrate … auto`)
                 rec = self.store.get_instance(name)
-                target = self.cluster.placer.pick(
-                    Ask(rec.kind.value, rec.resources.cpus, rec.resources.memory),
-                    self.cluster.node)
-            return self.migrations.migrate(name, MigrateRequest(target=target))
+                target = self.cluster.placer.pick(move_ask(rec), self.cluster.node, rec.name)
+            return self.migrations.migrate(name, MigrateRequest(target=target, together=True))
 
         runner.migrate = migrate
 

@@ -27,7 +27,7 @@ from corral.domain.lifecycle import State
 from corral.services.bulk import BulkRequest, BulkService, Done, Item, outcome_of
 from corral.services.bulk_cluster import answer, follow
 from corral.services.forwarding import MEMBER, Forwarded
-from corral.services.placement import Ask, NoRoom
+from corral.services.placement import NoRoom, move_ask
 from corral.state.database import utcnow
 from corral.state.store import OperationRecord
 from corral.wire.migration import MigrateRequest
@@ -82,8 +82,7 @@ class EvacuateRunner:
         instances = o.migrations.instances
         rec = instances.store.get_instance(item.name)
         try:
-            target = o.cluster.placer.pick(
-                Ask(rec.kind.value, rec.resources.cpus, rec.resources.memory), o.node)
+            target = o.cluster.placer.pick(move_ask(rec), o.node, rec.name)
         except NoRoom as exc:
             if not request.force:
                 raise
@@ -99,7 +98,7 @@ class EvacuateRunner:
             return Done(ItemOutcome(item.name, ItemStatus.OK, said), recorded=True)
         o.moves.add(item.name, target)
         final = o.ops.run_item(parent, item.child, lambda: o.migrations.migrate(
-            item.name, MigrateRequest(target=target)))
+            item.name, MigrateRequest(target=target, together=True)))
         if final.status.value != "success":
             o.moves.drop(item.name)  # rolled back: it is still here
             return Done(outcome_of(item.name, final), recorded=True)
@@ -125,7 +124,7 @@ class RestoreRunner:
         if info is None:
             o.moves.drop(item.name)
             raise NotFound(f"'{item.name}' is no longer in the cluster")
-        body = json.dumps({"target": o.node}).encode()
+        body = json.dumps({"target": o.node, "together": True}).encode()
         started = answer(o.cluster.forwarder.forward(
             info, "POST", f"/api/v1/instances/{item.name}/migrate", "", body,
             "application/json", MEMBER), info.node)

@@ -309,6 +309,12 @@ class OperationManager:
             item.cancel_requested.set()
         return self.store.get_operation(op_id)
 
+    def cancel_requested(self, op_id: str) -> bool:
+        """Whether a cancel of the running operation ``op_id`` was asked."""
+        with self._guard:
+            ctx = self._contexts.get(op_id)
+        return ctx is not None and ctx.cancel_requested.is_set()
+
     def fail_orphans(self) -> int:
         """Operations a killed daemon left pending or running are failed, not left hanging."""
         orphans = self.store.unfinished_operations()

@@ -64,3 +64,22 @@ class EvacuateRequest(BaseModel):
 
 class RestoreRequest(BaseModel):
     parallel: int = Field(default=DEFAULT_PARALLEL, ge=1, le=MAX_PARALLEL)
+
+
+class GroupCreateRequest(BaseModel):
+    name: str
+    rule: str
+    """``affinity`` (all on one member) or ``anti-affinity`` (never two on one member)."""
+
+
+class GroupMemberModel(BaseModel):
+    instance: str
+    node: str
+
+
+class GroupModel(BaseModel):
+    name: str
+    rule: str
+    created_at: str
+    members: list[GroupMemberModel] = Field(default_factory=list)
+    """Its instances and the member each is on (or is being created on)."""

@@ -46,6 +46,9 @@ class MigrateRequest(BaseModel):
     mode: Literal["auto", "live", "offline"] = "auto"
     bandwidth: int | None = Field(default=None, ge=1, description="bytes per second")
     downtime_ms: int = Field(default=100, ge=1, le=60000)
+    together: bool = False
+    """Part of moving a set (bulk migrate, evacuation, restore): an affinity placement
+    group's instances still on the source will follow, so they do not refuse the target."""
 
 
 class MigrationModel(BaseModel):

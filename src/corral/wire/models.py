@@ -48,6 +48,8 @@ class InstanceModel(BaseModel):
     """A running VM's guest agent: "connected" (exec answers at once), or "waiting" while
     the guest boots; None where there is none (containers, foreign images, stopped VMs)."""
     labels: dict[str, str] = Field(default_factory=dict)
+    group: str | None = None
+    """Its placement group and rule, e.g. "db (anti-affinity)" (`info` only)."""
 
 
 class CreateRequest(BaseModel):
@@ -71,6 +73,10 @@ class CreateRequest(BaseModel):
     """VMs: an installer ISO on the daemon's host: a blank disk of ``disk`` size + CD-ROM."""
     owner: str | None = None
     """The user the instance belongs to (must exist); None: administrators only."""
+    group: str | None = None
+    """A placement group (`corral group create`) whose rule placement keeps."""
+    require: list[str] = Field(default_factory=list)
+    """Features the member must have: ``criu`` (a passing CRIU), ``kvm``, ``vlan``."""
 
 
 class StopRequest(BaseModel):

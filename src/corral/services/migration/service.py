@@ -6,6 +6,7 @@ watchdog and the roll-back at daemon start)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from corral.domain.errors import Conflict, NotFound
@@ -43,6 +44,9 @@ class MigrationService:
         self.watchdog = recovery.LeaseWatchdog(self.target)
         self.snapshot_store: BackupStore | None = None
         """Snapshot rows (services/snapshots); they move with the instance."""
+        self.check_target: Callable[[str, str, bool], None] = lambda _n, _t, _together: None
+        """Refuses a target member the instance's placement group forbids (core wires
+        ``ClusterService.check_move``)."""
 
     def stream_tls(self, peer_cert_pem: str) -> StreamTls:
         """TLS for the runtime's own streams with the peer whose certificate is pinned."""
@@ -57,6 +61,7 @@ class MigrationService:
         if view.state not in (State.RUNNING, State.STOPPED):
             raise Conflict(f"'{rec.name}' is {view.state.value}; migrate a running or "
                            "stopped instance")
+        self.check_target(rec.name, request.target, request.together)
         remote = self.remotes.get(request.target)
         driver = self.instances.driver(rec.kind)
         running = view.state is State.RUNNING
