@@ -3,10 +3,17 @@ restored; bulk operations whose items live on other members."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from corral.client.users import UserCalls
+from corral.domain.bulk import BulkAction
+from corral.domain.statuses import OperationStatus
+from corral.wire.bulk import BulkRequestModel
+from corral.wire.models import CreateRequest, OperationModel
 
 from tests.integration.conftest import (
     Daemon,
@@ -155,4 +162,156 @@ def test_bulk_stop_by_selector_reaches_every_member(lab: Lab) -> None:
         assert code == 0 and all(r[0] == "ok" for r in rows.values()) and len(rows) == 3, rows
     finally:
         for name in [*made, "db-beta"]:
+            alpha.cli("delete", name, "--force")
+
+
+def _create(d: Daemon, name: str, *extra: str, ok: bool = True) -> Any:
+    return corral(d, "create", name, "--type", "ct", "--template", "tiny", *extra, ok=ok)
+
+
+def test_placement_groups_keep_their_rule(lab: Lab) -> None:
+    """Anti-affinity: creates racing through two members land on three members, a fourth
+    cannot be placed; affinity follows the first; migrations may not break either rule."""
+    alpha, beta, gamma = (lab.hosts[n] for n in ("alpha", "beta", "gamma"))
+    corral(alpha, "group", "create", "db", "--anti-affinity")
+    corral(beta, "group", "create", "web", "--affinity")
+    made: list[str] = []
+    try:
+        assert "already exists" in corral(gamma, "group", "create", "db", "--affinity",
+                                          ok=False)
+        failures: list[Exception] = []
+
+        def make(d: Daemon, name: str) -> None:
+            try:
+                with d.client() as c:
+                    c.create_instance(CreateRequest(name=name, type="ct", template="tiny",
+                                                    group="db"))
+            except Exception as exc:  # reported below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=make, args=(d, f"db-{i}"))
+                   for i, d in enumerate((alpha, beta, alpha), 1)]
+        made += ["db-1", "db-2", "db-3"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert failures == []
+        group = corral(gamma, "group", "show", "db", "--format", "json")
+        where = {m["instance"]: m["node"] for m in group["members"]}
+        assert sorted(where) == made and sorted(where.values()) == ["alpha", "beta", "gamma"]
+        error = _create(beta, "db-4", "--group", "db", ok=False)
+        assert "placement group 'db'" in error and "anti-affinity" in error, error
+        error = _create(beta, "db-5", "--group", "db", "--node", where["db-1"], ok=False)
+        assert "anti-affinity" in error and "db-1" in error, error
+        assert "db-4" not in names(alpha) and "db-5" not in names(alpha)
+        info = corral(gamma, "info", "db-1", "--format", "json")
+        assert info["group"] == "db (anti-affinity)"
+        error = corral(alpha, "migrate", "db-1", where["db-2"], ok=False)
+        assert "cannot migrate 'db-1'" in error and "anti-affinity" in error, error
+
+        _create(alpha, "web-1", "--group", "web", "--node", "beta")
+        _create(gamma, "web-2", "--group", "web")
+        made += ["web-1", "web-2"]
+        assert wait_until(lambda: names(alpha).get("web-2") == "beta", 10), names(alpha)
+        error = _create(alpha, "web-3", "--group", "web", "--node", "gamma", ok=False)
+        assert "affinity" in error and "'beta'" in error, error
+        error = corral(alpha, "migrate", "web-1", "gamma", ok=False)  # web-2 stays on beta
+        assert "placement group 'web' is affinity" in error, error
+        listing = corral(alpha, "group", "list", "--format", "json")
+        assert {g["name"]: g["rule"] for g in listing} == {"db": "anti-affinity",
+                                                            "web": "affinity"}
+        assert "still holds" in corral(alpha, "group", "delete", "web", ok=False)
+    finally:
+        for name in made:
+            alpha.cli("delete", name, "--force")
+    corral(alpha, "group", "delete", "web")
+    corral(beta, "group", "delete", "db")
+    assert corral(gamma, "group", "list", "--format", "json") == []
+
+
+def test_required_features_and_bulk_migrate_to_auto(lab: Lab) -> None:
+    """--require criu lands only where CRIU passes (or fails saying so); `migrate
+    --selector … auto` moves each instance to a member placement picks, several names to
+    a named member."""
+    alpha, beta, gamma = (lab.hosts[n] for n in ("alpha", "beta", "gamma"))
+    with_criu = {n for n, m in members(alpha).items() if m["facts"]["features"]["criu"]}
+    made = ["mv-1", "mv-2"]
+    try:
+        if with_criu:
+            _create(alpha, "cr-1", "--require", "criu")
+            made.append("cr-1")
+            assert names(alpha)["cr-1"] in with_criu
+        else:
+            error = _create(alpha, "cr-1", "--require", "criu", ok=False)
+            assert "(with criu)" in error, error
+        error = _create(alpha, "cr-2", "--require", "gpu", ok=False)
+        assert "unknown required feature 'gpu'" in error, error
+        for name in ("mv-1", "mv-2"):
+            _create(alpha, name, "--node", "alpha")
+            corral(alpha, "label", "set", name, "role=mv")
+        assert wait_until(lambda: sorted(i["name"] for i in corral(
+            beta, "list", "--format", "json") if i.get("labels", {}).get("role") == "mv")
+            == ["mv-1", "mv-2"], 10)
+        code, rows = results(beta, "migrate", "--selector", "role=mv", "auto")
+        assert code == 0 and sorted(rows) == ["mv-1", "mv-2"], rows
+        assert all(r[0] == "ok" for r in rows.values()), rows
+        assert wait_until(lambda: all(names(gamma).get(n) in ("beta", "gamma")
+                                      for n in ("mv-1", "mv-2")), 10), names(gamma)
+        code, rows = results(gamma, "migrate", "mv-1", "mv-2", "alpha")
+        assert code == 0 and all(r[0] == "ok" for r in rows.values()), rows
+        assert wait_until(lambda: all(names(beta).get(n) == "alpha"
+                                      for n in ("mv-1", "mv-2")), 10), names(beta)
+        error = corral(alpha, "migrate", "mv-1", "--live", "auto", ok=False)
+        assert "apply to one instance" in error
+    finally:
+        for name in made:
+            alpha.cli("delete", name, "--force")
+
+
+def test_cancelling_a_bulk_operation_cancels_items_on_other_members(lab: Lab) -> None:
+    """Items running on beta for a bulk operation of alpha: cancelling alpha's operation
+    cancels beta's one-item bulk too, and the items not started are skipped."""
+    alpha, beta = lab.hosts["alpha"], lab.hosts["beta"]
+    made = ["cx-1", "cx-2"]
+    markers = []
+    try:
+        for name in made:
+            corral(alpha, "create", name, "--type", "vm", "--template", "tiny", "--node", "beta")
+            corral(beta, "start", name)
+            vm_id = corral(beta, "info", name, "--format", "json")["id"]
+            marker = lab.root / "beta" / "instances" / str(vm_id) / "fake-agent-booting"
+            marker.touch()  # its exec waits for the (fake) guest agent
+            markers.append(marker)
+        with alpha.client() as c:
+            parent = c.bulk(BulkRequestModel(action=BulkAction.EXEC, names=made,
+                                             argv=["true"], parallel=1))
+
+            def remote_bulk() -> list[OperationModel]:
+                with beta.client() as b:
+                    return [o for o in b.list_operations() if o.action == "bulk-exec"]
+
+            assert wait_until(lambda: any(o.status == OperationStatus.RUNNING
+                                          for o in remote_bulk()), 10)
+            running = next(o.id for o in remote_bulk() if o.status == OperationStatus.RUNNING)
+            c.cancel_operation(parent.id)
+
+            def cancel_reached_beta() -> bool:
+                with beta.client() as b:
+                    return any(e.path == f"/api/v1/operations/{running}"
+                               and e.method == "DELETE" for e in UserCalls(b).audit())
+
+            assert wait_until(cancel_reached_beta, 10)  # its audit log says so
+            for marker in markers:  # now let the item end
+                marker.unlink()
+            assert wait_until(lambda: c.get_operation(parent.id).status.final, 15)
+            assert c.get_operation(parent.id).status == OperationStatus.CANCELLED
+            statuses = sorted(o.status.value for o in remote_bulk())
+            assert statuses == ["cancelled"], statuses  # the second was never sent
+            items = {o.instance: o for o in c.children(parent.id)}
+            assert items["cx-2"].status == OperationStatus.SKIPPED, items
+    finally:
+        for marker in markers:
+            marker.unlink(missing_ok=True)
+        for name in made:
             alpha.cli("delete", name, "--force")

@@ -66,6 +66,7 @@ def published(item: PublishedInstance) -> InstanceModel:
         id=item.id, name=item.name, type=item.kind, state=item.state, template=item.template,
         resources=ResourcesModel(**item.resources), privileged=item.privileged,
         ip=list(item.addresses), node=item.node, created_at=item.created_at, owner=item.owner,
+        labels=dict(item.labels),
     )
 
 

@@ -5,7 +5,7 @@ and whose one child's result is the item's. The owning member applies its own lo
 and policy, exactly as for a request made there.
 
 Cancelling the bulk operation here reaches those items: while following one, a cancel of
-the parent is passed on to the member (``POST /api/v1/operations/{id}/cancel`` of its
+the parent is passed on to the member (``DELETE /api/v1/operations/{id}`` of its
 one-item bulk), which stops the item at its next step as it would its own.
 """
 
@@ -49,8 +49,8 @@ def follow(forwarder: Forwarder, info: NodeInfo, operation: dict[str, Any],
     while operation.get("status") not in FINAL:
         if not sent and cancelled():
             sent = True
-            forwarder.forward(info, "POST", f"/api/v1/operations/{operation['id']}/cancel",
-                              "", b"", None, caller)
+            forwarder.forward(info, "DELETE", f"/api/v1/operations/{operation['id']}", "",
+                              b"", None, caller)
         time.sleep(POLL)
         operation = answer(forwarder.forward(
             info, "GET", f"/api/v1/operations/{operation['id']}", "", b"", None, caller),
