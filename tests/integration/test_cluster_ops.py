@@ -1,5 +1,6 @@
 """Work over a whole cluster (fake driver, real 3-member etcd): a member evacuated and
-restored; bulk operations whose items live on other members."""
+restored; bulk operations whose items live on other members (and their cancel); placement
+groups, required features, bulk migration to members placement picks."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from corral.domain.bulk import BulkAction
 from corral.domain.statuses import OperationStatus
 from corral.wire.bulk import BulkRequestModel
 from corral.wire.models import CreateRequest, OperationModel
-
 from tests.integration.conftest import (
     Daemon,
     start_daemon,

@@ -37,7 +37,7 @@ TREE_FILE = Path(__file__).with_name("tree.json")
 # "*" matches any command of that group ("" is the top level).
 _ARG_KINDS: dict[tuple[str, str], str] = {
     ("", "ref"): "instance", ("", "refs"): "instance", ("", "instance"): "instance",
-    ("migrate", "name"): "instance", ("restore", "backup"): "backup",
+    ("migrate", "args"): "instance", ("restore", "backup"): "backup",
     ("nic *", "instance"): "instance", ("bandwidth *", "instance"): "instance",
     ("disk *", "ref"): "instance",
     ("snapshot *", "name"): "instance", ("snapshot *", "snapshot"): "snapshot",

@@ -82,10 +82,16 @@ class Ask:
     def of(cls, body: dict[str, Any]) -> Ask:
         cpus = body.get("cpus")
         memory = body.get("memory")
-        requires = tuple(sorted({str(r).lower() for r in body.get("require") or ()}))
-        check_requires(requires)
         return cls(str(body.get("type", "")), int(cpus) if cpus not in (None, "") else 0,
-                   parse_size(str(memory)) if memory not in (None, "") else 0, requires)
+                   parse_size(str(memory)) if memory not in (None, "") else 0,
+                   requirements(body))
+
+
+def requirements(body: dict[str, Any]) -> tuple[str, ...]:
+    """A create body's required features (checked: InvalidInput names an unknown one)."""
+    requires = tuple(sorted({str(r).lower() for r in body.get("require") or ()}))
+    check_requires(requires)
+    return requires
 
 
 def _free(entry: Any) -> float:
@@ -153,25 +159,30 @@ class Placer:
         """Run the create ``body`` asks for on the member it names or placement picks:
         ``here`` runs it on this host; elsewhere it is forwarded (its answer returned)."""
         wanted = body.get("node")
-        ask = Ask.of(body)
+        requires = requirements(body)
         group = self._group(body.get("group"))
         name = str(body.get("name"))
-        if not self.clustered():
-            if wanted not in (None, self.node):
-                raise NotFound(f"no member named '{wanted}': this host is in no cluster")
-            lacking = missing(self.own_features(), ask.requires)
+        clustered = self.clustered()
+        if not clustered and wanted not in (None, self.node):
+            raise NotFound(f"no member named '{wanted}': this host is in no cluster")
+        if not clustered or wanted == self.node:
+            lacking = missing(self.own_features(), requires) if requires else []
             if lacking:
                 raise Unsupported(f"'{self.node}' lacks {', '.join(lacking)} (asked by "
-                                  "--require): `corral host check` says why")
-            return self._in_group(group, name, self.node, here)
-        if wanted == self.node:
+                                  "--require): `corral host info` says why")
             return self._in_group(group, name, self.node, here)
         members = self.members()
         if wanted is not None:
-            if wanted not in {m.node for m in members}:
+            chosen = next((m for m in members if m.node == wanted), None)
+            if chosen is None:
                 raise NotFound(f"no member named '{wanted}'")
+            lacking = missing(chosen.facts.get("features"), requires)
+            if lacking:
+                raise Unsupported(f"member '{wanted}' lacks {', '.join(lacking)} (asked by "
+                                  "--require)")
             order = [str(wanted)]
         else:
+            ask = Ask.of(body)
             with self._lock:
                 self._forget_stale(members)
                 order = candidates(members, ask, dict(self._sent))
@@ -205,7 +216,7 @@ class Placer:
                 refusals.append(f"{node}: {exc.message}")
                 continue
             if wanted is None:
-                self._count(node, ask)
+                self._count(node, Ask.of(body))
             return done
         raise NoRoom("no member had room: " + "; ".join(refusals))
 
