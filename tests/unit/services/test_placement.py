@@ -12,9 +12,11 @@ from corral.cluster.local import LocalClusterStore
 from corral.cluster.store import Member, NodeInfo
 from corral.domain.errors import InvalidInput, NotFound, Unsupported
 from corral.domain.groups import GroupRefused, Rule
+from corral.domain.instance import Kind
+from corral.domain.resources import Resources
 from corral.domain.users import Caller, Role
 from corral.services.forwarding import Forwarder
-from corral.services.placement import Ask, Placer, candidates
+from corral.services.placement import Ask, NoRoom, Placer, candidates
 from corral.state.database import Database
 from corral.state.store import OperationRecord, StateStore
 
@@ -81,3 +83,41 @@ def test_single_host_group_create_takes_and_gives_back_its_place(
         p.create({"name": "w1", "type": "ct", "group": "web"}, admin, here)
     with pytest.raises(Unsupported, match="lacks criu"):
         p.create({"name": "c1", "type": "ct", "require": ["criu"]}, admin, here)
+
+
+def test_pick_for_a_moving_instance_keeps_its_group(tmp_path: Path) -> None:
+    """Evacuating member a (single-host group store, three members' facts): anti-affinity
+    skips the member holding another; an affinity group may go anywhere while the rest is
+    still on a, then must follow the first; CTs go to CRIU members first."""
+    state = StateStore(Database.open(tmp_path / "c.db"))
+    store = LocalClusterStore(state, "a", tmp_path)
+    ms = [member("a", True), member("b", False), member("c", False, instances=3),
+          member("d", True, instances=5)]
+    p = Placer("a", lambda: ms, Forwarder("a", lambda: store, lambda _r: True,
+                                         lambda _n: None), lambda: True)
+    p.store = lambda: store
+    store.create_group("db", Rule.ANTI_AFFINITY)
+    store.create_group("web", Rule.AFFINITY)
+    for name, node, group in (("db1", "a", "db"), ("db2", "b", "db"),
+                              ("w1", "a", "web"), ("w2", "a", "web")):
+        state.insert_instance(name, Kind.VM, "tiny", Resources(1, 1 << 20, 1 << 20), False,
+                              node, 101)
+        store.join_group(group, name, node)
+    vm = Ask("vm", 0, 0)
+    assert p.pick(vm, "a", "db1") == "c"  # b holds db2; c has fewer instances than d
+    first = p.pick(vm, "a", "w1")
+    assert first in ("b", "c", "d")
+    store.create_group("app", Rule.AFFINITY)
+    state.insert_instance("x2", Kind.VM, "tiny", Resources(1, 1 << 20, 1 << 20), False,
+                          "a", 101)
+    store.join_group("app", "x2", "a")
+    with pytest.raises(GroupRefused):
+        store.join_group("app", "x1", "c")
+    store.join_group("app", "x1", "c", source="a")  # moved first (its entry says c)
+    assert p.pick(vm, "a", "x2") == "c"  # follows the first
+    assert p.pick(Ask("ct", 0, 0, prefer=("criu",)), "a") == "d"  # CRIU first
+    store.join_group("db", "db3", "c")  # now every other member but d holds one
+    assert p.pick(vm, "a", "db1") == "d"
+    store.join_group("db", "db4", "d")
+    with pytest.raises(NoRoom, match="placement group"):
+        p.pick(vm, "a", "db1")
