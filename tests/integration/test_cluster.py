@@ -27,7 +27,7 @@ from tests.integration.conftest import (
     wait_until,
     write_fake_template,
 )
-from tests.integration.etcd_lab import ETCD, EtcdLab, etcd_lab, leader_of
+from tests.integration.etcd_lab import ETCD, EtcdLab, etcd_lab
 
 pytestmark = pytest.mark.skipif(ETCD is None, reason="etcd (etcd-server) is not installed")
 
@@ -98,7 +98,7 @@ def test_init_join_members_and_names_across_the_cluster(lab: Lab) -> None:
     before_id = corral(beta, "info", "before", "--format", "json")["id"]
     assert corral(alpha, "cluster", "status", "--format", "json")["clustered"] is False
     status = corral(alpha, "cluster", "init", "--etcd", ",".join(lab.etcd.endpoints),
-                    "--format", "json")
+                    *lab.etcd.cli_tls, "--format", "json")
     assert status["clustered"] and status["members"] == 1
     error = corral(beta, "cluster", "join", alpha.url, "--token", "wrong", ok=False)
     assert "refused the token" in error
@@ -282,7 +282,7 @@ def test_one_etcd_member_lost_then_quorum_lost(lab: Lab) -> None:
         assert wait_until(lambda: "while-one-down" in names(alpha), 10)
         assert all(m["online"] for m in members(alpha).values())
         lab.etcd.kill(second)
-        assert wait_until(lambda: not any(leader_of(m.client_url) for m in lab.etcd.members),
+        assert wait_until(lambda: not any(lab.etcd.leader(m) for m in lab.etcd.members),
                           10)
         error = corral(alpha, "create", "no-quorum", "--type", "ct", "--template", "tiny",
                        "--node", "alpha", ok=False)
@@ -329,7 +329,7 @@ def test_a_one_host_cluster_on_a_local_etcd_member(tmp_path: Path) -> None:
         port, peer = free_port(), free_port()
         status = corral(d, "cluster", "init", "--etcd-listen", f"127.0.0.1:{port}",
                         "--etcd-peer-listen", f"127.0.0.1:{peer}", "--format", "json")
-        assert status["local_etcd"] and status["endpoints"] == [f"http://127.0.0.1:{port}"]
+        assert status["local_etcd"] and status["endpoints"] == [f"https://127.0.0.1:{port}"]
         pid = int((tmp_path / "etcd" / "etcd.pid").read_text())
         stop_daemon(d)  # the member outlives corrald (like a guest) and is adopted
         assert Path(f"/proc/{pid}").exists()

@@ -28,7 +28,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdLab]:
 @pytest.fixture
 def store(lab: EtcdLab) -> Iterator[EtcdClusterStore]:
     lab.wait_healthy()
-    found = EtcdClusterStore(EtcdClient(lab.endpoints, timeout=2.0), "node-a", ttl=3)
+    found = EtcdClusterStore(EtcdClient(lab.endpoints, timeout=2.0, tls=lab.tls), "node-a", ttl=3)
     found.client.delete("/corral/", prefix=True)
     assert found.create_cluster("node-a")
     try:
@@ -39,7 +39,8 @@ def store(lab: EtcdLab) -> Iterator[EtcdClusterStore]:
 
 
 def other(lab: EtcdLab, node: str) -> EtcdClusterStore:
-    return EtcdClusterStore(EtcdClient(list(reversed(lab.endpoints)), timeout=2.0), node, ttl=3)
+    client = EtcdClient(list(reversed(lab.endpoints)), timeout=2.0, tls=lab.tls)
+    return EtcdClusterStore(client, node, ttl=3)
 
 
 def test_a_second_cluster_cannot_take_a_used_store(store: EtcdClusterStore) -> None:
@@ -149,7 +150,8 @@ def test_one_etcd_member_lost_changes_nothing_quorum_lost_fails_clearly(
             store.reserve("after-quorum-lost", "node-a", None)
         assert "guests and local reads" in caught.value.message
         # a read that needs no agreement is still answered by the member left
-        survivor = EtcdClusterStore(EtcdClient([third.client_url], timeout=2.0), "node-a")
+        survivor = EtcdClusterStore(EtcdClient([third.client_url], timeout=2.0, tls=lab.tls),
+                                    "node-a")
         assert [i.name for i in survivor.instances("node-a")] == ["keep"]
         survivor.close()
     finally:

@@ -9,6 +9,10 @@ worker threads.
 Several endpoints: a call goes to the endpoint that answered last, and on a connection
 failure to the next one; when none answers, or etcd says it cannot reach agreement (no
 leader, request timed out: quorum lost), ``ClusterUnavailable`` with a message that says so.
+
+TLS: with ``tls`` (``host/pki.TLSFiles``) the client trusts only that CA and presents that
+client certificate (etcd's ``--client-cert-auth``); https endpoints without it are checked
+against the system's CAs and present none.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from corral.domain.errors import CorralError
+from corral.domain.errors import CorralError, HostFailure
+from corral.host.pki import TLSFiles
 
 
 class ClusterUnavailable(CorralError):
@@ -59,17 +64,24 @@ _UNAVAILABLE_HINTS = ("request timed out", "no leader", "leader changed", "too m
 
 
 class EtcdClient:
-    def __init__(self, endpoints: list[str], timeout: float = 5.0) -> None:
+    def __init__(self, endpoints: list[str], timeout: float = 5.0,
+                 tls: TLSFiles | None = None) -> None:
         if not endpoints:
             raise ValueError("no etcd endpoints")
         self.endpoints = [e.rstrip("/") for e in endpoints]
+        self.tls = tls
         self._current = 0
         self._lock = threading.Lock()
         # httpx (~20 MiB with what it pulls in) loads when a cluster is joined or made, not
         # with every daemon: a lone host never builds an EtcdClient
         import httpx
 
-        self._http = httpx.Client(timeout=timeout, trust_env=False)
+        try:
+            verify: Any = True if tls is None else tls.context()
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise HostFailure(f"cannot load the etcd TLS files ({tls and tls.cert}, "
+                              f"{tls and tls.key}, CA {tls and tls.ca}): {exc}") from exc
+        self._http = httpx.Client(timeout=timeout, trust_env=False, verify=verify)
 
     def close(self) -> None:
         self._http.close()
