@@ -3,9 +3,13 @@ under concurrency, leases and offline members, one member lost, quorum lost."""
 
 from __future__ import annotations
 
+import json
+import ssl
 import threading
+import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +17,7 @@ from corral.cluster.etcd import ClusterUnavailable, EtcdClient
 from corral.cluster.etcdstore import EtcdClusterStore
 from corral.cluster.store import NodeInfo, PublishedInstance
 from corral.domain.errors import Conflict
+from corral.host.pki import make_ca
 from tests.integration.conftest import wait_until
 from tests.integration.etcd_lab import ETCD, EtcdLab, etcd_lab
 
@@ -160,3 +165,31 @@ def test_one_etcd_member_lost_changes_nothing_quorum_lost_fails_clearly(
                 lab.start(member, state="existing")
         lab.wait_healthy()
     assert store.reserve("after-quorum-back", "node-a", None).id is not None
+
+
+def test_etcd_lets_in_only_clients_with_a_certificate_of_its_ca(
+    store: EtcdClusterStore, lab: EtcdLab, tmp_path: Path,
+) -> None:
+    """The member token (``/corral/secret``) sits in etcd: only a client the cluster CA
+    signed may read it (etcd's --client-cert-auth), not one without a certificate, not one
+    of another CA, not one speaking plain HTTP."""
+    assert lab.tls is not None
+    assert store.secret()  # the right certificate reads it
+    url = lab.endpoints[0] + "/v3/kv/range"
+    body = json.dumps({"key": "L2NvcnJhbC9zZWNyZXQ="}).encode()  # /corral/secret
+    bare = ssl.create_default_context(cafile=str(lab.tls.ca))  # trusts etcd, no certificate
+    with pytest.raises(OSError) as refused:
+        urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=5,
+                               context=bare)
+    assert isinstance(getattr(refused.value, "reason", refused.value), ssl.SSLError)
+    with pytest.raises(OSError):  # no TLS at all
+        urllib.request.urlopen(url.replace("https://", "http://"), data=body, timeout=5)
+    stranger = make_ca(tmp_path / "other", "mallory").issue_client("mallory")
+    files = type(stranger)(lab.tls.ca.read_text(), stranger.cert, stranger.key).write(
+        tmp_path / "mallory")
+    intruder = EtcdClient(lab.endpoints, timeout=2.0, tls=files)
+    try:
+        with pytest.raises(ClusterUnavailable, match="TLS handshake failed"):
+            intruder.get("/corral/secret")
+    finally:
+        intruder.close()

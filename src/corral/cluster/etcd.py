@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ssl
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -103,7 +104,7 @@ class EtcdClient:
                 failures.append(f"{endpoint}: no answer in time")
                 continue
             except httpx.HTTPError as exc:
-                failures.append(f"{endpoint}: {exc}")
+                failures.append(f"{endpoint}: {_describe(exc)}")
                 continue
             data: dict[str, Any] = answer.json() if answer.content else {}
             if answer.status_code >= 400 or "error" in data:
@@ -185,6 +186,18 @@ class EtcdClient:
             except (httpx.HTTPError, ValueError) as exc:
                 found[endpoint] = f"unreachable: {exc}"
         return found
+
+
+def _describe(exc: Exception) -> str:
+    """A transport failure; a refused TLS handshake says what to check."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None and "SSL" not in str(exc):
+        return str(exc)
+    return (f"TLS handshake failed ({exc}): the endpoint must be etcd over https, its "
+            "certificate signed by the given CA, and this client's certificate one that "
+            "etcd's --trusted-ca-file signed")
 
 
 class EtcdError(CorralError):

@@ -184,7 +184,12 @@ class ClusterService:
                 local_etcd.ensure_running(membership.local_member)
             except HostFailure as exc:  # the beat keeps trying; local work goes on
                 log.error("%s", exc.message)
-        self._attach(membership)
+        try:
+            self._attach(membership)
+        except HostFailure as exc:  # e.g. its TLS files are gone: this host runs alone
+            self.last_error = exc.message
+            log.error("cannot rejoin the cluster: %s", exc.message)
+            return
         try:
             self.store.register(self._info(membership.joined_at))
         except ClusterUnavailable as exc:
