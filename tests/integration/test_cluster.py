@@ -11,6 +11,7 @@ import signal
 import ssl
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -343,9 +344,10 @@ def test_a_cluster_on_a_local_etcd_member_over_tls(tmp_path: Path) -> None:
         assert (tls / "ca-key.pem").stat().st_mode & 0o777 == 0o600
         assert (tls / "member-key.pem").stat().st_mode & 0o777 == 0o600
         ca = ssl.create_default_context(cafile=str(tls / "ca.pem"))  # no client certificate
-        with pytest.raises(OSError):
+        with pytest.raises(OSError) as refused:
             urllib.request.urlopen(f"https://127.0.0.1:{port}/v3/kv/range", data=b"{}",
                                    timeout=5, context=ca)
+        assert not isinstance(refused.value, urllib.error.HTTPError)  # no answer at all
         assert not leader_of(f"http://127.0.0.1:{port}")  # and no plain HTTP
 
         duo_dir.mkdir()
