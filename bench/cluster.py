@@ -85,7 +85,8 @@ def main() -> None:
 
             hosts = [up(root, node) for node in ("alpha", "beta", "gamma")]
             daemons.extend(hosts)
-            hosts[0].cli("cluster", "init", "--etcd", ",".join(lab.endpoints), check=True)
+            hosts[0].cli("cluster", "init", "--etcd", ",".join(lab.endpoints), *lab.cli_tls,
+                         check=True)
             for d in hosts[1:]:
                 d.cli("cluster", "join", hosts[0].url, "--token", hosts[0].token, check=True)
             shares = [n // 3, n // 3, n - 2 * (n // 3)]

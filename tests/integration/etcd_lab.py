@@ -1,5 +1,10 @@
 """A real etcd cluster on loopback for cluster tests: N members on free ports, data in a
-temporary directory; members can be killed and started again (quorum tests)."""
+temporary directory; members can be killed and started again (quorum tests).
+
+By default it runs as Corral's own local member does: TLS on the client and peer ports with
+client certificates (``--client-cert-auth``) under a CA made by ``host/pki.py``; ``tls``
+holds the client files a test hands to ``EtcdClient`` or ``cluster init --etcd-ca …``
+(``cli_tls``). ``etcd_lab(..., tls=False)``: plain HTTP."""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from corral.host import etcd as local_etcd
+from corral.host.pki import TLSFiles, make_ca
 from tests.integration.conftest import free_port
 
 ETCD = shutil.which("etcd")
@@ -24,15 +31,16 @@ class EtcdMember:
     client_port: int
     peer_port: int
     data_dir: Path
+    scheme: str = "https"
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"{self.scheme}://127.0.0.1:{self.peer_port}"
 
 
 @dataclass
@@ -40,11 +48,26 @@ class EtcdLab:
     members: list[EtcdMember]
     initial_cluster: str
     token: str
+    pki: Path | None = None
+    """The CA's directory (its member certificate serves every member: all on 127.0.0.1)."""
+    tls: TLSFiles | None = None
+    """Client files: the CA, a client certificate and its key."""
     stopped: set[str] = field(default_factory=set)
 
     @property
     def endpoints(self) -> list[str]:
         return [m.client_url for m in self.members]
+
+    @property
+    def cli_tls(self) -> list[str]:
+        """``cluster init`` options for this etcd's client certificate (none if plain)."""
+        if self.tls is None:
+            return []
+        return ["--etcd-ca", str(self.tls.ca), "--etcd-cert", str(self.tls.cert),
+                "--etcd-key", str(self.tls.key)]
+
+    def leader(self, member: EtcdMember) -> bool:
+        return leader_of(member.client_url, self.tls)
 
     def start(self, member: EtcdMember, state: str = "new") -> None:
         assert ETCD is not None
@@ -58,7 +81,8 @@ class EtcdLab:
              "--initial-cluster", self.initial_cluster,
              "--initial-cluster-token", self.token,
              "--initial-cluster-state", state,
-             "--heartbeat-interval", "50", "--election-timeout", "500"],
+             "--heartbeat-interval", "50", "--election-timeout", "500",
+             *([] if self.pki is None else local_etcd.tls_flags(self.pki))],
             stdout=log, stderr=log)
         log.close()
         self.stopped.discard(member.name)
@@ -76,8 +100,7 @@ class EtcdLab:
     def wait_healthy(self, seconds: float = 30) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            if all(leader_of(m.client_url) for m in self.members
-                   if m.name not in self.stopped):
+            if all(self.leader(m) for m in self.members if m.name not in self.stopped):
                 return
             time.sleep(0.1)
         logs = {m.name: (m.data_dir.parent / f"{m.name}.log").read_text()[-800:]
@@ -85,23 +108,30 @@ class EtcdLab:
         raise RuntimeError(f"etcd lab not healthy: {logs}")
 
 
-def leader_of(url: str) -> bool:
+def leader_of(url: str, tls: TLSFiles | None = None) -> bool:
     request = urllib.request.Request(url + "/v3/maintenance/status", data=b"{}",
                                      method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=1) as reply:
+        context = None if tls is None else tls.context()
+        with urllib.request.urlopen(request, timeout=1, context=context) as reply:
             return bool(json.loads(reply.read()).get("leader"))
     except (OSError, ValueError):
         return False
 
 
 @contextlib.contextmanager
-def etcd_lab(directory: Path, size: int = 3) -> Iterator[EtcdLab]:
+def etcd_lab(directory: Path, size: int = 3, tls: bool = True) -> Iterator[EtcdLab]:
     directory.mkdir(parents=True, exist_ok=True)
+    scheme = "https" if tls else "http"
     members = [EtcdMember(f"cluster-etcd{i}", free_port(), free_port(),
-                          directory / f"etcd{i}") for i in range(size)]
+                          directory / f"etcd{i}", scheme) for i in range(size)]
     lab = EtcdLab(members, ",".join(f"{m.name}={m.peer_url}" for m in members),
                   f"corral-test-{directory.name}")
+    if tls:
+        ca = make_ca(directory / "pki", "lab")
+        ca.issue_member("lab", ["127.0.0.1", "localhost"])
+        lab.pki = ca.directory
+        lab.tls = ca.issue_client("lab-client").write(directory / "client")
     try:
         for member in members:
             lab.start(member)

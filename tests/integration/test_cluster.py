@@ -8,14 +8,18 @@ import contextlib
 import json
 import os
 import signal
+import ssl
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from corral.client import ApiError
 from corral.wire.models import CreateRequest
@@ -98,7 +102,7 @@ def test_init_join_members_and_names_across_the_cluster(lab: Lab) -> None:
     before_id = corral(beta, "info", "before", "--format", "json")["id"]
     assert corral(alpha, "cluster", "status", "--format", "json")["clustered"] is False
     status = corral(alpha, "cluster", "init", "--etcd", ",".join(lab.etcd.endpoints),
-                    "--format", "json")
+                    *lab.etcd.cli_tls, "--format", "json")
     assert status["clustered"] and status["members"] == 1
     error = corral(beta, "cluster", "join", alpha.url, "--token", "wrong", ok=False)
     assert "refused the token" in error
@@ -282,7 +286,7 @@ def test_one_etcd_member_lost_then_quorum_lost(lab: Lab) -> None:
         assert wait_until(lambda: "while-one-down" in names(alpha), 10)
         assert all(m["online"] for m in members(alpha).values())
         lab.etcd.kill(second)
-        assert wait_until(lambda: not any(leader_of(m.client_url) for m in lab.etcd.members),
+        assert wait_until(lambda: not any(lab.etcd.leader(m) for m in lab.etcd.members),
                           10)
         error = corral(alpha, "create", "no-quorum", "--type", "ct", "--template", "tiny",
                        "--node", "alpha", ok=False)
@@ -321,31 +325,66 @@ def test_cordon_and_leave(lab: Lab) -> None:
     assert corral(gamma, "cluster", "status", "--format", "json")["clustered"] is False
 
 
-def test_a_one_host_cluster_on_a_local_etcd_member(tmp_path: Path) -> None:
-    write_fake_template(tmp_path / "templates")
-    d = start_daemon(tmp_path, node="solo")
+def test_a_cluster_on_a_local_etcd_member_over_tls(tmp_path: Path) -> None:
+    """``cluster init`` without --etcd: a local member over TLS with client certificates
+    under a CA made here (key 0600); a joining host gets a client certificate of that CA
+    over the pinned join channel, never the CA's key; etcd refuses a client without one."""
+    solo_dir, duo_dir = tmp_path / "solo", tmp_path / "duo"
+    write_fake_template(solo_dir / "templates")
+    d = start_daemon(solo_dir, node="solo")
+    duo: Daemon | None = None
     try:
         create(d, "web1")
         port, peer = free_port(), free_port()
         status = corral(d, "cluster", "init", "--etcd-listen", f"127.0.0.1:{port}",
                         "--etcd-peer-listen", f"127.0.0.1:{peer}", "--format", "json")
-        assert status["local_etcd"] and status["endpoints"] == [f"http://127.0.0.1:{port}"]
-        pid = int((tmp_path / "etcd" / "etcd.pid").read_text())
+        assert status["local_etcd"] and status["endpoints"] == [f"https://127.0.0.1:{port}"]
+        assert status["tls"] and status["client_cert"] and status["warnings"] == []
+        tls = solo_dir / "cluster-tls"
+        assert (tls / "ca-key.pem").stat().st_mode & 0o777 == 0o600
+        assert (tls / "member-key.pem").stat().st_mode & 0o777 == 0o600
+        ca = ssl.create_default_context(cafile=str(tls / "ca.pem"))  # no client certificate
+        with pytest.raises(OSError) as refused:
+            urllib.request.urlopen(f"https://127.0.0.1:{port}/v3/kv/range", data=b"{}",
+                                   timeout=5, context=ca)
+        assert not isinstance(refused.value, urllib.error.HTTPError)  # no answer at all
+        assert not leader_of(f"http://127.0.0.1:{port}")  # and no plain HTTP
+
+        duo_dir.mkdir()
+        duo = start_daemon(duo_dir, node="duo")
+        corral(duo, "cluster", "join", d.url, "--token", d.token)
+        given = duo_dir / "cluster-tls"
+        assert sorted(p.name for p in given.iterdir()) == [
+            "client-key.pem", "client.pem", "etcd-ca.pem"]  # no CA key
+        assert all(p.stat().st_mode & 0o777 == 0o600 for p in given.iterdir())
+        issued = x509.load_pem_x509_certificate((given / "client.pem").read_bytes())
+        assert issued.issuer == x509.load_pem_x509_certificate(
+            (tls / "ca.pem").read_bytes()).subject
+        assert "corral-duo" in issued.subject.rfc4514_string()
+        assert sorted(members(duo)) == ["duo", "solo"]
+        corral(duo, "cluster", "leave")
+        assert not given.exists()
+        stop_daemon(duo)
+        duo = None
+
+        pid = int((solo_dir / "etcd" / "etcd.pid").read_text())
         stop_daemon(d)  # the member outlives corrald (like a guest) and is adopted
         assert Path(f"/proc/{pid}").exists()
-        d = start_daemon(tmp_path, node="solo")
-        assert int((tmp_path / "etcd" / "etcd.pid").read_text()) == pid
+        d = start_daemon(solo_dir, node="solo")
+        assert int((solo_dir / "etcd" / "etcd.pid").read_text()) == pid
         assert corral(d, "cluster", "status", "--format", "json")["online"] == 1
         error = corral(d, "create", "web1", "--type", "ct", "--template", "tiny", ok=False)
         assert "already exists" in error
         corral(d, "cluster", "leave")
         assert wait_until(lambda: not Path(f"/proc/{pid}/cmdline").exists()
                           or not Path(f"/proc/{pid}/cmdline").read_bytes(), 10)
-        assert not (tmp_path / "etcd").exists()
+        assert not (solo_dir / "etcd").exists() and not tls.exists()
         assert names(d) == {"web1": "solo"}
     finally:
+        if duo is not None:
+            stop_daemon(duo)
         stop_daemon(d)
-        pid_file = tmp_path / "etcd" / "etcd.pid"
+        pid_file = solo_dir / "etcd" / "etcd.pid"
         if pid_file.exists():  # a failed test must not leave etcd running
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)

@@ -40,7 +40,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 write_fake_template(root / node / "templates")
                 hosts[node] = start_daemon(root / node, node=node)
             alpha = hosts["alpha"]
-            corral(alpha, "cluster", "init", "--etcd", ",".join(etcd.endpoints))
+            corral(alpha, "cluster", "init", "--etcd", ",".join(etcd.endpoints), *etcd.cli_tls)
             for node in ("beta", "gamma"):
                 corral(hosts[node], "cluster", "join", alpha.url, "--token", alpha.token)
             yield Lab(etcd, hosts, root)

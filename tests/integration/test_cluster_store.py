@@ -3,9 +3,14 @@ under concurrency, leases and offline members, one member lost, quorum lost."""
 
 from __future__ import annotations
 
+import json
+import ssl
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +18,7 @@ from corral.cluster.etcd import ClusterUnavailable, EtcdClient
 from corral.cluster.etcdstore import EtcdClusterStore
 from corral.cluster.store import NodeInfo, PublishedInstance
 from corral.domain.errors import Conflict
+from corral.host.pki import make_ca
 from tests.integration.conftest import wait_until
 from tests.integration.etcd_lab import ETCD, EtcdLab, etcd_lab
 
@@ -28,7 +34,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdLab]:
 @pytest.fixture
 def store(lab: EtcdLab) -> Iterator[EtcdClusterStore]:
     lab.wait_healthy()
-    found = EtcdClusterStore(EtcdClient(lab.endpoints, timeout=2.0), "node-a", ttl=3)
+    found = EtcdClusterStore(EtcdClient(lab.endpoints, timeout=2.0, tls=lab.tls), "node-a", ttl=3)
     found.client.delete("/corral/", prefix=True)
     assert found.create_cluster("node-a")
     try:
@@ -39,7 +45,8 @@ def store(lab: EtcdLab) -> Iterator[EtcdClusterStore]:
 
 
 def other(lab: EtcdLab, node: str) -> EtcdClusterStore:
-    return EtcdClusterStore(EtcdClient(list(reversed(lab.endpoints)), timeout=2.0), node, ttl=3)
+    client = EtcdClient(list(reversed(lab.endpoints)), timeout=2.0, tls=lab.tls)
+    return EtcdClusterStore(client, node, ttl=3)
 
 
 def test_a_second_cluster_cannot_take_a_used_store(store: EtcdClusterStore) -> None:
@@ -149,7 +156,8 @@ def test_one_etcd_member_lost_changes_nothing_quorum_lost_fails_clearly(
             store.reserve("after-quorum-lost", "node-a", None)
         assert "guests and local reads" in caught.value.message
         # a read that needs no agreement is still answered by the member left
-        survivor = EtcdClusterStore(EtcdClient([third.client_url], timeout=2.0), "node-a")
+        survivor = EtcdClusterStore(EtcdClient([third.client_url], timeout=2.0, tls=lab.tls),
+                                    "node-a")
         assert [i.name for i in survivor.instances("node-a")] == ["keep"]
         survivor.close()
     finally:
@@ -158,3 +166,37 @@ def test_one_etcd_member_lost_changes_nothing_quorum_lost_fails_clearly(
                 lab.start(member, state="existing")
         lab.wait_healthy()
     assert store.reserve("after-quorum-back", "node-a", None).id is not None
+
+
+def test_etcd_lets_in_only_clients_with_a_certificate_of_its_ca(
+    store: EtcdClusterStore, lab: EtcdLab, tmp_path: Path,
+) -> None:
+    """The member token (``/corral/secret``) sits in etcd: only a client the cluster CA
+    signed may read it (etcd's --client-cert-auth), not one without a certificate, not one
+    of another CA, not one speaking plain HTTP."""
+    assert lab.tls is not None
+    assert store.secret()  # the right certificate reads it
+    url = lab.endpoints[0] + "/v3/kv/range"
+    body = json.dumps({"key": "L2NvcnJhbC9zZWNyZXQ="}).encode()  # /corral/secret
+    bare = ssl.create_default_context(cafile=str(lab.tls.ca))  # trusts etcd, no certificate
+    with pytest.raises(OSError) as refused:
+        urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=5,
+                               context=bare)
+    # the handshake fails or (TLS 1.3: the client finishes first) the connection is reset
+    # before any answer: never an HTTP reply
+    assert not isinstance(refused.value, urllib.error.HTTPError)
+    cause = refused.value
+    if isinstance(cause, urllib.error.URLError):
+        cause = cause.reason  # type: ignore[assignment]
+    assert isinstance(cause, ssl.SSLError | ConnectionError), refused.value
+    with pytest.raises(OSError):  # no TLS at all
+        urllib.request.urlopen(url.replace("https://", "http://"), data=body, timeout=5)
+    stranger = make_ca(tmp_path / "other", "mallory").issue_client("mallory")
+    files = type(stranger)(lab.tls.ca.read_text(), stranger.cert, stranger.key).write(
+        tmp_path / "mallory")
+    intruder = EtcdClient(lab.endpoints, timeout=2.0, tls=files)
+    try:
+        with pytest.raises(ClusterUnavailable, match="TLS handshake failed"):
+            intruder.get("/corral/secret")
+    finally:
+        intruder.close()

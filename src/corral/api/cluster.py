@@ -39,7 +39,8 @@ def cluster_status(app: App) -> ClusterStatus:
 @router.post("/init", response_model=ClusterStatus, status_code=201)
 def cluster_init(body: ClusterInitRequest, app: App) -> ClusterStatus:
     return _status(app.cluster.init(body.etcd, body.etcd_listen, body.etcd_peer_listen,
-                                    body.offline_after))
+                                    body.offline_after,
+                                    (body.etcd_ca, body.etcd_cert, body.etcd_key)))
 
 
 @router.post("/join", response_model=ClusterStatus, status_code=201)
@@ -48,9 +49,10 @@ def cluster_join(body: ClusterJoinRequest, app: App) -> ClusterStatus:
 
 
 @router.get("/join-info", response_model=JoinInfo)
-def cluster_join_info(app: App) -> JoinInfo:
-    """What a joining host needs (asked by its corrald with this host's admin token)."""
-    return JoinInfo(**app.cluster.join_info())
+def cluster_join_info(app: App, node: str | None = None) -> JoinInfo:
+    """What a joining host (``node``) needs, its etcd client certificate included (asked
+    by its corrald with this host's admin token, over the TLS connection it pinned)."""
+    return JoinInfo(**app.cluster.join_info(node))
 
 
 @router.post("/leave", status_code=204)

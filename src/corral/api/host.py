@@ -25,7 +25,7 @@ App = Annotated[Corral, Depends(corral)]
 def host_info(app: App) -> HostInfo:
     info = app.host.info()
     info["features"] = {**info["features"], "ksm": app.capacity.ksm_status().to_dict()}
-    return HostInfo(**info, capacity=app.capacity.report())
+    return HostInfo(**info, capacity=app.capacity.report(), warnings=app.cluster.warnings())
 
 
 @router.get("/templates", response_model=list[TemplateModel])

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from corral.cli import bulk, output
-from corral.cli.common import client, follow
+from corral.cli.common import client, fail, follow
 from corral.cli.output import Format
 from corral.client import cluster as api
 from corral.client.client import CorralClient
@@ -34,17 +35,30 @@ def _show(s: ClusterStatus) -> None:
     output.key_values([
         ("node", s.node), ("etcd", ", ".join(s.endpoints)),
         ("local etcd member", "yes" if s.local_etcd else "no"),
+        ("etcd TLS", ("yes, with a client certificate" if s.client_cert else "yes")
+         if s.tls else "no"),
         ("members", f"{s.members} ({s.online} online)"), ("leader", s.leader or "-"),
         ("offline after", f"{s.offline_after} s"),
         *((f"etcd {url}", health) for url, health in s.etcd.items()),
         *((("error", s.error),) if s.error else ()),
     ])
+    for warning in s.warnings:
+        output.warn(warning)
+
+
+def _read_pem(path: Path | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read the {what} {path}: {exc}", code=2)
 
 
 @cluster_app.command("init")
 def cluster_init(
     etcd: Annotated[str | None, typer.Option(
-        help="endpoints of an existing etcd, comma-separated (http://HOST:2379,...); "
+        help="endpoints of an existing etcd, comma-separated (https://HOST:2379,...); "
              "default: start a local etcd member on this host")] = None,
     etcd_listen: Annotated[str | None, typer.Option(
         help="the local member's client address HOST:PORT (default 127.0.0.1:12379, "
@@ -53,14 +67,27 @@ def cluster_init(
         help="the local member's peer address HOST:PORT (default 127.0.0.1:12380)")] = None,
     offline_after: Annotated[int, typer.Option(
         help="seconds without a heartbeat after which a member shows offline")] = 10,
+    etcd_ca: Annotated[Path | None, typer.Option(
+        help="with --etcd https://…: the CA certificate (PEM) of that etcd")] = None,
+    etcd_cert: Annotated[Path | None, typer.Option(
+        help="with --etcd https://…: a client certificate (PEM) for etcd's "
+             "--client-cert-auth")] = None,
+    etcd_key: Annotated[Path | None, typer.Option(
+        help="with --etcd https://…: that client certificate's key (PEM, unencrypted)")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Make this host the first member of a cluster."""
+    """Make this host the first member of a cluster.
+
+    Without --etcd, a local etcd member serves clients and peers over TLS with client
+    certificates under a CA this host makes; joining hosts get a client certificate."""
     endpoints = [e.strip() for e in (etcd or "").split(",") if e.strip()]
+    request = ClusterInitRequest(
+        etcd=endpoints, etcd_listen=etcd_listen, etcd_peer_listen=etcd_peer_listen,
+        offline_after=offline_after, etcd_ca=_read_pem(etcd_ca, "etcd CA"),
+        etcd_cert=_read_pem(etcd_cert, "etcd client certificate"),
+        etcd_key=_read_pem(etcd_key, "etcd client key"))
     with client() as c:
-        s = api.init(c, ClusterInitRequest(etcd=endpoints, etcd_listen=etcd_listen,
-                                           etcd_peer_listen=etcd_peer_listen,
-                                           offline_after=offline_after))
+        s = api.init(c, request)
     if not output.emit_structured(s, fmt):
         output.console.print(f"Cluster made; [bold]{s.node}[/] is its first member")
         _show(s)

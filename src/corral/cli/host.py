@@ -52,6 +52,8 @@ def host_info(fmt: FormatOpt = Format.table) -> None:
             for name, v in info.capacity.items()])
     output.table(["FEATURE", "STATUS"],
                  [[k, _feature_text(v)] for k, v in sorted(info.features.items())])
+    for warning in info.warnings:
+        output.warn(warning)
 
 
 @template_app.command("list")

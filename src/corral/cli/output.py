@@ -152,3 +152,8 @@ def key_values(pairs: Sequence[tuple[str, str]]) -> None:
     for key, value in pairs:
         out.add_row(key, value)
     console.print(out)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr (a table on stdout stays clean for pipes)."""
+    errors.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)

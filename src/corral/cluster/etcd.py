@@ -9,17 +9,23 @@ worker threads.
 Several endpoints: a call goes to the endpoint that answered last, and on a connection
 failure to the next one; when none answers, or etcd says it cannot reach agreement (no
 leader, request timed out: quorum lost), ``ClusterUnavailable`` with a message that says so.
+
+TLS: with ``tls`` (``host/pki.TLSFiles``) the client trusts only that CA and presents that
+client certificate (etcd's ``--client-cert-auth``); https endpoints without it are checked
+against the system's CAs and present none.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import ssl
 import threading
 from dataclasses import dataclass
 from typing import Any
 
-from corral.domain.errors import CorralError
+from corral.domain.errors import CorralError, HostFailure
+from corral.host.pki import TLSFiles
 
 
 class ClusterUnavailable(CorralError):
@@ -59,17 +65,24 @@ _UNAVAILABLE_HINTS = ("request timed out", "no leader", "leader changed", "too m
 
 
 class EtcdClient:
-    def __init__(self, endpoints: list[str], timeout: float = 5.0) -> None:
+    def __init__(self, endpoints: list[str], timeout: float = 5.0,
+                 tls: TLSFiles | None = None) -> None:
         if not endpoints:
             raise ValueError("no etcd endpoints")
         self.endpoints = [e.rstrip("/") for e in endpoints]
+        self.tls = tls
         self._current = 0
         self._lock = threading.Lock()
         # httpx (~20 MiB with what it pulls in) loads when a cluster is joined or made, not
         # with every daemon: a lone host never builds an EtcdClient
         import httpx
 
-        self._http = httpx.Client(timeout=timeout, trust_env=False)
+        try:
+            verify: Any = True if tls is None else tls.context()
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise HostFailure(f"cannot load the etcd TLS files ({tls and tls.cert}, "
+                              f"{tls and tls.key}, CA {tls and tls.ca}): {exc}") from exc
+        self._http = httpx.Client(timeout=timeout, trust_env=False, verify=verify)
 
     def close(self) -> None:
         self._http.close()
@@ -91,7 +104,7 @@ class EtcdClient:
                 failures.append(f"{endpoint}: no answer in time")
                 continue
             except httpx.HTTPError as exc:
-                failures.append(f"{endpoint}: {exc}")
+                failures.append(f"{endpoint}: {_describe(exc)}")
                 continue
             data: dict[str, Any] = answer.json() if answer.content else {}
             if answer.status_code >= 400 or "error" in data:
@@ -173,6 +186,18 @@ class EtcdClient:
             except (httpx.HTTPError, ValueError) as exc:
                 found[endpoint] = f"unreachable: {exc}"
         return found
+
+
+def _describe(exc: Exception) -> str:
+    """A transport failure; a refused TLS handshake says what to check."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None and "SSL" not in str(exc):
+        return str(exc)
+    return (f"TLS handshake failed ({exc}): the endpoint must be etcd over https, its "
+            "certificate signed by the given CA, and this client's certificate one that "
+            "etcd's --trusted-ca-file signed")
 
 
 class EtcdError(CorralError):

@@ -4,6 +4,10 @@ corrald starts ``etcd`` (Debian's etcd-server) in its own session with its data 
 ``STATE_DIR/etcd`` and its pid in ``STATE_DIR/etcd/etcd.pid``; like a guest it outlives
 corrald (the unit's ``KillMode=process``), and a restarted corrald adopts it by the pid file
 (or starts it again if it died). ``cluster leave`` stops it.
+
+With ``tls`` (a directory made by ``host/pki.py``: the cluster CA, the member's certificate,
+Corral's client certificate) the member serves clients and peers over TLS and accepts only
+clients whose certificate the cluster CA signed (``--client-cert-auth``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.domain.errors import HostFailure
+from corral.host import pki
 from corral.host.run import require_tool
 from corral.host.spawn import Spawned, spawn_on
 
@@ -30,18 +35,32 @@ class LocalMember:
     name: str
     client_url: str
     peer_url: str
+    tls: Path | None = None
+    """The directory of the CA and certificates (``host/pki.py``); None: plain HTTP (a
+    member made before TLS)."""
 
     @property
     def pid_file(self) -> Path:
         return self.data_dir / "etcd.pid"
 
-    def to_json(self) -> dict[str, str]:
+    @property
+    def client_files(self) -> pki.TLSFiles | None:
+        """What a client of this member presents (Corral's own client certificate)."""
+        if self.tls is None:
+            return None
+        return pki.TLSFiles(self.tls / pki.CLIENT_CA, self.tls / pki.CLIENT_CERT,
+                            self.tls / pki.CLIENT_KEY)
+
+    def to_json(self) -> dict[str, str | None]:
         return {"data_dir": str(self.data_dir), "name": self.name,
-                "client_url": self.client_url, "peer_url": self.peer_url}
+                "client_url": self.client_url, "peer_url": self.peer_url,
+                "tls": None if self.tls is None else str(self.tls)}
 
     @classmethod
-    def from_json(cls, data: dict[str, str]) -> LocalMember:
-        return cls(Path(data["data_dir"]), data["name"], data["client_url"], data["peer_url"])
+    def from_json(cls, data: dict[str, str | None]) -> LocalMember:
+        tls = data.get("tls")
+        return cls(Path(str(data["data_dir"])), str(data["name"]), str(data["client_url"]),
+                   str(data["peer_url"]), None if tls is None else Path(tls))
 
 
 def running_pid(member: LocalMember) -> int | None:
@@ -63,7 +82,7 @@ def ensure_running(member: LocalMember, timeout: float = 20.0) -> int:
         pid = _start(member)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if answers(member.client_url):
+        if answers(member.client_url, member.client_files):
             return pid
         if pid in _ENDED:
             break
@@ -84,14 +103,26 @@ def _reap(process: Spawned) -> None:
     _ENDED[process.pid] = process.wait()
 
 
-def answers(client_url: str) -> bool:
+def answers(client_url: str, tls: pki.TLSFiles | None = None) -> bool:
+    """Whether the etcd at ``client_url`` answers with a leader (with ``tls``: over TLS,
+    presenting that client certificate)."""
     request = urllib.request.Request(client_url.rstrip("/") + "/v3/maintenance/status",
                                      data=b"{}", method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=1.0) as reply:
+        context = None if tls is None else tls.context()
+        with urllib.request.urlopen(request, timeout=1.0, context=context) as reply:
             return bool(json.loads(reply.read()).get("leader"))
     except (OSError, ValueError, urllib.error.URLError):
         return False
+
+
+def tls_flags(tls: Path) -> list[str]:
+    """etcd's flags for TLS with client certificates on both the client and peer ports."""
+    ca, cert, key = (str(tls / n) for n in (pki.CA_CERT, pki.MEMBER_CERT, pki.MEMBER_KEY))
+    return ["--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca,
+            "--client-cert-auth",
+            "--peer-cert-file", cert, "--peer-key-file", key, "--peer-trusted-ca-file", ca,
+            "--peer-client-cert-auth"]
 
 
 def _start(member: LocalMember) -> int:
@@ -104,6 +135,8 @@ def _start(member: LocalMember) -> int:
         "--initial-cluster", f"{member.name}={member.peer_url}",
         "--initial-cluster-state", "new", "--log-outputs", "stderr",
     ]
+    if member.tls is not None:
+        argv += tls_flags(member.tls)
     log = os.open(member.data_dir / "etcd.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND
                   | os.O_CLOEXEC, 0o600)
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)

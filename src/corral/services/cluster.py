@@ -11,6 +11,12 @@ publishes the facts; instance changes (events) are published at the next beat, a
 ``RECONCILE_EVERY`` beats (and after coming back) the whole set is published again and the
 names this member holds are checked against its database (what a missed event, a create that
 failed while etcd was away, or a migration left).
+
+TLS to etcd (``STATE_DIR/cluster-tls``, 0700): a local member is served over TLS with client
+certificates under a cluster CA this host makes (``host/pki.py``; its key never leaves this
+host); a joining host receives a client certificate over the pinned TLS join channel. An
+external etcd brings its CA and a client certificate (``cluster init --etcd-ca …``); plain
+``http://`` endpoints still work, with the warning "etcd without TLS".
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from corral.cluster.store import ClusterStore, Member, NodeInfo, PublishedInstan
 from corral.domain.errors import Conflict, HostFailure, InvalidInput, NotFound
 from corral.domain.groups import Group, GroupRefused, refusal
 from corral.host import etcd as local_etcd
+from corral.host.pki import ClusterCA, Credentials, TLSFiles, make_ca
 from corral.host.tls import fetch_certificate, fingerprint_of_pem, normalise_fingerprint
 from corral.migration.peer import PeerClient, PeerError
 from corral.services.events import EventBus
@@ -58,18 +65,32 @@ class Membership:
     offline_after: int
     local_member: local_etcd.LocalMember | None
     joined_at: str
+    tls: TLSFiles | None = None
+    """The CA and client certificate Corral presents to etcd; None: none (plain http, or
+    https checked against the system's CAs)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"endpoints": self.endpoints, "offline_after": self.offline_after,
                 "local_member": None if self.local_member is None
-                else self.local_member.to_json(), "joined_at": self.joined_at}
+                else self.local_member.to_json(), "joined_at": self.joined_at,
+                "tls": None if self.tls is None else self.tls.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Membership:
         member = data.get("local_member")
+        tls = data.get("tls")
         return cls(list(data["endpoints"]), int(data.get("offline_after", 10)),
                    None if member is None else local_etcd.LocalMember.from_json(member),
-                   str(data.get("joined_at", "")))
+                   str(data.get("joined_at", "")),
+                   None if tls is None else TLSFiles.from_json(tls))
+
+    def client(self, timeout: float = 5.0) -> EtcdClient:
+        return EtcdClient(self.endpoints, timeout=timeout, tls=self.tls)
+
+    @property
+    def plain(self) -> list[str]:
+        """The endpoints spoken to without TLS."""
+        return [e for e in self.endpoints if urlsplit(e).scheme == "http"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +107,25 @@ def _listen_url(text: str, what: str) -> str:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not host:
         raise InvalidInput(f"{what} '{text}' must be HOST:PORT")
-    return f"http://{host}:{port}"
+    return f"https://{host}:{port}"
+
+
+def _check_endpoints(endpoints: list[str], credentials: Credentials | None) -> None:
+    schemes = {urlsplit(url).scheme for url in endpoints}
+    for url in endpoints:
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            raise InvalidInput(f"etcd endpoint '{url}' must be http(s)://HOST:PORT")
+    if len(schemes) > 1:
+        raise InvalidInput("etcd endpoints mix http:// and https://: give all of them "
+                           "one scheme")
+    if credentials is not None and schemes == {"http"}:
+        raise InvalidInput("--etcd-ca/--etcd-cert/--etcd-key need https:// etcd endpoints "
+                           f"(given: {', '.join(endpoints)})")
+
+
+PLAIN_WARNING = ("etcd without TLS ({}): the cluster's member token and members' "
+                 "certificates cross the network in clear and anyone who reaches etcd can "
+                 "read and change them; use https:// endpoints with a client certificate")
 
 
 def _now_iso() -> str:
@@ -101,6 +140,9 @@ class ClusterService:
         self.state_dir = state_dir
         self.node = node
         self.config_file = state_dir / "cluster.json"
+        self.tls_dir = state_dir / "cluster-tls"
+        """The cluster CA (on the host that made the local etcd member), the member's
+        certificate, and Corral's client certificate for etcd (0700, keys 0600)."""
         self.local_store = store
         self.events = events
         self.facts = facts
@@ -145,7 +187,12 @@ class ClusterService:
                 local_etcd.ensure_running(membership.local_member)
             except HostFailure as exc:  # the beat keeps trying; local work goes on
                 log.error("%s", exc.message)
-        self._attach(membership)
+        try:
+            self._attach(membership)
+        except HostFailure as exc:  # e.g. its TLS files are gone: this host runs alone
+            self.last_error = exc.message
+            log.error("cannot rejoin the cluster: %s", exc.message)
+            return
         try:
             self.store.register(self._info(membership.joined_at))
         except ClusterUnavailable as exc:
@@ -161,7 +208,7 @@ class ClusterService:
 
     def _attach(self, membership: Membership) -> None:
         ttl = membership.offline_after
-        store = EtcdClusterStore(EtcdClient(membership.endpoints, timeout=max(2.0, ttl / 4)),
+        store = EtcdClusterStore(membership.client(timeout=max(2.0, ttl / 4)),
                                  self.node, ttl=ttl)
         with self._lock:
             self.store = store
@@ -173,25 +220,48 @@ class ClusterService:
 
     # Init, join, leave -------------------------------------------------------------------
     def init(self, endpoints: list[str], etcd_listen: str | None, peer_listen: str | None,
-             offline_after: int) -> dict[str, Any]:
-        """Make this host the first member: of the etcd at ``endpoints``, or of a local etcd
-        member listening on ``etcd_listen`` (clients) and ``peer_listen`` (peers)."""
+             offline_after: int,
+             etcd_tls: tuple[str | None, str | None, str | None] = (None, None, None),
+             ) -> dict[str, Any]:
+        """Make this host the first member: of the etcd at ``endpoints`` (with ``etcd_tls``:
+        the PEM CA, client certificate and key to speak to it), or of a local etcd member
+        listening on ``etcd_listen`` (clients) and ``peer_listen`` (peers) over TLS with
+        client certificates under a CA made here."""
         self._refuse_if_member()
+        if any(etcd_tls) and not all(etcd_tls):
+            raise InvalidInput("a client certificate for etcd needs all three: --etcd-ca, "
+                               "--etcd-cert and --etcd-key")
+        ca_pem, cert_pem, key_pem = etcd_tls
+        credentials = None if not (ca_pem and cert_pem and key_pem) else Credentials(
+            ca_pem, cert_pem, key_pem)
         if offline_after < 3:
             raise InvalidInput("--offline-after must be at least 3 seconds")
+        if endpoints:
+            _check_endpoints(endpoints, credentials)
+            if credentials is not None:
+                credentials.check()
+        elif credentials is not None:
+            raise InvalidInput("--etcd-ca/--etcd-cert/--etcd-key are for an external etcd "
+                               "(--etcd https://…); the local member gets its own CA")
         member = None
-        if not endpoints:
-            member = local_etcd.LocalMember(
-                self.state_dir / "etcd", self.node,
-                _listen_url(etcd_listen or "127.0.0.1:12379", "--etcd-listen"),
-                _listen_url(peer_listen or "127.0.0.1:12380", "--etcd-peer-listen"))
-            local_etcd.ensure_running(member)
-            endpoints = [member.client_url]
-        for url in endpoints:
-            if urlsplit(url).scheme not in ("http", "https"):
-                raise InvalidInput(f"etcd endpoint '{url}' must be http(s)://HOST:PORT")
-        membership = Membership(endpoints, offline_after, member, _now_iso())
-        store = EtcdClusterStore(EtcdClient(endpoints), self.node, ttl=offline_after)
+        self._drop_tls()  # what a failed earlier attempt may have left
+        try:
+            tls = None
+            if not endpoints:
+                client_url = _listen_url(etcd_listen or "127.0.0.1:12379", "--etcd-listen")
+                peer_url = _listen_url(peer_listen or "127.0.0.1:12380", "--etcd-peer-listen")
+                tls = self._make_ca([client_url, peer_url])
+                member = local_etcd.LocalMember(self.state_dir / "etcd", self.node,
+                                                client_url, peer_url, self.tls_dir)
+                local_etcd.ensure_running(member)
+                endpoints = [member.client_url]
+            elif credentials is not None:
+                tls = credentials.write(self.tls_dir)
+            membership = Membership(endpoints, offline_after, member, _now_iso(), tls)
+            store = EtcdClusterStore(membership.client(), self.node, ttl=offline_after)
+        except BaseException:
+            self._forget_local(member)
+            raise
         try:
             if not store.create_cluster(self.node):
                 raise Conflict(f"the etcd at {', '.join(endpoints)} already holds a Corral "
@@ -203,18 +273,48 @@ class ClusterService:
                 raise
         except BaseException:
             store.close()
-            if member is not None:
-                local_etcd.stop(member)
+            self._forget_local(member)
             raise
         return self.status()
 
-    def join_info(self) -> dict[str, Any]:
-        """What a joining host needs: the etcd endpoints and the offline delay."""
-        if self.membership is None:
+    def _forget_local(self, member: local_etcd.LocalMember | None) -> None:
+        """Undo a failed init: stop the local member, remove its data and the TLS files."""
+        if member is not None:
+            local_etcd.stop(member)
+            import shutil
+            shutil.rmtree(member.data_dir, ignore_errors=True)
+        self._drop_tls()
+
+    def _make_ca(self, urls: list[str]) -> TLSFiles:
+        """The cluster CA, the local member's certificate (for the hosts it listens on, and
+        loopback) and this host's client certificate."""
+        ca = make_ca(self.tls_dir, self.node)
+        hosts = [str(urlsplit(u).hostname) for u in urls] + ["127.0.0.1", "localhost"]
+        ca.issue_member(self.node, hosts)
+        return ca.issue_client(self.node).write(self.tls_dir)
+
+    def _drop_tls(self) -> None:
+        import shutil
+        shutil.rmtree(self.tls_dir, ignore_errors=True)
+
+    def join_info(self, joiner: str | None = None) -> dict[str, Any]:
+        """What a joining host needs: the etcd endpoints, the offline delay, and the TLS
+        credentials for etcd: a client certificate the cluster CA issues for ``joiner`` if
+        this host holds the CA, else a copy of this member's own (with no RBAC in etcd,
+        either is the same right: any client the CA signed may read and write)."""
+        membership = self.membership
+        if membership is None:
             raise InvalidInput(f"'{self.node}' is in no cluster: run `corral cluster init` "
                                "there first")
-        return {"endpoints": self.membership.endpoints,
-                "offline_after": self.membership.offline_after, "node": self.node}
+        credentials: Credentials | None = None
+        ca = ClusterCA(self.tls_dir)
+        if membership.local_member is not None and membership.tls is not None and ca.exists():
+            credentials = ca.issue_client(joiner or "member")
+        elif membership.tls is not None:
+            credentials = membership.tls.read()
+        return {"endpoints": membership.endpoints, "offline_after": membership.offline_after,
+                "node": self.node,
+                "etcd_tls": None if credentials is None else credentials.to_json()}
 
     def join_via(self, url: str, token: str, fingerprint: str | None) -> dict[str, Any]:
         """Join the cluster of the member at ``url``: its certificate is pinned (checked
@@ -230,7 +330,8 @@ class ClusterService:
                               f"{normalise_fingerprint(fingerprint)}: refusing to join")
         with PeerClient(_Member(url.rstrip("/"), token, pem), timeout=15.0) as peer:
             try:
-                info = peer.request("GET", "/api/v1/cluster/join-info")
+                info = peer.request("GET", "/api/v1/cluster/join-info",
+                                    params={"node": self.node})
             except PeerError as exc:
                 if exc.peer_status == 401:
                     raise InvalidInput(f"{url} refused the token: {exc.message}") from exc
@@ -246,8 +347,22 @@ class ClusterService:
         endpoints = [str(e) for e in info.get("endpoints", [])]
         if not endpoints:
             raise HostFailure("the member answered no etcd endpoints")
-        membership = Membership(endpoints, int(info.get("offline_after", 10)), None, _now_iso())
-        store = EtcdClusterStore(EtcdClient(endpoints), self.node, ttl=membership.offline_after)
+        found = info.get("etcd_tls")
+        credentials = None if not found else Credentials(
+            str(found["ca"]), str(found["cert"]), str(found["key"]))
+        _check_endpoints(endpoints, credentials)
+        if credentials is not None:
+            credentials.check()
+        self._drop_tls()
+        try:
+            tls = None if credentials is None else credentials.write(self.tls_dir)
+            membership = Membership(endpoints, int(info.get("offline_after", 10)), None,
+                                    _now_iso(), tls)
+            store = EtcdClusterStore(membership.client(), self.node,
+                                     ttl=membership.offline_after)
+        except BaseException:
+            self._drop_tls()
+            raise
         try:
             if not store.exists():
                 raise HostFailure(f"the etcd at {', '.join(endpoints)} holds no Corral cluster")
@@ -258,6 +373,7 @@ class ClusterService:
             self._enter(store, membership)
         except BaseException:
             store.close()
+            self._drop_tls()
             raise
         return self.status()
 
@@ -319,6 +435,7 @@ class ClusterService:
             local_etcd.stop(membership.local_member)
             import shutil
             shutil.rmtree(membership.local_member.data_dir, ignore_errors=True)
+        self._drop_tls()
         self.config_file.unlink(missing_ok=True)
         with self._lock:
             self.store = self.local
@@ -332,7 +449,8 @@ class ClusterService:
         if membership is None:
             return {"clustered": False, "node": self.node, "endpoints": [], "members": 1,
                     "online": 1, "leader": self.node, "offline_after": None,
-                    "local_etcd": False, "etcd": {}, "error": None}
+                    "local_etcd": False, "etcd": {}, "error": None, "tls": False,
+                    "client_cert": False, "warnings": []}
         etcd_health: dict[str, str] = {}
         store = self.store
         if isinstance(store, EtcdClusterStore):
@@ -347,7 +465,15 @@ class ClusterService:
                 "members": len(members), "online": sum(m.online for m in members),
                 "leader": leader, "offline_after": membership.offline_after,
                 "local_etcd": membership.local_member is not None, "etcd": etcd_health,
-                "error": error or self.last_error}
+                "error": error or self.last_error, "tls": not membership.plain,
+                "client_cert": membership.tls is not None, "warnings": self.warnings()}
+
+    def warnings(self) -> list[str]:
+        """What `cluster status` and `host info` warn of (etcd spoken to in clear)."""
+        membership = self.membership
+        if membership is None or not membership.plain:
+            return []
+        return [PLAIN_WARNING.format(", ".join(membership.plain))]
 
     def members(self) -> list[Member]:
         return self.store.members()

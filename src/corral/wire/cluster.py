@@ -18,6 +18,12 @@ class ClusterInitRequest(BaseModel):
     """The local member's peer address HOST:PORT (default 127.0.0.1:12380)."""
     offline_after: int = Field(default=10, ge=3, le=3600)
     """Seconds without a renewal after which a member shows offline."""
+    etcd_ca: str | None = None
+    """With ``etcd``: the PEM CA certificate its https endpoints are checked against."""
+    etcd_cert: str | None = None
+    """With ``etcd``: the PEM client certificate Corral presents (etcd --client-cert-auth)."""
+    etcd_key: str | None = None
+    """With ``etcd``: that certificate's PEM key (unencrypted)."""
 
 
 class ClusterJoinRequest(BaseModel):
@@ -38,6 +44,12 @@ class ClusterStatus(BaseModel):
     etcd: dict[str, str]
     """Each etcd endpoint's health, as this host sees it."""
     error: str | None = None
+    tls: bool = False
+    """Whether every etcd endpoint is spoken to over TLS."""
+    client_cert: bool = False
+    """Whether Corral presents a client certificate to etcd."""
+    warnings: list[str] = Field(default_factory=list)
+    """E.g. "etcd without TLS"."""
 
 
 class MemberModel(BaseModel):
@@ -50,10 +62,19 @@ class MemberModel(BaseModel):
     facts: dict[str, Any]
 
 
+class EtcdCredentials(BaseModel):
+    ca: str
+    cert: str
+    key: str
+
+
 class JoinInfo(BaseModel):
     endpoints: list[str]
     offline_after: int
     node: str
+    etcd_tls: EtcdCredentials | None = None
+    """The CA and a client certificate (with its key) for the cluster's etcd: issued for
+    the joining host by the cluster CA, or a copy of the member's own."""
 
 
 class EvacuateRequest(BaseModel):

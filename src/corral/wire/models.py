@@ -133,6 +133,8 @@ class HostInfo(BaseModel):
     features: dict[str, Any]
     capacity: dict[str, Any] = Field(default_factory=dict)
     """Per resource: physical, allocated, ratio and the policy's max_ratio."""
+    warnings: list[str] = Field(default_factory=list)
+    """What the operator should fix (e.g. "etcd without TLS" in a cluster)."""
 
 
 class TemplateModel(BaseModel):
