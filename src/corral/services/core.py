@@ -75,7 +75,7 @@ class Corral:
         self.consoles = ConsoleHub()
         self.tickets = TicketService()
         self.users = UserService(UserStore(self.db), SessionStore(
-            idle=settings.session_idle, lifetime=settings.session_lifetime))
+            self.db, idle=settings.session_idle, lifetime=settings.session_lifetime))
         self.auth_limiter = FailedAuthLimiter(settings.auth_failures, settings.auth_window)
         self.audit = AuditService(AuditStore(self.db))
         self.locks = InstanceLocks()

@@ -37,7 +37,7 @@ class UserService:
     def __init__(self, store: UserStore, sessions: SessionStore | None = None,
                  tokens: TokenStore | None = None) -> None:
         self.store = store
-        self.sessions = sessions if sessions is not None else SessionStore()
+        self.sessions = sessions if sessions is not None else SessionStore(store.db)
         self.tokens = tokens or TokenStore(store.db)
 
     @functools.cached_property

@@ -75,7 +75,7 @@ async def log_in(
     if who is None:
         limiter.failed(address, "web", user or None)
         return _form(request, 401, "wrong user name or password", user, next)
-    secret, _session = app.users.sessions.open(who.name)
+    secret, _session = await asyncio.to_thread(app.users.sessions.open, who.name)
     secure: bool = request.app.state.secure
     response = RedirectResponse(_next(next), status_code=303)
     response.headers.append("set-cookie", cookie_header(COOKIE, secret, secure=secure))

@@ -20,6 +20,7 @@ from starlette.requests import HTTPConnection
 
 from corral.api.identity import ASGIApp, Receive, Scope, Send, serve_as
 from corral.domain.errors import Forbidden
+from corral.domain.users import Caller
 from corral.services.sessions import Session
 from corral.services.users import UserService
 
@@ -62,14 +63,20 @@ class SessionAuth:
             await self.app(scope, receive, send)
             return
         secret = cookies(scope).get(COOKIE)
-        session = self.users.sessions.find(secret) if secret else None
-        caller = None if session is None else await asyncio.to_thread(
-            self.users.caller, session.user)
-        if session is None or caller is None:
+        found = await asyncio.to_thread(self._identify, secret) if secret else None
+        if found is None:
             await self.app(scope, receive, send)
             return
+        session, caller = found
         scope[SESSION] = session
         await serve_as(caller, self.app, scope, receive, send)
+
+    def _identify(self, secret: str) -> tuple[Session, Caller] | None:
+        """The live session of ``secret`` and its user as the user is now (database reads:
+        run off the event loop)."""
+        session = self.users.sessions.find(secret)
+        caller = None if session is None else self.users.caller(session.user)
+        return None if session is None or caller is None else (session, caller)
 
 
 def session_of(request: HTTPConnection) -> Session | None:

@@ -22,9 +22,18 @@ class Clock:
         return self.now
 
 
-def test_a_session_lives_while_used_and_ends_when_idle() -> None:
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    found = Database.open(tmp_path / "corral.db")
+    users = UserStore(found)
+    for name in ("alice", "bob"):
+        users.add(name, Role.OPERATOR, f"hash-of-{name}")
+    return found
+
+
+def test_a_session_lives_while_used_and_ends_when_idle(db: Database) -> None:
     clock = Clock()
-    store = SessionStore(idle=60, lifetime=600, clock=clock)
+    store = SessionStore(db, idle=60, lifetime=600, clock=clock)
     secret, session = store.open("alice")
     assert store.find(secret) == session
     clock.now += 59
@@ -36,9 +45,9 @@ def test_a_session_lives_while_used_and_ends_when_idle() -> None:
     assert store.find(secret) is None and len(store) == 0
 
 
-def test_a_session_ends_after_its_lifetime_however_used() -> None:
+def test_a_session_ends_after_its_lifetime_however_used(db: Database) -> None:
     clock = Clock()
-    store = SessionStore(idle=60, lifetime=100, clock=clock)
+    store = SessionStore(db, idle=60, lifetime=100, clock=clock)
     secret, _ = store.open("alice")
     for _ in range(3):
         clock.now += 30
@@ -47,8 +56,8 @@ def test_a_session_ends_after_its_lifetime_however_used() -> None:
     assert store.find(secret) is None
 
 
-def test_logout_and_per_user_close_and_secrets_not_kept() -> None:
-    store = SessionStore()
+def test_logout_and_per_user_close_and_secrets_not_kept(db: Database) -> None:
+    store = SessionStore(db)
     one, session = store.open("alice")
     two, _ = store.open("alice")
     three, _ = store.open("bob")
@@ -57,14 +66,51 @@ def test_logout_and_per_user_close_and_secrets_not_kept() -> None:
     assert store.find(one) is None and store.find(two) is not None
     assert store.close_user("alice") == 1
     assert store.find(two) is None and store.find(three) is not None
-    assert one not in repr(store._sessions)  # only hashes of the secrets are kept
+    kept = db.all("SELECT * FROM web_sessions")
+    assert kept and not any(two in str(v) or three in str(v) for r in kept for v in r)
 
 
-def test_csrf_token_comparison() -> None:
-    _, session = SessionStore().open("alice")
+def test_csrf_token_comparison(db: Database) -> None:
+    _, session = SessionStore(db).open("alice")
     assert session.csrf_ok(session.csrf)
     assert not session.csrf_ok(None) and not session.csrf_ok("")
     assert not session.csrf_ok(session.csrf[:-1] + "x")
+
+
+def test_sessions_outlive_the_store_and_expired_ones_are_swept(db: Database) -> None:
+    clock = Clock()
+    clock.now = 1_000_000.0
+    first = SessionStore(db, idle=60, lifetime=600, clock=clock)
+    secret, session = first.open("alice")
+    stale, _ = first.open("bob")
+    clock.now += 30
+    again = SessionStore(Database(db.path), idle=60, lifetime=600, clock=clock)  # a restart
+    found = again.find(secret)
+    assert found is not None and (found.user, found.csrf) == ("alice", session.csrf)
+    clock.now += 45  # bob's idle time is over; alice's use 45 s ago restarted hers
+    assert again.find(secret) is not None
+    again.open("alice")  # a login sweeps the expired
+    assert len(again) == 2 and again.find(stale) is None
+
+
+def test_a_use_writes_its_time_only_when_it_is_old(db: Database) -> None:
+    clock = Clock()
+    store = SessionStore(db, idle=100, lifetime=1000, clock=clock)
+    secret, _ = store.open("alice")
+    assert store.touch_every == 10
+    clock.now = 5
+    assert store.find(secret) is not None
+    assert db.column("SELECT seen FROM web_sessions") == [0.0]
+    clock.now = 12
+    assert store.find(secret) is not None
+    assert db.column("SELECT seen FROM web_sessions") == [12.0]
+
+
+def test_removing_a_user_drops_its_sessions_rows(db: Database) -> None:
+    store = SessionStore(db)
+    secret, _ = store.open("bob")
+    UserStore(db).remove("bob")
+    assert store.find(secret) is None and len(store) == 0
 
 
 def test_passwords_are_argon2id_hashes_and_a_change_ends_sessions(tmp_path: Path) -> None:
