@@ -29,6 +29,7 @@ from corral.web import (
     dashboard,
     graphs,
     infra,
+    infra_changes,
     instance,
     instance_move,
     instances,
@@ -93,7 +94,7 @@ def create_console(corral: Corral, secure: bool = True) -> FastAPI:
                     "scripts/build-web-assets.sh", static / "vendor")
     app.mount(f"{PATH}/static", StaticFiles(directory=static), name="static")
     for module in (login, dashboard, instances, bulk, instance, instance_move, consoles,
-                   graphs, infra, operations, users, live):
+                   graphs, infra, infra_changes, operations, users, live):
         app.include_router(module.router)
 
     @app.exception_handler(Unauthorized)

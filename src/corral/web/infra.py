@@ -20,7 +20,7 @@ router = APIRouter(prefix=PATH, include_in_schema=False)
 CHUNK = 1 << 20
 
 
-def _refused(page: Page) -> int:
+def refused(page: Page) -> int:
     """A refused change's status: 400, but 200 to htmx (which swaps no 4xx answer in)."""
     return 200 if page.htmx else 400
 
@@ -49,7 +49,7 @@ def build_template(page: Ctx, name: Annotated[str, Form()] = "") -> HTMLResponse
     page.require("build_template")
     op, errors = attempt(lambda: page.app.templates.submit_build(name.strip()), ("name",))
     if op is None:
-        return _templates(page, _refused(page), problem=errors.get("name") or errors.get(""))
+        return _templates(page, refused(page), problem=errors.get("name") or errors.get(""))
     return _templates(page, notice=f"building template {name.strip()}: operation {op.id}",
                       op=op.id)
 
@@ -69,7 +69,7 @@ async def import_template(page: Ctx, file: UploadFile,
         except Forbidden:
             raise
         except CorralError as exc:
-            return _templates(page, _refused(page), problem=f"{file.filename}: {exc.message}")
+            return _templates(page, refused(page), problem=f"{file.filename}: {exc.message}")
         return _templates(page, notice=f"imported template {image.name}")
 
     result: HTMLResponse = await run_in_threadpool(install)
@@ -87,7 +87,7 @@ def export_template(page: Ctx, name: str) -> FileResponse:
 
 
 # Networks and traffic classes --------------------------------------------------------------
-def _networks(page: Page, status: int = 200, **extra: Any) -> HTMLResponse:
+def render_networks(page: Page, status: int = 200, **extra: Any) -> HTMLResponse:
     page.require("list_networks")
     app = page.app
     classes = app.networks.list_classes() if page.may("list_classes") else []
@@ -97,7 +97,7 @@ def _networks(page: Page, status: int = 200, **extra: Any) -> HTMLResponse:
 
 @router.get("/networks", response_class=HTMLResponse)
 def networks_page(page: Ctx) -> HTMLResponse:
-    return _networks(page)
+    return render_networks(page)
 
 
 @router.post("/traffic-classes", response_class=HTMLResponse)
@@ -108,22 +108,21 @@ def set_class(page: Ctx, name: Annotated[str, Form()] = "",
     cls, errors = attempt(lambda: page.app.networks.set_class(f"{name.strip()}={joined}"),
                           ("name", "ranges"))
     if cls is None:
-        return _networks(page, _refused(page), errors=errors,
+        return render_networks(page, refused(page), errors=errors,
                          values={"name": name, "ranges": ranges})
-    return _networks(page, notice=f"traffic class {cls.name} set")
+    return render_networks(page, notice=f"traffic class {cls.name} set")
 
 
 @router.post("/traffic-classes/{name}/delete", response_class=HTMLResponse)
 def delete_class(page: Ctx, name: str) -> HTMLResponse:
     page.require("delete_class")
     _done, errors = attempt(lambda: page.app.networks.delete_class(name), ())
-    return _networks(page, problem=errors.get(""),
+    return render_networks(page, problem=errors.get(""),
                      notice=None if errors else f"traffic class {name} deleted")
 
 
 # Storage pools -----------------------------------------------------------------------------
-@router.get("/storage", response_class=HTMLResponse)
-def storage_page(page: Ctx) -> HTMLResponse:
+def render_storage(page: Page, status: int = 200, **extra: Any) -> HTMLResponse:
     page.require("list_pools")
     pools: list[tuple[Any, Any, str | None]] = []
     for record in page.app.storage.list_pools():
@@ -131,21 +130,28 @@ def storage_page(page: Ctx) -> HTMLResponse:
             pools.append((record, page.app.storage.status(record), None))
         except CorralError as exc:
             pools.append((record, None, exc.message))
-    return page.render("storage.html", pools=pools)
+    return page.render("storage.html", status, pools=pools, **extra)
+
+
+@router.get("/storage", response_class=HTMLResponse)
+def storage_page(page: Ctx) -> HTMLResponse:
+    return render_storage(page)
 
 
 # Backup targets and schedules --------------------------------------------------------------
-def _backups(page: Page, status: int = 200, **extra: Any) -> HTMLResponse:
+def render_backups(page: Page, status: int = 200, **extra: Any) -> HTMLResponse:
     page.require("list_targets")
     app = page.app
     targets = app.backups.targets()  # shown: names, and the URL to those who may add one
     schedules = app.schedules.schedules() if page.may("list_schedules") else []
-    return page.render("backups.html", status, targets=targets, schedules=schedules, **extra)
+    names = [i.name for i in app.store.list_instances()] if page.may("set_schedule") else []
+    return page.render("backups.html", status, targets=targets, schedules=schedules,
+                       instances=names, **extra)
 
 
 @router.get("/backups", response_class=HTMLResponse)
 def backups_page(page: Ctx) -> HTMLResponse:
-    return _backups(page)
+    return render_backups(page)
 
 
 @router.post("/backup-targets", response_class=HTMLResponse)
@@ -155,5 +161,5 @@ def add_target(page: Ctx, name: Annotated[str, Form()] = "",
     made, errors = attempt(lambda: page.app.backups.add_target(name.strip(), url.strip()),
                            ("name", "url"))
     if made is None:
-        return _backups(page, _refused(page), errors=errors, values={"name": name, "url": url})
-    return _backups(page, notice=f"backup target {made.name} added")
+        return render_backups(page, refused(page), errors=errors, values={"name": name, "url": url})
+    return render_backups(page, notice=f"backup target {made.name} added")

@@ -105,14 +105,15 @@ FIELD_WORDS: tuple[tuple[str, str], ...] = (
     ("disk", "disk"), ("template", "template"), ("owner", "owner"), ("user", "owner"),
     ("network", "network"), ("address", "ip"), ("ip", "ip"), ("name", "name"),
     ("instance", "name"), ("type", "kind"), ("kind", "kind"), ("password", "password"),
-    ("role", "role"),
+    ("role", "role"), ("subnet", "subnets"), ("gateway", "gateways"), ("rate", "link_rate"),
+    ("pool", "pools"),
 )
 
 
 def field_of(message: str, fields: Collection) -> str | None:
     """The form field an API error message is about: the first field (or a word for it)
     the message names; None: the form as a whole."""
-    words = [w.strip("'\"`(),.:;").lower() for w in message.split()]
+    words = [w.strip("'\"`(),.:;-").lower() for w in message.split()]
     for word in words:
         if word in fields:
             return word
