@@ -33,6 +33,7 @@ __all__ = ["shots"]
 
 try:
     from playwright.sync_api import Browser, Dialog, Page, sync_playwright
+    from playwright.sync_api import Error as PlaywrightError
 except ImportError:  # pragma: no cover - the dev extra installs it
     sync_playwright = None  # type: ignore[assignment]
 
@@ -219,8 +220,11 @@ def test_a_slow_bulk_operation_is_cancelled_from_the_operations_page(
     item and ends ``cancelled``."""
     daemon = site.daemon
     names = [f"slow{i}" for i in range(4)]
-    for name in names:
-        made_instance(daemon, name)
+    made = api(daemon, "POST", "/api/v1/bulk", json={
+        "action": "create", "names": names, "create": {"type": "ct", "template": "tiny",
+                                                       "start": True}}).json()["id"]
+    done = api(daemon, "GET", f"/api/v1/operations/{made}/wait?timeout=60").json()
+    assert done["status"] == "success", done
     ctx = context(browser)
     page = log_in(ctx, daemon, OPERATOR)
     answer = api(daemon, "POST", "/api/v1/bulk", json={
@@ -248,6 +252,18 @@ def _session_rows(state: Path) -> list[tuple[str, str]]:
         return list(db.execute("SELECT secret_hash, user FROM web_sessions"))
 
 
+def _reload(page: Page) -> None:
+    """Reload; again if Chromium saw the host's interfaces change meanwhile (other tests
+    on this host make and remove network namespaces and interfaces)."""
+    for attempt in range(3):
+        try:
+            page.reload()
+            return
+        except PlaywrightError as exc:
+            if "ERR_NETWORK_CHANGED" not in str(exc) or attempt == 2:
+                raise
+
+
 def test_a_console_session_outlives_a_corrald_restart(browser: Browser, site: Site) -> None:
     ctx = context(browser)
     page = log_in(ctx, site.daemon, ADMIN)
@@ -257,7 +273,7 @@ def test_a_console_session_outlives_a_corrald_restart(browser: Browser, site: Si
             and not any(secret in h for h, _u in rows))  # only its hash is kept
     page.goto(f"{site.daemon.url}/ui/networks")
     site.restart()
-    page.reload()
+    _reload(page)
     assert page.url == f"{site.daemon.url}/ui/networks"  # not sent to the login page
     page.fill("#c-name", "afterboot")  # a change: the session's CSRF token still holds
     page.fill("#c-ranges", "192.168.0.0/16")
