@@ -29,6 +29,8 @@ cp "$inter"/files/inter-*-wght-normal.woff2 "$vendor.new/inter/files/"
 mkdir -p "$vendor.new/xterm" "$vendor.new/novnc"
 cp "$modules/@xterm/xterm/lib/xterm.mjs" "$modules/@xterm/xterm/css/xterm.css" \
    "$modules/@xterm/xterm/LICENSE" "$vendor.new/xterm/"
+cp "$modules/@xterm/addon-fit/lib/addon-fit.mjs" "$vendor.new/xterm/"
+cp "$modules/@xterm/addon-fit/LICENSE" "$vendor.new/xterm/LICENSE.addon-fit"
 # noVNC's core is ES modules importing its vendored pako: both folders, as published
 cp -r "$modules/@novnc/novnc/core" "$modules/@novnc/novnc/vendor" \
    "$modules/@novnc/novnc/LICENSE.txt" "$vendor.new/novnc/"

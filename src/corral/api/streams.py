@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -68,10 +69,27 @@ async def console(websocket: WebSocket, ref: str) -> None:
     await serve_console(websocket, app, ref, replay=False)
 
 
-async def serve_console(websocket: WebSocket, app: Corral, ref: str, replay: bool) -> None:
+MAX_TERMINAL = 1000  # columns or rows a resize may ask for
+
+
+def _resize_of(text: str) -> tuple[int, int] | None:
+    """(cols, rows) of a ``{"resize": [cols, rows]}`` control message; None: not one."""
+    try:
+        cols, rows = json.loads(text)["resize"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not all(isinstance(n, int) and 1 <= n <= MAX_TERMINAL for n in (cols, rows)):
+        return None
+    return cols, rows
+
+
+async def serve_console(websocket: WebSocket, app: Corral, ref: str, replay: bool,
+                        controls: bool = False) -> None:
     """Attach an accepted websocket to ``ref``'s shared console (``services/consoles.py``:
     one runtime console, any number of viewers); ``replay``: first the console's recent
-    output (a reloaded page sees its screen again)."""
+    output (a reloaded page sees its screen again). ``controls``: text frames are not typed
+    but control messages (``{"resize": [cols, rows]}``, answered ``{"resized": bool}``);
+    the guest's bytes go in binary frames either way."""
     loop = asyncio.get_running_loop()
     from_guest: asyncio.Queue[bytes] = asyncio.Queue()
 
@@ -103,6 +121,11 @@ async def serve_console(websocket: WebSocket, app: Corral, ref: str, replay: boo
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            if controls and message.get("text") is not None:
+                size = _resize_of(message["text"])
+                done = size is not None and await asyncio.to_thread(viewer.resize, *size)
+                await websocket.send_text(json.dumps({"resized": done}))
+                continue
             payload = message.get("bytes") or (message.get("text") or "").encode()
             if payload:
                 await asyncio.to_thread(viewer.write, payload)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.resources import Resources
@@ -135,6 +135,14 @@ class ConsoleStream(Protocol):
     def write(self, data: bytes) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ResizableConsole(Protocol):
+    """A console stream whose guest terminal has a window size (a container's pty); a
+    serial line (a VM's) carries none."""
+
+    def resize(self, cols: int, rows: int) -> None: ...
 
 
 class Driver(Protocol):

@@ -96,6 +96,12 @@ class PtyProcess:
             written = os.write(self._master, view)
             view = view[written:]
 
+    def resize(self, cols: int, rows: int) -> None:
+        """Set the pty's window size: the kernel signals the command (SIGWINCH), and
+        ``lxc-console`` passes the size on to the container's console pty."""
+        if not self._closed:
+            _set_size(self._master, rows, cols)
+
     def close(self) -> None:
         if self._closed:
             return

@@ -8,6 +8,10 @@ what any viewer types goes to the one stream. It keeps the last ``BACKLOG`` byte
 viewer that attaches later (a reloaded page) is shown first, and keeps the stream open for
 ``linger`` seconds after the last viewer left, so a reload finds the same console.
 
+A viewer may resize the console (``resize``): a container's console pty takes the window
+size (the last viewer to resize wins, as in tmux's "latest"); a VM's serial line has no
+size to set, and ``resize`` says so by returning False.
+
 Viewers get bytes through a callback (``deliver``), called on the hub's reader thread;
 ``b""`` means the console closed (the instance stopped).
 """
@@ -20,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from corral.drivers.base import ConsoleStream
+from corral.drivers.base import ConsoleStream, ResizableConsole
 
 log = logging.getLogger("corral.consoles")
 
@@ -40,6 +44,9 @@ class Viewer:
 
     def write(self, data: bytes) -> None:
         self._shared.write(data)
+
+    def resize(self, cols: int, rows: int) -> bool:
+        return self._shared.resize(cols, rows)
 
     def close(self) -> None:
         self._shared.detach(self)
@@ -99,6 +106,18 @@ class SharedConsole:
                 self._stream.write(data)
             except OSError as exc:
                 log.info("console %s: a write failed: %s", self.key, exc)
+
+    def resize(self, cols: int, rows: int) -> bool:
+        """Give the guest's terminal this window size; False: this console has none."""
+        if self._ended or not isinstance(self._stream, ResizableConsole):
+            return False
+        with self._write_lock:
+            try:
+                self._stream.resize(cols, rows)
+            except OSError as exc:
+                log.info("console %s: a resize failed: %s", self.key, exc)
+                return False
+        return True
 
     def stop(self) -> None:
         """End the console now (the reader thread closes the stream)."""

@@ -91,7 +91,7 @@ async def _redeem(websocket: WebSocket, kind: str, token: str) -> str | None:
 async def serial(websocket: WebSocket, ticket: str = "") -> None:
     name = await _redeem(websocket, "serial", ticket)
     if name is not None:
-        await serve_console(websocket, corral_ws(websocket), name, replay=True)
+        await serve_console(websocket, corral_ws(websocket), name, replay=True, controls=True)
 
 
 @router.websocket("/consoles/vnc")
