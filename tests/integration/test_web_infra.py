@@ -247,6 +247,26 @@ def test_a_slow_bulk_operation_is_cancelled_from_the_operations_page(
     ctx.close()
 
 
+def test_the_serial_console_fits_the_page_and_says_a_size_it_cannot_set(
+        browser: Browser, site: Site) -> None:
+    """The fake driver's console is a byte stream with no window size (like a VM's serial
+    line): the terminal still fits the page, and the page says how to set the size."""
+    daemon = site.daemon
+    made_instance(daemon, "sized")
+    ctx = context(browser)
+    page = log_in(ctx, daemon, ADMIN)
+    page.goto(f"{daemon.url}/ui/instances/sized/console")
+    page.wait_for_selector("#console[data-resized=false]")
+    wide = int(page.get_attribute("#console", "data-cols") or 0)
+    assert wide > 80  # fitted to 1280 px, not the fixed 80 columns
+    assert "stty cols" in page.inner_text("#console-status")
+    page.set_viewport_size({"width": 390, "height": 700})
+    page.wait_for_function("(was) => Number(document.querySelector('#console')"
+                           ".dataset.cols) < was", arg=wide)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    ctx.close()
+
+
 def _session_rows(state: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(state / "corral.db") as db:
         return list(db.execute("SELECT secret_hash, user FROM web_sessions"))

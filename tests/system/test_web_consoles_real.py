@@ -124,6 +124,34 @@ def test_a_containers_serial_console_reload_and_two_viewers(
     site.cli("delete", "--force", "con1", check=True)
 
 
+def _size(page: Page) -> str:
+    """The terminal's size as ``stty size`` prints it (rows, columns)."""
+    return (f"{page.get_attribute('#console', 'data-rows')} "
+            f"{page.get_attribute('#console', 'data-cols')}")
+
+
+def test_a_containers_terminal_follows_the_browser_windows_size(
+        browser: Browser, site: Daemon) -> None:
+    site.cli("create", "con2", "--type", "ct", "--template", "tiny", "--start", check=True)
+    ctx = context(browser)
+    page = log_in(ctx, site, ADMIN)
+    _open(page, site, "con2")
+    page.wait_for_selector("#console[data-resized=true]", timeout=30000)
+    first = _size(page)
+    assert first != "24 80"  # fitted to the page at 1280x800, not the fixed 80x24
+    _type(page, "stty size")
+    _console_shows(page, first)
+    page.set_viewport_size({"width": 700, "height": 500})
+    page.wait_for_function("(was) => { const e = document.querySelector('#console'); "
+                           "return e.dataset.rows + ' ' + e.dataset.cols !== was; }", arg=first)
+    second = _size(page)
+    page.wait_for_timeout(300)  # the resize message is sent before the next keys
+    _type(page, "clear; stty size")
+    _console_shows(page, second)
+    ctx.close()
+    site.cli("delete", "--force", "con2", check=True)
+
+
 def test_a_vms_vnc_display_is_drawn(browser: Browser, site: Daemon, shots: Path) -> None:
     image = site.state_dir / "boot.raw"
     with image.open("wb") as f:  # a boot sector that spins ("jmp $") under SeaBIOS's screen
