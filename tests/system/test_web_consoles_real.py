@@ -31,6 +31,7 @@ __all__ = ["shots", "tiny_template"]
 
 try:
     from playwright.sync_api import Browser, Page, sync_playwright
+    from playwright.sync_api import Error as PlaywrightError
 except ImportError:  # pragma: no cover - the dev extra installs it
     sync_playwright = None  # type: ignore[assignment]
 
@@ -69,9 +70,13 @@ def browser() -> Iterator[Browser]:
 
 
 def _console_shows(page: Page, text: str) -> None:
-    page.wait_for_function(
-        "([rows, text]) => (document.querySelector(rows)?.textContent || '').includes(text)",
-        arg=[ROWS, text], timeout=30000)
+    try:
+        page.wait_for_function(
+            "([rows, text]) => (document.querySelector(rows)?.textContent || '').includes(text)",
+            arg=[ROWS, text], timeout=30000)
+    except PlaywrightError:
+        shown = page.inner_text(ROWS)
+        raise AssertionError(f"the console never showed {text!r}; it shows:\n{shown}") from None
 
 
 def _open(page: Page, daemon: Daemon, name: str, kind: str = "console") -> None:

@@ -46,6 +46,7 @@ from corral.drivers.lxc.config import (
     cgroup_dirs,
     render_config,
 )
+from corral.drivers.lxc.console import LxcConsole
 from corral.drivers.lxc.disks import (
     LxcDiskHotplug,
     data_mount,
@@ -59,7 +60,6 @@ from corral.host.cgroups import CgroupLayout, host_layout, read_layout
 from corral.host.idmap import IdMap, root_idmap, unprivileged_possible
 from corral.host.mounts import mount_image, unmount
 from corral.host.process import run_with_deadline
-from corral.host.pty import PtyProcess
 from corral.host.run import require_tool, run
 from corral.network.nicfile import NICS_FILE, read_nics
 from corral.storage.images import build_root_disk
@@ -353,7 +353,8 @@ class LxcDriver(LxcDiskHotplug):
         current = self.status(spec).state
         if current not in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
             raise Conflict(f"container '{spec.name}' is {current.value}; start it first")
-        console = PtyProcess([*self._args("lxc-console", spec), "-t", "0", "-e", _NO_ESCAPE])
+        console = LxcConsole([*self._args("lxc-console", spec), "-t", "0", "-e", _NO_ESCAPE],
+                             lambda: self.status(spec).pid)
         if not console.wait_until_raw(CONSOLE_ATTACH_TIMEOUT):
             said = console.output_so_far().decode(errors="replace").strip()
             console.close()
