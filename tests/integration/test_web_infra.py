@@ -93,7 +93,10 @@ def _json(daemon: Daemon, *args: str) -> object:
 
 
 def test_networks_are_created_with_errors_at_the_field_and_deleted(
-        browser: Browser, site: Site, shots: Path) -> None:
+        browser: Browser, site: Site, shots: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    with capsys.disabled():
+        print(f"\nweb console screenshots (infrastructure forms): {shots}")
     daemon = site.daemon
     ctx = context(browser)
     page = log_in(ctx, daemon, OPERATOR)
