@@ -1,18 +1,23 @@
 """Work over a whole cluster (fake driver, real 3-member etcd): a member evacuated and
 restored; bulk operations whose items live on other members (and their cancel); placement
-groups, required features, bulk migration to members placement picks."""
+groups, required features, bulk migration to members placement picks; templates shared
+between members."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from corral.client.users import UserCalls
+from corral.cluster.etcd import EtcdClient
 from corral.domain.bulk import BulkAction
 from corral.domain.statuses import OperationStatus
+from corral.templates.artifact import export_template
 from corral.wire.bulk import BulkRequestModel
 from corral.wire.models import CreateRequest, OperationModel
 from tests.integration.conftest import (
@@ -24,6 +29,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.etcd_lab import ETCD, etcd_lab
 from tests.integration.test_cluster import Lab, corral, listed, members, names
+from tests.unit.templates.test_artifact import make_template
 
 pytestmark = pytest.mark.skipif(ETCD is None, reason="etcd (etcd-server) is not installed")
 
@@ -315,3 +321,80 @@ def test_cancelling_a_bulk_operation_cancels_items_on_other_members(lab: Lab) ->
             marker.unlink(missing_ok=True)
         for name in made:
             alpha.cli("delete", name, "--force")
+
+
+def _shared(d: Daemon, name: str) -> dict[str, Any] | None:
+    found: list[dict[str, Any]] = corral(d, "template", "list", "--format", "json")
+    return next((t for t in found if t["name"] == name), None)
+
+
+def _store_entries(d: Daemon) -> list[str]:
+    return sorted(p.name for p in (d.state_dir / "templates").iterdir())
+
+
+def test_a_template_imported_on_one_member_is_fetched_on_first_use(
+        lab: Lab, tmp_path: Path) -> None:
+    """Imported on alpha, listed everywhere; two concurrent creates placed on beta (asked
+    on gamma) fetch it once, verified; a copy that does not match what the store says is
+    refused on gamma and leaves nothing; deletes are published."""
+    alpha, beta, gamma = (lab.hosts[n] for n in ("alpha", "beta", "gamma"))
+    artifact = tmp_path / "shared-mini.corral-template"
+    export_template(make_template(tmp_path / "src", "shared-mini"), artifact)
+    corral(alpha, "template", "import", str(artifact))
+    made: list[str] = []
+    try:
+        listed_ = _shared(gamma, "shared-mini")
+        assert listed_ is not None and listed_["nodes"] == ["alpha"], listed_
+        assert listed_["installed"] is False
+        assert "fetched on first use" in corral(gamma, "template", "list")
+
+        before = _store_entries(beta)
+        errors: list[str] = []
+
+        def make(name: str) -> None:
+            proc = gamma.cli("create", name, "--type", "ct", "--template", "shared-mini",
+                             "--node", "beta")
+            if proc.returncode != 0:
+                errors.append(proc.stderr)
+
+        threads = [threading.Thread(target=make, args=(f"tf-{i}",)) for i in (1, 2)]
+        made += ["tf-1", "tf-2"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []  # the second waited for the first's fetch, did not import again
+        assert _store_entries(beta) == sorted([*before, "shared-mini"])  # no .fetch-* left
+        info = corral(beta, "info", "tf-1", "--format", "json")
+        assert (info["template"], info["node"]) == ("shared-mini", "beta")
+        assert wait_until(lambda: (_shared(gamma, "shared-mini") or {}).get("nodes")
+                          == ["alpha", "beta"], 10)
+
+        # what the holders published no longer matches their copies: refused, nothing left
+        client = EtcdClient(lab.etcd.endpoints, tls=lab.etcd.tls)
+        try:
+            for node in ("alpha", "beta"):
+                key = f"/corral/templates/shared-mini/{node}"
+                record = json.loads(client.get(key).value)  # type: ignore[union-attr]
+                client.put(key, json.dumps({**record, "sha256": "0" * 64}))
+        finally:
+            client.close()
+        before = _store_entries(gamma)
+        error = corral(gamma, "create", "tf-bad", "--type", "ct", "--template", "shared-mini",
+                       "--node", "gamma", ok=False)
+        assert "checksum mismatch" in error and "nothing was installed" in error, error
+        assert _store_entries(gamma) == before
+        assert "tf-bad" not in names(alpha)
+
+        for name in ("tf-1", "tf-2"):
+            corral(beta, "delete", name)
+        made.clear()
+        corral(beta, "template", "delete", "shared-mini")
+        assert (_shared(gamma, "shared-mini") or {}).get("nodes") == ["alpha"]
+        corral(alpha, "template", "delete", "shared-mini")
+        assert _shared(gamma, "shared-mini") is None
+    finally:
+        for name in made:
+            beta.cli("delete", name, "--force")
+        for d in (alpha, beta, gamma):
+            d.cli("template", "delete", "shared-mini")

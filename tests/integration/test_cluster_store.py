@@ -16,7 +16,7 @@ import pytest
 
 from corral.cluster.etcd import ClusterUnavailable, EtcdClient
 from corral.cluster.etcdstore import EtcdClusterStore
-from corral.cluster.store import NodeInfo, PublishedInstance
+from corral.cluster.store import NodeInfo, PublishedInstance, PublishedTemplate
 from corral.domain.errors import Conflict
 from corral.host.pki import make_ca
 from tests.integration.conftest import wait_until
@@ -200,3 +200,23 @@ def test_etcd_lets_in_only_clients_with_a_certificate_of_its_ca(
             intruder.get("/corral/secret")
     finally:
         intruder.close()
+
+
+def test_templates_published_per_member_withdrawn_and_forgotten_with_it(
+        store: EtcdClusterStore) -> None:
+    def held(name: str | None = None) -> set[tuple[str, str, str]]:
+        return {(t.name, t.node, t.sha256) for t in store.templates(name)}
+
+    a = [PublishedTemplate("deb", "node-a", "1" * 64, 10, ("ct", "vm"), "3"),
+         PublishedTemplate("tiny", "node-a", "2" * 64, 5)]
+    store.publish_templates("node-a", a, complete=True)
+    store.publish_templates("node-b", [PublishedTemplate("deb", "node-b", "1" * 64, 10)],
+                            complete=False)
+    assert held("deb") == {("deb", "node-a", "1" * 64), ("deb", "node-b", "1" * 64)}
+    assert store.templates("tiny")[0] == a[1]  # read back as written
+    store.publish_templates("node-a", a[:1], complete=True)  # tiny deleted while away
+    assert held() == {("deb", "node-a", "1" * 64), ("deb", "node-b", "1" * 64)}
+    store.withdraw_template("node-b", "deb")
+    assert held() == {("deb", "node-a", "1" * 64)}
+    store.unregister("node-a")
+    assert held() == set()

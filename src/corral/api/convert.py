@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from corral.domain.errors import CorralError
 from corral.services.instances import InstanceView
+from corral.services.template_share import ClusterTemplate
 from corral.services.types import (
     InstanceRecord,
     Member,
@@ -127,4 +128,13 @@ def template(image: TemplateImage, size: int, digest: str) -> TemplateModel:
         name=image.name, version=image.version, os=str(meta.get("os", "")),
         arch=str(meta.get("arch", "")), size=size,
         kinds=list(meta.get("kinds", ["ct", "vm"])), sha256=digest,
+    )
+
+
+def published_template(found: ClusterTemplate) -> TemplateModel:
+    """A template only other cluster members hold (as they published it)."""
+    return TemplateModel(
+        name=found.name, version=found.version, os=found.os, arch=found.arch,
+        size=found.size, kinds=found.kinds, sha256=found.sha256, installed=False,
+        nodes=found.nodes,
     )

@@ -30,7 +30,14 @@ def host_info(app: App) -> HostInfo:
 
 @router.get("/templates", response_model=list[TemplateModel])
 def list_templates(app: App) -> list[TemplateModel]:
-    return [_template(app, t) for t in app.templates.list()]
+    """This host's templates and, in a cluster, the other members' (``installed`` false)."""
+    found = []
+    for row in app.template_share.rows():
+        if row.image is not None:
+            found.append(_template(app, row.image).model_copy(update={"nodes": row.nodes}))
+        elif row.published is not None:
+            found.append(convert.published_template(row.published))
+    return found
 
 
 @router.get("/templates/{name}", response_model=TemplateModel)

@@ -58,13 +58,19 @@ def host_info(fmt: FormatOpt = Format.table) -> None:
 
 @template_app.command("list")
 def template_list(fmt: FormatOpt = Format.table) -> None:
-    """Installed templates."""
+    """Installed templates and, in a cluster, the other members' (NODES: where)."""
     with client() as c:
         items = c.list_templates()
     if not output.emit_structured(items, fmt):
-        output.table(["NAME", "VERSION", "OS", "ARCH", "KINDS", "SIZE", "SHA256"], [
+        output.table(["NAME", "VERSION", "OS", "ARCH", "KINDS", "SIZE", "SHA256", "NODES"], [
             [t.name, t.version, t.os, t.arch, ",".join(t.kinds), output.size(t.size),
-             t.sha256[:12]] for t in items])
+             t.sha256[:12], _nodes(t.nodes, t.installed)] for t in items])
+
+
+def _nodes(nodes: list[str], installed: bool) -> str:
+    """Where a template is; one only other members hold is fetched at its first use here."""
+    text = ",".join(nodes) or "-"
+    return text if installed else f"{text} (fetched on first use)"
 
 
 @template_app.command("info")

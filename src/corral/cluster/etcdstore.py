@@ -6,6 +6,8 @@
 ``names/<name>``             ``{"node", "id"}``: the name is taken cluster-wide
 ``ids/<id>``                 ``{"name", "node"}`` in use, or ``{"retired_at"}`` after a delete
 ``instances/<node>/<name>``  a published instance record
+``templates/<name>/<node>`` a template ``node`` holds (``PublishedTemplate``: its content
+                             digest, size, kinds), until it deletes it or leaves
 ``cordon/<node>``            present: no new instances there
 ``leader``                   the member holding the leader lease (bound to its member lease)
 ``secret``                   the members' shared token for forwarded requests (made at init)
@@ -34,7 +36,13 @@ from corral.cluster.etcd import (
     put_op,
     unchanged,
 )
-from corral.cluster.store import Member, NodeInfo, PublishedInstance, Reservation
+from corral.cluster.store import (
+    Member,
+    NodeInfo,
+    PublishedInstance,
+    PublishedTemplate,
+    Reservation,
+)
 from corral.domain.errors import Busy, Conflict, NotFound
 from corral.domain.groups import Group, GroupRefused, Rule, check_group_name, refusal
 from corral.domain.ids import IdPolicy, choose_id
@@ -122,6 +130,9 @@ class EtcdClusterStore:
                 if _json(kv).get("node") == node:
                     self.client.txn([unchanged(kv.key, kv.mod_revision)], [delete_op(kv.key)])
         self.client.delete(self.key("instances", node) + "/", prefix=True)
+        for template in self.templates():
+            if template.node == node:
+                self.withdraw_template(node, template.name)
         for key in (self.key("cordon", node), self.key("members", node),
                     self.key("nodes", node)):
             self.client.delete(key)
@@ -341,6 +352,29 @@ class EtcdClusterStore:
             if instance in dict(_json(kv).get("members") or {}):
                 return self.group(kv.key.rsplit("/", 1)[1])
         return None
+
+    # Templates ---------------------------------------------------------------------------
+    def publish_templates(self, node: str, templates: list[PublishedTemplate],
+                          complete: bool) -> None:
+        ops = [put_op(self.key("templates", t.name, node), _dump(t.to_json()))
+               for t in templates]
+        if complete:
+            keep = {t.name for t in templates}
+            ops += [delete_op(self.key("templates", t.name, node)) for t in self.templates()
+                    if t.node == node and t.name not in keep]
+        for start in range(0, len(ops), 100):
+            self.client.txn([], ops[start:start + 100])
+
+    def withdraw_template(self, node: str, name: str) -> None:
+        self.client.delete(self.key("templates", name, node))
+
+    def templates(self, name: str | None = None) -> list[PublishedTemplate]:
+        prefix = self.key("templates") + "/" + (f"{name}/" if name else "")
+        found = []
+        for kv in self.client.range(prefix, prefix=True, serializable=True):
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                found.append(PublishedTemplate.from_json(_json(kv)))
+        return found
 
     # Cordon, leader ----------------------------------------------------------------------
     def set_cordoned(self, node: str, cordoned: bool) -> None:

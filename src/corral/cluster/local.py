@@ -12,7 +12,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from corral.cluster.store import Member, NodeInfo, PublishedInstance, Reservation
+from corral.cluster.store import (
+    Member,
+    NodeInfo,
+    PublishedInstance,
+    PublishedTemplate,
+    Reservation,
+)
 from corral.domain.groups import Group, Rule
 from corral.state.groupstore import GroupStore
 from corral.state.store import InstanceRecord, StateStore
@@ -101,6 +107,16 @@ class LocalClusterStore:
 
     def group_of(self, instance: str) -> Group | None:
         return self._groups.group_of(instance)
+
+    def publish_templates(self, node: str, templates: list[PublishedTemplate],
+                          complete: bool) -> None:
+        return None
+
+    def withdraw_template(self, node: str, name: str) -> None:
+        return None
+
+    def templates(self, name: str | None = None) -> list[PublishedTemplate]:
+        return []  # one host: its templates are its template store's
 
     def set_cordoned(self, node: str, cordoned: bool) -> None:
         if cordoned:

@@ -78,6 +78,35 @@ class PublishedInstance:
 
 
 @dataclass(frozen=True)
+class PublishedTemplate:
+    """A template a member holds, as it published it: ``sha256`` is its content digest
+    (``templates.artifact.artifact_digest``: over the checksums of its files), which a
+    member fetching it checks the artifact's metadata against before importing it."""
+
+    name: str
+    node: str
+    sha256: str
+    size: int
+    kinds: tuple[str, ...] = ()
+    version: str = ""
+    os: str = ""
+    arch: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "node": self.node, "sha256": self.sha256,
+                "size": self.size, "kinds": list(self.kinds), "version": self.version,
+                "os": self.os, "arch": self.arch}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PublishedTemplate:
+        return cls(name=str(data["name"]), node=str(data["node"]), sha256=str(data["sha256"]),
+                   size=int(data.get("size", 0)),
+                   kinds=tuple(str(k) for k in data.get("kinds", ())),
+                   version=str(data.get("version", "")), os=str(data.get("os", "")),
+                   arch=str(data.get("arch", "")))
+
+
+@dataclass(frozen=True)
 class Reservation:
     """A name (and an id) held for an instance being created on ``node``. ``id`` is the id
     the instance must get; ``None``: the local database chooses (one host)."""
@@ -171,6 +200,19 @@ class ClusterStore(Protocol):
         ...
 
     def group_of(self, instance: str) -> Group | None:
+        ...
+
+    # Templates ---------------------------------------------------------------------------
+    def publish_templates(self, node: str, templates: list[PublishedTemplate],
+                          complete: bool) -> None:
+        """Say ``node`` holds ``templates``; ``complete``: only those (others withdrawn)."""
+        ...
+
+    def withdraw_template(self, node: str, name: str) -> None:
+        ...
+
+    def templates(self, name: str | None = None) -> list[PublishedTemplate]:
+        """Every member's published templates (named ``name``)."""
         ...
 
     # Cordon, leader ----------------------------------------------------------------------

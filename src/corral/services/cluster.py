@@ -168,6 +168,8 @@ class ClusterService:
         """Where a create without --node goes (services/placement.py)."""
         self.placer.store = lambda: self.store
         self.placer.own_features = lambda: dict(self.facts().get("features", {}))
+        self.on_reconcile: list[Callable[[], None]] = []
+        """Called after each full publication (the shared templates publish theirs)."""
 
     def is_local(self, ref: str) -> bool:
         try:
@@ -398,6 +400,7 @@ class ClusterService:
         with self._lock:
             self.store = store
             self.membership = membership
+        self._after_reconcile()
         self.forwarder.forget()
         self._start_beat()
         log.info("joined the cluster at %s as '%s'", ", ".join(membership.endpoints),
@@ -651,6 +654,17 @@ class ClusterService:
                     store.release(name, instance_id, retire=True)
         labels = self.local_store.all_labels()
         store.publish(self.node, [published(r, labels=labels) for r in rows], complete=True)
+        self._after_reconcile()
+
+    def _after_reconcile(self) -> None:
+        for hook in self.on_reconcile:
+            try:
+                hook()
+            except ClusterUnavailable as exc:
+                self.last_error = exc.message
+                log.warning("cluster reconcile: %s", exc.message)
+            except Exception:
+                log.exception("cluster reconcile hook failed")
 
 
 def default_facts(capacity: Callable[[], dict[str, Any]], features: Callable[[], dict[str, Any]],

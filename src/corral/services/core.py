@@ -158,6 +158,18 @@ class Corral:
 
         self.groups = GroupService(lambda: self.cluster.store)
         self.instances.reservations = self.cluster
+        self._wire_template_share(node)
+
+    def _wire_template_share(self, node: str) -> None:
+        from corral.services.template_share import TemplateShare
+
+        cluster = self.cluster
+        self.template_share = TemplateShare(node, self.templates, lambda: cluster.store,
+                                            cluster.members, cluster.forwarder)
+        self.templates.on_changed.append(self.template_share.changed)
+        self.templates.fetch = self.template_share.fetch
+        cluster.on_reconcile.append(self.template_share.publish_all)
+        cluster.placer.holders = self.template_share.holders
 
     def _user_caller(self, name: str) -> Caller | None:
         """This host's user ``name`` as a request's identity (forwarded requests)."""

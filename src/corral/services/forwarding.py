@@ -21,7 +21,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from corral.client.tls import pinned_context
 from corral.client.transport import HttpTransport
@@ -39,6 +39,15 @@ FORWARDED_BY = "x-corral-forwarded-by"
 """The member that forwarded a request (a forwarded request is never forwarded again)."""
 
 MEMBER = Caller("a cluster member (forwarded request)", Role.ADMIN, user=False)
+
+
+class _Answered(CorralError):
+    """An error another member answered, kept as it said it (status and code)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,46 @@ class Forwarder:
                               f"instance, is unreachable: {exc or type(exc).__name__}") from exc
         self._remember_operation(member.node, data)
         return Forwarded(status, data)
+
+    def download(self, member: NodeInfo, path: str, out: BinaryIO,
+                 chunk: Callable[[bytes], None] | None = None) -> int:
+        """GET ``path`` from ``member`` as this member (an administrator there), streamed into
+        ``out`` piece by piece (never whole in memory); the bytes written. An error answer is
+        raised as the member's ``CorralError`` (its status and message)."""
+        headers = self._member_headers(member)
+        import httpx
+
+        written = 0
+        try:
+            with self._transport(member).client.stream("GET", path, headers=headers) as answer:
+                if answer.status_code >= 400:
+                    answer.read()
+                    try:
+                        error: Any = json.loads(answer.content)
+                    except ValueError:
+                        error = {}
+                    if not isinstance(error, dict):
+                        error = {}
+                    raise _Answered(answer.status_code, str(error.get("error", "error")),
+                                    f"member '{member.node}': "
+                                    f"{error.get('message', answer.text[:200])}")
+                for piece in answer.iter_bytes(1 << 20):
+                    out.write(piece)
+                    if chunk is not None:
+                        chunk(piece)
+                    written += len(piece)
+        except httpx.TransportError as exc:
+            raise HostFailure(f"member '{member.node}' ({member.url}) is unreachable or broke "
+                              f"off: {exc or type(exc).__name__}") from exc
+        return written
+
+    def _member_headers(self, member: NodeInfo) -> dict[str, str]:
+        if member.url is None or member.cert_pem is None:
+            raise HostFailure(f"member '{member.node}' has no TLS API (corrald --listen)")
+        secret = self.secret()
+        if secret is None:
+            raise HostFailure("this member does not know the cluster's member token")
+        return {"authorization": f"Bearer {secret}", FORWARDED_BY: self.node}
 
     def _transport(self, member: NodeInfo) -> HttpTransport:
         assert member.url is not None and member.cert_pem is not None

@@ -229,7 +229,7 @@ class InstanceService:
         driver = self.driver(instance_kind)
         if foreign is not None:
             template, settings = foreign.prepare(instance_kind, settings)
-        image = self.templates.get(template)
+        image = self.templates.obtain(template)  # in a cluster: fetched on first use
         defaults = Resources.from_dict(dict(image.metadata.get("resources", {})))
         resources = apply_settings(defaults, settings)
         if privileged and instance_kind is Kind.VM:

@@ -2,9 +2,10 @@
 
 Candidates are the members online and not cordoned that run the kind (a VM needs QEMU:
 their published ``features.kinds``) and whose published capacity has room for the asked
-CPUs and memory under their own over-commit policy; the order is fewest instances, then most
-free memory. The create is tried on the first and, when that member refuses it as
-over-committed (its facts were a beat old), on the next.
+CPUs and memory under their own over-commit policy; the order is fewest instances, then
+members already holding the template (no first-use fetch; only a tie-breaker: it never
+outweighs a member's load), then most free memory. The create is tried on the first and,
+when that member refuses it as over-committed (its facts were a beat old), on the next.
 
 Why this is safe under concurrency without a capacity ledger in etcd: the member itself
 admits the create under its accounting lock (``CapacityService.admit``), so it never goes
@@ -77,14 +78,17 @@ class Ask:
     requires: tuple[str, ...] = ()
     prefer: tuple[str, ...] = ()
     """Features that put a member first when it has them (not required)."""
+    template: str | None = None
+    """The template asked for (members holding it win ties: no first-use fetch)."""
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> Ask:
         cpus = body.get("cpus")
         memory = body.get("memory")
+        template = body.get("template")
         return cls(str(body.get("type", "")), int(cpus) if cpus not in (None, "") else 0,
                    parse_size(str(memory)) if memory not in (None, "") else 0,
-                   requirements(body))
+                   requirements(body), template=str(template) if template else None)
 
 
 def requirements(body: dict[str, Any]) -> tuple[str, ...]:
@@ -102,9 +106,10 @@ def _free(entry: Any) -> float:
         - float(entry.get("allocated") or 0)
 
 
-def candidates(members: list[Member], ask: Ask, sent: dict[str, tuple[int, int, int]]
-               ) -> list[str]:
-    """Member names in the order to try (``sent``: cpus, memory, count placed since)."""
+def candidates(members: list[Member], ask: Ask, sent: dict[str, tuple[int, int, int]],
+               holders: frozenset[str] = frozenset()) -> list[str]:
+    """Member names in the order to try (``sent``: cpus, memory, count placed since;
+    ``holders``: the members holding the asked template)."""
     found = []
     for m in members:
         if not m.online or m.cordoned:
@@ -123,7 +128,7 @@ def candidates(members: list[Member], ask: Ask, sent: dict[str, tuple[int, int, 
             continue
         count = int(m.facts.get("instances", 0)) + extra_count
         lacking = len(missing(features, ask.prefer))
-        found.append((lacking, count, -free_memory, m.node))
+        found.append((lacking, count, m.node not in holders, -free_memory, m.node))
     return [node for *_key, node in sorted(found)]
 
 
@@ -147,6 +152,8 @@ class Placer:
         """This host's published features (``require`` on a host in no cluster)."""
         self._sent: dict[str, tuple[int, int, int]] = {}
         self._seen: dict[str, str] = {}  # node -> published_at of the facts _sent is over
+        self.holders: Callable[[str], set[str]] = lambda template: set()
+        """The members holding a template (set by the daemon's wiring: shared templates)."""
         self._lock = threading.Lock()
 
     def _group(self, name: Any) -> Group | None:
@@ -183,9 +190,10 @@ class Placer:
             order = [str(wanted)]
         else:
             ask = Ask.of(body)
+            holders = frozenset(self.holders(ask.template)) if ask.template else frozenset()
             with self._lock:
                 self._forget_stale(members)
-                order = candidates(members, ask, dict(self._sent))
+                order = candidates(members, ask, dict(self._sent), holders)
             if not order:
                 raise NoRoom(f"no member can take {ask.kind} '{name}': none is "
                              "online, uncordoned, able to run it"

@@ -79,6 +79,12 @@ class TemplateService:
         """Names of the instances made from a template (set by the daemon's wiring)."""
         self.on_removed: list[Callable[[str], None]] = []
         """Called with a template's name after it was deleted or replaced."""
+        self.on_changed: list[Callable[[str], None]] = []
+        """Called with a template's name after it was built, imported or deleted (the
+        cluster publishes what this member holds)."""
+        self.fetch: Callable[[str], bool] = lambda name: False
+        """Install ``name`` from elsewhere (another cluster member); False: nowhere to get
+        it from. Used by ``obtain`` only."""
         self._loaded: dict[Path, tuple[tuple[int, int], TemplateImage]] = {}
         """Parsed metadata by file identity (inode, mtime): every start asks for its
         template; an import or rebuild renames a new file in (a new identity)."""
@@ -111,6 +117,20 @@ class TemplateService:
         self._loaded[path] = (identity, image)
         return image
 
+    def obtain(self, name: str) -> TemplateImage:
+        """``get``, but a template this host lacks is first fetched where ``fetch`` finds it
+        (a cluster member holding it): what a create calls, so first use installs it."""
+        try:
+            return self.get(name)
+        except NotFound:
+            if name == FOREIGN_TEMPLATE or not self.fetch(name):
+                raise
+        return self.get(name)
+
+    def _changed(self, name: str) -> None:
+        for hook in self.on_changed:
+            hook(name)
+
     def is_current(self, name: str) -> bool:
         """Whether ``name`` is installed as its builder would make it now: same content
         version (False when missing, or built by an older Corral or from other guest files
@@ -136,6 +156,7 @@ class TemplateService:
             image = self._swap_in(name, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        self._changed(name)
         self.events.publish("template.built", name=name)
         return image
 
@@ -197,6 +218,7 @@ class TemplateService:
         shutil.rmtree(image.directory)
         for hook in self.on_removed:
             hook(name)
+        self._changed(name)
         self.events.publish("template.deleted", name=name)
 
     # The one-file artifact ---------------------------------------------------------------
@@ -220,6 +242,7 @@ class TemplateService:
             image = self._swap_in(name, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        self._changed(image.name)
         self.events.publish("template.imported", name=image.name)
         return image
 

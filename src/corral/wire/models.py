@@ -145,6 +145,10 @@ class TemplateModel(BaseModel):
     size: int
     kinds: list[str]
     sha256: str
+    installed: bool = True
+    """On this host (False: only on other cluster members; a create here fetches it)."""
+    nodes: list[str] = Field(default_factory=list)
+    """The members holding it (this host alone when in no cluster)."""
 
 
 class BuildTemplateRequest(BaseModel):

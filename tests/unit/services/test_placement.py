@@ -121,3 +121,34 @@ def test_pick_for_a_moving_instance_keeps_its_group(tmp_path: Path) -> None:
     store.join_group("db", "db4", "d")
     with pytest.raises(NoRoom, match="placement group"):
         p.pick(vm, "a", "db1")
+
+
+GIB = 1024**3
+
+
+def sized(node: str, instances: int, free_memory: int, online: bool = True) -> Member:
+    capacity = {"cpu": {"max_ratio": 4, "physical": 8, "allocated": 0},
+                "memory": {"max_ratio": 1, "physical": 64 * GIB,
+                           "allocated": 64 * GIB - free_memory}}
+    facts = {"capacity": capacity, "instances": instances,
+             "features": {"kinds": ["ct", "vm"]}}
+    return Member(NodeInfo(node, None, None), online, False, facts)
+
+
+def test_holding_the_template_breaks_ties_between_equally_loaded_members() -> None:
+    ms = [sized("a", 3, 20 * GIB), sized("b", 3, 10 * GIB), sized("c", 2, 1 * GIB)]
+    ask = Ask("ct", 1, GIB, template="debian-12")
+    assert candidates(ms, ask, {}) == ["c", "a", "b"]
+    # b holds the template: it goes before a (same count), never before the less loaded c
+    assert candidates(ms, ask, {}, frozenset({"b"})) == ["c", "b", "a"]
+
+
+def test_a_holder_without_room_or_offline_is_no_candidate() -> None:
+    ms = [sized("a", 0, GIB // 2), sized("b", 0, 8 * GIB, online=False), sized("c", 5, 8 * GIB)]
+    assert candidates(ms, Ask("ct", 1, GIB, template="t"), {}, frozenset({"a", "b"})) == ["c"]
+
+
+def test_ask_reads_the_template_from_a_create_body() -> None:
+    assert Ask.of({"type": "vm", "cpus": 2, "memory": "1G", "template": "tiny"}) \
+        == Ask("vm", 2, GIB, template="tiny")
+    assert Ask.of({"type": "ct"}).template is None
