@@ -5,6 +5,7 @@ between members."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Iterator
@@ -398,3 +399,64 @@ def test_a_template_imported_on_one_member_is_fetched_on_first_use(
             beta.cli("delete", name, "--force")
         for d in (alpha, beta, gamma):
             d.cli("template", "delete", "shared-mini")
+
+
+def test_console_and_events_reach_across_members(lab: Lab) -> None:
+    """A console opened on gamma for an instance on alpha is proxied there (bytes both ways,
+    the member's close reaches the client, a refusal keeps its code); /events on beta
+    carries alpha's events, tagged with their node."""
+    from websockets.exceptions import ConnectionClosed
+
+    alpha, beta, gamma = (lab.hosts[n] for n in ("alpha", "beta", "gamma"))
+    corral(alpha, "create", "cw-1", "--type", "ct", "--template", "tiny", "--node", "alpha")
+    try:
+        with gamma.client() as c, c.console("cw-1") as ws, \
+                pytest.raises(ConnectionClosed) as refused:  # not running: refused there
+            ws.recv(timeout=10)
+        assert refused.value.rcvd is not None and refused.value.rcvd.code == 4409, \
+            refused.value
+        assert "it is stopped" in refused.value.rcvd.reason
+        corral(alpha, "start", "cw-1")
+        with gamma.client() as c, c.console("cw-1") as ws:
+            ws.send(b"hello from gamma\n")
+            echoed = b""
+            while b"hello from gamma\n" not in echoed:
+                echoed += ws.recv(timeout=10)
+
+        seen: list[Any] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            with beta.client() as c, contextlib.suppress(ConnectionClosed):
+                for event in c.events():  # ends at the first event after stop, or teardown
+                    seen.append(event)
+                    if stop.is_set():
+                        return
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+
+        def arrived() -> bool:
+            with alpha.client() as c:  # an event on alpha, until beta's stream carries one
+                c.change_labels("cw-1", {"seen": str(len(seen))})
+            return any(e.instance == "cw-1" and e.node == "alpha" for e in seen)
+
+        assert wait_until(arrived, 15), seen
+        stop.set()
+        assert all(e.node in ("alpha", "beta", "gamma") for e in seen), seen
+
+        # alpha's corrald stops: its end of the console closes, and so does gamma's
+        with gamma.client() as c, c.console("cw-1") as ws:
+            ws.send(b"again\n")
+            echoed = b""
+            while b"again\n" not in echoed:
+                echoed += ws.recv(timeout=10)
+            stop_daemon(alpha)
+            with pytest.raises(ConnectionClosed) as ended:
+                while True:
+                    ws.recv(timeout=10)
+        assert ended.value.rcvd is not None and ended.value.rcvd.code in (1001, 1012), \
+            ended.value
+        alpha = lab.restart("alpha")
+    finally:
+        alpha.cli("delete", "cw-1", "--force")

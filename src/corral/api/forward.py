@@ -5,8 +5,8 @@ the operation and migration record a forwarded request started there.
 Added after the lifecycle fast path, so outside it: a start of a remote instance is
 forwarded before this host's fast path or routes see it. On a single host (or for a local
 instance) it costs one attribute read (plus, in a cluster, one look-up of the name in this
-host's database). A request another member forwarded is never forwarded again; websocket
-consoles are not forwarded (docs/known-gaps.md).
+host's database). A request another member forwarded is never forwarded again. An
+instance's console websocket is proxied to its member the same way (``api/member_ws.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import re
 from typing import TYPE_CHECKING
 
 from corral.api.identity import CALLER, ASGIApp, Receive, Scope, Send
+from corral.api.member_ws import proxy
 from corral.domain.errors import CorralError
 from corral.domain.users import Caller
 from corral.services.forwarding import FORWARDED_BY
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from corral.services.core import Corral
 
 _INSTANCE = re.compile(r"^/api/v1/instances/([^/]+)(?:/.*)?$")
+_CONSOLE = re.compile(r"^/api/v1/instances/([^/]+)/console$")
 _OPERATION = re.compile(r"^/api/v1/(?:operations|migrations)/([^/]+)(?:/.*)?$")
 
 
@@ -34,6 +36,9 @@ class ClusterForwarding:
         self.forwarder = corral.cluster.forwarder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and self.forwarder.active:
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http" or not self.forwarder.active:
             await self.app(scope, receive, send)
             return
@@ -71,6 +76,37 @@ class ClusterForwarding:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"x-corral-node", member.node.encode())]})
         await send({"type": "http.response.body", "body": data})
+
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An instance's console on another member: proxied there (``api/member_ws.py``)."""
+        path: str = scope["path"]
+        console = _CONSOLE.match(path)
+        if console is None or _forwarded(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            member = await asyncio.to_thread(self.forwarder.target, console.group(1))
+        except CorralError:
+            member = None
+        if member is None:
+            await self.app(scope, receive, send)
+            return
+        query = scope.get("query_string", b"").decode("latin-1")
+        try:
+            target = self.forwarder.websocket_target(
+                member, path + (f"?{query}" if query else ""), scope.get(CALLER))
+        except CorralError as exc:
+            await receive()
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": 4000 + exc.status % 1000,
+                        "reason": exc.message[:120]})
+            return
+        await proxy(target, receive, send)
+
+
+def _forwarded(scope: Scope) -> bool:
+    return any(name == FORWARDED_BY.encode() for name, _ in scope.get("headers", []))
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -10,10 +10,12 @@ import logging
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from corral.api.deps import corral_ws
+from corral.api.member_ws import follow_members
 from corral.domain.errors import CorralError
 from corral.services.consoles import Viewer
 from corral.services.core import Corral
 from corral.services.events import Subscription
+from corral.services.forwarding import FORWARDED_BY
 from corral.wire.models import Event
 
 router = APIRouter(tags=["streams"])
@@ -29,26 +31,51 @@ async def events(websocket: WebSocket) -> None:
 
 async def serve_events(websocket: WebSocket, app: Corral) -> None:
     """Send every event of the bus to an accepted websocket until it goes away (the API's
-    ``/events`` and the web console's ``/ui/events``)."""
+    ``/events`` and the web console's ``/ui/events``). In a cluster, each event carries its
+    member (``node``) and the other members' events are merged in (``api/member_ws.py``),
+    unless another member asked (it merges them itself)."""
     sub: Subscription = app.events.subscribe()
+    forwarder = app.cluster.forwarder
+    node = app.cluster.node if forwarder.active else None
+    merged: asyncio.Queue[str] = asyncio.Queue(maxsize=10000)
+    followers: list[asyncio.Task[None]] = []
+    if node is not None and FORWARDED_BY not in websocket.headers:
+        # followed as the cluster (an administrator there): only administrators watch events
+        def put(text: str) -> None:
+            with contextlib.suppress(asyncio.QueueFull):  # a stalled reader loses events
+                merged.put_nowait(text)
+
+        followers.append(asyncio.create_task(follow_members(
+            lambda: forwarder.websocket_targets("/events"), put)))
     # the client going away, or the server shutting down (uvicorn then closes the socket and
     # waits for this handler): seen at once, not at the next event -- else a quiet stream
     # kept corrald from stopping
     closed = asyncio.create_task(_until_disconnect(websocket))
     getter: asyncio.Task[Event | None] | None = None
+    other: asyncio.Task[str] | None = None
     try:
         while not closed.done():
-            getter = asyncio.create_task(asyncio.to_thread(sub.get, 1.0))
-            await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
-                break  # closed: the getter's thread returns within its 1 s timeout
-            event = getter.result()
-            if event is not None:
-                await websocket.send_text(event.model_dump_json())
+            if getter is None:
+                getter = asyncio.create_task(asyncio.to_thread(sub.get, 1.0))
+            if other is None:
+                other = asyncio.create_task(merged.get())
+            await asyncio.wait({getter, other, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if closed.done():
+                break  # the getter's thread returns within its 1 s timeout
+            if other.done():
+                await websocket.send_text(other.result())
+                other = None
+            if getter.done():
+                event = getter.result()
+                getter = None
+                if event is not None:
+                    await websocket.send_text(
+                        event.model_dump_json(exclude={"node"}) if node is None else
+                        event.model_copy(update={"node": node}).model_dump_json())
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
-        for task in (closed, getter):
+        for task in (closed, getter, other, *followers):
             if task is not None:
                 task.cancel()
         with contextlib.suppress(Exception):

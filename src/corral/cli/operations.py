@@ -87,17 +87,21 @@ def cancel(op_id: str) -> None:
 
 
 def monitor(fmt: FormatOpt = Format.table) -> None:
-    """Stream lifecycle and operation events until interrupted."""
+    """Stream lifecycle and operation events until interrupted (in a cluster: every
+    member's, each with its node)."""
     with client() as c:
         try:
             for event in c.events():
-                if output.emit_structured(event.model_dump(mode="json"), fmt):
+                if output.emit_structured(event.model_dump(
+                        mode="json", exclude={"node"} if event.node is None else None), fmt):
                     continue
                 details = " ".join(
                     f"{k}={round(v, 3) if isinstance(v, float) else v}"
                     for k, v in event.data.items() if v is not None
                 )
                 # One plain line per event, never wrapped: monitors are piped into grep.
-                print(f"{event.time} {event.type} {event.instance or '-'} {details}", flush=True)
+                where = f" node={event.node}" if event.node else ""  # a cluster: every member's
+                print(f"{event.time} {event.type} {event.instance or '-'} {details}{where}",
+                      flush=True)
         except KeyboardInterrupt:
             pass

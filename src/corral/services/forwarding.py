@@ -14,9 +14,11 @@ refused with 401) -- its own policy decides, as for a request made there.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
+import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -54,6 +56,16 @@ class _Answered(CorralError):
 class Forwarded:
     status: int
     body: bytes
+
+
+@dataclass(frozen=True)
+class WebSocketTarget:
+    """Where and how to open a websocket on another member (``api/member_ws.py`` does)."""
+
+    node: str
+    url: str
+    headers: dict[str, str]
+    ssl: ssl.SSLContext | None
 
 
 class Forwarder:
@@ -165,6 +177,31 @@ class Forwarder:
             raise HostFailure(f"member '{member.node}' ({member.url}) is unreachable or broke "
                               f"off: {exc or type(exc).__name__}") from exc
         return written
+
+    def websocket_target(self, member: NodeInfo, path: str,
+                         caller: Caller | None) -> WebSocketTarget:
+        """How to open ``path`` on ``member`` as a websocket: its pinned TLS, the member token,
+        ``caller``'s name for a user (None: as the cluster, an administrator there)."""
+        headers = self._member_headers(member)
+        if caller is not None and caller.user:
+            headers[AS_USER] = caller.name
+        assert member.url is not None and member.cert_pem is not None
+        if member.url.startswith("https://"):
+            url, context = "wss://" + member.url[len("https://"):], pinned_context(
+                member.cert_pem)
+        else:
+            url, context = "ws://" + member.url.split("://", 1)[-1], None
+        return WebSocketTarget(member.node, url.rstrip("/") + path, headers, context)
+
+    def websocket_targets(self, path: str) -> list[WebSocketTarget]:
+        """``path`` on every other online member, as the cluster (members that published no
+        TLS API are left out)."""
+        found = []
+        for member in self.store().members():
+            if member.node != self.node and member.online:
+                with contextlib.suppress(CorralError):
+                    found.append(self.websocket_target(member.info, path, None))
+        return found
 
     def _member_headers(self, member: NodeInfo) -> dict[str, str]:
         if member.url is None or member.cert_pem is None:

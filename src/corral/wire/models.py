@@ -163,6 +163,8 @@ class Event(BaseModel):
     instance: str | None = None
     operation: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+    node: str | None = None
+    """The cluster member it happened on (absent on a host in no cluster)."""
 
 
 # Networks (issue 5) ---------------------------------------------------------------------
