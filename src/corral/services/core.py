@@ -209,7 +209,11 @@ class Corral:
 
         def check_create(spec: CreateSpec) -> None:
             self.instances.driver(Kind.parse(spec.kind))
-            self.templates.get(spec.template)
+            try:
+                self.templates.get(spec.template)
+            except NotFound:  # another member's: fetched at the first create here
+                if not self.template_share.holders(spec.template):
+                    raise
 
         self.bulk.check_create = check_create
 

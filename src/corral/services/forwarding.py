@@ -117,13 +117,7 @@ class Forwarder:
     # Forward -----------------------------------------------------------------------------
     def forward(self, member: NodeInfo, method: str, path: str, query: str, body: bytes,
                 content_type: str | None, caller: Caller) -> Forwarded:
-        if member.url is None or member.cert_pem is None:
-            raise HostFailure(f"member '{member.node}' has no TLS API (corrald --listen): "
-                              "requests for its instances cannot be forwarded")
-        secret = self.secret()
-        if secret is None:
-            raise HostFailure("this member does not know the cluster's member token")
-        headers = {"authorization": f"Bearer {secret}", FORWARDED_BY: self.node}
+        headers = self._member_headers(member)
         if caller.user:
             headers[AS_USER] = caller.name
         if content_type:
@@ -205,7 +199,8 @@ class Forwarder:
 
     def _member_headers(self, member: NodeInfo) -> dict[str, str]:
         if member.url is None or member.cert_pem is None:
-            raise HostFailure(f"member '{member.node}' has no TLS API (corrald --listen)")
+            raise HostFailure(f"member '{member.node}' has no TLS API (corrald --listen): "
+                              "requests for its instances cannot be forwarded")
         secret = self.secret()
         if secret is None:
             raise HostFailure("this member does not know the cluster's member token")
