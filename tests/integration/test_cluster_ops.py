@@ -348,6 +348,8 @@ def test_a_template_imported_on_one_member_is_fetched_on_first_use(
         assert listed_ is not None and listed_["nodes"] == ["alpha"], listed_
         assert listed_["installed"] is False
         assert "fetched on first use" in corral(gamma, "template", "list")
+        info = corral(gamma, "template", "info", "shared-mini", "--format", "json")
+        assert (info["installed"], info["nodes"]) == (False, ["alpha"])
 
         before = _store_entries(beta)
         errors: list[str] = []

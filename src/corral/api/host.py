@@ -14,6 +14,7 @@ from starlette.background import BackgroundTask
 from corral.api import convert
 from corral.api.deps import corral
 from corral.services.core import Corral
+from corral.services.template_share import TemplateRow
 from corral.services.types import TemplateImage
 from corral.wire.models import BuildTemplateRequest, HostInfo, OperationModel, TemplateModel
 
@@ -31,18 +32,23 @@ def host_info(app: App) -> HostInfo:
 @router.get("/templates", response_model=list[TemplateModel])
 def list_templates(app: App) -> list[TemplateModel]:
     """This host's templates and, in a cluster, the other members' (``installed`` false)."""
-    found = []
-    for row in app.template_share.rows():
-        if row.image is not None:
-            found.append(_template(app, row.image).model_copy(update={"nodes": row.nodes}))
-        elif row.published is not None:
-            found.append(convert.published_template(row.published))
-    return found
+    return [_row(app, row) for row in app.template_share.rows()]
 
 
 @router.get("/templates/{name}", response_model=TemplateModel)
 def show_template(name: str, app: App) -> TemplateModel:
-    return _template(app, app.templates.get(name))
+    """This host's template, or (in a cluster) one only other members hold."""
+    found = next((row for row in app.template_share.rows(name)), None)
+    if found is None:  # NotFound with what is available, or a template without files
+        return _template(app, app.templates.get(name))
+    return _row(app, found)
+
+
+def _row(app: Corral, row: TemplateRow) -> TemplateModel:
+    if row.image is not None:
+        return _template(app, row.image).model_copy(update={"nodes": row.nodes})
+    assert row.published is not None
+    return convert.published_template(row.published)
 
 
 def _template(app: Corral, image: TemplateImage) -> TemplateModel:

@@ -81,7 +81,8 @@ def template_info(name: str, fmt: FormatOpt = Format.table) -> None:
     if not output.emit_structured(t, fmt):
         output.key_values([("name", t.name), ("version", t.version), ("os", t.os),
                            ("arch", t.arch), ("kinds", ",".join(t.kinds)),
-                           ("size", output.size(t.size)), ("sha256", t.sha256)])
+                           ("size", output.size(t.size)), ("sha256", t.sha256),
+                           ("nodes", _nodes(t.nodes, t.installed))])
 
 
 @template_app.command("build")

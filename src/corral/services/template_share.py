@@ -146,14 +146,16 @@ class TemplateShare:
             entry.nodes.append(t.node)
         return list(grouped.values())
 
-    def rows(self) -> list[TemplateRow]:
-        """This host's templates, each with the members holding the same content, then the
-        cluster's templates not installed here."""
-        shared = self.cluster_templates()
+    def rows(self, name: str | None = None) -> list[TemplateRow]:
+        """This host's templates (named ``name``), each with the members holding the same
+        content, then the cluster's templates not installed here."""
+        shared = [c for c in self.cluster_templates() if name in (None, c.name)]
         by_content = {(c.name, c.sha256): c for c in shared}
         found = []
         held = set()
         for image in self.templates.list():
+            if name not in (None, image.name):
+                continue
             digest = content_digest(image)
             held.add((image.name, digest))
             same = by_content.get((image.name, digest or ""))
