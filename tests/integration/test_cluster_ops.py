@@ -153,6 +153,8 @@ def test_bulk_stop_by_selector_reaches_every_member(lab: Lab) -> None:
         (lab.root / "gamma" / "instances" / str(broken_id) / "fake.json").unlink()
         assert wait_until(lambda: {n for n, _ in names(alpha).items() if n.startswith("web-")}
                           == set(made), 10)  # and their labels published with them
+        # list --selector (what `delete --selector` confirms and sends) sees all members'
+        assert set(names(hosts[1], "--selector", "role=web")) == set(made)
         code, rows = results(alpha, "stop", "--selector", "role=web", "--force")
         assert code == 1, rows
         assert set(rows) == set(made)  # db-beta (no label) not picked

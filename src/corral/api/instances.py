@@ -43,20 +43,20 @@ def list_instances(
         description="labels to match: role=web,tier!=db,backup,!legacy")] = None,
 ) -> Response:
     """Every instance of every member (an owner: its own); the other members' as they
-    published them in the cluster store. With ``selector``: this member's instances whose
-    labels match (other members publish no labels yet). The JSON is made by
-    ``convert.instances_json`` (the same as the models'; ``response_model`` stays for the
-    OpenAPI schema)."""
+    published them in the cluster store. With ``selector``: those whose labels match, on
+    every member (labels are published with instances: the same set a bulk command's
+    selector picks). The JSON is made by ``convert.instances_json`` (the same as the
+    models'; ``response_model`` stays for the OpenAPI schema)."""
     chosen = None if selector is None else parse_selector(selector)
     views = []
     if node is None or node == app.instances.node:
         views = app.instances.list_all(
             lambda records: policy.instances(records, lambda r: r.owner, lambda r: r.name),
             chosen)
-    if chosen is not None:
-        return Response(convert.instances_json(views), media_type="application/json")
     others = policy.instances(app.cluster.remote_instances(node), lambda i: i.owner,
                               lambda i: i.name)
+    if chosen is not None:
+        others = [i for i in others if chosen.matches(i.labels)]
     published = [convert.published(i) for i in sorted(others, key=lambda i: i.name)]
     return Response(convert.instances_json(views, published), media_type="application/json")
 

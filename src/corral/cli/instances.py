@@ -205,7 +205,7 @@ def list_(
     selector: SelectorOpt = None,
 ) -> None:
     """List instances (in a cluster: of every member, NODE says where; with --selector:
-    this member's instances whose labels match)."""
+    those whose labels match, on every member)."""
     with client() as c:
         items = c.list_instances(node, selector)
     if not output.emit_structured(items, fmt):
