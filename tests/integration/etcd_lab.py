@@ -33,14 +33,15 @@ class EtcdMember:
     data_dir: Path
     scheme: str = "https"
     process: subprocess.Popen[bytes] | None = None
+    host: str = "127.0.0.1"
 
     @property
     def client_url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.peer_port}"
+        return f"{self.scheme}://{self.host}:{self.peer_port}"
 
 
 @dataclass
@@ -120,16 +121,19 @@ def leader_of(url: str, tls: TLSFiles | None = None) -> bool:
 
 
 @contextlib.contextmanager
-def etcd_lab(directory: Path, size: int = 3, tls: bool = True) -> Iterator[EtcdLab]:
+def etcd_lab(directory: Path, size: int = 3, tls: bool = True,
+             host: str = "127.0.0.1") -> Iterator[EtcdLab]:
+    """``host``: the address the members listen on (default loopback; the real-guest cluster
+    test gives one of its own lab's segment, which corralds in network namespaces reach)."""
     directory.mkdir(parents=True, exist_ok=True)
     scheme = "https" if tls else "http"
     members = [EtcdMember(f"cluster-etcd{i}", free_port(), free_port(),
-                          directory / f"etcd{i}", scheme) for i in range(size)]
+                          directory / f"etcd{i}", scheme, host=host) for i in range(size)]
     lab = EtcdLab(members, ",".join(f"{m.name}={m.peer_url}" for m in members),
                   f"corral-test-{directory.name}")
     if tls:
         ca = make_ca(directory / "pki", "lab")
-        ca.issue_member("lab", ["127.0.0.1", "localhost"])
+        ca.issue_member("lab", list(dict.fromkeys(["127.0.0.1", "localhost", host])))
         lab.pki = ca.directory
         lab.tls = ca.issue_client("lab-client").write(directory / "client")
     try:

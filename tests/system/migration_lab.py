@@ -135,6 +135,12 @@ class Host:
 @dataclass
 class Lab:
     template: TemplateImage
+    roles: tuple[str, ...] = ("a", "b")
+    """The hosts' names (each its own namespace, state directory and corrald --node)."""
+    net: int = 231
+    """The shared segment is 10.NET.0.0/24; host i (from 1) has 10.NET.0.i."""
+    prefix: str = "crltest-mig"
+    """Of the namespaces' and cgroup roots' names."""
     hosts: list[Host] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="corral-mig-")))
@@ -142,16 +148,16 @@ class Lab:
     def __post_init__(self) -> None:
         self.root.chmod(0o711)  # unprivileged container roots (uid 100000) walk through
         tag = uuid.uuid4().hex[:6]
-        hub = f"crltest-mig-{tag}-hub"
+        hub = f"{self.prefix}-{tag}-hub"
         self._add_ns(hub)
         sh("ip", "-n", hub, "link", "add", "br0", "type", "bridge")
         sh("ip", "-n", hub, "link", "set", "br0", "up")
         self.hub = hub
         self.tag = tag
-        net = 231
+        net = self.net
 
-        for index, role in enumerate(("a", "b"), start=1):
-            ns = f"crltest-mig-{tag}-{role}"
+        for index, role in enumerate(self.roles, start=1):
+            ns = f"{self.prefix}-{tag}-{role}"
             self._add_ns(ns)
             sh("ip", "-n", hub, "link", "add", f"p{role}", "type", "veth", "peer", "name",
                "eth0", "netns", ns)
@@ -164,15 +170,31 @@ class Lab:
             state.mkdir()
             state.chmod(0o711)
             shutil.copytree(self.template.directory, state / "templates" / "tiny")
-            self.hosts.append(Host(role, ns, address, state, f"crltest-mig-{tag}-{role}"))
+            self.hosts.append(Host(role, ns, address, state, f"{self.prefix}-{tag}-{role}"))
 
     def _add_ns(self, name: str) -> None:
         sh("ip", "netns", "add", name)
         self.namespaces.append(name)
 
-    def start(self, extra_env: dict[str, str] | None = None) -> tuple[Host, Host]:
+    def uplink(self) -> str:
+        """A veth from this (the root) namespace into the shared segment, 10.NET.0.254 on
+        this side: for a service the hosts reach that runs here (e.g. etcd). Gone with the
+        hub namespace (deleting one end of a veth deletes both)."""
+        near = f"crl{self.tag}up"
+        sh("ip", "link", "add", near, "type", "veth", "peer", "name", "pup", "netns", self.hub)
+        sh("ip", "-n", self.hub, "link", "set", "pup", "master", "br0", "up")
+        address = f"10.{self.net}.0.254"
+        sh("ip", "addr", "add", f"{address}/24", "dev", near)
+        sh("ip", "link", "set", near, "up")
+        return address
+
+    def start_hosts(self, extra_env: dict[str, str] | None = None) -> None:
         for host in self.hosts:
             host.start(extra_env)
+
+    def start(self, extra_env: dict[str, str] | None = None) -> tuple[Host, Host]:
+        """Both hosts up, each the other's paired remote."""
+        self.start_hosts(extra_env)
         a, b = self.hosts
         a.cli("remote", "add", "b", b.url, "--token", b.token, check=True)
         b.cli("remote", "add", "a", a.url, "--token", a.token, check=True)
@@ -190,8 +212,9 @@ class Lab:
                     if op["status"] == "running":
                         host.cli("operation", "cancel", op["id"])
                         host.cli("operation", "wait", op["id"])
-                for name in host.instances():
-                    host.cli("delete", "--force", name)
+                for name, item in host.instances().items():
+                    if item.get("node", host.name) == host.name:  # a cluster lists all
+                        host.cli("delete", "--force", name)
             except Exception as exc:  # keep cleaning the rest
                 print(f"cleanup of {host.name}: {exc}", file=sys.stderr)
             finally:

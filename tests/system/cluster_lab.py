@@ -1,0 +1,72 @@
+"""Three real-driver corralds as one cluster on a real 3-member etcd, with nothing on the
+host's own network: the hosts are the migration lab's (``migration_lab.Lab``: a network
+namespace each, joined by a bridge in a hub namespace), and etcd is the etcd lab's
+(``etcd_lab``) listening on the lab's uplink, an address of that shared segment on a veth
+into the root namespace -- the corralds reach it over the bridge, the test directly.
+
+Used by tests/system/test_cluster_real.py and bench/cluster.py (``--real``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from corral.templates.image import TemplateImage
+from tests.integration.etcd_lab import EtcdLab, etcd_lab
+from tests.system.migration_lab import Host, Lab
+
+NODES = ("alpha", "beta", "gamma")
+NET = 232  # 10.232.0.0/24: the migration lab has 10.231
+
+
+@dataclass
+class ClusterLab:
+    lab: Lab
+    etcd: EtcdLab
+
+    @property
+    def hosts(self) -> dict[str, Host]:
+        return {h.name: h for h in self.lab.hosts}
+
+    def where(self, via: Host) -> dict[str, str]:
+        """Every instance of the cluster -> its member, as ``via`` lists them."""
+        listed = json.loads(via.cli("list", "--format", "json", check=True).stdout or "[]")
+        return {str(i["name"]): str(i["node"]) for i in listed}
+
+    def info(self, via: Host, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(
+            via.cli("info", name, "--format", "json", check=True).stdout)
+        return found
+
+
+@contextlib.contextmanager
+def cluster_lab(template: TemplateImage,
+                extra_env: dict[str, str] | None = None) -> Iterator[ClusterLab]:
+    """The three hosts (``alpha`` made the cluster, ``beta`` and ``gamma`` joined it through
+    alpha's pinned TLS API). Afterwards: every guest force-deleted by its member, the
+    daemons stopped, etcd stopped and its data removed, the namespaces (and the uplink)
+    deleted."""
+    lab = Lab(template, roles=NODES, net=NET, prefix="crltest-cl")
+    closed = False
+    try:
+        uplink = lab.uplink()
+        with etcd_lab(Path(tempfile.mkdtemp(prefix="corral-cl-etcd-")), host=uplink) as etcd:
+            try:
+                lab.start_hosts(extra_env)
+                alpha, beta, gamma = lab.hosts
+                alpha.cli("cluster", "init", "--etcd", ",".join(etcd.endpoints), check=True)
+                for host in (beta, gamma):
+                    host.cli("cluster", "join", alpha.url, "--token", alpha.token, check=True)
+                yield ClusterLab(lab, etcd)
+            finally:
+                closed = True
+                lab.close()  # while etcd is up: each member deletes its own guests
+    finally:
+        if not closed:
+            lab.close()
