@@ -52,3 +52,10 @@ class Forbidden(CorralError):
 
     code = "forbidden"
     status = 403
+
+
+def reason(exc: BaseException) -> str:
+    """What went wrong, for a message: the exception's text, or its type's name when it has
+    none (``TimeoutError()``, many ``httpx`` errors: an exception object is always true, so
+    ``exc or name`` would give an empty text)."""
+    return str(exc) or type(exc).__name__

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from corral.client.tls import pinned_context
 from corral.client.transport import ApiError, HttpTransport, raise_for
 from corral.client.unixhttp import Unreachable
-from corral.domain.errors import HostFailure
+from corral.domain.errors import HostFailure, reason
 from corral.migration.frames import Frame, encode
 from corral.wire.migration import CommitReply, CommitRequest, IncomingReply, IncomingRequest
 
@@ -71,7 +71,7 @@ class PeerClient:
         except (Unreachable, httpx.TransportError) as exc:
             raise HostFailure(
                 f"target '{name}' ({self.remote.url}) is unreachable: "
-                f"{exc or type(exc).__name__}"
+                f"{reason(exc)}"
             ) from exc
         try:
             raise_for(status, data)

@@ -29,7 +29,7 @@ from corral.client.tls import pinned_context
 from corral.client.transport import HttpTransport
 from corral.client.unixhttp import Unreachable
 from corral.cluster.store import ClusterStore, NodeInfo
-from corral.domain.errors import CorralError, HostFailure
+from corral.domain.errors import CorralError, HostFailure, reason
 from corral.domain.users import Caller, Role
 
 log = logging.getLogger("corral.forwarding")
@@ -136,7 +136,7 @@ class Forwarder:
                     method, target, content=body, headers=headers)
         except (Unreachable, httpx.TransportError) as exc:
             raise HostFailure(f"member '{member.node}' ({member.url}), which holds the "
-                              f"instance, is unreachable: {exc or type(exc).__name__}") from exc
+                              f"instance, is unreachable: {reason(exc)}") from exc
         self._remember_operation(member.node, data)
         return Forwarded(status, data)
 

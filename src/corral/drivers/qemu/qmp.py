@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from qemu.qmp import EventListener, ExecInterruptedError, QMPClient, Runstate, StateError
 
-from corral.domain.errors import HostFailure
+from corral.domain.errors import HostFailure, reason
 
 T = TypeVar("T")
 Command = tuple[str, dict[str, Any] | None]
@@ -102,7 +102,7 @@ class Monitor:
                                   timeout * (len(commands) + 1) + _GRACE)
         except (TimeoutError, OSError, EOFError, ExecInterruptedError, StateError) as exc:
             raise HostFailure(f"QMP at '{self.path}' unreachable: "
-                              f"{exc or type(exc).__name__}") from exc
+                              f"{reason(exc)}") from exc
         except Exception as exc:  # qemu.qmp's own hierarchy (ExecuteError, ConnectError…)
             raise HostFailure(f"QMP {commands[0][0]} failed: {exc}") from exc
 
@@ -148,7 +148,7 @@ class Subscription:
             monitor._hub.call(monitor._listen(self._listener, timeout), timeout + _GRACE)
         except (TimeoutError, OSError, EOFError) as exc:
             raise HostFailure(f"QMP at '{monitor.path}' unreachable: "
-                              f"{exc or type(exc).__name__}") from exc
+                              f"{reason(exc)}") from exc
         except Exception as exc:
             raise HostFailure(f"QMP at '{monitor.path}': {exc}") from exc
 
