@@ -10,14 +10,14 @@ Used by tests/system/test_cluster_real.py and bench/cluster.py (``--real``).
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from corral.client import cluster as cluster_client
 from corral.templates.image import TemplateImage
+from corral.wire.models import InstanceModel
 from tests.integration.etcd_lab import EtcdLab, etcd_lab
 from tests.system.migration_lab import Host, Lab
 
@@ -36,13 +36,30 @@ class ClusterLab:
 
     def where(self, via: Host) -> dict[str, str]:
         """Every instance of the cluster -> its member, as ``via`` lists them."""
-        listed = json.loads(via.cli("list", "--format", "json", check=True).stdout or "[]")
-        return {str(i["name"]): str(i["node"]) for i in listed}
+        with via.client() as c:
+            return {i.name: i.node for i in c.list_instances()}
 
-    def info(self, via: Host, name: str) -> dict[str, Any]:
-        found: dict[str, Any] = json.loads(
-            via.cli("info", name, "--format", "json", check=True).stdout)
-        return found
+    def info(self, via: Host, name: str) -> InstanceModel:
+        with via.client() as c:
+            return c.get_instance(name)
+
+    def cordoned(self, via: Host) -> dict[str, bool]:
+        with via.client() as c:
+            return {m.node: m.cordoned for m in cluster_client.members(c)}
+
+    def run(self, via: Host, name: str, script: str) -> str:
+        """``sh -c script`` inside ``name`` (exit 0 asserted): its output, stripped."""
+        with via.client() as c:
+            code, out, err = c.exec(name, ["sh", "-c", script], timeout=120)
+        assert code == 0, (name, script, code, out, err)
+        return out.decode().strip()
+
+    def delete(self, name: str) -> None:
+        """Force-delete ``name`` on the member holding it (if any does)."""
+        owner = self.where(self.lab.hosts[0]).get(name)
+        if owner is not None:
+            with self.hosts[owner].client() as c:
+                c.wait(c.delete_instance(name, force=True).id, 120)
 
 
 @contextlib.contextmanager

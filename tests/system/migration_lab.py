@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,8 +190,10 @@ class Lab:
         return address
 
     def start_hosts(self, extra_env: dict[str, str] | None = None) -> None:
-        for host in self.hosts:
-            host.start(extra_env)
+        """The daemons, all at once (each waits for its own to answer)."""
+        with ThreadPoolExecutor(len(self.hosts)) as pool:
+            for started in [pool.submit(h.start, extra_env) for h in self.hosts]:
+                started.result()
 
     def start(self, extra_env: dict[str, str] | None = None) -> tuple[Host, Host]:
         """Both hosts up, each the other's paired remote."""
@@ -223,4 +226,10 @@ class Lab:
             sh("ip", "netns", "del", ns, check=False)
         for host in self.hosts:
             remove_empty_cgroups(host.cgroup_root)
+        keep = os.environ.get("CORRAL_LAB_LOGS")  # a directory: the daemons' logs kept there
+        for host in self.hosts if keep else ():
+            log = host.state_dir / "corrald.log"
+            if log.exists():
+                Path(keep).mkdir(parents=True, exist_ok=True)
+                shutil.copy(log, Path(keep) / f"{self.tag}-{host.name}.log")
         shutil.rmtree(self.root, ignore_errors=True)

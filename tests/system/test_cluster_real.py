@@ -8,7 +8,6 @@ Timings (each phase) are printed: ``pytest -s`` shows them (docs/perf-log.md has
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -17,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from corral.client import ApiError
+from corral.client import cluster as cluster_client
 from corral.templates.image import TemplateImage
 from tests.integration.etcd_lab import ETCD
 from tests.system.cluster_lab import NODES, ClusterLab, cluster_lab
@@ -44,6 +45,9 @@ def cluster(tiny_template: TemplateImage) -> Iterator[ClusterLab]:
         print(f"\n[cluster_real] lab up (3 corralds, 3 etcd, cluster formed): "
               f"{time.monotonic() - started:.1f} s")
         yield lab
+        started = time.monotonic()
+    print(f"\n[cluster_real] lab down (guests deleted, corralds and etcd stopped): "
+          f"{time.monotonic() - started:.1f} s")
 
 
 def _timed(what: str, since: float) -> float:
@@ -71,15 +75,12 @@ def _wait(check: Callable[[], bool], seconds: float, what: str) -> None:
     raise AssertionError(f"not so after {seconds} s: {what}")
 
 
-def _cordoned(via: Host) -> dict[str, bool]:
-    listed = json.loads(via.cli("cluster", "members", "--format", "json", check=True).stdout)
-    return {str(m["node"]): bool(m["cordoned"]) for m in listed}
-
-
-def _run(host: Host, name: str, script: str) -> str:
-    done = host.cli("exec", name, "--", "sh", "-c", script, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout.strip()
+def _answers(host: Host, name: str) -> bool:
+    with host.client() as c:
+        try:
+            return c.exec(name, ["true"], timeout=10)[0] == 0
+        except ApiError:  # the guest's agent is not up yet
+            return False
 
 
 def test_bulk_exec_over_30_containers_on_3_members_one_failing(cluster: ClusterLab) -> None:
@@ -131,53 +132,52 @@ def test_bulk_exec_over_30_containers_on_3_members_one_failing(cluster: ClusterL
               f"the thirty gone from the cluster's list: {gone.stdout} {gone.stderr} "
               f"{cluster.where(alpha)} {cluster.where(hosts['beta'])}")
     finally:
-        for node in NODES:  # whatever is left of them, by their own member
-            for name, where in cluster.where(hosts[node]).items():
-                if name.startswith("web-") and where == node:
-                    hosts[node].cli("delete", "--force", name)
+        for name in want:  # whatever is left of them, by their own member
+            cluster.delete(name)
 
 
 def test_evacuate_a_member_with_a_container_and_a_vm(cluster: ClusterLab) -> None:
-    """The VM part is the slow one (a guest boot, two live migrations of 128 MiB of RAM and
-    its disk): ~each phase is printed."""
+    """The VM part is the slow one (a guest boot, two live migrations of its 128 MiB of RAM
+    and its disk): each phase is printed."""
     hosts = cluster.hosts
     alpha, beta, gamma = (hosts[n] for n in NODES)
+    run = cluster.run
     t = time.monotonic()
     try:
         gamma.cli("create", "ev-ct", "--type", "ct", "--template", "tiny", "--disk", "64M",
                   "--node", "gamma", "--start", check=True)
         gamma.cli("create", "ev-vm", "--type", "vm", "--template", "tiny", "--node", "gamma",
                   "--start", check=True)
-        _wait(lambda: gamma.cli("exec", "ev-vm", "--", "true").returncode == 0, 120,
-              "ev-vm's agent answers")
+        _wait(lambda: _answers(gamma, "ev-vm"), 120, "ev-vm's agent answers")
         t = _timed("a CT and a VM created and started on gamma (VM agent up)", t)
-        boot = _run(gamma, "ev-vm", "cat /proc/sys/kernel/random/boot_id")
-        marks = {name: _run(gamma, name, "head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \\n'"
-                                         " | tee /root/mark") for name in ("ev-ct", "ev-vm")}
+        boot = run(gamma, "ev-vm", "cat /proc/sys/kernel/random/boot_id")
+        marks = {name: run(gamma, name, "head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \\n'"
+                                        " | tee /root/mark") for name in ("ev-ct", "ev-vm")}
         _wait(lambda: {"ev-ct", "ev-vm"} <= set(cluster.where(alpha)), 20,
               "alpha lists both")
-        ids = {name: cluster.info(alpha, name)["id"] for name in marks}
+        ids = {name: cluster.info(gamma, name).id for name in marks}
 
         t = time.monotonic()
         out = alpha.cli("host", "evacuate", "gamma", timeout=600)  # forwarded to gamma
         t = _timed("host evacuate gamma (CT + VM, from alpha)", t)
+        print(out.stdout)
         assert out.returncode == 0, out.stdout + out.stderr
         rows = _rows(out.stdout)
         assert set(rows) == {"ev-ct", "ev-vm"}, out.stdout
         for name, (result, said) in rows.items():
             assert result == "ok" and said.startswith("moved to "), (name, result, said)
-        assert _cordoned(beta)["gamma"] is True
+        assert cluster.cordoned(beta)["gamma"] is True
         moved = {name: rows[name][1].removeprefix("moved to ").split()[0] for name in rows}
         assert set(moved.values()) <= {"alpha", "beta"}, moved
         _wait(lambda: all(cluster.where(beta).get(n) == m for n, m in moved.items()), 20,
               "both listed on their new members")
         for name, node in moved.items():
             info = cluster.info(hosts[node], name)
-            assert (info["id"], info["state"], info["node"]) == (ids[name], "running", node)
-            assert _run(hosts[node], name, "cat /root/mark") == marks[name]
+            assert (info.id, info.state, info.node) == (ids[name], "running", node)
+            assert run(hosts[node], name, "cat /root/mark") == marks[name]
         # the VM moved live: the same boot, no restart
-        assert _run(hosts[moved["ev-vm"]], "ev-vm",
-                    "cat /proc/sys/kernel/random/boot_id") == boot
+        assert run(hosts[moved["ev-vm"]], "ev-vm",
+                   "cat /proc/sys/kernel/random/boot_id") == boot
         # gamma is cordoned: nothing new lands there
         refused = alpha.cli("create", "ev-new", "--type", "ct", "--node", "gamma")
         assert refused.returncode != 0 and "cordon" in refused.stderr, refused.stderr
@@ -186,7 +186,7 @@ def test_evacuate_a_member_with_a_container_and_a_vm(cluster: ClusterLab) -> Non
         back = beta.cli("host", "restore", "gamma", timeout=600)
         t = _timed("host restore gamma (CT + VM back, from beta)", t)
         assert back.returncode == 0, back.stdout + back.stderr
-        assert _cordoned(alpha)["gamma"] is False
+        assert cluster.cordoned(alpha)["gamma"] is False
         rows = _rows(back.stdout)
         assert {n: r[0] for n, r in rows.items()} == {"ev-ct": "ok", "ev-vm": "ok"}, back.stdout
         for name, node in moved.items():
@@ -195,15 +195,14 @@ def test_evacuate_a_member_with_a_container_and_a_vm(cluster: ClusterLab) -> Non
               "both listed on gamma again")
         for name in moved:
             info = cluster.info(gamma, name)
-            assert (info["id"], info["state"], info["node"]) == (ids[name], "running", "gamma")
-            assert _run(gamma, name, "cat /root/mark") == marks[name]
-        assert _run(gamma, "ev-vm", "cat /proc/sys/kernel/random/boot_id") == boot
+            assert (info.id, info.state, info.node) == (ids[name], "running", "gamma")
+            assert run(gamma, name, "cat /root/mark") == marks[name]
+        assert run(gamma, "ev-vm", "cat /proc/sys/kernel/random/boot_id") == boot
         again = gamma.cli("create", "ev-new", "--type", "ct", "--disk", "64M",
                           "--node", "gamma")  # uncordoned
         assert again.returncode == 0, again.stderr
     finally:
-        gamma.cli("host", "uncordon", "gamma")
+        with gamma.client() as c:
+            cluster_client.cordon(c, "gamma", False)
         for name in ("ev-ct", "ev-vm", "ev-new"):
-            owner = cluster.where(gamma).get(name)
-            if owner is not None:
-                hosts[owner].cli("delete", "--force", name)
+            cluster.delete(name)
