@@ -227,9 +227,9 @@ class Lab:
         for host in self.hosts:
             remove_empty_cgroups(host.cgroup_root)
         keep = os.environ.get("CORRAL_LAB_LOGS")  # a directory: the daemons' logs kept there
-        for host in self.hosts if keep else ():
+        for host in self.hosts if keep is not None else ():
             log = host.state_dir / "corrald.log"
-            if log.exists():
+            if keep is not None and log.exists():
                 Path(keep).mkdir(parents=True, exist_ok=True)
                 shutil.copy(log, Path(keep) / f"{self.tag}-{host.name}.log")
         shutil.rmtree(self.root, ignore_errors=True)
