@@ -4,7 +4,7 @@ namespace each, joined by a bridge in a hub namespace), and etcd is the etcd lab
 (``etcd_lab``) listening on the lab's uplink, an address of that shared segment on a veth
 into the root namespace -- the corralds reach it over the bridge, the test directly.
 
-Used by tests/system/test_cluster_real.py and bench/cluster.py (``--real``).
+Used by tests/system/test_cluster_real.py and bench/cluster_real.py.
 """
 
 from __future__ import annotations
