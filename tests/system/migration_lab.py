@@ -204,24 +204,10 @@ class Lab:
         return a, b
 
     def close(self) -> None:
-        """Force every instance off on both hosts, stop the daemons, remove the namespaces."""
-        for host in self.hosts:
-            try:
-                if host.process is None or host.process.poll() is not None:
-                    host.start()
-                # a migration still running holds its instance's lock: cancel it first
-                ops = json.loads(host.cli("operation", "list", "-f", "json").stdout or "[]")
-                for op in ops:
-                    if op["status"] == "running":
-                        host.cli("operation", "cancel", op["id"])
-                        host.cli("operation", "wait", op["id"])
-                for name, item in host.instances().items():
-                    if item.get("node", host.name) == host.name:  # a cluster lists all
-                        host.cli("delete", "--force", name)
-            except Exception as exc:  # keep cleaning the rest
-                print(f"cleanup of {host.name}: {exc}", file=sys.stderr)
-            finally:
-                host.stop()
+        """Force every instance off on every host, stop the daemons (the hosts at once),
+        remove the namespaces."""
+        with ThreadPoolExecutor(len(self.hosts) or 1) as pool:
+            list(pool.map(self._close_host, self.hosts))
         for ns in reversed(self.namespaces):
             sh("ip", "netns", "del", ns, check=False)
         for host in self.hosts:
@@ -233,3 +219,22 @@ class Lab:
                 Path(keep).mkdir(parents=True, exist_ok=True)
                 shutil.copy(log, Path(keep) / f"{self.tag}-{host.name}.log")
         shutil.rmtree(self.root, ignore_errors=True)
+
+    @staticmethod
+    def _close_host(host: Host) -> None:
+        try:
+            if host.process is None or host.process.poll() is not None:
+                host.start()
+            # a migration still running holds its instance's lock: cancel it first
+            ops = json.loads(host.cli("operation", "list", "-f", "json").stdout or "[]")
+            for op in ops:
+                if op["status"] == "running":
+                    host.cli("operation", "cancel", op["id"])
+                    host.cli("operation", "wait", op["id"])
+            for name, item in host.instances().items():
+                if item.get("node", host.name) == host.name:  # a cluster lists all
+                    host.cli("delete", "--force", name)
+        except Exception as exc:  # keep cleaning the rest
+            print(f"cleanup of {host.name}: {exc}", file=sys.stderr)
+        finally:
+            host.stop()
