@@ -77,7 +77,8 @@ def cluster_lab(template: TemplateImage,
             try:
                 lab.start_hosts(extra_env)
                 alpha, beta, gamma = lab.hosts
-                alpha.cli("cluster", "init", "--etcd", ",".join(etcd.endpoints), check=True)
+                alpha.cli("cluster", "init", "--etcd", ",".join(etcd.endpoints), *etcd.cli_tls,
+                          check=True)
                 for host in (beta, gamma):
                     host.cli("cluster", "join", alpha.url, "--token", alpha.token, check=True)
                 yield ClusterLab(lab, etcd)
