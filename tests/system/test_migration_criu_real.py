@@ -2,7 +2,8 @@
 
 The two "hosts" (``migration_lab``) each get a bridged network ``lan`` whose uplink is a veth
 into one more bridge in the lab's hub namespace, so both hosts' bridges are one L2 segment; a
-third namespace (the client) sits on that segment too. A privileged container on ``lan``
+third namespace (the client) sits on that segment too. A container of the default kind
+(unprivileged) on ``lan``
 runs, from its own init (an inittab entry), a counter in memory (tmpfs) and a TCP echo
 server; the client holds a TCP connection to it. After ``corral migrate`` the counter goes on
 from where it was (the same process), the connection opened before the move still answers,
@@ -113,9 +114,11 @@ def _exec(host: Host, name: str, script: str) -> str:
     return done.stdout.strip()
 
 
-def _service_container(host: Host, name: str) -> str:
-    """A running privileged container on ``lan`` whose init runs SERVICE; its address."""
-    host.cli("create", name, "--type", "ct", "--privileged", "--disk", "128M", check=True)
+def _service_container(host: Host, name: str, *, privileged: bool = False) -> str:
+    """A running container on ``lan`` whose init runs SERVICE (the default kind:
+    unprivileged, unless ``privileged``); its address."""
+    host.cli("create", name, "--type", "ct", *(["--privileged"] if privileged else []),
+             "--disk", "128M", check=True)
     host.cli("nic", "add", name, "--network", "lan", check=True)
     host.cli("start", name, check=True)
     deadline = time.monotonic() + 60
@@ -169,6 +172,8 @@ def _downtime(said: str) -> float:
 
 
 def test_container_moves_with_its_processes_and_tcp_connection(criu_lab: CriuLab) -> None:
+    """The default container (unprivileged): Corral makes its idmapped root and its veth
+    for the restore (the privileged kind: tests/system/test_criu_real.py)."""
     a, b = criu_lab.a, criu_lab.b
     address = _service_container(a, "ct1")
     client = Client(criu_lab.client_ns, address)

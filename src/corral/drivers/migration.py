@@ -21,7 +21,10 @@ Which ways an instance can move is data (``MigrationHooks.paths``):
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -195,6 +198,34 @@ def criu_seconds(directory: Path, verb: str) -> float | None:
         return None
     found = re.findall(r"^\s*\((\d+\.\d+)\)", text, re.MULTILINE)
     return float(found[-1]) if found else None
+
+
+class PhaseClock:
+    """Where a checkpoint's or a restore's time goes: ``mark(name)`` ends the phase begun at
+    the previous mark; ``save`` leaves the phases (ms) in the images directory, where the
+    migration (which sends that directory) reads them (``read_phases``)."""
+
+    def __init__(self) -> None:
+        self._at = time.monotonic()
+        self.phases: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self.phases[name] = round(self.phases.get(name, 0.0) + (now - self._at) * 1000, 1)
+        self._at = now
+
+    def save(self, directory: Path, verb: str) -> None:
+        with contextlib.suppress(OSError):
+            (directory / f"corral-phases-{verb}.json").write_text(json.dumps(self.phases))
+
+
+def read_phases(directory: Path, verb: str) -> dict[str, float]:
+    """The phases (ms) a ``PhaseClock`` saved for ``verb`` in ``directory`` ({} if none)."""
+    try:
+        found = json.loads((directory / f"corral-phases-{verb}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 def migration_hooks(driver: Driver) -> MigrationHooks:

@@ -17,7 +17,10 @@ restored container as on a started one. What LXC 5.0.2 gets wrong, and what is d
   A restored container has no ``corral console`` (its monitor has no console) until its next
   start; its console output goes on into the log;
 * an unprivileged container's root is an idmapped mount, which LXC's restore does not make
-  (it binds ``lxc.rootfs.path`` plainly): refused (``refusal``).
+  (it binds ``lxc.rootfs.path`` plainly): Corral makes the idmapped mount itself
+  (``host/idmount.py``) beside the loop mount and points the restoring LXC at it (a bind of
+  an idmapped mount keeps the idmap); where the kernel or file system cannot, ``refusal``
+  says so with the kernel's words (the probe is one real idmapped mount, cached).
 
 Corral's containers run from a loop mount the driver makes before ``lxc-start`` and a post-stop
 hook removes; a restore mounts root and data disks first (as ``start`` does) and unmounts them
@@ -31,6 +34,7 @@ import os
 import re
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from corral.domain.errors import HostFailure
@@ -40,11 +44,15 @@ from corral.drivers.lxc.config import cgroup_dirs
 from corral.drivers.lxc.disks import mount_data_disks, unmount_data_disks
 from corral.drivers.lxc.driver import CONSOLE_LOG, LxcDriver, lxc_name
 from corral.drivers.lxc.state import StateReader
-from corral.host import criu, nsmount
+from corral.drivers.migration import PhaseClock
+from corral.host import criu, idmount, nsmount
+from corral.host.idmap import root_idmap
 from corral.host.loopmount import loop_devices
 from corral.host.mounts import mount_image, unmount
+from corral.host.net import NetHost
 from corral.host.pty import console_keeper
 from corral.host.run import run
+from corral.network.nicfile import read_nics
 
 TIMEOUT = 300
 UNMOUNT_WAIT = 10.0
@@ -61,9 +69,25 @@ def refusal(spec: InstanceSpec) -> str | None:
     if not status.works:
         return f"CRIU does not work here: {status.reason}"
     if not spec.privileged:
-        return ("LXC 5.0's restore mounts an unprivileged container's root without its idmap "
-                "(its root could not open its own files)")
+        return idmap_refusal(spec)
     return None
+
+
+IDMAP_ROOT = "rootfs-idmap"
+"""Where (in the run directory) the restore's idmapped view of the root is mounted."""
+
+
+def idmap_refusal(spec: InstanceSpec) -> str | None:
+    """Why the idmapped root an unprivileged restore needs cannot be made here: probed on the
+    container's own root mount while it runs (else the verdict cached for its file system
+    type, or None: the restore itself then says)."""
+    idmap = root_idmap()
+    if idmap is None:
+        return "root has no subordinate id range for the restored container's idmap"
+    mounted = spec.run_dir / "rootfs"
+    if os.path.ismount(mounted):
+        return idmount.probe(mounted, idmap)
+    return idmount.cached()
 
 
 def systemd_refusal(pid: int | None) -> str | None:
@@ -129,6 +153,7 @@ def _rebind(pid: int, binds: dict[str, str]) -> None:
 def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool) -> None:
     """Checkpoint the running (or frozen) ``spec`` into ``directory``; ``stop``: it stops once
     dumped, else it runs on (unchanged: its pty binds are made again)."""
+    clock = PhaseClock()
     status = driver.status(spec)
     if status.state not in (RuntimeState.RUNNING, RuntimeState.SUSPENDED) or status.pid is None:
         raise HostFailure(f"container '{spec.name}' is {status.state.value}: nothing to dump")
@@ -142,9 +167,11 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool) 
     if binds:
         nsmount.unmount_in(status.pid, list(binds))
     args = [*driver._args("lxc-checkpoint", spec), "-D", str(directory)]
+    clock.mark("console unbind")
     try:
         proc = run([*args, "-s" if stop else "-v"], check=False, timeout=TIMEOUT, env=env)
     finally:
+        clock.mark("lxc-checkpoint")
         if driver.status(spec).state is not RuntimeState.STOPPED:
             _rebind(status.pid, binds)
     if proc.returncode != 0:
@@ -154,6 +181,8 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool) 
         (directory / OUR_TTY_INFO).write_text(console + "\n")
     if stop:
         released(spec)
+        clock.mark("root released")
+    clock.save(directory, "dump")
 
 
 def released(spec: InstanceSpec) -> None:
@@ -197,34 +226,152 @@ def _monitor_gone(driver: LxcDriver, spec: InstanceSpec) -> None:
 
 def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> None:
     """Resume the stopped ``spec`` from the checkpoint in ``directory``."""
+    clock = PhaseClock()
     _monitor_gone(driver, spec)
     if driver.status(spec).state is not RuntimeState.STOPPED:
         raise HostFailure(f"container '{spec.name}' must be stopped to restore a checkpoint")
+    clock.mark("old monitor gone")
     mount_image(spec.disk_path, spec.run_dir / "rootfs")
     mount_data_disks(spec)
+    clock.mark("mounts")
+    try:
+        root = _restore_root(spec)
+        clock.mark("idmapped root")
+    except HostFailure:
+        unmount(spec.run_dir / "rootfs")
+        unmount_data_disks(spec)
+        raise
     fds: list[int] = []
     lines = []
     tty = directory / OUR_TTY_INFO
     if tty.exists():
         fds.append(console_keeper(str(spec.directory / CONSOLE_LOG)))
+        if not spec.privileged and (idmap := root_idmap()) is not None:
+            # CRIU gives the console back its owner (root, group tty) from inside the
+            # container's user namespace, where only the container's own ids can be given
+            os.fchown(fds[-1], idmap.uid.start, idmap.gid.start + 5)
         lines.append(f"inherit-fd fd[3]:{tty.read_text().strip()}")
-    env = _criu_config(directory / RESTORE_CONF, lines)
-    # Its monitor must not look for a console of its own (it has none after a restore and
-    # its poll loop would end on that, leaving the container without a monitor): the
-    # configuration it reads says so, only while it starts.
+    try:
+        veths = [] if spec.privileged else _precreate_veths(spec)
+    except HostFailure:
+        for fd in fds:
+            os.close(fd)
+        if root is not None:
+            unmount(root)
+        unmount(spec.run_dir / "rootfs")
+        unmount_data_disks(spec)
+        raise
+    lines += [f"external netdev[{guest}]:{peer}" for guest, peer, _host in veths]
+    clock.mark("console and veths")
+    # The configuration the restoring monitor reads (_restore_config), only while it starts
     config = driver.lxcpath / lxc_name(spec) / "config"
     text = config.read_text()
     try:
-        config.write_text(text + "lxc.console.path = none\nlxc.tty.max = 0\n")
-        proc = run([*driver._args("lxc-checkpoint", spec), "-r", "-D", str(directory)],
-                   check=False, timeout=TIMEOUT, env=env, fds=fds)
+        config.write_text(_restore_config(text, spec, root))
+        with _readable_by_container(directory, spec.privileged) as images:
+            env = _criu_config(images / RESTORE_CONF, lines)
+            clock.mark("images opened")
+            proc = run([*driver._args("lxc-checkpoint", spec), "-r", "-D", str(images)],
+                       check=False, timeout=TIMEOUT, env=env, fds=fds)
+            clock.mark("lxc-checkpoint -r")
     finally:
         config.write_text(text)
         for fd in fds:
             os.close(fd)
+        if root is not None:  # the container has its own bind of it now
+            unmount(root)
+            with contextlib.suppress(OSError):
+                root.rmdir()
+        clock.mark("clean-up")
+        clock.save(directory, "restore")
     if proc.returncode != 0:
+        for _guest, _peer, host_end in veths:
+            NetHost().delete_link(host_end)  # the pair, if CRIU did not take its end
         if driver.status(spec).state is RuntimeState.STOPPED:
             released(spec)
             unmount(spec.run_dir / "rootfs")
             unmount_data_disks(spec)
         raise _failure("restore", spec, directory, proc.stderr or proc.stdout)
+
+
+@contextlib.contextmanager
+def _readable_by_container(directory: Path, privileged: bool) -> Iterator[Path]:
+    """The checkpoint, where an unprivileged container's restoring tasks can read it: some
+    images are opened (through CRIU's directory fd) after a task entered its new user
+    namespace, before its ids are mapped ("Unable to open timens-0.img: Permission
+    denied"), so only the "other" bits count. Opened up only inside a fresh 0700 directory
+    (nobody else on the host can reach it), and closed again afterwards."""
+    if privileged:
+        yield directory
+        return
+    private = directory.parent / f".{directory.name}.restoring"
+    private.mkdir(mode=0o700)
+    inside = private / "images"
+    directory.rename(inside)
+    try:
+        _modes(inside, 0o711, 0o644)
+        yield inside
+    finally:
+        _modes(inside, 0o700, 0o600)
+        inside.rename(directory)
+        private.rmdir()
+
+
+def _modes(directory: Path, for_dir: int, for_files: int) -> None:
+    directory.chmod(for_dir)
+    for path in directory.iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(for_files)
+
+
+def _restore_root(spec: InstanceSpec) -> Path | None:
+    """An unprivileged container's root as its user namespace sees it: an idmapped mount of
+    the loop mount, made by Corral (None: privileged, the loop mount itself)."""
+    if spec.privileged:
+        return None
+    idmap = root_idmap()
+    if idmap is None:
+        raise HostFailure("root has no subordinate id range for the restored container")
+    target = spec.run_dir / IDMAP_ROOT
+    unmount(target)  # a crashed restore's
+    idmount.mount_idmapped(spec.run_dir / "rootfs", target, idmap)
+    return target
+
+
+def _precreate_veths(spec: InstanceSpec) -> list[tuple[str, str, str]]:
+    """The veth pairs of an unprivileged container's NICs, made here before its restore:
+    CRIU's restored init, inside the container's user namespace, may not create a veth
+    whose peer is in the host's namespace ("net: Can't restore link: … Operation not
+    permitted"), but moves a pre-made one in (``external netdev[ethN]:<peer>``, through its
+    privileged helper). CRIU puts the host end on its bridge (LXC's ``veth[…]@bridge``
+    external). Each as
+    (the container's name, the peer's name here, the host end)."""
+    net = NetHost()
+    made: list[tuple[str, str, str]] = []
+    try:
+        for nic in sorted(read_nics(spec.directory), key=lambda n: n.index):
+            host_end, peer = nic.host_ifname, f"r{nic.host_ifname}"[:15]
+            if net.exists(host_end):
+                raise HostFailure(f"cannot restore '{spec.name}': a device {host_end} "
+                                  "already exists here")
+            net.add_veth(host_end, peer)
+            made.append((nic.guest_ifname, peer, host_end))
+            net.up(host_end)
+    except HostFailure:
+        for _guest, _peer, host_end in made:
+            net.delete_link(host_end)
+        raise
+    return made
+
+
+def _restore_config(text: str, spec: InstanceSpec, root: Path | None) -> str:
+    """The configuration the restoring monitor reads: no console or ttys of its own (it has
+    none after a restore and its poll loop would end on that, leaving the container without
+    a monitor) and, unprivileged, the idmapped root in place of the loop mount plus its
+    ``idmap=container`` (which LXC's restore ignores)."""
+    lines = text.splitlines()
+    if root is not None:
+        plain = f"lxc.rootfs.path = dir:{spec.run_dir / 'rootfs'}"
+        lines = [f"lxc.rootfs.path = dir:{root}" if line.strip() == plain else line
+                 for line in lines if line.strip() != "lxc.rootfs.options = idmap=container"]
+    return "\n".join([*lines, "lxc.console.path = none", "lxc.tty.max = 0"]) + "\n"

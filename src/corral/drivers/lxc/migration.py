@@ -1,7 +1,8 @@
 """Migration hooks of the LXC driver: a container moves by copy (``offline``, ``precopy``)
 with its files shifted to the host uid root maps to, which the target must map the same;
 what arrived becomes an LXC container by ``adopt`` (migrate.py). A running container whose
-checkpoint can be restored (``checkpoint.refusal``: CRIU works, privileged, not systemd)
+checkpoint can be restored (``checkpoint.refusal``: CRIU works, an idmapped root can be made
+for an unprivileged one, not systemd)
 moves by ``checkpoint``: CRIU dump on the source, restore on the target."""
 
 from __future__ import annotations
