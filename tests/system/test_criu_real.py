@@ -24,7 +24,7 @@ import pytest
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
 from corral.drivers.lxc import checkpoint
-from corral.drivers.migration import criu_seconds
+from corral.drivers.migration import criu_seconds, read_phases
 from corral.host import criu
 from tests.system.fixtures_template import tiny_template
 from tests.system.test_lxc_driver import Env, _no_progress, _why_not, env, leftovers
@@ -114,6 +114,19 @@ def test_established_tcp_connection_survives_dump_and_restore(
     connections = established(env, spec)
     assert len(connections) == 2, connections  # the client's end and the server's end
     client = sh(env, spec, "pidof nc").split()
+
+    # a dump that leaves it running (the migration's trial dump): its console binds are
+    # made again in its mount namespace (host/nsmount.py), the same processes run on
+    pid = env.driver.status(spec).pid
+    assert pid is not None
+    binds = checkpoint._pty_binds(pid)
+    assert "/dev/console" in binds
+    checkpoint.dump(env.driver, spec, images / "trial", stop=False)
+    assert env.driver.status(spec).state is RuntimeState.RUNNING
+    assert checkpoint._pty_binds(pid) == binds
+    assert sh(env, spec, "pidof nc").split() == client
+    assert read_phases(images / "trial", "dump").keys() >= {"console unbind", "lxc-checkpoint"}
+    shutil.rmtree(images / "trial")
 
     began = time.monotonic()
     checkpoint.dump(env.driver, spec, images, stop=True)

@@ -35,6 +35,7 @@ from corral.drivers.migration import (
     MigrationPath,
     criu_seconds,
     migration_hooks,
+    read_phases,
     without_criu,
 )
 from corral.migration.files import files_size, instance_files, snapshot_files
@@ -342,6 +343,7 @@ class SourceRun:
             self.details["dump_ms"] = round((time.time() - stopped_at) * 1000, 1)
             dumped = criu_seconds(images, "dump")
             self.details["criu_dump_ms"] = None if dumped is None else round(dumped * 1000, 1)
+            self.details["dump_phases"] = read_phases(images, "dump")
         elif self.running:
             self.phase(0.72, "stopping the instance on the source")
             self.s.store.update_migration(self.mid, details={"stopped": True})
@@ -363,6 +365,7 @@ class SourceRun:
                 (asked - stopped_at) * 1000 - self.details["dump_ms"], 1)
             self.details["commit_ms"] = round((time.time() - asked) * 1000, 1)
             self.details["criu_restore_ms"] = commit.criu_restore_ms
+            self.details["restore_phases"] = commit.restore_phases
         self.details.update({
             "disk_bytes": sent_total, "final_delta_bytes": final,
             "downtime_ms": round((commit.resumed_at - stopped_at) * 1000, 1)

@@ -40,6 +40,7 @@ from corral.drivers.migration import (
     StreamTls,
     criu_seconds,
     migration_hooks,
+    read_phases,
 )
 from corral.migration.files import NoSpace, check_space, extract_files, side_file
 from corral.migration.frames import decode
@@ -210,6 +211,7 @@ class TargetSide:
             hooks = migration_hooks(driver)
             template = s.instances.templates.get(rec.template)
             restore_s: float | None = None
+            phases: dict[str, float] = {}
             if incoming.request.path == "live":
                 resumed_at = hooks.finish_incoming(spec, _offer(incoming.request))
                 state = State.RUNNING
@@ -222,6 +224,7 @@ class TargetSide:
                 if start and restore:  # a failure leaves it stopped: the source aborts
                     resumed_at = hooks.restore(spec, template, images)
                     restore_s = criu_seconds(images, "restore")
+                    phases = read_phases(images, "restore")
                     state = State.RUNNING
                 elif start:
                     driver.start(spec, template)
@@ -236,13 +239,16 @@ class TargetSide:
             with self._guard:
                 self._incoming.pop(mid, None)
             s.instances.ops.locks.release(rec.name, mid)
+        plugging = time.monotonic()
         with contextlib.suppress(Exception):
             s.networks.plug_instance(rec.id)
+        if phases:  # after the resume: nft rules and routes (the veth is on its bridge)
+            phases["network plug (after)"] = round((time.monotonic() - plugging) * 1000, 1)
         s.events.publish("instance.migrated-in", instance=rec.name, id=rec.id,
                          source=incoming.request.source_node)
         return CommitReply(state=state.value, resumed_at=resumed_at,
                            criu_restore_ms=None if restore_s is None
-                           else round(restore_s * 1000, 1))
+                           else round(restore_s * 1000, 1), restore_phases=phases)
 
     @staticmethod
     def _resumed(hooks: MigrationHooks, spec: InstanceSpec) -> None:
