@@ -1,5 +1,6 @@
 """Migration benchmark: Corral's VM live migration against the same job done by hand with
-QMP, and Corral's container migration: by CRIU checkpoint/restore (privileged container)
+QMP, and Corral's container migration: by CRIU checkpoint/restore (the default container:
+unprivileged; per-phase medians of where its downtime goes)
 beside CRIU's own dump + restore time of the same container in the same move, and by the
 restart path (disk pre-copy, stop, final delta, start).
 
@@ -288,6 +289,9 @@ def _wait_exec(host: Host, name: str) -> None:
         time.sleep(0.3)
 
 
+PHASE = "phase "
+
+
 def corral_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
     with src.client() as c:
         started = time.time()
@@ -304,6 +308,15 @@ def corral_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
            "own_total": float(details["total_ms"]) / 1000}
     if details.get("criu_dump_ms") is not None and details.get("criu_restore_ms") is not None:
         got["criu"] = (float(details["criu_dump_ms"]) + float(details["criu_restore_ms"])) / 1000
+    for key, side in (("dump_phases", "dump"), ("restore_phases", "restore")):
+        for phase, ms in (details.get(key) or {}).items():
+            got[f"{PHASE}{side}: {phase}"] = float(ms) / 1000
+    for key, label in (("dump_ms", "dump (source)"), ("send_ms", "final delta + files"),
+                       ("delta_ms", "  of which final disk delta"),
+                       ("files_ms", "  of which files and dump sent"),
+                       ("commit_ms", "restore (target, commit round trip)")):
+        if details.get(key) is not None:
+            got[f"{PHASE}{label}"] = float(details[key]) / 1000
     if details.get("resumed_at"):
         got["total"] = float(details["resumed_at"]) - started
     if details.get("qemu_downtime_ms") is not None:
@@ -382,8 +395,7 @@ def main() -> None:
                              "raw plain-TCP move)"))
             _vm_tables(vm)
             return
-        holder.cli("create", "ctc", "--type", "ct", "--disk", "256M", "--privileged",
-                   "--start", check=True)
+        holder.cli("create", "ctc", "--type", "ct", "--disk", "256M", "--start", check=True)
         _wait_exec(holder, "ctc")
         _exec(holder, "ctc", f"setsid sh -c '{COUNTER}' >/dev/null 2>&1 </dev/null &")
         where["ctc"] = holder
@@ -420,12 +432,14 @@ def main() -> None:
                          "RAM streams over TLS (raw: the same TLS; plus a raw plain-TCP move)"))
         if vm is not None:
             _vm_tables(vm)
-        crs = Table(f"CT migration by CRIU checkpoint/restore (privileged busybox CT, a "
+        crs = Table(f"CT migration by CRIU checkpoint/restore (default busybox CT, a "
                     f"counter), {len(cr['downtime'])} rounds (ms; raw = CRIU's own dump + "
                     "restore of the same move)")
         crs.add("downtime (dump started -> restored on the target)", cr["downtime"],
                 cr.get("criu"))
         crs.add("total (Corral's total_ms)", cr["own_total"], None)
+        for key in [k for k in cr if k.startswith(PHASE)]:
+            crs.add("  " + key[len(PHASE):], cr[key], None)
         print(crs.render())
         cts = Table(f"CT migration, no CRIU (pre-copy, stop, delta, start; 16 MiB written), "
                     f"{len(ct['downtime'])} rounds, Corral only (ms)")

@@ -274,7 +274,10 @@ def test_container_memory_snapshot_resumes_its_processes(real_daemon: Daemon) ->
                 "setsid sh -c 'echo $$ > /root/counter.pid; i=0; while true; do "
                 "i=$((i+1)); echo $i > /root/count; sleep 0.1; done' "
                 "</dev/null >/dev/null 2>&1 &")
-    time.sleep(0.3)
+    deadline = time.monotonic() + 20  # under load the background shell starts late
+    while d.cli("exec", name, "--", "test", "-s", "/root/counter.pid").returncode != 0:
+        assert time.monotonic() < deadline, "the counter never started"
+        time.sleep(0.2)
     pid = sh(d, name, "cat /root/counter.pid").strip()
     time.sleep(0.5)
     snapshot(d, name, "live", "--memory")
@@ -288,8 +291,9 @@ def test_container_memory_snapshot_resumes_its_processes(real_daemon: Daemon) ->
     revert(d, name, "live")
     assert state(d, name) == "running"  # resumed, not rebooted
     first = int(sh(d, name, "cat /root/count"))
-    assert first < advanced, (first, counted, advanced)  # back at the snapshot's value
-    assert first <= counted + 5
+    # back at the snapshot's value: without the revert it could only have grown (how far it
+    # counted on since the restore depends on this host's load, so no upper bound here)
+    assert first < advanced, (first, counted, advanced)
     assert sh(d, name, "cat /root/file") == "disk-before\n"
     assert sh(d, name, f"cat /proc/{pid}/cmdline >/dev/null && echo alive") == "alive\n"
     deadline = time.monotonic() + 20

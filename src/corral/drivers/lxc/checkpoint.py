@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import stat
 import time
 from collections.abc import Iterator
@@ -224,8 +225,9 @@ def _monitor_gone(driver: LxcDriver, spec: InstanceSpec) -> None:
                     os.rmdir(path)
 
 
-def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> None:
-    """Resume the stopped ``spec`` from the checkpoint in ``directory``."""
+def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> float:
+    """Resume the stopped ``spec`` from the checkpoint in ``directory``; the wall clock when
+    its processes ran again (CRIU's restore returned: before Corral's clean-up)."""
     clock = PhaseClock()
     _monitor_gone(driver, spec)
     if driver.status(spec).state is not RuntimeState.STOPPED:
@@ -273,6 +275,7 @@ def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> None:
             clock.mark("images opened")
             proc = run([*driver._args("lxc-checkpoint", spec), "-r", "-D", str(images)],
                        check=False, timeout=TIMEOUT, env=env, fds=fds)
+            resumed_at = time.time()
             clock.mark("lxc-checkpoint -r")
     finally:
         config.write_text(text)
@@ -292,6 +295,7 @@ def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> None:
             unmount(spec.run_dir / "rootfs")
             unmount_data_disks(spec)
         raise _failure("restore", spec, directory, proc.stderr or proc.stdout)
+    return resumed_at
 
 
 @contextlib.contextmanager
@@ -305,8 +309,13 @@ def _readable_by_container(directory: Path, privileged: bool) -> Iterator[Path]:
         yield directory
         return
     private = directory.parent / f".{directory.name}.restoring"
-    private.mkdir(mode=0o700)
     inside = private / "images"
+    if private.exists():  # a restore that crashed in this window: its images come back
+        if inside.exists() and not directory.exists():
+            _modes(inside, 0o700, 0o600)
+            inside.rename(directory)
+        shutil.rmtree(private)
+    private.mkdir(mode=0o700)
     directory.rename(inside)
     try:
         _modes(inside, 0o711, 0o644)

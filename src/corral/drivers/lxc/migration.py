@@ -7,7 +7,6 @@ moves by ``checkpoint``: CRIU dump on the source, restore on the target."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from corral.domain.errors import Conflict
@@ -50,8 +49,7 @@ class LxcMigration(CopyOnly):
         from corral.drivers.lxc import checkpoint
 
         del template  # the LXC configuration was written by ``adopt`` (or is the source's)
-        checkpoint.restore(self.driver, spec, directory)
-        return time.time()
+        return checkpoint.restore(self.driver, spec, directory)
 
     def idmap_start(self, spec: InstanceSpec) -> int | None:
         if spec.privileged:

@@ -349,10 +349,15 @@ class SourceRun:
             self.s.store.update_migration(self.mid, details={"stopped": True})
             self.undo.push("start the source again", self._restart_source)
             self.driver.stop(self.spec, force=False, timeout=10.0)
+        delta_began = time.time()
         final = rnd(0.75, 0.9, "final disk delta (stopped)")
         sent_total += final
         self.phase(0.9, "sending the instance's files")
+        files_began = time.time()
         peer.send_files(self.mid, instance_files(self.spec.directory))
+        if restore:
+            self.details["delta_ms"] = round((files_began - delta_began) * 1000, 1)
+            self.details["files_ms"] = round((time.time() - files_began) * 1000, 1)
         self.check()
         self.committing = True
         self.s.store.update_migration(self.mid, phase="committing")
