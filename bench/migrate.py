@@ -312,8 +312,9 @@ def corral_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
         for phase, ms in (details.get(key) or {}).items():
             got[f"{PHASE}{side}: {phase}"] = float(ms) / 1000
     for key, label in (("dump_ms", "dump (source)"), ("send_ms", "final delta + files"),
-                       ("delta_ms", "  of which final disk delta"),
                        ("files_ms", "  of which files and dump sent"),
+                       ("settle_ms", "  of which root released (after the files)"),
+                       ("delta_ms", "  of which final disk delta"),
                        ("commit_ms", "restore (target, commit round trip)")):
         if details.get(key) is not None:
             got[f"{PHASE}{label}"] = float(details[key]) / 1000

@@ -101,8 +101,8 @@ def _result(m: MigrationModel) -> str:
                      f"restore {d.get('commit_ms')} ms; CRIU's own: dump "
                      f"{d.get('criu_dump_ms')} ms, restore {d.get('criu_restore_ms')} ms)")
     if d.get("delta_ms") is not None:
-        parts.append(f"transfer: final delta {d['delta_ms']} ms, files and dump "
-                     f"{d.get('files_ms')} ms")
+        parts.append(f"transfer: files and dump {d.get('files_ms')} ms, then root released "
+                     f"{d.get('settle_ms')} ms, final delta {d['delta_ms']} ms")
     for key, label in (("dump_phases", "dump"), ("restore_phases", "restore")):
         if d.get(key):
             parts.append(f"{label}: " + ", ".join(f"{k} {v} ms" for k, v in d[key].items()))

@@ -160,6 +160,11 @@ class MigrationHooks(Protocol):
         once dumped (else it runs on: a trial)."""
         ...
 
+    def settle(self, spec: InstanceSpec) -> None:
+        """After a stopping ``checkpoint``: wait until the instance has let go of its disks
+        (their images consistent on the host). The migration sends the dump meanwhile."""
+        ...
+
     def restore(self, spec: InstanceSpec, template: TemplateImage, directory: Path) -> float:
         """Run the stopped instance from the dump in ``directory``; the wall clock it ran."""
         ...
@@ -274,6 +279,9 @@ class CopyOnly:
 
     def checkpoint(self, spec: InstanceSpec, directory: Path, *, stop: bool) -> None:
         raise Unsupported("this driver cannot checkpoint processes")
+
+    def settle(self, spec: InstanceSpec) -> None:
+        del spec
 
     def restore(self, spec: InstanceSpec, template: TemplateImage, directory: Path) -> float:
         raise Unsupported("this driver cannot checkpoint processes")

@@ -151,9 +151,12 @@ def _rebind(pid: int, binds: dict[str, str]) -> None:
         nsmount.bind_in(pid, f"/dev/pts/{pty.lstrip('/')}", [target])
 
 
-def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool) -> None:
+def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool,
+         wait_release: bool = True) -> None:
     """Checkpoint the running (or frozen) ``spec`` into ``directory``; ``stop``: it stops once
-    dumped, else it runs on (unchanged: its pty binds are made again)."""
+    dumped, else it runs on (unchanged: its pty binds are made again). A stopped one's root
+    is released before this returns unless ``wait_release`` is False (then ``released`` is
+    the caller's, before anything reads the image or restores it)."""
     clock = PhaseClock()
     status = driver.status(spec)
     if status.state not in (RuntimeState.RUNNING, RuntimeState.SUSPENDED) or status.pid is None:
@@ -180,7 +183,7 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool) 
     (directory / TTY_INFO).unlink(missing_ok=True)  # LXC's restore would refuse it
     if console is not None:  # restore() hands CRIU a console itself
         (directory / OUR_TTY_INFO).write_text(console + "\n")
-    if stop:
+    if stop and wait_release:
         released(spec)
         clock.mark("root released")
     clock.save(directory, "dump")

@@ -43,7 +43,14 @@ class LxcMigration(CopyOnly):
     def checkpoint(self, spec: InstanceSpec, directory: Path, *, stop: bool) -> None:
         from corral.drivers.lxc import checkpoint
 
-        checkpoint.dump(self.driver, spec, directory, stop=stop)
+        # a stopping dump returns before the root is released: ``settle`` waits for that
+        # while the migration sends the dump
+        checkpoint.dump(self.driver, spec, directory, stop=stop, wait_release=False)
+
+    def settle(self, spec: InstanceSpec) -> None:
+        from corral.drivers.lxc import checkpoint
+
+        checkpoint.released(spec)
 
     def restore(self, spec: InstanceSpec, template: TemplateImage, directory: Path) -> float:
         from corral.drivers.lxc import checkpoint

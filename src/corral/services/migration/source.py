@@ -349,15 +349,24 @@ class SourceRun:
             self.s.store.update_migration(self.mid, details={"stopped": True})
             self.undo.push("start the source again", self._restart_source)
             self.driver.stop(self.spec, force=False, timeout=10.0)
+        if restore:
+            # the dump goes while the stopped container lets go of its root (the post-stop
+            # hook's unmount, ~0.1-0.2 s here), which the final delta must wait for
+            self.phase(0.75, "sending the checkpoint and the instance's files")
+            files_began = time.time()
+            peer.send_files(self.mid, instance_files(self.spec.directory))
+            self.details["files_ms"] = round((time.time() - files_began) * 1000, 1)
+            settle_began = time.time()
+            self.hooks.settle(self.spec)
+            self.details["settle_ms"] = round((time.time() - settle_began) * 1000, 1)
         delta_began = time.time()
         final = rnd(0.75, 0.9, "final disk delta (stopped)")
         sent_total += final
-        self.phase(0.9, "sending the instance's files")
-        files_began = time.time()
-        peer.send_files(self.mid, instance_files(self.spec.directory))
         if restore:
-            self.details["delta_ms"] = round((files_began - delta_began) * 1000, 1)
-            self.details["files_ms"] = round((time.time() - files_began) * 1000, 1)
+            self.details["delta_ms"] = round((time.time() - delta_began) * 1000, 1)
+        else:
+            self.phase(0.9, "sending the instance's files")
+            peer.send_files(self.mid, instance_files(self.spec.directory))
         self.check()
         self.committing = True
         self.s.store.update_migration(self.mid, phase="committing")
@@ -414,6 +423,7 @@ class SourceRun:
         template = self.s.instances.templates.get(self.rec.template)
         try:
             if self.driver.status(self.spec).state is RuntimeState.STOPPED:
+                self.hooks.settle(self.spec)  # the dump may have returned before the release
                 self.hooks.restore(self.spec, template, images)
         except CorralError as exc:
             log.warning("restoring %s from its checkpoint failed (%s): starting it",
