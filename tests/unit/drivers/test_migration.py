@@ -16,6 +16,7 @@ from corral.drivers.fake.driver import FakeDriver
 from corral.drivers.lxc.driver import LxcDriver
 from corral.drivers.migration import LiveOffer, MigrationPath, migration_hooks
 from corral.drivers.qemu.driver import QemuDriver
+from corral.host import criu, idmount
 from corral.host.idmap import root_idmap
 
 COPY = {MigrationPath.PRECOPY, MigrationPath.OFFLINE}
@@ -71,10 +72,21 @@ def test_lxc_sends_its_uid_shift_and_refuses_another(tmp_path: Path) -> None:
         hooks.check_arrival(start, privileged=False)
 
 
-def test_lxc_refuses_to_checkpoint_an_unprivileged_container(tmp_path: Path) -> None:
-    """LXC 5.0's restore cannot make an idmapped root: an unprivileged container moves by
-    the restart path, with the reason (CRIU's own, where it does not work here)."""
+def test_lxc_checkpoints_an_unprivileged_container_unless_idmapped_mounts_fail(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Corral makes the idmapped root LXC 5.0's restore lacks: an unprivileged container is
+    refused only where CRIU does not work or an idmapped mount failed here (the kernel's
+    words, cached per file system type)."""
     hooks = migration_hooks(LxcDriver(tmp_path / "lxc"))
-    refused = hooks.checkpoint_refusal(_spec(tmp_path, Kind.CT))
+    spec = _spec(tmp_path, Kind.CT)
+    works = criu.probe().works
+    monkeypatch.setitem(idmount._probed, "ext4", None)
+    refused = hooks.checkpoint_refusal(spec)
+    if works:
+        assert refused is None
+    else:
+        assert refused is not None and "CRIU" in refused
+    monkeypatch.setitem(idmount._probed, "ext4", "idmapped mounts on ext4 do not work here: x")
+    refused = hooks.checkpoint_refusal(spec)
     assert refused is not None
-    assert "idmap" in refused or "CRIU" in refused
+    assert ("idmapped mounts on ext4" if works else "CRIU") in refused
