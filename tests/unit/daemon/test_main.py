@@ -3,10 +3,11 @@ certificate is."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
-from corral.daemon.main import build_parser, parse_args
+from corral.daemon.main import GC_YOUNG, build_parser, parse_args, tune_gc
 
 
 def test_every_option_has_help() -> None:
@@ -32,3 +33,14 @@ def test_the_help_says_the_listener_is_tls_and_where_the_certificate_is() -> Non
 
 def test_log_levels_are_named_in_any_case() -> None:
     assert parse_args(["--log-level", "WARNING"]).log_level == "warning"
+
+
+def test_tune_gc_freezes_what_exists_and_widens_the_young_generation() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (GC_YOUNG, before[1], before[2])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
