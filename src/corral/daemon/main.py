@@ -9,6 +9,7 @@ import contextlib
 import gc
 import logging
 import os
+import resource
 import secrets
 import signal
 from collections.abc import Iterator
@@ -138,6 +139,23 @@ def _token(path: Path) -> str:
     return token
 
 
+FD_LIMIT = 65536
+"""Open descriptors corrald asks for (its soft limit, up to the hard one): it keeps a pidfd
+per running container, so the usual soft limit of 1024 (systemd's default) ran out near
+1000 containers -- and then every process it spawns (lxc-start, QEMU) fails too."""
+
+
+def raise_fd_limit(want: int = FD_LIMIT) -> int:
+    """Raise the soft limit of open descriptors toward ``want`` (never above the hard limit,
+    never lowered); the soft limit then."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
 def tune_gc() -> None:
     """Everything imported and built so far lives as long as the daemon: out of the
     collector's sight (a full collection no longer walks it; measured: several ms each, every
@@ -151,6 +169,10 @@ def tune_gc() -> None:
 
 async def serve(args: argparse.Namespace) -> None:
     state_dir = Path(args.state_dir)
+    limit = raise_fd_limit()
+    if limit < FD_LIMIT:
+        log.warning("open files limited to %d (hard limit): about that many running "
+                    "containers at most (LimitNOFILE)", limit)
     if args.test_faults:
         faults.arm(os.environ.get(faults.ENV, ""))
     corral = Corral(Settings(

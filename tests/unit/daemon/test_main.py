@@ -4,10 +4,11 @@ certificate is."""
 from __future__ import annotations
 
 import gc
+import resource
 import subprocess
 import sys
 
-from corral.daemon.main import GC_YOUNG, build_parser, parse_args, tune_gc
+from corral.daemon.main import GC_YOUNG, build_parser, parse_args, raise_fd_limit, tune_gc
 
 
 def test_every_option_has_help() -> None:
@@ -44,3 +45,15 @@ def test_tune_gc_freezes_what_exists_and_widens_the_young_generation() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_the_fd_limit_is_raised_toward_the_hard_limit_and_never_lowered() -> None:
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft, hard = before
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, soft), hard))
+        got = raise_fd_limit(512)
+        assert got == resource.getrlimit(resource.RLIMIT_NOFILE)[0] == min(512, hard)
+        assert raise_fd_limit(300) == min(512, hard)  # never lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
