@@ -105,6 +105,9 @@ class Database:
         """Use ``Database.open`` (it migrates); this only connects."""
         self.path = path
         self._local = threading.local()
+        self.generation = 0
+        """Write transactions committed through this object (``unchanged_since``)."""
+        self._answers: dict[str, tuple[int, Any]] = {}
         self._writer = threading.Lock()
         """Held by the thread in a write transaction: this process's writers wait here (woken
         as soon as it ends) instead of in SQLite's sleeping busy handler. Another process's
@@ -165,6 +168,7 @@ class Database:
                 raise
             finally:
                 self._local.depth = 0
+                self.generation += 1  # under the write lock; a rollback counts too (harmless)
         finally:
             if mine:
                 self._writer.release()
@@ -182,6 +186,21 @@ class Database:
             raise
         finally:
             self._local.depth = depth
+
+    def unchanged_since(self, key: str, read: Callable[[], R]) -> R:
+        """``read()``'s answer, read again only once a write transaction has ended since it
+        was read (``key`` names the read). For the reads of every row that each ``list``
+        makes (instances, disks): the daemon is its database's only writer, and every write
+        of its goes through ``transaction``. The answer is shared: callers must not change
+        it."""
+        generation = self.generation  # before the read: a write during it makes it stale
+        seen = self._answers.get(key)
+        if seen is not None and seen[0] == generation:
+            answer: R = seen[1]
+            return answer
+        answer = read()
+        self._answers[key] = (generation, answer)
+        return answer
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         """One write statement in its own transaction; the number of rows it changed."""

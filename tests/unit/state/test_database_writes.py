@@ -1,5 +1,6 @@
 """Writes: this process's writers take turns in Python (no "database is locked" however many
-there are), and a transaction inside another on the same thread is a savepoint of it."""
+there are), a transaction inside another on the same thread is a savepoint of it, and a
+read of every row is kept until the next write."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from corral.domain.instance import Kind
+from corral.domain.lifecycle import State
+from corral.domain.resources import Resources
 from corral.state.database import Database
+from corral.state.store import StateStore
 
 
 def _db(tmp_path: Path) -> Database:
@@ -85,3 +90,35 @@ def test_many_concurrent_writers_all_succeed(tmp_path: Path) -> None:
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(write, range(32)))
     assert len(_keys(db)) == 320
+
+
+def test_a_read_is_kept_until_a_write_ends(tmp_path: Path) -> None:
+    db = _db(tmp_path)
+    reads: list[int] = []
+
+    def read() -> list[str]:
+        reads.append(1)
+        return _keys(db)
+
+    assert db.unchanged_since("keys", read) == [] and len(reads) == 1
+    assert db.unchanged_since("keys", read) == [] and len(reads) == 1  # no write since
+    db.execute("INSERT INTO t VALUES ('a')")
+    assert db.unchanged_since("keys", read) == ["a"] and len(reads) == 2
+    with pytest.raises(ValueError), db.transaction() as conn:  # rolled back: read again too
+        conn.execute("INSERT INTO t VALUES ('b')")
+        raise ValueError("refused")
+    assert db.unchanged_since("keys", read) == ["a"] and len(reads) == 3
+
+
+def test_listed_instances_follow_every_write_and_are_the_callers_own(tmp_path: Path) -> None:
+    store = StateStore(Database.open(tmp_path / "corral.db"))
+    rec = store.insert_instance("a", Kind.CT, "tiny", Resources(), False, "node", 100)
+    first = store.list_instances()
+    assert [r.name for r in first] == ["a"]
+    first.clear()  # the caller's list: the next answer is whole
+    again = store.list_instances()
+    assert [r.name for r in again] == ["a"] and again[0] is store.list_instances()[0]
+    store.set_state(rec.id, State.RUNNING)
+    assert store.list_instances()[0].state is State.RUNNING
+    store.delete_instance(rec.id)
+    assert store.list_instances() == []
