@@ -14,7 +14,6 @@ import errno
 import fcntl
 import logging
 import os
-import select
 import signal
 import struct
 import termios
@@ -22,6 +21,7 @@ import time
 from collections.abc import Sequence
 
 from corral.domain.errors import HostFailure
+from corral.host.fdwait import readable
 from corral.host.spawn import TimedOut, spawn_on
 
 log = logging.getLogger("corral.host")
@@ -77,8 +77,7 @@ class PtyProcess:
 
     def output_so_far(self) -> bytes:
         """What the command wrote that nobody read yet (for error messages)."""
-        ready, _, _ = select.select([self._master], [], [], 0)
-        return self.read(65536) if ready else b""
+        return self.read(65536) if readable(self._master, 0) else b""
 
     def read(self, size: int) -> bytes:
         if self._closed:

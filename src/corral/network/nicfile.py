@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -39,27 +38,6 @@ def write_nics(directory: Path, nics: list[NicSpec]) -> None:
     tmp.replace(directory / NICS_FILE)
 
 
-def read_addresses(directory: Path) -> list[str]:
-    """The addresses Corral assigned to an instance's NICs (no prefix length), in NIC order.
-
-    A plain file read, cheap enough for every row of ``corral list``; a missing or unreadable
-    file means no assigned addresses.
-    """
-    try:
-        data = json.loads((directory / NICS_FILE).read_text())
-    except (OSError, ValueError):
-        return []
-    found: list[str] = []
-    if not isinstance(data, list):
-        return found
-    for item in sorted((i for i in data if isinstance(i, dict)), key=lambda i: i.get("index", 0)):
-        for address in item.get("addresses", []):
-            text = str(address).split("/", 1)[0]
-            if text not in found:
-                found.append(text)
-    return found
-
-
 def read_nics(directory: Path) -> list[NicSpec]:
     try:
         data = json.loads((directory / NICS_FILE).read_text())
@@ -80,27 +58,3 @@ def read_nics(directory: Path) -> list[NicSpec]:
             antispoof=item["antispoof"],
         ))
     return found
-
-
-class AssignedAddresses:
-    """``read_addresses`` of many instances, each file parsed again only when it changed
-    (its inode, size or modification time): ``list`` of a thousand stats each file and
-    parses none of the unchanged ones."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, tuple[tuple[int, int, int], tuple[str, ...]]] = {}
-
-    def get(self, directory: str) -> tuple[str, ...]:
-        path = f"{directory}/{NICS_FILE}"
-        try:
-            st = os.stat(path)
-        except OSError:
-            self._seen.pop(path, None)
-            return ()
-        key = (st.st_ino, st.st_size, st.st_mtime_ns)
-        seen = self._seen.get(path)
-        if seen is not None and seen[0] == key:
-            return seen[1]
-        found = tuple(read_addresses(Path(directory)))
-        self._seen[path] = (key, found)
-        return found

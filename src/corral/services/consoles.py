@@ -19,12 +19,12 @@ Viewers get bytes through a callback (``deliver``), called on the hub's reader t
 from __future__ import annotations
 
 import logging
-import select
 import threading
 import time
 from collections.abc import Callable
 
 from corral.drivers.base import ConsoleStream, ResizableConsole
+from corral.host.fdwait import readable
 
 log = logging.getLogger("corral.consoles")
 
@@ -132,8 +132,7 @@ class SharedConsole:
                     idle = self._idle_since
                 if idle is not None and time.monotonic() - idle > self._linger:
                     break
-                ready, _, _ = select.select([fd], [], [], POLL)
-                if not ready:
+                if not readable(fd, POLL):
                     continue
                 try:
                     data = self._stream.read(65536)
@@ -147,7 +146,7 @@ class SharedConsole:
                     viewers = list(self._viewers)
                 for viewer in viewers:
                     _tell(viewer, data)
-        except (OSError, ValueError) as exc:  # the descriptor went away under select
+        except (OSError, ValueError) as exc:  # the descriptor went away under poll
             log.info("console %s ended: %s", self.key, exc)
         finally:
             with self._lock:

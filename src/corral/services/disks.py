@@ -100,13 +100,13 @@ class DiskService:
             target = self.storage.pool(pool or root.pool)
             path = target.volume(rec.id, name)
             record = DiskRecord(rec.id, name, free[0], target.name, size, mount=mount)
-            with self.admit(0, size):
+            with self.admit(0, size):  # the row claims the space; mkfs runs after the locks
+                self.storage.store.insert_disk(record)
+            try:
                 make_data_disk(path, size, name)
-                try:
-                    self.storage.store.insert_disk(record)
-                except BaseException:
-                    path.unlink(missing_ok=True)
-                    raise
+            except BaseException:
+                self.storage.store.delete_disk(rec.id, name)
+                raise
             try:
                 change = self._attach(rec, state, name)
             except BaseException:

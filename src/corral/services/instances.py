@@ -22,13 +22,13 @@ from corral.domain.names import FIRST_ID, validate_name
 from corral.domain.resources import Resources, apply_settings
 from corral.domain.undo import Undo
 from corral.drivers.base import ConsoleStream, Driver, ExecResult, RuntimeState, RuntimeStatus
-from corral.network.nicfile import AssignedAddresses
 from corral.services.events import EventBus
 from corral.services.faults import fault_point
 from corral.services.foreign import ForeignSource
 from corral.services.operations import OperationContext, OperationManager
 from corral.services.storage import InstanceDisks, NoDisks
 from corral.services.templates import TemplateService
+from corral.state.netstore import NetworkStore
 from corral.state.store import InstanceRecord, OperationRecord, StateStore
 
 log = logging.getLogger("corral.instances")
@@ -107,8 +107,7 @@ class InstanceService:
         ] = lambda _new, _old: nullcontext()
         """Over-commitment check held around recording a new instance (services/capacity)."""
         self._bare_specs: dict[int, tuple[InstanceRecord, InstanceSpec]] = {}
-        self._assigned = AssignedAddresses()
-        self._directory = str(directory)
+        self._nics = NetworkStore(store.db)
         self.on_deleted: list[Callable[[InstanceRecord], str | None]] = []
         """Called after an instance's row is gone (its snapshot rows, backup schedules); what
         they say they removed is the delete operation's result."""
@@ -147,12 +146,14 @@ class InstanceService:
 
     def view(self, rec: InstanceRecord) -> InstanceView:
         return self._view(rec, lambda: self.driver(rec.kind).status(self.spec(rec)),
-                          self.store.labels(rec.id))
+                          self.store.labels(rec.id),
+                          self._nics.assigned_addresses(rec.id).get(rec.id, ()))
 
     def _view(self, rec: InstanceRecord, read: Callable[[], RuntimeStatus],
-              labels: Mapping[str, str]) -> InstanceView:
-        """The row corrected by the runtime (``read``), unless an operation holds it."""
-        assigned = list(self._assigned.get(f"{self._directory}/{rec.id}"))
+              labels: Mapping[str, str], addresses: tuple[str, ...]) -> InstanceView:
+        """The row corrected by the runtime (``read``), unless an operation holds it;
+        ``addresses``: those Corral assigned to its NICs."""
+        assigned = list(addresses)
         holder = self.ops.locks.holder(rec.name)
         if holder is not None or rec.state in (State.CREATING, State.DELETING):
             return InstanceView(rec, rec.state, None, holder, tuple(assigned), labels)
@@ -212,7 +213,9 @@ class InstanceService:
                 return status
             return read
 
-        return [self._view(rec, reader(rec), labels.get(rec.id, {})) for rec in records]
+        assigned = self._nics.assigned_addresses()
+        return [self._view(rec, reader(rec), labels.get(rec.id, {}), assigned.get(rec.id, ()))
+                for rec in records]
 
     def get(self, ref: str) -> InstanceView:
         return self.view(self.store.get_instance(ref))

@@ -11,6 +11,11 @@ critical path.
 
 Each thread gets its own connection (autocommit mode): reads run as they are, writes go
 through ``transaction`` (``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception).
+The daemon's threads take turns for the write lock in Python first (``Database._writer``):
+SQLite's own busy handler makes a waiting writer sleep and poll (1, 2, 5 … 100 ms), so
+under many concurrent writers a write waited far longer than the writes before it took,
+and whatever it held meanwhile (the admission check's lock, on every create) queued every
+request behind it (docs/perf-log.md, "POST /instances under load").
 
 Values: a ``datetime`` is stored as text in SQLAlchemy's SQLite format (what every existing
 database holds), JSON columns as JSON text, booleans as 0/1 -- ``to_sql_datetime`` and
@@ -32,6 +37,8 @@ from typing import Any, Generic, TypeVar
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+BUSY_TIMEOUT_S = 5.0
+"""How long a write waits for another writer (this process's, then SQLite's lock)."""
 Row = tuple[Any, ...]
 R = TypeVar("R")
 
@@ -98,6 +105,13 @@ class Database:
         """Use ``Database.open`` (it migrates); this only connects."""
         self.path = path
         self._local = threading.local()
+        self.generation = 0
+        """Write transactions committed through this object (``unchanged_since``)."""
+        self._answers: dict[str, tuple[int, Any]] = {}
+        self._writer = threading.Lock()
+        """Held by the thread in a write transaction: this process's writers wait here (woken
+        as soon as it ends) instead of in SQLite's sleeping busy handler. Another process's
+        writer (none in normal use) is still waited for by ``busy_timeout``."""
 
     @classmethod
     def open(cls, path: Path) -> Database:
@@ -112,7 +126,7 @@ class Database:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL: consistent after a crash
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             self._local.conn = conn  # closed when its thread ends (thread-local)
         return conn
 
@@ -130,16 +144,63 @@ class Database:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction on this thread's connection: committed when the block ends,
-        rolled back if it raises."""
+        rolled back if it raises. Inside another one on the same thread it is a savepoint of
+        it (its changes undone alone if it raises, committed with the outer one): a caller
+        may hold the write lock across a check and the store call that records its result
+        (``CapacityService.admit``)."""
         conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
+        depth: int = getattr(self._local, "depth", 0)
+        if depth:
+            yield from self._savepoint(conn, depth)
+            return
+        # a writer stuck longer than the busy timeout does not stop the others for ever: past
+        # it they go on to SQLite's own waiting (and its "database is locked")
+        mine = self._writer.acquire(timeout=BUSY_TIMEOUT_S)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            self._local.depth = 1
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._local.depth = 0
+                self.generation += 1  # under the write lock; a rollback counts too (harmless)
+        finally:
+            if mine:
+                self._writer.release()
+
+    def _savepoint(self, conn: sqlite3.Connection, depth: int) -> Iterator[sqlite3.Connection]:
+        name = f"nested_{depth}"
+        conn.execute(f"SAVEPOINT {name}")
+        self._local.depth = depth + 1
         try:
             yield conn
-            conn.execute("COMMIT")
+            conn.execute(f"RELEASE {name}")
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
             raise
+        finally:
+            self._local.depth = depth
+
+    def unchanged_since(self, key: str, read: Callable[[], R]) -> R:
+        """``read()``'s answer, read again only once a write transaction has ended since it
+        was read (``key`` names the read). For the reads of every row that each ``list``
+        makes (instances, disks): the daemon is its database's only writer, and every write
+        of its goes through ``transaction``. The answer is shared: callers must not change
+        it."""
+        generation = self.generation  # before the read: a write during it makes it stale
+        seen = self._answers.get(key)
+        if seen is not None and seen[0] == generation:
+            answer: R = seen[1]
+            return answer
+        answer = read()
+        self._answers[key] = (generation, answer)
+        return answer
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> int:
         """One write statement in its own transaction; the number of rows it changed."""

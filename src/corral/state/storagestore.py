@@ -105,7 +105,11 @@ class StorageStore:
                 for r in self.db.all(_DISKS_WITH_POOLS, (instance_id,))]
 
     def all_disks_with_pools(self) -> dict[int, list[tuple[DiskRecord, PoolConfig]]]:
-        """``disks_with_pools`` of every instance by id, in one query (``list`` of all)."""
+        """``disks_with_pools`` of every instance by id, in one query (``list`` of all), read
+        again only after a write (``Database.unchanged_since``): not to be changed."""
+        return self.db.unchanged_since("disks_with_pools", self._all_disks_with_pools)
+
+    def _all_disks_with_pools(self) -> dict[int, list[tuple[DiskRecord, PoolConfig]]]:
         split = len(DISKS.columns)
         found: dict[int, list[tuple[DiskRecord, PoolConfig]]] = {}
         rows = self.db.all(_ALL_DISKS_WITH_POOLS)

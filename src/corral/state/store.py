@@ -127,7 +127,9 @@ class StateStore:
 
     # Instances ------------------------------------------------------------------------
     def list_instances(self) -> list[InstanceRecord]:
-        return INSTANCES.load_all(self.db.all(f"{INSTANCES.select} ORDER BY id"))
+        """Every instance by id (read again only after a write: ``Database.unchanged_since``)."""
+        return list(self.db.unchanged_since("instances", lambda: INSTANCES.load_all(
+            self.db.all(f"{INSTANCES.select} ORDER BY id"))))
 
     def get_instance(self, ref: str) -> InstanceRecord:
         """By name, or by numeric id."""

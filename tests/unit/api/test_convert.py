@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 
 from pydantic import TypeAdapter
 
@@ -72,18 +71,3 @@ def test_every_change_shows() -> None:
         assert answer != first
         assert answer == models_json([view])
     assert convert.instances_json(views) == first
-
-
-def test_assigned_addresses_follow_a_rewritten_file(tmp_path: Path) -> None:
-    from corral.network.nicfile import NICS_FILE, AssignedAddresses
-
-    cache = AssignedAddresses()
-    assert cache.get(str(tmp_path)) == ()
-    (tmp_path / NICS_FILE).write_text('[{"index": 0, "addresses": ["10.1.0.2/24"]}]')
-    assert cache.get(str(tmp_path)) == ("10.1.0.2",)
-    tmp = tmp_path / "x.tmp"
-    tmp.write_text('[{"index": 0, "addresses": ["10.1.0.3/24"]}]')
-    tmp.replace(tmp_path / NICS_FILE)  # as write_nics does
-    assert cache.get(str(tmp_path)) == ("10.1.0.3",)
-    (tmp_path / NICS_FILE).unlink()
-    assert cache.get(str(tmp_path)) == ()

@@ -3,10 +3,12 @@ certificate is."""
 
 from __future__ import annotations
 
+import gc
+import resource
 import subprocess
 import sys
 
-from corral.daemon.main import build_parser, parse_args
+from corral.daemon.main import GC_YOUNG, build_parser, parse_args, raise_fd_limit, tune_gc
 
 
 def test_every_option_has_help() -> None:
@@ -32,3 +34,26 @@ def test_the_help_says_the_listener_is_tls_and_where_the_certificate_is() -> Non
 
 def test_log_levels_are_named_in_any_case() -> None:
     assert parse_args(["--log-level", "WARNING"]).log_level == "warning"
+
+
+def test_tune_gc_freezes_what_exists_and_widens_the_young_generation() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (GC_YOUNG, before[1], before[2])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_the_fd_limit_is_raised_toward_the_hard_limit_and_never_lowered() -> None:
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft, hard = before
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, soft), hard))
+        got = raise_fd_limit(512)
+        assert got == resource.getrlimit(resource.RLIMIT_NOFILE)[0] == min(512, hard)
+        assert raise_fd_limit(300) == min(512, hard)  # never lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
