@@ -388,3 +388,32 @@ def test_a_cluster_on_a_local_etcd_member_over_tls(tmp_path: Path) -> None:
         if pid_file.exists():  # a failed test must not leave etcd running
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_ids_deleted_before_init_stay_in_quarantine_and_creates_go_on(tmp_path: Path) -> None:
+    """A host that deleted an instance (its id in the 30-day quarantine) makes a cluster:
+    the cluster must not hand that id out again -- it did, this host's database refused it,
+    and every create failed ("id 102 reserved in the cluster ... is in use") for good."""
+    state = tmp_path / "solo"
+    write_fake_template(state / "templates")
+    d = start_daemon(state, node="solo")
+    pid_file = state / "etcd" / "etcd.pid"
+    try:
+        for name in ("keep", "gone"):
+            create(d, name)
+        ids = {i["name"]: i["id"] for i in corral(d, "list", "--format", "json")}
+        corral(d, "delete", "gone")
+        corral(d, "cluster", "init", "--etcd-listen", f"127.0.0.1:{free_port()}",
+               "--etcd-peer-listen", f"127.0.0.1:{free_port()}")
+        for name in ("after1", "after2"):
+            create(d, name)
+        now = {i["name"]: i["id"] for i in corral(d, "list", "--format", "json")}
+        assert now["keep"] == ids["keep"]
+        assert ids["gone"] not in now.values()  # still in quarantine
+        assert len(set(now.values())) == 3
+        corral(d, "cluster", "leave")
+    finally:
+        stop_daemon(d)
+        if pid_file.exists():  # a failed test must not leave etcd running
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)

@@ -191,6 +191,15 @@ class EtcdClusterStore:
                 in_use.add(number)
         return in_use, retired, revisions
 
+    def retire_ids(self, retired: dict[int, datetime]) -> None:
+        """Record ids deleted on a host before it entered the cluster as retired (at the time
+        they were deleted), so their quarantine holds cluster-wide; ids etcd already knows,
+        in use or retired, are left as they are."""
+        for instance_id, at in sorted(retired.items()):
+            id_key = self.key("ids", instance_id)
+            self.client.txn([absent(id_key)], [put_op(id_key, _dump(
+                {"retired_at": at.replace(tzinfo=None).isoformat() + "Z"}))])
+
     def adopt(self, name: str, node: str, instance_id: int) -> None:
         name_key, id_key = self.key("names", name), self.key("ids", instance_id)
         held_name, held_id = self.client.get(name_key), self.client.get(id_key)

@@ -386,6 +386,9 @@ class ClusterService:
             for rec in self.local_store.list_instances():
                 store.adopt(rec.name, self.node, rec.id)
                 adopted.append((rec.name, rec.id))
+            # ids deleted here stay in quarantine cluster-wide: the cluster would otherwise
+            # hand one out, and this host's database (which still holds it back) refuse it
+            store.retire_ids(dict(self.local_store.retired_ids()))
             store.register(self._info(membership.joined_at))
             store.heartbeat(self.facts())
             labels = self.local_store.all_labels()

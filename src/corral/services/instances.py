@@ -252,7 +252,7 @@ class InstanceService:
                     held.id or FIRST_ID, owner=owner,
                 )
             if held.id is not None and rec.id != held.id:
-                self.store.delete_instance(rec.id)
+                self.store.delete_instance(rec.id, retire=False)  # never used: no quarantine
                 raise HostFailure(f"id {held.id} reserved in the cluster for '{name}' is in use "
                                   "in this host's database; try again")
         except BaseException:

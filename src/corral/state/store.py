@@ -225,6 +225,11 @@ class StateStore:
     def user_exists(self, name: str) -> bool:
         return self.db.one("SELECT 1 FROM users WHERE name = ?", (name,)) is not None
 
+    def retired_ids(self) -> Mapping[int, datetime]:
+        """Every deleted id on record and when it was deleted (the quarantine's ledger)."""
+        return {r[0]: from_sql_datetime(r[1])
+                for r in self.db.all("SELECT id, retired_at FROM retired_ids")}
+
     def delete_instance(self, instance_id: int, retire: bool = True) -> None:
         """Remove the row; its id is retired (kept out of use for the quarantine) unless
         not ``retire`` (it migrated away and lives on: ids shared in a cluster)."""
