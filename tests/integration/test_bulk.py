@@ -130,6 +130,24 @@ def test_bulk_create_refuses_bad_requests_and_reports_conflicts(daemon: Daemon) 
         assert {ch.status for ch in c.children(parent_id)} == {"skipped"}
 
 
+def test_exec_takes_a_one_word_command_with_a_selector(daemon: Daemon) -> None:
+    """`exec --selector K=V -- uptime`: the only word after -- is the command (it was taken
+    for the instance argument: "Missing argument 'argv'"). The instances are stopped, so
+    nothing runs on this host (the fake driver's exec would)."""
+    run = daemon.cli
+    ok(run("create", "x-{1..2}", "--type", "ct", "--label", "role=x"))
+    out = run("exec", "--selector", "role=x", "--", "uptime")
+    assert "Missing argument" not in out.stderr, out.stderr
+    assert out.returncode == 1, out.stderr
+    assert {name: result for name, (result, _m) in results(out.stdout).items()} == {
+        "x-1": "failed", "x-2": "failed"}
+    assert "is stopped" in results(out.stdout)["x-1"][1]
+    no_command = run("exec", "x-1")
+    assert no_command.returncode == 2
+    assert "give the command to run after --" in no_command.stderr
+    ok(run("delete", "--selector", "role=x", "--yes"))
+
+
 def test_cancel_of_the_parent_skips_what_has_not_started(daemon: Daemon) -> None:
     with daemon.client() as c:
         names = [f"c-{i}" for i in range(80)]

@@ -256,7 +256,7 @@ def info(ref: Annotated[str, typer.Argument()], fmt: FormatOpt = Format.table) -
 def exec_(
     ref: Annotated[str, typer.Argument(
         help="instance name or id; several: web1,web2 or web-{1..3}; none with --selector")],
-    argv: Annotated[list[str], typer.Argument(help="the command, after --")],
+    argv: Annotated[list[str] | None, typer.Argument(help="the command, after --")] = None,
     timeout: Annotated[float, typer.Option(
         help="seconds before the command is killed; 0: no limit")] = 0,
     stdin: Annotated[bool, typer.Option("--stdin", "-i", help="send this command's stdin")] = False,
@@ -265,10 +265,14 @@ def exec_(
 ) -> None:
     """Run a command inside an instance; exit with its exit code. On several instances:
     a result per instance (exit status, last line of output), exit 1 if any failed."""
-    if selector is not None:  # no instance argument: the first word is the command's
-        argv, chosen = [ref, *argv], []
+    # With --selector there is no instance argument: the first word is the command's (a
+    # one-word command such as `-- uptime` is all in ``ref``, so ``argv`` may be empty).
+    if selector is not None:
+        argv, chosen = [ref, *(argv or [])], []
     else:
         chosen = bulk.names(ref.split(","))
+    if not argv:
+        fail("give the command to run after --, e.g. corral exec web1 -- uname -a", 2)
     if bulk.is_bulk(chosen, selector):
         if stdin:
             fail("--stdin runs on one instance at a time")
