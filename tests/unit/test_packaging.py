@@ -69,3 +69,22 @@ def test_the_packaged_unit_runs_the_packaged_daemon() -> None:
     # build-deb.sh rewrites this one path to /usr/bin/corrald (the package's link)
     assert unit.count("/usr/local/bin/corrald") == 1
     assert "KillMode=process" in unit  # an upgrade's restart leaves guests running
+
+
+def test_uninstall_removes_what_setup_installs() -> None:
+    """scripts/uninstall.sh (the README's way to undo setup.sh) parses, refuses an unknown
+    option before doing anything, and removes every file setup.sh installs or links."""
+    uninstall = ROOT / "scripts/uninstall.sh"
+    subprocess.run(["bash", "-n", str(uninstall)], check=True)
+    bad = subprocess.run([str(uninstall), "--frobnicate"], capture_output=True, text=True,
+                         check=False, stdin=subprocess.DEVNULL)
+    assert bad.returncode == 2 and "unknown option" in bad.stderr
+    setup = (ROOT / "scripts/setup.sh").read_text()
+    installed = re.findall(r"^(?:install|ln) .* (/\S+)$", setup, re.MULTILINE)
+    installed += re.findall(r'^(?:prefix|state|defaults)=(/\S+)$', setup, re.MULTILINE)
+    assert len(installed) >= 8, installed
+    text = uninstall.read_text()
+    for path in installed:
+        assert path in text, path
+    assert "/usr/local/share/man/man1/corral" in text  # docgen's man pages
+    assert "scripts/uninstall.sh" in (ROOT / "README.md").read_text()
