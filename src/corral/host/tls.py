@@ -39,8 +39,10 @@ class Identity:
         return fingerprint_of_pem(self.cert_pem)
 
 
-def ensure_identity(directory: Path, common_name: str) -> Identity:
-    """The key and certificate in ``directory`` (0700), made if missing; reused otherwise."""
+def ensure_identity(directory: Path, common_name: str, also: tuple[str, ...] = ()) -> Identity:
+    """The key and certificate in ``directory`` (0700), made if missing; reused otherwise.
+    It names ``common_name``, 127.0.0.1 and ``also`` (the address it is advertised at: an
+    operator's curl or browser checks the name even though Corral's clients pin)."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     identity = Identity(directory / KEY_FILE, directory / CERT_FILE)
     if identity.key.exists() and identity.cert.exists():
@@ -56,6 +58,13 @@ def ensure_identity(directory: Path, common_name: str) -> Identity:
     now = datetime.datetime.now(datetime.UTC)
     sans: list[x509.GeneralName] = [x509.DNSName(common_name or "corrald")]
     sans.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    for extra in also:
+        if not extra or extra in (common_name, "127.0.0.1"):
+            continue
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(extra)))
+        except ValueError:
+            sans.append(x509.DNSName(extra))
     cert = (
         x509.CertificateBuilder()
         .subject_name(name).issuer_name(name)

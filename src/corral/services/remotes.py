@@ -52,7 +52,9 @@ class RemoteService:
     @property
     def identity(self) -> Identity:
         if self._identity is None:
-            self._identity = ensure_identity(self._tls_dir, self.node)
+            advertised = urlsplit(self.advertise_url or "").hostname
+            self._identity = ensure_identity(self._tls_dir, self.node,
+                                             (advertised,) if advertised else ())
         return self._identity
 
     def pairing_info(self) -> PairingInfo:
