@@ -88,3 +88,14 @@ def test_uninstall_removes_what_setup_installs() -> None:
         assert path in text, path
     assert "/usr/local/share/man/man1/corral" in text  # docgen's man pages
     assert "scripts/uninstall.sh" in (ROOT / "README.md").read_text()
+
+
+def test_purge_finds_guests_by_executable_and_only_in_its_mount_namespace() -> None:
+    """corrald names QEMU processes corral-<instance> (``-name …,process=``): the purge sweep
+    must match the executable, not /proc/PID/comm, and leave other mount namespaces' guests
+    and loop devices (a container's /var/lib/corral) alone."""
+    text = (DEBIAN / "corral.postrm").read_text()
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert '"$proc/comm"' not in code and '"$proc/exe"' in code
+    assert '"$proc/ns/mnt"' in code
+    assert "BACK-INO" in code and "stat -c %i" in code
