@@ -75,9 +75,11 @@ class ForeignSource:
             settings["disk"] = str(max(wanted, self.info.virtual_size)) + "B"
         else:
             assert self.iso is not None
-            if not self.iso.is_absolute() or not self.iso.is_file():
-                raise InvalidInput(f"ISO '{self.iso}' is not a file on the daemon's host "
-                                   "(give an absolute path)")
+            if not self.iso.is_absolute():
+                raise InvalidInput(f"ISO '{self.iso}': give an absolute path (corrald "
+                                   "reads it on its own host)")
+            if not self.iso.is_file():  # the CLI made it absolute: it is missing there
+                raise InvalidInput(f"ISO '{self.iso}' is not a file on the daemon's host")
         return FOREIGN_TEMPLATE, settings
 
     def make_disk(self, storage: Storage, spec: InstanceSpec,
