@@ -21,6 +21,7 @@ install, upgrade and purge run there, never on the host.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -87,6 +88,40 @@ class Container:
         """In the child before systemd-nspawn runs: into the container's groups."""
         for group in self.cgroups:
             (group / "cgroup.procs").write_text(str(os.getpid()))
+
+    def _wait_gone(self, timeout: float = 30) -> None:
+        """After nspawn exits: no process left in the container's groups (the guests corrald
+        left running die with its PID namespace, a moment later), and no loop device on a
+        file of its root any more (corrald's pool and root disks: autoclear, released when
+        their mounts go with the container's mount namespace)."""
+        dev = ""
+        if self.root.is_mount():
+            st = os.stat(self.root / "var")
+            dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            procs: list[str] = []
+            for group in self.cgroups:  # the whole subtree
+                for sub in group.rglob("cgroup.procs") if group.is_dir() else []:
+                    procs += sub.read_text().split()
+            loops = self._loops(dev) if dev else []
+            if not procs and not loops:
+                return
+            for pid in procs:
+                with contextlib.suppress(OSError):
+                    os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.2)
+        for loop in self._loops(dev) if dev else []:
+            run(["losetup", "-d", loop], check=False)
+
+    @staticmethod
+    def _loops(dev: str) -> list[str]:
+        """Loop devices whose backing file is on the filesystem ``dev`` (major:minor)."""
+        listed = run(["losetup", "--json", "-O", "NAME,BACK-MAJ:MIN"], check=False).stdout
+        if not listed.strip():
+            return []
+        return [d["name"] for d in json.loads(listed)["loopdevices"]
+                if str(d.get("back-maj:min") or "").strip() == dev]
 
     def _remove_cgroups(self) -> None:
         for group in self.cgroups:
@@ -185,6 +220,7 @@ class Container:
             except subprocess.TimeoutExpired:
                 os.killpg(self.nspawn.pid, signal.SIGKILL)
                 self.nspawn.wait(timeout=10)
+        self._wait_gone()
         self._remove_cgroups()
         if self.root.is_mount():
             run(["umount", "-R", str(self.root)], check=False)

@@ -22,7 +22,7 @@ container's apt installs QEMU and LXC): runs with CORRAL_SLOW_TESTS=1. Built pac
 cached under /var/tmp/corral-test-deb-cache: the current tree's keyed by the content of the
 files that go into it ($CORRAL_TEST_DEB: test that package instead), the previous
 release's by its commit (releases/COMMIT/). The bounded form in the default suite is
-tests/unit/packaging/test_debian_dir.py.
+tests/unit/test_packaging.py.
 """
 
 from __future__ import annotations
