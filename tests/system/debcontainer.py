@@ -7,6 +7,11 @@ install, upgrade and purge run there, never on the host.
 * Runtime: ``systemd-nspawn --boot`` with its own network namespace (``--private-network``:
   corrald there makes bridges and nftables tables that must not meet the host's), not
   registered with machined (no systemd on this host); commands enter it with ``nsenter``.
+* cgroups: systemd-nspawn mounts the v1 controller hierarchies read-only (and, without a
+  cgroup namespace root of its own, would show the host's whole tree: other daemons' groups).
+  The container is started in groups of its own (``crltest-NAME`` in each v1 hierarchy, the
+  root of its cgroup namespace) and, once booted, those mounts are made writable: corrald
+  there makes its guests' groups under them, never beside the host's. Removed at stop.
 * Packages: with no network inside, apt there reads the host's package lists (the same
   bookworm sources) and a test-owned archive directory that apt on the host fills for the
   container's dpkg status (``--download-only``), seeded by hard links from the host's own
@@ -16,6 +21,7 @@ install, upgrade and purge run there, never on the host.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -27,6 +33,9 @@ from pathlib import Path
 
 CACHE = Path(os.environ.get("CORRAL_DEB_TEST_CACHE", "/var/tmp/corral-test-deb-cache"))
 HOST_ARCHIVES = Path("/var/cache/apt/archives")
+LOOP_BIND = ["--bind=/dev/loop-control"] if Path("/dev/loop-control").exists() else []
+"""The host's loop-control (nspawn's /dev has none): corrald there makes the /dev/loopN node
+it is handed, as losetup does; containers' root disks need it."""
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -59,6 +68,75 @@ class Container:
         self.archives = CACHE / "archives"
         self.nspawn: subprocess.Popen[bytes] | None = None
         self.leader = 0
+        self.cgroups: list[Path] = []
+
+    def _make_cgroups(self) -> None:
+        """A group named after the container in each of the host's v1 controller hierarchies
+        (cpuset's with its parent's CPUs and memory nodes)."""
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            _src, target, fstype, options = line.split()[:4]
+            if fstype != "cgroup" or "name=" in options:
+                continue
+            group = Path(target) / self.name
+            group.mkdir()
+            self.cgroups.append(group)
+            if "cpuset" in options.split(","):
+                for file in ("cpuset.cpus", "cpuset.mems"):
+                    (group / file).write_text((group.parent / file).read_text())
+
+    def _enter_cgroups(self) -> None:
+        """In the child before systemd-nspawn runs: into the container's groups."""
+        for group in self.cgroups:
+            (group / "cgroup.procs").write_text(str(os.getpid()))
+
+    def _wait_gone(self, timeout: float = 30) -> None:
+        """After nspawn exits: no process left in the container's groups (the guests corrald
+        left running die with its PID namespace, a moment later), and no loop device on a
+        file of its root any more (corrald's pool and root disks: autoclear, released when
+        their mounts go with the container's mount namespace)."""
+        dev = ""
+        if self.root.is_mount():
+            st = os.stat(self.root / "var")
+            dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            procs: list[str] = []
+            for group in self.cgroups:  # the whole subtree
+                for sub in group.rglob("cgroup.procs") if group.is_dir() else []:
+                    procs += sub.read_text().split()
+            loops = self._loops(dev) if dev else []
+            if not procs and not loops:
+                return
+            for pid in procs:
+                with contextlib.suppress(OSError):
+                    os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.2)
+        for loop in self._loops(dev) if dev else []:
+            run(["losetup", "-d", loop], check=False)
+
+    @staticmethod
+    def _loops(dev: str) -> list[str]:
+        """Loop devices whose backing file is on the filesystem ``dev`` (major:minor)."""
+        listed = run(["losetup", "--json", "-O", "NAME,BACK-MAJ:MIN"], check=False).stdout
+        if not listed.strip():
+            return []
+        return [d["name"] for d in json.loads(listed)["loopdevices"]
+                if str(d.get("back-maj:min") or "").strip() == dev]
+
+    def _remove_cgroups(self) -> None:
+        for group in self.cgroups:
+            if not group.is_dir():
+                continue
+            for sub in [*sorted((p for p in group.rglob("*") if p.is_dir()),
+                                key=lambda p: len(p.parts), reverse=True), group]:
+                for _ in range(100):  # a process that just died keeps its group a moment
+                    try:
+                        sub.rmdir()
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError:
+                        time.sleep(0.05)
 
     # lifecycle ---------------------------------------------------------------------------
     def boot(self, timeout: float = 90) -> None:
@@ -68,12 +146,14 @@ class Container:
              f"lowerdir={self.base},upperdir={self.work / 'upper'},"
              f"workdir={self.work / 'work'}", str(self.root)])
         self._prepare_apt()
+        self._make_cgroups()
         self.nspawn = subprocess.Popen(
             ["systemd-nspawn", "-D", str(self.root), "--boot", "--register=no",
              "--keep-unit", "--private-network", f"--machine={self.name}",
-             "--console=pipe", f"--bind={self.archives}:/srv/archives"],
+             "--console=pipe", f"--bind={self.archives}:/srv/archives", *LOOP_BIND],
             stdin=subprocess.DEVNULL, stdout=open(self.work / "console.log", "wb"),  # noqa: SIM115
-            stderr=subprocess.STDOUT, start_new_session=True)
+            stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=self._enter_cgroups)  # only writes to cgroup.procs
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.nspawn.poll() is not None:
@@ -83,6 +163,9 @@ class Container:
             if self.leader:
                 state = self.sh("systemctl is-system-running --wait", check=False, timeout=60)
                 if state.stdout.strip() in ("running", "degraded"):
+                    # the controllers nspawn mounted read-only: writable for corrald there
+                    self.sh("awk '$3 == \"cgroup\" && $4 ~ /^ro,/ {print $2}' /proc/mounts | "
+                            "while read -r m; do mount -o remount,bind,rw \"$m\"; done")
                     return
             time.sleep(0.3)
         raise AssertionError("the container's systemd did not come up")
@@ -137,6 +220,8 @@ class Container:
             except subprocess.TimeoutExpired:
                 os.killpg(self.nspawn.pid, signal.SIGKILL)
                 self.nspawn.wait(timeout=10)
+        self._wait_gone()
+        self._remove_cgroups()
         if self.root.is_mount():
             run(["umount", "-R", str(self.root)], check=False)
             if self.root.is_mount():

@@ -280,7 +280,7 @@ class QemuDriver(QemuDiskHotplug):
         except BaseException:
             self._kill(paths)
             self._cleanup_runtime(paths)
-            vm_resources.unplace(spec, host_layout())
+            vm_resources.unplace_after_failure(spec, host_layout())
             remove_taps(instance_nics(spec))
             raise
 

@@ -18,6 +18,7 @@ balloon, disk size, IO throttling).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ from corral.drivers.qemu.qmp import Command, qmp, qmp_many
 from corral.host import cgroupfs
 from corral.host.cgroups import CgroupLayout
 from corral.host.diskgrow import grow_file
+
+log = logging.getLogger("corral.drivers.qemu")
 
 DRIVE = "root"
 DISK_DEVICE = "root-disk"
@@ -104,6 +107,16 @@ def apply_cgroup(spec: InstanceSpec, layout: CgroupLayout, res: Resources) -> No
 
 def unplace(spec: InstanceSpec, layout: CgroupLayout) -> None:
     cgroupfs.remove_group(layout, VM_CONTROLLERS, cgroup_path(spec))
+
+
+def unplace_after_failure(spec: InstanceSpec, layout: CgroupLayout) -> None:
+    """``unplace`` in the clean-up of a start that failed: a group it cannot remove is
+    logged, never raised over why the start failed (a read-only cgroup mount reported
+    "cannot remove cgroup" instead of the write that failed first)."""
+    try:
+        unplace(spec, layout)
+    except HostFailure as exc:
+        log.warning("after %s failed to start: %s", spec.name, exc)
 
 
 # --- QMP --------------------------------------------------------------------------------------
