@@ -29,7 +29,7 @@ import pytest
 from corral.templates.builders.tiny import build_tiny
 from tests.integration.conftest import delete_everything, start_daemon, stop_daemon, wait_until
 from tests.system.orphans import Baseline, orphans
-from tests.system.test_faults_real import KINDS, cases, run_case
+from tests.system.test_faults_real import KINDS, assert_crashed, cases, run_case
 
 
 def kill_qemu(state: Path) -> None:
@@ -50,6 +50,7 @@ def kill_qemu(state: Path) -> None:
             return str(listed[0]["state"])
 
         assert wait_until(lambda: state_of() != "running", 30), state_of()
+        assert_crashed(daemon, "f1", "QEMU (pid")
         daemon.cli("start", "f1", check=True)
         assert daemon.cli("exec", "f1", "--", "true").returncode == 0
         daemon.cli("delete", "--force", "f1", check=True)

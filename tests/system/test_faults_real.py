@@ -181,6 +181,18 @@ def run_case(state: Path, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
         stop_daemon(again)
 
 
+def assert_crashed(daemon: Daemon, name: str, what: str) -> None:
+    """``name`` is shown stopped with a crash reason naming ``what``, in info and list."""
+    info = json.loads(daemon.cli("info", name, "--format", "json", check=True).stdout)
+    assert info["state"] == "stopped", info
+    reason = info["stop_reason"] or ""
+    assert reason.startswith("crashed: ") and what in reason, info
+    listed = json.loads(daemon.cli("list", "--format", "json", check=True).stdout)
+    assert [i["stop_reason"] for i in listed if i["name"] == name] == [reason], listed
+    shown = daemon.cli("info", name, check=True).stdout
+    assert "stop reason" in shown and reason in shown, shown
+
+
 def test_kill_of_the_lxc_monitor(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     baseline = Baseline()
     daemon = _daemon(state, None, monkeypatch)
@@ -193,11 +205,11 @@ def test_kill_of_the_lxc_monitor(state: Path, monkeypatch: pytest.MonkeyPatch) -
         assert monitors, "no LXC monitor for f1"
         os.kill(int(monitors[0]), signal.SIGKILL)
         assert wait_until(lambda: _states(daemon)["f1"] != "running", 30), _states(daemon)
-        shown = daemon.cli("info", "f1")
-        assert shown.returncode == 0 and ("stopped" in shown.stdout or "error" in shown.stdout)
-        daemon.cli("stop", "f1", "--force")  # whatever the monitor's death left
+        assert_crashed(daemon, "f1", "LXC monitor")
         daemon.cli("start", "f1", check=True)
         assert daemon.cli("exec", "f1", "--", "true").returncode == 0
+        assert json.loads(daemon.cli("info", "f1", "--format", "json",
+                                     check=True).stdout)["stop_reason"] is None
         _clean(daemon)
         assert orphans(state, baseline) == []
     finally:

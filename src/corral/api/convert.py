@@ -58,6 +58,7 @@ def instance(view: InstanceView) -> InstanceModel:
         node=rec.node, pid=runtime.pid if runtime else None,
         created_at=_iso(rec.created_at), operation=view.operation, owner=rec.owner,
         agent=runtime.details.get("agent") if runtime else None, labels=dict(view.labels),
+        stop_reason=view.stop_reason,
     )
 
 
@@ -78,7 +79,7 @@ def member(m: Member) -> MemberModel:
 
 
 _Runtime = tuple[str, tuple[str, ...], int | None, str | None, str | None,
-                 tuple[tuple[str, str], ...]]
+                 tuple[tuple[str, str], ...], str | None]
 _LISTED: dict[int, tuple[InstanceRecord, _Runtime, bytes]] = {}
 """Per instance id: the record last listed, what the runtime said of it (and its labels),
 and its JSON."""
@@ -88,7 +89,7 @@ def _instance_json(view: InstanceView) -> bytes:
     runtime = view.runtime
     said: _Runtime = (view.state.value, view.addresses, runtime.pid if runtime else None,
                       view.operation, runtime.details.get("agent") if runtime else None,
-                      tuple(sorted(view.labels.items())))
+                      tuple(sorted(view.labels.items())), view.stop_reason)
     rec = view.record
     seen = _LISTED.get(rec.id)
     if seen is not None and seen[0] is rec and seen[1] == said:

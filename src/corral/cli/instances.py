@@ -240,6 +240,7 @@ def info(ref: Annotated[str, typer.Argument()], fmt: FormatOpt = Format.table) -
     r = i.resources
     output.key_values([
         ("id", str(i.id)), ("name", i.name), ("type", i.type), ("state", i.state),
+        *([("stop reason", i.stop_reason)] if i.stop_reason else []),
         ("template", i.template), ("cpus", str(r.cpus)),
         ("memory", output.setting_size(r.memory)),
         ("disk", output.setting_size(r.disk)), *_set_limits(r),

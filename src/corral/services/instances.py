@@ -85,6 +85,9 @@ class InstanceView:
     addresses: tuple[str, ...] = ()
     """Assigned NIC addresses (nics.json) merged with what the runtime reports, deduplicated."""
     labels: Mapping[str, str] = field(default_factory=dict)
+    stop_reason: str | None = None
+    """Why a stopped instance stopped when Corral did not stop it ("crashed: …"), until its
+    next start."""
 
 
 class InstanceService:
@@ -147,12 +150,15 @@ class InstanceService:
     def view(self, rec: InstanceRecord) -> InstanceView:
         return self._view(rec, lambda: self.driver(rec.kind).status(self.spec(rec)),
                           self.store.labels(rec.id),
-                          self._nics.assigned_addresses(rec.id).get(rec.id, ()))
+                          self._nics.assigned_addresses(rec.id).get(rec.id, ()),
+                          self.store.stop_reason(rec.id))
 
     def _view(self, rec: InstanceRecord, read: Callable[[], RuntimeStatus],
-              labels: Mapping[str, str], addresses: tuple[str, ...]) -> InstanceView:
+              labels: Mapping[str, str], addresses: tuple[str, ...],
+              stop_reason: str | None = None) -> InstanceView:
         """The row corrected by the runtime (``read``), unless an operation holds it;
-        ``addresses``: those Corral assigned to its NICs."""
+        ``addresses``: those Corral assigned to its NICs; ``stop_reason``: its recorded
+        one."""
         assigned = list(addresses)
         holder = self.ops.locks.holder(rec.name)
         if holder is not None or rec.state in (State.CREATING, State.DELETING):
@@ -169,10 +175,27 @@ class InstanceService:
         state = _RUNTIME_TO_STATE.get(runtime.state, State.ERROR)
         if state != rec.state and self.ops.locks.holder(rec.name) is None:
             self.store.set_state(rec.id, state)
+            if state is State.STOPPED and rec.state in (State.RUNNING, State.SUSPENDED):
+                stop_reason = self._note_stop(rec, runtime)
             self.events.publish(
-                "instance.state", instance=rec.name, state=state.value, previous=rec.state.value
+                "instance.state", instance=rec.name, state=state.value, previous=rec.state.value,
+                **({"reason": stop_reason} if stop_reason and state is State.STOPPED else {}),
             )
-        return InstanceView(rec, state, runtime, None, tuple(assigned), labels)
+        shown = stop_reason if state in (State.STOPPED, State.ERROR) else None
+        return InstanceView(rec, state, runtime, None, tuple(assigned), labels, shown)
+
+    def _note_stop(self, rec: InstanceRecord, runtime: RuntimeStatus) -> str:
+        """A guest seen stopped that Corral did not stop: keep why (the driver's evidence of
+        a crash, ``RuntimeStatus.details["ended"]``, else that it stopped outside Corral) and
+        when, until its next start."""
+        ended = runtime.details.get("ended")
+        at = self.store.clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+        reason = (f"crashed: {ended} at {at}" if ended else
+                  f"stopped outside Corral (the guest powered off, or a host tool or a crash "
+                  f"stopped it while corrald was not looking) at {at}")
+        log.warning("instance %s stopped without Corral: %s", rec.name, reason)
+        self.store.set_stop_reason(rec.id, reason)
+        return reason
 
     def runtime_statuses(self, records: list[InstanceRecord]) -> dict[int, RuntimeStatus]:
         """The runtime state of ``records``, one batch read per driver (no process per
@@ -202,6 +225,7 @@ class InstanceService:
                  and self.ops.locks.holder(rec.name) is None]
         found = self.runtime_statuses(asked)
         asked_ids = {rec.id for rec in asked}
+        reasons = self.store.stop_reasons()
 
         def reader(rec: InstanceRecord) -> Callable[[], RuntimeStatus]:
             def read() -> RuntimeStatus:
@@ -214,7 +238,8 @@ class InstanceService:
             return read
 
         assigned = self._nics.assigned_addresses()
-        return [self._view(rec, reader(rec), labels.get(rec.id, {}), assigned.get(rec.id, ()))
+        return [self._view(rec, reader(rec), labels.get(rec.id, {}), assigned.get(rec.id, ()),
+                           reasons.get(rec.id))
                 for rec in records]
 
     def get(self, ref: str) -> InstanceView:
@@ -366,6 +391,8 @@ class InstanceService:
         spec = self.spec(rec)
 
         def work(ctx: OperationContext) -> None:
+            if after is State.RUNNING:  # a crash's reason stands until the next start
+                self.store.clear_stop_reason(rec.id)
             try:
                 run(ctx, spec)
             except BaseException:

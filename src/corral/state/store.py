@@ -208,6 +208,25 @@ class StateStore:
     def set_state(self, instance_id: int, state: State) -> None:
         self.db.execute(_SET_STATE, (state.value, instance_id))
 
+    def set_stop_reason(self, instance_id: int, reason: str) -> None:
+        """Why the instance stopped without Corral stopping it (kept until its next start)."""
+        self.db.execute(
+            "INSERT INTO stop_reasons (instance_id, reason, at) VALUES (?, ?, ?) "
+            "ON CONFLICT(instance_id) DO UPDATE SET reason = excluded.reason, at = excluded.at",
+            (instance_id, reason[:512], to_sql_datetime(self.clock())))
+
+    def clear_stop_reason(self, instance_id: int) -> None:
+        self.db.execute("DELETE FROM stop_reasons WHERE instance_id = ?", (instance_id,))
+
+    def stop_reasons(self) -> dict[int, str]:
+        """Every instance's stop reason (one query for a whole list)."""
+        return {r[0]: r[1] for r in self.db.all("SELECT instance_id, reason FROM stop_reasons")}
+
+    def stop_reason(self, instance_id: int) -> str | None:
+        row = self.db.one("SELECT reason FROM stop_reasons WHERE instance_id = ?",
+                          (instance_id,))
+        return None if row is None else str(row[0])
+
     def set_kind(self, instance_id: int, kind: Kind) -> None:
         """Conversion between a container and a VM: same row, same id, name and NICs."""
         self.db.execute("UPDATE instances SET kind = ? WHERE id = ?", (kind.value, instance_id))

@@ -50,6 +50,9 @@ class InstanceModel(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     group: str | None = None
     """Its placement group and rule, e.g. "db (anti-affinity)" (`info` only)."""
+    stop_reason: str | None = None
+    """Why a stopped instance stopped when Corral did not stop it ("crashed: QEMU … ended
+    without shutting down … at …"), shown until its next start."""
 
 
 class CreateRequest(BaseModel):
@@ -301,6 +304,10 @@ class PolicyModel(BaseModel):
     """Days a deleted instance's id stays out of use; 0: never reused."""
     ksm: bool = False
     """Whether the kernel merges identical memory pages of VMs (KSM)."""
+    audit_retention: float = 365.0
+    """Days an audit log entry is kept; 0: no age limit."""
+    audit_max_entries: int = 1_000_000
+    """The most audit log entries kept (the oldest pruned first); 0: no count limit."""
 
 
 class SetPolicyRequest(BaseModel):

@@ -82,11 +82,20 @@ class StateReader:
         addresses at all)."""
         if not os.path.isfile(f"{container_dir}/config"):
             return RuntimeStatus(RuntimeState.MISSING)
-        rel = cgroup_dirs(lxc_name)["container"]
+        dirs = cgroup_dirs(lxc_name)
+        rel = dirs["container"]
         pids = self.members(rel)
         pid = init_pid(pids) if pids else None
         if pid is None:
-            return RuntimeStatus(RuntimeState.STOPPED, details={"lxc_state": "STOPPED"})
+            details = {"lxc_state": "STOPPED"}
+            if pids is not None and not self.members(dirs["monitor"]):
+                # LXC's monitor removes the container's group once its init is gone; an
+                # empty group with no monitor left means the monitor itself died (its
+                # death takes the container's init with it: LXC sets it as the parent-death
+                # signal). The monitor is not Corral's child: its signal cannot be read.
+                details["ended"] = ("the container's LXC monitor ended without stopping it "
+                                    "(killed by a signal or crashed)")
+            return RuntimeStatus(RuntimeState.STOPPED, details=details)
         if self.frozen(rel):
             state, raw = RuntimeState.SUSPENDED, "FROZEN"
         else:

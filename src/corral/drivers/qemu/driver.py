@@ -122,6 +122,19 @@ def _agent_state(chardevs: list[dict[str, object]]) -> str:
     return "waiting"
 
 
+def _ended(paths: VmPaths) -> dict[str, str]:
+    """A QEMU no longer running that left its pid file: it did not exit (QEMU removes the
+    file when it quits, a guest power-off included, and Corral's stop removes it after a
+    forced kill), so a signal or a crash ended it. QEMU daemonizes: Corral is not its parent
+    and cannot read the signal. Nothing said for a pid file that is not there."""
+    try:
+        pid = paths.pidfile.read_text().strip()
+    except OSError:
+        return {}
+    return {"ended": f"QEMU (pid {pid[:12]}) ended without shutting down "
+                     f"(killed by a signal or crashed)"}
+
+
 def has_agent(template: TemplateImage) -> bool:
     return bool(template.metadata.get("vm", {}).get("agent", not firmware_boot(template)))
 
@@ -414,7 +427,7 @@ class QemuDriver(QemuDiskHotplug):
     @staticmethod
     def _not_running(spec: InstanceSpec) -> RuntimeStatus:
         if spec.disk_path.exists():
-            return RuntimeStatus(RuntimeState.STOPPED)
+            return RuntimeStatus(RuntimeState.STOPPED, details=_ended(_paths(spec)))
         return RuntimeStatus(RuntimeState.MISSING)
 
     def statuses(self, specs: Sequence[InstanceSpec]) -> dict[int, RuntimeStatus]:
