@@ -185,11 +185,13 @@ def policy(
     settings: Annotated[list[str] | None, typer.Argument(
         help="resource=ratio … (cpu, memory, disk; 'none' removes the maximum); "
              "id_quarantine=30d (how long a deleted instance's id stays unused; 0: never "
-             "reused); ksm=on|off (merge identical memory pages of VMs)")] = None,
+             "reused); ksm=on|off (merge identical memory pages of VMs); "
+             "audit_retention=365d (0: no age limit), audit_max_entries=1000000 (0: no "
+             "count limit): how much of the audit log is kept, pruned hourly")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Show or change the host policy: maximum allocated/physical ratios, id quarantine,
-    KSM."""
+    KSM, audit log retention."""
     with client() as c:
         result = c.set_policy(assignments(settings)) if settings else c.policy()
     if not output.emit_structured(result, fmt):
@@ -201,4 +203,8 @@ def _policy_value(key: str, value: float | None) -> str:
         return "on" if value else "off"
     if key == "id_quarantine":
         return "0 (never reused)" if not value else f"{value:g}d"
+    if key == "audit_retention":
+        return "0 (no age limit)" if not value else f"{value:g}d"
+    if key == "audit_max_entries":
+        return "0 (no count limit)" if not value else f"{value:g}"
     return "none" if value is None else f"{value:g}:1"

@@ -3,12 +3,16 @@ which result), kept in the daemon's database and read back with filters."""
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from corral.domain.errors import InvalidInput
 from corral.state.auditstore import AuditEntry, AuditFilter, AuditStore
 from corral.state.database import utcnow
+
+log = logging.getLogger("corral.audit")
 
 RESULTS = ("ok", "refused", "failed")
 _AGO = re.compile(r"^(\d+)([smhdw])$")
@@ -37,9 +41,26 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     return moment
 
 
+Limits = tuple[timedelta | None, int | None]
+
+
 class AuditService:
-    def __init__(self, store: AuditStore) -> None:
+    def __init__(self, store: AuditStore, retention: Callable[[], Limits] = lambda: (None, None),
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.store = store
+        self.retention = retention
+        """(the age, the count) beyond which entries go (None: no such limit): the host
+        policy's ``audit_retention`` and ``audit_max_entries`` (services/capacity)."""
+        self.clock = clock
+
+    def prune(self) -> int:
+        """Apply the retention policy; the number of entries removed. Run by the history
+        sampler's hourly maintenance (no thread of its own) and on demand."""
+        age, count = self.retention()
+        gone = self.store.prune(None if age is None else self.clock() - age, count)
+        if gone:
+            log.info("audit log: %d entries past the retention policy removed", gone)
+        return gone
 
     def record(self, entry: AuditEntry) -> None:
         self.store.add(entry)

@@ -39,7 +39,9 @@ log = logging.getLogger("corral.capacity")
 RESOURCES = ("cpu", "memory", "disk")
 QUARANTINE = "id_quarantine"
 KSM = "ksm"
-KEYS = (*RESOURCES, QUARANTINE, KSM)
+AUDIT_RETENTION = "audit_retention"
+AUDIT_MAX = "audit_max_entries"
+KEYS = (*RESOURCES, QUARANTINE, KSM, AUDIT_RETENTION, AUDIT_MAX)
 _ON = {"on": True, "yes": True, "true": True, "1": True,
        "off": False, "no": False, "false": False, "0": False}
 MAX_QUARANTINE_DAYS = 36525  # a century; 0 says "forever"
@@ -60,6 +62,10 @@ class Policy:
     """Days a deleted instance's id stays out of use; 0: it is never used again."""
     ksm: bool = False
     """Whether the kernel merges identical pages of VMs' memory (KSM)."""
+    audit_retention: float = 365.0
+    """Days an audit log entry is kept; 0: no age limit."""
+    audit_max_entries: int = 1_000_000
+    """The most audit log entries kept (the oldest go first); 0: no count limit."""
 
     def get(self, resource: str) -> float | None:
         value: float | None = getattr(self, resource)
@@ -69,6 +75,12 @@ class Policy:
     def quarantine(self) -> timedelta | None:
         """The id quarantine (None: forever)."""
         return timedelta(days=self.id_quarantine) if self.id_quarantine else None
+
+    @property
+    def audit_limits(self) -> tuple[timedelta | None, int | None]:
+        """(age, count) beyond which audit entries are pruned (None: no such limit)."""
+        return (timedelta(days=self.audit_retention) if self.audit_retention else None,
+                self.audit_max_entries or None)
 
 
 @dataclass(frozen=True)
@@ -110,12 +122,40 @@ def parse_quarantine(raw: str) -> float:
     return value
 
 
+def parse_days(key: str, raw: str, hint: str) -> float:
+    """``30d``, ``12h`` or ``30`` (days) -> days; 0 allowed."""
+    text = raw.strip().lower()
+    unit = {"d": 1.0, "h": 1 / 24, "w": 7.0}.get(text[-1:])
+    try:
+        value = float(text[:-1] if unit else text) * (unit or 1.0)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= MAX_QUARANTINE_DAYS:
+        raise InvalidInput(f"{key} '{raw}' is not a duration of at most "
+                           f"{MAX_QUARANTINE_DAYS} days (e.g. 90d, 12h; {hint})")
+    return value
+
+
+def parse_count(key: str, raw: str, hint: str) -> int:
+    text = raw.strip().replace("_", "")
+    if not text.isdecimal() or len(text) > 12:
+        raise InvalidInput(f"{key} '{raw}' is not a whole number of at least 0 ({hint})")
+    return int(text)
+
+
 def parse_policy(base: Policy, settings: dict[str, str]) -> Policy:
     changes: dict[str, float | None] = {}
     quarantine, ksm = base.id_quarantine, base.ksm
+    audit_age, audit_max = base.audit_retention, base.audit_max_entries
     for key, raw in settings.items():
         if key == QUARANTINE:
             quarantine = parse_quarantine(raw)
+            continue
+        if key == AUDIT_RETENTION:
+            audit_age = parse_days(key, raw, "0: no age limit")
+            continue
+        if key == AUDIT_MAX:
+            audit_max = parse_count(key, raw, "0: no count limit")
             continue
         if key == KSM:
             if raw.strip().lower() not in _ON:
@@ -137,7 +177,8 @@ def parse_policy(base: Policy, settings: dict[str, str]) -> Policy:
         changes[key] = value
     return replace(base, cpu=changes.get("cpu", base.cpu),
                    memory=changes.get("memory", base.memory),
-                   disk=changes.get("disk", base.disk), id_quarantine=quarantine, ksm=ksm)
+                   disk=changes.get("disk", base.disk), id_quarantine=quarantine, ksm=ksm,
+                   audit_retention=audit_age, audit_max_entries=audit_max)
 
 
 def _show(resource: str, value: float) -> str:

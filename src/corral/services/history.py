@@ -145,6 +145,9 @@ class HistorySampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.hourly: list[Callable[[], object]] = []
+        """Other upkeep run with the hourly roll-up (the audit log's retention): the
+        daemon's one periodic thread, not one more."""
 
     # One batch --------------------------------------------------------------------------
     def tick(self) -> int:
@@ -187,6 +190,11 @@ class HistorySampler:
             # the current hour is rolled up once it ends; rows ahead of now: a clock set back
             self.store.prune({MINUTE: (now - MINUTES_KEPT, now),
                               HOUR: (now - HOURS_KEPT, now)})
+            for upkeep in self.hourly:
+                try:
+                    upkeep()
+                except Exception:  # one broken upkeep must not stop the samples
+                    log.exception("hourly upkeep %r failed", upkeep)
 
     # Queries --------------------------------------------------------------------------------
     def series(self, instance_id: int | None, span: Range) -> tuple[int, list[Sample]]:

@@ -56,6 +56,26 @@ class AuditStore:
     def add(self, entry: AuditEntry) -> None:
         self.db.execute(AUDIT.insert, AUDIT.dump(entry))
 
+    def prune(self, before: datetime | None, keep: int | None) -> int:
+        """Delete the entries older than ``before`` and all but the newest ``keep``; how
+        many went (None: no limit of that kind)."""
+        gone = 0
+        if before is not None:
+            gone += self.db.execute("DELETE FROM audit_log WHERE at < ?",
+                                    (to_sql_datetime(before),))
+        if keep is not None:
+            row = self.db.one("SELECT id FROM audit_log ORDER BY id DESC LIMIT 1 OFFSET ?",
+                              (max(0, keep - 1),)) if keep > 0 else None
+            if keep <= 0:
+                gone += self.db.execute("DELETE FROM audit_log")
+            elif row is not None:
+                gone += self.db.execute("DELETE FROM audit_log WHERE id < ?", (row[0],))
+        return gone
+
+    def count(self) -> int:
+        row = self.db.one("SELECT COUNT(*) FROM audit_log")
+        return int(row[0]) if row else 0
+
     def query(self, where: AuditFilter) -> list[AuditEntry]:
         """Matching entries, newest first."""
         clauses: list[str] = []
