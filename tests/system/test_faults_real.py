@@ -48,10 +48,57 @@ class Case:
 GONE = "gone"
 
 
-def cases(kind: str = "ct") -> list[Case]:
-    """The matrix for one kind of instance."""
+TARGET = "{target}"
+"""A backup target directory (in the case's own temporary directory)."""
+LATEST = "{backup}"
+"""The newest backup in ``TARGET`` (known once the setup made it)."""
+
+SUITE = {"disk_add.after_file", "disk_resize.after_row", "convert.after_old_runtime",
+         "backup.storing", "restore.after_create", "snapshot.after_capture"}
+"""Of the points beyond the first matrix (convert, disks, backup, restore, memory
+snapshot), one per operation runs in the suite; bench/faults.py --kind ct runs them all."""
+
+
+def cases(kind: str = "ct", full: bool = True) -> list[Case]:
+    """The matrix for one kind of instance; ``full``: every point of the operations added
+    for issue 20 (else one per operation, ``SUITE``)."""
     create = ("create", "f1", "--type", kind, "--template", "tiny", *KINDS[kind])
-    return _matrix(create, (create, ("start", "f1")))
+    started = (create, ("start", "f1"))
+    more = _more(kind, create, started)
+    return _matrix(create, started) + [c for c in more if full or c.point in SUITE]
+
+
+def _more(kind: str, CREATE: tuple[str, ...], STARTED: tuple[tuple[str, ...], ...]
+          ) -> list[Case]:
+    other = "ct" if kind == "vm" else "vm"
+    disk = ("disk", "add", "f1", "d1", "--size", "64M")
+    backup = ("backup", "create", "f1", "--to", TARGET)
+    backed = (CREATE, backup)
+    restore = ("restore", LATEST, "--to", TARGET)
+    return [
+        Case("disk_add.after_file", (CREATE,), disk, {"f1": "stopped"}),
+        Case("disk_add.after_row", (CREATE,), disk, {"f1": "stopped"},
+             retry=("disk", "add", "f1", "d2", "--size", "64M")),
+        Case("disk_resize.after_grow", (CREATE, disk), ("disk", "resize", "f1", "d1", "96M"),
+             {"f1": "stopped"}),
+        Case("disk_resize.after_row", (CREATE, disk), ("disk", "resize", "f1", "d1", "96M"),
+             {"f1": "stopped"}),
+        Case("convert.after_old_runtime", (CREATE,), ("convert", "f1", "--to", other),
+             {"f1": "stopped"}),
+        Case("convert.after_kind", (CREATE,), ("convert", "f1", "--to", other),
+             {"f1": "stopped"}, retry=("convert", "f1", "--to", kind)),
+        Case("convert.end", (CREATE,), ("convert", "f1", "--to", other), {"f1": "stopped"},
+             retry=("convert", "f1", "--to", kind)),
+        Case("backup.after_capture", STARTED, backup, {"f1": "running"}),
+        Case("backup.storing", (CREATE,), backup, {"f1": "stopped"}),
+        Case("backup.end", (CREATE,), backup, {"f1": "stopped"}),
+        Case("restore.after_create", backed, (*restore, "--as", "f2"),
+             {"f1": "stopped", "f2": GONE}),
+        Case("restore.after_write", backed, restore, {"f1": "stopped"}),
+        Case("restore.end", backed, restore, {"f1": "stopped"}),
+        Case("snapshot.after_capture", STARTED, ("snapshot", "create", "f1", "s1", "--memory"),
+             {"f1": "running"}),
+    ]
 
 
 def _matrix(CREATE: tuple[str, ...], STARTED: tuple[tuple[str, ...], ...]) -> list[Case]:
@@ -77,7 +124,7 @@ def _matrix(CREATE: tuple[str, ...], STARTED: tuple[tuple[str, ...], ...]) -> li
     ]
 
 
-CASES = cases()
+CASES = cases(full=False)
 CREATE = CASES[0].action
 
 
@@ -143,12 +190,15 @@ def test_kill_at_fault_point(state: Path, case: Case, monkeypatch: pytest.Monkey
 def run_case(state: Path, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
     """kill -9 at ``case.point``, restart, check, retry, check, clean (bench/faults.py too)."""
     baseline = Baseline()
+    if case.point.startswith("snapshot.after_capture"):
+        _need_criu(case)
+    target = Path(tempfile.mkdtemp(prefix="corral-faults-target-", dir=state))
     daemon = _daemon(state, f"{case.point}=kill", monkeypatch)
     try:
         for step in case.setup:
-            daemon.cli(*step, check=True)
+            daemon.cli(*_fill(daemon, step, target), check=True)
         before = _states(daemon)
-        answer = daemon.cli(*case.action)
+        answer = daemon.cli(*_fill(daemon, case.action, target))
         assert answer.returncode != 0, f"{case.point} never fired: {answer.stdout}"
         assert wait_until(lambda: daemon.process.poll() is not None, 15)
         assert daemon.process.returncode == -signal.SIGKILL
@@ -170,15 +220,39 @@ def run_case(state: Path, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
         left = orphans(state, baseline, _running_ids(again))
         assert left == [], left
         retry = case.retry or case.action
-        again.cli(*retry, check=True)
+        again.cli(*_fill(again, retry, target), check=True)
         left = orphans(state, baseline, _running_ids(again))
         assert left == [], left
+        if TARGET in case.action:  # the chain in the target is whole
+            again.cli("backup", "verify", "--to", str(target), check=True)
         _clean(again)
         assert instance_ids(state) == {}
         left = orphans(state, baseline)
         assert left == [], left
     finally:
         stop_daemon(again)
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def _fill(daemon: Daemon, step: tuple[str, ...], target: Path) -> tuple[str, ...]:
+    """``step`` with ``TARGET`` and ``LATEST`` put in."""
+    if LATEST in step:
+        listed = json.loads(daemon.cli("backup", "list", "--to", str(target), "--format",
+                                       "json", check=True).stdout)
+        assert listed, "no backup in the target"
+        latest = max(listed, key=lambda b: str(b["created_at"]))["id"]
+        step = tuple(str(latest) if part == LATEST else part for part in step)
+    return tuple(str(target) if part == TARGET else part for part in step)
+
+
+def _need_criu(case: Case) -> None:
+    """A memory snapshot of a container needs CRIU: skipped with the probe's reason."""
+    if "--memory" in case.action and "vm" not in case.setup[0]:
+        from corral.host.features import criu
+
+        found = criu()
+        if not found.available:
+            pytest.skip(f"a container's memory snapshot needs CRIU: {found.detail}")
 
 
 def assert_crashed(daemon: Daemon, name: str, what: str) -> None:

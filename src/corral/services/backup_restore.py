@@ -30,6 +30,7 @@ from corral.drivers.snapshots import ROOT
 from corral.services import nic_carry
 from corral.services.access import Access
 from corral.services.backups import BackupService, RateReporter
+from corral.services.faults import fault_point
 from corral.services.networks import NetworkService
 from corral.services.operations import OperationContext
 from corral.state.store import InstanceRecord, OperationRecord
@@ -122,8 +123,13 @@ class RestoreService:
                 with Undo(log) as undo:  # no half-restored instance is left behind
                     undo.push(f"remove the half-restored instance '{name}'",
                               lambda: self.instances.discard(rec, self.instances.spec(rec)))
+                    # "creating" until its disks are the backup's: a daemon killed meanwhile
+                    # removes it at its next start (InstanceService.reconcile), as a create
+                    self.instances.store.set_state(rec.id, State.CREATING)
+                    fault_point("restore.after_create")
                     self._write_disks(ctx, manifest, store, rec)
                     made = nic_carry.place(self.networks, rec, carry, keep) if carry else []
+                    self.instances.store.set_state(rec.id, State.STOPPED)
             finally:
                 self.instances.ops.locks.release(name, ctx.id)
             ctx.result = f"{ctx.result}\n{nic_carry.report(name, carry, made, rec.resources)}"
@@ -171,6 +177,7 @@ class RestoreService:
                 written.append((tmp, path))
                 restore_image(manifest, store, tmp, report, disk=name)
                 done += size
+            fault_point("restore.after_write")
         except BaseException:
             for tmp, _ in written:
                 tmp.unlink(missing_ok=True)

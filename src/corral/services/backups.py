@@ -33,6 +33,7 @@ from corral.domain.errors import Conflict, InvalidInput, NotFound
 from corral.domain.instance import InstanceSpec, Kind
 from corral.drivers.snapshots import ROOT, Captured, DiskCopy, SnapshotHooks
 from corral.services import nic_carry
+from corral.services.faults import fault_point
 from corral.services.instances import InstanceService
 from corral.services.networks import NetworkService
 from corral.services.operations import OperationContext
@@ -185,6 +186,12 @@ class BackupService:
                 ctx.progress(0.02, "point-in-time copy of " + (
                     f"{len(copies)} disks" if len(copies) > 1 else "the disk"))
                 captured = hooks.capture_disks(spec, copies, since)
+                fault_point("backup.after_capture")
+                stored = RateReporter(ctx, "stored", 0.1, 0.9)
+
+                def progress(done: int, total: int) -> None:
+                    fault_point("backup.storing")  # chunks stored, no manifest yet
+                    stored(done, total)
                 with self._locked(record):
                     previous = self.latest(store, rec.name)
                     if captured.changed and (
@@ -197,7 +204,7 @@ class BackupService:
                          for d, c in zip(spec.data_disks, copies[1:], strict=True)],
                         store, info, previous=previous, changed=captured.changed,
                         consistency=f"{captured.consistency} [{captured.method}]",
-                        progress=RateReporter(ctx, "stored", 0.1, 0.9),
+                        progress=progress,
                         tracking=captured.tracking,
                     )
             except BaseException:

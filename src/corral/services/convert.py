@@ -21,6 +21,7 @@ from corral.domain.names import FIRST_ID, validate_name
 from corral.domain.undo import Undo
 from corral.drivers.base import Driver, RuntimeState
 from corral.services import nic_carry
+from corral.services.faults import fault_point
 from corral.services.foreign import FOREIGN_TEMPLATE
 from corral.services.instances import InstanceService
 from corral.services.networks import NetworkService
@@ -132,8 +133,10 @@ class ConvertService:
             svc.store.set_state(rec.id, State.STOPPED)
             ctx.progress(0.3, f"removing the {rec.kind.value} runtime (the disk stays)")
             old_driver.delete(spec)
+            fault_point("convert.after_old_runtime")
             with Undo(log) as undo:
                 svc.store.set_kind(rec.id, target)
+                fault_point("convert.after_kind")
                 undo.push(f"make '{rec.name}' a {rec.kind.value} again",
                           lambda: self._back_to(rec.id, spec, was_running))
                 new_spec = svc.spec(svc.store.get_instance(str(rec.id)))

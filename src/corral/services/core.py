@@ -129,6 +129,8 @@ class Corral:
             self.history.forget(rec.id)
 
         self.instances.on_deleted.append(forget)
+        self.audit.retention = lambda: self.capacity.policy().audit_limits
+        self.history.hourly.append(self.audit.prune)
 
     def _wire_cluster(self, settings: Settings, node: str) -> None:
         from corral.cluster.store import NodeInfo
@@ -299,6 +301,9 @@ class Corral:
         self.backups.sweep_scratch()
         self.migrations.recover()  # before reconcile: it knows the half-migrated rows
         self.instances.reconcile()
+        self.storage.sweep_volumes({
+            rec.id: {snap.id for snap in self.snapshots.store.snapshots(rec.id)}
+            for rec in self.store.list_instances()})
         self.networks.start()
         self.backup_schedule.start()
         self.capacity.apply_ksm()

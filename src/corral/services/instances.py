@@ -481,4 +481,25 @@ class InstanceService:
                     log.warning("finishing the delete of %s failed: %s", rec.name, exc)
         for view in self.list_all():  # one batch read per driver
             rec = view.record
+            if view.runtime is not None and view.runtime.state is RuntimeState.MISSING:
+                view = self._reconfigure(view)
             log.info("adopted %s (%s): %s", rec.name, rec.kind.value, view.state.value)
+
+    def _reconfigure(self, view: InstanceView) -> InstanceView:
+        """An instance whose disk is in a pool but whose runtime is gone (a ``convert`` cut
+        short between removing the old kind's runtime and making the new one's): its driver
+        configures it again around the same disk (a driver's ``create`` only configures when
+        storage holds the root disk)."""
+        rec = view.record
+        spec = self.spec(rec)
+        if spec.root_disk is None or not spec.disk_path.exists():
+            return view
+        log.warning("instance %s has its disk but no %s runtime (a conversion cut short?): "
+                    "configuring it again", rec.name, rec.kind.value)
+        try:
+            self.driver(rec.kind).create(spec, self.templates.get(rec.template),
+                                         lambda _f, _p: None)
+        except Exception as exc:  # shown as error: `corral delete` still removes it
+            log.warning("configuring %s again failed: %s", rec.name, exc)
+            return view
+        return self.view(self.store.get_instance(str(rec.id)))

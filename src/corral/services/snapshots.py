@@ -36,6 +36,7 @@ from corral.drivers.snapshots import (
     device_changes,
     record_devices,
 )
+from corral.services.faults import fault_point
 from corral.services.instances import InstanceService
 from corral.services.operations import OperationContext
 from corral.state.backupstore import BackupStore, SnapshotRecord
@@ -172,6 +173,7 @@ class SnapshotService:
                     directory.mkdir(parents=True)
                 ctx.progress(0.1, "memory and disks" if memory else "disks (copy-on-write)")
                 captured = hooks.take(spec, dest, memory, copies)
+                fault_point("snapshot.after_capture")  # taken, no row yet
                 record_devices(spec, dest)  # a memory revert needs the same devices
                 (dest / DISKS).write_text(json.dumps([asdict(SnapshotDisk(
                     d.name, d.path.stat().st_size, d.index, d.mount or None,

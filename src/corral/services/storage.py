@@ -412,6 +412,38 @@ class StorageService:
             _rmdir(volumes)
         self.store.delete_disks(spec.id)
 
+    def sweep_volumes(self, snapshots: dict[int, set[str]]) -> list[Path]:
+        """At daemon start (no operation runs): remove the disk images of this host's
+        instances that no disk row owns -- a ``disk add`` cut short between making the image
+        and recording it -- and their snapshot directories no snapshot row owns (a snapshot
+        cut short before its row). ``snapshots``: each instance with a row here -> its
+        snapshot ids; only those instances are looked at (a pool may be shared: another
+        host's volumes are not this one's to judge)."""
+        instance_ids = set(snapshots)
+        owned = {(iid, disk.name) for iid, disks in self.store.all_disks_with_pools().items()
+                 for disk, _pool in disks}
+        removed: list[Path] = []
+        for record in self.store.list_pools():
+            pool = open_pool(record.config)
+            for iid in instance_ids:
+                folder = pool.volume_dir(iid)
+                if not folder.is_dir():
+                    continue
+                for image in folder.glob("*.img"):
+                    if (iid, image.stem) not in owned and image.is_file():
+                        log.warning("removing disk image %s: no disk of instance %d owns it",
+                                    image, iid)
+                        image.unlink(missing_ok=True)
+                        removed.append(image)
+                taken = folder / "snapshots"
+                for made in taken.iterdir() if taken.is_dir() else ():
+                    if made.name not in snapshots[iid]:
+                        log.warning("removing snapshot directory %s: no snapshot of instance "
+                                    "%d owns it", made, iid)
+                        shutil.rmtree(made, ignore_errors=True)
+                        removed.append(made)
+        return removed
+
     def receive_root(self, instance_id: int, size: int) -> None:
         pool = self.default_pool()
         pool.volume(instance_id, ROOT).parent.mkdir(parents=True, exist_ok=True)
