@@ -1,5 +1,7 @@
-"""Disk full: in a storage pool (a create into it) and in a backup target (a second backup
-into it), each on a small loop-backed ext4 the test makes: a clear error, nothing half-made,
+"""Disk full: in a storage pool (a create into it, a data disk added into it) and in a backup
+target (a first backup, an incremental one while its chunks are stored, one whose chunks are
+all there already while its manifest is written), each on a small loop-backed ext4 the test
+makes: a clear error, nothing half-made (no row, no image, no manifest, no temporary file),
 the previous backup chain intact and verifiable, and the same action succeeding once there is
 space again."""
 
@@ -63,6 +65,27 @@ def fill(where: Path, leave_kib: int) -> Path:
     return filler
 
 
+def fill_up(where: Path) -> list[Path]:
+    """Fillers taking every last block of ``where``'s file system."""
+    big = fill(where, 64)
+    rest = [where / "filler-rest", where / "filler-last"]
+    for path, size in zip(rest, ("64k", "1k"), strict=True):  # down to the last 1 KiB block
+        subprocess.run(["dd", "if=/dev/zero", f"of={path}", f"bs={size}"], capture_output=True,
+                       check=False)
+    assert shutil.disk_usage(where).free < 1024, shutil.disk_usage(where)
+    return [big, *rest]
+
+
+def no_space(answer: subprocess.CompletedProcess[str]) -> None:
+    assert answer.returncode != 0, answer.stdout
+    said = answer.stderr.lower()
+    assert "space" in said or "full" in said, answer.stderr
+
+
+def temporaries(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".tmp-*")]
+
+
 def names(daemon: Daemon) -> set[str]:
     return {i["name"] for i in json.loads(daemon.cli("list", "--format", "json").stdout)}
 
@@ -86,6 +109,18 @@ def test_a_full_pool_refuses_a_create_and_keeps_nothing(state: Path) -> None:
         filler.unlink()
         daemon.cli("create", "f1", "--type", "ct", "--template", "tiny", "--disk", "256M",
                    "--pool", "small", check=True)
+        # a data disk into the full pool: refused, no image, no row
+        images = sorted(p.relative_to(pool) for p in pool.rglob("*"))
+        fillers = fill_up(mount)
+        no_space(daemon.cli("disk", "add", "f1", "d1", "--size", "32M"))
+        assert sorted(p.relative_to(pool) for p in pool.rglob("*")) == images
+        listed = json.loads(daemon.cli("disk", "list", "f1", "--format", "json",
+                                       check=True).stdout)
+        assert [d["name"] for d in listed] == ["root"], listed
+        assert orphans(state, baseline) == []
+        for filler in fillers:
+            filler.unlink()
+        daemon.cli("disk", "add", "f1", "d1", "--size", "32M", check=True)
         daemon.cli("delete", "f1", check=True)
         daemon.cli("storage", "delete", "small", check=True)
 
@@ -110,6 +145,37 @@ def test_a_full_backup_target_keeps_the_previous_chain(state: Path) -> None:
         assert len(listed) == 1, listed
         daemon.cli("backup", "verify", "--to", "t", check=True)
         filler.unlink()
+        daemon.cli("backup", "create", "f1", "--to", "t", check=True)
+        daemon.cli("backup", "verify", "--to", "t", check=True)
+        daemon.cli("delete", "--force", "f1", check=True)
+        daemon.cli("backup", "target", "remove", "t", check=True)
+
+
+def test_a_full_target_refuses_a_first_backup_and_a_manifest(state: Path) -> None:
+    """Full before the first chunk (no chain yet: nothing listed) and full when only the
+    manifest is left to write (every chunk already stored: an unchanged instance)."""
+    with real_daemon_in(state) as daemon, small_fs("target", 64) as mount:
+        daemon.cli("create", "f1", "--type", "ct", "--template", "tiny", "--disk", "256M",
+                   check=True)
+        target = mount / "b"
+        daemon.cli("backup", "target", "add", "t", str(target), check=True)
+        fillers = fill_up(mount)
+        no_space(daemon.cli("backup", "create", "f1", "--to", "t"))
+        assert json.loads(daemon.cli("backup", "list", "--to", "t", "--format", "json",
+                                     check=True).stdout) == []
+        assert temporaries(mount) == []
+        for filler in fillers:
+            filler.unlink()
+        daemon.cli("backup", "create", "f1", "--to", "t", check=True)
+        fillers = fill_up(mount)  # the same disk again: no new chunk, only a manifest
+        no_space(daemon.cli("backup", "create", "f1", "--to", "t"))
+        listed = json.loads(daemon.cli("backup", "list", "--to", "t", "--format", "json",
+                                       check=True).stdout)
+        assert len(listed) == 1, listed
+        assert temporaries(mount) == []
+        daemon.cli("backup", "verify", "--to", "t", check=True)
+        for filler in fillers:
+            filler.unlink()
         daemon.cli("backup", "create", "f1", "--to", "t", check=True)
         daemon.cli("backup", "verify", "--to", "t", check=True)
         daemon.cli("delete", "--force", "f1", check=True)
