@@ -260,3 +260,24 @@ def test_list_and_stats_of_many_see_a_change_made_behind_corrals_back(daemon: Da
         up = [line for line in c.metrics().splitlines()
               if line.startswith("corral_instance_up{")]
         assert len(up) == 5 and sum(line.endswith(" 1") for line in up) == 4
+
+
+def test_a_guest_stopped_behind_corrals_back_shows_why_until_its_next_start(
+    daemon: Daemon,
+) -> None:
+    _create(daemon, "gone1", "ct", start=True)
+    with daemon.client() as c:
+        iid = c.get_instance("gone1").id
+        assert c.get_instance("gone1").stop_reason is None
+        (daemon.state_dir / "instances" / str(iid) / "fake.json").write_text(
+            json.dumps({"state": "stopped"}))
+        seen = c.get_instance("gone1")
+        assert seen.state == "stopped" and seen.stop_reason is not None
+        assert seen.stop_reason.startswith("stopped outside Corral")
+        assert [i.stop_reason for i in c.list_instances() if i.name == "gone1"] == [
+            seen.stop_reason]
+        assert "stop reason" in daemon.cli("info", "gone1", check=True).stdout
+        assert c.action("gone1", "start", wait=30).status == "success"
+        assert c.get_instance("gone1").stop_reason is None
+        assert c.action("gone1", "stop", wait=30).status == "success"
+        assert c.get_instance("gone1").stop_reason is None  # Corral's own stop: no reason

@@ -67,3 +67,24 @@ def test_init_is_the_member_whose_parent_is_outside() -> None:
     assert init_pid([os.getpid()]) == os.getpid()
     assert init_pid([os.getpid(), 2**22 + 1]) == os.getpid()
 
+
+
+def test_an_empty_group_with_no_monitor_left_says_the_monitor_died(tmp_path: Path) -> None:
+    """LXC's monitor removes the group after a stop; a group left empty with no monitor
+    process is a killed monitor (the crash reason); while the monitor lives, a plain stop."""
+    reader, pids, _freezer = _tree(tmp_path)
+    config = _container(tmp_path)
+    dirs = cgroup_dirs("101")
+    (pids / dirs["container"]).mkdir(parents=True)
+    (pids / dirs["container"] / "cgroup.procs").write_text("")
+    (pids / dirs["monitor"]).mkdir(parents=True)
+    (pids / dirs["monitor"] / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    cleaning = reader.status(config, "101", tmp_path)
+    assert cleaning.state is RuntimeState.STOPPED and "ended" not in cleaning.details
+    (pids / dirs["monitor"] / "cgroup.procs").write_text("")
+    killed = reader.status(config, "101", tmp_path)
+    assert killed.state is RuntimeState.STOPPED
+    assert "LXC monitor ended without stopping it" in killed.details["ended"]
+    (pids / dirs["container"] / "cgroup.procs").unlink()
+    (pids / dirs["container"]).rmdir()  # cleaned up as after any stop: nothing to say
+    assert "ended" not in reader.status(config, "101", tmp_path).details
