@@ -1,10 +1,14 @@
 """The VMs' fault matrix (each case costs 25-40 s here, so it is not in the suite; the
 containers' is, tests/system/test_faults_real.py): corrald kill -9'd at each fault point of
-create/start/stop/delete/snapshot/revert/clone with a VM, restarted, checked (state the CLI
-explains, guests still running, no orphan), the action retried. Then kill -9 of the QEMU
-process. Prints a table: point, survived, seconds.
+create/start/stop/delete/snapshot/revert/clone, disk add/resize, convert, backup, restore and
+a memory snapshot with a VM, restarted, checked (state the CLI explains, guests still
+running, no orphan), the action retried. Then kill -9 of the QEMU process (shown stopped
+with a crash reason, starts again). ``--kind ct``: the containers' full matrix (the suite
+runs one point per operation added for issue 20); ``--kind migrate``: a container's
+migration with either side killed at each of its points (the suite runs one). Prints a
+table: point, survived, seconds.
 
-    .venv/bin/python bench/faults.py [--kind vm|ct] [--only POINT ...]
+    .venv/bin/python bench/faults.py [--kind vm|ct|migrate] [--only POINT ...]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import pytest
 from corral.templates.builders.tiny import build_tiny
 from tests.integration.conftest import delete_everything, start_daemon, stop_daemon, wait_until
 from tests.system.orphans import Baseline, orphans
+from tests.system.test_faults_migrate_real import POINTS, run_migrate_case
 from tests.system.test_faults_real import KINDS, assert_crashed, cases, run_case
 
 
@@ -61,7 +66,7 @@ def kill_qemu(state: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kind", default="vm", choices=["vm", "ct"])
+    parser.add_argument("--kind", default="vm", choices=["vm", "ct", "migrate"])
     parser.add_argument("--only", nargs="*", default=None)
     args = parser.parse_args()
     template = build_tiny(Path(tempfile.mkdtemp(prefix="corral-bench-faults-tpl-")))
@@ -71,8 +76,12 @@ def main() -> int:
     rows, failed = [], 0
     monkeypatch = pytest.MonkeyPatch()
     checks: list[tuple[str, Callable[[], None]]] = [
-        (c.point, functools.partial(run_case, state, c, monkeypatch)) for c in cases(args.kind)
+        (c.point, functools.partial(run_case, state, c, monkeypatch))
+        for c in (cases(args.kind) if args.kind != "migrate" else [])
         if args.only is None or c.point in args.only]
+    checks += [(point, functools.partial(run_migrate_case, template, point))
+               for point in (POINTS if args.kind == "migrate" else ())
+               if args.only is None or point in args.only]
     if args.kind == "vm" and (args.only is None or "qemu.kill" in args.only):
         checks.append(("qemu.kill", functools.partial(kill_qemu, state)))
     try:

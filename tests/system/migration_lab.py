@@ -91,7 +91,9 @@ class Host:
             raise AssertionError(f"[{self.name}] corral {' '.join(args)}: {proc.stderr}")
         return proc
 
-    def start(self, extra_env: dict[str, str] | None = None) -> None:
+    def start(self, extra_env: dict[str, str] | None = None,
+              options: tuple[str, ...] = ()) -> None:
+        """``options``: more corrald options (``--test-faults``)."""
         self.socket.unlink(missing_ok=True)
         env = dict(os.environ, CORRAL_CGROUP_ROOT=self.cgroup_root, **(extra_env or {}))
         self.process = subprocess.Popen(
@@ -100,7 +102,7 @@ class Host:
              "--state-dir", str(self.state_dir), "--socket", str(self.socket),
              "--drivers", "real", "--listen", f"{self.address}:{self.port}",
              "--token-file", str(self.state_dir / "token"), "--node", self.name,
-             "--log-level", "info"],
+             "--log-level", "info", *options],
             stderr=open(self.state_dir / "corrald.log", "ab"),  # noqa: SIM115
             env=env,
         )
@@ -189,15 +191,21 @@ class Lab:
         sh("ip", "link", "set", near, "up")
         return address
 
-    def start_hosts(self, extra_env: dict[str, str] | None = None) -> None:
-        """The daemons, all at once (each waits for its own to answer)."""
+    def start_hosts(self, extra_env: dict[str, str] | None = None,
+                    options: tuple[str, ...] = (),
+                    env_of: dict[str, dict[str, str]] | None = None) -> None:
+        """The daemons, all at once (each waits for its own to answer); ``options``: more
+        corrald options for each, ``env_of``: more variables for one host (by name)."""
         with ThreadPoolExecutor(len(self.hosts)) as pool:
-            for started in [pool.submit(h.start, extra_env) for h in self.hosts]:
+            for started in [pool.submit(h.start, {**(extra_env or {}),
+                                                  **(env_of or {}).get(h.name, {})}, options)
+                            for h in self.hosts]:
                 started.result()
 
-    def start(self, extra_env: dict[str, str] | None = None) -> tuple[Host, Host]:
+    def start(self, extra_env: dict[str, str] | None = None, options: tuple[str, ...] = (),
+              env_of: dict[str, dict[str, str]] | None = None) -> tuple[Host, Host]:
         """Both hosts up, each the other's paired remote."""
-        self.start_hosts(extra_env)
+        self.start_hosts(extra_env, options, env_of)
         a, b = self.hosts
         a.cli("remote", "add", "b", b.url, "--token", b.token, check=True)
         b.cli("remote", "add", "a", a.url, "--token", a.token, check=True)

@@ -53,9 +53,10 @@ def _nft_devices() -> set[str]:
     return set(re.findall(r"\bc\d+n\d+\b", _run("nft", "list", "ruleset")))
 
 
-def _cgroups(state_dir: Path) -> set[str]:
-    """Groups with processes under the daemon's cgroup root, in every hierarchy."""
-    name = daemon_env(state_dir)["CORRAL_CGROUP_ROOT"]
+def _cgroups(state_dir: Path, name: str | None = None) -> set[str]:
+    """Groups with processes under the daemon's cgroup root (``name``; by default the test
+    daemons' for ``state_dir``), in every hierarchy."""
+    name = name or daemon_env(state_dir)["CORRAL_CGROUP_ROOT"]
     found = set()
     for root in [Path("/sys/fs/cgroup") / name,
                  *(h / name for h in Path("/sys/fs/cgroup").iterdir() if h.is_dir())]:
@@ -83,9 +84,11 @@ class Baseline:
     nft: set[str] = field(default_factory=_nft_devices)
 
 
-def orphans(state_dir: Path, baseline: Baseline, running: set[int] | None = None) -> list[str]:
+def orphans(state_dir: Path, baseline: Baseline, running: set[int] | None = None,
+            cgroup_root: str | None = None) -> list[str]:
     """What ``state_dir``'s corrald owns with no owner. ``running``: the ids whose guests run
-    (their processes, cgroups and mounts are owned); by default none may run."""
+    (their processes, cgroups and mounts are owned); by default none may run.
+    ``cgroup_root``: the daemon's, when not the test daemons' default (the migration lab)."""
     ids = instance_ids(state_dir)
     running = running or set()
     found: list[str] = []
@@ -111,7 +114,7 @@ def orphans(state_dir: Path, baseline: Baseline, running: set[int] | None = None
         match = NIC.match(name)
         if match and int(match.group(1)) not in ids:
             found.append(f"nft rule naming {name}")
-    for group in _cgroups(state_dir):
+    for group in _cgroups(state_dir, cgroup_root):
         if not any(re.search(rf"(^|\D){i}(\D|$)", group) for i in running):
             found.append(f"cgroup {group}")
     instances = state_dir / "instances"

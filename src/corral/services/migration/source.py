@@ -42,6 +42,7 @@ from corral.migration.files import files_size, instance_files, snapshot_files
 from corral.migration.frames import Frame
 from corral.migration.peer import PeerClient, env_float
 from corral.migration.transfer import DiskCopier, Throttle, allocated_bytes
+from corral.services.faults import fault_point
 from corral.services.operations import Cancelled, OperationContext
 from corral.state.store import InstanceRecord
 from corral.wire.migration import (
@@ -163,6 +164,7 @@ class SourceRun:
             self.phase(0.01, f"contacting {self.remote.name}")
             peer.host()
             reply = self._reserve(peer)
+            fault_point("migrate.source.after_reserve")
             lease = lease_seconds()
             heartbeat = threading.Thread(target=self._heartbeat, args=(peer, lease / 4),
                                          daemon=True, name="migration-heartbeat")
@@ -368,6 +370,7 @@ class SourceRun:
             self.phase(0.9, "sending the instance's files")
             peer.send_files(self.mid, instance_files(self.spec.directory))
         self.check()
+        fault_point("migrate.source.before_commit")  # stopped here, all sent, not committed
         self.committing = True
         self.s.store.update_migration(self.mid, phase="committing")
         self.phase(0.93, (f"restoring on {self.remote.name}" if restore else
@@ -459,6 +462,7 @@ class SourceRun:
             raise
 
     def _finish(self, commit: CommitReply) -> None:
+        fault_point("migrate.source.after_commit")  # runs there, the source not cleaned up
         self.phase(0.96, "cleaning up the source")
         self.s.store.update_migration(self.mid, phase="cleaning up")
         remove_source(self.s, self.rec)

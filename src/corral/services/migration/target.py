@@ -45,6 +45,7 @@ from corral.drivers.migration import (
 from corral.migration.files import NoSpace, check_space, extract_files, side_file
 from corral.migration.frames import decode
 from corral.migration.transfer import apply_frames
+from corral.services.faults import fault_point
 from corral.state.migstore import MigrationRecord
 from corral.state.store import InstanceRecord
 from corral.wire.migration import CommitReply, DataDiskTransfer, IncomingReply, IncomingRequest
@@ -199,6 +200,7 @@ class TargetSide:
     def receive_files(self, mid: str, body: bytes) -> None:
         incoming = self._take(mid)
         with incoming.guard:
+            fault_point("migrate.target.receiving")  # the disks are here, not the files
             extract_files(incoming.spec.directory, body)
 
     def commit(self, mid: str, start: bool, restore: bool = False) -> CommitReply:
@@ -231,6 +233,7 @@ class TargetSide:
                     state = State.RUNNING
                     resumed_at = time.time()
                 shutil.rmtree(images, ignore_errors=True)
+            fault_point("migrate.target.committing")  # adopted (and started), no row says so
             incoming.committed = True
             self._import_snapshots(incoming)
             s.instances.store.set_state(rec.id, state)

@@ -1,0 +1,117 @@
+"""A container's migration with one side's corrald kill -9'd at a named point (services/
+faults.py): the source after reserving, with the container stopped and everything sent but
+not committed, and after the target committed; the target while receiving the files and
+while committing. After the killed side starts again (and the target's lease ran out): the
+container is on exactly one host, in a state the CLI explains, running if it ran; a retry of
+the migration succeeds; neither host keeps an orphan. One point runs in the suite; all of
+them in ``bench/faults.py --kind migrate`` (each costs about a minute here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from corral.services.faults import ENV
+from corral.templates.image import TemplateImage
+from tests.integration.conftest import wait_until
+from tests.system.fixtures_template import tiny_template
+from tests.system.migration_lab import Host, Lab
+from tests.system.orphans import Baseline, orphans
+
+__all__ = ["tiny_template"]
+
+POINTS = ("migrate.source.after_reserve", "migrate.source.before_commit",
+          "migrate.source.after_commit", "migrate.target.receiving",
+          "migrate.target.committing")
+SUITE = ("migrate.source.before_commit",)
+EXPLAINED = {"stopped", "running", "error"}
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    for tool in ("lxc-start", "mkfs.ext4", "ip"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed on this host"
+    return None
+
+
+@pytest.fixture
+def template(tiny_template: TemplateImage) -> Iterator[TemplateImage]:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    yield tiny_template
+
+
+def _where(a: Host, b: Host) -> dict[str, str]:
+    """Host name -> ct1's state there."""
+    found = {}
+    for host in (a, b):
+        listed = host.instances()
+        if "ct1" in listed:
+            found[host.name] = str(listed["ct1"]["state"])
+    return found
+
+
+def _busy(host: Host) -> list[dict[str, object]]:
+    ops = json.loads(host.cli("operation", "list", "-f", "json").stdout or "[]")
+    return [o for o in ops if o["status"] in ("pending", "running")]
+
+
+def _left(host: Host, baseline: Baseline) -> list[str]:
+    running = {int(i["id"]) for i in host.instances().values() if i["state"] == "running"}
+    return orphans(host.state_dir, baseline, running, cgroup_root=host.cgroup_root)
+
+
+def run_migrate_case(template: TemplateImage, point: str) -> None:
+    """kill -9 of the source's or the target's corrald at ``point`` during a running
+    container's migration a -> b; restart; check; retry; check."""
+    side = "a" if ".source." in point else "b"
+    baseline = Baseline()
+    lab = Lab(template)
+    try:
+        a, b = lab.start({"CORRAL_MIGRATION_LEASE": "3"}, ("--test-faults",),
+                         {side: {ENV: f"{point}=kill"}})
+        killed = a if side == "a" else b
+        a.cli("create", "ct1", "--type", "ct", "--template", "tiny", "--disk", "256M",
+              check=True)
+        a.cli("start", "ct1", check=True)
+        moved = a.cli("migrate", "ct1", "b", timeout=180)
+        assert wait_until(lambda: killed.process is not None
+                          and killed.process.poll() is not None, 30), \
+            f"{point} never fired: {moved.stdout} {moved.stderr}"
+        assert killed.process is not None and killed.process.returncode == -signal.SIGKILL
+        killed.start({"CORRAL_MIGRATION_LEASE": "3"})
+
+        def settled() -> bool:  # the source's rollback, the target's lease: done
+            return not _busy(a) and not _busy(b) and len(_where(a, b)) == 1
+
+        assert wait_until(settled, 60), (_where(a, b), _busy(a), _busy(b))
+        where = _where(a, b)
+        assert set(where.values()) <= EXPLAINED, where
+        (host_name, state), = where.items()
+        assert state == "running", where  # it ran before: it runs, here or there
+        here, there = (a, b) if host_name == "a" else (b, a)
+        assert here.cli("exec", "ct1", "--", "true").returncode == 0
+        for host in (a, b):
+            assert _left(host, baseline) == [], (host.name, _left(host, baseline))
+        here.cli("migrate", "ct1", there.name, check=True, timeout=180)
+        assert _where(a, b) == {there.name: "running"}
+        for host in (a, b):
+            assert _left(host, baseline) == [], (host.name, _left(host, baseline))
+        there.cli("delete", "--force", "ct1", check=True)
+        for host in (a, b):
+            assert _left(host, baseline) == [], (host.name, _left(host, baseline))
+    finally:
+        lab.close()
+
+
+@pytest.mark.parametrize("point", SUITE)
+def test_kill_during_a_container_migration(template: TemplateImage, point: str) -> None:
+    run_migrate_case(template, point)
