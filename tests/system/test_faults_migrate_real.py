@@ -65,7 +65,7 @@ def _busy(host: Host) -> list[dict[str, object]]:
 
 
 def _left(host: Host, baseline: Baseline) -> list[str]:
-    running = {int(i["id"]) for i in host.instances().values() if i["state"] == "running"}
+    running = {int(str(i["id"])) for i in host.instances().values() if i["state"] == "running"}
     return orphans(host.state_dir, baseline, running, cgroup_root=host.cgroup_root)
 
 
