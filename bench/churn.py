@@ -26,7 +26,8 @@ def main() -> int:
     parser.add_argument("--cts", type=int, default=150)
     parser.add_argument("--vms", type=int, default=50)
     args = parser.parse_args()
-    template = build_tiny(Path(tempfile.mkdtemp(prefix="corral-bench-churn-tpl-")))
+    made = Path(tempfile.mkdtemp(prefix="corral-bench-churn-tpl-"))
+    template = build_tiny(made)
     state = Path(tempfile.mkdtemp(prefix="corral-bench-churn-"))
     state.chmod(0o711)
     shutil.copytree(template.directory, state / "templates" / "tiny")
@@ -35,7 +36,7 @@ def main() -> int:
         with real_daemon_in(state) as daemon:
             before, after, left = churn(daemon, args.cts, args.vms)
     finally:
-        shutil.rmtree(template.directory.parent, ignore_errors=True)
+        shutil.rmtree(made, ignore_errors=True)  # (its parent is TMPDIR: other runs' too)
     seconds = time.monotonic() - began
     print(f"{args.cts} CT + {args.vms} VM cycles in {seconds:.0f} s")
     print("| measure | before | after |\n|---|---:|---:|")

@@ -69,7 +69,8 @@ def main() -> int:
     parser.add_argument("--kind", default="vm", choices=["vm", "ct", "migrate"])
     parser.add_argument("--only", nargs="*", default=None)
     args = parser.parse_args()
-    template = build_tiny(Path(tempfile.mkdtemp(prefix="corral-bench-faults-tpl-")))
+    made = Path(tempfile.mkdtemp(prefix="corral-bench-faults-tpl-"))
+    template = build_tiny(made)
     state = Path(tempfile.mkdtemp(prefix="corral-bench-faults-"))
     state.chmod(0o711)
     shutil.copytree(template.directory, state / "templates" / "tiny")
@@ -100,7 +101,7 @@ def main() -> int:
         monkeypatch.undo()
         delete_everything(state)
         shutil.rmtree(state, ignore_errors=True)
-        shutil.rmtree(template.directory.parent, ignore_errors=True)
+        shutil.rmtree(made, ignore_errors=True)  # (its parent is TMPDIR: other runs' too)
     print(f"\n| {args.kind} fault point (kill -9) | result | s |\n|---|---|---:|")
     for point, outcome, seconds in rows:
         print(f"| {point} | {outcome} | {seconds:.0f} |")
