@@ -76,6 +76,14 @@ def instance_ids(state_dir: Path) -> dict[int, str]:
         db.close()
 
 
+def _had_networks(state_dir: Path) -> bool:
+    db = sqlite3.connect(state_dir / "corral.db")
+    try:
+        return db.execute("SELECT COUNT(*) FROM networks").fetchone()[0] > 0
+    finally:
+        db.close()
+
+
 @dataclass
 class Baseline:
     """Host-wide resources before the test: netdevs and nft names of other daemons."""
@@ -106,11 +114,14 @@ def orphans(state_dir: Path, baseline: Baseline, running: set[int] | None = None
             continue
         if not any(f"/{i}/" in point + "/" for i in running):
             found.append(f"mount {point}")
-    for name in _netdevs() - baseline.netdevs:
+    # NIC names carry only an instance id, which other daemons on this host use too: for a
+    # daemon with no network (a NIC joins one; a network with NICs is not deleted), those
+    # names are other daemons' (seen here while other helpers' tests ran)
+    for name in (_netdevs() - baseline.netdevs) if _had_networks(state_dir) else ():
         match = NIC.match(name)
         if match and int(match.group(1)) not in running:
             found.append(f"netdev {name}")
-    for name in _nft_devices() - baseline.nft:
+    for name in (_nft_devices() - baseline.nft) if _had_networks(state_dir) else ():
         match = NIC.match(name)
         if match and int(match.group(1)) not in ids:
             found.append(f"nft rule naming {name}")
