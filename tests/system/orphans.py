@@ -79,7 +79,7 @@ def instance_ids(state_dir: Path) -> dict[int, str]:
 def _had_networks(state_dir: Path) -> bool:
     db = sqlite3.connect(state_dir / "corral.db")
     try:
-        return db.execute("SELECT COUNT(*) FROM networks").fetchone()[0] > 0
+        return bool(db.execute("SELECT COUNT(*) FROM networks").fetchone()[0])
     finally:
         db.close()
 
