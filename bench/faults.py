@@ -103,7 +103,8 @@ def main() -> int:
             print(f"{point}: {outcome} ({rows[-1][2]:.0f} s)", flush=True)
     finally:
         monkeypatch.undo()
-        delete_everything(state)
+        if args.kind != "migrate":
+            delete_everything(state)
         shutil.rmtree(state, ignore_errors=True)
         shutil.rmtree(made, ignore_errors=True)  # (its parent is TMPDIR: other runs' too)
     print(f"\n| {args.kind} fault point (kill -9) | result | s |\n|---|---|---:|")
