@@ -64,6 +64,13 @@ def _busy(host: Host) -> list[dict[str, object]]:
     return [o for o in ops if o["status"] in ("pending", "running")]
 
 
+def _logs(*hosts: Host) -> str:
+    """The hosts' log lines about migrations (what a failed case prints)."""
+    return "\n".join(f"[{h.name}] {line}" for h in hosts
+                     for line in (h.state_dir / "corrald.log").read_text().splitlines()
+                     if "migrat" in line)[-4000:]
+
+
 def _left(host: Host, baseline: Baseline) -> list[str]:
     running = {int(str(i["id"])) for i in host.instances().values() if i["state"] == "running"}
     return orphans(host.state_dir, baseline, running, cgroup_root=host.cgroup_root)
@@ -92,7 +99,7 @@ def run_migrate_case(template: TemplateImage, point: str) -> None:
         def settled() -> bool:  # the source's rollback, the target's lease: done
             return not _busy(a) and not _busy(b) and len(_where(a, b)) == 1
 
-        assert wait_until(settled, 60), (_where(a, b), _busy(a), _busy(b))
+        assert wait_until(settled, 60), (_where(a, b), _busy(a), _busy(b), _logs(a, b))
         where = _where(a, b)
         assert set(where.values()) <= EXPLAINED, where
         (host_name, state), = where.items()

@@ -104,7 +104,7 @@ def _recover_outgoing(s: MigrationService, rec: MigrationRecord) -> None:
     except NotFound:
         inst = None
     committed = False
-    if remote is not None and rec.phase in ("committing", "committed", "cleaning up"):
+    if remote is not None:  # whatever phase it recorded last: only the target knows
         with contextlib.suppress(CorralError), PeerClient(remote, timeout=10) as peer:
             committed = peer.status(rec.id).get("status") == MigrationStatus.SUCCESS
     if committed and inst is not None:

@@ -372,9 +372,10 @@ class SourceRun:
         self.check()
         fault_point("migrate.source.before_commit")  # stopped here, all sent, not committed
         self.committing = True
-        self.s.store.update_migration(self.mid, phase="committing")
         self.phase(0.93, (f"restoring on {self.remote.name}" if restore else
                           f"starting on {self.remote.name}") if self.running else "committing")
+        # last: the recorded phase is what a restarted source's recovery goes by
+        self.s.store.update_migration(self.mid, phase="committing")
         asked = time.time()
         commit = self._commit(peer, start=self.running, restore=restore)
         if restore:
