@@ -176,8 +176,9 @@ def test_data_disks_count_against_the_disk_policy(daemon: Daemon) -> None:
 def test_a_restart_removes_pool_images_and_snapshot_directories_no_row_owns(
     tmp_path: Path,
 ) -> None:
-    """What a corrald killed mid `disk add` (an image, no row) or mid snapshot (a directory,
-    no row) left is removed at the next start; the disks and snapshots with rows stay."""
+    """What a corrald killed mid `disk add` (an image and no row, a row and no image, a
+    partial image) or mid snapshot (a directory, no row) left is removed at the next start;
+    the disks and snapshots with rows and images stay."""
     from tests.integration.conftest import start_daemon, stop_daemon, write_fake_template
 
     write_fake_template(tmp_path / "templates")
@@ -185,21 +186,27 @@ def test_a_restart_removes_pool_images_and_snapshot_directories_no_row_owns(
     try:
         _create(daemon, "web1")
         daemon.cli("disk", "add", "web1", "data", "--size", "32M", check=True)
+        daemon.cli("disk", "add", "web1", "never", "--size", "32M", check=True)
         daemon.cli("snapshot", "create", "web1", "s1", check=True)
         with daemon.client() as c:
             disks = {d.name: Path(d.path) for d in c.list_disks("web1")}
     finally:
         stop_daemon(daemon)
     volumes = disks["root"].parent
+    disks["never"].unlink()  # a row whose mkfs never finished: its image is not there
     kept = sorted(volumes.rglob("*"))
     stray, half = volumes / "half.img", volumes / "snapshots" / "0123456789abcdef"
+    partial = volumes / ".more.img.partial"  # a data disk's mkfs cut short
+    partial.write_bytes(b"\0" * 4096)
     stray.write_bytes(b"\0" * 4096)
     half.mkdir(parents=True)
     (half / "root.img").write_bytes(b"\0" * 4096)
     daemon = start_daemon(tmp_path)
     try:
-        assert not stray.exists() and not half.exists()
+        assert not stray.exists() and not half.exists() and not partial.exists()
         assert sorted(volumes.rglob("*")) == kept
+        with daemon.client() as c:
+            assert sorted(d.name for d in c.list_disks("web1")) == ["data", "root"]
         assert "s1" in daemon.cli("snapshot", "list", "web1", check=True).stdout
     finally:
         stop_daemon(daemon)

@@ -31,7 +31,7 @@ from corral.host.run import run
 from corral.services.events import EventBus
 from corral.state.storagestore import DiskRecord, PoolRecord, StorageStore
 from corral.storage.foreign import ImageInfo, import_image
-from corral.storage.images import build_root_disk
+from corral.storage.images import PARTIAL, build_root_disk
 from corral.storage.pools import Pool, PoolUsage, clone_file, open_pool
 from corral.templates.artifact import artifact_digest
 from corral.templates.image import TemplateImage
@@ -420,15 +420,30 @@ class StorageService:
         snapshot ids; only those instances are looked at (a pool may be shared: another
         host's volumes are not this one's to judge)."""
         instance_ids = set(snapshots)
-        owned = {(iid, disk.name) for iid, disks in self.store.all_disks_with_pools().items()
-                 for disk, _pool in disks}
+        disks_of = self.store.all_disks_with_pools()
+        owned = {(iid, disk.name) for iid, disks in disks_of.items() for disk, _pool in disks}
         removed: list[Path] = []
+        for iid in instance_ids:
+            for disk, config in disks_of.get(iid, []):
+                image = open_pool(config).volume(iid, disk.name)
+                # a data disk row whose image was never made (a ``disk add`` cut short
+                # between its row and its mkfs); judged only where the instance's volume
+                # folder is there (an unmounted pool is not a missing image)
+                if not disk.root and image.parent.is_dir() and not image.exists():
+                    log.warning("removing disk '%s' of instance %d: its image %s was never "
+                                "made", disk.name, iid, image)
+                    self.store.delete_disk(iid, disk.name)
+                    removed.append(image)
         for record in self.store.list_pools():
             pool = open_pool(record.config)
             for iid in instance_ids:
                 folder = pool.volume_dir(iid)
                 if not folder.is_dir():
                     continue
+                for partial in folder.glob(f".*.img{PARTIAL}"):
+                    log.warning("removing %s: a data disk image cut short", partial)
+                    partial.unlink(missing_ok=True)
+                    removed.append(partial)
                 for image in folder.glob("*.img"):
                     if (iid, image.stem) not in owned and image.is_file():
                         log.warning("removing disk image %s: no disk of instance %d owns it",

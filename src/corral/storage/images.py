@@ -175,21 +175,31 @@ def build_root_disk(rootfs_tar: Path, dest: Path, size_bytes: int, uid_shift: in
             raise
 
 
+PARTIAL = ".partial"
+"""The suffix of a data disk image being made (``make_data_disk``)."""
+
+
 def make_data_disk(dest: Path, size_bytes: int, label: str) -> None:
     """Make ``dest``: a sparse raw image of ``size_bytes`` holding an empty ext4 filesystem
-    labelled ``label``, its root directory owned by uid/gid 0 (unshifted, like root disks)."""
+    labelled ``label``, its root directory owned by uid/gid 0 (unshifted, like root disks).
+
+    Made as ``.<name>.partial`` beside it and renamed when whole: a corrald killed during
+    the mkfs leaves no half-made ``dest`` (the start-up sweep removes the partial file)."""
     if dest.exists():
         raise InvalidInput(f"disk image '{dest}' already exists")
     mkfs = require_tool("mkfs.ext4", "e2fsprogs")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}{PARTIAL}")
+    partial.unlink(missing_ok=True)
     try:
-        with open(dest, "xb") as image:
+        with open(partial, "xb") as image:
             image.truncate(size_bytes)
         proc = run([mkfs, "-q", "-F", *mkfs_layout(size_bytes), "-L", label[:16],
-                    "-E", "root_owner=0:0", str(dest)], check=False, timeout=600)
+                    "-E", "root_owner=0:0", str(partial)], check=False, timeout=600)
         if proc.returncode != 0:
             said = (proc.stderr or proc.stdout).decode(errors="replace").strip()
             raise HostFailure(f"mkfs.ext4 failed (exit {proc.returncode}): {said}")
+        os.rename(partial, dest)
     except BaseException:
-        dest.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
