@@ -31,12 +31,14 @@ try:
 except ImportError:  # pragma: no cover - the dev extra installs it
     sync_playwright = None  # type: ignore[assignment]
 
-pytestmark = [
+BROWSER_MARKS = [
     pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed "
                        "(pip install -e '.[dev]')"),
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no {CHROMIUM} (apt-get install "
                        "chromium)"),
 ]
+"""Why a browser test cannot run here (every module that drives Chromium uses these)."""
+pytestmark = BROWSER_MARKS
 
 ADMIN = ("admin", "admin-pass-1")
 OPERATOR = ("olga", "operator-pass-1")

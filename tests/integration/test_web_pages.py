@@ -19,6 +19,7 @@ from corral.templates.artifact import export_template
 from tests.integration.conftest import Daemon, start_daemon, stop_daemon, write_fake_template
 from tests.integration.test_web_console import (
     ADMIN,
+    BROWSER_MARKS,
     CHROMIUM,
     OPERATOR,
     _users,
@@ -37,12 +38,7 @@ try:
 except ImportError:  # pragma: no cover - the dev extra installs it
     sync_playwright = None  # type: ignore[assignment]
 
-pytestmark = [
-    pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed "
-                       "(pip install -e '.[dev]')"),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no {CHROMIUM} (apt-get install "
-                       "chromium)"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")

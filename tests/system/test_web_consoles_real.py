@@ -17,6 +17,7 @@ from corral.templates.image import TemplateImage
 from tests.integration.conftest import Daemon, real_daemon_in
 from tests.integration.test_web_console import (
     ADMIN,
+    BROWSER_MARKS,
     CHROMIUM,
     OPERATOR,
     _users,
@@ -35,13 +36,7 @@ try:
 except ImportError:  # pragma: no cover - the dev extra installs it
     sync_playwright = None  # type: ignore[assignment]
 
-pytestmark = [
-    pytest.mark.system,
-    pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed "
-                       "(pip install -e '.[dev]')"),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no {CHROMIUM} (apt-get install "
-                       "chromium)"),
-]
+pytestmark = [pytest.mark.system, *BROWSER_MARKS]
 MiB = 1024**2
 ROWS = "#console .xterm-rows"
 
