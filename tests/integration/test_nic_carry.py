@@ -53,8 +53,9 @@ def _assert_carried(c: CorralClient, source: str, copy: str, said: str) -> None:
         assert after.addresses != before.addresses
         subnet = ipaddress.ip_network("10.5.0.0/24" if after.network == "lan" else "10.6.0.0/24")
         assert all(ipaddress.ip_address(a) in subnet for a in after.addresses)
-        assert (f"{copy}: NIC {after.guest_device} on {after.network}, {after.addresses[0]} "
-                f"(was {before.addresses[0]}), new MAC {after.mac} (was {before.mac})") in said
+        line = (f"{copy}: NIC {after.guest_device} on {after.network}, {after.addresses[0]} "
+                f"(was {before.addresses[0]}), new MAC {after.mac} (was {before.mac})")
+        assert line in said, f"{line!r} not in:\n{said}"  # the whole answer (seen once in CI)
     src, dst = c.get_instance(source).resources, c.get_instance(copy).resources
     assert {k: getattr(dst, k) for k in KEYS} == {k: getattr(src, k) for k in KEYS}
     assert dst.cpu_limit == 50 and dst.io_iops == 300 and dst.memory_min == 64 << 20

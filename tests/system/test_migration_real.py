@@ -204,7 +204,11 @@ def test_container_moves_by_disk_precopy(lab: tuple[Host, Host], tmp_path: Path)
     seen = wire.bytes()
     assert len(seen) > 1024**2 and MARKER.encode() not in seen
     assert int(_exec(b, "ct1", f"grep -c {MARKER} /root/probe")) > 10_000
-    assert "path: precopy" in said.stdout and "pre-copied restart" in said.stdout, said.stdout
+    # the disk is pre-copied either way; then a checkpoint/restore where CRIU works here
+    # (the data disk moves with it), else a restart
+    out = said.stdout
+    assert "path: checkpoint" in out or ("path: precopy" in out and "pre-copied restart" in out), (
+        out)
     downtime = float(re.search(r"downtime\s+([\d.]+)\s+ms", said.stdout).group(1))  # type: ignore[union-attr]
     print(said.stdout)
     assert b.instances()["ct1"]["state"] == "running"

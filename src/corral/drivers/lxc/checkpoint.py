@@ -161,7 +161,11 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool,
     status = driver.status(spec)
     if status.state not in (RuntimeState.RUNNING, RuntimeState.SUSPENDED) or status.pid is None:
         raise HostFailure(f"container '{spec.name}' is {status.state.value}: nothing to dump")
-    directory.mkdir(parents=True, exist_ok=True)
+    # LXC refuses a directory that holds images ("please use a fresh directory"): what an
+    # earlier dump left there (a move cut short, then restored or retried) is of a container
+    # that has run on since
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
     binds = _pty_binds(status.pid)
     console = _console_id(status.pid, "/dev/console" in binds)
     # LXC would name the console by what it finds at /dev/console once unbound: CRIU is
