@@ -249,14 +249,20 @@ class LxcDriver(LxcDiskHotplug):
         refuses to reuse the monitor's group), remove those empty groups. Whether any was."""
         if self.status(spec).state != RuntimeState.STOPPED:
             return False
+        left = self._remove_groups(spec)
+        if left:
+            log.warning("container %s: removed the cgroups its dead monitor left", spec.name)
+        return left
+
+    def _remove_groups(self, spec: InstanceSpec) -> bool:
+        """Remove the container's and its monitor's groups (empty ones, deepest first) where
+        they are left; whether any was."""
         layout, left = self._cgroups(), False
         for rel in (cgroup_dirs(lxc_name(spec))["monitor"],
                     cgroup_dirs(lxc_name(spec))["container"]):
             if cgroupfs.group_in_any(layout, rel):
                 left = True
                 cgroupfs.remove_empty_tree(layout, rel)
-        if left:
-            log.warning("container %s: removed the cgroups its dead monitor left", spec.name)
         return left
 
     def _refuse_if_up(self, spec: InstanceSpec) -> bool:
@@ -305,6 +311,12 @@ class LxcDriver(LxcDiskHotplug):
         unmount(rootfs_mount)
         _rmdir_if_empty(rootfs_mount)
         unmount_data_disks(spec)
+        # a container CRIU restored (a move back, a memory revert) leaves its ``inner`` group
+        # when it stops: LXC's clean-up knows only the groups it made itself
+        try:
+            self._remove_groups(spec)
+        except HostFailure as exc:
+            log.warning("container %s: its cgroups stay: %s", spec.name, exc.message)
         shutil.rmtree(self._container_dir(spec), ignore_errors=True)
         console = self._console_log(spec)
         owned = [spec.disk_path] if spec.root_disk is None else []  # pool disks: storage's
