@@ -67,6 +67,23 @@ def _cgroups(state_dir: Path, name: str | None = None) -> set[str]:
     return found
 
 
+def _cgroup_processes(name: str, group: str) -> str:
+    """What runs in ``group`` (under the cgroup root ``name``), for an orphan's report."""
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        procs = hierarchy / name / group / "cgroup.procs"
+        if procs.is_file():
+            shown = []
+            for pid in procs.read_text().split()[:5]:
+                try:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                except OSError:
+                    continue
+                shown.append(f"{pid} {cmd.decode(errors='replace').strip()[:80]}")
+            if shown:
+                return "; ".join(shown)
+    return "?"
+
+
 def instance_ids(state_dir: Path) -> dict[int, str]:
     """The database's instances: id -> state."""
     db = sqlite3.connect(state_dir / "corral.db")
@@ -127,7 +144,8 @@ def orphans(state_dir: Path, baseline: Baseline, running: set[int] | None = None
             found.append(f"nft rule naming {name}")
     for group in _cgroups(state_dir, cgroup_root):
         if not any(re.search(rf"(^|\D){i}(\D|$)", group) for i in running):
-            found.append(f"cgroup {group}")
+            root = cgroup_root or daemon_env(state_dir)["CORRAL_CGROUP_ROOT"]
+            found.append(f"cgroup {group} ({_cgroup_processes(root, group)})")
     instances = state_dir / "instances"
     if instances.is_dir():
         for entry in instances.iterdir():

@@ -41,7 +41,7 @@ from pathlib import Path
 from corral.domain.errors import HostFailure
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
-from corral.drivers.lxc.config import cgroup_dirs
+from corral.drivers.lxc.config import INNER, cgroup_dirs
 from corral.drivers.lxc.disks import mount_data_disks, unmount_data_disks
 from corral.drivers.lxc.driver import CONSOLE_LOG, LxcDriver, lxc_name
 from corral.drivers.lxc.state import StateReader
@@ -271,6 +271,11 @@ def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> float:
         unmount_data_disks(spec)
         raise
     lines += [f"external netdev[{guest}]:{peer}" for guest, peer, _host in veths]
+    # CRIU puts the tasks back in the cgroups they were dumped from: another host's id (and
+    # cgroup root) after a move, a group of another instance here or none of this one's, so
+    # no limit or figure of this instance would apply. The dump's root group (where the
+    # container's init ran, LXC's ``inner``) becomes this instance's.
+    lines.append(f"cgroup-root /{cgroup_dirs(lxc_name(spec))['container']}/{INNER}")
     clock.mark("console and veths")
     # The configuration the restoring monitor reads (_restore_config), only while it starts
     config = driver.lxcpath / lxc_name(spec) / "config"
