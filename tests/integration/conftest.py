@@ -136,6 +136,18 @@ def delete_everything(state_dir: Path, prefix: tuple[str, ...] = ()) -> None:
             cleanup.cli("delete", "--force", item["name"])
     finally:
         stop_daemon(cleanup)
+        remove_nft_tables(state_dir, prefix)
+
+
+def remove_nft_tables(state_dir: Path, prefix: tuple[str, ...] = ()) -> None:
+    """The daemon's own nftables tables (``network.nftables.table_for``): a corrald keeps
+    them when it stops (its guests stay filtered); a test's go with its state directory."""
+    from corral.network.nftables import FAMILIES, table_for
+
+    table = table_for(str(state_dir.resolve()))
+    for family in FAMILIES:
+        subprocess.run([*prefix, "nft", "delete", "table", family, table],
+                       capture_output=True, check=False)
 
 
 @contextlib.contextmanager
