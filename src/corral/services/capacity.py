@@ -108,14 +108,20 @@ def physical_amounts(instances_dir: Path) -> Amounts:
     return Amounts(cpu=cpus or 1, memory=memory, disk=fs.f_blocks * fs.f_frsize)
 
 
+def _days(raw: str, units: dict[str, float]) -> float:
+    """``30d``, ``12h`` or ``30`` (days) -> days, with ``units`` (suffix -> days); -1 when
+    it is not a number."""
+    text = raw.strip().lower()
+    unit = units.get(text[-1:])
+    try:
+        return float(text[:-1] if unit else text) * (unit or 1.0)
+    except ValueError:
+        return -1.0
+
+
 def parse_quarantine(raw: str) -> float:
     """``30d``, ``12h`` or ``30`` (days) -> days; ``0``: never reuse."""
-    text = raw.strip().lower()
-    unit = {"d": 1.0, "h": 1 / 24}.get(text[-1:])
-    try:
-        value = float(text[:-1] if unit else text) * (unit or 1.0)
-    except ValueError:
-        value = -1.0
+    value = _days(raw, {"d": 1.0, "h": 1 / 24})
     if not 0 <= value <= MAX_QUARANTINE_DAYS:
         raise InvalidInput(f"{QUARANTINE} '{raw}' is not a duration of at most "
                            f"{MAX_QUARANTINE_DAYS} days (e.g. 30d, 12h; 0: never reuse an id)")
@@ -123,13 +129,8 @@ def parse_quarantine(raw: str) -> float:
 
 
 def parse_days(key: str, raw: str, hint: str) -> float:
-    """``30d``, ``12h`` or ``30`` (days) -> days; 0 allowed."""
-    text = raw.strip().lower()
-    unit = {"d": 1.0, "h": 1 / 24, "w": 7.0}.get(text[-1:])
-    try:
-        value = float(text[:-1] if unit else text) * (unit or 1.0)
-    except ValueError:
-        value = -1.0
+    """``30d``, ``12h``, ``2w`` or ``30`` (days) -> days; 0 allowed."""
+    value = _days(raw, {"d": 1.0, "h": 1 / 24, "w": 7.0})
     if not 0 <= value <= MAX_QUARANTINE_DAYS:
         raise InvalidInput(f"{key} '{raw}' is not a duration of at most "
                            f"{MAX_QUARANTINE_DAYS} days (e.g. 90d, 12h; {hint})")
