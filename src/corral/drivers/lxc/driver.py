@@ -213,16 +213,18 @@ class LxcDriver(LxcDiskHotplug):
             spec, self._container_dir(spec) / "config", self._cgroups(),
             lambda: self.status(spec).state != RuntimeState.STOPPED,
         )
+        # A monitor's group left behind means its monitor was killed (LXC removes it on
+        # every stop), and lxc-start refuses to reuse it: cleared first, because retrying
+        # after a failed start raced that start's aborting child, whose post-stop hook
+        # unmounted the root the retry had just mounted ("Failed to exec /sbin/init", CI).
+        # A normal start pays one stat per hierarchy.
+        if cgroupfs.group_in_any(self._cgroups(), cgroup_dirs(lxc_name(spec))["monitor"]):
+            self._clear_remains(spec)
         # Both kinds run from a host loop mount (a no-op when it is already mounted); an
         # unprivileged container maps it with idmap=container (config.py).
         mount_image(spec.disk_path, spec.run_dir / "rootfs")
         mount_data_disks(spec)
         proc = run([*self._args("lxc-start", spec), "-d"], check=False, timeout=START_TIMEOUT)
-        if proc.returncode != 0 and self._clear_remains(spec):  # once more, on clean ground
-            mount_image(spec.disk_path, spec.run_dir / "rootfs")  # the failed start's
-            mount_data_disks(spec)  # post-stop hook unmounted them
-            proc = run([*self._args("lxc-start", spec), "-d"], check=False,
-                       timeout=START_TIMEOUT)
         if proc.returncode != 0:
             # Asking the state only on failure keeps it off the start path; a running
             # container keeps its mount.
@@ -244,9 +246,9 @@ class LxcDriver(LxcDiskHotplug):
             ct_resources.apply_live(self._cgroups(), lxc_name(spec), spec.disk_path, res)
 
     def _clear_remains(self, spec: InstanceSpec) -> bool:
-        """After a failed lxc-start: if the container is down but its monitor's or its own
-        cgroup is still there (its LXC monitor was killed: no clean-up ran, and lxc-start
-        refuses to reuse the monitor's group), remove those empty groups. Whether any was."""
+        """Before lxc-start: if the container is down but its monitor's or its own cgroup is
+        still there (its LXC monitor was killed: no clean-up ran, and lxc-start refuses to
+        reuse the monitor's group), remove those empty groups. Whether any was."""
         if self.status(spec).state != RuntimeState.STOPPED:
             return False
         left = self._remove_groups(spec)
