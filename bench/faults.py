@@ -5,7 +5,8 @@ a memory snapshot with a VM, restarted, checked (state the CLI explains, guests 
 running, no orphan), the action retried. Then kill -9 of the QEMU process (shown stopped
 with a crash reason, starts again). ``--kind ct``: the containers' full matrix (the suite
 runs one point per operation added for issue 20); ``--kind migrate``: a container's
-migration with either side killed at each of its points (the suite runs one). Prints a
+migration with either side killed at each of its points (the suite runs their fake-driver
+form, tests/integration/test_migration.py). Prints a
 table: point, survived, seconds.
 
     .venv/bin/python bench/faults.py [--kind vm|ct|migrate] [--only POINT ...]
@@ -32,8 +33,8 @@ import pytest
 
 from corral.templates.builders.tiny import build_tiny
 from tests.integration.conftest import delete_everything, start_daemon, stop_daemon, wait_until
+from tests.system.faults_migrate import POINTS, run_migrate_case, skip_reason
 from tests.system.orphans import Baseline, orphans
-from tests.system.test_faults_migrate_real import POINTS, run_migrate_case
 from tests.system.test_faults_real import KINDS, assert_crashed, cases, run_case
 
 
@@ -69,6 +70,9 @@ def main() -> int:
     parser.add_argument("--kind", default="vm", choices=["vm", "ct", "migrate"])
     parser.add_argument("--only", nargs="*", default=None)
     args = parser.parse_args()
+    if args.kind == "migrate" and skip_reason():
+        print(f"cannot run here: {skip_reason()}")
+        return 1
     made = Path(tempfile.mkdtemp(prefix="corral-bench-faults-tpl-"))
     template = build_tiny(made)
     state = Path(tempfile.mkdtemp(prefix="corral-bench-faults-"))

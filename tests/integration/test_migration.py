@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from corral.client import migration as api
 from corral.host.tls import fingerprint_of_pem
+from corral.wire.models import InstanceModel
 from tests.integration.conftest import Daemon, start_daemon, stop_daemon, write_fake_template
 
 
@@ -172,6 +175,45 @@ def test_full_target_disk_is_refused(hosts: tuple[Daemon, Daemon], tmp_path: Pat
         subprocess.run(["umount", str(small)], check=True)
 
 
+def test_a_target_filled_during_the_receive_keeps_nothing(
+    hosts: tuple[Daemon, Daemon], tmp_path: Path,
+) -> None:
+    """The target's disk fills after its free-space check (another writer, mid-copy): the
+    migration fails with the target's words, the source runs on, the target keeps nothing
+    (no row, no image, no directory), and the same migration succeeds once there is room."""
+    a, b = hosts
+    stop_daemon(b)
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(small)], check=True)
+    try:
+        write_fake_template(small / "templates")
+        b2 = start_daemon(small)
+        try:
+            a.cli("remote", "remove", "b", check=True)
+            a.cli("remote", "add", "b", b2.url, "--token", b2.token, check=True)
+            disk = _make(a, "web1", mib=16)
+            digest = _digest(disk)
+            op = _start_slow(a, "web1")  # reserved: the free-space check passed
+            filler = small / "filler"
+            free = shutil.disk_usage(small).free
+            subprocess.run(["fallocate", "-l", str(free - 4096), str(filler)], check=True)
+            said = a.cli("operation", "wait", op)
+            assert said.returncode != 0 and "disk is full" in said.stderr, said.stderr
+            assert (_instance(a, "web1") or {})["state"] == "running"
+            assert _digest(disk) == digest
+            _nothing_on(b2, "web1")
+            assert [p.name for p in small.iterdir()
+                    if p.suffix == ".img" or p.name.startswith(".tmp")] == []
+            filler.unlink()
+            a.cli("migrate", "web1", "b", check=True)
+            assert (_instance(b2, "web1") or {})["state"] == "running"
+        finally:
+            stop_daemon(b2)
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
 def _start_slow(a: Daemon, name: str) -> str:
     """A migration throttled to 2 MiB/s over 16 MiB of data: seconds to act in."""
     op = a.cli("migrate", name, "b", "--bandwidth", "2M", "--no-wait", check=True).stdout.strip()
@@ -308,3 +350,92 @@ def test_data_disks_move_with_a_running_container(hosts: tuple[Daemon, Daemon]) 
     _nothing_on(a, "app")
     running = _instance(b, "app")
     assert running is not None and running["state"] == "running"
+
+
+def _port(d: Daemon) -> int:
+    return int(d.url.rsplit(":", 1)[1])
+
+
+def _here(d: Daemon, name: str) -> InstanceModel | None:
+    """``name`` on ``d`` (through the client library: no CLI process per look)."""
+    with d.client() as c:
+        return next((i for i in c.list_instances() if i.name == name), None)
+
+
+def _unresolved(a: Daemon, name: str) -> None:
+    """``name`` is kept stopped on the source, says why, and refuses to start."""
+    info = _here(a, name)
+    assert info is not None and info.state == "stopped", info
+    assert "migration to b unresolved" in (info.stop_reason or ""), info
+    said = a.cli("start", name)
+    told = " ".join(said.stderr.split())
+    assert said.returncode != 0 and f"cannot start '{name}'" in told, told
+    assert "--keep-source|--keep-target" in told, told
+    with a.client() as c:
+        assert api.list_migrations(c)[0].status == "unresolved"
+
+
+def test_an_unknown_commit_outcome_is_kept_unresolved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Split brain: the source asked the target to commit and cannot learn whether it did
+    (the target dies while committing; the source dies after the commit and finds the target
+    down at its restart). Neither rolls back: the instance is kept stopped and marked until
+    the target answers (asked again every second here) or an admin decides."""
+    from corral.services.faults import ENV
+
+    monkeypatch.setenv("CORRAL_MIGRATION_LEASE", "2")
+    monkeypatch.setenv("CORRAL_MIGRATION_RESOLVE_INTERVAL", "1")
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+        write_fake_template(tmp_path / side / "templates")
+    monkeypatch.setenv(ENV, "migrate.source.after_commit=kill")
+    a = start_daemon(tmp_path / "a", options=("--test-faults",))
+    monkeypatch.setenv(ENV, "migrate.target.committing=kill")
+    b = start_daemon(tmp_path / "b", options=("--test-faults",))
+    monkeypatch.delenv(ENV)
+    try:
+        a.cli("remote", "add", "b", b.url, "--token", b.token, check=True)
+        disk = _make(a, "web1")
+        digest = _digest(disk)
+        # 1. the target dies while committing: the source's run cannot ask it
+        said = a.cli("migrate", "web1", "b")
+        told = " ".join(said.stderr.split())
+        assert said.returncode != 0 and "cannot be asked whether it committed" in told, told
+        assert "kept stopped on this host" in told, told
+        assert b.process.wait(15) == -signal.SIGKILL
+        _unresolved(a, "web1")
+        said = a.cli("migrate", "web1", "b")
+        assert said.returncode != 0 and "cannot migrate 'web1'" in said.stderr, said.stderr
+        said = a.cli("migration", "resolve", "web1", "--keep-source")
+        assert said.returncode == 0 and "failure" in said.stdout, said.stdout + said.stderr
+        back = _here(a, "web1")
+        assert back is not None and back.state == "running"  # it ran: it runs again
+        assert _digest(disk) == digest
+        b = start_daemon(b.state_dir, port=_port(b))  # its restart drops the half-commit
+        assert _here(b, "web1") is None
+        assert list((b.state_dir / "instances").iterdir()) == []
+
+        # 2. the source dies after the commit and finds the target down at its restart
+        a.cli("migrate", "web1", "b")
+        assert a.process.wait(15) == -signal.SIGKILL
+        there = _here(b, "web1")
+        assert there is not None and there.state == "running"
+        stop_daemon(b)
+        a = start_daemon(a.state_dir)
+        _unresolved(a, "web1")
+        b = start_daemon(b.state_dir, port=_port(b))  # back: the next question settles it
+        deadline = time.monotonic() + 20
+        while _here(a, "web1") is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _here(a, "web1") is None
+        assert list((a.state_dir / "instances").iterdir()) == []
+        with a.client() as c:
+            record = api.list_migrations(c)[0]
+        assert (record.status, record.details["resolved"]) == ("success", "b committed it")
+        moved = _here(b, "web1")
+        assert moved is not None and moved.state == "running"
+        assert _digest(_disk(b, moved.id)) == digest
+    finally:
+        stop_daemon(a)
+        stop_daemon(b)

@@ -1,9 +1,10 @@
-"""Disk full: in a storage pool (a create into it, a data disk added into it) and in a backup
-target (a first backup, an incremental one while its chunks are stored, one whose chunks are
-all there already while its manifest is written), each on a small loop-backed ext4 the test
-makes: a clear error, nothing half-made (no row, no image, no manifest, no temporary file),
-the previous backup chain intact and verifiable, and the same action succeeding once there is
-space again."""
+"""Disk full: in a storage pool (a create into it, a data disk added into it, a snapshot
+copied into it) and in a backup target (a first backup, an incremental one while its chunks
+are stored, one whose chunks are all there already while its manifest is written), each on a
+small loop-backed ext4 the test makes: a clear error, nothing half-made (no row, no image, no
+snapshot, no manifest, no temporary file), the previous backup chain intact and verifiable,
+and the same action succeeding once there is space again. (A migration's receive into a full
+target: tests/integration/test_migration.py.)"""
 
 from __future__ import annotations
 
@@ -121,6 +122,19 @@ def test_a_full_pool_refuses_a_create_and_keeps_nothing(state: Path) -> None:
         for filler in fillers:
             filler.unlink()
         daemon.cli("disk", "add", "f1", "d1", "--size", "32M", check=True)
+        # a snapshot (a copy: ext4 has no reflink) into the full pool: refused, no row, no
+        # snapshot directory or image left
+        images = sorted(p.relative_to(pool) for p in pool.rglob("*"))
+        fillers = fill_up(mount)
+        no_space(daemon.cli("snapshot", "create", "f1", "s1"))
+        assert sorted(p.relative_to(pool) for p in pool.rglob("*")) == images
+        listed = json.loads(daemon.cli("snapshot", "list", "f1", "--format", "json",
+                                       check=True).stdout)
+        assert listed["snapshots"] == [], listed
+        assert orphans(state, baseline) == []
+        for filler in fillers:
+            filler.unlink()
+        daemon.cli("snapshot", "create", "f1", "s1", check=True)
         daemon.cli("delete", "f1", check=True)
         daemon.cli("storage", "delete", "small", check=True)
 

@@ -1,4 +1,4 @@
-"""/api/v1/remotes, /api/v1/host/pairing|join, /api/v1/instances/{ref}/migrate,
+"""/api/v1/remotes, /api/v1/host/pairing|join, /api/v1/instances/{ref}/migrate|migration/resolve,
 /api/v1/migrations (records) and /api/v1/migrations/incoming (the peer protocol)."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from corral.wire.migration import (
     MigrationModel,
     PairingInfo,
     RemoteModel,
+    ResolveRequest,
 )
 from corral.wire.models import OperationModel
 
@@ -81,6 +82,14 @@ def join(body: JoinRequest, app: App) -> RemoteModel:
 @router.post("/api/v1/instances/{ref}/migrate", response_model=OperationModel, status_code=202)
 def migrate(ref: str, body: MigrateRequest, app: App) -> OperationModel:
     return convert.operation(app.migrations.migrate(ref, body))
+
+
+@router.post("/api/v1/instances/{ref}/migration/resolve", response_model=MigrationModel)
+def resolve_migration(ref: str, body: ResolveRequest, app: App) -> MigrationModel:
+    """Decide an unresolved migration of ``ref`` (its target unreachable after the commit
+    was asked): keep the source's copy or the target's. The target's answer, if it gives
+    one, wins (409 when it contradicts the choice)."""
+    return migration_model(app.migrations.resolve(ref, body.keep))
 
 
 @router.get("/api/v1/migrations", response_model=list[MigrationModel])

@@ -1,5 +1,5 @@
 """`corral migrate`, `corral remote add|list|remove`, `corral host join|pairing`,
-`corral migration list|show`."""
+`corral migration list|show|resolve`."""
 
 from __future__ import annotations
 
@@ -168,7 +168,11 @@ def migrate(
             record = None
             with contextlib.suppress(Exception):  # the error itself is printed already
                 record = api.get_migration(c, op.id)
-            if record is not None:
+            if record is not None and record.status == "unresolved":
+                output.errors.print(f"{name} is kept stopped on this host: the target may "
+                                    f"run it (corral info {name}; corral migration resolve "
+                                    f"{name} --keep-source|--keep-target)", highlight=False)
+            elif record is not None:
                 output.errors.print(f"{name} stays on this host ({record.phase}); "
                                     f"path was {record.path}", highlight=False)
             raise
@@ -205,3 +209,22 @@ def migration_show(ref: str, fmt: FormatOpt = Format.table) -> None:
                            ("peer", m.peer), ("path", m.path), ("status", m.status),
                            ("phase", m.phase), ("result", _result(m)),
                            ("error", m.error or "")])
+
+
+@migration_app.command("resolve")
+def migration_resolve(
+    name: str,
+    keep_source: Annotated[bool, typer.Option(
+        "--keep-source", help="the copy here lives on (started if it ran); if the target "
+        "did commit, its copy stays there too: delete one")] = False,
+    keep_target: Annotated[bool, typer.Option(
+        "--keep-target", help="the target's copy lives on (the one here is removed)")] = False,
+) -> None:
+    """Decide a migration left unresolved (the target unreachable after the commit was
+    asked): which copy lives on. Corral asks the target first; its answer, if any, wins."""
+    if keep_source == keep_target:
+        fail("say which copy lives on: --keep-source or --keep-target")
+    with client() as c:
+        m = api.resolve(c, name, "source" if keep_source else "target")
+    output.console.print(f"{name}: migration {m.id[:8]} to {m.peer} {m.status} "
+                         f"({m.error or m.details.get('resolved', m.phase)})", highlight=False)

@@ -10,6 +10,7 @@ from corral.wire.migration import (
     MigrationModel,
     PairingInfo,
     RemoteModel,
+    ResolveRequest,
 )
 from corral.wire.models import OperationModel
 
@@ -45,3 +46,8 @@ def list_migrations(c: CorralClient, limit: int = 100) -> list[MigrationModel]:
 
 def get_migration(c: CorralClient, ref: str) -> MigrationModel:
     return c._model(MigrationModel, "GET", f"/api/v1/migrations/{ref}")
+
+
+def resolve(c: CorralClient, ref: str, keep: str) -> MigrationModel:
+    return c._model(MigrationModel, "POST", f"/api/v1/instances/{ref}/migration/resolve",
+                    json=ResolveRequest.model_validate({"keep": keep}).model_dump())

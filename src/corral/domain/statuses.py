@@ -31,3 +31,7 @@ class MigrationStatus(StrEnum):
     SUCCESS = "success"
     FAILURE = "failure"
     CANCELLED = "cancelled"
+    UNRESOLVED = "unresolved"
+    """The source asked the target to commit and cannot learn whether it did (the target is
+    unreachable): the instance is kept stopped here until the target answers or an admin
+    decides (``corral migration resolve``)."""

@@ -239,6 +239,7 @@ class Corral:
             store, self.instances, self.networks, self.remotes, self.events
         )
         self.migrations.snapshot_store = self.snapshots.store
+        self.instances.start_guards.append(self.migrations.resolver.check_start)
 
     def _wire_backups(self, settings: Settings) -> None:
         from corral.drivers.snapshots import SnapshotHooks

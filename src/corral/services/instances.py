@@ -114,6 +114,9 @@ class InstanceService:
         self.on_deleted: list[Callable[[InstanceRecord], str | None]] = []
         """Called after an instance's row is gone (its snapshot rows, backup schedules); what
         they say they removed is the delete operation's result."""
+        self.start_guards: list[Callable[[InstanceRecord, str], None]] = []
+        """Asked before a start, restart or resume; one raises to refuse it (the migration
+        service: while a migration of the instance is unresolved)."""
         self.reservations: Reservations = NoReservations()
 
     # Views ----------------------------------------------------------------------------
@@ -383,6 +386,10 @@ class InstanceService:
         self, ref: str, action: Action, during: State, after: State, run: _Step,
     ) -> OperationRecord:
         rec = self.store.get_instance(ref)
+        if action in (Action.START, Action.RESTART, Action.RESUME):
+            for guard in self.start_guards:
+                guard(rec, action.value)
+            rec = self.store.get_instance(ref)
         if action is Action.START and lifecycle.allowed(action, rec.state):
             before = rec.state  # fast path: the driver itself refuses a guest already running
         else:

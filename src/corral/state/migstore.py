@@ -150,3 +150,10 @@ class MigrationStore:
     def unfinished(self) -> list[MigrationRecord]:
         return [MIGRATIONS.load(r) for r in self.db.all(
             f"{MIGRATIONS.select} WHERE status = ?", (MigrationStatus.RUNNING.value,))]
+
+    def unresolved(self, instance_id: int | None = None) -> list[MigrationRecord]:
+        """Outgoing migrations whose commit's outcome is unknown (of one instance, or all)."""
+        rows = self.db.all(f"{MIGRATIONS.select} WHERE status = ? AND direction = 'out'",
+                           (MigrationStatus.UNRESOLVED.value,))
+        found = [MIGRATIONS.load(r) for r in rows]
+        return [m for m in found if instance_id is None or m.instance_id == instance_id]

@@ -51,6 +51,11 @@ class MigrateRequest(BaseModel):
     group's instances still on the source will follow, so they do not refuse the target."""
 
 
+class ResolveRequest(BaseModel):
+    """An admin's decision on an unresolved migration: which copy lives on."""
+    keep: Literal["source", "target"]
+
+
 class MigrationModel(BaseModel):
     id: str
     direction: str

@@ -17,10 +17,7 @@ from corral.domain.errors import CorralError, NotFound
 from corral.domain.lifecycle import State
 from corral.domain.statuses import MigrationStatus
 from corral.domain.undo import describe
-from corral.drivers.base import RuntimeState
-from corral.drivers.migration import MigrationPath, migration_hooks
-from corral.migration.peer import PeerClient
-from corral.services.migration.source import remove_source
+from corral.services.migration import resolve
 from corral.services.migration.target import Incoming, TargetSide
 from corral.state.migstore import MigrationRecord
 from corral.wire.migration import IncomingRequest
@@ -96,38 +93,16 @@ def _recover_incoming(s: MigrationService, rec: MigrationRecord) -> None:
 
 
 def _recover_outgoing(s: MigrationService, rec: MigrationRecord) -> None:
-    remote = None
-    with contextlib.suppress(NotFound):
-        remote = s.remotes.get(rec.peer)
-    try:
-        inst = s.instances.store.get_instance(rec.instance)
-    except NotFound:
-        inst = None
-    committed = False
-    if remote is not None:  # whatever phase it recorded last: only the target knows
-        with contextlib.suppress(CorralError), PeerClient(remote, timeout=10) as peer:
-            committed = peer.status(rec.id).get("status") == MigrationStatus.SUCCESS
-    if committed and inst is not None:
-        remove_source(s, inst)
-        s.store.update_migration(rec.id, status=MigrationStatus.SUCCESS, phase="done", error=None)
+    """Whatever phase it recorded last, only the target knows whether it committed: asked.
+    Unknown (the target unreachable) before the commit was asked: rolled back (the target
+    cannot commit without it, and its lease drops the reservation); after: unresolved."""
+    committed: bool | None
+    if rec.phase.startswith("cleaning up"):  # the source had the commit's answer
+        committed, why = True, f"{rec.peer} had committed it"
+    else:
+        committed, why = resolve.ask(s, rec)
+    if committed is None and rec.phase == "committing":
+        resolve.mark(s, rec, why)
         return
-    if remote is not None:
-        with contextlib.suppress(CorralError), PeerClient(remote, timeout=10) as peer:
-            peer.abort(rec.id, "corrald on the source restarted during the migration")
-    problems: list[str] = []
-    if inst is not None:
-        spec = s.instances.spec(inst)
-        was_running = bool(rec.details.get("was_running"))
-        if rec.path == MigrationPath.LIVE:
-            hooks = migration_hooks(s.instances.driver(inst.kind))
-            problems = hooks.recover_source(spec, resume=was_running)
-        elif was_running and rec.details.get("stopped"):
-            driver = s.instances.driver(inst.kind)
-            with contextlib.suppress(Exception):
-                if driver.status(spec).state is RuntimeState.STOPPED:
-                    driver.start(spec, s.instances.templates.get(inst.template))
-    s.store.update_migration(
-        rec.id, status=MigrationStatus.FAILURE, phase="rolled back",
-        error="corrald on the source stopped during the migration; rolled back"
-        + (f" ({'; '.join(problems)})" if problems else ""),
-    )
+    resolve.settle(s, rec, bool(committed),
+                   f"corrald on the source stopped during the migration; {why}")

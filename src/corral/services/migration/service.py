@@ -9,15 +9,15 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from corral.domain.errors import Conflict, NotFound
+from corral.domain.errors import Conflict, HostFailure, NotFound
 from corral.domain.lifecycle import State
 from corral.domain.statuses import MigrationStatus
 from corral.drivers.migration import StreamTls, migration_hooks
 from corral.host.tls import cert_name
 from corral.services.events import EventBus
 from corral.services.instances import InstanceService
-from corral.services.migration import recovery
-from corral.services.migration.source import SourceRun, choose_path
+from corral.services.migration import recovery, resolve
+from corral.services.migration.source import SourceRun, Unresolved, choose_path
 from corral.services.migration.target import TargetSide
 from corral.services.networks import NetworkService
 from corral.services.operations import OperationContext
@@ -42,6 +42,8 @@ class MigrationService:
         self.events = events
         self.target = TargetSide(self)
         self.watchdog = recovery.LeaseWatchdog(self.target)
+        self.resolver = resolve.Resolver(self)
+        """Unresolved migrations (the target unreachable after the commit was asked)."""
         self.snapshot_store: BackupStore | None = None
         """Snapshot rows (services/snapshots); they move with the instance."""
         self.check_target: Callable[[str, str, bool], None] = lambda _n, _t, _together: None
@@ -58,6 +60,7 @@ class MigrationService:
     def migrate(self, ref: str, request: MigrateRequest) -> OperationRecord:
         view = self.instances.get(ref)
         rec = view.record
+        self.resolver.check_start(rec, "migrate")
         if view.state not in (State.RUNNING, State.STOPPED):
             raise Conflict(f"'{rec.name}' is {view.state.value}; migrate a running or "
                            "stopped instance")
@@ -76,7 +79,14 @@ class MigrationService:
                 phase="preparing", operation=ctx.id,
                 details={"why": why, "was_running": running, "target_url": remote.url},
             ))
-            SourceRun(self, ctx, mid, rec, remote.name, path, request, running).run()
+            try:
+                SourceRun(self, ctx, mid, rec, remote.name, path, request, running).run()
+            except Unresolved as exc:
+                resolve.mark(self, self.store.get_migration(mid), exc.why)
+                raise HostFailure(f"{exc.message}: '{rec.name}' is kept stopped here until "
+                                  f"{remote.name} answers (corral migration resolve "
+                                  f"{rec.name} --keep-source|--keep-target decides "
+                                  "without it)") from exc
 
         return self.instances.ops.submit("migrate", rec.name, work)
 
@@ -121,6 +131,13 @@ class MigrationService:
     def recover(self) -> None:
         """Before instances are reconciled: roll back what a killed corrald left mid-way."""
         recovery.recover(self)
+        if self.store.unresolved():
+            self.resolver.ensure()
+
+    def resolve(self, ref: str, keep: str) -> MigrationRecord:
+        """An admin's decision on an unresolved migration of instance ``ref``."""
+        return self.resolver.force(ref, keep)
 
     def close(self) -> None:
         self.watchdog.close()
+        self.resolver.close()

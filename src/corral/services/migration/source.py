@@ -40,7 +40,7 @@ from corral.drivers.migration import (
 )
 from corral.migration.files import files_size, instance_files, snapshot_files
 from corral.migration.frames import Frame
-from corral.migration.peer import PeerClient, env_float
+from corral.migration.peer import PeerClient, PeerError, env_float
 from corral.migration.transfer import DiskCopier, Throttle, allocated_bytes
 from corral.services.faults import fault_point
 from corral.services.operations import Cancelled, OperationContext
@@ -104,6 +104,15 @@ def remove_source(service: MigrationService, rec: InstanceRecord) -> None:
     service.instances.store.delete_instance(
         rec.id, retire=not service.instances.reservations.ids_shared())
     service.forget_snapshots(rec.id)
+
+
+class Unresolved(HostFailure):
+    """The commit was asked and its outcome cannot be learnt (``why``: the target's
+    silence): the source neither rolls back nor goes forward (services/migration/resolve)."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
 
 
 class SourceRun:
@@ -173,6 +182,9 @@ class SourceRun:
             commit = self._live(peer, reply) if live else self._copy(peer)
             self.details["id"] = reply.id
             self._finish(commit)
+        except Unresolved:  # neither back nor forward: the service marks it
+            self.undo.discard()
+            raise
         except BaseException as exc:
             self._rollback(exc)
             raise
@@ -284,7 +296,11 @@ class SourceRun:
         self.committing = True
         source.release_disk()
         self.s.store.update_migration(self.mid, phase="committing")
-        commit = self._commit(peer, start=True)
+        try:
+            commit = self._commit(peer, start=True)
+        except Unresolved:
+            source.close()  # (its QMP connection: the unresolved mark takes QEMU over)
+            raise
         r = source.stats()
         self.details.update({
             "downtime_ms": round((commit.resumed_at - r.stopped_at) * 1000, 1)
@@ -450,15 +466,18 @@ class SourceRun:
             # Did the target commit although the answer was lost? Only then go forward.
             try:
                 status = peer.status(self.mid)
-            except CorralError:
-                self.committing = False
-                raise HostFailure(
-                    f"the target failed at the commit ({first.message}) and cannot be asked "
-                    "whether it committed"
-                ) from first
+            except CorralError as asked:
+                raise Unresolved(f"the target failed at the commit ({first.message}) and "
+                                 f"cannot be asked whether it committed ({asked.message})",
+                                 asked.message) from first
             if status.get("status") == MigrationStatus.SUCCESS:
                 return CommitReply(state="running" if start else "stopped",
                                    resumed_at=time.time())
+            if (status.get("status") == MigrationStatus.RUNNING
+                    and not isinstance(first, PeerError)):  # no answer: still at it there?
+                raise Unresolved(f"the commit failed here ({first.message}) while the target "
+                                 "is still committing", "the target is still committing"
+                                 ) from first
             self.committing = False
             raise
 
