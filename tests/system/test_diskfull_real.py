@@ -126,7 +126,9 @@ def test_a_full_pool_refuses_a_create_and_keeps_nothing(state: Path) -> None:
         # snapshot directory or image left
         images = sorted(p.relative_to(pool) for p in pool.rglob("*"))
         fillers = fill_up(mount)
-        no_space(daemon.cli("snapshot", "create", "f1", "s1"))
+        refused = daemon.cli("snapshot", "create", "f1", "s1")
+        no_space(refused)
+        assert "the pool is full; nothing of it was kept" in " ".join(refused.stderr.split())
         assert sorted(p.relative_to(pool) for p in pool.rglob("*")) == images
         listed = json.loads(daemon.cli("snapshot", "list", "f1", "--format", "json",
                                        check=True).stdout)

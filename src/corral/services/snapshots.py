@@ -17,6 +17,7 @@ says so. A memory revert still needs the same devices (``devices.json``).
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import secrets
@@ -25,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from corral.domain.errors import Conflict, InvalidInput, NotFound, Unsupported
+from corral.domain.errors import Conflict, HostFailure, InvalidInput, NotFound, Unsupported
 from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.lifecycle import State
 from corral.drivers.snapshots import (
@@ -182,9 +183,13 @@ class SnapshotService:
                 self.store.insert_snapshot(SnapshotRecord(
                     snapshot_id, rec.id, name, parent, memory, captured.consistency,
                     captured.method, utcnow()))
-            except BaseException:
+            except BaseException as exc:
                 for directory in dirs:
                     shutil.rmtree(directory, ignore_errors=True)
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                    raise HostFailure(
+                        f"no space left for snapshot '{name}' of {rec.name} beside its disks "
+                        f"({dest.parent}): the pool is full; nothing of it was kept") from exc
                 raise
             self.store.set_head(rec.id, snapshot_id)
             self.instances.events.publish("snapshot.created", instance=rec.name, snapshot=name)

@@ -201,7 +201,12 @@ class TargetSide:
         incoming = self._take(mid)
         with incoming.guard:
             fault_point("migrate.target.receiving")  # the disks are here, not the files
-            extract_files(incoming.spec.directory, body)
+            try:
+                extract_files(incoming.spec.directory, body)
+            except OSError as exc:
+                if exc.errno == 28:
+                    raise NoSpace(f"the target's disk is full: {exc}") from exc
+                raise
 
     def commit(self, mid: str, start: bool, restore: bool = False) -> CommitReply:
         s = self.s
