@@ -194,10 +194,10 @@ def test_a_target_filled_during_the_receive_keeps_nothing(
             a.cli("remote", "add", "b", b2.url, "--token", b2.token, check=True)
             disk = _make(a, "web1", mib=16)
             digest = _digest(disk)
-            op = _start_slow(a, "web1")  # reserved: the free-space check passed
+            op = _start_slow(a, "web1", "1M")  # reserved: the free-space check passed
             filler = small / "filler"
-            free = shutil.disk_usage(small).free
-            subprocess.run(["fallocate", "-l", str(free - 4096), str(filler)], check=True)
+            with filler.open("wb") as fill:  # 16 s of copy left at most: at once
+                os.posix_fallocate(fill.fileno(), 0, shutil.disk_usage(small).free - 4096)
             said = a.cli("operation", "wait", op)
             assert said.returncode != 0 and "disk is full" in said.stderr, said.stderr
             assert (_instance(a, "web1") or {})["state"] == "running"
@@ -214,9 +214,10 @@ def test_a_target_filled_during_the_receive_keeps_nothing(
         subprocess.run(["umount", str(small)], check=True)
 
 
-def _start_slow(a: Daemon, name: str) -> str:
+def _start_slow(a: Daemon, name: str, bandwidth: str = "2M") -> str:
     """A migration throttled to 2 MiB/s over 16 MiB of data: seconds to act in."""
-    op = a.cli("migrate", name, "b", "--bandwidth", "2M", "--no-wait", check=True).stdout.strip()
+    op = a.cli("migrate", name, "b", "--bandwidth", bandwidth, "--no-wait",
+               check=True).stdout.strip()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         shown = json.loads(a.cli("operation", "show", op, "-f", "json", check=True).stdout)

@@ -25,6 +25,9 @@ POINTS = ("migrate.source.after_reserve", "migrate.source.before_commit",
           "migrate.source.after_commit", "migrate.target.receiving",
           "migrate.target.committing")
 EXPLAINED = {"stopped", "running", "error"}
+LAB_ENV = {"CORRAL_MIGRATION_LEASE": "3", "CORRAL_MIGRATION_RESOLVE_INTERVAL": "2"}
+"""A short lease (the target drops a silent source's reservation) and a source that asks an
+unreachable target again every 2 s (an unresolved commit: services/migration/resolve)."""
 
 
 def skip_reason() -> str | None:
@@ -71,7 +74,7 @@ def run_migrate_case(template: TemplateImage, point: str) -> None:
     baseline = Baseline()
     lab = Lab(template)
     try:
-        a, b = lab.start({"CORRAL_MIGRATION_LEASE": "3"}, ("--test-faults",),
+        a, b = lab.start(LAB_ENV, ("--test-faults",),
                          {side: {ENV: f"{point}=kill"}})
         killed = a if side == "a" else b
         a.cli("create", "ct1", "--type", "ct", "--template", "tiny", "--disk", "256M",
@@ -82,7 +85,7 @@ def run_migrate_case(template: TemplateImage, point: str) -> None:
                           and killed.process.poll() is not None, 30), \
             f"{point} never fired: {moved.stdout} {moved.stderr}"
         assert killed.process is not None and killed.process.returncode == -signal.SIGKILL
-        killed.start({"CORRAL_MIGRATION_LEASE": "3"})
+        killed.start(LAB_ENV)
 
         def settled() -> bool:  # the source's rollback, the target's lease: done
             return not _busy(a) and not _busy(b) and len(_where(a, b)) == 1
