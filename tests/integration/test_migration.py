@@ -153,34 +153,10 @@ def test_unreachable_target_leaves_the_source_running(hosts: tuple[Daemon, Daemo
 
 
 def test_full_target_disk_is_refused(hosts: tuple[Daemon, Daemon], tmp_path: Path) -> None:
-    a, b = hosts
-    stop_daemon(b)
-    small = tmp_path / "small"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(small)], check=True)
-    try:
-        write_fake_template(small / "templates")
-        b2 = start_daemon(small)
-        try:
-            a.cli("remote", "remove", "b", check=True)
-            a.cli("remote", "add", "b", b2.url, "--token", b2.token, check=True)
-            _make(a, "web1", mib=16)
-            said = a.cli("migrate", "web1", "b")
-            assert said.returncode != 0 and "not enough disk space" in said.stderr
-            assert (_instance(a, "web1") or {})["state"] == "running"
-            _nothing_on(b2, "web1")
-        finally:
-            stop_daemon(b2)
-    finally:
-        subprocess.run(["umount", str(small)], check=True)
-
-
-def test_a_target_filled_during_the_receive_keeps_nothing(
-    hosts: tuple[Daemon, Daemon], tmp_path: Path,
-) -> None:
-    """The target's disk fills after its free-space check (another writer, mid-copy): the
-    migration fails with the target's words, the source runs on, the target keeps nothing
-    (no row, no image, no directory), and the same migration succeeds once there is room."""
+    """Refused at the target's free-space check; then the target's disk fills after that
+    check (another writer, mid-copy): the migration fails with the target's words, the
+    source runs on, the target keeps nothing (no row, no image, no directory), and the same
+    migration succeeds once there is room."""
     a, b = hosts
     stop_daemon(b)
     small = tmp_path / "small"
@@ -194,10 +170,20 @@ def test_a_target_filled_during_the_receive_keeps_nothing(
             a.cli("remote", "add", "b", b2.url, "--token", b2.token, check=True)
             disk = _make(a, "web1", mib=16)
             digest = _digest(disk)
-            op = _start_slow(a, "web1", "1M")  # reserved: the free-space check passed
             filler = small / "filler"
-            with filler.open("wb") as fill:  # 16 s of copy left at most: at once
-                os.posix_fallocate(fill.fileno(), 0, shutil.disk_usage(small).free - 4096)
+
+            def fill(leave: int) -> None:
+                with filler.open("wb") as f:  # at once: the copy must still be running
+                    os.posix_fallocate(f.fileno(), 0, shutil.disk_usage(small).free - leave)
+
+            fill(24 * 1024**2)  # the instance needs its 16+ MiB and a 16 MiB margin
+            said = a.cli("migrate", "web1", "b")
+            assert said.returncode != 0 and "not enough disk space" in said.stderr
+            assert (_instance(a, "web1") or {})["state"] == "running"
+            _nothing_on(b2, "web1")
+            filler.unlink()
+            op = _start_slow(a, "web1", "1M")  # reserved: the free-space check passed
+            fill(4096)
             said = a.cli("operation", "wait", op)
             assert said.returncode != 0 and "disk is full" in said.stderr, said.stderr
             assert (_instance(a, "web1") or {})["state"] == "running"
