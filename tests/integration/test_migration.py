@@ -2,9 +2,10 @@
 
 The fake driver has no guest: its "disk" is a real sparse file and exec runs on the host in
 the instance directory, so data written "inside" lands in root.img and its checksum proves
-the copy. Failure injection: unreachable target, full target disk, cancel, either corrald
-killed; each must leave the source as it was and nothing on the target.
-"""
+the copy. Failure injection: unreachable target, full target disk (at the check and
+mid-copy), cancel, either corrald killed; each must leave the source as it was and nothing
+on the target. A commit whose outcome the source cannot learn (the fault seam kills one
+side) is kept unresolved: one copy runs, never two."""
 
 from __future__ import annotations
 
