@@ -216,8 +216,10 @@ def _start_slow(a: Daemon, name: str, bandwidth: str = "2M") -> str:
 
 def test_cancel_rolls_back(hosts: tuple[Daemon, Daemon]) -> None:
     a, b = hosts
-    _make(a, "web1", mib=16)
-    op = _start_slow(a, "web1")
+    # 32 s of copy at 1 MiB/s: at load ~17 the 8 s of the default ended before the CLI's
+    # cancel ran (a cancel ends it at once, so the window costs nothing when it works)
+    _make(a, "web1", mib=32)
+    op = _start_slow(a, "web1", bandwidth="1M")
     a.cli("operation", "cancel", op, check=True)
     said = a.cli("operation", "wait", op)
     assert said.returncode != 0 and "cancelled" in said.stderr
