@@ -23,7 +23,7 @@ from tests.system.orphans import Baseline, orphans
 
 POINTS = ("migrate.source.after_reserve", "migrate.source.before_commit",
           "migrate.source.after_commit", "migrate.target.receiving",
-          "migrate.target.committing")
+          "migrate.target.adopted", "migrate.target.committing")
 EXPLAINED = {"stopped", "running", "error"}
 LAB_ENV = {"CORRAL_MIGRATION_LEASE": "3", "CORRAL_MIGRATION_RESOLVE_INTERVAL": "2"}
 """A short lease (the target drops a silent source's reservation) and a source that asks an

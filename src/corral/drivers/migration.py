@@ -47,6 +47,8 @@ class MigrationPath(StrEnum):
 
 
 CHECKPOINT_DIR = "checkpoint"
+DUMP_COMPLETE = "corral-dump.complete"
+"""Written into a checkpoint's directory once its dump succeeded (``dump_complete``)."""
 """Where a ``checkpoint`` move keeps the dump in the instance's directory (sent with its
 files, removed once restored)."""
 
@@ -192,6 +194,13 @@ class MigrationHooks(Protocol):
     def adopt(self, spec: InstanceSpec, template: TemplateImage) -> None:
         """Make the runtime know an instance whose disk and files arrived by copy."""
         ...
+
+
+def dump_complete(directory: Path) -> bool:
+    """Whether ``directory`` holds a whole checkpoint (the dump returned success and the
+    driver wrote ``DUMP_COMPLETE`` last): a corrald restarted mid-move restores from it
+    rather than start the instance from its disk (its processes lost)."""
+    return (directory / DUMP_COMPLETE).is_file()
 
 
 def criu_seconds(directory: Path, verb: str) -> float | None:

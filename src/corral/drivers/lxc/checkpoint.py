@@ -45,7 +45,7 @@ from corral.drivers.lxc.config import INNER, cgroup_dirs
 from corral.drivers.lxc.disks import mount_data_disks, unmount_data_disks
 from corral.drivers.lxc.driver import CONSOLE_LOG, LxcDriver, lxc_name
 from corral.drivers.lxc.state import StateReader
-from corral.drivers.migration import PhaseClock
+from corral.drivers.migration import DUMP_COMPLETE, PhaseClock
 from corral.host import criu, idmount, nsmount
 from corral.host.idmap import root_idmap
 from corral.host.loopmount import loop_devices
@@ -187,6 +187,7 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool,
     (directory / TTY_INFO).unlink(missing_ok=True)  # LXC's restore would refuse it
     if console is not None:  # restore() hands CRIU a console itself
         (directory / OUR_TTY_INFO).write_text(console + "\n")
+    (directory / DUMP_COMPLETE).touch()  # last: the images are whole
     if stop and wait_release:
         released(spec)
         clock.mark("root released")

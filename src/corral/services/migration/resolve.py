@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import threading
 from typing import TYPE_CHECKING
 
@@ -19,13 +20,19 @@ from corral.domain.lifecycle import State
 from corral.domain.statuses import MigrationStatus
 from corral.domain.undo import describe
 from corral.drivers.base import RuntimeState
-from corral.drivers.migration import MigrationPath, migration_hooks
+from corral.drivers.migration import (
+    CHECKPOINT_DIR,
+    MigrationPath,
+    dump_complete,
+    migration_hooks,
+)
 from corral.migration.peer import PeerClient, PeerError, env_float
 from corral.services.migration.source import remove_source
 from corral.state.migstore import MigrationRecord
 from corral.state.store import InstanceRecord
 
 if TYPE_CHECKING:
+    from corral.domain.instance import InstanceSpec
     from corral.services.migration.service import MigrationService
 
 log = logging.getLogger("corral.migration")
@@ -107,11 +114,36 @@ def roll_back_source(s: MigrationService, rec: MigrationRecord, inst: InstanceRe
     if rec.path == MigrationPath.LIVE and rec.status is not MigrationStatus.UNRESOLVED:
         problems = migration_hooks(driver).recover_source(spec, resume=was_running)
     elif was_running and (rec.details.get("stopped") or rec.path == MigrationPath.LIVE):
-        try:
-            if driver.status(spec).state is RuntimeState.STOPPED:
-                driver.start(spec, s.instances.templates.get(inst.template))
-        except Exception as exc:
-            problems.append(f"starting it again failed: {describe(exc)}")
+        problems = _resume_stopped(s, inst, spec)
+    return problems
+
+
+def _resume_stopped(s: MigrationService, inst: InstanceRecord,
+                    spec: InstanceSpec) -> list[str]:
+    """A source the move stopped runs again: restored from its checkpoint where a whole dump
+    is there (``dump_complete``: its processes go on), else started from its disk. The
+    problems."""
+    driver = s.instances.driver(inst.kind)
+    images = spec.directory / CHECKPOINT_DIR
+    problems: list[str] = []
+    try:
+        if driver.status(spec).state is not RuntimeState.STOPPED:
+            return []
+        template = s.instances.templates.get(inst.template)
+        if dump_complete(images):
+            hooks = migration_hooks(driver)
+            try:
+                hooks.settle(spec)
+                hooks.restore(spec, template, images)
+                log.info("restored %s from its checkpoint", inst.name)
+                return []
+            except CorralError as exc:
+                problems.append(f"restoring its checkpoint failed ({exc.message}): started")
+        driver.start(spec, template)
+    except Exception as exc:
+        problems.append(f"starting it again failed: {describe(exc)}")
+    finally:
+        shutil.rmtree(images, ignore_errors=True)
     return problems
 
 

@@ -225,6 +225,7 @@ class TargetSide:
                 self._resumed(hooks, spec)
             else:
                 hooks.adopt(spec, template)
+                fault_point("migrate.target.adopted")  # all here (the dump too), nothing runs
                 state = State.STOPPED
                 resumed_at = time.time()
                 images = spec.directory / CHECKPOINT_DIR
