@@ -16,9 +16,11 @@ import logging
 import os
 import signal
 import struct
+import sys
 import termios
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from corral.domain.errors import HostFailure
 from corral.host.fdwait import readable
@@ -121,17 +123,22 @@ def _set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-def console_keeper(log_path: str) -> int:
-    """A new pty for a restored container's console: its master is drained into ``log_path``
-    (appended) by a detached ``cat`` that ends once every holder of the slave side has closed
-    it (the container stopped). Returns the slave side (the caller's to close)."""
+KEEPER = str(Path(__file__).with_name("consolekeep.py"))
+
+
+def console_keeper(log_path: str, socket_path: str) -> int:
+    """A new pty for a restored container's console: its master is kept by a detached
+    ``consolekeep`` that appends its output to ``log_path``, serves a viewer on
+    ``socket_path`` (``corral console``) and ends once every holder of the slave side has
+    closed it (the container stopped). Returns the slave side (the caller's to close)."""
     master, slave = os.openpty()
     try:
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         try:
-            # setsid -f: cat runs on in its own session, reparented away from the daemon
-            keeper = spawn_on(["setsid", "-f", "cat"], master, log_fd, null)
+            # setsid -f: it runs on in its own session, reparented away from the daemon
+            keeper = spawn_on(["setsid", "-f", sys.executable, "-I", "-S", KEEPER,
+                               socket_path], master, log_fd, null)
             keeper.wait(10)
         finally:
             os.close(log_fd)

@@ -42,6 +42,7 @@ from corral.domain.errors import HostFailure
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
 from corral.drivers.lxc.config import INNER, cgroup_dirs
+from corral.drivers.lxc.console import restored_socket
 from corral.drivers.lxc.disks import mount_data_disks, unmount_data_disks
 from corral.drivers.lxc.driver import CONSOLE_LOG, LxcDriver, lxc_name
 from corral.drivers.lxc.state import StateReader
@@ -255,11 +256,13 @@ def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> float:
     lines = []
     tty = directory / OUR_TTY_INFO
     if tty.exists():
-        fds.append(console_keeper(str(spec.directory / CONSOLE_LOG)))
+        fds.append(console_keeper(str(spec.directory / CONSOLE_LOG),
+                                  str(restored_socket(spec.run_dir))))
         if not spec.privileged and (idmap := root_idmap()) is not None:
             # CRIU gives the console back its owner (root, group tty) from inside the
             # container's user namespace, where only the container's own ids can be given
-            os.fchown(fds[-1], idmap.uid.start, idmap.gid.start + 5)
+            group = tty_gid(spec.run_dir / "rootfs", idmap.gid.count)
+            os.fchown(fds[-1], idmap.uid.start, idmap.gid.start + group)
         lines.append(f"inherit-fd fd[3]:{tty.read_text().strip()}")
     try:
         veths = [] if spec.privileged else _precreate_veths(spec)
@@ -309,6 +312,40 @@ def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> float:
             unmount_data_disks(spec)
         raise _failure("restore", spec, directory, proc.stderr or proc.stdout)
     return resumed_at
+
+
+TTY_GID = 5  # Debian's and busybox's group tty, where the container's files name none
+
+
+def tty_gid(root: Path, count: int) -> int:
+    """The gid of group ``tty`` in the container's own ``/etc/group`` (below ``count``, its
+    mapped range), else ``TTY_GID``. Read without following a link the container made (its
+    files are the guest's: ``etc`` or ``group`` could point anywhere on the host)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        top = os.open(root, flags | os.O_DIRECTORY)
+        try:
+            etc = os.open("etc", flags | os.O_DIRECTORY, dir_fd=top)
+        finally:
+            os.close(top)
+        try:
+            fd = os.open("group", flags, dir_fd=etc)
+        finally:
+            os.close(etc)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return TTY_GID
+            text = os.read(fd, 1 << 20).decode(errors="replace")
+        finally:
+            os.close(fd)
+    except OSError:
+        return TTY_GID
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] == "tty" and fields[2].isascii() \
+                and fields[2].isdigit() and int(fields[2]) < count:
+            return int(fields[2])
+    return TTY_GID
 
 
 @contextlib.contextmanager

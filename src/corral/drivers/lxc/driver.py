@@ -46,7 +46,7 @@ from corral.drivers.lxc.config import (
     cgroup_dirs,
     render_config,
 )
-from corral.drivers.lxc.console import LxcConsole
+from corral.drivers.lxc.console import LxcConsole, RestoredConsole, restored_socket
 from corral.drivers.lxc.disks import (
     LxcDiskHotplug,
     data_mount,
@@ -367,6 +367,8 @@ class LxcDriver(LxcDiskHotplug):
         current = self.status(spec).state
         if current not in (RuntimeState.RUNNING, RuntimeState.SUSPENDED):
             raise Conflict(f"container '{spec.name}' is {current.value}; start it first")
+        with contextlib.suppress(OSError):  # restored by CRIU: its keeper has the console
+            return RestoredConsole(restored_socket(spec.run_dir), lambda: self.status(spec).pid)
         console = LxcConsole([*self._args("lxc-console", spec), "-t", "0", "-e", _NO_ESCAPE],
                              lambda: self.status(spec).pid)
         if not console.wait_until_raw(CONSOLE_ATTACH_TIMEOUT):

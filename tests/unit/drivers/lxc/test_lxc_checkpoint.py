@@ -34,3 +34,25 @@ def test_privileged_restore_config_keeps_the_loop_mount() -> None:
     text = f"lxc.rootfs.path = dir:{spec.run_dir / 'rootfs'}\n"
     assert _restore_config(text, spec, None) == (
         text + "lxc.console.path = none\nlxc.tty.max = 0\n")
+
+
+def test_tty_group_read_from_the_container(tmp_path: Path) -> None:
+    from corral.drivers.lxc.checkpoint import TTY_GID, tty_gid
+
+    (tmp_path / "etc").mkdir()
+    group = tmp_path / "etc" / "group"
+    group.write_text("root:x:0:\ntty:x:7:\nusers:x:100:\n")
+    assert tty_gid(tmp_path, 65536) == 7
+    assert tty_gid(tmp_path, 7) == TTY_GID  # outside the container's mapped range
+    group.write_text("root:x:0:\n")
+    assert tty_gid(tmp_path, 65536) == TTY_GID  # none named tty
+    group.unlink()
+    outside = tmp_path / "host-group"
+    outside.write_text("tty:x:9:\n")
+    group.symlink_to(outside)  # a link the guest made: not followed
+    assert tty_gid(tmp_path, 65536) == TTY_GID
+    group.unlink()
+    (tmp_path / "etc").rmdir()
+    (tmp_path / "group").write_text("tty:x:9:\n")
+    (tmp_path / "etc").symlink_to(tmp_path)  # etc itself a link
+    assert tty_gid(tmp_path, 65536) == TTY_GID
