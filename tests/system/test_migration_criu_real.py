@@ -30,6 +30,7 @@ import pytest
 from corral.host import criu
 from corral.templates.image import TemplateImage
 from tests.system.fixtures_template import tiny_template
+from tests.system.limits_in_force import InForce, in_force, init_pid
 from tests.system.migration_lab import Host, Lab, sh
 
 __all__ = ["tiny_template"]
@@ -48,6 +49,7 @@ def _why_not() -> str:
 pytestmark = [pytest.mark.system, pytest.mark.skipif(bool(_why_not()), reason=_why_not())]
 
 SUBNET = "10.78.0"
+MIB = 1024**2
 SERVICE = """#!/bin/sh
 # started by init (inittab): a counter in memory (tmpfs) and a TCP echo server
 echo $$ > /tmp/service.pid
@@ -114,12 +116,17 @@ def _exec(host: Host, name: str, script: str) -> str:
     return done.stdout.strip()
 
 
-def _service_container(host: Host, name: str, *, privileged: bool = False) -> str:
+def _service_container(host: Host, name: str, *, privileged: bool = False,
+                       data_disk: bool = False) -> str:
     """A running container on ``lan`` whose init runs SERVICE (the default kind:
-    unprivileged, unless ``privileged``); its address."""
+    unprivileged, unless ``privileged``), with a data disk at /srv/data if ``data_disk``;
+    its address."""
     host.cli("create", name, "--type", "ct", *(["--privileged"] if privileged else []),
              "--disk", "128M", check=True)
     host.cli("nic", "add", name, "--network", "lan", check=True)
+    if data_disk:
+        host.cli("disk", "add", name, "data", "--size", "16M", "--path", "/srv/data",
+                 check=True)
     host.cli("start", name, check=True)
     deadline = time.monotonic() + 60
     while host.cli("exec", name, "--", "true").returncode != 0:
@@ -165,6 +172,27 @@ class Client:
         self.proc.wait()
 
 
+def _limits(host: Host, name: str) -> InForce:
+    """The memory limit and CPU cap acting on ``name``'s init on ``host``."""
+    found = json.loads(host.cli("info", name, "-f", "json", check=True).stdout)
+    return in_force(init_pid(host.state_dir / "lxc", str(found["id"]), host.netns))
+
+
+def _console_answers(host: Host, name: str, text: str) -> None:
+    """The shell on ``name``'s console runs what is typed into ``corral console``."""
+    env = dict(os.environ, CORRAL_SOCKET=str(host.socket), COLUMNS="200")
+    deadline, seen = time.monotonic() + 30, ""
+    while time.monotonic() < deadline:
+        seen = subprocess.run(
+            [sys.executable, "-m", "corral.cli.main", "console", name, "--linger", "2"],
+            input=f"echo {text}\n", capture_output=True, text=True, env=env, timeout=60,
+            check=False).stdout
+        if text in seen.replace(f"echo {text}", ""):
+            return
+        time.sleep(1)
+    raise AssertionError(f"the console of {name} never ran the echo: {seen[-500:]!r}")
+
+
 def _downtime(said: str) -> float:
     found = re.search(r"downtime\s+([\d.]+)\s+ms", said)
     assert found, said
@@ -175,7 +203,14 @@ def test_container_moves_with_its_processes_and_tcp_connection(criu_lab: CriuLab
     """The default container (unprivileged): Corral makes its idmapped root and its veth
     for the restore (the privileged kind: tests/system/test_criu_real.py)."""
     a, b = criu_lab.a, criu_lab.b
-    address = _service_container(a, "ct1")
+    address = _service_container(a, "ct1", data_disk=True)
+    # a file owned by a user of the container on its data disk, and a process appending to
+    # another one there (its open file on the disk's mount moves with it)
+    _exec(a, "ct1", "echo on-disk > /srv/data/f && chown 1000:1000 /srv/data/f && "
+                    "setsid sh -c 'exec 3>>/srv/data/log; while :; do echo x >&3; "
+                    "sleep 0.2; done' </dev/null >/dev/null 2>&1 &")
+    a.cli("set", "ct1", "cpu_limit=40", "memory=200M", check=True)
+    assert _limits(a, "ct1") == InForce(200 * MIB, 40.0)
     client = Client(criu_lab.client_ns, address)
     try:
         assert client.ask("before") == "before"
@@ -193,6 +228,18 @@ def test_container_moves_with_its_processes_and_tcp_connection(criu_lab: CriuLab
         time.sleep(0.3)
         assert _counter(b, "ct1")[0] > after  # and counts on
         assert 0 < downtime < 30000
+        # its limits act on it there (its init's own groups), and change live there
+        assert _limits(b, "ct1") == InForce(200 * MIB, 40.0)
+        b.cli("set", "ct1", "cpu_limit=30", "memory=180M", check=True)
+        assert _limits(b, "ct1") == InForce(180 * MIB, 30.0)
+        # its data disk: the same files, the same owners inside, still written to
+        assert _exec(b, "ct1", "cat /srv/data/f; stat -c %u /srv/data/f") == "on-disk\n1000"
+        logged = int(_exec(b, "ct1", "wc -c < /srv/data/log"))
+        time.sleep(0.6)
+        assert int(_exec(b, "ct1", "wc -c < /srv/data/log")) > logged
+        _exec(b, "ct1", "echo more >> /srv/data/f")
+        # its console (the pty Corral handed the restore) answers ``corral console``
+        _console_answers(b, "ct1", "restored-console-ok")
     finally:
         client.close()
     # its address came from a's pool: free it (the hosts' address managers are separate)

@@ -24,6 +24,7 @@ from corral.client.backups import BackupCalls
 from tests.integration.conftest import Daemon
 from tests.integration.s3server import ACCESS_KEY, SECRET_KEY, s3_server
 from tests.system.fixtures_template import tiny_template
+from tests.system.limits_in_force import InForce, in_force, init_pid
 from tests.system.test_daemon_real import real_daemon
 
 __all__ = ["real_daemon", "tiny_template"]
@@ -282,6 +283,7 @@ def test_container_memory_snapshot_resumes_its_processes(real_daemon: Daemon) ->
     time.sleep(0.5)
     snapshot(d, name, "live", "--memory")
     assert state(d, name) == "running"
+    d.cli("set", name, "cpu_limit=40", "memory=140M", check=True)  # after the snapshot
     counted = int(sh(d, name, "cat /root/count"))
     time.sleep(1.5)
     advanced = int(sh(d, name, "cat /root/count"))
@@ -303,7 +305,16 @@ def test_container_memory_snapshot_resumes_its_processes(real_daemon: Daemon) ->
     with d.client() as c:
         boots = c.console_log(name, limit=1 << 20).count(MARKER)
     assert boots == 1, "the revert must not boot the container again"
+    # the limits set since the snapshot act on the restored init, and change live
+    assert _ct_limits(d, name) == InForce(140 * 1024**2, 40.0)
+    d.cli("set", name, "cpu_limit=30", "memory=150M", check=True)
+    assert _ct_limits(d, name) == InForce(150 * 1024**2, 30.0)
     d.cli("delete", "--force", name, check=True)
+
+
+def _ct_limits(d: Daemon, name: str) -> InForce:
+    found = json.loads(d.cli("info", name, "-f", "json", check=True).stdout)
+    return in_force(init_pid(d.state_dir / "lxc", str(found["id"])))
 
 
 # Backups --------------------------------------------------------------------------------
