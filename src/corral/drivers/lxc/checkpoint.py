@@ -30,6 +30,7 @@ again if CRIU fails. Used by memory snapshots and by checkpoint/restore migratio
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -38,13 +39,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from corral.domain.errors import HostFailure
+from corral.domain.errors import CorralError, HostFailure
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
 from corral.drivers.lxc.config import INNER, cgroup_dirs
 from corral.drivers.lxc.console import restored_socket
-from corral.drivers.lxc.disks import mount_data_disks, unmount_data_disks
+from corral.drivers.lxc.disks import data_mount, mount_data_disks, unmount_data_disks
 from corral.drivers.lxc.driver import CONSOLE_LOG, LxcDriver, lxc_name
+from corral.drivers.lxc.resources import apply_live
 from corral.drivers.lxc.state import StateReader
 from corral.drivers.migration import DUMP_COMPLETE, PhaseClock
 from corral.host import criu, idmount, nsmount
@@ -56,6 +58,7 @@ from corral.host.pty import console_keeper
 from corral.host.run import run
 from corral.network.nicfile import read_nics
 
+log = logging.getLogger("corral.lxc")
 TIMEOUT = 300
 UNMOUNT_WAIT = 10.0
 TTY_INFO = "tty.info"  # LXC's: the console's CRIU id, tty[rdev:dev]
@@ -247,8 +250,10 @@ def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> float:
     clock.mark("mounts")
     try:
         root = _restore_root(spec)
+        disks = _restore_disks(spec)
         clock.mark("idmapped root")
     except HostFailure:
+        _release_idmapped(spec)
         unmount(spec.run_dir / "rootfs")
         unmount_data_disks(spec)
         raise
@@ -269,8 +274,7 @@ def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> float:
     except HostFailure:
         for fd in fds:
             os.close(fd)
-        if root is not None:
-            unmount(root)
+        _release_idmapped(spec)
         unmount(spec.run_dir / "rootfs")
         unmount_data_disks(spec)
         raise
@@ -285,7 +289,7 @@ def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> float:
     config = driver.lxcpath / lxc_name(spec) / "config"
     text = config.read_text()
     try:
-        config.write_text(_restore_config(text, spec, root))
+        config.write_text(_restore_config(text, spec, root, disks))
         with _readable_by_container(directory, spec.privileged) as images:
             env = _criu_config(images / RESTORE_CONF, lines)
             clock.mark("images opened")
@@ -297,10 +301,7 @@ def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> float:
         config.write_text(text)
         for fd in fds:
             os.close(fd)
-        if root is not None:  # the container has its own bind of it now
-            unmount(root)
-            with contextlib.suppress(OSError):
-                root.rmdir()
+        _release_idmapped(spec)  # the container has its own binds of them now
         clock.mark("clean-up")
         clock.save(directory, "restore")
     if proc.returncode != 0:
@@ -311,7 +312,22 @@ def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> float:
             unmount(spec.run_dir / "rootfs")
             unmount_data_disks(spec)
         raise _failure("restore", spec, directory, proc.stderr or proc.stdout)
+    _limits_after_restore(driver, spec)
     return resumed_at
+
+
+def _limits_after_restore(driver: LxcDriver, spec: InstanceSpec) -> None:
+    """Write the instance's limits into its group once CRIU has put the tasks back: what the
+    restoring monitor set from its configuration may not be what acts (CRIU's
+    ``manage-cgroups=full`` writes the dumped groups' own properties back), and the IO
+    limits name the root's loop device, which is new. After the resume (not downtime); a
+    write the kernel refuses (memory below what the restored tasks use) is logged, the
+    container runs on."""
+    try:
+        apply_live(driver._cgroups(), lxc_name(spec), spec.disk_path, spec.resources)
+    except CorralError as exc:
+        log.warning("restored container %s: its limits were not all applied: %s",
+                    spec.name, exc.message)
 
 
 TTY_GID = 5  # Debian's and busybox's group tty, where the container's files name none
@@ -397,6 +413,47 @@ def _restore_root(spec: InstanceSpec) -> Path | None:
     return target
 
 
+IDMAP_DISKS = "disks-idmap"
+"""Where (in the run directory) the restore's idmapped views of the data disks are."""
+
+
+def _restore_disks(spec: InstanceSpec) -> dict[Path, Path]:
+    """An unprivileged container's data disks as its user namespace sees them, as the root
+    (``_restore_root``): LXC's restore hands CRIU each ``lxc.mount.entry`` bind's source as
+    it is (``--ext-mount-map``), without the entry's ``idmap=container``, so the restored
+    tasks' open files on a plain bind fail ("Can't open file …: Permission denied"). The
+    host's loop mount -> its idmapped mount ({} for a privileged container)."""
+    if spec.privileged or not spec.data_disks:
+        return {}
+    idmap = root_idmap()
+    if idmap is None:
+        raise HostFailure("root has no subordinate id range for the restored container")
+    made: dict[Path, Path] = {}
+    for disk in spec.data_disks:
+        source = data_mount(spec, disk)
+        target = spec.run_dir / IDMAP_DISKS / disk.name
+        unmount(target)  # a crashed restore's
+        idmount.mount_idmapped(source, target, idmap)
+        made[source] = target
+    return made
+
+
+def _release_idmapped(spec: InstanceSpec) -> None:
+    """Remove the restore's idmapped mounts (root and data disks) from the host."""
+    root = spec.run_dir / IDMAP_ROOT
+    unmount(root)
+    with contextlib.suppress(OSError):
+        root.rmdir()
+    disks = spec.run_dir / IDMAP_DISKS
+    if disks.is_dir():
+        for target in disks.iterdir():
+            unmount(target)
+            with contextlib.suppress(OSError):
+                target.rmdir()
+        with contextlib.suppress(OSError):
+            disks.rmdir()
+
+
 def _precreate_veths(spec: InstanceSpec) -> list[tuple[str, str, str]]:
     """The veth pairs of an unprivileged container's NICs, made here before its restore:
     CRIU's restored init, inside the container's user namespace, may not create a veth
@@ -423,14 +480,21 @@ def _precreate_veths(spec: InstanceSpec) -> list[tuple[str, str, str]]:
     return made
 
 
-def _restore_config(text: str, spec: InstanceSpec, root: Path | None) -> str:
+def _restore_config(text: str, spec: InstanceSpec, root: Path | None,
+                    disks: dict[Path, Path] | None = None) -> str:
     """The configuration the restoring monitor reads: no console or ttys of its own (it has
     none after a restore and its poll loop would end on that, leaving the container without
     a monitor) and, unprivileged, the idmapped root in place of the loop mount plus its
-    ``idmap=container`` (which LXC's restore ignores)."""
+    ``idmap=container`` (which LXC's restore ignores), and each data disk's bind made from
+    its idmapped mount (``disks``: loop mount -> idmapped mount)."""
     lines = text.splitlines()
     if root is not None:
         plain = f"lxc.rootfs.path = dir:{spec.run_dir / 'rootfs'}"
         lines = [f"lxc.rootfs.path = dir:{root}" if line.strip() == plain else line
                  for line in lines if line.strip() != "lxc.rootfs.options = idmap=container"]
+    for source, idmapped in (disks or {}).items():
+        entry = f"lxc.mount.entry = {source} "
+        lines = [f"lxc.mount.entry = {idmapped} "
+                 + line.strip()[len(entry):].replace(",idmap=container", "")
+                 if line.strip().startswith(entry) else line for line in lines]
     return "\n".join([*lines, "lxc.console.path = none", "lxc.tty.max = 0"]) + "\n"

@@ -29,6 +29,17 @@ def test_unprivileged_restore_config_points_at_the_idmapped_root() -> None:
     assert lines[-2:] == ["lxc.console.path = none", "lxc.tty.max = 0"]
 
 
+def test_unprivileged_restore_config_binds_the_idmapped_data_disks() -> None:
+    spec = _spec(False)
+    disk = spec.run_dir / "disks" / "data"
+    idmapped = spec.run_dir / "disks-idmap" / "data"
+    text = (f"lxc.mount.entry = {disk} srv/data none bind,create=dir,idmap=container 0 0\n"
+            f"lxc.hook.post-stop = /bin/sh -c 'umount {disk} || true'\n")
+    lines = _restore_config(text, spec, None, {disk: idmapped}).splitlines()
+    assert lines[0] == f"lxc.mount.entry = {idmapped} srv/data none bind,create=dir 0 0"
+    assert lines[1] == f"lxc.hook.post-stop = /bin/sh -c 'umount {disk} || true'"
+
+
 def test_privileged_restore_config_keeps_the_loop_mount() -> None:
     spec = _spec(True)
     text = f"lxc.rootfs.path = dir:{spec.run_dir / 'rootfs'}\n"
