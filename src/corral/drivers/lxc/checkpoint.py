@@ -13,14 +13,17 @@ restored container as on a started one. What LXC 5.0.2 gets wrong, and what is d
   So the pty binds (``/dev/console``, ``/dev/lxc/console``, ``/dev/ttyN``) are detached in the
   container just before the dump (bound again if it runs on); LXC's ``tty.info`` is renamed
   so LXC passes nothing, and the restore hands CRIU a new pty (``--inherit-fd`` through a
-  CRIU configuration file) whose master a detached ``cat`` drains into ``console.log``.
-  A restored container has no ``corral console`` (its monitor has no console) until its next
-  start; its console output goes on into the log;
+  CRIU configuration file) whose master a detached keeper (``host/consolekeep.py``) drains
+  into ``console.log`` and serves to ``corral console`` (its monitor has no console), the
+  pty's group the container's own ``tty``;
 * an unprivileged container's root is an idmapped mount, which LXC's restore does not make
   (it binds ``lxc.rootfs.path`` plainly): Corral makes the idmapped mount itself
   (``host/idmount.py``) beside the loop mount and points the restoring LXC at it (a bind of
   an idmapped mount keeps the idmap); where the kernel or file system cannot, ``refusal``
-  says so with the kernel's words (the probe is one real idmapped mount, cached).
+  says so with the kernel's words (the probe is one real idmapped mount, cached); its data
+  disks' binds likewise (LXC hands CRIU each bind's plain source);
+* its restoring monitor writes none of the configuration's limits: they are written into
+  the instance's group once CRIU returned.
 
 Corral's containers run from a loop mount the driver makes before ``lxc-start`` and a post-stop
 hook removes; a restore mounts root and data disks first (as ``start`` does) and unmounts them
