@@ -26,6 +26,7 @@ from corral.drivers.base import RuntimeState
 from corral.drivers.lxc import checkpoint
 from corral.drivers.migration import criu_seconds, read_phases
 from corral.host import criu
+from corral.host.fdwait import readable
 from tests.system.fixtures_template import tiny_template
 from tests.system.test_lxc_driver import Env, _no_progress, _why_not, env, leftovers
 
@@ -158,3 +159,14 @@ def test_established_tcp_connection_survives_dump_and_restore(
     while b"corral-console-after-restore" not in env.driver.console_log(spec):
         assert time.monotonic() < deadline, env.driver.console_log(spec)[-500:]
         time.sleep(0.05)
+    # and the console answers (its keeper serves it: the restored monitor has none)
+    console = env.driver.open_console(spec)
+    try:
+        console.write(b"echo restored-console-$((6*7))\n")
+        seen, deadline = b"", time.monotonic() + 20
+        while b"restored-console-42" not in seen:
+            assert time.monotonic() < deadline, seen[-500:]
+            if readable(console.fileno(), 0.5):
+                seen += console.read(4096)
+    finally:
+        console.close()

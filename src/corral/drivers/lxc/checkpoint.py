@@ -207,14 +207,25 @@ def released(spec: InstanceSpec) -> None:
     the filesystem lives on in the dead container's mount namespace until the kernel tears
     that down: a restore that mounted the image meanwhile lost its root to the hook, or got a
     second ext4 instance of the same image beside the unflushed first one (CRIU: "Can't
-    open file …: Bad message"). Gone once the loop device is (autoclear)."""
+    open file …: Bad message"). Gone once the loop device is (autoclear). Still held after
+    the wait (the host's mount removed, the loop device still bound): a HostFailure, not a
+    second mount of the image beside the first (the writes the first had not flushed were
+    lost: zeros in a file, seen once in tests/system/test_criu_real.py under load)."""
     mountpoint = spec.run_dir / "rootfs"
     deadline = time.monotonic() + UNMOUNT_WAIT
     while os.path.ismount(mountpoint) or loop_devices(spec.disk_path):
         if time.monotonic() > deadline:
             if os.path.ismount(mountpoint):
                 unmount(mountpoint)
-            return
+            if not loop_devices(spec.disk_path):
+                return
+            if time.monotonic() > deadline + UNMOUNT_WAIT / 5:
+                log.warning("container %s: root image still attached %g s after its dump",
+                            spec.name, UNMOUNT_WAIT * 1.2)
+                raise HostFailure(
+                    f"the root image of container '{spec.name}' is still in use "
+                    f"{UNMOUNT_WAIT * 1.2:g} s after its dump stopped it: not mounted again "
+                    "(a second mount beside the first would lose what it has not written)")
         time.sleep(0.005)
 
 
