@@ -13,6 +13,13 @@ from corral.domain.errors import InvalidInput
 
 AGENT_PORT = "org.corral.agent"
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the terminating NUL
+TB_MIN_MIB = 32
+TB_MAX_MIB = 1024
+REPORT_ORDER = 5
+"""The guest's free page reporting order (``page_reporting.page_reporting_order``): free
+blocks of 2^5 pages (128 KiB) and up are reported. The kernel's default, the pageblock
+order 9, reports nothing until a zone has 64 MiB free above its low watermark: never in a
+128 MiB guest (docs/architecture.md, "VM density: TCG buffer, free page reporting")."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,13 @@ class VmConfig:
     nics: tuple[VmNic, ...] = ()
     max_cpus: int = 0  # vCPUs ``cpus`` can grow to live; 0: ``cpus``
     balloon: bool = True
+    free_page_reporting: bool = False
+    """The balloon's free page reporting: the guest tells QEMU which of its free pages
+    (2 MiB blocks) it no longer uses and QEMU gives them back to the host (the guest
+    kernel needs ``CONFIG_PAGE_REPORTING``; needs ``balloon``)."""
+    tb_size: int = 0
+    """TCG's translation buffer in MiB (``-accel tcg,tb-size=``); 0: QEMU's default (1 GiB
+    of address space, touched as translations fill it). Unused under KVM."""
     paused: bool = False
     """Start with the vCPUs stopped (``-S``, QMP status ``prelaunch``): the guest runs nothing
     until QMP ``cont`` (a memory snapshot is loaded into it first)."""
@@ -164,15 +178,25 @@ def smp(cfg: VmConfig) -> str:
     return f"cpus={cfg.cpus},maxcpus={most}"
 
 
+def tcg_buffer_mib(memory: int, wanted: int | None = None) -> int:
+    """TCG's translation buffer (MiB) for a guest of ``memory`` bytes: a quarter of its RAM
+    (QEMU's own rule before 5.0, which made it 1 GiB for every guest), at least 32 MiB and
+    at most 1 GiB; ``wanted``: the template's own figure (its ``vm.tb_size_mib``: a guest
+    whose code needs more, or less), within the same bounds."""
+    size = wanted if wanted else memory // 4 // 1024**2
+    return max(TB_MIN_MIB, min(TB_MAX_MIB, size))
+
+
 def kernel_append(template_cmdline: str, hostname: str, tsc_khz: int | None,
-                  tcg: bool = False) -> str:
+                  tcg: bool = False, report_order: int | None = None) -> str:
     """The template's command line plus what Corral adds; later words win in the kernel.
 
     ``tcg``: ``tsc=reliable`` -- TCG's TSC is the host's clock, one for every vCPU, but the
     kernel finds it "unsynchronized", falls back to the jiffies clocksource and ticks 250
     times a second per vCPU even when idle; with a TSC clocksource and an always-running
     APIC timer (``-cpu qemu64,+arat``, ``build_argv``) an idle guest's tick stops (NOHZ):
-    250 -> ~20 timer interrupts a second."""
+    250 -> ~20 timer interrupts a second. ``report_order``: the guest's free page reporting
+    order (``REPORT_ORDER``) unless the template sets its own."""
     words = template_cmdline.split()
     if not any(w.startswith("console=") for w in words):
         words.append("console=ttyS0")
@@ -182,6 +206,9 @@ def kernel_append(template_cmdline: str, hostname: str, tsc_khz: int | None,
         words.append(f"tsc_early_khz={tsc_khz}")
     if tcg and not any(w.startswith("tsc=") for w in words):
         words.append("tsc=reliable")
+    if report_order is not None and not any(
+            w.startswith("page_reporting.page_reporting_order=") for w in words):
+        words.append(f"page_reporting.page_reporting_order={report_order}")
     words.append(f"corral.hostname={hostname}")
     return " ".join(words)
 
@@ -256,7 +283,7 @@ def build_argv(qemu: str, cfg: VmConfig) -> list[str]:
         "-object",
         f"memory-backend-ram,id=ram,size={cfg.memory // 1024**2}M,reserve=off,merge=on",
         "-machine", f"{machine},memory-backend=ram",
-        "-accel", cfg.accel,
+        "-accel", accel_option(cfg),
         "-m", f"{cfg.memory // 1024**2}M",
         "-smp", smp(cfg),
         # TCG: the default CPU model plus ARAT (the APIC timer keeps running in idle), so
@@ -281,7 +308,7 @@ def build_argv(qemu: str, cfg: VmConfig) -> list[str]:
     argv += [
         "-drive", f"id=root,file={_comma(cfg.disk)},format=raw,if=none,discard=unmap",
         "-device", f"virtio-blk-{bus},drive=root,id=root-disk{root_boot}",
-        *(["-device", f"virtio-balloon-{bus},id=balloon"] if cfg.balloon else []),
+        *(["-device", balloon_device(bus, cfg)] if cfg.balloon else []),
         "-device", f"virtio-serial-{bus},id=vser",
         "-chardev", chardev_socket("agent", p.agent),
         "-device", f"virtserialport,bus=vser.0,chardev=agent,name={AGENT_PORT}",
@@ -295,6 +322,18 @@ def build_argv(qemu: str, cfg: VmConfig) -> list[str]:
     if cfg.paused:
         argv.append("-S")
     return argv + disk_argv(cfg.machine, cfg.data_disks) + nic_argv(cfg.machine, cfg.nics)
+
+
+def accel_option(cfg: VmConfig) -> str:
+    """``-accel``: the accelerator, with TCG's translation buffer size when one is set."""
+    if cfg.tb_size and cfg.accel == "tcg":
+        return f"tcg,tb-size={cfg.tb_size}"
+    return cfg.accel
+
+
+def balloon_device(bus: str, cfg: VmConfig) -> str:
+    value = f"virtio-balloon-{bus},id=balloon"
+    return value + (",free-page-reporting=on" if cfg.free_page_reporting else "")
 
 
 def _comma(path: Path) -> str:

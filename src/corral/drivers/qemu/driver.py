@@ -36,7 +36,14 @@ from corral.drivers.base import (
 )
 from corral.drivers.qemu import agent
 from corral.drivers.qemu import resources as vm_resources
-from corral.drivers.qemu.cmdline import VmConfig, VmPaths, build_argv, kernel_append
+from corral.drivers.qemu.cmdline import (
+    REPORT_ORDER,
+    VmConfig,
+    VmPaths,
+    build_argv,
+    kernel_append,
+    tcg_buffer_mib,
+)
 from corral.drivers.qemu.console import SocketConsole, tail
 from corral.drivers.qemu.disks import QemuDiskHotplug, vm_disks
 from corral.drivers.qemu.nics import (
@@ -222,8 +229,10 @@ class QemuDriver(QemuDiskHotplug):
         initrd = template.initrd if template.initrd.exists() else None
         machine = str(template.metadata.get("vm", {}).get("machine", "microvm"))
         accel = self.accel_for(template)
-        append = kernel_append(template.vm_cmdline, spec.name, tsc_khz(),
-                               tcg=accel.startswith("tcg"))
+        vm_meta = template.metadata.get("vm", {})
+        tcg = accel.startswith("tcg")
+        append = kernel_append(template.vm_cmdline, spec.name, tsc_khz(), tcg=tcg,
+                               report_order=REPORT_ORDER)
         append = " ".join([append, *vm_resources.kernel_maxcpus(res, machine)])
         nics = instance_nics(spec)
         append = append_nics(append, nics)
@@ -244,6 +253,9 @@ class QemuDriver(QemuDiskHotplug):
             firmware=firmware,
             cdrom=cdrom if firmware and (cdrom := spec.directory / CDROM).is_file() else None,
             vnc=firmware,
+            free_page_reporting=True,
+            tb_size=tcg_buffer_mib(res.memory, int(vm_meta.get("tb_size_mib") or 0))
+            if tcg else 0,
         )
 
     def start(

@@ -5,7 +5,15 @@ from pathlib import Path
 import pytest
 
 from corral.domain.errors import InvalidInput
-from corral.drivers.qemu.cmdline import VmConfig, VmPaths, build_argv, kernel_append
+from corral.drivers.qemu.cmdline import (
+    TB_MAX_MIB,
+    TB_MIN_MIB,
+    VmConfig,
+    VmPaths,
+    build_argv,
+    kernel_append,
+    tcg_buffer_mib,
+)
 
 
 def config(directory: Path, **overrides: object) -> VmConfig:
@@ -141,3 +149,27 @@ def test_firmware_boot_is_refused_on_microvm() -> None:
 def test_commas_in_disk_paths_are_escaped() -> None:
     argv = build_argv("qemu", config(Path("/vms/a,b")))
     assert any(d.startswith("id=root,file=/vms/a,,b/root.img,") for d in option(argv, "-drive"))
+
+
+def test_tcg_buffer_and_free_page_reporting_on_the_command_line() -> None:
+    argv = build_argv("qemu", config(Path("/v"), tb_size=32, free_page_reporting=True))
+    assert option(argv, "-accel") == ["tcg,tb-size=32"]
+    assert "virtio-balloon-device,id=balloon,free-page-reporting=on" in option(argv, "-device")
+    kvm = build_argv("qemu", config(Path("/v"), accel="kvm", tb_size=32))
+    assert option(kvm, "-accel") == ["kvm"]
+    assert "virtio-balloon-device,id=balloon" in option(kvm, "-device")
+
+
+def test_tcg_buffer_is_a_quarter_of_the_guest_within_bounds() -> None:
+    assert tcg_buffer_mib(128 * 1024**2) == 32
+    assert tcg_buffer_mib(64 * 1024**2) == TB_MIN_MIB
+    assert tcg_buffer_mib(1024**3) == 256
+    assert tcg_buffer_mib(16 * 1024**3) == TB_MAX_MIB
+    assert tcg_buffer_mib(128 * 1024**2, wanted=96) == 96  # the template's own figure
+
+
+def test_kernel_append_sets_the_page_reporting_order_unless_the_template_does() -> None:
+    assert kernel_append("quiet", "a", None, report_order=5).endswith(
+        "page_reporting.page_reporting_order=5 corral.hostname=a")
+    mine = kernel_append("page_reporting.page_reporting_order=7", "a", None, report_order=5)
+    assert mine.count("page_reporting_order") == 1
