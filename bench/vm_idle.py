@@ -69,21 +69,22 @@ def switches(pid: int) -> int:
 
 def rss_parts(pid: int, guest_bytes: int) -> dict[str, float]:
     """RSS (MiB) by what holds it: the guest's RAM (the mapping of the guest's size), TCG's
-    translation buffer (the largest anonymous executable mapping), and QEMU itself (its
-    heap, libraries, thread stacks: everything else)."""
+    translation buffer (anonymous executable mappings: since Corral sizes it, 32 MiB for a
+    128 MiB guest), and QEMU itself (its heap, libraries, thread stacks: everything else)."""
     parts = {"guest": 0.0, "tcg": 0.0, "qemu": 0.0}
     size = 0
     perms = ""
+    named = False
     for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
         fields = line.split()
         if "-" in fields[0] and len(fields) >= 5 and ":" not in fields[0]:
             start, end = (int(x, 16) for x in fields[0].split("-"))
-            size, perms = end - start, fields[1]
+            size, perms, named = end - start, fields[1], len(fields) > 5
         elif fields[0] == "Rss:":
             mib = int(fields[1]) / 1024
             if size == guest_bytes:
                 parts["guest"] += mib
-            elif "x" in perms and size >= 32 << 20:
+            elif "x" in perms and not named:
                 parts["tcg"] += mib
             else:
                 parts["qemu"] += mib
