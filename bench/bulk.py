@@ -71,18 +71,37 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 
 CPU: list[str] = []
 
+DB_SERIES = ("corral_db_write_transactions_total", "corral_db_write_wait_seconds_total",
+             "corral_db_write_held_seconds_total")
+
+
+def db_writes(c: CorralClient) -> tuple[float, ...]:
+    """corrald's write transactions, seconds waited for its write lock, seconds held."""
+    found = dict.fromkeys(DB_SERIES, 0.0)
+    for line in c.metrics().splitlines():
+        name, _, value = line.partition(" ")
+        if name in found:
+            found[name] = float(value)
+    return tuple(found[name] for name in DB_SERIES)
+
 
 def timed_bulk(c: CorralClient, request: BulkRequestModel,
                daemon_pid: int | None = None) -> tuple[float, int]:
     """Seconds from the request to the parent's end; how many items succeeded. With
     ``daemon_pid``: corrald's CPU seconds per item (its own; the tools it ran) noted."""
     before = cpu_seconds(daemon_pid) if daemon_pid else (0.0, 0.0)
+    writes_before = db_writes(c)
     began = time.monotonic()
     parent = c.bulk(request)
     done = c.wait(parent.id)
     took = time.monotonic() - began
     children = c.children(parent.id)
     ok = sum(1 for ch in children if ch.status == "success")
+    writes = [b - a for a, b in zip(writes_before, db_writes(c), strict=True)]
+    if ok:
+        CPU.append(f"{request.action.value} x{ok}: {writes[0] / ok:.1f} write transactions per "
+                   f"item, {1000 * writes[1] / ok:.2f} ms waiting for the write lock and "
+                   f"{1000 * writes[2] / ok:.2f} ms holding it per item")
     if daemon_pid and ok:
         after = cpu_seconds(daemon_pid)
         CPU.append(f"{request.action.value} x{ok}: corrald {1000 * (after[0] - before[0]) / ok:.1f}"
