@@ -23,6 +23,7 @@ from corral.services import faults
 from corral.services.authlimit import DEFAULT_LIMIT, DEFAULT_WINDOW
 from corral.services.core import Corral, Settings
 from corral.services.sessions import DEFAULT_IDLE, DEFAULT_LIFETIME
+from corral.state.database import DATABASE_FILE, migrate_apart
 
 log = logging.getLogger("corral.daemon")
 
@@ -175,6 +176,8 @@ async def serve(args: argparse.Namespace) -> None:
                     "containers at most (LimitNOFILE)", limit)
     if args.test_faults:
         faults.arm(os.environ.get(faults.ENV, ""))
+    # a pending schema migration runs in a child: Alembic never enters the daemon's memory
+    await asyncio.to_thread(migrate_apart, state_dir / DATABASE_FILE)
     corral = Corral(Settings(
         state_dir=state_dir, driver_mode=args.drivers, node=args.node,
         auth_failures=args.auth_failures, auth_window=args.auth_window,
