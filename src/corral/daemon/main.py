@@ -19,6 +19,7 @@ import uvicorn
 
 from corral.api.app import LocalAdmin, TokenAuth, create_app
 from corral.daemon import logs
+from corral.host.tls import ensure_identity_apart
 from corral.services import faults
 from corral.services.authlimit import DEFAULT_LIMIT, DEFAULT_WINDOW
 from corral.services.core import Corral, Settings
@@ -190,6 +191,7 @@ async def serve(args: argparse.Namespace) -> None:
         host, _, port = args.listen.rpartition(":")
         corral.remotes.advertise_url = args.advertise or f"https://{host or '127.0.0.1'}:{port}"
         corral.remotes.own_token = token
+    corral.remotes.make_identity = ensure_identity_apart  # cryptography stays out of corrald
     await asyncio.to_thread(corral.start)  # drivers block (QMP runs its own loop)
     app = create_app(corral)  # lifecycle actions skip only its routing (api/fastpath.py)
     tune_gc()
