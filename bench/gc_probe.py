@@ -88,6 +88,9 @@ def _probe_steps() -> None:
     InstanceService.list_all = _timed("list_all", InstanceService.list_all)  # type: ignore[method-assign]
     InstanceService.runtime_statuses = _timed(  # type: ignore[method-assign]
         "runtime_statuses", InstanceService.runtime_statuses)
+    InstanceService.specs = _timed("specs", InstanceService.specs)  # type: ignore[method-assign]
+    from corral.drivers.lxc.watch import StateCache
+    StateCache.statuses = _timed("lxc states", StateCache.statuses)  # type: ignore[method-assign]
     convert.instances_json = _timed("json", convert.instances_json)
     HistorySampler.tick = _timed("history tick", HistorySampler.tick)  # type: ignore[method-assign]
     Database.transaction = _timed_context(  # type: ignore[method-assign]
