@@ -7,6 +7,7 @@ import ctypes
 import os
 import shutil
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from corral.domain.errors import HostFailure
 from corral.host.loopmount import (
+    ATTEMPTS,
     LOOP_CONTROL,
     LoopConfig,
     LoopInfo64,
@@ -22,6 +24,7 @@ from corral.host.loopmount import (
     mount_loop,
 )
 from corral.host.mounts import mount_image
+from corral.storage.pools.copy import clone_file
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="loop devices and mount(2) need root"),
@@ -103,20 +106,31 @@ def test_a_missing_image_is_refused(tmp_path: Path) -> None:
 
 
 def test_concurrent_mounts_get_distinct_devices(tmp_path: Path) -> None:
-    """Four threads asking loop-control at once: one that loses a race for a free device
-    (EBUSY) asks again."""
-    images = [_image(tmp_path / f"d{i}.img") for i in range(4)]
-    targets = [tmp_path / f"m{i}" for i in range(4)]
+    """More threads asking loop-control at once than a thread has attempts (a bulk create
+    with --parallel 32): each gets its own device (this process's threads take turns for a
+    free one; a device another process took first is asked for again)."""
+    count = ATTEMPTS + 8
+    first = _image(tmp_path / "d0.img")
+    images = [first] + [tmp_path / f"d{i}.img" for i in range(1, count)]
+    for image in images[1:]:
+        clone_file(first, image)
+    targets = [tmp_path / f"m{i}" for i in range(count)]
     for target in targets:
         target.mkdir()
-    with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(mount_loop, image, target)
+    together = threading.Barrier(count)
+
+    def mount(image: Path, target: Path) -> None:
+        together.wait(30)
+        mount_loop(image, target)
+
+    with ThreadPoolExecutor(count) as pool:
+        futures = [pool.submit(mount, image, target)
                    for image, target in zip(images, targets, strict=True)]
     errors = [future.exception() for future in futures]
     try:
-        assert errors == [None] * 4
+        assert errors == [None] * count
         devices = [device for image in images for device in _devices_of(image)]
-        assert len(set(devices)) == 4
+        assert len(set(devices)) == count
     finally:
         for target in targets:
             if os.path.ismount(target):
