@@ -128,7 +128,8 @@ def timed_bulk(c: CorralClient, request: BulkRequestModel,
 
 
 def profiler(out: Path | None, pid: int) -> subprocess.Popen[bytes] | None:
-    """py-spy recording ``pid`` (the thread holding the GIL: its Python CPU) into ``out`` until SIGINT."""
+    """py-spy recording ``pid`` (the thread holding the GIL: its Python CPU) into ``out``
+    until SIGINT."""
     if out is None:
         return None
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -151,7 +152,8 @@ def main() -> None:
     parser.add_argument("--raw", type=int, default=-1,
                         help="instances for the raw ceilings (default: all; 0: none)")
     parser.add_argument("--profile", type=Path, default=None, metavar="FILE",
-                        help="py-spy (samples of the thread holding the GIL, raw format) of corrald during the CT create")
+                        help="py-spy (samples of the thread holding the GIL, raw format) "
+                             "of corrald during the CT create")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root")
