@@ -28,8 +28,6 @@ import contextlib
 import functools
 import re
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -266,29 +264,12 @@ def _current_revisions(conn: sqlite3.Connection) -> set[str]:
 
 
 def at_head(path: Path) -> bool:
-    """Whether the file at ``path`` holds the newest schema (read with plain sqlite3)."""
+    """Whether the file at ``path`` holds the newest schema (read with plain sqlite3; corrald
+    migrates in a child process when not: ``daemon.main.migrate_apart``)."""
     with contextlib.closing(sqlite3.connect(path)) as conn:
         current = _current_revisions(conn)
     head = head_revision()
     return head is not None and current == {head}
-
-
-def migrate_apart(path: Path) -> None:
-    """``migrate`` in a child process, when a migration is pending: for corrald, whose memory
-    then never holds Alembic and SQLAlchemy (imported, they stay: ~20-39 MiB of RSS for the
-    daemon's whole life after a first start or an upgrade). ``Database.open`` afterwards finds
-    the file at head. Tests and tools migrate in their own process (``Database.open``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if at_head(path):
-        return
-    done = subprocess.run(
-        [sys.executable, "-c", "import sys, pathlib; from corral.state.database import migrate;"
-         " migrate(pathlib.Path(sys.argv[1]))", str(path)],
-        capture_output=True, check=False)
-    if done.returncode != 0:
-        said = done.stderr.decode(errors="replace").strip().splitlines()
-        raise RuntimeError(f"migrating the database {path} failed: "
-                           + (said[-1] if said else f"exit {done.returncode}"))
 
 
 def migrate(path: Path) -> None:

@@ -142,31 +142,3 @@ def test_the_head_read_without_alembic_is_alembics_head(tmp_path: Path) -> None:
     (tmp_path / "d.py").write_text('revision = "r4"\ndown_revision = ("r2", "r3")\n')  # merge
     assert head_revision(tmp_path) is None
 
-
-def test_a_pending_migration_runs_apart_and_leaves_alembic_out_of_the_caller(
-        tmp_path: Path) -> None:
-    """corrald's way (``migrate_apart``): the schema made by a child process; the caller
-    (a fresh interpreter here, as the daemon is) never imports Alembic or SQLAlchemy."""
-    import subprocess
-    import sys
-
-    path = tmp_path / "corral.db"
-    probe = ("import sys, pathlib; from corral.state.database import migrate_apart, at_head;"
-             " p = pathlib.Path(sys.argv[1]); migrate_apart(p);"
-             " print(at_head(p), 'alembic' in sys.modules, 'sqlalchemy' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True,
-                          text=True, check=True)
-    assert done.stdout.split() == ["True", "False", "False"]
-    assert _revision(path) == head_revision()
-    Database.open(path)  # at head: only looked at
-
-
-def test_a_migration_that_fails_apart_says_why(tmp_path: Path) -> None:
-    import pytest
-
-    from corral.state.database import migrate_apart
-
-    path = tmp_path / "corral.db"
-    path.write_bytes(b"not a database" * 100)
-    with pytest.raises(RuntimeError, match=r"migrating the database .* failed: \S"):
-        migrate_apart(path)
