@@ -19,6 +19,7 @@ import argparse
 import functools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -71,18 +72,49 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 
 CPU: list[str] = []
 
+DB_SERIES = ("corral_db_write_transactions_total", "corral_db_write_wait_seconds_total",
+             "corral_db_write_held_seconds_total")
+
+
+def db_writes(c: CorralClient) -> tuple[float, ...]:
+    """corrald's write transactions, seconds waited for its write lock, seconds held."""
+    found = dict.fromkeys(DB_SERIES, 0.0)
+    for line in c.metrics().splitlines():
+        name, _, value = line.partition(" ")
+        if name in found:
+            found[name] = float(value)
+    return tuple(found[name] for name in DB_SERIES)
+
+
+def host_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of every CPU so far (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
 
 def timed_bulk(c: CorralClient, request: BulkRequestModel,
                daemon_pid: int | None = None) -> tuple[float, int]:
     """Seconds from the request to the parent's end; how many items succeeded. With
     ``daemon_pid``: corrald's CPU seconds per item (its own; the tools it ran) noted."""
     before = cpu_seconds(daemon_pid) if daemon_pid else (0.0, 0.0)
+    writes_before = db_writes(c)
+    host_before = host_cpu()
     began = time.monotonic()
     parent = c.bulk(request)
     done = c.wait(parent.id)
     took = time.monotonic() - began
     children = c.children(parent.id)
     ok = sum(1 for ch in children if ch.status == "success")
+    host_after = host_cpu()
+    writes = [b - a for a, b in zip(writes_before, db_writes(c), strict=True)]
+    if ok:
+        busy = (host_after[0] - host_before[0]) / max(1, host_after[1] - host_before[1])
+        CPU.append(f"{request.action.value} x{ok}: the host's CPUs {100 * busy:.0f} % busy "
+                   f"during it ({os.cpu_count()} CPUs)")
+        CPU.append(f"{request.action.value} x{ok}: {writes[0] / ok:.1f} write transactions per "
+                   f"item, {1000 * writes[1] / ok:.2f} ms waiting for the write lock and "
+                   f"{1000 * writes[2] / ok:.2f} ms holding it per item")
     if daemon_pid and ok:
         after = cpu_seconds(daemon_pid)
         CPU.append(f"{request.action.value} x{ok}: corrald {1000 * (after[0] - before[0]) / ok:.1f}"
@@ -92,6 +124,19 @@ def timed_bulk(c: CorralClient, request: BulkRequestModel,
         failed = [f"{ch.instance}: {ch.error}" for ch in children if ch.status == "failure"]
         print(f"  {request.action.value}: {done.error}; e.g. {failed[:3]}", file=sys.stderr)
     return took, ok
+
+
+def profiler(out: Path | None, pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy recording ``pid`` (the thread holding the GIL: its Python CPU) into ``out``
+    until SIGINT."""
+    if out is None:
+        return None
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    process = subprocess.Popen([spy, "record", "--gil", "--rate", "100", "--format", "raw",
+                                "-o", str(out), "-p", str(pid)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)  # attached
+    return process
 
 
 def row(what: str, count: int, seconds: float) -> str:
@@ -109,6 +154,9 @@ def main() -> None:
                              "inside the timed request)")
     parser.add_argument("--raw", type=int, default=-1,
                         help="instances for the raw ceilings (default: all; 0: none)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="FILE",
+                        help="py-spy (samples of the thread holding the GIL, raw format) "
+                             "of corrald during the CT create")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root")
@@ -139,9 +187,13 @@ def main() -> None:
                     timed_bulk(c, BulkRequestModel(action=BulkAction.DELETE,
                                                    names=[f"w{kind}"], force=True))
                     CPU.clear()
+                spy = profiler(args.profile, daemon.process.pid) if kind == "ct" else None
                 took, ok = timed_bulk(c, BulkRequestModel(
                     action=BulkAction.CREATE, names=names, parallel=args.parallel, create=spec),
                     daemon.process.pid)
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(60)
                 up = "running" if kind == "ct" else "runtime up"
                 rows.append(row(f"{kind.upper()} create + start ({up}), one bulk request", ok,
                                 took))

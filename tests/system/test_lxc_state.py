@@ -82,6 +82,9 @@ def test_batch_state_spawns_nothing_and_sees_changes_behind_corrals_back(env: En
             env.driver.create(spec, env.template, _no_progress)
             env.driver.start(spec, env.template)
             assert wait_for_console(spec, env.driver, READY, 30)
+        # each start read and watched its container already (not the first list after it)
+        kept = env.driver._states
+        assert kept is not None and all(lxc_name(s) in kept._entries for s in specs)
         a, b, c = specs[:3]
 
         SPAWNS.armed = True
@@ -113,8 +116,8 @@ def test_batch_state_spawns_nothing_and_sees_changes_behind_corrals_back(env: En
         assert _until(lambda: states() == want), states()
         _lxc(env, "lxc-unfreeze", lxc_name(b))
         assert env.driver.statuses([b])[b.id].state is RuntimeState.RUNNING
-        # a kept "stopped" goes as soon as the container starts (start does not tell the
-        # batch read: LXC making the container's cgroup does)
+        # a kept "stopped" goes as soon as the container starts (LXC making the container's
+        # cgroup tells the batch read; the driver's start reads it again too)
         assert env.driver.statuses([a])[a.id].state is RuntimeState.STOPPED
         env.driver.start(a, env.template)
         assert env.driver.statuses([a])[a.id].state is RuntimeState.RUNNING

@@ -10,7 +10,13 @@ from fastapi.responses import PlainTextResponse
 from corral.api.deps import corral
 from corral.domain.lifecycle import State
 from corral.services.core import Corral
-from corral.services.hostmetrics import commitment_text, instances_text, ksm_text, pools_text
+from corral.services.hostmetrics import (
+    commitment_text,
+    database_text,
+    instances_text,
+    ksm_text,
+    pools_text,
+)
 from corral.services.resources import Usage, capacity_metrics_text, metrics_text
 from corral.wire.models import (
     CapacityModel,
@@ -91,4 +97,5 @@ def metrics(app: App) -> str:
             + pools_text(app.storage.pool_figures())
             + ksm_text(app.capacity.ksm_status())
             + app.operations.metrics.text(app.operations.running())
+            + database_text(app.store.db.writes)
             + traffic_text(app.networks.traffic()))

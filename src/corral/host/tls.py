@@ -15,6 +15,7 @@ import ipaddress
 import os
 import socket
 import ssl
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,26 @@ def ensure_identity(directory: Path, common_name: str, also: tuple[str, ...] = (
     tmp_cert = identity.cert.with_suffix(".tmp")
     tmp_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     tmp_cert.replace(identity.cert)
+    return identity
+
+
+def ensure_identity_apart(directory: Path, common_name: str,
+                          also: tuple[str, ...] = ()) -> Identity:
+    """``ensure_identity``, a missing identity made by a child process: for corrald, whose
+    memory then never holds cryptography (~12-16 MiB it would keep after a first start)."""
+    identity = Identity(directory / KEY_FILE, directory / CERT_FILE)
+    if identity.key.exists() and identity.cert.exists():
+        return identity
+    from corral.host.run import run
+
+    done = run([sys.executable, "-c", "import sys, pathlib; from corral.host.tls import "
+                "ensure_identity; ensure_identity(pathlib.Path(sys.argv[1]), sys.argv[2], "
+                "tuple(sys.argv[3:]))", str(directory), common_name, *also],
+               check=False, timeout=None)
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        raise HostFailure(f"cannot make this host's TLS identity in {directory}: "
+                          + (said[-1] if said else f"exit {done.returncode}"))
     return identity
 
 

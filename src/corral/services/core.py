@@ -29,7 +29,7 @@ from corral.services.templates import TemplateService
 from corral.services.tickets import TicketService
 from corral.services.users import UserService
 from corral.state.auditstore import AuditStore
-from corral.state.database import Database
+from corral.state.database import DATABASE_FILE, Database
 from corral.state.netstore import NetworkStore
 from corral.state.storagestore import StorageStore
 from corral.state.store import InstanceRecord, OperationRecord, StateStore
@@ -69,7 +69,7 @@ class Corral:
         self.settings = settings
         node = settings.node or socket.gethostname()
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.db = Database.open(settings.state_dir / "corral.db")  # migrated once, here
+        self.db = Database.open(settings.state_dir / DATABASE_FILE)  # migrated once, here
         self.store = StateStore(self.db)
         self.events = EventBus()
         self.consoles = ConsoleHub()

@@ -14,6 +14,7 @@ from corral.domain.instance import Kind
 from corral.domain.lifecycle import State
 from corral.host.ksm import KsmStatus
 from corral.services.resources import Usage, sample
+from corral.state.database import WriteFigures
 from corral.storage.pools.base import PoolUsage
 
 
@@ -79,4 +80,19 @@ def instances_text(rows: list[Usage]) -> str:
     lines = _family("corral_instances", "gauge", "Instances on this host by type and state.")
     lines += [f'corral_instances{{type="{k.value}",state="{s.value}"}} {counts[(k, s)]}'
               for k in Kind for s in State]
+    return "\n".join(lines) + "\n"
+
+
+def database_text(figures: WriteFigures) -> str:
+    """The daemon's database write transactions: how many, and the seconds spent waiting for
+    the one write lock and holding it (what a write-heavy burst, a bulk create, queues on)."""
+    lines = _family("corral_db_write_transactions_total", "counter",
+                    "Database write transactions since the daemon started.")
+    lines.append(f"corral_db_write_transactions_total {figures.transactions}")
+    lines += _family("corral_db_write_wait_seconds_total", "counter",
+                     "Seconds threads waited for the database's write lock.")
+    lines.append(f"corral_db_write_wait_seconds_total {sample(figures.waited_ns / 1e9)}")
+    lines += _family("corral_db_write_held_seconds_total", "counter",
+                     "Seconds the database's write lock was held (the transactions' own time).")
+    lines.append(f"corral_db_write_held_seconds_total {sample(figures.held_ns / 1e9)}")
     return "\n".join(lines) + "\n"

@@ -308,8 +308,9 @@ class InstanceService:
                 if start:
                     ctx.progress(0.9, "starting")
                     driver.start(made, image)
-            state = State.RUNNING if start else State.STOPPED
-            self.store.set_state(rec.id, state)
+            # committed with the operation's success (one transaction, not two); until then
+            # the instance shows "creating" under the create's lock
+            ctx.settle(rec.id, State.RUNNING if start else State.STOPPED)
             self.events.publish("instance.created", instance=name, id=rec.id, type=kind)
 
         try:

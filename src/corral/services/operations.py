@@ -22,6 +22,7 @@ from corral.services.locks import InstanceLocks
 from corral.services.oplog import OperationLog
 from corral.services.opmetrics import OperationMetrics
 from corral.services.scope import Scope, current
+from corral.services.writebehind import WriteBehind
 from corral.state.oplogstore import OperationLogStore
 from corral.state.store import OperationRecord, StateStore
 
@@ -74,7 +75,8 @@ class OperationContext:
         if self.cancel_requested.is_set():
             raise Cancelled(f"operation {self.id} was cancelled")
         fraction = max(0.0, min(1.0, fraction))
-        self._manager.store.update_operation(self.id, progress=fraction, phase=phase)
+        # the row follows within WriteBehind.DELAY, with other operations' rows
+        self._manager.writer.progress(self.id, fraction, phase)
         if phase != self.phase:  # the operation's log: each phase once, not every fraction
             self.phase = phase
             self._manager.oplog.add(self.id, "info", "corral.operations", phase)
@@ -108,6 +110,9 @@ class OperationManager:
         self._finished: OrderedDict[str, OperationRecord] = OrderedDict()
         self._on_end: dict[str, list[Ended]] = {}
         self.oplog = OperationLog(OperationLogStore(store.db))
+        self.writer = WriteBehind(store, self.oplog.store)
+        """Progress rows and ended operations' log lines, written together a moment late."""
+        self.oplog.writer = self.writer
         self.metrics = OperationMetrics()
         """Ended operations by action and status, and how long they ran (/metrics)."""
 
@@ -239,6 +244,7 @@ class OperationManager:
                 phase=(ctx.result or "done") if succeeded else status.value,
                 instance_state=settled,
             )
+            self.writer.forget(ctx.id)
         finally:
             # released only once the instance's new state is committed: the next operation
             # on it must not read the state this one leaves behind before it is written
@@ -327,3 +333,4 @@ class OperationManager:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.writer.close()

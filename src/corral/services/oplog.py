@@ -4,7 +4,8 @@ One ``logging.Handler`` on the ``corral`` logger (installed once per process, wh
 number of daemons a test makes) hands a record made while an operation's work runs
 (``scope.current`` names it) to that operation's ``OperationLog``, which adds it to the
 operation's lines in memory, together with the phases the work reports; when the operation
-ends they are written in one transaction (not one per line on the operation's path).
+ends they are written in one transaction (not one per line on the operation's path), with
+other ended operations' lines when a ``WriteBehind`` is given (``services/writebehind.py``).
 Bounded: at most ``MAX_LINES`` lines of ``MAX_CHARS`` each per operation, and lines older
 than ``KEPT_FOR`` are deleted (checked at most once an hour).
 """
@@ -15,9 +16,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from corral.services.scope import current
 from corral.state.oplogstore import LogLine, OperationLogStore
+
+if TYPE_CHECKING:
+    from corral.services.writebehind import WriteBehind
 
 MAX_LINES = 1000
 MAX_CHARS = 4000
@@ -51,6 +56,8 @@ class OperationLog:
         self._skipped: dict[str, int] = {}
         self._guard = threading.Lock()
         self._pruned = 0.0
+        self.writer: WriteBehind | None = None
+        """Where an ended operation's lines go to be stored with others' (None: at once)."""
 
     # Collecting -------------------------------------------------------------------------
     def begin(self, op_id: str) -> None:
@@ -88,17 +95,24 @@ class OperationLog:
         if skipped:
             lines.append(LogLine(len(lines), self.clock(), "warning", "corral.operations",
                                  f"{skipped} more lines were not kept (at most {MAX_LINES})"))
+        def stored() -> None:
+            with self._guard:
+                self._buffers.pop(op_id, None)
+
         try:
-            self.store.add(op_id, lines)
+            if self.writer is not None:
+                self.writer.log_lines(op_id, lines, stored)
+            else:
+                try:
+                    self.store.add(op_id, lines)
+                finally:
+                    stored()
             now = self.clock()
             if now - self._pruned > PRUNE_EVERY:
                 self._pruned = now
                 self.store.prune(now - KEPT_FOR)
         except Exception:  # the log of a log: never fail the operation's end
             log.exception("keeping the log lines of operation %s failed", op_id)
-        finally:
-            with self._guard:
-                self._buffers.pop(op_id, None)
 
     def lines(self, op_id: str) -> list[LogLine]:
         """What is stored, then what a running operation has logged so far."""

@@ -43,6 +43,8 @@ class RemoteService:
         self.node = node
         self._tls_dir = tls_dir
         self._identity: Identity | None = None
+        self.make_identity: Callable[[Path, str, tuple[str, ...]], Identity] = ensure_identity
+        """How a missing identity is made (corrald: in a child process, ``tls.py``)."""
         self.advertise_url: str | None = None  # set by corrald when it listens on TCP
         self.own_token: str | None = None
         self.member: Callable[[str], RemoteRecord | None] = lambda _name: None
@@ -53,8 +55,8 @@ class RemoteService:
     def identity(self) -> Identity:
         if self._identity is None:
             advertised = urlsplit(self.advertise_url or "").hostname
-            self._identity = ensure_identity(self._tls_dir, self.node,
-                                             (advertised,) if advertised else ())
+            self._identity = self.make_identity(self._tls_dir, self.node,
+                                                (advertised,) if advertised else ())
         return self._identity
 
     def pairing_info(self) -> PairingInfo:

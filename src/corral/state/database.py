@@ -29,6 +29,7 @@ import functools
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+DATABASE_FILE = "corral.db"
+"""The database's name in a daemon's state directory."""
 
 BUSY_TIMEOUT_S = 5.0
 """How long a write waits for another writer (this process's, then SQLite's lock)."""
@@ -98,6 +101,17 @@ class Mapper(Generic[R]):
                 f"VALUES ({', '.join('?' * len(self.columns))})")
 
 
+@dataclass
+class WriteFigures:
+    """This daemon's write transactions since it started (``/metrics``): how many, the time
+    their threads waited for the write lock (``Database._writer``), and the time they held
+    it. Nanoseconds; counted under the lock, so exact."""
+
+    transactions: int = 0
+    waited_ns: int = 0
+    held_ns: int = 0
+
+
 class Database:
     """Connections to one SQLite file whose schema is at the newest migration."""
 
@@ -112,6 +126,7 @@ class Database:
         """Held by the thread in a write transaction: this process's writers wait here (woken
         as soon as it ends) instead of in SQLite's sleeping busy handler. Another process's
         writer (none in normal use) is still waited for by ``busy_timeout``."""
+        self.writes = WriteFigures()
 
     @classmethod
     def open(cls, path: Path) -> Database:
@@ -155,7 +170,9 @@ class Database:
             return
         # a writer stuck longer than the busy timeout does not stop the others for ever: past
         # it they go on to SQLite's own waiting (and its "database is locked")
+        asked = time.perf_counter_ns()
         mine = self._writer.acquire(timeout=BUSY_TIMEOUT_S)
+        got = time.perf_counter_ns()
         try:
             conn.execute("BEGIN IMMEDIATE")
             self._local.depth = 1
@@ -169,6 +186,10 @@ class Database:
             finally:
                 self._local.depth = 0
                 self.generation += 1  # under the write lock; a rollback counts too (harmless)
+                figures = self.writes
+                figures.transactions += 1
+                figures.waited_ns += got - asked
+                figures.held_ns += time.perf_counter_ns() - got
         finally:
             if mine:
                 self._writer.release()
@@ -240,6 +261,15 @@ def _current_revisions(conn: sqlite3.Connection) -> set[str]:
         return {row[0] for row in conn.execute("SELECT version_num FROM alembic_version")}
     except sqlite3.DatabaseError:
         return set()
+
+
+def at_head(path: Path) -> bool:
+    """Whether the file at ``path`` holds the newest schema (read with plain sqlite3; corrald
+    migrates in a child process when not: ``daemon.main.migrate_apart``)."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        current = _current_revisions(conn)
+    head = head_revision()
+    return head is not None and current == {head}
 
 
 def migrate(path: Path) -> None:

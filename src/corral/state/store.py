@@ -324,6 +324,20 @@ class StateStore:
             _set_state(conn, instance_state)
         return OPERATIONS.load(found)
 
+    def update_progress(self, changes: Mapping[str, tuple[float, str]]) -> None:
+        """(progress, phase) of running operations, by id, in one transaction; an operation
+        no longer running keeps its row (its final one)."""
+        if not changes:
+            return
+        now = to_sql_datetime(utcnow())
+        running = OperationStatus.RUNNING.value
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "UPDATE operations SET progress = ?, phase = ?, updated_at = ? "
+                "WHERE id = ? AND status = ?",
+                [(fraction, phase, now, op_id, running)
+                 for op_id, (fraction, phase) in changes.items()])
+
     def get_operation(self, op_id: str) -> OperationRecord:
         """By full id, or by a unique prefix of at least 4 characters (as list shows them)."""
         row = self.db.one(f"{OPERATIONS.select} WHERE id = ?", (op_id,))

@@ -7,8 +7,19 @@ import gc
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
-from corral.daemon.main import GC_YOUNG, build_parser, parse_args, raise_fd_limit, tune_gc
+import pytest
+
+from corral.daemon.main import (
+    GC_YOUNG,
+    build_parser,
+    migrate_apart,
+    parse_args,
+    raise_fd_limit,
+    tune_gc,
+)
+from corral.state.database import at_head
 
 
 def test_every_option_has_help() -> None:
@@ -57,3 +68,26 @@ def test_the_fd_limit_is_raised_toward_the_hard_limit_and_never_lowered() -> Non
         assert raise_fd_limit(300) == min(512, hard)  # never lowered
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, before)
+
+
+def test_a_pending_migration_runs_apart_and_leaves_alembic_out_of_the_daemon(
+        tmp_path: Path) -> None:
+    """``migrate_apart`` (before the services open the database): the schema made by a child
+    process; the caller (a fresh interpreter here, as corrald is) never imports Alembic or
+    SQLAlchemy; a database at head is only looked at."""
+    path = tmp_path / "corral.db"
+    probe = ("import sys, pathlib; from corral.daemon.main import migrate_apart;"
+             " from corral.state.database import at_head; p = pathlib.Path(sys.argv[1]);"
+             " migrate_apart(p); migrate_apart(p);"
+             " print(at_head(p), 'alembic' in sys.modules, 'sqlalchemy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.split() == ["True", "False", "False"]
+    assert at_head(path)
+
+
+def test_a_migration_that_fails_apart_says_why(tmp_path: Path) -> None:
+    path = tmp_path / "corral.db"
+    path.write_bytes(b"not a database" * 100)
+    with pytest.raises(RuntimeError, match=r"migrating the database .* failed: \S"):
+        migrate_apart(path)

@@ -7,6 +7,7 @@ import ctypes
 import os
 import shutil
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from corral.domain.errors import HostFailure
 from corral.host.loopmount import (
+    ATTEMPTS,
     LOOP_CONTROL,
     LoopConfig,
     LoopInfo64,
@@ -22,6 +24,7 @@ from corral.host.loopmount import (
     mount_loop,
 )
 from corral.host.mounts import mount_image
+from corral.storage.pools.copy import clone_file
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="loop devices and mount(2) need root"),
@@ -103,23 +106,49 @@ def test_a_missing_image_is_refused(tmp_path: Path) -> None:
 
 
 def test_concurrent_mounts_get_distinct_devices(tmp_path: Path) -> None:
-    """Four threads asking loop-control at once: one that loses a race for a free device
-    (EBUSY) asks again."""
-    images = [_image(tmp_path / f"d{i}.img") for i in range(4)]
-    targets = [tmp_path / f"m{i}" for i in range(4)]
+    """More threads asking loop-control at once than a thread has attempts (a bulk create
+    with --parallel 32): each gets its own device (this process's threads take turns for a
+    free one; a device another process took first is asked for again)."""
+    count = ATTEMPTS + 8
+    first = _image(tmp_path / "d0.img")
+    images = [first] + [tmp_path / f"d{i}.img" for i in range(1, count)]
+    for image in images[1:]:
+        clone_file(first, image)
+    targets = [tmp_path / f"m{i}" for i in range(count)]
     for target in targets:
         target.mkdir()
-    with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(mount_loop, image, target)
+    together = threading.Barrier(count)
+
+    def mount(image: Path, target: Path) -> None:
+        together.wait(30)
+        mount_loop(image, target)
+
+    with ThreadPoolExecutor(count) as pool:
+        futures = [pool.submit(mount, image, target)
                    for image, target in zip(images, targets, strict=True)]
     errors = [future.exception() for future in futures]
     try:
-        assert errors == [None] * 4
-        devices = [device for image in images for device in _devices_of(image)]
-        assert len(set(devices)) == 4
+        assert errors == [None] * count
+        devices = _backed_by(tmp_path)  # one pass over /sys/block (a host has ~1000)
+        assert sorted(devices.values()) == sorted(str(i) for i in images)
     finally:
         for target in targets:
             if os.path.ismount(target):
                 _umount(target)
-    for image in images:
-        assert _devices_of(image, wait=5.0) == []
+    deadline = time.monotonic() + 5
+    while _backed_by(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _backed_by(tmp_path) == {}
+
+
+def _backed_by(directory: Path) -> dict[str, str]:
+    """Loop device -> its backing file, for the files under ``directory``."""
+    found = {}
+    for loop in Path("/sys/block").glob("loop*"):
+        try:
+            backing = (loop / "loop" / "backing_file").read_text().strip()
+        except OSError:
+            continue
+        if backing.startswith(f"{directory}/"):
+            found[loop.name] = backing
+    return found

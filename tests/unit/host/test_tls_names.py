@@ -33,3 +33,22 @@ def test_without_an_advertised_address_and_an_existing_identity_kept(tmp_path: P
     pem = made.cert_pem
     again = ensure_identity(tmp_path / "b", "node2", ("192.0.2.9",))
     assert again.cert_pem == pem  # made once: pinned peers keep trusting it
+
+
+def test_corrald_makes_its_identity_apart_with_the_same_names(tmp_path: Path) -> None:
+    """``ensure_identity_apart`` (corrald's first start): the same certificate, made by a
+    child process; a fresh caller never imports cryptography; a made one is kept."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, pathlib; from corral.host.tls import ensure_identity_apart;"
+             " ensure_identity_apart(pathlib.Path(sys.argv[1]), 'node1', ('192.0.2.7',));"
+             " print('cryptography' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "a")],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False"]
+    from corral.host.tls import ensure_identity_apart
+
+    made = ensure_identity_apart(tmp_path / "a", "other")
+    assert names(made.cert) == ({"node1"}, {"127.0.0.1", "192.0.2.7"})
+    assert (made.key.stat().st_mode & 0o777) == 0o600

@@ -141,3 +141,4 @@ def test_the_head_read_without_alembic_is_alembics_head(tmp_path: Path) -> None:
     assert head_revision(tmp_path) is None
     (tmp_path / "d.py").write_text('revision = "r4"\ndown_revision = ("r2", "r3")\n')  # merge
     assert head_revision(tmp_path) is None
+
