@@ -162,6 +162,11 @@ class MigrationHooks(Protocol):
         once dumped (else it runs on: a trial)."""
         ...
 
+    def dumped_recently(self, spec: InstanceSpec) -> bool:
+        """A trial ``checkpoint`` of this same run and configuration of ``spec`` succeeded
+        a short while ago (the migration skips its own trial)."""
+        ...
+
     def settle(self, spec: InstanceSpec) -> None:
         """After a stopping ``checkpoint``: wait until the instance has let go of its disks
         (their images consistent on the host). The migration sends the dump meanwhile."""
@@ -288,6 +293,10 @@ class CopyOnly:
 
     def checkpoint(self, spec: InstanceSpec, directory: Path, *, stop: bool) -> None:
         raise Unsupported("this driver cannot checkpoint processes")
+
+    def dumped_recently(self, spec: InstanceSpec) -> bool:
+        del spec
+        return False
 
     def settle(self, spec: InstanceSpec) -> None:
         del spec

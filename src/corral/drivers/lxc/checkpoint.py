@@ -33,6 +33,8 @@ again if CRIU fails. Used by memory snapshots and by checkpoint/restore migratio
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import re
@@ -68,6 +70,9 @@ TTY_INFO = "tty.info"  # LXC's: the console's CRIU id, tty[rdev:dev]
 OUR_TTY_INFO = "corral-tty.info"
 RESTORE_CONF = "corral-restore.conf"
 DUMP_CONF = "corral-dump.conf"
+DUMPABLE = "criu-dumpable.json"
+DUMPABLE_SECONDS = 600.0
+"""How long a trial dump's verdict stands for the same container run and configuration."""
 _PTY_BIND = re.compile(r"^/dev/(console|tty\d+|lxc/console|lxc/tty\d+)$")
 
 
@@ -190,7 +195,10 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool,
         if driver.status(spec).state is not RuntimeState.STOPPED:
             _rebind(status.pid, binds)
     if proc.returncode != 0:
+        forget_dumpable(spec)
         raise _failure("dump", spec, directory, proc.stderr or proc.stdout)
+    if not stop:
+        remember_dumpable(driver, spec)
     (directory / TTY_INFO).unlink(missing_ok=True)  # LXC's restore would refuse it
     if console is not None:  # restore() hands CRIU a console itself
         (directory / OUR_TTY_INFO).write_text(console + "\n")
@@ -199,6 +207,48 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool,
         released(spec)
         clock.mark("root released")
     clock.save(directory, "dump")
+
+
+def _dumpable_key(driver: LxcDriver, spec: InstanceSpec, pid: int) -> str:
+    """What a trial dump's verdict holds for: this run of the container (its init's pid
+    and start time) and its LXC configuration."""
+    config = driver.lxcpath / lxc_name(spec) / "config"
+    try:
+        started = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        text = config.read_bytes()
+    except (OSError, IndexError):
+        return ""
+    return hashlib.sha256(b"%d %s " % (pid, started.encode()) + text).hexdigest()
+
+
+def remember_dumpable(driver: LxcDriver, spec: InstanceSpec) -> None:
+    """A leave-running dump of ``spec`` succeeded, or a restore from a dump: recorded for
+    ``dumped_recently``."""
+    pid = driver.status(spec).pid
+    key = "" if pid is None else _dumpable_key(driver, spec, pid)
+    if key:
+        with contextlib.suppress(OSError):
+            (spec.run_dir / DUMPABLE).write_text(json.dumps({"key": key, "at": time.time()}))
+
+
+def dumped_recently(driver: LxcDriver, spec: InstanceSpec) -> bool:
+    """Whether a leave-running dump of this same run of ``spec``, with the same LXC
+    configuration, succeeded within ``DUMPABLE_SECONDS``: a migration then skips its trial
+    dump (one freeze fewer). Processes that came since (an exec) can still make the real
+    dump fail: the move then fails with CRIU's words, the container running, and forgets
+    the verdict (so the next try makes a trial and falls back)."""
+    try:
+        found = json.loads((spec.run_dir / DUMPABLE).read_text())
+        key, at = str(found["key"]), float(found["at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    pid = driver.status(spec).pid
+    return (pid is not None and 0 <= time.time() - at < DUMPABLE_SECONDS
+            and key == _dumpable_key(driver, spec, pid))
+
+
+def forget_dumpable(spec: InstanceSpec) -> None:
+    (spec.run_dir / DUMPABLE).unlink(missing_ok=True)
 
 
 def released(spec: InstanceSpec) -> None:
@@ -327,6 +377,7 @@ def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> float:
             unmount_data_disks(spec)
         raise _failure("restore", spec, directory, proc.stderr or proc.stdout)
     _limits_after_restore(driver, spec)
+    remember_dumpable(driver, spec)  # all its processes were dumped and restored just now
     return resumed_at
 
 

@@ -47,6 +47,11 @@ class LxcMigration(CopyOnly):
         # while the migration sends the dump
         checkpoint.dump(self.driver, spec, directory, stop=stop, wait_release=False)
 
+    def dumped_recently(self, spec: InstanceSpec) -> bool:
+        from corral.drivers.lxc import checkpoint
+
+        return checkpoint.dumped_recently(self.driver, spec)
+
     def settle(self, spec: InstanceSpec) -> None:
         from corral.drivers.lxc import checkpoint
 

@@ -368,21 +368,13 @@ class SourceRun:
             self.undo.push("start the source again", self._restart_source)
             self.driver.stop(self.spec, force=False, timeout=10.0)
         if restore:
-            # the dump goes while the stopped container lets go of its root (the post-stop
-            # hook's unmount, ~0.1-0.2 s here), which the final delta must wait for
-            self.phase(0.75, "sending the checkpoint and the instance's files")
-            files_began = time.time()
-            peer.send_files(self.mid, instance_files(self.spec.directory))
-            self.details["files_ms"] = round((time.time() - files_began) * 1000, 1)
-            settle_began = time.time()
-            self.hooks.settle(self.spec)
-            self.details["settle_ms"] = round((time.time() - settle_began) * 1000, 1)
-        delta_began = time.time()
-        final = rnd(0.75, 0.9, "final disk delta (stopped)")
-        sent_total += final
-        if restore:
-            self.details["delta_ms"] = round((time.time() - delta_began) * 1000, 1)
+            self.phase(0.75, "sending the checkpoint, the instance's files and the final "
+                       "disk delta")
+            final = self._send_checkpoint(peer, lambda: rnd(0.75, 0.9, "final disk delta"))
         else:
+            final = rnd(0.75, 0.9, "final disk delta (stopped)")
+        sent_total += final
+        if not restore:
             self.phase(0.9, "sending the instance's files")
             peer.send_files(self.mid, instance_files(self.spec.directory))
         self.check()
@@ -407,6 +399,36 @@ class SourceRun:
         })
         return commit
 
+    def _send_checkpoint(self, peer: PeerClient, final_round: Callable[[], int]) -> int:
+        """The dump and the instance's files (one tar) go on a thread of their own while the
+        stopped container lets go of its root (the post-stop hook's unmount) and the final
+        disk delta, which must wait for that, is read and sent: two requests at once on the
+        peer's connection pool (the heartbeat is a third). The bytes of the delta."""
+        failed: list[BaseException] = []
+
+        def send_files() -> None:
+            began = time.time()
+            try:
+                peer.send_files(self.mid, instance_files(self.spec.directory))
+            except BaseException as exc:  # raised on the migration's thread, below
+                failed.append(exc)
+            self.details["files_ms"] = round((time.time() - began) * 1000, 1)
+
+        sender = threading.Thread(target=send_files, daemon=True, name="migration-files")
+        sender.start()
+        try:
+            began = time.time()
+            self.hooks.settle(self.spec)
+            self.details["settle_ms"] = round((time.time() - began) * 1000, 1)
+            began = time.time()
+            final = final_round()
+            self.details["delta_ms"] = round((time.time() - began) * 1000, 1)
+        finally:
+            sender.join()
+        if failed:
+            raise failed[0]
+        return final
+
     def _reporter(self, lo: float, hi: float, label: str, before: int,
                   total: int) -> Callable[[int], None]:
         def report(done: int) -> None:
@@ -423,6 +445,9 @@ class SourceRun:
         """Dump the running instance once, leaving it running, before anything is stopped:
         what CRIU cannot dump (a process attached from outside, …) makes the move fall back
         to the restart path with CRIU's own words, not fail after the stop."""
+        if self.hooks.dumped_recently(self.spec):
+            self.details["trial"] = "skipped: a trial dump of this run passed recently"
+            return
         self.phase(0.71, "trial checkpoint (CRIU dump, the instance runs on)")
         trial = self.spec.run_dir / "checkpoint-trial"
         try:
