@@ -162,6 +162,11 @@ class MigrationHooks(Protocol):
         once dumped (else it runs on: a trial)."""
         ...
 
+    def before_checkpoint(self, spec: InstanceSpec) -> None:
+        """Right before a stopping ``checkpoint``, while the instance still runs: what can
+        be done outside the downtime (undone by the ``checkpoint`` if that fails)."""
+        ...
+
     def dumped_recently(self, spec: InstanceSpec) -> bool:
         """A trial ``checkpoint`` of this same run and configuration of ``spec`` succeeded
         a short while ago (the migration skips its own trial)."""
@@ -293,6 +298,9 @@ class CopyOnly:
 
     def checkpoint(self, spec: InstanceSpec, directory: Path, *, stop: bool) -> None:
         raise Unsupported("this driver cannot checkpoint processes")
+
+    def before_checkpoint(self, spec: InstanceSpec) -> None:
+        del spec
 
     def dumped_recently(self, spec: InstanceSpec) -> bool:
         del spec

@@ -47,6 +47,11 @@ class LxcMigration(CopyOnly):
         # while the migration sends the dump
         checkpoint.dump(self.driver, spec, directory, stop=stop, wait_release=False)
 
+    def before_checkpoint(self, spec: InstanceSpec) -> None:
+        from corral.drivers.lxc import checkpoint
+
+        checkpoint.detach_consoles(self.driver, spec)
+
     def dumped_recently(self, spec: InstanceSpec) -> bool:
         from corral.drivers.lxc import checkpoint
 

@@ -357,6 +357,9 @@ class SourceRun:
             self.s.store.update_migration(self.mid, details={"stopped": True})
             images = self.spec.directory / CHECKPOINT_DIR
             self.undo.push("restore the source from its checkpoint", self._restore_source)
+            # the bookkeeping above and this run while the instance does: not downtime
+            self.hooks.before_checkpoint(self.spec)
+            stopped_at = time.time()
             self.hooks.checkpoint(self.spec, images, stop=True)
             self.details["dump_ms"] = round((time.time() - stopped_at) * 1000, 1)
             dumped = criu_seconds(images, "dump")
