@@ -5,7 +5,8 @@ CRIU restore binds ``lxc.rootfs.path`` plainly. A bind of an idmapped mount keep
 so the restore is pointed at an idmapped mount made here: a clone of the host's loop mount of
 the root image, with the container's id map attached (Linux >= 5.12, and a file system that
 supports it: ext4, btrfs, xfs). A user namespace carrying the map is needed as a file
-descriptor: a short-lived ``unshare -U`` child provides it (its maps written from here).
+descriptor: a short-lived ``unshare -U`` child provides it (its maps written from here), once
+per id map and daemon (the descriptor is kept).
 
 ``probe`` answers whether this works for a given directory, by doing it once (cached per file
 system type), with the kernel's own words when it does not.
@@ -17,6 +18,7 @@ import contextlib
 import ctypes
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -81,11 +83,24 @@ def userns_fd(idmap: IdMap) -> int:
             child.stderr.close()
 
 
+_namespaces: dict[IdMap, int] = {}
+_namespaces_lock = threading.Lock()
+
+
+def _kept_userns(idmap: IdMap) -> int:
+    """A user namespace for ``idmap``, made once per process and kept open (a namespace
+    lives as long as a descriptor of it): no ``unshare`` child in a restore's downtime."""
+    with _namespaces_lock:
+        if idmap not in _namespaces:
+            _namespaces[idmap] = userns_fd(idmap)
+        return _namespaces[idmap]
+
+
 def mount_idmapped(source: Path, target: Path, idmap: IdMap) -> None:
     """Make ``target`` a mount of ``source``'s tree as seen through ``idmap`` (``source``
     stays as it was). ``target`` is created if missing."""
     target.mkdir(parents=True, exist_ok=True)
-    ns = userns_fd(idmap)
+    ns = _kept_userns(idmap)
     tree = -1
     try:
         tree = _syscall(_SYS_OPEN_TREE, _AT_FDCWD, str(source).encode(),
@@ -98,7 +113,6 @@ def mount_idmapped(source: Path, target: Path, idmap: IdMap) -> None:
     finally:
         if tree >= 0:
             os.close(tree)
-        os.close(ns)
 
 
 def fs_type(path: Path) -> str:
