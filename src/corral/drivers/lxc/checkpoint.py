@@ -253,10 +253,9 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool,
     clock.save(directory, "dump")
 
 
-def _dumpable_key(driver: LxcDriver, spec: InstanceSpec, pid: int) -> str:
+def dumpable_key(config: Path, pid: int) -> str:
     """What a trial dump's verdict holds for: this run of the container (its init's pid
-    and start time) and its LXC configuration."""
-    config = driver.lxcpath / lxc_name(spec) / "config"
+    and start time) and its LXC configuration (the file ``config``); "" if either is gone."""
     try:
         started = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
         text = config.read_bytes()
@@ -265,11 +264,15 @@ def _dumpable_key(driver: LxcDriver, spec: InstanceSpec, pid: int) -> str:
     return hashlib.sha256(b"%d %s " % (pid, started.encode()) + text).hexdigest()
 
 
+def _config(driver: LxcDriver, spec: InstanceSpec) -> Path:
+    return driver.lxcpath / lxc_name(spec) / "config"
+
+
 def remember_dumpable(driver: LxcDriver, spec: InstanceSpec) -> None:
     """A leave-running dump of ``spec`` succeeded, or a restore from a dump: recorded for
     ``dumped_recently``."""
     pid = driver.status(spec).pid
-    key = "" if pid is None else _dumpable_key(driver, spec, pid)
+    key = "" if pid is None else dumpable_key(_config(driver, spec), pid)
     if key:
         with contextlib.suppress(OSError):
             (spec.run_dir / DUMPABLE).write_text(json.dumps({"key": key, "at": time.time()}))
@@ -288,7 +291,7 @@ def dumped_recently(driver: LxcDriver, spec: InstanceSpec) -> bool:
         return False
     pid = driver.status(spec).pid
     return (pid is not None and 0 <= time.time() - at < DUMPABLE_SECONDS
-            and key == _dumpable_key(driver, spec, pid))
+            and key == dumpable_key(_config(driver, spec), pid))
 
 
 def forget_dumpable(spec: InstanceSpec) -> None:

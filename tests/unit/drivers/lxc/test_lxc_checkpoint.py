@@ -1,13 +1,23 @@
 """The configuration an LXC restore reads (pure): no console, no ttys; unprivileged, the
-idmapped root Corral made in place of the loop mount and without ``idmap=container``."""
+idmapped root Corral made in place of the loop mount and without ``idmap=container``; the
+records kept around a dump (a trial's verdict, the consoles detached before the downtime)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.resources import Resources
-from corral.drivers.lxc.checkpoint import IDMAP_ROOT, _restore_config
+from corral.drivers.lxc.checkpoint import (
+    DETACHED,
+    IDMAP_ROOT,
+    _restore_config,
+    _take_detached,
+    dumpable_key,
+)
 
 MiB = 1024**2
 
@@ -67,3 +77,32 @@ def test_tty_group_read_from_the_container(tmp_path: Path) -> None:
     (tmp_path / "group").write_text("tty:x:9:\n")
     (tmp_path / "etc").symlink_to(tmp_path)  # etc itself a link
     assert tty_gid(tmp_path, 65536) == TTY_GID
+
+
+def test_a_trial_dumps_verdict_holds_for_one_run_and_configuration(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text("lxc.uts.name = ct1\n")
+    pid = os.getpid()
+    key = dumpable_key(config, pid)
+    assert key and key == dumpable_key(config, pid)
+    with subprocess.Popen(["sleep", "5"]) as other:  # another run: another init
+        assert dumpable_key(config, other.pid) not in ("", key)
+        other.kill()
+    config.write_text("lxc.uts.name = ct1\nlxc.net.0.type = veth\n")
+    assert dumpable_key(config, pid) != key
+    config.unlink()
+    assert dumpable_key(config, pid) == ""
+
+
+def test_detached_consoles_are_taken_once_and_only_by_the_same_run(tmp_path: Path) -> None:
+    spec = InstanceSpec(id=101, name="ct1", kind=Kind.CT, template="tiny",
+                        resources=Resources(memory=64 * MiB, disk=64 * MiB),
+                        directory=tmp_path, privileged=False)
+    spec.run_dir.mkdir(parents=True)
+    record = {"pid": 42, "binds": {"/dev/console": "/0"}, "console": "tty[8800:2f]"}
+    (spec.run_dir / DETACHED).write_text(json.dumps(record))
+    assert _take_detached(spec, 43) is None  # another run's: not used, and dropped
+    assert not (spec.run_dir / DETACHED).exists()
+    (spec.run_dir / DETACHED).write_text(json.dumps(record))
+    assert _take_detached(spec, 42) == ({"/dev/console": "/0"}, "tty[8800:2f]")
+    assert _take_detached(spec, 42) is None
