@@ -9,15 +9,49 @@ for every user (``host info``, snapshots with memory, migration) so they agree.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 from corral.domain.errors import HostFailure
 from corral.host.run import run
 
 BUILT = "/usr/local/sbin/criu"  # where scripts/install-criu.sh installs its build
+KDAT_DIR = Path("/dev/shm/corral-criu")
+"""Where the CRIU that install-criu.sh builds keeps its cache of the kernel's features
+(``criu.kdat``; make ``RUNDIR``). CRIU keeps that cache only on a tmpfs and by default in
+``/run``, which is not one on every host (this Firecracker VM's is ext4): there every dump and
+every restore probed the kernel again (~30-80 ms each here). Root's and 0700, made by
+``kdat_dir`` (again after a reboot) before CRIU runs; without it CRIU only loses the cache."""
+
+
+def kdat_dir() -> None:
+    """Make ``KDAT_DIR`` root's own 0700 directory, replacing whatever else is there (a
+    name in the world-writable /dev/shm that someone else took: a kernel-feature cache
+    written by another user must not steer root's CRIU)."""
+    if os.geteuid() != 0:
+        return
+    try:
+        st = os.lstat(KDAT_DIR)
+    except FileNotFoundError:
+        st = None
+    except OSError:
+        return
+    if (st is not None and stat.S_ISDIR(st.st_mode) and st.st_uid == 0
+            and stat.S_IMODE(st.st_mode) == 0o700):
+        return
+    with contextlib.suppress(OSError):
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(KDAT_DIR)
+        elif st is not None:
+            KDAT_DIR.unlink()
+        KDAT_DIR.mkdir(mode=0o700)
+        os.chown(KDAT_DIR, 0, 0)
+        KDAT_DIR.chmod(0o700)
 
 
 @dataclass(frozen=True)
@@ -54,6 +88,7 @@ def probe(path: str | None = None) -> CriuStatus:
     if path is None:
         return CriuStatus(False, None, None, "criu is not installed")
     version = None
+    kdat_dir()
     try:
         ver = run([path, "--version"], check=False, timeout=10)
         match = re.search(rb"Version:\s*(\S+)", ver.stdout + ver.stderr)

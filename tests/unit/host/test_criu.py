@@ -50,3 +50,24 @@ def test_missing_criu_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch,
     assert not status.works and status.reason == "criu is not installed"
     gone = criu.probe(str(tmp_path / "criu"))
     assert not gone.works and "did not run" in gone.verdict and "criu" in gone.reason
+
+
+def test_the_kernel_feature_cache_directory_is_roots_own(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the directory is root's: needs root")
+    where = tmp_path / "corral-criu"
+    monkeypatch.setattr(criu, "KDAT_DIR", where)
+    where.mkdir(mode=0o777)  # taken by someone else first, with a cache of their own
+    (where / "criu.kdat").write_text("forged")
+    os.chown(where, 65534, 65534)
+    criu.kdat_dir()
+    st = where.lstat()
+    assert (st.st_uid, st.st_mode & 0o777) == (0, 0o700) and not any(where.iterdir())
+    (where / "criu.kdat").write_text("criu's own")  # right as it is: kept
+    criu.kdat_dir()
+    assert (where / "criu.kdat").read_text() == "criu's own"
+    where.rename(tmp_path / "aside")
+    where.symlink_to(tmp_path / "aside")  # not a directory of its own
+    criu.kdat_dir()
+    assert where.is_dir() and not where.is_symlink() and not any(where.iterdir())

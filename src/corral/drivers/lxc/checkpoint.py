@@ -210,6 +210,7 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool,
     is released before this returns unless ``wait_release`` is False (then ``released`` is
     the caller's, before anything reads the image or restores it)."""
     clock = PhaseClock()
+    criu.kdat_dir()
     status = driver.status(spec)
     if status.state not in (RuntimeState.RUNNING, RuntimeState.SUSPENDED) or status.pid is None:
         raise HostFailure(f"container '{spec.name}' is {status.state.value}: nothing to dump")
@@ -352,6 +353,7 @@ def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> float:
     """Resume the stopped ``spec`` from the checkpoint in ``directory``; the wall clock when
     its processes ran again (CRIU's restore returned: before Corral's clean-up)."""
     clock = PhaseClock()
+    criu.kdat_dir()
     _monitor_gone(driver, spec)
     if driver.status(spec).state is not RuntimeState.STOPPED:
         raise HostFailure(f"container '{spec.name}' must be stopped to restore a checkpoint")
