@@ -308,6 +308,8 @@ def corral_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
            "own_total": float(details["total_ms"]) / 1000}
     if details.get("criu_dump_ms") is not None and details.get("criu_restore_ms") is not None:
         got["criu"] = (float(details["criu_dump_ms"]) + float(details["criu_restore_ms"])) / 1000
+        got[f"{PHASE}CRIU's own dump (its log)"] = float(details["criu_dump_ms"]) / 1000
+        got[f"{PHASE}CRIU's own restore (its log)"] = float(details["criu_restore_ms"]) / 1000
     for key, side in (("dump_phases", "dump"), ("restore_phases", "restore")):
         for phase, ms in (details.get(key) or {}).items():
             got[f"{PHASE}{side}: {phase}"] = float(ms) / 1000
