@@ -4,7 +4,8 @@
 # dump TCP/UDP/packet sockets on Linux >= 6.16 (packaging/criu/*.patch says why). So, only
 # when the host has no CRIU or its `criu check` fails: fetch Debian 13's orig tarball of a
 # pinned version (sha256 pinned) through apt with a private trixie deb-src list (the host's
-# own apt sources are left alone), apply our patch, build the criu binary (network locking
+# own apt sources are left alone), apply our patches (packaging/criu/*.patch: the socket fix;
+# no fork for an iptables tool that is not installed), build the criu binary (network locking
 # with nftables) with build dependencies from the host's release, and install it as
 # /usr/local/sbin/criu if its `criu check` passes. A stamp records version, patch hash and
 # build flags (or the failure and the kernel it failed on), so a second run does nothing. CRIU stays optional: whatever goes wrong is
