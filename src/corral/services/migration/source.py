@@ -333,11 +333,12 @@ class SourceRun:
         disk_bytes = sum(allocated_bytes(c.path) for c in copiers) or 1
         sent_total = self._send_side_files(peer, 0.03, 0.05) if self.side_files else 0
 
-        def rnd(lo: float, hi: float, label: str) -> int:
+        def rnd(lo: float, hi: float, label: str, quiet: bool = False) -> int:
             sent = 0
             for copier in copiers:
-                sent += copier.round(self._reporter(lo, hi, label, sent, disk_bytes),
-                                     self.check, throttle)
+                report = (lambda _done: None) if quiet else self._reporter(
+                    lo, hi, label, sent, disk_bytes)
+                sent += copier.round(report, self.check, throttle)
             return sent
 
         moving = (MigrationPath.PRECOPY, MigrationPath.CHECKPOINT)
@@ -371,9 +372,10 @@ class SourceRun:
             self.undo.push("start the source again", self._restart_source)
             self.driver.stop(self.spec, force=False, timeout=10.0)
         if restore:
-            self.phase(0.75, "sending the checkpoint, the instance's files and the final "
-                       "disk delta")
-            final = self._send_checkpoint(peer, lambda: rnd(0.75, 0.9, "final disk delta"))
+            # no progress rows for the final delta: each is three database writes in the
+            # downtime (the files' thread says what is being sent)
+            final = self._send_checkpoint(
+                peer, lambda: rnd(0.75, 0.9, "final disk delta", quiet=True))
         else:
             final = rnd(0.75, 0.9, "final disk delta (stopped)")
         sent_total += final
@@ -412,6 +414,8 @@ class SourceRun:
         def send_files() -> None:
             began = time.time()
             try:
+                self.phase(0.75, "sending the checkpoint, the instance's files and the "
+                           "final disk delta")
                 peer.send_files(self.mid, instance_files(self.spec.directory))
             except BaseException as exc:  # raised on the migration's thread, below
                 failed.append(exc)
