@@ -335,6 +335,8 @@ class LxcDriver(LxcDiskHotplug):
         for path in (*owned, console, console.with_name(CONSOLE_LOG + ".1"),
                      spec.directory / LXC_LOG):
             path.unlink(missing_ok=True)
+        for record in spec.run_dir.glob("*.json"):  # a run's records (checkpoint.py's)
+            record.unlink(missing_ok=True)
         _rmdir_if_empty(spec.run_dir)
         _rmdir_if_empty(spec.directory)
 
