@@ -314,8 +314,8 @@ def corral_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
         for phase, ms in (details.get(key) or {}).items():
             got[f"{PHASE}{side}: {phase}"] = float(ms) / 1000
     for key, label in (("dump_ms", "dump (source)"), ("send_ms", "final delta + files"),
-                       ("files_ms", "  of which files and dump sent"),
-                       ("settle_ms", "  of which root released (after the files)"),
+                       ("files_ms", "  files and dump sent (beside the next two)"),
+                       ("settle_ms", "  of which root released"),
                        ("delta_ms", "  of which final disk delta"),
                        ("commit_ms", "restore (target, commit round trip)")):
         if details.get(key) is not None:
