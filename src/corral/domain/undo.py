@@ -39,6 +39,11 @@ class Undo:
         """``fn`` takes back what was just done; ``label`` says what it does."""
         self._steps.append((label, fn))
 
+    def pop(self) -> None:
+        """Forget the newest step: what it would take back was taken back already, or never
+        happened (a step pushed before an action that then changed nothing)."""
+        self._steps.pop()
+
     def __len__(self) -> int:
         return len(self._steps)
 

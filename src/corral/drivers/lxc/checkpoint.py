@@ -283,8 +283,8 @@ def dumped_recently(driver: LxcDriver, spec: InstanceSpec) -> bool:
     """Whether a leave-running dump of this same run of ``spec``, with the same LXC
     configuration, succeeded within ``DUMPABLE_SECONDS``: a migration then skips its trial
     dump (one freeze fewer). Processes that came since (an exec) can still make the real
-    dump fail: the move then fails with CRIU's words, the container running, and forgets
-    the verdict (so the next try makes a trial and falls back)."""
+    dump fail: the container runs on, the verdict is forgotten, and the move falls back to
+    the restart path with CRIU's words (services/migration/source.py)."""
     try:
         found = json.loads((spec.run_dir / DUMPABLE).read_text())
         key, at = str(found["key"]), float(found["at"])

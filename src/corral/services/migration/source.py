@@ -361,12 +361,14 @@ class SourceRun:
             # the bookkeeping above and this run while the instance does: not downtime
             self.hooks.before_checkpoint(self.spec)
             stopped_at = time.time()
-            self.hooks.checkpoint(self.spec, images, stop=True)
-            self.details["dump_ms"] = round((time.time() - stopped_at) * 1000, 1)
-            dumped = criu_seconds(images, "dump")
-            self.details["criu_dump_ms"] = None if dumped is None else round(dumped * 1000, 1)
-            self.details["dump_phases"] = read_phases(images, "dump")
-        elif self.running:
+            restore = self._stopping_checkpoint(images)
+            if restore:
+                self.details["dump_ms"] = round((time.time() - stopped_at) * 1000, 1)
+                dumped = criu_seconds(images, "dump")
+                self.details["criu_dump_ms"] = (None if dumped is None
+                                                else round(dumped * 1000, 1))
+                self.details["dump_phases"] = read_phases(images, "dump")
+        if self.running and not restore:
             self.phase(0.72, "stopping the instance on the source")
             self.s.store.update_migration(self.mid, details={"stopped": True})
             self.undo.push("start the source again", self._restart_source)
@@ -467,6 +469,28 @@ class SourceRun:
             log.info("migration %s of %s: %s", self.mid, self.rec.name, why)
         finally:
             shutil.rmtree(trial, ignore_errors=True)
+
+    def _stopping_checkpoint(self, images: Path) -> bool:
+        """The dump that stops the instance; whether it was taken. When it fails with the
+        instance still running, unchanged, and this move skipped its trial dump (a recent
+        verdict), a process CRIU cannot dump came since: the move falls back to the restart
+        path with CRIU's words, as a failed trial dump does (anything else propagates)."""
+        try:
+            self.hooks.checkpoint(self.spec, images, stop=True)
+            return True
+        except CorralError as exc:
+            trial = str(self.details.get("trial", ""))
+            if (not trial.startswith("skipped")
+                    or self.driver.status(self.spec).state is not RuntimeState.RUNNING):
+                raise
+            self.undo.pop()  # nothing was stopped: no restore to take back
+            shutil.rmtree(images, ignore_errors=True)
+            self.path = MigrationPath.PRECOPY
+            why = without_criu(f"CRIU cannot dump it: {exc.message}")
+            self.details["why"] = why
+            self.s.store.update_migration(self.mid, path=self.path, details={"why": why})
+            log.info("migration %s of %s: %s", self.mid, self.rec.name, why)
+            return False
 
     def _restore_source(self) -> None:
         """Undo a checkpointing stop: the processes go on from the dump here (else the
