@@ -75,3 +75,13 @@ def test_the_original_error_propagates_even_when_an_undo_fails() -> None:
         raise KeyError("original")
     assert caught.value.args == ("original",)
     assert undo.errors == ["broken: RuntimeError: undo broke"]
+
+
+def test_pop_forgets_only_the_newest_step() -> None:
+    done: list[str] = []
+    undo = Undo()
+    undo.push("first", lambda: done.append("first"))
+    undo.push("second", lambda: done.append("second"))
+    undo.pop()
+    assert undo.run() == []
+    assert done == ["first"]
