@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Daemon
+from tests.integration.conftest import Daemon, stop_daemon
 from tests.integration.test_owners import cli_as, ok, refused
 
 
@@ -141,3 +141,8 @@ def test_scoped_tokens_and_the_audit_log(daemon: Daemon, root: Api) -> None:
     alice.refused(403, "may not list audit", "GET", "audit")
     only_web1.refused(403, "may not list audit", "GET", "audit")
     refused(cli_as(daemon, scoped["secret"], "audit"), "may not list audit")
+
+    # SIGTERM with these TLS clients still connected and idle: corrald exits by itself (it
+    # waited for each one's TLS close_notify, 30 s, and was killed at stop_daemon's 15 s)
+    stop_daemon(daemon)
+    assert daemon.process.returncode == 0, daemon.process.returncode

@@ -12,6 +12,7 @@ import os
 import resource
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,12 +41,52 @@ promoted its live views, and one list in ~50 paid a full collection of the ~50k 
 (bench/list_tail.py)."""
 
 
+CLOSE_GRACE = 1.0
+"""Seconds a connection uvicorn is closing at shutdown may take to finish closing before it is
+aborted."""
+
+
 class _Server(uvicorn.Server):
     """corrald handles SIGTERM/SIGINT itself (several servers share one loop)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's graceful shutdown, with connections it closed still open after
+        ``CLOSE_GRACE`` cut at the socket: closing a TLS connection waits for the client's
+        close_notify, which an idle keep-alive client (a pooled httpx connection, another
+        corrald) never sends until it reads again, so each one held the stop for asyncio's
+        30 s SSL shutdown timeout. A request still being answered is not closing: it
+        finishes as before."""
+        # each connection's socket, taken while its transport still tells (a TLS transport
+        # closed twice forgets its layer below on Python 3.11, and with it its socket)
+        raw = {id(c): getattr(c, "transport", None) for c in self.server_state.connections}
+        socks = {key: t.get_extra_info("socket") for key, t in raw.items() if t is not None}
+        reaper = asyncio.create_task(self._cut_lingering(socks))
+        try:
+            await super().shutdown(sockets)
+        finally:
+            reaper.cancel()
+
+    async def _cut_lingering(self, socks: dict[int, socket.socket | None]) -> None:
+        closing_since: dict[int, float] = {}
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.1)
+            now = loop.time()
+            for connection in list(self.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                sock = socks.get(id(connection))
+                if transport is None or sock is None or not transport.is_closing():
+                    continue
+                since = closing_since.setdefault(id(connection), now)
+                if now - since >= CLOSE_GRACE:
+                    # both directions end: the event loop sees the end of the stream and
+                    # the connection is lost (an already closed socket raises)
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
