@@ -113,16 +113,34 @@ def env(tiny_template: TemplateImage) -> Iterator[Env]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def busy(env: Env, spec: InstanceSpec, seconds: float) -> threading.Thread:
-    """A shell busy loop inside the instance for ``seconds`` (in a thread)."""
-    script = f"end=$(( $(date +%s) + {int(seconds)} )); while [ $(date +%s) -lt $end ]; do :; done"
+@dataclass
+class Busy:
+    """A shell busy loop inside an instance (``busy``), run by a thread."""
+
+    env: Env
+    spec: InstanceSpec
+    flag: str
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        """End the loop now (the measurement is over) rather than at its deadline."""
+        self.env.driver(self.spec).exec(self.spec, ["touch", self.flag], timeout=30)
+        self.thread.join()
+
+
+def busy(env: Env, spec: InstanceSpec, seconds: float) -> Busy:
+    """A shell busy loop inside the instance for at most ``seconds`` (in a thread): its
+    ``stop`` ends it as soon as the test has measured."""
+    flag = f"/tmp/busy-stop-{secrets.token_hex(4)}"
+    script = (f"end=$(( $(date +%s) + {int(seconds)} )); "
+              f"while [ ! -e {flag} ] && [ $(date +%s) -lt $end ]; do :; done")
 
     def work() -> None:
         env.driver(spec).exec(spec, ["sh", "-c", script], timeout=seconds + 10)
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
-    return thread
+    return Busy(env, spec, flag, thread)
 
 
 def cpu_percent(env: Env, specs: list[InstanceSpec], window: float) -> list[float]:
@@ -141,15 +159,15 @@ def test_shares_split_one_pinned_core_about_4_to_1(env: Env) -> None:
                                         cpu_shares=256))
     env.up(heavy)
     env.up(light)
-    threads = [busy(env, heavy, 12), busy(env, light, 12)]
+    loops = [busy(env, heavy, 12), busy(env, light, 12)]
     time.sleep(2)
     h, lt = cpu_percent(env, [heavy, light], 6)
     ratio = h / max(lt, 0.1)
     print(f"\nshares 1024 vs 256 pinned to CPU 1: {h:.1f} % vs {lt:.1f} % -> {ratio:.2f}:1")
     assert 2.8 < ratio < 5.5
+    for loop in loops:
+        loop.stop()
     assert h + lt < 115  # both on one core
-    for t in threads:
-        t.join()
 
 
 def test_cpu_limit_caps_a_container_and_changes_live(env: Env) -> None:
@@ -161,7 +179,7 @@ def test_cpu_limit_caps_a_container_and_changes_live(env: Env) -> None:
         stat = cgroupfs.read(layout, "cpu", ct_cgroup_path(lxc_name(ct)), "cpu.stat") or ""
         return cgroupfs.parse_flat_keyed(stat).get("nr_throttled", 0)
 
-    thread = busy(env, ct, 14)
+    loop = busy(env, ct, 14)
     time.sleep(1.5)
     before = throttled()
     (capped,) = cpu_percent(env, [ct], 5)
@@ -172,12 +190,12 @@ def test_cpu_limit_caps_a_container_and_changes_live(env: Env) -> None:
     before = throttled()
     (lower,) = cpu_percent(env, [ct], 5)
     lower_periods = throttled() - before
+    loop.stop()
     print(f"\nCT cpu_limit=50: {capped:.1f} % (throttled in {periods} of ~50 periods); "
           f"live change to 25: {lower:.1f} % (throttled in {lower_periods})")
     # Upper bounds prove the cap; throttled periods prove the cap (not a loaded host) held it.
     assert 15 < capped < 56 and periods >= 10
     assert 5 < lower < 30 and lower_periods >= 10
-    thread.join()
 
 
 def test_cpu_limit_caps_the_qemu_process(env: Env) -> None:
@@ -197,19 +215,19 @@ def test_cpu_limit_caps_the_qemu_process(env: Env) -> None:
         stat = cgroupfs.read(layout, "cpu", cgroup_path(vm), "cpu.stat") or ""
         return cgroupfs.parse_flat_keyed(stat).get("nr_throttled", 0)
 
-    thread = busy(env, vm, 16)
+    loop = busy(env, vm, 16)
     time.sleep(2)
     before = throttled()
     (capped,) = cpu_percent(env, [vm], 5)
     periods = throttled() - before
     vm, applied = env.change(vm, cpu_limit=None)
     (free,) = cpu_percent(env, [vm], 5)
+    loop.stop()
     print(f"\nVM cpu_limit=50 (QEMU process, TCG): {capped:.1f} %, throttled in {periods} "
           f"of ~50 periods; cap lifted live: {free:.1f} % (the rest of a loaded 2-core host)")
     assert applied == {"cpu_limit": "live"}
     assert 15 < capped < 56
     assert periods >= 10  # the cap, not the guest or the host, held it
-    thread.join()
 
 
 def test_memory_limit_oom_kills_inside_only(env: Env) -> None:
