@@ -3,6 +3,7 @@ re-adoption, and nothing left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from corral.templates.image import TemplateImage
-from tests.integration.conftest import Daemon, delete_everything, start_daemon, stop_daemon
+from tests.integration.conftest import Daemon, start_daemon, stop_and_clean, stop_daemon
 from tests.system.fixtures_template import tiny_template
 
 pytestmark = pytest.mark.system
@@ -31,8 +32,11 @@ def _skip_reason() -> str | None:
     return None
 
 
-@pytest.fixture
-def real_daemon(tiny_template: TemplateImage) -> Iterator[Daemon]:
+@contextlib.contextmanager
+def tiny_real_daemon(tiny_template: TemplateImage) -> Iterator[Daemon]:
+    """A real-driver corrald with the ``tiny`` template in a fresh state directory (the
+    test skips where this host cannot); afterwards its instances are gone and so is the
+    directory."""
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
@@ -44,11 +48,16 @@ def real_daemon(tiny_template: TemplateImage) -> Iterator[Daemon]:
     try:
         yield daemon
     finally:
-        stop_daemon(daemon)
         try:
-            delete_everything(tmp_path)
+            stop_and_clean(daemon)
         finally:
             shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.fixture
+def real_daemon(tiny_template: TemplateImage) -> Iterator[Daemon]:
+    with tiny_real_daemon(tiny_template) as daemon:
+        yield daemon
 
 
 def _states(daemon: Daemon) -> dict[str, str]:

@@ -21,18 +21,28 @@ import pytest
 from corral.backup.manifest import manifest_key
 from corral.backup.targets import open_target
 from corral.client.backups import BackupCalls
+from corral.templates.image import TemplateImage
 from tests.integration.conftest import Daemon
 from tests.integration.s3server import ACCESS_KEY, SECRET_KEY, s3_server
 from tests.system.fixtures_template import tiny_template
 from tests.system.limits_in_force import InForce, in_force, init_pid
-from tests.system.test_daemon_real import real_daemon
+from tests.system.test_daemon_real import tiny_real_daemon
 
-__all__ = ["real_daemon", "tiny_template"]
+__all__ = ["tiny_template"]
 
 pytestmark = [pytest.mark.system]
 MARKER = b"corral-guest-ready"
 MiB = 1 << 20
 CHUNK = 4 * MiB
+
+
+@pytest.fixture(scope="module")
+def real_daemon(tiny_template: TemplateImage) -> Iterator[Daemon]:
+    """One daemon for the module (a real-driver start is ~2-5 s here): each test makes its
+    own instances under its own names and deletes them at its end; what a failing test
+    leaves goes with the daemon."""
+    with tiny_real_daemon(tiny_template) as daemon:
+        yield daemon
 
 
 # Helpers --------------------------------------------------------------------------------
