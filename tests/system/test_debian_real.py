@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from corral.templates.builders.debian import build_debian_nginx
-from tests.integration.conftest import Daemon, delete_everything, start_daemon, stop_daemon
+from tests.integration.conftest import Daemon, start_daemon, stop_and_clean
 from tests.system.net.lab import can_run, in_ns, sh
 from tests.system.net.test_guest_nics import _in_netns
 from tests.system.test_daemon_real import _skip_reason
@@ -51,9 +51,8 @@ def site() -> Iterator[tuple[Daemon, str]]:
     try:
         yield daemon, netns
     finally:
-        stop_daemon(daemon)
         try:
-            delete_everything(state, _in_netns(netns))
+            stop_and_clean(daemon, _in_netns(netns))
         finally:
             sh("ip", "netns", "del", netns, check=False)
             shutil.rmtree(state, ignore_errors=True)

@@ -30,9 +30,8 @@ from corral.templates.image import TemplateImage
 from tests.integration.conftest import (
     Daemon,
     daemon_env,
-    delete_everything,
     start_daemon,
-    stop_daemon,
+    stop_and_clean,
 )
 from tests.system.fixtures_template import tiny_template
 from tests.system.net.lab import can_run, in_ns, sh
@@ -94,9 +93,8 @@ def site(tiny_template: TemplateImage) -> Iterator[Site]:
             time.sleep(0.5)
         yield site
     finally:
-        stop_daemon(daemon)
         try:
-            delete_everything(state, prefix)
+            stop_and_clean(daemon, prefix)
         finally:
             sh("ip", "netns", "del", netns, check=False)
             shutil.rmtree(state, ignore_errors=True)

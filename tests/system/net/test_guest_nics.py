@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from corral.templates.image import TemplateImage
-from tests.integration.conftest import Daemon, delete_everything, start_daemon, stop_daemon
+from tests.integration.conftest import Daemon, start_daemon, stop_and_clean
 from tests.system.fixtures_template import install_templates, tiny_template
 from tests.system.net.lab import TRAFFIC, can_run, in_ns, sh
 from tests.system.test_daemon_real import _skip_reason
@@ -111,9 +111,8 @@ def site(tiny_template: TemplateImage, tmp_path_factory: pytest.TempPathFactory)
     try:
         yield Site(daemon, netns)
     finally:
-        stop_daemon(daemon)
         try:
-            delete_everything(state, prefix)
+            stop_and_clean(daemon, prefix)
         finally:
             sh("ip", "netns", "del", netns, check=False)
             shutil.rmtree(state, ignore_errors=True)
