@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from corral.drivers.migration import CHECKPOINT_DIR
 from corral.host import criu
 from corral.templates.image import TemplateImage
 from tests.system.fixtures_template import tiny_template
@@ -302,19 +303,31 @@ def test_link_cut_during_the_dump_transfer(criu_lab: CriuLab) -> None:
     a, b = criu_lab.a, criu_lab.b
     _service_container(a, "ct4")
     count, pid = _counter(a, "ct4")
+    dump_dir = a.state_dir / "instances" / str(a.instances()["ct4"]["id"]) / CHECKPOINT_DIR
+    assert not dump_dir.exists()
+    # The cut must land inside the ~0.3 s from the stopping dump to the commit: the test
+    # watches for the dump's directory on disk (the operation's phase row is written behind,
+    # up to 0.25 s late) and applies a rule set an `nft -f -` already holds (it commits on
+    # EOF, ~6 ms, where starting nft takes tens of ms under load).
+    cut = subprocess.Popen(["ip", "netns", "exec", a.netns, "nft", "-f", "-"],
+                           stdin=subprocess.PIPE, text=True)
+    assert cut.stdin is not None
+    cut.stdin.write("add table inet crlcut\n"
+                    "add chain inet crlcut out { type filter hook output priority 0; }\n"
+                    f"add rule inet crlcut out ip daddr {b.address} tcp dport {b.port} "
+                    "reject with tcp reset\n")
+    cut.stdin.flush()
     op = a.cli("migrate", "ct4", "b", "--no-wait", check=True).stdout.strip()
-    deadline = time.monotonic() + 60
+    deadline, polls = time.monotonic() + 60, 0
     with a.client() as c:
-        while True:  # the dump takes most of a second: polled in-process, every 10 ms
-            shown = c.get_operation(op)
-            if "checkpointing" in shown.phase:
-                break
-            assert time.monotonic() < deadline and shown.status == "running", shown
-            time.sleep(0.01)
-    sh("ip", "netns", "exec", a.netns, "nft", "add table inet crlcut; "
-       f"add chain inet crlcut out {{ type filter hook output priority 0; }}; "
-       f"add rule inet crlcut out ip daddr {b.address} tcp dport {b.port} "
-       "reject with tcp reset")
+        while not dump_dir.exists():
+            polls += 1
+            if polls % 100 == 0:
+                shown = c.get_operation(op)
+                assert time.monotonic() < deadline and shown.status == "running", shown
+            time.sleep(0.002)
+    cut.stdin.close()
+    assert cut.wait(10) == 0
     said = a.cli("operation", "wait", op)
     print(said.stdout, said.stderr)
     assert said.returncode != 0
