@@ -17,13 +17,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import socket
 import struct
 import termios
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from corral.host.pty import PtyProcess
+from corral.host.sockconsole import UnixConsole
 
 
 class LxcConsole(PtyProcess):
@@ -58,35 +58,15 @@ def restored_socket(run_dir: Path) -> Path:
     return run_dir / RESTORED_SOCKET
 
 
-class RestoredConsole:
+class RestoredConsole(UnixConsole):
     """The console of a container CRIU restored: its LXC monitor has none (``lxc-console``
     cannot reach it); the pty Corral handed the restore is kept by ``host/consolekeep.py``,
     which serves it on ``restored_socket``. Raises OSError where no keeper answers (then
     the container was started, not restored: LXC's console is the one)."""
 
     def __init__(self, path: Path, init_pid: Callable[[], int | None]) -> None:
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self._sock.connect(str(path))
-        except OSError:
-            self._sock.close()
-            raise
+        super().__init__(path)
         self._init_pid = init_pid
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-    def read(self, size: int) -> bytes:
-        try:
-            return self._sock.recv(size)
-        except OSError:
-            return b""
-
-    def write(self, data: bytes) -> None:
-        self._sock.sendall(data)
 
     def resize(self, cols: int, rows: int) -> None:
         _size_init_console(self._init_pid(), cols, rows)
-
-    def close(self) -> None:
-        self._sock.close()

@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from corral.domain.errors import HostFailure
+from corral.host.sockconsole import UnixConsole
 
 
-class SocketConsole:
+class SocketConsole(UnixConsole):
     def __init__(self, path: Path) -> None:
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._sock.connect(str(path))
+            super().__init__(path)
         except OSError as exc:
-            self._sock.close()
             raise HostFailure(f"cannot open the console at '{path}': {exc}") from exc
-
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
-    def read(self, size: int) -> bytes:
-        try:
-            return self._sock.recv(size)
-        except OSError:
-            return b""
-
-    def write(self, data: bytes) -> None:
-        self._sock.sendall(data)
-
-    def close(self) -> None:
-        self._sock.close()
 
 
 def tail(path: Path, limit: int) -> bytes:
