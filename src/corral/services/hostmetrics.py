@@ -22,6 +22,11 @@ def _family(name: str, kind: str, text: str) -> list[str]:
     return [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
 
 
+def _one(name: str, kind: str, text: str, value: object) -> list[str]:
+    """A family of one unlabelled series."""
+    return [*_family(name, kind, text), f"{name} {value}"]
+
+
 def commitment_text(report: dict[str, dict[str, float | int | None]]) -> str:
     """Allocated/physical per resource and the policy's limit on it (``corral host policy``)."""
     lines = _family("corral_host_commitment_ratio", "gauge",
@@ -57,19 +62,18 @@ def pools_text(pools: Iterable[tuple[str, str, PoolUsage | None, int]]) -> str:
 
 
 def ksm_text(status: KsmStatus) -> str:
-    lines = _family("corral_host_ksm_available", "gauge", "1 if the kernel has KSM.")
-    lines.append(f"corral_host_ksm_available {int(status.available)}")
+    lines = _one("corral_host_ksm_available", "gauge", "1 if the kernel has KSM.",
+                 int(status.available))
     if status.available:
-        lines += _family("corral_host_ksm_running", "gauge", "1 if KSM is merging pages.")
-        lines.append(f"corral_host_ksm_running {int(status.running)}")
-        lines += _family("corral_host_ksm_pages_shared", "gauge",
-                         "Pages KSM keeps (one copy each).")
-        lines.append(f"corral_host_ksm_pages_shared {status.pages_shared}")
-        lines += _family("corral_host_ksm_pages_sharing", "gauge",
-                         "Pages pointing at a shared page instead of their own copy.")
-        lines.append(f"corral_host_ksm_pages_sharing {status.pages_sharing}")
-        lines += _family("corral_host_ksm_saved_bytes", "gauge", "Memory KSM saves.")
-        lines.append(f"corral_host_ksm_saved_bytes {status.saved_bytes}")
+        lines += _one("corral_host_ksm_running", "gauge", "1 if KSM is merging pages.",
+                      int(status.running))
+        lines += _one("corral_host_ksm_pages_shared", "gauge",
+                      "Pages KSM keeps (one copy each).", status.pages_shared)
+        lines += _one("corral_host_ksm_pages_sharing", "gauge",
+                      "Pages pointing at a shared page instead of their own copy.",
+                      status.pages_sharing)
+        lines += _one("corral_host_ksm_saved_bytes", "gauge", "Memory KSM saves.",
+                      status.saved_bytes)
     return "\n".join(lines) + "\n"
 
 
@@ -86,13 +90,12 @@ def instances_text(rows: list[Usage]) -> str:
 def database_text(figures: WriteFigures) -> str:
     """The daemon's database write transactions: how many, and the seconds spent waiting for
     the one write lock and holding it (what a write-heavy burst, a bulk create, queues on)."""
-    lines = _family("corral_db_write_transactions_total", "counter",
-                    "Database write transactions since the daemon started.")
-    lines.append(f"corral_db_write_transactions_total {figures.transactions}")
-    lines += _family("corral_db_write_wait_seconds_total", "counter",
-                     "Seconds threads waited for the database's write lock.")
-    lines.append(f"corral_db_write_wait_seconds_total {sample(figures.waited_ns / 1e9)}")
-    lines += _family("corral_db_write_held_seconds_total", "counter",
-                     "Seconds the database's write lock was held (the transactions' own time).")
-    lines.append(f"corral_db_write_held_seconds_total {sample(figures.held_ns / 1e9)}")
+    lines = _one("corral_db_write_transactions_total", "counter",
+                 "Database write transactions since the daemon started.", figures.transactions)
+    lines += _one("corral_db_write_wait_seconds_total", "counter",
+                  "Seconds threads waited for the database's write lock.",
+                  sample(figures.waited_ns / 1e9))
+    lines += _one("corral_db_write_held_seconds_total", "counter",
+                  "Seconds the database's write lock was held (the transactions' own time).",
+                  sample(figures.held_ns / 1e9))
     return "\n".join(lines) + "\n"
