@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import NoReturn, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from corral.cli.output import errors
@@ -21,7 +22,7 @@ PAST = {"start": "started", "stop": "stopped", "restart": "restarted", "suspend"
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    errors.print(f"[bold red]Error:[/] {message}", highlight=False)
+    errors.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -85,7 +86,7 @@ def each(refs: list[str], act: Callable[[CorralClient, str, float], OperationMod
                     said = f": {done.phase}" if done.phase not in ("", "done") else ""
                     print(f"{PAST.get(verb, verb + 'ed').capitalize()} {ref}{said}")
             except ApiError as exc:
-                errors.print(f"[bold red]Error:[/] {exc.message}", highlight=False)
+                errors.print(f"[bold red]Error:[/] {escape(exc.message)}", highlight=False)
                 failed = True
             except typer.Exit:
                 failed = True

@@ -16,13 +16,17 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 from rich.console import Console, RenderableType
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-console = Console()
+# No emoji codes: Rich turned ":ab:" in a MAC address (02:c0:9c:ab:13:8f) into an emoji
+# (a flaky test: the MACs are random). Markup stays for Corral's own [bold] words; text that
+# came from elsewhere (an error's message) is escaped where it is put into markup.
+console = Console(emoji=False)
 console.soft_wrap = not console.is_terminal  # piped: a message is never wrapped either
-errors = Console(stderr=True)
+errors = Console(stderr=True, emoji=False)
 
 # Columns that name or identify something: shown whole even on a narrow terminal.
 WHOLE = frozenset({"ID", "NAME", "BACKUP", "INSTANCE", "SNAPSHOT", "TARGET", "NETWORK",
@@ -156,4 +160,4 @@ def key_values(pairs: Sequence[tuple[str, str]]) -> None:
 
 def warn(message: str) -> None:
     """A warning on stderr (a table on stdout stays clean for pipes)."""
-    errors.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+    errors.print(f"[yellow]warning:[/] {escape(message)}", markup=True, highlight=False)

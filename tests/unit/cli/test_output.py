@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+import typer
+
+from corral.cli import output
 from corral.cli.backups import keep_text
+from corral.cli.common import fail
 from corral.cli.output import plain_columns, setting_size, size
 
 
@@ -31,3 +36,15 @@ def test_keep_text_names_the_rules_or_says_all() -> None:
     assert keep_text(0, 0, 0) == "all"
     assert keep_text(3, 0, 4) == "newest 3, 4 weekly"
     assert keep_text(0, 7, 0) == "7 daily"
+
+
+def test_a_mac_address_and_a_message_in_brackets_print_as_they_are(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Rich read ":ab:" in 02:c0:9c:ab:13:8f as an emoji code (a flaky clone test) and
+    "[name]" in a server's message as markup."""
+    output.console.print("new MAC 02:c0:9c:ab:13:8f", highlight=False)
+    with pytest.raises(typer.Exit):
+        fail("no instance [web:ab:1]")
+    said = capsys.readouterr()
+    assert "02:c0:9c:ab:13:8f" in said.out
+    assert "no instance [web:ab:1]" in said.err
