@@ -13,7 +13,6 @@ import resource
 import secrets
 import signal
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import uvicorn
 
 from corral.api.app import LocalAdmin, TokenAuth, create_app
 from corral.daemon import logs
-from corral.host.run import run
+from corral.host.run import run_python_apart
 from corral.host.tls import ensure_identity_apart
 from corral.services import faults
 from corral.services.authlimit import DEFAULT_LIMIT, DEFAULT_WINDOW
@@ -210,13 +209,10 @@ def migrate_apart(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if at_head(path):
         return
-    done = run([sys.executable, "-c", "import sys, pathlib; from corral.state.database import "
-                "migrate; migrate(pathlib.Path(sys.argv[1]))", str(path)],
-               check=False, timeout=None)
-    if done.returncode != 0:
-        said = done.stderr.decode(errors="replace").strip().splitlines()
-        raise RuntimeError(f"migrating the database {path} failed: "
-                           + (said[-1] if said else f"exit {done.returncode}"))
+    failed = run_python_apart("import sys, pathlib; from corral.state.database import "
+                              "migrate; migrate(pathlib.Path(sys.argv[1]))", str(path))
+    if failed is not None:
+        raise RuntimeError(f"migrating the database {path} failed: {failed}")
 
 
 def tune_gc() -> None:

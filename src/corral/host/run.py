@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
@@ -107,3 +108,14 @@ def _finish(process: Spawned, argv: Sequence[str], timeout: float | None,
 def output(argv: Sequence[str], **kwargs: object) -> str:
     """Stdout of a successful ``run`` as text."""
     return run(argv, **kwargs).stdout.decode(errors="replace")  # type: ignore[arg-type]
+
+
+def run_python_apart(code: str, *args: str) -> str | None:
+    """``code`` run by a child Python with ``args`` as ``sys.argv[1:]``: work whose imports
+    corrald must not keep for its life (Alembic, cryptography). None when it succeeded, else
+    what went wrong: its last line of stderr, or its exit status."""
+    done = run([sys.executable, "-c", code, *args], check=False, timeout=None)
+    if done.returncode == 0:
+        return None
+    said = done.stderr.decode(errors="replace").strip().splitlines()
+    return said[-1] if said else f"exit {done.returncode}"

@@ -15,7 +15,6 @@ import ipaddress
 import os
 import socket
 import ssl
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,16 +99,14 @@ def ensure_identity_apart(directory: Path, common_name: str,
     identity = Identity(directory / KEY_FILE, directory / CERT_FILE)
     if identity.key.exists() and identity.cert.exists():
         return identity
-    from corral.host.run import run
+    from corral.host.run import run_python_apart
 
-    done = run([sys.executable, "-c", "import sys, pathlib; from corral.host.tls import "
-                "ensure_identity; ensure_identity(pathlib.Path(sys.argv[1]), sys.argv[2], "
-                "tuple(sys.argv[3:]))", str(directory), common_name, *also],
-               check=False, timeout=None)
-    if done.returncode != 0:
-        said = done.stderr.decode(errors="replace").strip().splitlines()
-        raise HostFailure(f"cannot make this host's TLS identity in {directory}: "
-                          + (said[-1] if said else f"exit {done.returncode}"))
+    failed = run_python_apart(
+        "import sys, pathlib; from corral.host.tls import ensure_identity; ensure_identity("
+        "pathlib.Path(sys.argv[1]), sys.argv[2], tuple(sys.argv[3:]))",
+        str(directory), common_name, *also)
+    if failed is not None:
+        raise HostFailure(f"cannot make this host's TLS identity in {directory}: {failed}")
     return identity
 
 
