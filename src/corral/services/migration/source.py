@@ -462,11 +462,7 @@ class SourceRun:
         try:
             self.hooks.checkpoint(self.spec, trial, stop=False)
         except CorralError as exc:
-            self.path = MigrationPath.PRECOPY
-            why = without_criu(f"CRIU cannot dump it: {exc.message}")
-            self.details["why"] = why
-            self.s.store.update_migration(self.mid, path=self.path, details={"why": why})
-            log.info("migration %s of %s: %s", self.mid, self.rec.name, why)
+            self._fall_back(exc)
         finally:
             shutil.rmtree(trial, ignore_errors=True)
 
@@ -485,12 +481,17 @@ class SourceRun:
                 raise
             self.undo.pop()  # nothing was stopped: no restore to take back
             shutil.rmtree(images, ignore_errors=True)
-            self.path = MigrationPath.PRECOPY
-            why = without_criu(f"CRIU cannot dump it: {exc.message}")
-            self.details["why"] = why
-            self.s.store.update_migration(self.mid, path=self.path, details={"why": why})
-            log.info("migration %s of %s: %s", self.mid, self.rec.name, why)
+            self._fall_back(exc)
             return False
+
+    def _fall_back(self, refused: CorralError) -> None:
+        """CRIU cannot dump the instance, which still runs: the move takes the restart path,
+        with CRIU's words as the reason."""
+        self.path = MigrationPath.PRECOPY
+        why = without_criu(f"CRIU cannot dump it: {refused.message}")
+        self.details["why"] = why
+        self.s.store.update_migration(self.mid, path=self.path, details={"why": why})
+        log.info("migration %s of %s: %s", self.mid, self.rec.name, why)
 
     def _restore_source(self) -> None:
         """Undo a checkpointing stop: the processes go on from the dump here (else the
