@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ from corral.domain.statuses import MigrationStatus
 from corral.domain.undo import describe
 from corral.services.migration import resolve
 from corral.services.migration.target import Incoming, TargetSide
+from corral.services.migration.watcher import Watcher
 from corral.state.migstore import MigrationRecord
 from corral.wire.migration import IncomingRequest
 
@@ -28,23 +28,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("corral.migration")
 
 
-class LeaseWatchdog:
+class LeaseWatchdog(Watcher):
     """Aborts reservations whose source stopped renewing its lease (one thread, started with
     the first reservation)."""
 
-    def __init__(self, target: TargetSide) -> None:
-        self.target = target
-        self._guard = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    name = "migration-lease"
 
-    def ensure(self) -> None:
-        with self._guard:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._thread = threading.Thread(target=self._watch, daemon=True,
-                                            name="migration-lease")
-            self._thread.start()
+    def __init__(self, target: TargetSide) -> None:
+        super().__init__()
+        self.target = target
 
     def _watch(self) -> None:
         while not self._stop.wait(0.5):
@@ -52,9 +44,6 @@ class LeaseWatchdog:
                 with contextlib.suppress(CorralError):
                     self.target.abort(mid, f"the source ({inc.request.source_node}) stopped "
                                            f"talking for {inc.lease:g} s")
-
-    def close(self) -> None:
-        self._stop.set()
 
 
 def recover(s: MigrationService) -> None:

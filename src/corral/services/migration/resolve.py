@@ -28,6 +28,7 @@ from corral.drivers.migration import (
 )
 from corral.migration.peer import PeerClient, PeerError, env_float
 from corral.services.migration.source import remove_source
+from corral.services.migration.watcher import Watcher
 from corral.state.migstore import MigrationRecord
 from corral.state.store import InstanceRecord
 
@@ -167,24 +168,16 @@ def settle(s: MigrationService, rec: MigrationRecord, committed: bool, why: str,
     log.warning("migration %s of %s rolled back: %s", rec.id, rec.instance, why)
 
 
-class Resolver:
+class Resolver(Watcher):
     """Asks the targets of unresolved migrations again (one thread, while there are any)."""
 
+    name = "migration-resolve"
+
     def __init__(self, service: MigrationService) -> None:
+        super().__init__()
         self.s = service
         self.lock = threading.Lock()
         """One question and its consequence at a time (the thread, a start, an admin)."""
-        self._guard = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def ensure(self) -> None:
-        with self._guard:
-            if self._stop.is_set() or (self._thread is not None and self._thread.is_alive()):
-                return
-            self._thread = threading.Thread(target=self._watch, daemon=True,
-                                            name="migration-resolve")
-            self._thread.start()
 
     def _watch(self) -> None:
         while not self._stop.wait(interval()):
@@ -244,6 +237,3 @@ class Resolver:
             settle(self.s, rec, keep == "target",
                    f"an admin kept the {keep}'s copy ({rec.peer}: {why})")
             return self.s.store.get_migration(rec.id)
-
-    def close(self) -> None:
-        self._stop.set()
