@@ -114,9 +114,10 @@ class InstanceService:
         self.on_deleted: list[Callable[[InstanceRecord], str | None]] = []
         """Called after an instance's row is gone (its snapshot rows, backup schedules); what
         they say they removed is the delete operation's result."""
-        self.start_guards: list[Callable[[InstanceRecord, str], None]] = []
+        self.start_guards: list[Callable[[InstanceRecord, str], bool]] = []
         """Asked before a start, restart or resume; one raises to refuse it (the migration
-        service: while a migration of the instance is unresolved)."""
+        service: while a migration of the instance is unresolved), or says True when it
+        changed the instance (then its row is read again)."""
         self.reservations: Reservations = NoReservations()
 
     # Views ----------------------------------------------------------------------------
@@ -388,9 +389,9 @@ class InstanceService:
     ) -> OperationRecord:
         rec = self.store.get_instance(ref)
         if action in (Action.START, Action.RESTART, Action.RESUME):
-            for guard in self.start_guards:
-                guard(rec, action.value)
-            rec = self.store.get_instance(ref)
+            changed = [guard(rec, action.value) for guard in self.start_guards]
+            if any(changed):
+                rec = self.store.get_instance(ref)
         if action is Action.START and lifecycle.allowed(action, rec.state):
             before = rec.state  # fast path: the driver itself refuses a guest already running
         else:

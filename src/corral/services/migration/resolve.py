@@ -203,10 +203,12 @@ class Resolver(Watcher):
             settle(self.s, rec, committed, why, resume)
             return self.s.store.get_migration(rec.id)
 
-    def check_start(self, inst: InstanceRecord, action: str = "start") -> None:
+    def check_start(self, inst: InstanceRecord, action: str = "start") -> bool:
         """Before a start, a resume or a migration of ``inst``: refuse while one of its
-        migrations is unresolved (asking its target again first)."""
-        for rec in self.s.store.unresolved(inst.id):
+        migrations is unresolved (asking its target again first). Whether one was settled
+        (rolled back: the instance's row changed)."""
+        pending = self.s.store.unresolved(inst.id)
+        for rec in pending:
             rec = self.again(rec, resume=False)
             if rec.status is MigrationStatus.SUCCESS:
                 raise NotFound(f"'{inst.name}' moved to {rec.peer} (the migration {rec.id[:8]} "
@@ -214,6 +216,7 @@ class Resolver(Watcher):
             if rec.status is MigrationStatus.UNRESOLVED:
                 why = (rec.error or "").removeprefix("the commit's outcome is unknown: ")
                 raise Conflict(f"cannot {action} '{inst.name}': {reason_of(rec, why)}")
+        return bool(pending)
 
     def force(self, name: str, keep: str) -> MigrationRecord:
         """An admin's decision: keep the source's copy (rolled back, started if it ran) or
