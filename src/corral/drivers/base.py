@@ -14,6 +14,7 @@ say the same.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -121,6 +122,16 @@ class InstanceStats:
     io_write_ops: int = 0
     pids: int = 0
     oom_kills: int = 0
+
+
+def root_disk_usage(spec: InstanceSpec) -> tuple[int, int]:
+    """(bytes allocated on the host, apparent size) of the instance's root image, for
+    ``InstanceStats``; (0, 0) once the image is gone (every driver answers alike)."""
+    try:
+        st = os.stat(spec.disk_path)
+    except FileNotFoundError:
+        return 0, 0
+    return st.st_blocks * 512, st.st_size
 
 
 class ConsoleStream(Protocol):

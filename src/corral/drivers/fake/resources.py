@@ -8,12 +8,11 @@ answers: stopped -> every key at next start; running -> live, except a VM's ``ma
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.resources import Resources
-from corral.drivers.base import Applied, AppliedChange, InstanceStats, KeyChange
+from corral.drivers.base import Applied, AppliedChange, InstanceStats, KeyChange, root_disk_usage
 
 
 def live_path(spec: InstanceSpec) -> Path:
@@ -61,11 +60,7 @@ def apply(spec: InstanceSpec, old: Resources, new: Resources, running: bool) -> 
 
 
 def stats(spec: InstanceSpec, running: bool) -> InstanceStats:
-    try:
-        st = os.stat(spec.disk_path)
-        disk_used, disk_size = st.st_blocks * 512, st.st_size
-    except FileNotFoundError:
-        disk_used = disk_size = 0
+    disk_used, disk_size = root_disk_usage(spec)
     if not running:
         return InstanceStats(running=False, disk_used=disk_used, disk_size=disk_size)
     live = live_resources(spec)

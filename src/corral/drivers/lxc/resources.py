@@ -16,7 +16,7 @@ from pathlib import Path
 
 from corral.domain.instance import InstanceSpec
 from corral.domain.resources import Resources, parse_cpu_list
-from corral.drivers.base import Applied, AppliedChange, InstanceStats, KeyChange
+from corral.drivers.base import Applied, AppliedChange, InstanceStats, KeyChange, root_disk_usage
 from corral.drivers.cgroup_limits import limit_writes, lxc_config_lines
 from corral.drivers.lxc.config import RESOURCES_MARKER, cgroup_dirs
 from corral.host import cgroupfs
@@ -111,11 +111,7 @@ def _cpu_list(text: str) -> tuple[int, ...]:
 def stats(spec: InstanceSpec, lxc_name: str, layout: CgroupLayout, running: bool,
           reader: cgroupfs.UsageReader | None = None) -> InstanceStats:
     """``reader``: one for many containers (``stats_many``)."""
-    try:
-        st = os.stat(spec.disk_path)
-        disk_used, disk_size = st.st_blocks * 512, st.st_size
-    except FileNotFoundError:
-        disk_used = disk_size = 0
+    disk_used, disk_size = root_disk_usage(spec)
     if not running:
         return InstanceStats(running=False, disk_used=disk_used, disk_size=disk_size)
     rel = cgroup_path(lxc_name)

@@ -27,7 +27,7 @@ from corral.domain.errors import HostFailure
 from corral.domain.instance import InstanceSpec
 from corral.domain.resources import Resources
 from corral.domain.sizes import format_size
-from corral.drivers.base import Applied, AppliedChange, InstanceStats, KeyChange
+from corral.drivers.base import Applied, AppliedChange, InstanceStats, KeyChange, root_disk_usage
 from corral.drivers.cgroup_limits import VM_CONTROLLERS, limit_writes
 from corral.drivers.qemu import agent
 from corral.drivers.qemu.cmdline import VmPaths
@@ -290,11 +290,7 @@ def stats(spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout, pid: int | N
           said: list[Any] | HostFailure | None = None) -> InstanceStats:
     """``said``: the answers to ``STATS_QUERIES`` when the caller asked many VMs at once
     (``stats_many``); None: asked here."""
-    try:
-        st = spec.disk_path.stat()
-        disk_used, disk_size = st.st_blocks * 512, st.st_size
-    except FileNotFoundError:
-        disk_used = disk_size = 0
+    disk_used, disk_size = root_disk_usage(spec)
     if pid is None:
         return InstanceStats(running=False, disk_used=disk_used, disk_size=disk_size)
     rel = cgroup_path(spec)
