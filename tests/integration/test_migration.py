@@ -89,6 +89,8 @@ def test_pairing_pins_the_certificate_and_checks_the_token(tmp_path: Path) -> No
         assert said.returncode != 0 and "refusing to pair" in said.stderr
         said = a.cli("remote", "add", "b", b.url, "--token", "not-the-token")
         assert said.returncode != 0 and "refused the token" in said.stderr
+        said = a.cli("remote", "add", "me", a.url, "--token", a.token)  # itself: refused
+        assert said.returncode != 0 and "is this host" in said.stderr, said.stderr
         a.cli("remote", "add", "b", b.url, "--token", b.token, "--fingerprint", pinned,
               check=True)
         listed = json.loads(a.cli("remote", "list", "-f", "json", check=True).stdout)

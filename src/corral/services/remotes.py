@@ -81,6 +81,10 @@ class RemoteService:
                 f"{url} presented certificate {seen}, not the expected "
                 f"{normalise_fingerprint(fingerprint)}: refusing to pair"
             )
+        if self.advertise_url is not None and seen == self.identity.fingerprint:
+            # a migration there would only meet its own instance ("already exists")
+            raise InvalidInput(f"{url} is this host (node '{self.node}', certificate {seen}): "
+                               "a remote is another host's corrald")
         record = RemoteRecord(name, url.rstrip("/"), token, seen, pem, utcnow())
         with PeerClient(record, timeout=15.0) as peer:
             try:
