@@ -135,7 +135,8 @@ def test_memory_snapshot_revert_resumes_running(daemon: Daemon) -> None:
     create(daemon, "mem")
     daemon.cli("snapshot", "create", "mem", "live", "--memory", check=True)
     daemon.cli("stop", "mem", check=True)
-    daemon.cli("snapshot", "revert", "mem", "live", check=True)
+    said = daemon.cli("snapshot", "revert", "mem", "live", check=True).stdout
+    assert "and the memory: running again" in said and "processes resumed" in said, said
     with daemon.client() as c:
         assert c.get_instance("mem").state == "running"
     daemon.cli("stop", "mem", check=True)
@@ -158,7 +159,9 @@ def test_memory_revert_refused_when_devices_changed_and_disk_only_works(
     assert disk.read_bytes() == after  # nothing changed
     with daemon.client() as c:
         assert c.get_instance("db1").state == "running"
-    daemon.cli("snapshot", "revert", "db1", "before-upgrade", "--disk-only", check=True)
+    said = daemon.cli("snapshot", "revert", "db1", "before-upgrade", "--disk-only",
+                      check=True).stdout
+    assert "left stopped (disk only)" in said and "memory" not in said, said
     assert disk_of(daemon, "db1").read_bytes() == before
     with daemon.client() as c:
         assert c.get_instance("db1").state == "stopped"

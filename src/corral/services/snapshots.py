@@ -99,9 +99,14 @@ class RevertPlan:
     back: list[tuple[SnapshotDisk, Path]]  # removed since: brought back from this copy
     kept: list[str]  # added after the snapshot: left as they are
 
-    def summary(self) -> str:
+    def summary(self, memory: bool = False) -> str:
+        """What the revert did; ``memory``: the instance resumed from the snapshot's memory
+        (said, or an operator cannot tell it from a disk-only revert, which leaves it
+        stopped)."""
         data = [c.name for c in self.copies if c.name != ROOT] + [d.name for d, _ in self.back]
         text = "reverted the root disk" + (f" and data disks {', '.join(data)}" if data else "")
+        text += (" and the memory: running again where the snapshot was taken (its processes "
+                 "resumed)" if memory else "; left stopped (disk only)")
         if self.back:
             text += f" (registered again: {', '.join(d.name for d, _ in self.back)})"
         if self.kept:
@@ -250,7 +255,7 @@ class SnapshotService:
                 for item in copies[1:]:
                     self.disks.set_size(rec, item.name, item.dest.stat().st_size)
             self.store.set_head(rec.id, snap.id)
-            ctx.result = plan.summary()
+            ctx.result = plan.summary(memory)
             self.instances.events.publish("snapshot.reverted", instance=rec.name, snapshot=name,
                                           kept=plan.kept)
 
