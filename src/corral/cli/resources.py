@@ -206,5 +206,5 @@ def _policy_value(key: str, value: float | None) -> str:
     if key == "audit_retention":
         return "0 (no age limit)" if not value else f"{value:g}d"
     if key == "audit_max_entries":
-        return "0 (no count limit)" if not value else f"{value:g}"
+        return "0 (no count limit)" if not value else str(int(value))  # not 1e+06
     return "none" if value is None else f"{value:g}:1"
