@@ -26,6 +26,17 @@ def parent_of(pid: int, proc: Path = PROC) -> int | None:
     return int(fields[1]) if len(fields) > 1 and is_decimal(fields[1]) else None
 
 
+def start_time(pid: int, proc: Path = PROC) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (``stat``'s field 22); None when it
+    is gone. Pids are reused (pid_max wraps): only this orders processes by age."""
+    try:
+        text = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2:].split()
+    return int(fields[19]) if len(fields) > 19 and is_decimal(fields[19]) else None
+
+
 def parse_fib_trie(text: str) -> list[str]:
     """The local IPv4 addresses of a /proc/<pid>/net/fib_trie, loopback left out."""
     found: list[str] = []

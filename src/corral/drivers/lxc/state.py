@@ -49,17 +49,20 @@ class StateReader:
         self.v2_root = None if layout.v2_mount is None else str(layout.v2_mount)
 
     def members(self, rel: str) -> list[int] | None:
-        """The container's processes: those in ``INNER`` (where LXC runs them), else in the
-        group itself or below it; None when the group does not exist."""
+        """The container's processes: those in the group itself and in ``INNER`` (where LXC
+        runs them), else below it; None when the group does not exist. Both, not the first
+        one found: a container CRIU restored runs in the group itself while what
+        ``lxc-attach`` starts in it goes to ``INNER`` (reading ``INNER`` alone took a
+        ``corral exec`` for the whole container, its init included)."""
         if self.members_root is None:
             return None
         group = f"{self.members_root}/{rel}"
-        pids = _pids(f"{group}/{INNER}/cgroup.procs")
-        if pids:
-            return pids
+        inner = _pids(f"{group}/{INNER}/cgroup.procs")
         pids = _pids(f"{group}/cgroup.procs")
-        if pids is None or pids:
-            return pids
+        if pids is None:
+            return inner
+        if pids or inner:
+            return pids + (inner or [])
         found: list[int] = []  # a guest that made its own groups (systemd: init.scope)
         for path, _dirs, files in os.walk(group):
             if "cgroup.procs" in files:
@@ -106,14 +109,19 @@ class StateReader:
         return RuntimeStatus(state, pid=pid, addresses=addresses, details={"lxc_state": raw})
 
 
-def init_pid(pids: list[int]) -> int | None:
+def init_pid(pids: list[int], proc: Path = procfs.PROC) -> int | None:
     """The container's init: the oldest member whose parent is outside the container (the
-    parent of init is LXC's monitor; processes ``lxc-attach`` started come later)."""
+    parent of init is LXC's monitor; processes ``lxc-attach`` started come later). Oldest
+    by start time, not by pid: once the host's pids wrap (pid_max), an attached process can
+    have a lower pid than init (a restored init has a new, late pid), and taking it for
+    init failed every CRIU dump of the container while it ran (its console not found)."""
     if len(pids) == 1:
         return pids[0]
     inside = set(pids)
-    for pid in sorted(pids):
-        parent = procfs.parent_of(pid)
-        if parent is not None and parent not in inside:
-            return pid
-    return None
+    outside = [pid for pid in pids
+               if (parent := procfs.parent_of(pid, proc)) is not None and parent not in inside]
+    if len(outside) <= 1:  # the common case (nothing attached): no more reads
+        return outside[0] if outside else None
+    started = {pid: procfs.start_time(pid, proc) for pid in outside}
+    alive = [pid for pid in outside if started[pid] is not None]
+    return min(alive, key=lambda pid: (started[pid], pid)) if alive else None

@@ -68,6 +68,24 @@ def test_init_is_the_member_whose_parent_is_outside() -> None:
     assert init_pid([os.getpid(), 2**22 + 1]) == os.getpid()
 
 
+def _stat(proc: Path, pid: int, parent: int, started: int) -> None:
+    (proc / str(pid)).mkdir()
+    rest = " ".join(["0"] * 15)  # fields 5-19, then num_threads, itrealvalue, starttime
+    (proc / str(pid) / "stat").write_text(
+        f"{pid} (a (b) c) S {parent} {rest} 1 0 {started} 0 0\n")
+
+
+def test_init_is_the_oldest_by_start_time_when_pids_wrapped(tmp_path: Path) -> None:
+    """An ``lxc-attach``ed process (parent outside too) started after init but, the host's
+    pids having wrapped, with a lower pid: init is still the one that started first."""
+    _stat(tmp_path, 7157, 7152, started=1000)  # init (a restored one: a late pid)
+    _stat(tmp_path, 7160, 7157, started=1001)  # init's child
+    _stat(tmp_path, 1033, 1029, started=9000)  # attached: lxc-attach (1029) is outside
+    assert init_pid([1033, 7157, 7160], tmp_path) == 7157
+    assert init_pid([7157, 7160], tmp_path) == 7157
+    assert init_pid([1033, 4242], tmp_path) == 1033  # 4242 gone: not init
+
+
 
 def test_an_empty_group_with_no_monitor_left_says_the_monitor_died(tmp_path: Path) -> None:
     """LXC's monitor removes the group after a stop; a group left empty with no monitor
@@ -88,3 +106,25 @@ def test_an_empty_group_with_no_monitor_left_says_the_monitor_died(tmp_path: Pat
     (pids / dirs["container"] / "cgroup.procs").unlink()
     (pids / dirs["container"]).rmdir()  # cleaned up as after any stop: nothing to say
     assert "ended" not in reader.status(config, "101", tmp_path).details
+
+
+def test_a_restored_container_runs_in_its_group_and_an_exec_in_inner(tmp_path: Path) -> None:
+    """CRIU's restore puts the container's processes in its group itself; ``lxc-attach``
+    still starts an exec in ``INNER``: the members are both, and init the oldest of them."""
+    reader, pids, _freezer = _tree(tmp_path)
+    config = _container(tmp_path)
+    rel = cgroup_dirs("101")["container"]
+    (pids / rel / INNER).mkdir(parents=True)
+    exec_pid = os.fork()
+    if exec_pid == 0:  # "the exec": started after this process (the container's init here)
+        os.pause()
+        os._exit(0)
+    try:
+        (pids / rel / "cgroup.procs").write_text(f"{os.getpid()}\n")
+        (pids / rel / INNER / "cgroup.procs").write_text(f"{exec_pid}\n")
+        assert sorted(reader.members(rel) or []) == sorted([os.getpid(), exec_pid])
+        running = reader.status(config, "101", tmp_path)
+        assert (running.state, running.pid) == (RuntimeState.RUNNING, os.getpid())
+    finally:
+        os.kill(exec_pid, 9)
+        os.waitpid(exec_pid, 0)
