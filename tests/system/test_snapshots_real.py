@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -319,6 +320,22 @@ def test_container_memory_snapshot_resumes_its_processes(real_daemon: Daemon) ->
     assert _ct_limits(d, name) == InForce(140 * 1024**2, 40.0)
     d.cli("set", name, "cpu_limit=30", "memory=150M", check=True)
     assert _ct_limits(d, name) == InForce(150 * 1024**2, 30.0)
+    # a restored container runs in its group itself and an exec in LXC's inner group: while
+    # one runs, `info` names init and a memory snapshot is taken (the exec was taken for
+    # init, and every dump failed on init's console: "Can't lookup mount=… for fd=0")
+    ran = threading.Thread(target=d.cli, args=("exec", name, "--", "sleep", "37"))
+    ran.start()
+    try:
+        deadline = time.monotonic() + 20
+        while "sleep 37" not in sh(d, name, "ps"):
+            assert time.monotonic() < deadline, "the exec never ran"
+            time.sleep(0.2)
+        found = json.loads(d.cli("info", name, "-f", "json", check=True).stdout)
+        assert found["pid"] == init_pid(d.state_dir / "lxc", str(found["id"]))
+        snapshot(d, name, "again", "--memory")
+    finally:
+        sh(d, name, "kill $(ps | awk '/[s]leep 37/ {print $1}') || true")
+        ran.join()
     d.cli("delete", "--force", name, check=True)
 
 
