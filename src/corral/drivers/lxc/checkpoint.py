@@ -114,14 +114,34 @@ def systemd_refusal(pid: int | None) -> str | None:
     return None
 
 
+_NOISE = ("tables", "RLIMIT_NOFILE")
+"""CRIU errors that are no cause: its ip(6)tables-restore probes, and raising its own open
+file limit, which an unprivileged container's user namespace refuses on every run."""
+_SESSION_LEADER = re.compile(r"A session leader of \d+\((\d+)\) is outside of its pid namespace")
+
+
+def plain_reason(spec: InstanceSpec, errors: list[str]) -> str:
+    """What an operator can do about CRIU's ``errors``, in plain words ("" if not known)."""
+    for line in errors:
+        found = _SESSION_LEADER.search(line)
+        if found:
+            return (f"process {found.group(1)} in the container was left behind by an exec "
+                    "(corral exec / lxc-attach): its session began outside the container, "
+                    "which CRIU cannot dump; end it (`corral exec "
+                    f"{spec.name} -- kill {found.group(1)}`) and try again. CRIU said: ")
+    return ""
+
+
 def _failure(verb: str, spec: InstanceSpec, directory: Path, said: bytes) -> HostFailure:
-    """lxc-checkpoint's own words, plus CRIU's errors from its log in ``directory``."""
+    """lxc-checkpoint's own words, plus CRIU's errors from its log in ``directory`` (after
+    a plain reason where one is known)."""
     log = directory / f"{verb}.log"
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
     errors = [line.strip() for line in lines if "Error" in line
-              and "tables" not in line][-5:]  # CRIU probes ip(6)tables-restore: noise here
+              and not any(noise in line for noise in _NOISE)][-5:]
     text = "\n".join([said.decode(errors="replace").strip(), *errors]).strip()
-    return HostFailure(f"CRIU {verb} of container '{spec.name}' failed: {text}")
+    return HostFailure(f"CRIU {verb} of container '{spec.name}' failed: "
+                       f"{plain_reason(spec, errors)}{text}")
 
 
 def _pty_binds(pid: int) -> dict[str, str]:

@@ -14,6 +14,7 @@ from corral.domain.resources import Resources
 from corral.drivers.lxc.checkpoint import (
     DETACHED,
     IDMAP_ROOT,
+    _failure,
     _restore_config,
     _take_detached,
     dumpable_key,
@@ -106,3 +107,25 @@ def test_detached_consoles_are_taken_once_and_only_by_the_same_run(tmp_path: Pat
     (spec.run_dir / DETACHED).write_text(json.dumps(record))
     assert _take_detached(spec, 42) == ({"/dev/console": "/0"}, "tty[8800:2f]")
     assert _take_detached(spec, 42) is None
+
+
+def test_a_dump_failure_says_what_to_do_and_leaves_criu_noise_out(tmp_path: Path) -> None:
+    """A process an exec left behind (its session leader outside): the plain reason and the
+    command that ends it come first, CRIU's own lines after; its RLIMIT_NOFILE complaint
+    (every unprivileged run) and iptables probes are not shown."""
+    (tmp_path / "dump.log").write_text(
+        "(00.001014) Error (criu/util.c:1533): rlimit: Can't setup RLIMIT_NOFILE for self: "
+        "Operation not permitted\n"
+        "(00.002) Error (criu/net.c:1): iptables-restore probe\n"
+        "(00.099542) Error (criu/cr-dump.c:1664): A session leader of 26481(26) is outside "
+        "of its pid namespace\n"
+        "(00.115811) Error (criu/cr-dump.c:2111): Dumping FAILED.\n")
+    text = _failure("dump", _spec(False), tmp_path, b"Checkpointing 101 failed\n").message
+    assert text.startswith("CRIU dump of container 'ct1' failed: process 26 in the container "
+                           "was left behind by an exec"), text
+    assert "`corral exec ct1 -- kill 26`" in text
+    assert "A session leader of 26481(26)" in text and "Dumping FAILED" in text
+    assert "RLIMIT_NOFILE" not in text and "iptables" not in text
+    (tmp_path / "dump.log").write_text("(00.1) Error (criu/x.c:1): something else\n")
+    plain = _failure("dump", _spec(False), tmp_path, b"").message
+    assert plain == "CRIU dump of container 'ct1' failed: (00.1) Error (criu/x.c:1): something else"
