@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from corral.drivers.base import RuntimeState
@@ -117,7 +118,7 @@ def test_a_restored_container_runs_in_its_group_and_an_exec_in_inner(tmp_path: P
     (pids / rel / INNER).mkdir(parents=True)
     exec_pid = os.fork()
     if exec_pid == 0:  # "the exec": started after this process (the container's init here)
-        os.pause()
+        time.sleep(60)  # killed below
         os._exit(0)
     try:
         (pids / rel / "cgroup.procs").write_text(f"{os.getpid()}\n")
