@@ -6,8 +6,10 @@ the arithmetic; this fills in its inputs).
 * The policy: the host's over-commitment ratios (``corral host policy``), each replaceable.
 * The overhead per CT and per VM: what is given, else measured on the instances running
   here, read the way ``stats`` reads them (each driver's batch read, one sample pause for
-  all): memory = the mean cgroup charge above the guest's memory size (a VM's QEMU and TCG
-  beyond its guest RAM; a CT's charge stays within its limit, so mostly 0), CPU = the mean
+  all): memory = for a VM what its QEMU holds beyond its guest's RAM (QEMU, TCG, the
+  kernel it read: ``drivers/qemu/overhead.py``; the cgroup charge above the guest's size
+  was 0 for an idle VM that had not touched its RAM), else the mean cgroup charge above
+  the guest's memory size (a CT's charge stays within its limit, so mostly 0), CPU = the mean
   CPU an instance uses now, in CPUs (an idle VM under TCG: ~0.13 here). A kind with no
   running instance has no measured overhead (0, said in ``sources``).
 
@@ -71,23 +73,33 @@ class Answer:
     notes: tuple[str, ...]
 
 
-def measure(usage: list[Usage]) -> dict[Kind, Measured]:
-    """Mean overhead per kind over the running instances' usage (see the module's text)."""
+def measure(usage: list[Usage],
+            vm_memory: Callable[[str], int | None] = lambda _name: None
+            ) -> dict[Kind, Measured]:
+    """Mean overhead per kind over the running instances' usage (see the module's text);
+    ``vm_memory``: what a VM's QEMU holds beyond its guest's RAM, where it can be read
+    (else its cgroup charge above its size counts)."""
     found: dict[Kind, Measured] = {}
     for kind in Kind:
         running = [u for u in usage if u.kind is kind and u.state is State.RUNNING]
         if not running:
             continue
-        memory = sum(max(0, u.stats.memory_used - u.resources.memory) for u in running)
+        memory = 0
+        for u in running:
+            beyond = vm_memory(u.instance) if kind is Kind.VM else None
+            memory += max(0, u.stats.memory_used - u.resources.memory) if beyond is None \
+                else beyond
         cpu = sum(u.cpu_percent for u in running) / 100
         found[kind] = Measured(memory / len(running), cpu / len(running), len(running))
     return found
 
 
 class CapacityCase:
-    def __init__(self, capacity: CapacityService, usage: Callable[[], list[Usage]]) -> None:
+    def __init__(self, capacity: CapacityService, usage: Callable[[], list[Usage]],
+                 vm_memory: Callable[[str], int | None] = lambda _name: None) -> None:
         self.capacity = capacity
         self.usage = usage
+        self.vm_memory = vm_memory
 
     def answer(self, ask: Overrides) -> Answer:
         physical, policy = self.capacity.physical(), self.capacity.policy()
@@ -112,7 +124,7 @@ class CapacityCase:
         }
         wanted = ask.measure and None in (ask.ct_overhead_memory, ask.ct_overhead_cpu,
                                           ask.vm_overhead_memory, ask.vm_overhead_cpu)
-        measured = measure(self.usage()) if wanted else {}
+        measured = measure(self.usage(), self.vm_memory) if wanted else {}
         overheads = {}
         for kind, memory, cpu in ((Kind.CT, ask.ct_overhead_memory, ask.ct_overhead_cpu),
                                   (Kind.VM, ask.vm_overhead_memory, ask.vm_overhead_cpu)):

@@ -104,7 +104,8 @@ class Corral:
             self.instances, self.capacity, self.events, nic_devices=self._nic_devices,
             all_nic_devices=self._all_nic_devices,
         )
-        self.capacity_case = CapacityCase(self.capacity, self.resources.usage_all)
+        self.capacity_case = CapacityCase(self.capacity, self.resources.usage_all,
+                                          self.resources.vm_memory_overhead)
         self.networks = NetworkService(
             NetworkStore(self.db),
             backend_for(settings.driver_mode, settings.state_dir), self.instances, self.events,

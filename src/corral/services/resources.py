@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.domain.errors import InvalidInput
+from corral.domain.errors import CorralError, InvalidInput
 from corral.domain.instance import Kind
 from corral.domain.lifecycle import State
 from corral.domain.resources import Resources, apply_settings, parse_cpu_list
 from corral.domain.sizes import format_size
 from corral.drivers.base import AppliedChange, InstanceStats
+from corral.drivers.qemu import overhead as qemu_overhead
 from corral.host.netcounters import byte_counters
 from corral.services.capacity import CapacityService
 from corral.services.events import EventBus
@@ -192,6 +193,19 @@ class ResourceService:
             except Exception as exc:  # one broken runtime must not hide the others
                 log.warning("CPU time of the %s instances failed: %s", kind.value, exc)
         return time.monotonic(), found
+
+    def vm_memory_overhead(self, name: str) -> int | None:
+        """What running VM ``name``'s QEMU holds beyond its guest's RAM (PSS;
+        ``drivers/qemu/overhead.py``); None where that cannot be read (not a QEMU of this
+        host: the fake driver, another member's instance, stopped)."""
+        try:
+            rec = self.instances.store.get_instance(name)
+            if rec.kind is not Kind.VM:
+                return None
+            pid = self.instances.driver(Kind.VM).status(self.instances.spec(rec)).pid
+        except CorralError:
+            return None
+        return None if pid is None else qemu_overhead.overhead(pid)
 
     def usage_all(self, pause: bool = True) -> list[Usage]:
         """Every instance's usage: the state of all as ``list`` says it and their counters,

@@ -41,6 +41,18 @@ def test_measure_averages_the_charge_above_the_size_and_the_cpu_per_running_kind
     assert measure([]) == {}
 
 
+def test_a_vms_memory_overhead_is_what_its_qemu_holds_beyond_its_ram_where_read() -> None:
+    """An idle VM has touched little of its RAM: its charge is below its size (0 above
+    it), yet its QEMU holds 150 MiB beyond the guest's RAM; where that is not read (the
+    fake driver, another member's instance), the charge above the size counts."""
+    idle = usage(Kind.VM, State.RUNNING, 180 * MiB, 512 * MiB, 3.0)
+    busy = usage(Kind.VM, State.RUNNING, 700 * MiB, 512 * MiB, 3.0)
+    beyond = {idle.instance: 150 * MiB}
+    got = measure([idle, busy], beyond.get)
+    assert got[Kind.VM].memory == pytest.approx((150 + (700 - 512)) / 2 * MiB)
+    assert measure([idle])[Kind.VM].memory == 0  # the charge alone: nothing above the size
+
+
 def _case(tmp_path: Path, found: list[Usage]) -> CapacityCase:
     service = CapacityService(store=None, instances_dir=tmp_path,  # type: ignore[arg-type]
                               policy_file=tmp_path / "policy.json",
