@@ -26,16 +26,26 @@ def _quiet(fraction: float, phase: str) -> None:
 
 
 def reflink_works(directory: Path) -> bool:
-    """Whether files in ``directory`` can be cloned copy-on-write (tried, not guessed)."""
-    with tempfile.TemporaryDirectory(prefix=".reflink-probe-", dir=directory) as tmp:
-        src, dst = Path(tmp) / "a", Path(tmp) / "b"
-        src.write_bytes(b"corral" * 1024)
-        with src.open("rb") as s, dst.open("wb") as d:
-            try:
-                fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
-            except OSError:
-                return False
-        return True
+    """Whether files in ``directory`` can be cloned copy-on-write (tried, not guessed).
+
+    The probe clones an empty file: the kernel refuses a file system without clones before
+    it looks at the length, and no data block is needed -- a full pool (whose data space
+    is gone) answered `storage list` with a 500 when the probe wrote 6 KiB. Where even an
+    empty file cannot be made (no space or quota left at all), the answer is "no"."""
+    try:
+        with tempfile.TemporaryDirectory(prefix=".reflink-probe-", dir=directory) as tmp:
+            src, dst = Path(tmp) / "a", Path(tmp) / "b"
+            src.touch()
+            with src.open("rb") as s, dst.open("wb") as d:
+                try:
+                    fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
+                except OSError:
+                    return False
+            return True
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return False
+        raise
 
 
 def clone_file(src: Path, dst: Path, progress: Progress = _quiet) -> bool:
