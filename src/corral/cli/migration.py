@@ -113,7 +113,10 @@ def _result(m: MigrationModel) -> str:
             parts.append(f"{label} {output.size(int(d[key]))}")
     if d.get("id_changed"):
         parts.append(f"id changed {d['id_changed']} (the source id was taken there)")
-    return ", ".join(parts)
+    said = ""
+    for part in parts:  # a parenthesis explains the figure before it: no comma between
+        said += part if not said else (" " if part.startswith("(") else ", ") + part
+    return said
 
 
 def migrate(
