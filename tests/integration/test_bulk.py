@@ -122,6 +122,13 @@ def test_bulk_create_refuses_bad_requests_and_reports_conflicts(daemon: Daemon) 
     assert made.returncode == 1
     assert results(made.stdout)["a-2"] == ("failed", "an instance named 'a-2' already exists")
     assert sorted(states(daemon)) == ["a-1", "a-2", "a-3"]
+    # --count numbers after the highest a-<n> taken; --first sets it
+    assert set(results(ok(run("create", "a", "--count", "2", "--type", "ct")))) == {"a-4", "a-5"}
+    again = run("create", "a", "--count", "1", "--first", "5", "--type", "ct")
+    assert again.returncode == 1
+    assert results(again.stdout) == {"a-5": ("failed", "an instance named 'a-5' already exists")}
+    refused(run("create", "a", "--first", "9", "--type", "ct"), "--first goes with --count")
+    ok(run("delete", "a-4", "a-5"))
     # --no-wait: the parent's id at once
     parent_id = ok(run("stop", "a-1", "a-3", "--no-wait")).strip()
     # both were stopped already: skipped, which is no failure

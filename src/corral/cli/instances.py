@@ -17,7 +17,7 @@ from corral.cli.output import Format
 from corral.cli.resources import assignments
 from corral.client import ApiError, CorralClient
 from corral.client.client import ExecOutcome
-from corral.domain.bulk import BulkAction, numbered
+from corral.domain.bulk import BulkAction, next_number, numbered
 from corral.domain.errors import CorralError
 from corral.domain.labels import parse_assignments
 from corral.wire.bulk import BulkCreate, BulkRequestModel
@@ -51,7 +51,11 @@ def create(
         help="in a cluster: the member to create it on (default: placement picks one)")]
         = None,
     count: Annotated[int | None, typer.Option(
-        "--count", help="make N instances named NAME-1 … NAME-N (or NAME with {n} in it)")
+        "--count", help="make N instances named NAME-1 … NAME-N (or NAME with {n} in it), "
+                        "numbered after the highest NAME-<n> that exists")
+    ] = None,
+    first: Annotated[int | None, typer.Option(
+        "--first", help="with --count: the first number (default: after the highest taken)")
     ] = None,
     parallel: ParallelOpt = bulk.PARALLEL,
     label: Annotated[list[str] | None, typer.Option(
@@ -69,12 +73,14 @@ def create(
     settings = [s for s in settings or [] if "=" in s]
     try:
         labels = parse_assignments(label) if label else {}
-        made_names = (numbered(name, count) if count is not None and not extra
+        if count is not None and extra:
+            fail("--count takes one name pattern")
+        if first is not None and count is None:
+            fail("--first goes with --count")
+        made_names = (numbered(name, count, _first_number(name, first)) if count is not None
                       else bulk.names([name, *extra]))
     except CorralError as exc:
         fail(exc.message)
-    if count is not None and extra:
-        fail("--count takes one name pattern")
     if len(made_names) > 1 or count is not None:
         if image or iso or node or group or require:
             fail("--image, --iso, --node, --group and --require make one instance at a time "
@@ -104,6 +110,13 @@ def create(
     where = f" on {made.node}" if node is None and made.node else ""
     output.console.print(f"Created {made.type} [bold]{made.name}[/] (id {made.id}), "
                          f"{made.state}{where}")
+
+
+def _first_number(pattern: str, first: int | None) -> int:
+    if first is not None:
+        return first
+    with client() as c:
+        return next_number(pattern, (i.name for i in c.list_instances()))
 
 
 def _absolute(path: str | None) -> str | None:

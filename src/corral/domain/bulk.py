@@ -143,8 +143,26 @@ def numbered(pattern: str, count: int, first: int = 1) -> list[str]:
     """``--count``: ``web-{n}`` (or ``web``, read as ``web-{n}``) numbered from ``first``."""
     if count < 1 or count > MAX_ITEMS:
         raise InvalidInput(f"--count must be between 1 and {MAX_ITEMS}")
-    template = pattern if "{n}" in pattern else pattern + "-{n}"
+    if first < 0:
+        raise InvalidInput("--first must be 0 or more")
+    template = _count_template(pattern)
     return [template.replace("{n}", str(first + i)) for i in range(count)]
+
+
+def next_number(pattern: str, existing: Iterable[str]) -> int:
+    """Where a ``--count`` without ``--first`` starts: after the highest number an existing
+    name already has in ``pattern``'s place (``web-7`` taken: 8), else 1 — so a second
+    ``create web --count 5`` adds web-6 … web-10 instead of failing on web-1."""
+    head, _, tail = _count_template(pattern).partition("{n}")
+    taken = [int(name[len(head):len(name) - len(tail)]) for name in existing
+             if name.startswith(head) and name.endswith(tail)
+             and name[len(head):len(name) - len(tail)].isdigit()
+             and len(name) > len(head) + len(tail)]
+    return max(taken, default=0) + 1
+
+
+def _count_template(pattern: str) -> str:
+    return pattern if "{n}" in pattern else pattern + "-{n}"
 
 
 def expand_names(patterns: Iterable[str]) -> list[str]:

@@ -12,6 +12,7 @@ from corral.domain.bulk import (
     exit_code,
     expand_braces,
     expand_names,
+    next_number,
     numbered,
     summarize,
 )
@@ -48,6 +49,14 @@ def test_numbered() -> None:
     for bad in (0, MAX_ITEMS + 1):
         with pytest.raises(InvalidInput, match="--count"):
             numbered("web", bad)
+
+
+def test_next_number_follows_the_highest_taken() -> None:
+    assert next_number("web", []) == 1
+    assert next_number("web", ["web-1", "web-7", "web-x", "web-", "webby-9", "db-3"]) == 8
+    assert next_number("n{n}x", ["n4x", "n12x", "n5y"]) == 13
+    with pytest.raises(InvalidInput, match="--first"):
+        numbered("web", 2, first=-1)
 
 
 def test_summary_and_exit_code() -> None:
