@@ -16,6 +16,7 @@ Run as root: .venv/bin/python bench/bulk.py [--cts 100] [--vms 10] [--parallel 8
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import shutil
@@ -30,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from start import RawContainer, RawVm
+from start import READY, RawContainer, RawVm
 
 from corral.client import CorralClient
 from corral.domain.bulk import BulkAction
@@ -139,6 +140,25 @@ def profiler(out: Path | None, pid: int) -> subprocess.Popen[bytes] | None:
     return process
 
 
+def guests_ready(c: CorralClient, state: Path, names: list[str], began: float) -> str:
+    """When each guest's init said it was ready (console), from the bulk request: median and
+    last, as a row."""
+    logs = [state / "instances" / str(c.get_instance(n).id) / "console.log" for n in names]
+    ready: list[float] = []
+    while logs and time.monotonic() - began < 120:
+        for log in list(logs):
+            with contextlib.suppress(FileNotFoundError):
+                if READY in log.read_bytes():
+                    ready.append(time.monotonic() - began)
+                    logs.remove(log)
+        time.sleep(0.05)
+    ready.sort()
+    median = ready[len(ready) // 2] if ready else float("nan")
+    last = ready[-1] if ready else float("nan")
+    return (f"{'  guests booted (console ready), from the request':<58} | {len(ready):>5} | "
+            f"median {median:5.1f} s, last {last:5.1f} s")
+
+
 def row(what: str, count: int, seconds: float) -> str:
     return f"{what:<58} | {count:>5} | {seconds:8.2f} s | {count / seconds:8.1f} /s"
 
@@ -154,6 +174,9 @@ def main() -> None:
                              "inside the timed request)")
     parser.add_argument("--raw", type=int, default=-1,
                         help="instances for the raw ceilings (default: all; 0: none)")
+    parser.add_argument("--launch-priority", default="1", metavar="N[,N…]",
+                        help="host policy vm_launch_priority for the VM bulk; several: one "
+                             "VM round (and raw ceiling) each, in this order (e.g. 1,8)")
     parser.add_argument("--profile", type=Path, default=None, metavar="FILE",
                         help="py-spy (samples of the thread holding the GIL, raw format) "
                              "of corrald during the CT create")
@@ -173,9 +196,13 @@ def main() -> None:
         with daemon.client() as c:
             # many tiny guests on 2 CPUs: over-commitment is what this measures around
             c.set_policy({"cpu": "none", "memory": "none", "disk": "none"})
-            for kind, count in (("ct", args.cts), ("vm", args.vms)):
+            rounds = [("ct", args.cts, 1)] + [("vm", args.vms, int(p))
+                                              for p in args.launch_priority.split(",")]
+            for kind, count, priority in rounds:
                 if count <= 0:
                     continue
+                if kind == "vm":
+                    c.set_policy({"vm_launch_priority": str(priority)})
                 names = [f"b{kind}-{i}" for i in range(1, count + 1)]
                 spec = BulkCreate(type=kind, template="tiny", memory="64M" if kind == "ct"
                                   else "128M", disk="64M", start=True)
@@ -188,15 +215,18 @@ def main() -> None:
                                                    names=[f"w{kind}"], force=True))
                     CPU.clear()
                 spy = profiler(args.profile, daemon.process.pid) if kind == "ct" else None
+                began = time.monotonic()
                 took, ok = timed_bulk(c, BulkRequestModel(
                     action=BulkAction.CREATE, names=names, parallel=args.parallel, create=spec),
                     daemon.process.pid)
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
                     spy.wait(60)
-                up = "running" if kind == "ct" else "runtime up"
+                up = "running" if kind == "ct" else f"runtime up, launch priority {priority}"
                 rows.append(row(f"{kind.upper()} create + start ({up}), one bulk request", ok,
                                 took))
+                if kind == "vm":  # the trade: how long the guests took to boot
+                    rows.append(guests_ready(c, state, names, began))
                 took, ok = timed_bulk(c, BulkRequestModel(
                     action=BulkAction.STOP, names=names, parallel=args.parallel, force=True))
                 rows.append(row(f"{kind.upper()} stop --force, one bulk request", ok, took))

@@ -7,6 +7,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,10 +16,11 @@ from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.resources import Resources
 from corral.drivers.base import RuntimeState
 from corral.drivers.qemu import QemuDriver
+from corral.drivers.qemu import resources as vm_resources
 from corral.drivers.qemu.cmdline import VmPaths
 from corral.drivers.qemu.resources import cgroup_path
 from corral.host import cgroupfs
-from corral.host.cgroups import read_layout
+from corral.host.cgroups import CgroupVersion, read_layout
 from corral.templates.builders.tiny import READY_MARKER
 from corral.templates.image import TemplateImage
 from tests.system.fixtures_template import tiny_template
@@ -80,7 +82,8 @@ def vm(tmp_path: Path, tiny_template: TemplateImage) -> Iterator[tuple[QemuDrive
         QemuDriver(accel="tcg").delete(spec)
 
 
-def test_vm_lifecycle(vm: tuple[QemuDriver, InstanceSpec], tiny_template: TemplateImage) -> None:
+def test_vm_lifecycle(vm: tuple[QemuDriver, InstanceSpec], tiny_template: TemplateImage,
+                      monkeypatch: pytest.MonkeyPatch) -> None:
     driver, spec = vm
     paths = VmPaths(spec.directory, spec.run_dir)
     assert driver.status(spec).state == RuntimeState.STOPPED
@@ -141,7 +144,28 @@ def test_vm_lifecycle(vm: tuple[QemuDriver, InstanceSpec], tiny_template: Templa
     assert b"corral-guest-stopping" in driver.console_log(spec)
     assert not any(p.exists() for p in paths.sockets())
 
+    # the second start under a launch priority (host policy vm_launch_priority): QEMU comes
+    # up in its group at 8x the default weight; right after up, the group's own weight again
+    layout = read_layout()
+    weight_file = ("cpu.shares" if layout.controller_version("cpu") == CgroupVersion.V1
+                   else "cpu.weight")
+
+    def weight() -> str:
+        return (cgroupfs.read(layout, "cpu", cgroup_path(spec), weight_file) or "").strip()
+
+    launched_at: list[str] = []
+    real_started = vm_resources.started
+
+    def on_started(*args: Any, **kwargs: Any) -> None:
+        launched_at.append(weight())  # QEMU is up: what its launch ran at
+        real_started(*args, **kwargs)
+
+    monkeypatch.setattr(vm_resources, "started", on_started)
+    driver.launch_priority = lambda: 8
     driver.start(spec, tiny_template)
+    driver.launch_priority = lambda: 1
+    expected = (["8192"], "1024") if weight_file == "cpu.shares" else (["800"], "100")
+    assert (launched_at, weight()) == expected
     wait_for_marker(driver, spec, count=2)
     assert driver.exec(spec, ["cat", "/proc/uptime"], timeout=30).exit_code == 0
     t0 = time.monotonic()
@@ -149,7 +173,7 @@ def test_vm_lifecycle(vm: tuple[QemuDriver, InstanceSpec], tiny_template: Templa
     print(f"forced stop: {time.monotonic() - t0:.2f} s")
     assert driver.status(spec).state == RuntimeState.STOPPED
     assert qemu_pids_using(spec.directory) == []
-    layout = read_layout()  # the cgroup stays while the VM exists (the next start reuses it)
+    # the cgroup stays while the VM exists (the next start reuses it)
     assert cgroupfs.group_exists(layout, "cpu", cgroup_path(spec))
 
     def procs() -> str:

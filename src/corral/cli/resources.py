@@ -187,11 +187,13 @@ def policy(
              "id_quarantine=30d (how long a deleted instance's id stays unused; 0: never "
              "reused); ksm=on|off (merge identical memory pages of VMs); "
              "audit_retention=365d (0: no age limit), audit_max_entries=1000000 (0: no "
-             "count limit): how much of the audit log is kept, pruned hourly")] = None,
+             "count limit): how much of the audit log is kept, pruned hourly; "
+             "vm_launch_priority=8 (a starting VM's CPU weight times this until QEMU is "
+             "up; 1: none)")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Show or change the host policy: maximum allocated/physical ratios, id quarantine,
-    KSM, audit log retention."""
+    KSM, audit log retention, VM launch priority."""
     with client() as c:
         result = c.set_policy(assignments(settings)) if settings else c.policy()
     if not output.emit_structured(result, fmt):
@@ -205,6 +207,8 @@ def _policy_value(key: str, value: float | None) -> str:
         return "0 (never reused)" if not value else f"{value:g}d"
     if key == "audit_retention":
         return "0 (no age limit)" if not value else f"{value:g}d"
+    if key == "vm_launch_priority":
+        return "1 (none)" if value == 1 else f"{value:g}x the CPU weight until QEMU is up"
     if key == "audit_max_entries":
         return "0 (no count limit)" if not value else str(int(value))  # not 1e+06
     return "none" if value is None else f"{value:g}:1"

@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from corral.domain.resources import DEFAULT_SHARES, Resources, effective_quota_percent
+from corral.domain.resources import (
+    DEFAULT_SHARES,
+    MAX_SHARES,
+    Resources,
+    effective_quota_percent,
+)
 from corral.host.cgroupfs import INHERIT
 from corral.host.cgroups import CgroupLayout, CgroupVersion
 
@@ -94,6 +99,21 @@ def _io(v: CgroupVersion, res: Resources, devices: Sequence[str]) -> list[Cgroup
                     f"riops={lim(res.io_iops)} wiops={lim(res.io_iops)}")
             writes.append(CgroupWrite("io", v, "io.max", line))
     return writes
+
+
+def weight_write(layout: CgroupLayout, res: Resources, factor: int = 1) -> CgroupWrite | None:
+    """The one write of ``res``'s CPU weight times ``factor`` (v1 ``cpu.shares``, v2
+    ``cpu.weight``; capped at each file's maximum); None without a cpu controller. A VM's
+    launch priority (host policy ``vm_launch_priority``) is this write with its factor while
+    QEMU initialises, then again with 1."""
+    v = layout.controller_version("cpu")
+    if v is None:
+        return None
+    shares = res.cpu_shares or DEFAULT_SHARES
+    if v == CgroupVersion.V1:
+        return CgroupWrite("cpu", v, "cpu.shares", str(min(MAX_SHARES, shares * factor)))
+    weight = 100 if res.cpu_shares is None else shares_to_weight(shares)
+    return CgroupWrite("cpu", v, "cpu.weight", str(min(10000, weight * factor)))
 
 
 def limit_writes(

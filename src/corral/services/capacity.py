@@ -11,7 +11,12 @@ resource above it is refused, unless it does not increase that resource. The pol
 The same host policy holds ``id_quarantine``: how long a deleted instance's id stays out of
 use (``domain/ids.py``), in days; 0: never reused -- and ``ksm``: whether the kernel merges
 identical memory pages of VMs (``host/ksm.py``; off by default: it is a host-wide kernel
-setting and its scanning thread costs CPU, so the operator turns it on).
+setting and its scanning thread costs CPU, so the operator turns it on) -- and
+``vm_launch_priority``: the factor on a starting VM's CPU weight (its cgroup's
+``cpu.shares`` / ``cpu.weight``) from QEMU's exec until QEMU is up (QMP listening, vCPUs
+running), then its configured weight again. Under TCG every booting guest is busy on the
+CPUs; without it a bulk start's QEMUs initialise at the same weight as the guests already
+booting (docs/architecture.md, "VM launch priority"). 1: no priority.
 """
 
 from __future__ import annotations
@@ -41,10 +46,13 @@ QUARANTINE = "id_quarantine"
 KSM = "ksm"
 AUDIT_RETENTION = "audit_retention"
 AUDIT_MAX = "audit_max_entries"
-KEYS = (*RESOURCES, QUARANTINE, KSM, AUDIT_RETENTION, AUDIT_MAX)
+LAUNCH_PRIORITY = "vm_launch_priority"
+KEYS = (*RESOURCES, QUARANTINE, KSM, AUDIT_RETENTION, AUDIT_MAX, LAUNCH_PRIORITY)
+MAX_LAUNCH_PRIORITY = 256
 _ON = {"on": True, "yes": True, "true": True, "1": True,
        "off": False, "no": False, "false": False, "0": False}
 MAX_QUARANTINE_DAYS = 36525  # a century; 0 says "forever"
+DEFAULT_LAUNCH_PRIORITY = 1
 
 
 class OverCommitted(Conflict):
@@ -66,6 +74,8 @@ class Policy:
     """Days an audit log entry is kept; 0: no age limit."""
     audit_max_entries: int = 1_000_000
     """The most audit log entries kept (the oldest go first); 0: no count limit."""
+    vm_launch_priority: int = DEFAULT_LAUNCH_PRIORITY
+    """The factor on a starting VM's CPU weight until QEMU is up; 1: none."""
 
     def get(self, resource: str) -> float | None:
         value: float | None = getattr(self, resource)
@@ -148,7 +158,14 @@ def parse_policy(base: Policy, settings: dict[str, str]) -> Policy:
     changes: dict[str, float | None] = {}
     quarantine, ksm = base.id_quarantine, base.ksm
     audit_age, audit_max = base.audit_retention, base.audit_max_entries
+    launch = base.vm_launch_priority
     for key, raw in settings.items():
+        if key == LAUNCH_PRIORITY:
+            launch = parse_count(key, raw, f"1 to {MAX_LAUNCH_PRIORITY}; 1: no priority")
+            if not 1 <= launch <= MAX_LAUNCH_PRIORITY:
+                raise InvalidInput(f"{key} '{raw}' is not from 1 to {MAX_LAUNCH_PRIORITY} "
+                                   "(the factor on a starting VM's CPU weight; 1: none)")
+            continue
         if key == QUARANTINE:
             quarantine = parse_quarantine(raw)
             continue
@@ -179,7 +196,8 @@ def parse_policy(base: Policy, settings: dict[str, str]) -> Policy:
     return replace(base, cpu=changes.get("cpu", base.cpu),
                    memory=changes.get("memory", base.memory),
                    disk=changes.get("disk", base.disk), id_quarantine=quarantine, ksm=ksm,
-                   audit_retention=audit_age, audit_max_entries=audit_max)
+                   audit_retention=audit_age, audit_max_entries=audit_max,
+                   vm_launch_priority=launch)
 
 
 def _show(resource: str, value: float) -> str:

@@ -99,6 +99,9 @@ class Corral:
             else KSM,
         )
         self.instances.admission = self.capacity.admit
+        vm_driver = self.instances.drivers.get(Kind.VM)
+        if vm_driver is not None and hasattr(vm_driver, "launch_priority"):  # QEMU's
+            vm_driver.launch_priority = lambda: self.capacity.policy().vm_launch_priority
         self.store.id_quarantine = lambda: self.capacity.policy().quarantine
         self.resources = ResourceService(
             self.instances, self.capacity, self.events, nic_devices=self._nic_devices,

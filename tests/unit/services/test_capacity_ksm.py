@@ -40,3 +40,15 @@ def test_refusals_change_nothing(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="not on or off"):
         capacity.set_policy({"ksm": "maybe"})
     capacity.apply_ksm()  # off: nothing to do, no error
+
+
+def test_vm_launch_priority(tmp_path: Path) -> None:
+    """The VM launch priority is a host policy the operator changes; 1 to 256."""
+    capacity = service(tmp_path, tmp_path / "no-ksm")
+    assert capacity.policy().vm_launch_priority == Policy().vm_launch_priority
+    assert capacity.set_policy({"vm_launch_priority": "16"}).vm_launch_priority == 16
+    assert capacity.policy().vm_launch_priority == 16  # persisted
+    for bad in ("0", "257", "2.5", "high"):
+        with pytest.raises(InvalidInput, match="vm_launch_priority"):
+            capacity.set_policy({"vm_launch_priority": bad})
+    assert capacity.set_policy({"vm_launch_priority": "1"}).vm_launch_priority == 1

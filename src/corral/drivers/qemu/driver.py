@@ -15,7 +15,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,9 @@ class QemuDriver(QemuDiskHotplug):
         self._watches = StateWatches()
         self._known: dict[str, RuntimeStatus] = {}
         """``statuses``: the last queried state per QMP socket (kept while no event came)."""
+        self.launch_priority: Callable[[], int] = lambda: 1
+        """The factor on a starting VM's CPU weight until QEMU is up (host policy
+        ``vm_launch_priority``, wired by the daemon; 1: none)."""
 
     @property
     def kind(self) -> Kind:
@@ -289,19 +292,21 @@ class QemuDriver(QemuDiskHotplug):
             # while it initialises (placement.py), IO throttling once it answers QMP; the
             # cgroup layout is read then too, off the path to QEMU's exec
             layouts: list[CgroupLayout] = []
+            priority = self.launch_priority()
 
             def place(launcher: Spawned) -> int | None:
                 layouts.append(host_layout())
                 return place_while_starting(
                     launcher, paths.pidfile, lambda pid: _is_our_qemu(pid, paths),
-                    prepare=lambda: vm_resources.launching(spec, paths, layouts[0]),
+                    prepare=lambda: vm_resources.launching(spec, paths, layouts[0], priority),
                     move=lambda pid: vm_resources.move(spec, layouts[0], pid))
 
             _, placed = run_while(build_argv(self._binary(), cfg), place, timeout=60)
             pid = placed or self._pid(paths)
             if pid is None:
                 raise HostFailure(f"QEMU for '{spec.name}' exited right after starting")
-            vm_resources.started(spec, paths, layouts[0], pid, placed=placed is not None)
+            vm_resources.started(spec, paths, layouts[0], pid, placed=placed is not None,
+                                 priority=priority)
         except BaseException:
             self._kill(paths)
             self._cleanup_runtime(paths)

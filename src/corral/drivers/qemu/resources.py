@@ -28,7 +28,7 @@ from corral.domain.instance import InstanceSpec
 from corral.domain.resources import Resources
 from corral.domain.sizes import format_size
 from corral.drivers.base import Applied, AppliedChange, InstanceStats, KeyChange, root_disk_usage
-from corral.drivers.cgroup_limits import VM_CONTROLLERS, limit_writes
+from corral.drivers.cgroup_limits import VM_CONTROLLERS, limit_writes, weight_write
 from corral.drivers.qemu import agent
 from corral.drivers.qemu.cmdline import VmPaths
 from corral.drivers.qemu.qmp import Command, qmp, qmp_many
@@ -91,12 +91,22 @@ def prepare_cgroup(spec: InstanceSpec, layout: CgroupLayout) -> None:
     apply_cgroup(spec, layout, spec.resources)
 
 
-def launching(spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout) -> None:
+def launching(spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout,
+              priority: int = 1) -> None:
     """While QEMU initialises (off the start's critical path): its cgroup, and what the
     guest boots with (read back by live changes; removed with the runtime files if QEMU
-    fails)."""
+    fails). ``priority`` > 1: the group's CPU weight times that until ``started`` (host
+    policy ``vm_launch_priority``: a launch does not wait behind guests already booting)."""
     prepare_cgroup(spec, layout)
+    if priority > 1:
+        _weigh(spec, layout, priority)
     _save_live(paths, {"cpus": spec.resources.cpus, "memory": spec.resources.memory})
+
+
+def _weigh(spec: InstanceSpec, layout: CgroupLayout, factor: int) -> None:
+    w = weight_write(layout, spec.resources, factor)
+    if w is not None:
+        cgroupfs.apply(layout, cgroup_path(spec), w.controller, w.file, w.value)
 
 
 def apply_cgroup(spec: InstanceSpec, layout: CgroupLayout, res: Resources) -> None:
@@ -189,11 +199,14 @@ def online_cpus(paths: VmPaths, count: int) -> None:
 # --- the whole change ------------------------------------------------------------------------
 
 def started(spec: InstanceSpec, paths: VmPaths, layout: CgroupLayout, pid: int,
-            placed: bool) -> None:
+            placed: bool, priority: int = 1) -> None:
     """Right after QEMU started: cgroup (unless ``placed`` already, in a group made by
-    ``launching``), IO throttling."""
+    ``launching``), its configured CPU weight again (after a launch ``priority`` > 1), IO
+    throttling."""
     if not placed:
         move(spec, layout, pid)
+    if priority > 1:
+        _weigh(spec, layout, 1)
     res = spec.resources
     if any(getattr(res, k) is not None for k in _IO_KEYS):
         io_throttle(paths, res)
