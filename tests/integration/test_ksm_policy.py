@@ -25,3 +25,12 @@ def test_ksm_switch_and_host_info(daemon: Daemon) -> None:
     assert ksm["running"] and ksm["pages_sharing"] == 512 and ksm["saved_mib"] > 0
     daemon.cli("host", "policy", "ksm=off", check=True)
     assert (root / "run").read_text() == "0"
+
+    # the VM launch priority, the same daemon: on by default, changed, refused clearly (its
+    # effect on a real VM's cgroup: tests/system/test_qemu_driver.py)
+    assert "16x the CPU weight until QEMU is up" in daemon.cli("host", "policy",
+                                                               check=True).stdout
+    said = daemon.cli("host", "policy", "vm_launch_priority=1", "-f", "json", check=True)
+    assert json.loads(said.stdout)["vm_launch_priority"] == 1
+    refused = daemon.cli("host", "policy", "vm_launch_priority=0")
+    assert refused.returncode != 0 and "from 1 to 256" in refused.stderr

@@ -188,8 +188,8 @@ def policy(
              "reused); ksm=on|off (merge identical memory pages of VMs); "
              "audit_retention=365d (0: no age limit), audit_max_entries=1000000 (0: no "
              "count limit): how much of the audit log is kept, pruned hourly; "
-             "vm_launch_priority=8 (a starting VM's CPU weight times this until QEMU is "
-             "up; 1: none)")] = None,
+             "vm_launch_priority=16 (a starting VM's CPU weight times this until QEMU "
+             "is up; default 16; 1: none)")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Show or change the host policy: maximum allocated/physical ratios, id quarantine,

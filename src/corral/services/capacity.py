@@ -16,7 +16,7 @@ setting and its scanning thread costs CPU, so the operator turns it on) -- and
 ``cpu.shares`` / ``cpu.weight``) from QEMU's exec until QEMU is up (QMP listening, vCPUs
 running), then its configured weight again. Under TCG every booting guest is busy on the
 CPUs; without it a bulk start's QEMUs initialise at the same weight as the guests already
-booting (docs/architecture.md, "VM launch priority"). 1: no priority.
+booting (docs/architecture.md, "VM launch priority"). Default 16; 1: no priority.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ MAX_LAUNCH_PRIORITY = 256
 _ON = {"on": True, "yes": True, "true": True, "1": True,
        "off": False, "no": False, "false": False, "0": False}
 MAX_QUARANTINE_DAYS = 36525  # a century; 0 says "forever"
-DEFAULT_LAUNCH_PRIORITY = 1
+DEFAULT_LAUNCH_PRIORITY = 16  # measured: docs/architecture.md, "VM launch priority"
 
 
 class OverCommitted(Conflict):

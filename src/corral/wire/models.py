@@ -308,7 +308,7 @@ class PolicyModel(BaseModel):
     """Days an audit log entry is kept; 0: no age limit."""
     audit_max_entries: int = 1_000_000
     """The most audit log entries kept (the oldest pruned first); 0: no count limit."""
-    vm_launch_priority: int = 1
+    vm_launch_priority: int = 16
     """The factor on a starting VM's CPU weight until QEMU is up (1: none)."""
 
 
