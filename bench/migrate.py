@@ -317,7 +317,9 @@ def corral_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
                        ("files_ms", "  files and dump sent (beside the next two)"),
                        ("settle_ms", "  of which root released"),
                        ("delta_ms", "  of which final disk delta"),
-                       ("commit_ms", "restore (target, commit round trip)")):
+                       ("commit_ms", "restore (target, commit round trip)"),
+                       ("commit_wire_ms", "  of which the request's way to the target's handler"),
+                       ("commit_resumed_ms", "  of which asked -> resumed (in the downtime)")):
         if details.get(key) is not None:
             got[f"{PHASE}{label}"] = float(details[key]) / 1000
     if details.get("resumed_at"):

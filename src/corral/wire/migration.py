@@ -156,3 +156,4 @@ class CommitReply(BaseModel):
     resumed_at: float  # wall clock on the target when the guest ran again
     criu_restore_ms: float | None = None  # checkpoint path: CRIU's own restore time
     restore_phases: dict[str, float] = {}  # checkpoint path: where the restore's time went (ms)
+    received_at: float | None = None  # wall clock on the target when the commit arrived

@@ -397,6 +397,7 @@ class SourceRun:
             self.details["send_ms"] = round(
                 (asked - stopped_at) * 1000 - self.details["dump_ms"], 1)
             self.details["commit_ms"] = round((time.time() - asked) * 1000, 1)
+            self.details.update(_commit_parts(asked, commit))
             self.details["criu_restore_ms"] = commit.criu_restore_ms
             self.details["restore_phases"] = commit.restore_phases
         self.details.update({
@@ -564,3 +565,12 @@ class SourceRun:
                                           error=error, details=self.details)
         log.warning("migration %s of %s rolled back: %s", self.mid, self.rec.name, error)
 
+
+def _commit_parts(asked: float, commit: CommitReply) -> dict[str, float]:
+    """The commit round trip by part (ms): the request's way to the target's handler, and
+    asked -> resumed there (the downtime's share of it). Wall clocks of two hosts, as the
+    downtime itself; {} from a target that does not say when the request arrived."""
+    if commit.received_at is None:
+        return {}
+    return {"commit_wire_ms": round((commit.received_at - asked) * 1000, 1),
+            "commit_resumed_ms": round((commit.resumed_at - asked) * 1000, 1)}

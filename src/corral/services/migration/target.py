@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("corral.migration")
 ROOT = "root"  # the root disk's name (its NBD export, its storage record)
+BEFORE_RESTORE = "commit handler before the restore (row, adopt)"
+AFTER_RESUME = "after the resume to the reply (limits, rows, plug; not downtime)"
 
 
 @dataclass
@@ -209,6 +211,7 @@ class TargetSide:
                 raise
 
     def commit(self, mid: str, start: bool, restore: bool = False) -> CommitReply:
+        received_at = time.time()
         s = self.s
         incoming = self._take(mid)
         with incoming.guard:
@@ -230,9 +233,11 @@ class TargetSide:
                 resumed_at = time.time()
                 images = spec.directory / CHECKPOINT_DIR
                 if start and restore:  # a failure leaves it stopped: the source aborts
+                    before = time.time()
                     resumed_at = hooks.restore(spec, template, images)
                     restore_s = criu_seconds(images, "restore")
-                    phases = read_phases(images, "restore")
+                    phases = {BEFORE_RESTORE: round((before - received_at) * 1000, 1),
+                              **read_phases(images, "restore")}
                     state = State.RUNNING
                 elif start:
                     driver.start(spec, template)
@@ -255,9 +260,12 @@ class TargetSide:
             phases["network plug (after)"] = round((time.monotonic() - plugging) * 1000, 1)
         s.events.publish("instance.migrated-in", instance=rec.name, id=rec.id,
                          source=incoming.request.source_node)
+        if phases:
+            phases[AFTER_RESUME] = round((time.time() - resumed_at) * 1000, 1)
         return CommitReply(state=state.value, resumed_at=resumed_at,
                            criu_restore_ms=None if restore_s is None
-                           else round(restore_s * 1000, 1), restore_phases=phases)
+                           else round(restore_s * 1000, 1), restore_phases=phases,
+                           received_at=received_at)
 
     @staticmethod
     def _resumed(hooks: MigrationHooks, spec: InstanceSpec) -> None:
