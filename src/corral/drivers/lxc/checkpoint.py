@@ -371,8 +371,40 @@ def _monitor_gone(driver: LxcDriver, spec: InstanceSpec) -> None:
 
 def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> float:
     """Resume the stopped ``spec`` from the checkpoint in ``directory``; the wall clock when
-    its processes ran again (CRIU's restore returned: before Corral's clean-up)."""
-    clock = PhaseClock()
+    its processes ran again (CRIU's restore returned: before Corral's clean-up). A restore
+    CRIU gave up while it prepared the cgroups (``cgroup_race``: before any task existed,
+    every step undone by the failure path) is tried once more."""
+    try:
+        return _restore_once(driver, spec, directory, PhaseClock())
+    except CgroupRace as race:
+        log.warning("container %s: CRIU's restore failed preparing its cgroups, tried once "
+                    "more: %s", spec.name, race.message)
+        clock = PhaseClock()
+        clock.mark("first try (cgroup race)")
+        return _restore_once(driver, spec, directory, clock)
+
+
+class CgroupRace(HostFailure):
+    """CRIU's restore failed while it made or checked the restored tasks' cgroups."""
+
+
+_CGROUP_PREPARE = re.compile(
+    r"\(criu/cgroup\.c:\d+\): cg: (Can't make cgroup dir|Failed accessing cgroup dir"
+    r"|Cgroup dir \S+ doesn't exist)")
+
+
+def cgroup_race(log_text: str) -> bool:
+    """Whether CRIU's restore log says it failed in ``prepare_cgroup_dirs``: that runs in
+    ``prepare_cgroup``, before the root task is forked (cr-restore.c ``cr_restore_tasks``),
+    so nothing was restored and the same images can be restored again. Seen once at load
+    ~24 ("cg: Can't make cgroup dir cpu//<root>/ct/<id>": a group LXC had just made was
+    gone, and making it again failed)."""
+    return any(_CGROUP_PREPARE.search(line) for line in log_text.splitlines()
+               if "Error (" in line)
+
+
+def _restore_once(driver: LxcDriver, spec: InstanceSpec, directory: Path,
+                  clock: PhaseClock) -> float:
     criu.kdat_dir()
     _monitor_gone(driver, spec)
     if driver.status(spec).state is not RuntimeState.STOPPED:
@@ -444,10 +476,26 @@ def restore(driver: LxcDriver, spec: InstanceSpec, directory: Path) -> float:
             released(spec)
             unmount(spec.run_dir / "rootfs")
             unmount_data_disks(spec)
-        raise _failure("restore", spec, directory, proc.stderr or proc.stdout)
+        failure = _failure("restore", spec, directory, proc.stderr or proc.stdout)
+        if _raced(directory, spec, driver):
+            raise CgroupRace(failure.message)
+        raise failure
     _limits_after_restore(driver, spec)
     remember_dumpable(driver, spec)  # all its processes were dumped and restored just now
     return resumed_at
+
+
+def _raced(directory: Path, spec: InstanceSpec, driver: LxcDriver) -> bool:
+    """The failed restore is a ``cgroup_race`` and the container is stopped again, its
+    groups gone (``_monitor_gone``): a second try starts from where the first did."""
+    try:
+        text = (directory / "restore.log").read_text(errors="replace")
+    except OSError:
+        return False
+    if not cgroup_race(text) or driver.status(spec).state is not RuntimeState.STOPPED:
+        return False
+    _monitor_gone(driver, spec)
+    return True
 
 
 def _limits_after_restore(driver: LxcDriver, spec: InstanceSpec) -> None:

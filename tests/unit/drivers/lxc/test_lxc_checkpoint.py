@@ -17,6 +17,7 @@ from corral.drivers.lxc.checkpoint import (
     _failure,
     _restore_config,
     _take_detached,
+    cgroup_race,
     dumpable_key,
 )
 
@@ -129,3 +130,22 @@ def test_a_dump_failure_says_what_to_do_and_leaves_criu_noise_out(tmp_path: Path
     (tmp_path / "dump.log").write_text("(00.1) Error (criu/x.c:1): something else\n")
     plain = _failure("dump", _spec(False), tmp_path, b"").message
     assert plain == "CRIU dump of container 'ct1' failed: (00.1) Error (criu/x.c:1): something else"
+
+
+def test_a_restore_that_failed_making_its_cgroups_is_a_race_to_try_again() -> None:
+    raced = (
+        "(00.004107) Warn  (criu/kerndat.c:1) something\n"
+        "(00.051000) Error (criu/util.c:926): couldn't mkdirpat directory "
+        "cpu//crl/ct/101: No such file or directory\n"
+        "(00.051020) Error (criu/cgroup.c:1805): cg: Can't make cgroup dir "
+        "cpu//crl/ct/101: No such file or directory\n"
+        "(00.062515) Error (criu/cr-restore.c:2320): Restoring FAILED.\n")
+    assert cgroup_race(raced)
+    assert cgroup_race("(00.01) Error (criu/cgroup.c:1800): cg: Cgroup dir cpu//x doesn't exist\n")
+    # a failure after the tasks were forked is not retried
+    later = ("(00.059410) Error (criu/cr-restore.c:2080): Can't attach to init: "
+             "Operation not permitted\n"
+             "(00.063813) Error (criu/cgroup.c:1998): cg: cgroupd: recv req error: "
+             "No such file or directory\n")
+    assert not cgroup_race(later)
+    assert not cgroup_race("")
