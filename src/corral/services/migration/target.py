@@ -42,6 +42,7 @@ from corral.drivers.migration import (
     migration_hooks,
     read_phases,
 )
+from corral.host.writeback import start_writeback
 from corral.migration.files import NoSpace, check_space, extract_files, side_file
 from corral.migration.frames import decode
 from corral.migration.transfer import apply_frames
@@ -193,7 +194,11 @@ class TargetSide:
             try:
                 path: Path = (incoming.spec.disk_path if file is None
                               else side_file(incoming.spec, incoming.request, file, size))
-                return apply_frames(path, decode(body))
+                written = apply_frames(path, decode(body))
+                # on disk before a restore binds it to a loop device, which would flush it
+                # (the pre-copy's pages) inside the downtime
+                start_writeback(path)
+                return written
             except OSError as exc:
                 if exc.errno == 28:
                     raise NoSpace(f"the target's disk is full: {exc}") from exc
