@@ -351,12 +351,16 @@ def _monitor_gone(driver: LxcDriver, spec: InstanceSpec) -> None:
     """Wait until the LXC monitor of a container that just stopped has removed its cgroups
     in every hierarchy (a restore fails to create them otherwise: "cgfsng_payload_create:
     Numerical result out of range"), as for a source restoring its own dump right after the
-    dump stopped it. Groups still there, empty, after the wait are removed here (bottom-up:
-    only an empty cgroup can be removed)."""
+    dump stopped it. Its own group (``monitor/<name>``, removed last, once it moved to the
+    pivot) counts too: a monitor still tearing down removes the container's groups, those
+    the restoring LXC has just made among them (CRIU: "cg: Can't make cgroup dir"). Groups
+    still there, empty, after the wait are removed here (bottom-up: only an empty cgroup
+    can be removed)."""
     layout = driver._cgroups()
-    rel = cgroup_dirs(lxc_name(spec))["container"]
+    dirs = cgroup_dirs(lxc_name(spec))
+    rel = dirs["container"]
     roots = {*layout.v1.values(), *([layout.v2_mount] if layout.v2_mount else [])}
-    groups = [root / rel for root in roots]
+    groups = [root / group for root in roots for group in (rel, dirs["monitor"])]
     if StateReader(layout).members(rel):
         return  # processes in it: not stopped (restore refuses it)
     deadline = time.monotonic() + UNMOUNT_WAIT / 2
