@@ -33,6 +33,7 @@ from corral.templates.image import TemplateImage
 from tests.system.fixtures_template import tiny_template
 from tests.system.limits_in_force import InForce, in_force, init_pid
 from tests.system.migration_lab import Host, Lab, sh
+from tests.system.net.lab import TRAFFIC
 
 __all__ = ["tiny_template"]
 
@@ -50,6 +51,7 @@ def _why_not() -> str:
 pytestmark = [pytest.mark.system, pytest.mark.skipif(bool(_why_not()), reason=_why_not())]
 
 SUBNET = "10.78.0"
+ROUTED_IP = "192.0.2.78"
 MIB = 1024**2
 SERVICE = """#!/bin/sh
 # started by init (inittab): a counter in memory (tmpfs) and a TCP echo server
@@ -106,6 +108,7 @@ def criu_lab(tiny_template: TemplateImage) -> Iterator[CriuLab]:
             host.cli("network", "create", "lan", "--subnet", f"{SUBNET}.0/24",
                      "--pool", f"{SUBNET}.{pool[0]}-{SUBNET}.{pool[1]}", "--uplink", "lanup",
                      check=True)
+            host.cli("network", "create", "rt", "--type", "routed", check=True)
         yield CriuLab(a, b, the_lab, client)
     finally:
         the_lab.close()
@@ -118,13 +121,16 @@ def _exec(host: Host, name: str, script: str) -> str:
 
 
 def _service_container(host: Host, name: str, *, privileged: bool = False,
-                       data_disk: bool = False) -> str:
+                       data_disk: bool = False, routed: str = "") -> str:
     """A running container on ``lan`` whose init runs SERVICE (the default kind:
-    unprivileged, unless ``privileged``), with a data disk at /srv/data if ``data_disk``;
-    its address."""
+    unprivileged, unless ``privileged``), with a data disk at /srv/data if ``data_disk``
+    and a second NIC on the routed network ``rt`` with address ``routed`` if given; its
+    address on ``lan``."""
     host.cli("create", name, "--type", "ct", *(["--privileged"] if privileged else []),
              "--disk", "128M", check=True)
     host.cli("nic", "add", name, "--network", "lan", check=True)
+    if routed:
+        host.cli("nic", "add", name, "--network", "rt", "--ip", routed, check=True)
     if data_disk:
         host.cli("disk", "add", name, "data", "--size", "16M", "--path", "/srv/data",
                  check=True)
@@ -145,6 +151,13 @@ def _service_container(host: Host, name: str, *, privileged: bool = False,
     found = re.search(rf"{re.escape(SUBNET)}\.\d+", json.dumps(nics))
     assert found, nics
     return found.group(0)
+
+
+def _host_pings(host: Host, address: str) -> bool:
+    """ICMP echo from the host's own namespace (a routed NIC: the host's route to it)."""
+    proc = subprocess.run(["ip", "netns", "exec", host.netns, sys.executable, TRAFFIC, "ping",
+                           address, "2", "3"], capture_output=True, check=False, timeout=30)
+    return proc.returncode == 0
 
 
 def _counter(host: Host, name: str) -> tuple[int, str]:
@@ -201,10 +214,12 @@ def _downtime(said: str) -> float:
 
 
 def test_container_moves_with_its_processes_and_tcp_connection(criu_lab: CriuLab) -> None:
-    """The default container (unprivileged): Corral makes its idmapped root and its veth
-    for the restore (the privileged kind: tests/system/test_criu_real.py)."""
+    """The default container (unprivileged): Corral makes its idmapped root and its veths
+    for the restore, a bridged NIC's and a routed NIC's (the privileged kind:
+    tests/system/test_criu_real.py)."""
     a, b = criu_lab.a, criu_lab.b
-    address = _service_container(a, "ct1", data_disk=True)
+    address = _service_container(a, "ct1", data_disk=True, routed=ROUTED_IP)
+    assert _host_pings(a, ROUTED_IP)
     # a file owned by a user of the container on its data disk, and a process appending to
     # another one there (its open file on the disk's mount moves with it)
     _exec(a, "ct1", "echo on-disk > /srv/data/f && chown 1000:1000 /srv/data/f && "
@@ -239,6 +254,10 @@ def test_container_moves_with_its_processes_and_tcp_connection(criu_lab: CriuLab
         time.sleep(0.6)
         assert int(_exec(b, "ct1", "wc -c < /srv/data/log")) > logged
         _exec(b, "ct1", "echo more >> /srv/data/f")
+        # its routed NIC (a veth Corral made for the restore, no bridge): the address is
+        # in the container and the target's route reaches it
+        assert f"{ROUTED_IP}/32" in _exec(b, "ct1", "ip addr show dev eth1")
+        assert _host_pings(b, ROUTED_IP)
         # its console (the pty Corral handed the restore) answers ``corral console``
         _console_answers(b, "ct1", "restored-console-ok")
     finally:
