@@ -152,3 +152,48 @@ def _backed_by(directory: Path) -> dict[str, str]:
         if backing.startswith(f"{directory}/"):
             found[loop.name] = backing
     return found
+
+
+def test_a_prepared_device_mounts_what_was_written_to_the_file_after_it(tmp_path: Path) -> None:
+    """Attached while the image was empty (a migration target's reservation), read then (a
+    udev probe caching the empty blocks), the file system written into the file afterwards:
+    the mount takes that device and sees the file system; the mount's end releases it."""
+    from corral.host.loopmount import forget, prepare
+
+    built = _image(tmp_path / "built.img")
+    target_mnt = tmp_path / "mnt"
+    target_mnt.mkdir()
+    mount_loop(built, target_mnt)
+    (target_mnt / "hello").write_text("moved")
+    _umount(target_mnt)
+    image = tmp_path / "arriving.img"
+    with image.open("wb") as file:
+        file.truncate(built.stat().st_size)
+    prepare(image)
+    try:
+        [device] = _devices_of(image)
+        with open(f"/dev/loop{device.split(':')[1]}", "rb") as probe:
+            assert probe.read(8192) == bytes(8192)  # the empty image, now in its cache
+        with built.open("rb") as src, image.open("r+b") as dst:  # as the disk copy writes
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+        mount_loop(image, target_mnt)
+        assert _devices_of(image) == [device]  # the prepared one, not a second device
+        assert (target_mnt / "hello").read_text() == "moved"
+        _umount(target_mnt)
+        assert _devices_of(image, wait=5) == []
+    finally:
+        forget(image)
+        if os.path.ismount(target_mnt):
+            _umount(target_mnt)
+
+
+def test_a_prepared_device_no_mount_took_is_released_by_forget(tmp_path: Path) -> None:
+    from corral.host.loopmount import forget, prepare
+
+    image = _image(tmp_path / "disk.img")
+    prepare(image)
+    assert len(_devices_of(image)) == 1
+    forget(image)
+    assert _devices_of(image, wait=5) == []
+    forget(image)  # nothing left: nothing done
