@@ -205,15 +205,6 @@ class MigrationHooks(Protocol):
         """Make the runtime know an instance whose disk and files arrived by copy."""
         ...
 
-    def prepare_arrival(self, spec: InstanceSpec) -> None:
-        """The empty root disk of an instance arriving by copy exists: what its start or
-        restore will need of it can be made now, outside the downtime (best effort)."""
-        ...
-
-    def release_arrival(self, spec: InstanceSpec) -> None:
-        """Undo what ``prepare_arrival`` made that the start or restore did not take."""
-        ...
-
 
 def dump_complete(directory: Path) -> bool:
     """Whether ``directory`` holds a whole checkpoint (the dump returned success and the
@@ -336,9 +327,3 @@ class CopyOnly:
 
     def adopt(self, spec: InstanceSpec, template: TemplateImage) -> None:
         del spec, template
-
-    def prepare_arrival(self, spec: InstanceSpec) -> None:
-        del spec
-
-    def release_arrival(self, spec: InstanceSpec) -> None:
-        del spec

@@ -172,66 +172,9 @@ def detach(device: int) -> None:
     os.close(device)
 
 
-LOOP_GET_STATUS64 = 0x4C05
-BLKFLSBUF = 0x1261
-_PREPARED: dict[str, tuple[int, str, int, int, int]] = {}
-"""Images attached ahead of their mount (``prepare``): real path -> (device fd, device path,
-the file's st_dev, st_ino, size when attached)."""
-_PREPARED_GUARD = threading.Lock()
-
-
-def prepare(image: Path) -> None:
-    """Attach ``image`` to a loop device now, for a later ``mount_loop`` of it in this
-    process: a migration target does it when it makes the empty image, so the restore's
-    mount does not wait for ``LOOP_CONFIGURE``, which first flushes the image's dirty pages
-    (the disk and the final delta written just before: inside the move's downtime). The
-    device (no direct IO) reads through the image's page cache, so what is written to the
-    file afterwards is what the mount sees; its own cache (a udev probe of the empty image)
-    is dropped before the mount. Held by this process only (autoclear): ``forget`` or the
-    process's end releases it."""
-    key = os.path.realpath(image)
-    with _PREPARED_GUARD:
-        if key in _PREPARED:
-            return
-    st = os.stat(image)
-    device, path = attach(image)
-    with _PREPARED_GUARD:
-        _PREPARED[key] = (device, path, st.st_dev, st.st_ino, st.st_size)
-
-
-def forget(image: Path) -> None:
-    """Release a ``prepare``d device of ``image`` that no mount took (none: nothing)."""
-    with _PREPARED_GUARD:
-        found = _PREPARED.pop(os.path.realpath(image), None)
-    if found is not None:
-        detach(found[0])
-
-
-def _take_prepared(image: Path) -> tuple[int, str] | None:
-    """The ``prepare``d device of ``image`` if it still is that file at the same size, its
-    own cache dropped; else None (released: the caller attaches afresh)."""
-    with _PREPARED_GUARD:
-        found = _PREPARED.pop(os.path.realpath(image), None)
-    if found is None:
-        return None
-    device, path, dev, ino, size = found
-    try:
-        st = os.stat(image)
-        info = LoopInfo64()
-        fcntl.ioctl(device, LOOP_GET_STATUS64, info)
-        if (st.st_dev, st.st_ino, st.st_size) != (dev, ino, size) or info.lo_inode != ino:
-            raise OSError(errno.ESTALE, "the image changed since it was attached")
-        fcntl.ioctl(device, BLKFLSBUF, 0)
-    except OSError:
-        detach(device)
-        return None
-    return device, path
-
-
 def mount_loop(image: Path, target: Path, fstype: str = "ext4", flags: int = MS_NODEV) -> None:
-    """Mount the file system in ``image`` at ``target`` through an autoclear loop device
-    (the one ``prepare`` attached, if any)."""
-    device, path = _take_prepared(image) or attach(image)
+    """Mount the file system in ``image`` at ``target`` through an autoclear loop device."""
+    device, path = attach(image)
     try:
         result = _libc.mount(path.encode(), os.fsencode(target), fstype.encode(), flags, None)
         if result != 0:

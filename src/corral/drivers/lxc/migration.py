@@ -7,16 +7,13 @@ moves by ``checkpoint``: CRIU dump on the source, restore on the target."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-from corral.domain.errors import Conflict, CorralError
+from corral.domain.errors import Conflict
 from corral.domain.instance import InstanceSpec
 from corral.drivers.lxc.driver import LxcDriver
 from corral.drivers.migration import CopyOnly, MigrationPath, without_criu
 from corral.templates.image import TemplateImage
-
-log = logging.getLogger("corral.lxc")
 
 
 class LxcMigration(CopyOnly):
@@ -96,18 +93,3 @@ class LxcMigration(CopyOnly):
         from corral.drivers.lxc.migrate import adopt
 
         adopt(self.driver, spec, template)
-
-    def prepare_arrival(self, spec: InstanceSpec) -> None:
-        """The root image's loop device, attached while the image is still empty (nothing to
-        flush): the restore's or start's mount takes it (``loopmount.prepare``)."""
-        from corral.host import loopmount
-
-        try:
-            loopmount.prepare(spec.disk_path)
-        except (CorralError, OSError) as exc:  # the mount attaches one itself then
-            log.info("container %s: no loop device attached ahead: %s", spec.name, exc)
-
-    def release_arrival(self, spec: InstanceSpec) -> None:
-        from corral.host import loopmount
-
-        loopmount.forget(spec.disk_path)

@@ -126,8 +126,6 @@ class TargetSide:
             check_space(spec.disk_path.parent, request)
             with spec.disk_path.open("wb") as disk:
                 disk.truncate(request.disk_size)
-            if request.path != "live":
-                hooks.prepare_arrival(spec)
             spec = incoming.spec = self._place_data_disks(rec, request.data_disks)
             for nic in request.nics:
                 s.networks.add_nic(str(rec.id), nic.network, nic.addresses, nic.mac,
@@ -251,7 +249,6 @@ class TargetSide:
                     state = State.RUNNING
                     resumed_at = time.time()
                 shutil.rmtree(images, ignore_errors=True)
-                hooks.release_arrival(spec)  # what neither took (a stopped arrival)
             fault_point("migrate.target.committing")  # adopted (and started), no row says so
             incoming.committed = True
             self._import_snapshots(incoming)
@@ -333,8 +330,6 @@ class TargetSide:
         undo.push("forget the snapshots", lambda: s.forget_snapshots(rec.id))
         undo.push("forget the NICs", lambda: s.networks.forget_instance(rec.id))
         undo.push("stop the incoming runtime", lambda: _stop_quietly(driver, spec))
-        undo.push("release what the arrival prepared",
-                  lambda: migration_hooks(driver).release_arrival(spec))
         problems = undo.run()
         s.instances.ops.locks.release(rec.name, incoming.request.migration_id)
         with contextlib.suppress(NotFound):
