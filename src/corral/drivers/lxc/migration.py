@@ -2,8 +2,9 @@
 with its files shifted to the host uid root maps to, which the target must map the same;
 what arrived becomes an LXC container by ``adopt`` (migrate.py). A running container whose
 checkpoint can be restored (``checkpoint.refusal``: CRIU works, an idmapped root can be made
-for an unprivileged one, not systemd)
-moves by ``checkpoint``: CRIU dump on the source, restore on the target."""
+for an unprivileged one, not systemd) and would hold all its processes (no exec's outside
+init's tree: ``attached``) moves by ``checkpoint``: CRIU dump on the source, restore on the
+target."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from corral.domain.errors import Conflict
 from corral.domain.instance import InstanceSpec
+from corral.drivers.lxc.attached import attached_refusal
 from corral.drivers.lxc.driver import LxcDriver
 from corral.drivers.migration import CopyOnly, MigrationPath, without_criu
 from corral.templates.image import TemplateImage
@@ -38,10 +40,16 @@ class LxcMigration(CopyOnly):
         from corral.drivers.lxc import checkpoint
 
         return checkpoint.refusal(spec) or checkpoint.systemd_refusal(
-            self.driver.status(spec).pid)
+            self.driver.status(spec).pid) or attached_refusal(self.driver, spec)
 
     def checkpoint(self, spec: InstanceSpec, directory: Path, *, stop: bool) -> None:
         from corral.drivers.lxc import checkpoint
+
+        # an exec started since the path was chosen: the move falls back (source.py's
+        # trial dump, or the stopping one that skipped it) before anything is stopped
+        why = attached_refusal(self.driver, spec)
+        if why is not None:
+            raise Conflict(why)
 
         # a stopping dump returns before the root is released: ``settle`` waits for that
         # while the migration sends the dump

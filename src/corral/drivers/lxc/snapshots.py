@@ -10,7 +10,9 @@ in the snapshot's consistency note). Snapshots with memory are a CRIU checkpoint
 (``drivers.lxc.checkpoint``, the container runs on) taken while the processes are still
 frozen after the clones, so disks and memory are one point in time; a revert stops the
 container, puts the disks back and restores the checkpoint. Refused up front, with the
-reason, where the checkpoint could not be restored here (``checkpoint.refusal``).
+reason, where the checkpoint could not be restored here (``checkpoint.refusal``), and
+refused (before the freeze, and again frozen just before the dump) while an exec's processes
+run in the container: CRIU's dump would leave them out (``attached``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from corral.domain.errors import Conflict, Unsupported
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
 from corral.drivers.lxc import checkpoint
+from corral.drivers.lxc.attached import attached_refusal
 from corral.drivers.lxc.config import cgroup_dirs
 from corral.drivers.lxc.disks import data_mount
 from corral.drivers.lxc.driver import LxcDriver, lxc_name
@@ -99,7 +102,11 @@ class LxcSnapshots:
                 raise Conflict(f"{spec.name} is not running: a memory snapshot needs it running")
 
         def dump() -> None:  # CRIU writes files (link remaps): not while fsfreeze holds
+            _refuse_attached(self.driver, spec)  # again, frozen: an exec started meanwhile
             checkpoint.dump(self.driver, spec, dest / CRIU_DIR, stop=False)
+
+        if memory:
+            _refuse_attached(self.driver, spec)  # before anything is frozen
 
         with self._quiesced(spec, dump if memory else None) as consistency:
             method = clone_all(copies)
@@ -146,6 +153,15 @@ class LxcSnapshots:
     def drop_tracking(self, spec: InstanceSpec, tracking: str) -> None:
         """No change tracking for a loop-mounted image: incrementals are found by chunk
         hash (the whole image is read; only new chunks are stored)."""
+
+
+def _refuse_attached(driver: LxcDriver, spec: InstanceSpec) -> None:
+    """An exec's processes (outside init's tree) would be missing after the revert: the
+    memory snapshot is refused, naming them (``attached``)."""
+    why = attached_refusal(driver, spec)
+    if why is not None:
+        raise Conflict(f"no memory snapshot of {spec.name}: {why}; or take a disk-only "
+                       "snapshot (without --memory)")
 
 
 def _freeze(mountpoint: Path, frozen: list[Path]) -> bool:
