@@ -321,8 +321,10 @@ def test_container_memory_snapshot_resumes_its_processes(real_daemon: Daemon) ->
     d.cli("set", name, "cpu_limit=30", "memory=150M", check=True)
     assert _ct_limits(d, name) == InForce(150 * 1024**2, 30.0)
     # a restored container runs in its group itself and an exec in LXC's inner group: while
-    # one runs, `info` names init and a memory snapshot is taken (the exec was taken for
-    # init, and every dump failed on init's console: "Can't lookup mount=… for fd=0")
+    # one runs, `info` names init (the exec was taken for init, and every dump failed on
+    # init's console: "Can't lookup mount=… for fd=0"); a memory snapshot is refused, naming
+    # it (CRIU's dump would leave it out: it is not below init), nothing made, the exec
+    # running on; once it ended, the snapshot is taken
     ran = threading.Thread(target=d.cli, args=("exec", name, "--", "sleep", "37"))
     ran.start()
     try:
@@ -332,10 +334,18 @@ def test_container_memory_snapshot_resumes_its_processes(real_daemon: Daemon) ->
             time.sleep(0.2)
         found = json.loads(d.cli("info", name, "-f", "json", check=True).stdout)
         assert found["pid"] == init_pid(d.state_dir / "lxc", str(found["id"]))
-        snapshot(d, name, "again", "--memory")
+        before, made = tree(d, name), sorted(d.state_dir.glob("**/snapshots/*"))
+        refused = d.cli("snapshot", "create", name, "again", "--memory")
+        assert refused.returncode != 0
+        assert "(sleep 37)" in refused.stderr and "without --memory" in refused.stderr, \
+            refused.stderr
+        assert tree(d, name) == before
+        assert sorted(d.state_dir.glob("**/snapshots/*")) == made  # nothing left behind
+        assert "sleep 37" in sh(d, name, "ps") and ran.is_alive()
     finally:
         sh(d, name, "kill $(ps | awk '/[s]leep 37/ {print $1}') || true")
         ran.join()
+    snapshot(d, name, "again", "--memory")
     d.cli("delete", "--force", name, check=True)
 
 
