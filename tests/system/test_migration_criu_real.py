@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -269,7 +270,8 @@ def test_container_moves_with_its_processes_and_tcp_connection(criu_lab: CriuLab
 def test_dump_refused_falls_back_to_restart_before_stopping(criu_lab: CriuLab) -> None:
     """A process left behind by an exec (its session leader was lxc-attach's shell, outside
     the container's pid namespace): the trial dump fails, the move takes the restart path
-    with CRIU's reason."""
+    with CRIU's reason. An exec still running (outside init's tree: CRIU would dump the
+    container without it): the restart path, chosen before anything ran, naming it."""
     a, b = criu_lab.a, criu_lab.b
     _service_container(a, "ct2")
     # a memory snapshot first: its dump is a recent verdict, so the move skips its trial
@@ -284,7 +286,23 @@ def test_dump_refused_falls_back_to_restart_before_stopping(criu_lab: CriuLab) -
     assert b.instances()["ct2"]["state"] == "running"
     moves = json.loads(a.cli("migration", "list", "-f", "json", check=True).stdout)
     assert "skipped" in str([m for m in moves if m.get("instance") == "ct2"]), moves
-    b.cli("delete", "--force", "ct2", check=True)
+    # an exec still running (lxc-attach's child: outside init's tree, which CRIU's dump
+    # would leave out, silently): the move back takes the restart path up front, naming it
+    ran = threading.Thread(target=b.cli, args=("exec", "ct2", "--", "sleep", "38"))
+    ran.start()
+    try:
+        deadline = time.monotonic() + 30
+        while "sleep 38" not in _exec(b, "ct2", "ps"):
+            assert time.monotonic() < deadline, "the exec never ran"
+            time.sleep(0.2)
+        said = b.cli("migrate", "ct2", "a", check=True).stdout
+        print(said)
+        assert "pre-copied restart (a process run from outside" in said, said
+        assert "(sleep 38)" in said, said
+    finally:
+        ran.join()
+    assert a.instances()["ct2"]["state"] == "running"
+    a.cli("delete", "--force", "ct2", check=True)
 
 
 def _host_ifname(host: Host, name: str) -> str:
