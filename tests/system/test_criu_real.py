@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from corral.domain.errors import Conflict
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
-from corral.drivers.lxc import checkpoint
+from corral.drivers.lxc import attached, checkpoint
+from corral.drivers.lxc.migration import LxcMigration
 from corral.drivers.migration import criu_seconds, read_phases
 from corral.host import criu
 from corral.host.fdwait import readable
@@ -115,6 +118,27 @@ def test_established_tcp_connection_survives_dump_and_restore(
     connections = established(env, spec)
     assert len(connections) == 2, connections  # the client's end and the server's end
     client = sh(env, spec, "pidof nc").split()
+
+    # an exec running (lxc-attach's child, outside init's tree: CRIU's dump would succeed
+    # without it): named, and the migration's dump refuses before anything is dumped
+    ran = threading.Thread(target=env.driver.exec, args=(spec, ["sleep", "39"], 60))
+    ran.start()
+    try:
+        deadline = time.monotonic() + 20
+        while "sleep 39" not in str(found := attached.attached(env.driver, spec)):
+            assert time.monotonic() < deadline, "the exec never ran"
+            time.sleep(0.1)
+        assert [command for _pid, command in found] == ["sleep 39"]
+        hooks = LxcMigration(env.driver)
+        assert "(sleep 39)" in str(hooks.checkpoint_refusal(spec))
+        with pytest.raises(Conflict, match=r"pid \d+ \(sleep 39\)"):
+            hooks.checkpoint(spec, images / "refused", stop=False)
+        assert not (images / "refused").exists()
+        assert env.driver.status(spec).state is RuntimeState.RUNNING
+    finally:
+        sh(env, spec, "kill $(ps | awk '/[s]leep 39/ {print $1}') || true")
+        ran.join()
+    assert attached.attached(env.driver, spec) == []
 
     # a dump that leaves it running (the migration's trial dump): its console binds are
     # made again in its mount namespace (host/nsmount.py), the same processes run on
