@@ -133,6 +133,15 @@ def test_established_tcp_connection_survives_dump_and_restore(
         assert "(sleep 39)" in str(hooks.checkpoint_refusal(spec))
         with pytest.raises(Conflict, match=r"pid \d+ \(sleep 39\)"):
             hooks.checkpoint(spec, images / "refused", stop=False)
+        # the stopping dump (its consoles detached first): refused, the consoles bound again
+        init = env.driver.status(spec).pid
+        assert init is not None
+        bound = checkpoint._pty_binds(init)
+        hooks.before_checkpoint(spec)
+        assert checkpoint._pty_binds(init) == {}
+        with pytest.raises(Conflict, match=r"\(sleep 39\)"):
+            hooks.checkpoint(spec, images / "refused", stop=True)
+        assert checkpoint._pty_binds(init) == bound
         assert not (images / "refused").exists()
         assert env.driver.status(spec).state is RuntimeState.RUNNING
     finally:

@@ -208,6 +208,14 @@ def detach_consoles(driver: LxcDriver, spec: InstanceSpec) -> None:
             raise
 
 
+def reattach_consoles(driver: LxcDriver, spec: InstanceSpec) -> None:
+    """Undo ``detach_consoles`` when no dump follows (the container runs on)."""
+    pid = driver.status(spec).pid
+    detached = None if pid is None else _take_detached(spec, pid)
+    if pid is not None and detached is not None:
+        _rebind(pid, detached[0])
+
+
 def _take_detached(spec: InstanceSpec, pid: int) -> tuple[dict[str, str], str | None] | None:
     """The binds and console id ``detach_consoles`` recorded for this run (None: none)."""
     path = spec.run_dir / DETACHED

@@ -49,6 +49,7 @@ class LxcMigration(CopyOnly):
         # trial dump, or the stopping one that skipped it) before anything is stopped
         why = attached_refusal(self.driver, spec)
         if why is not None:
+            checkpoint.reattach_consoles(self.driver, spec)  # ``before_checkpoint``'s
             raise Conflict(why)
 
         # a stopping dump returns before the root is released: ``settle`` waits for that
