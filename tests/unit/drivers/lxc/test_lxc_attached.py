@@ -74,7 +74,10 @@ def test_a_process_that_ended_is_left_out(tree: tuple[int, list[int], int]) -> N
 def test_command_and_pid_inside() -> None:
     proc = subprocess.Popen(["sleep", "603"])
     try:
-        assert command(proc.pid) == "sleep 603"
+        deadline = time.monotonic() + 30  # the child may not have exec'd yet: a bound
+        while (said := command(proc.pid)) != "sleep 603" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert said == "sleep 603"
         assert inner_pid(proc.pid) == proc.pid  # the test's own pid namespace
     finally:
         proc.kill()
