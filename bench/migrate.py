@@ -310,12 +310,13 @@ def corral_migrate(src: Host, dst: Host, name: str) -> dict[str, float]:
         got["criu"] = (float(details["criu_dump_ms"]) + float(details["criu_restore_ms"])) / 1000
         got[f"{PHASE}CRIU's own dump (its log)"] = float(details["criu_dump_ms"]) / 1000
         got[f"{PHASE}CRIU's own restore (its log)"] = float(details["criu_restore_ms"]) / 1000
-    for key, side in (("dump_phases", "dump"), ("restore_phases", "restore")):
+    for key, side in (("dump_phases", "dump"), ("quiesce_phases", "disks"),
+                      ("restore_phases", "restore")):
         for phase, ms in (details.get(key) or {}).items():
             got[f"{PHASE}{side}: {phase}"] = float(ms) / 1000
     for key, label in (("dump_ms", "dump (source)"), ("send_ms", "final delta + files"),
                        ("files_ms", "  files and dump sent (beside the next two)"),
-                       ("settle_ms", "  of which root released"),
+                       ("settle_ms", "  of which disks made still (read-only/released)"),
                        ("delta_ms", "  of which final disk delta"),
                        ("commit_ms", "restore (target, commit round trip)"),
                        ("commit_wire_ms", "  of which the request's way to the target's handler"),

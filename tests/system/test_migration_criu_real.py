@@ -232,9 +232,15 @@ def test_container_moves_with_its_processes_and_tcp_connection(criu_lab: CriuLab
     try:
         assert client.ask("before") == "before"
         count, pid = _counter(a, "ct1")
+        # written just before the move, not synced: only in the source's page cache
+        _exec(a, "ct1", "seq 1 30000 > /root/before")
         said = a.cli("migrate", "ct1", "b", check=True).stdout
         print(said)
         assert "path: checkpoint" in said and "checkpoint/restore" in said, said
+        # its file systems were made read-only (synced, journal emptied), not waited for
+        assert "disks read-only" in said, said
+        assert _exec(b, "ct1", "md5sum < /root/before") == _exec(
+            b, "ct1", "seq 1 30000 | md5sum")
         downtime = _downtime(said)
         assert b.instances()["ct1"]["state"] == "running"
         assert "ct1" not in a.instances()
@@ -252,6 +258,7 @@ def test_container_moves_with_its_processes_and_tcp_connection(criu_lab: CriuLab
         # its data disk: the same files, the same owners inside, still written to
         assert _exec(b, "ct1", "cat /srv/data/f; stat -c %u /srv/data/f") == "on-disk\n1000"
         logged = int(_exec(b, "ct1", "wc -c < /srv/data/log"))
+        assert _exec(b, "ct1", "tr -d 'x\\n' < /srv/data/log | wc -c") == "0"  # no zeros
         time.sleep(0.6)
         assert int(_exec(b, "ct1", "wc -c < /srv/data/log")) > logged
         _exec(b, "ct1", "echo more >> /srv/data/f")

@@ -101,9 +101,11 @@ def _result(m: MigrationModel) -> str:
                      f"restore {d.get('commit_ms')} ms; CRIU's own: dump "
                      f"{d.get('criu_dump_ms')} ms, restore {d.get('criu_restore_ms')} ms)")
     if d.get("delta_ms") is not None:
-        parts.append(f"transfer: files and dump {d.get('files_ms')} ms, then root released "
+        how = d.get("quiesced", "released")
+        parts.append(f"transfer: files and dump {d.get('files_ms')} ms, then disks {how} "
                      f"{d.get('settle_ms')} ms, final delta {d['delta_ms']} ms")
-    for key, label in (("dump_phases", "dump"), ("restore_phases", "restore")):
+    for key, label in (("dump_phases", "dump"), ("quiesce_phases", "disks"),
+                       ("restore_phases", "restore")):
         if d.get(key):
             parts.append(f"{label}: " + ", ".join(f"{k} {v} ms" for k, v in d[key].items()))
     if d.get("total_ms") is not None:

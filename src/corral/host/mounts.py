@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 from pathlib import Path
 
@@ -62,3 +64,33 @@ def unmount(target: Path) -> None:
         return
     umount = require_tool("umount", "mount")
     run([umount, str(target)])
+
+
+MS_RDONLY, MS_NOSUID, MS_NOEXEC, MS_REMOUNT = 1, 2, 8, 32
+_KEPT = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+         (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048), (os.ST_RELATIME, 1 << 21))
+"""statvfs flag -> the mount(2) flag a remount must pass again to keep it on the mount."""
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_void_p]
+_libc.mount.restype = ctypes.c_int
+
+
+def remount_readonly(target: Path) -> bool:
+    """Make the file system mounted at ``target`` read-only, its superblock (so every mount
+    of it, a container's too), keeping the mount's other flags: the kernel syncs it first
+    (ext4: data written, the journal flushed and emptied, the superblock marked clean) and
+    refuses (OSError EBUSY) while a file on it is open for writing or an unlinked file is
+    still open; once done, nothing writes to its device again, its unmount included. False
+    when nothing is mounted at ``target`` (EINVAL: not a mount's root)."""
+    kept = os.statvfs(target).f_flag
+    flags = MS_REMOUNT | MS_RDONLY
+    for st_flag, ms_flag in _KEPT:
+        if kept & st_flag:
+            flags |= ms_flag
+    if _libc.mount(None, os.fsencode(target), None, flags, None) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code == errno.EINVAL:
+        return False
+    raise OSError(code, f"cannot make {target} read-only: {os.strerror(code)}")

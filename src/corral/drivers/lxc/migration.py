@@ -71,6 +71,11 @@ class LxcMigration(CopyOnly):
 
         checkpoint.released(spec)
 
+    def quiesce(self, spec: InstanceSpec) -> tuple[str, dict[str, float]]:
+        from corral.drivers.lxc.quiesce import quiesce
+
+        return quiesce(self.driver, spec)
+
     def restore(self, spec: InstanceSpec, template: TemplateImage, directory: Path) -> float:
         from corral.drivers.lxc import checkpoint
 

@@ -409,9 +409,9 @@ class SourceRun:
 
     def _send_checkpoint(self, peer: PeerClient, final_round: Callable[[], int]) -> int:
         """The dump and the instance's files (one tar) go on a thread of their own while the
-        stopped container lets go of its root (the post-stop hook's unmount) and the final
-        disk delta, which must wait for that, is read and sent: two requests at once on the
-        peer's connection pool (the heartbeat is a third). The bytes of the delta."""
+        stopped instance's disk images are made whole and left alone (``quiesce``) and the
+        final disk delta, which must wait for that, is read and sent: two requests at once
+        on the peer's connection pool (the heartbeat is a third). The bytes of the delta."""
         failed: list[BaseException] = []
 
         def send_files() -> None:
@@ -428,7 +428,8 @@ class SourceRun:
         sender.start()
         try:
             began = time.time()
-            self.hooks.settle(self.spec)
+            how, phases = self.hooks.quiesce(self.spec)
+            self.details.update({"quiesced": how, "quiesce_phases": phases})
             self.details["settle_ms"] = round((time.time() - began) * 1000, 1)
             began = time.time()
             final = final_round()
