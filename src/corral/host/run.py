@@ -60,20 +60,20 @@ def run(
 
 def run_while(
     argv: Sequence[str], during: Callable[[Spawned], T], *,
-    timeout: float | None = 120,
+    timeout: float | None = 120, check: bool = True, env: Mapping[str, str] | None = None,
 ) -> tuple[subprocess.CompletedProcess[bytes], T]:
     """``run`` that calls ``during(process)`` on this thread while the command runs (work
-    that overlaps the command's own start-up), then waits for it and checks its exit. An
-    exception from ``during`` is raised once the command has ended."""
+    that overlaps the command's own start-up), then waits for it and (``check``) checks its
+    exit. An exception from ``during`` is raised once the command has ended."""
     log.debug("run %s", " ".join(argv))
-    process = _start(argv, None, None)
+    process = _start(argv, None, env)
     try:
         result = during(process)
     except BaseException:
         with contextlib.suppress(HostFailure):  # the first failure is the one to report
-            _finish(process, argv, timeout, True)
+            _finish(process, argv, timeout, check)
         raise
-    return _finish(process, argv, timeout, True), result
+    return _finish(process, argv, timeout, check), result
 
 
 def _start(argv: Sequence[str], input: bytes | None,

@@ -47,6 +47,7 @@ from pathlib import Path
 from corral.domain.errors import CorralError, HostFailure
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
+from corral.drivers.lxc import criuargs
 from corral.drivers.lxc.config import INNER, cgroup_dirs
 from corral.drivers.lxc.console import restored_socket
 from corral.drivers.lxc.disks import data_mount, mount_data_disks, unmount_data_disks
@@ -60,7 +61,7 @@ from corral.host.loopmount import loop_devices
 from corral.host.mounts import mount_image, unmount
 from corral.host.net import NetHost
 from corral.host.pty import console_keeper
-from corral.host.run import run
+from corral.host.run import run, run_while
 from corral.network.nicfile import read_nics
 
 log = logging.getLogger("corral.lxc")
@@ -259,12 +260,15 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool,
                        [] if console is None else [f"external {console}"])
     if binds and detached is None:
         nsmount.unmount_in(status.pid, list(binds))
-    args = [*driver._args("lxc-checkpoint", spec), "-D", str(directory)]
+    key = dumpable_key(_config(driver, spec), status.pid)
+    argv, tool = criuargs.dump_argv(driver._args("lxc-checkpoint", spec), spec.run_dir, key,
+                                    directory, stop)
     clock.mark("console unbind")
     try:
-        proc = run([*args, "-s" if stop else "-v"], check=False, timeout=TIMEOUT, env=env)
+        proc, ran = run_while(argv, criuargs.watch if not stop else lambda _p: None,
+                              check=False, timeout=TIMEOUT, env=env)
     finally:
-        clock.mark("lxc-checkpoint")
+        clock.mark(tool)
         if driver.status(spec).state is not RuntimeState.STOPPED:
             _rebind(status.pid, binds)
     if proc.returncode != 0:
@@ -272,6 +276,7 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool,
         raise _failure("dump", spec, directory, proc.stderr or proc.stdout)
     if not stop:
         remember_dumpable(driver, spec)
+        criuargs.record(spec.run_dir, key, directory, ran)
     (directory / TTY_INFO).unlink(missing_ok=True)  # LXC's restore would refuse it
     if console is not None:  # restore() hands CRIU a console itself
         (directory / OUR_TTY_INFO).write_text(console + "\n")
@@ -325,6 +330,7 @@ def dumped_recently(driver: LxcDriver, spec: InstanceSpec) -> bool:
 
 def forget_dumpable(spec: InstanceSpec) -> None:
     (spec.run_dir / DUMPABLE).unlink(missing_ok=True)
+    criuargs.forget(spec.run_dir)
 
 
 def released(spec: InstanceSpec) -> None:
