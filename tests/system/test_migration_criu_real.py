@@ -268,10 +268,17 @@ def test_container_moves_with_its_processes_and_tcp_connection(criu_lab: CriuLab
         assert _host_pings(b, ROUTED_IP)
         # its console (the pty Corral handed the restore) answers ``corral console``
         _console_answers(b, "ct1", "restored-console-ok")
+        # the dump ran CRIU itself, with LXC's command line of the trial dump; a restored
+        # container moves on the same way (the line came with its images), no trial
+        assert "dump: console unbind" in said and ", criu dump " in said, said
+        back = b.cli("migrate", "ct1", "a", check=True).stdout
+        assert ", criu dump " in back and "trial" not in back, back
+        assert client.ask("back again") == "back again"
+        assert _counter(a, "ct1")[1] == pid
     finally:
         client.close()
     # its address came from a's pool: free it (the hosts' address managers are separate)
-    b.cli("delete", "--force", "ct1", check=True)
+    a.cli("delete", "--force", "ct1", check=True)
 
 
 def test_dump_refused_falls_back_to_restart_before_stopping(criu_lab: CriuLab) -> None:

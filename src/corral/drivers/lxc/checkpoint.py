@@ -261,12 +261,13 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool,
     if binds and detached is None:
         nsmount.unmount_in(status.pid, list(binds))
     key = dumpable_key(_config(driver, spec), status.pid)
+    rel = cgroup_dirs(lxc_name(spec))["container"]
     argv, tool = criuargs.dump_argv(driver._args("lxc-checkpoint", spec), spec.run_dir, key,
-                                    directory, stop)
+                                    directory, stop, status.pid, rel)
     clock.mark("console unbind")
     try:
-        proc, ran = run_while(argv, criuargs.watch if not stop else lambda _p: None,
-                              check=False, timeout=TIMEOUT, env=env)
+        proc, ran = run_while(argv, criuargs.watch if tool == "lxc-checkpoint"
+                              else lambda _p: argv, check=False, timeout=TIMEOUT, env=env)
     finally:
         clock.mark(tool)
         if driver.status(spec).state is not RuntimeState.STOPPED:
@@ -276,7 +277,9 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool,
         raise _failure("dump", spec, directory, proc.stderr or proc.stdout)
     if not stop:
         remember_dumpable(driver, spec)
-        criuargs.record(spec.run_dir, key, directory, ran)
+        criuargs.record(spec.run_dir, key, directory, ran, status.pid, rel)
+    else:
+        criuargs.leave_in_images(directory, ran, status.pid, rel)
     (directory / TTY_INFO).unlink(missing_ok=True)  # LXC's restore would refuse it
     if console is not None:  # restore() hands CRIU a console itself
         (directory / OUR_TTY_INFO).write_text(console + "\n")
@@ -500,6 +503,9 @@ def _restore_once(driver: LxcDriver, spec: InstanceSpec, directory: Path,
         raise failure
     _limits_after_restore(driver, spec)
     remember_dumpable(driver, spec)  # all its processes were dumped and restored just now
+    restored = driver.status(spec).pid
+    criuargs.adopt(spec.run_dir, "" if restored is None else dumpable_key(
+        _config(driver, spec), restored), directory)
     return resumed_at
 
 

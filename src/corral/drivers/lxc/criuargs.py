@@ -19,15 +19,19 @@ The images are the same, so the target (and a roll-back on the source) restore t
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
 from corral.host.spawn import Spawned
 
 ARGV_FILE = "criu-dump-argv.json"
+IN_IMAGES = "corral-criu-dump.json"
 WATCH_EVERY = 0.001
+DIR, PID, CGROUP, TTY = "{corral:dir}", "{corral:pid}", "{corral:cgroup}", "{corral:tty}"
 
 
 def watch(process: Spawned) -> list[str] | None:
@@ -50,66 +54,133 @@ def watch(process: Spawned) -> list[str] | None:
     return None
 
 
-def usable(argv: list[str] | None, directory: Path) -> list[str] | None:
-    """``argv`` if it is a leave-running ``criu dump`` into ``directory`` with its log
-    there, as LXC runs it (else None: LXC changed, nothing is guessed)."""
-    if (argv is None or len(argv) < 3 or argv[1] != "dump"
-            or argv.count("--leave-running") != 1 or argv.count("-D") != 1
-            or argv.count("-o") != 1 or argv[-1] == "-D" or argv[-1] == "-o"):
-        return None
-    if (argv[argv.index("-D") + 1] != str(directory)
-            or argv[argv.index("-o") + 1] != str(directory / "dump.log")):
-        return None
-    return argv
+def host_mark() -> str:
+    """What LXC's command line depends on beyond the container: the CRIU it runs and the
+    host's cgroup mounts (each hierarchy is a ``--cgroup-root``)."""
+    mounts = sorted(line.split(" - ", 1)[0].split()[4]
+                    for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                    if " - cgroup" in line)
+    return hashlib.sha256("\n".join([shutil.which("criu") or "", *mounts]).encode()
+                          ).hexdigest()
 
 
-def record(run_dir: Path, key: str, directory: Path, argv: list[str] | None) -> None:
-    """After a successful leave-running dump into ``directory`` whose CRIU ran ``argv``:
-    the command line kept for ``stopping_argv`` (forgotten when it is not usable)."""
-    argv = usable(argv, directory) if key else None
+def template(argv: list[str] | None, directory: Path, pid: int, rel: str) -> list[str] | None:
+    """LXC's ``criu dump`` argv of a dump into ``directory`` of the container whose init is
+    ``pid`` and whose cgroup is ``rel`` (relative), with those put as placeholders,
+    ``--leave-running`` and ``-v4`` dropped; None when it is not such a command line or
+    anything in it is not understood (LXC changed: nothing is guessed)."""
+    if (argv is None or len(argv) < 3 or argv[1] != "dump" or not rel
+            or any(argv.count(flag) != 1 for flag in ("-D", "-o", "-t"))
+            or argv[-1] in ("-D", "-o", "-t")):
+        return None
+    out = [a for a in argv if a not in ("--leave-running", "-v4")]
+    d, o, t = (out.index(flag) + 1 for flag in ("-D", "-o", "-t"))
+    if (out[d] != str(directory) or out[o] != str(directory / "dump.log")
+            or out[t] != str(pid)):
+        return None
+    out[d], out[o], out[t] = DIR, f"{DIR}/dump.log", PID
+    for i, arg in enumerate(out[:-1]):
+        value = out[i + 1]
+        if arg in ("--cgroup-root", "--freeze-cgroup"):
+            if not value.endswith("/" + rel):
+                return None
+            out[i + 1] = value[:-len(rel)] + CGROUP
+        elif arg == "--external" and value.startswith("tty["):
+            out[i + 1] = TTY
+    if any(str(directory) in a or rel in a for a in out):
+        return None
+    return out
+
+
+def console_id(pid: int) -> str | None:
+    """LXC's name of the console at a dump: ``tty[rdev:dev]`` of the container's
+    /dev/console (as it is then: Corral has detached its pty bind)."""
+    try:
+        st = os.stat(f"/proc/{pid}/root/dev/console")
+    except OSError:
+        return None
+    return f"tty[{st.st_rdev:x}:{st.st_dev:x}]"
+
+
+def fill(found: list[str], directory: Path, pid: int, rel: str) -> list[str] | None:
+    """A template made into the command line of a stopping dump into ``directory``."""
+    tty = console_id(pid) if TTY in found else ""
+    if tty is None:
+        return None
+    values = {DIR: str(directory), PID: str(pid), CGROUP: rel, TTY: tty}
+    out = []
+    for arg in found:
+        for mark, value in values.items():
+            arg = arg.replace(mark, value)
+        out.append(arg)
+    return out
+
+
+def _save(path: Path, key: str, found: list[str] | None) -> None:
     with contextlib.suppress(OSError):
-        if argv is None:
-            (run_dir / ARGV_FILE).unlink(missing_ok=True)
+        if found is None or not key:
+            path.unlink(missing_ok=True)
         else:
-            (run_dir / ARGV_FILE).write_text(
-                json.dumps({"key": key, "argv": argv, "directory": str(directory)}))
+            path.write_text(json.dumps({"key": key, "host": host_mark(), "argv": found}))
+
+
+def _load(path: Path) -> tuple[str, str, list[str]] | None:
+    try:
+        found = json.loads(path.read_text())
+        return str(found["key"]), str(found["host"]), [str(a) for a in found["argv"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record(run_dir: Path, key: str, directory: Path, argv: list[str] | None, pid: int,
+           rel: str) -> None:
+    """After a successful dump into ``directory`` whose CRIU ran ``argv`` (a trial's, read
+    by ``watch``): its template kept for this run's stopping dump (forgotten when it is not
+    understood)."""
+    _save(run_dir / ARGV_FILE, key, template(argv, directory, pid, rel))
+
+
+def leave_in_images(directory: Path, argv: list[str] | None, pid: int, rel: str) -> None:
+    """After a stopping dump into ``directory`` that ran ``argv``: its template left with
+    the images, for ``adopt`` after their restore."""
+    _save(directory / IN_IMAGES, "any", template(argv, directory, pid, rel))
+
+
+def adopt(run_dir: Path, key: str, directory: Path) -> None:
+    """After a restore from ``directory``: the template its dump left there kept for the
+    restored run (``key``) if this host's CRIU and cgroup mounts are the dump's."""
+    found = _load(directory / IN_IMAGES)
+    if found is None or found[1] != host_mark():
+        forget(run_dir)
+        return
+    _save(run_dir / ARGV_FILE, key, found[2])
 
 
 def forget(run_dir: Path) -> None:
     (run_dir / ARGV_FILE).unlink(missing_ok=True)
 
 
-def stopping_argv(run_dir: Path, key: str, directory: Path) -> list[str] | None:
-    """The recorded command line made into a stopping dump into ``directory`` (None when
-    none was recorded for this run and configuration, ``key``)."""
-    try:
-        found = json.loads((run_dir / ARGV_FILE).read_text())
-        argv = [str(a) for a in found["argv"]]
-        was = str(found["directory"])
-        if not key or found["key"] != key:
-            return None
-    except (OSError, ValueError, KeyError, TypeError):
+def stopping_argv(run_dir: Path, key: str, directory: Path, pid: int, rel: str,
+                  ) -> list[str] | None:
+    """The kept command line made into a stopping dump into ``directory`` (None when none
+    was kept for this run and configuration, ``key``, or this host)."""
+    found = _load(run_dir / ARGV_FILE)
+    if found is None or not key or found[0] != key or found[1] != host_mark():
         return None
-    argv.remove("--leave-running")
-    argv = [a for a in argv if a != "-v4"]  # the trial's verbosity (``lxc-checkpoint -v``)
-    argv[argv.index("-D") + 1] = str(directory)
-    argv[argv.index("-o") + 1] = str(directory / "dump.log")
-    if any(was in a for a in argv):  # the trial's directory named anywhere else: not ours
-        return None
-    return argv
+    return fill(found[2], directory, pid, rel)
 
 
 def dump_argv(lxc_checkpoint: list[str], run_dir: Path, key: str, directory: Path,
-              stop: bool) -> tuple[list[str], str]:
+              stop: bool, pid: int, rel: str) -> tuple[list[str], str]:
     """The command of a dump into ``directory`` and its name (a phase's): a stopping dump
-    runs the recorded CRIU command line where there is one for this run (``key``), else
-    ``lxc-checkpoint -s``; a trial (leave-running) dump runs ``lxc-checkpoint -v`` (its
-    CRIU's argv is read by ``watch``). ``lxc_checkpoint``: the tool with the container's
-    name and LXC path."""
+    runs the kept CRIU command line where there is one for this run (``key``), else
+    ``lxc-checkpoint -s``; a trial (leave-running) dump runs ``lxc-checkpoint -v``. Either
+    ``lxc-checkpoint`` has its CRIU's argv read by ``watch``. ``lxc_checkpoint``: the tool
+    with the container's name and LXC path."""
     base = [*lxc_checkpoint, "-D", str(directory)]
     if not stop:
         return [*base, "-v"], "lxc-checkpoint"
-    direct = stopping_argv(run_dir, key, directory)
+    direct = stopping_argv(run_dir, key, directory, pid, rel)
     if direct is not None:
         return direct, "criu dump"
     return [*base, "-s"], "lxc-checkpoint"
