@@ -152,3 +152,40 @@ def _backed_by(directory: Path) -> dict[str, str]:
         if backing.startswith(f"{directory}/"):
             found[loop.name] = backing
     return found
+
+
+def test_a_read_only_remount_leaves_a_whole_image_that_the_unmount_does_not_change(
+        tmp_path: Path) -> None:
+    """host.mounts.remount_readonly (a CT move's final delta, drivers/lxc/quiesce.py):
+    refused while an unlinked file is open; once done, the image holds every write, is
+    clean (e2fsck: no journal to replay), and its unmount changes no byte of it."""
+    import hashlib
+
+    from corral.host.mounts import remount_readonly, unmount
+
+    image, target = _image(tmp_path / "ro.img"), tmp_path / "mnt"
+    mount_image(image, target)
+    try:
+        payload = os.urandom(300_000)
+        (target / "written").write_bytes(payload)  # not synced: in the page cache only
+        fd = os.open(target / "unlinked", os.O_CREAT | os.O_RDWR)
+        os.unlink(target / "unlinked")
+        with pytest.raises(OSError) as busy:
+            remount_readonly(target)
+        assert busy.value.errno == 16  # EBUSY
+        os.close(fd)
+        assert remount_readonly(target)
+        assert os.statvfs(target).f_flag & os.ST_RDONLY and os.statvfs(target).f_flag & \
+            os.ST_NODEV  # the mount's own flags kept
+        read_only = hashlib.sha256(image.read_bytes()).digest()
+        checked = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    finally:
+        unmount(target)
+    assert hashlib.sha256(image.read_bytes()).digest() == read_only
+    assert not remount_readonly(target)  # nothing mounted there any more
+    mount_image(image, target)
+    try:
+        assert (target / "written").read_bytes() == payload
+    finally:
+        unmount(target)
