@@ -80,6 +80,20 @@ def _limit_lines(cgroups: CgroupLayout, resources: Resources, swap_limit: bool) 
     return lxc_config_lines(limit_writes(cgroups, resources, ct=True, memsw=swap_limit))
 
 
+QUIESCING = "corral-quiescing"
+"""In the run directory while a move makes the stopped container's file systems read-only
+(drivers/lxc/quiesce.py): the post-stop hooks wait (up to ~3 s) before unmounting them, so
+the hook does not unmount the root first and leave the move to wait for the kernel's
+release of the image instead."""
+
+
+def hold_unmount(rootfs_mount: Path) -> str:
+    """The post-stop hook's wait for ``QUIESCING`` (shell, ending in "; ")."""
+    flag = rootfs_mount.parent / QUIESCING
+    return (f"i=0; while [ -e {flag} ] && [ $i -lt 300 ]; do sleep 0.01; i=$((i+1)); "
+            "done; ")
+
+
 def _rootfs_lines(config: ContainerConfig) -> list[str]:
     # The root image holds ids as the template has them (0 = root), so a VM boots the very
     # same disk. The driver loop-mounts it on the host before lxc-start (LXC's loop: backend
@@ -91,7 +105,8 @@ def _rootfs_lines(config: ContainerConfig) -> list[str]:
     lines = [f"lxc.rootfs.path = dir:{config.rootfs_mount}"]
     if config.idmap is not None:
         lines.append("lxc.rootfs.options = idmap=container")
-    lines.append(f"lxc.hook.post-stop = /bin/sh -c 'umount {config.rootfs_mount}'")
+    lines.append(f"lxc.hook.post-stop = /bin/sh -c '{hold_unmount(config.rootfs_mount)}"
+                 f"umount {config.rootfs_mount}'")
     return lines
 
 

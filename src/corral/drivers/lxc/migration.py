@@ -44,6 +44,7 @@ class LxcMigration(CopyOnly):
 
     def checkpoint(self, spec: InstanceSpec, directory: Path, *, stop: bool) -> None:
         from corral.drivers.lxc import checkpoint
+        from corral.drivers.lxc.quiesce import hold_unmount, let_unmount
 
         # an exec started since the path was chosen: the move falls back (source.py's
         # trial dump, or the stopping one that skipped it) before anything is stopped
@@ -52,9 +53,17 @@ class LxcMigration(CopyOnly):
             checkpoint.reattach_consoles(self.driver, spec)  # ``before_checkpoint``'s
             raise Conflict(why)
 
-        # a stopping dump returns before the root is released: ``settle`` waits for that
-        # while the migration sends the dump
-        checkpoint.dump(self.driver, spec, directory, stop=stop, wait_release=False)
+        # a stopping dump returns before the root is released: ``quiesce`` (or ``settle``)
+        # makes the disks still while the migration sends the dump; the post-stop hooks
+        # wait for that (``hold_unmount``)
+        if stop:
+            hold_unmount(spec)
+        try:
+            checkpoint.dump(self.driver, spec, directory, stop=stop, wait_release=False)
+        except BaseException:
+            if stop:
+                let_unmount(spec)
+            raise
 
     def before_checkpoint(self, spec: InstanceSpec) -> None:
         from corral.drivers.lxc import checkpoint
@@ -68,7 +77,9 @@ class LxcMigration(CopyOnly):
 
     def settle(self, spec: InstanceSpec) -> None:
         from corral.drivers.lxc import checkpoint
+        from corral.drivers.lxc.quiesce import let_unmount
 
+        let_unmount(spec)
         checkpoint.released(spec)
 
     def quiesce(self, spec: InstanceSpec) -> tuple[str, dict[str, float]]:

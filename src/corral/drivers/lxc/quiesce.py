@@ -11,6 +11,9 @@ neither its superblock nor its (empty) journal. The image file, read through the
 page cache, is then the file system as the container left it; nothing on the target has
 to replay a journal. Where that cannot be done (the remount refused past a short wait, or
 the hook was first), this waits for the release as before (``checkpoint.released``).
+So that the hook is not first, a stopping dump for a move leaves a flag in the run
+directory that the post-stop hooks wait for (``hold_unmount``, at most ~3 s: a corrald
+gone meanwhile does not keep the image mounted); ``quiesce`` removes it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from corral.domain.errors import HostFailure
 from corral.domain.instance import InstanceSpec
 from corral.drivers.lxc.checkpoint import UNMOUNT_WAIT, released
-from corral.drivers.lxc.config import cgroup_dirs
+from corral.drivers.lxc.config import QUIESCING, cgroup_dirs
 from corral.drivers.lxc.disks import data_mount
 from corral.drivers.lxc.driver import LxcDriver, lxc_name
 from corral.drivers.lxc.state import StateReader
@@ -41,6 +44,22 @@ def quiesce(driver: LxcDriver, spec: InstanceSpec) -> tuple[str, dict[str, float
     """After a stopping dump of ``spec``: its images consistent and left alone on the host.
     How it was done: "read-only" (remounted) or "released" (waited for LXC's teardown), and
     its phases (ms)."""
+    try:
+        return _quiesce(driver, spec)
+    finally:
+        let_unmount(spec)
+
+
+def hold_unmount(spec: InstanceSpec) -> None:
+    """Before a stopping dump: the post-stop hooks wait for ``quiesce`` (config.QUIESCING)."""
+    (spec.run_dir / QUIESCING).touch()
+
+
+def let_unmount(spec: InstanceSpec) -> None:
+    (spec.run_dir / QUIESCING).unlink(missing_ok=True)
+
+
+def _quiesce(driver: LxcDriver, spec: InstanceSpec) -> tuple[str, dict[str, float]]:
     clock = PhaseClock()
     gone = _tasks_gone(driver, spec)
     clock.mark("tasks gone")

@@ -84,14 +84,18 @@ def test_privileged_has_no_user_namespace() -> None:
     assert _values(text, "lxc.rootfs.path") == ["dir:/srv/corral/instances/101/run/rootfs"]
     assert _values(text, "lxc.rootfs.options") == []  # no idmap without a user namespace
     assert _values(text, "lxc.hook.post-stop") == [
-        "/bin/sh -c 'umount /srv/corral/instances/101/run/rootfs'"
+        "/bin/sh -c 'i=0; while [ -e /srv/corral/instances/101/run/corral-quiescing ] && "
+        "[ $i -lt 300 ]; do sleep 0.01; i=$((i+1)); done; "
+        "umount /srv/corral/instances/101/run/rootfs'"
     ]
 
 
 def test_unprivileged_unmounts_its_root_however_it_stops() -> None:
     text = render_config(_config(SHIFT, HYBRID))
     assert _values(text, "lxc.hook.post-stop") == [
-        "/bin/sh -c 'umount /srv/corral/instances/101/run/rootfs'"
+        "/bin/sh -c 'i=0; while [ -e /srv/corral/instances/101/run/corral-quiescing ] && "
+        "[ $i -lt 300 ]; do sleep 0.01; i=$((i+1)); done; "
+        "umount /srv/corral/instances/101/run/rootfs'"
     ]
 
 
