@@ -42,6 +42,7 @@ from tests.integration.conftest import (
     Daemon,
     daemon_env,
     remove_empty_cgroups,
+    remove_nft_tables,
     start_daemon,
     stop_daemon,
 )
@@ -318,6 +319,7 @@ def main() -> None:
                 with contextlib.suppress(Exception), daemon.client() as c:
                     c.set_policy({"ksm": "off"})
             stop_daemon(daemon)
+            remove_nft_tables(state)  # its guests are gone: so go its tables
             remove_empty_cgroups(daemon_env(state)["CORRAL_CGROUP_ROOT"])
             shutil.rmtree(root, ignore_errors=True)
     print()

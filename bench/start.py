@@ -47,7 +47,7 @@ from corral.host.loopmount import MS_NODEV, mount_loop
 from corral.templates.builders.tiny import build_tiny
 from corral.templates.image import TemplateImage
 from corral.wire.models import CreateRequest, StopRequest
-from tests.integration.conftest import Daemon, start_daemon, stop_daemon
+from tests.integration.conftest import Daemon, remove_nft_tables, start_daemon, stop_daemon
 
 READY = b"corral-guest-ready"
 
@@ -233,6 +233,7 @@ def main() -> None:
                 c.wait(c.delete_instance(name, force=True).id)
     finally:
         stop_daemon(daemon)
+        remove_nft_tables(state)  # its guests are gone: so go its tables
         shutil.rmtree(root, ignore_errors=True)
     write_samples(args.samples, {"start": samples})
     table = Table("start latency (ms; ratio = Corral / raw, > 1: Corral slower)")

@@ -7,7 +7,8 @@ Run it with a checkout's own interpreter to compare two commits on the same host
     sudo /other/.venv/bin/python bench/start_work.py --repo /other   (that checkout's tests/)
 
 The counts come from a ``sitecustomize`` this script puts on the daemon's PYTHONPATH (a
-sqlite3 trace callback and a wrapper of ``os.posix_spawn[p]``), in a second daemon, so that
+sqlite3 trace callback and a wrapper of ``os.posix_spawn[p]`` and of
+``corral.host.libcspawn.posix_spawnp``), in a second daemon, so that
 the on-CPU figures are taken without it.
 """
 
@@ -42,6 +43,16 @@ for _name in ("posix_spawn", "posix_spawnp"):
             return real(path, argv, *a, **k)
         return spawn
     setattr(os, _name, _wrap(getattr(os, _name)))
+try:  # corrald spawns through ctypes where libc allows (host/libcspawn.py)
+    from corral.host import libcspawn as _libcspawn
+    def _libc_spawn(real):
+        def spawn(path, argv, *a, **k):
+            _note("spawn " + os.path.basename(str(argv[0])))
+            return real(path, argv, *a, **k)
+        return spawn
+    _libcspawn.posix_spawnp = _libc_spawn(_libcspawn.posix_spawnp)
+except ImportError:  # an older checkout
+    pass
 '''
 
 
@@ -64,7 +75,7 @@ def main() -> None:
     sys.path.insert(0, str(args.repo))
     from corral.templates.builders.tiny import build_tiny
     from corral.wire.models import CreateRequest, StopRequest
-    from tests.integration.conftest import start_daemon, stop_daemon
+    from tests.integration.conftest import remove_nft_tables, start_daemon, stop_daemon
 
     root = Path(tempfile.mkdtemp(prefix="corral-bench-startwork-"))
     root.chmod(0o711)
@@ -112,6 +123,7 @@ def main() -> None:
                     c.wait(c.delete_instance("sw-ct", force=True).id)
             finally:
                 stop_daemon(daemon)
+                remove_nft_tables(state)  # its guest is gone: so go its tables
                 os.environ.clear()
                 os.environ.update(old)
     finally:

@@ -25,7 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from corral.templates.builders import tiny
 from corral.wire.models import CreateRequest
-from tests.integration.conftest import daemon_env, remove_empty_cgroups, start_daemon, stop_daemon
+from tests.integration.conftest import (
+    daemon_env,
+    remove_empty_cgroups,
+    remove_nft_tables,
+    start_daemon,
+    stop_daemon,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TICK = os.sysconf("SC_CLK_TCK")
@@ -188,6 +194,7 @@ def main() -> None:
                     c.wait(op_id, timeout=300)
         finally:
             stop_daemon(daemon)
+            remove_nft_tables(state)  # its guests are gone: so go its tables
             remove_empty_cgroups(daemon_env(state)["CORRAL_CGROUP_ROOT"])
             shutil.rmtree(root, ignore_errors=True)
     print(f"{'variant':>36}  {'CPU % mean':>10}  {'CPU % max':>10}  {'switches/s':>10}  "

@@ -58,7 +58,10 @@ def to_sql_datetime(value: datetime) -> str:
 
 
 def from_sql_datetime(value: str) -> datetime:
-    return datetime.strptime(value, _DATETIME) if "." in value else datetime.fromisoformat(value)
+    # fromisoformat (Python >= 3.11) reads the "%Y-%m-%d %H:%M:%S.%f" form ~10x faster than
+    # strptime: every create read every retired id's time this way (LocalIds.retired_ids,
+    # 4-7 % of corrald's Python time in a bulk create).
+    return datetime.fromisoformat(value)
 
 
 def optional_datetime(value: str | None) -> datetime | None:

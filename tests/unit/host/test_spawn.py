@@ -12,7 +12,19 @@ from pathlib import Path
 
 import pytest
 
+from corral.host import libcspawn
+from corral.host import spawn as spawn_module
 from corral.host.spawn import TimedOut, spawn
+
+
+@pytest.fixture(autouse=True, params=["libc", "os"])
+def how(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with ``posix_spawnp`` through ctypes (the GIL released) and through
+    ``os.posix_spawnp``: the command must get the same either way."""
+    if request.param == "libc" and not libcspawn.available():
+        pytest.skip("this libc has no posix_spawnp reachable through ctypes")
+    monkeypatch.setattr(spawn_module, "USE_LIBC", request.param == "libc")
+    return str(request.param)
 
 
 def _run(argv: list[str], **kwargs: object) -> tuple[int, bytes, bytes]:
@@ -120,4 +132,30 @@ def test_a_missing_command_raises_file_not_found_and_leaks_no_fd() -> None:
     before = len(os.listdir("/proc/self/fd"))
     with pytest.raises(FileNotFoundError):
         spawn(["/no/such/command"])
+    with pytest.raises(FileNotFoundError):
+        spawn(["corral-no-such-command-on-path"])
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_passed_descriptors_are_3_on_and_a_session_leader_is_one(tmp_path: Path) -> None:
+    r, w = os.pipe()
+    try:
+        process = spawn(["sh", "-c", "echo here >&3"], fds=[w])
+        os.close(w)
+        w = -1
+        assert process.wait(30) == 0
+        process.close()
+        assert os.read(r, 100) == b"here\n"
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+    out = tmp_path / "out"
+    stdin = os.open(os.devnull, os.O_RDONLY)
+    with out.open("wb") as sink:
+        leader = spawn_module.spawn_on(["sh", "-c", 'echo "$(ps -o sid= -p $$) $$"'], stdin,
+                                       sink.fileno(), sink.fileno(), setsid=True)
+        os.close(stdin)
+        assert leader.wait(30) == 0
+    sid, pid = out.read_text().split()
+    assert sid == pid
