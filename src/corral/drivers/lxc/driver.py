@@ -56,7 +56,7 @@ from corral.drivers.lxc.disks import (
 from corral.drivers.lxc.nics import LxcNics
 from corral.drivers.lxc.watch import Asked, StateCache
 from corral.host import cgroupfs
-from corral.host.cgroups import CgroupLayout, host_layout, read_layout
+from corral.host.cgroups import CgroupLayout, host_layout
 from corral.host.idmap import IdMap, root_idmap, unprivileged_possible
 from corral.host.mounts import mount_image, unmount
 from corral.host.process import run_with_deadline
@@ -105,7 +105,10 @@ class LxcDriver(LxcDiskHotplug):
 
     def capabilities(self) -> Capabilities:
         unprivileged, why_not = unprivileged_possible()
-        layout = read_layout()
+        # asked on every create: the layout read once per process (read_layout parses
+        # /proc/mounts, a line per running container's root: 0.2 ms per create at 0-400
+        # running, 0.7 ms at 400-800)
+        layout = self._cgroups()
         notes = [f"cgroups: {layout.version.value}"]
         if why_not:
             notes.append(f"unprivileged containers unavailable: {why_not}")
