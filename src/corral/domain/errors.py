@@ -33,6 +33,11 @@ class Busy(Conflict):
     code = "busy"
 
 
+class CheckpointRefused(Conflict):
+    """A checkpoint refused before anything was frozen or dumped (a process it would lose):
+    the instance runs on, unchanged, so a move can still take another path."""
+
+
 class Unsupported(CorralError):
     """The host or the driver lacks a feature the request needs."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from corral.domain.errors import Conflict
+from corral.domain.errors import CheckpointRefused, Conflict
 from corral.domain.instance import InstanceSpec
 from corral.drivers.lxc.attached import attached_refusal
 from corral.drivers.lxc.driver import LxcDriver
@@ -51,7 +51,7 @@ class LxcMigration(CopyOnly):
         why = attached_refusal(self.driver, spec)
         if why is not None:
             checkpoint.reattach_consoles(self.driver, spec)  # ``before_checkpoint``'s
-            raise Conflict(why)
+            raise CheckpointRefused(why)
 
         # a stopping dump returns before the root is released: ``quiesce`` (or ``settle``)
         # makes the disks still while the migration sends the dump; the post-stop hooks

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corral.domain.errors import CorralError, HostFailure, InvalidInput
+from corral.domain.errors import CheckpointRefused, CorralError, HostFailure, InvalidInput
 from corral.domain.instance import Kind
 from corral.domain.statuses import MigrationStatus
 from corral.domain.undo import Undo, describe
@@ -469,16 +469,19 @@ class SourceRun:
             shutil.rmtree(trial, ignore_errors=True)
 
     def _stopping_checkpoint(self, images: Path) -> bool:
-        """The dump that stops the instance; whether it was taken. When it fails with the
-        instance still running, unchanged, and this move skipped its trial dump (a recent
-        verdict), a process CRIU cannot dump came since: the move falls back to the restart
-        path with CRIU's words, as a failed trial dump does (anything else propagates)."""
+        """The dump that stops the instance; whether it was taken. The move falls back to
+        the restart path, as a failed trial dump does, when the driver refused before
+        dumping (``CheckpointRefused``: a process came since the trial that the checkpoint
+        would lose), or when the dump failed with the instance still running, unchanged,
+        and this move skipped its trial dump (a recent verdict): a process CRIU cannot dump
+        came since. Anything else propagates."""
         try:
             self.hooks.checkpoint(self.spec, images, stop=True)
             return True
         except CorralError as exc:
             trial = str(self.details.get("trial", ""))
-            if (not trial.startswith("skipped")
+            if not isinstance(exc, CheckpointRefused) and (
+                    not trial.startswith("skipped")
                     or self.driver.status(self.spec).state is not RuntimeState.RUNNING):
                 raise
             self.undo.pop()  # nothing was stopped: no restore to take back
