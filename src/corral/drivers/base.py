@@ -221,6 +221,11 @@ class Driver(Protocol):
         (``top``, ``stats`` and ``/metrics`` of all); one that cannot be read is left out."""
         ...
 
+    def adopted(self, spec: InstanceSpec) -> None:
+        """A running instance found at daemon start: undo what a start the daemon died in
+        leaves behind (a VM's launch priority: its cgroup's boosted CPU weight)."""
+        ...
+
     def cpu_times(self, specs: Sequence[InstanceSpec]) -> dict[int, int]:
         """The CPU time (ns) each running one of ``specs`` has used so far (``cpu_ns`` of
         ``stats``), one cheap read each: the first sample of a CPU % when there is no recent

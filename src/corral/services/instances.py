@@ -492,7 +492,18 @@ class InstanceService:
             rec = view.record
             if view.runtime is not None and view.runtime.state is RuntimeState.MISSING:
                 view = self._reconfigure(view)
+            elif view.runtime is not None and view.runtime.state is RuntimeState.RUNNING:
+                self._readopt(view)
             log.info("adopted %s (%s): %s", rec.name, rec.kind.value, view.state.value)
+
+    def _readopt(self, view: InstanceView) -> None:
+        """A running guest: its driver undoes what a start cut short by the daemon's death
+        left (a VM's boosted launch weight); a failure is logged, the guest stays adopted."""
+        rec = view.record
+        try:
+            self.driver(rec.kind).adopted(self.spec(rec))
+        except Exception as exc:
+            log.warning("adopting %s: %s", rec.name, exc)
 
     def _reconfigure(self, view: InstanceView) -> InstanceView:
         """An instance whose disk is in a pool but whose runtime is gone (a ``convert`` cut

@@ -234,6 +234,9 @@ class FakeDriver:
     def stats_many(self, specs: Sequence[InstanceSpec]) -> dict[int, InstanceStats]:
         return {spec.id: self.stats(spec) for spec in specs}
 
+    def adopted(self, spec: InstanceSpec) -> None:
+        del spec  # nothing a start leaves half-done
+
     def cpu_times(self, specs: Sequence[InstanceSpec]) -> dict[int, int]:
         up = (RuntimeState.RUNNING, RuntimeState.SUSPENDED)
         return {i: 0 for i, s in self.statuses(specs).items() if s.state in up}

@@ -425,6 +425,9 @@ class LxcDriver(LxcDiskHotplug):
                     reader)
         return found
 
+    def adopted(self, spec: InstanceSpec) -> None:
+        del spec  # a container's start leaves nothing boosted
+
     def cpu_times(self, specs: Sequence[InstanceSpec]) -> dict[int, int]:
         reader, found = cgroupfs.UsageReader(self._cgroups()), {}
         up = (RuntimeState.RUNNING, RuntimeState.SUSPENDED)

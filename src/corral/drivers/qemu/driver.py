@@ -528,6 +528,11 @@ class QemuDriver(QemuDiskHotplug):
         paths = _paths(spec)
         return vm_resources.stats(spec, paths, host_layout(), self._pid(paths))
 
+    def adopted(self, spec: InstanceSpec) -> None:
+        """The VM's own CPU weight written again: a daemon that died between a launch and
+        "runtime up" left its group at the launch priority's boosted weight."""
+        vm_resources.restore_weight(spec, host_layout())
+
     def cpu_times(self, specs: Sequence[InstanceSpec]) -> dict[int, int]:
         layout, found = host_layout(), {}
         for spec in specs:

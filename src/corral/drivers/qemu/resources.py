@@ -109,6 +109,13 @@ def _weigh(spec: InstanceSpec, layout: CgroupLayout, factor: int) -> None:
         cgroupfs.apply(layout, cgroup_path(spec), w.controller, w.file, w.value)
 
 
+def restore_weight(spec: InstanceSpec, layout: CgroupLayout) -> None:
+    """The group's CPU weight back to the VM's own (factor 1) if the group exists: after a
+    daemon restart, a launch it was in the middle of may have left the boost."""
+    if cgroupfs.group_exists(layout, "cpu", cgroup_path(spec)):
+        _weigh(spec, layout, 1)
+
+
 def apply_cgroup(spec: InstanceSpec, layout: CgroupLayout, res: Resources) -> None:
     rel = cgroup_path(spec)
     for w in limit_writes(layout, res, ct=False):

@@ -55,3 +55,27 @@ def test_weight_while_launching_then_configured(
     assert _weight(layout, spec, file) == boosted
     vm_resources.started(spec, paths, layout, pid=0, placed=True, priority=factor)
     assert _weight(layout, spec, file) == configured
+
+
+@pytest.mark.parametrize(("version", "file"), [
+    (CgroupVersion.V1, "cpu.shares"), (CgroupVersion.V2, "cpu.weight")])
+def test_a_daemon_restart_writes_the_weight_a_cut_launch_left_boosted(
+        tmp_path: Path, version: CgroupVersion, file: str) -> None:
+    """corrald killed between ``launching`` and ``started``: the group stays at the boosted
+    weight until the restarted daemon adopts the running VM (``restore_weight``)."""
+    layout = _layout(tmp_path, version)
+    spec = _spec(tmp_path, 512)
+    paths = VmPaths(directory=spec.directory, run=spec.directory / "run")
+    paths.run.mkdir(parents=True)
+    vm_resources.launching(spec, paths, layout, 16)
+    configured = {"cpu.shares": "512", "cpu.weight": "20"}[file]
+    assert _weight(layout, spec, file) != configured
+    vm_resources.restore_weight(spec, layout)
+    assert _weight(layout, spec, file) == configured
+
+
+def test_restoring_the_weight_of_a_vm_without_a_group_makes_none(tmp_path: Path) -> None:
+    layout = _layout(tmp_path, CgroupVersion.V1)
+    spec = _spec(tmp_path, None)
+    vm_resources.restore_weight(spec, layout)
+    assert not (tmp_path / "cpu" / vm_resources.cgroup_path(spec)).exists()
