@@ -47,7 +47,7 @@ from pathlib import Path
 from corral.domain.errors import CorralError, HostFailure
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
-from corral.drivers.lxc import criuargs
+from corral.drivers.lxc import criuargs, prefreeze
 from corral.drivers.lxc.config import INNER, cgroup_dirs
 from corral.drivers.lxc.console import restored_socket
 from corral.drivers.lxc.disks import data_mount, mount_data_disks, unmount_data_disks
@@ -71,6 +71,7 @@ TTY_INFO = "tty.info"  # LXC's: the console's CRIU id, tty[rdev:dev]
 OUR_TTY_INFO = "corral-tty.info"
 RESTORE_CONF = "corral-restore.conf"
 DUMP_CONF = "corral-dump.conf"
+PREFROZEN = "corral-prefrozen"  # the dump's group was frozen by Corral (prefreeze.py)
 DUMPABLE = "criu-dumpable.json"
 DUMPABLE_SECONDS = 600.0
 """How long a trial dump's verdict stands for the same container run and configuration."""
@@ -265,16 +266,27 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool,
     argv, tool = criuargs.dump_argv(driver._args("lxc-checkpoint", spec), spec.run_dir, key,
                                     directory, stop, status.pid, rel)
     clock.mark("console unbind")
+    group = prefreeze.target(argv) if tool == "criu dump" else None
+    if group is not None and prefreeze.freeze(group):
+        clock.mark("freeze")
+    else:
+        group = None
+    failed = True
     try:
         proc, ran = run_while(argv, criuargs.watch if tool == "lxc-checkpoint"
                               else lambda _p: argv, check=False, timeout=TIMEOUT, env=env)
+        failed = proc.returncode != 0
     finally:
         clock.mark(tool)
+        if failed and group is not None:
+            prefreeze.thaw(group)
         if driver.status(spec).state is not RuntimeState.STOPPED:
             _rebind(status.pid, binds)
     if proc.returncode != 0:
         forget_dumpable(spec)
         raise _failure("dump", spec, directory, proc.stderr or proc.stdout)
+    if group is not None:  # CRIU keeps the freezer state it found: a restore thaws it
+        (directory / PREFROZEN).touch()
     if not stop:
         remember_dumpable(driver, spec)
         criuargs.record(spec.run_dir, key, directory, ran, status.pid, rel)
@@ -414,6 +426,18 @@ _CGROUP_PREPARE = re.compile(
     r"|Cgroup dir \S+ doesn't exist)")
 
 
+def _thaw_container(driver: LxcDriver, spec: InstanceSpec) -> None:
+    """A dump whose group Corral froze first (``prefreeze``) is restored frozen, as CRIU
+    found it, in the group the restore maps the dump's root to (``inner``, see the
+    ``cgroup-root`` line): its processes run again here."""
+    layout = driver._cgroups()
+    rel = cgroup_dirs(lxc_name(spec))["container"]
+    root = layout.v1.get("freezer") or layout.v2_mount
+    if root is not None:
+        prefreeze.thaw(root / rel / INNER)
+        prefreeze.thaw(root / rel)
+
+
 def cgroup_race(log_text: str) -> bool:
     """Whether CRIU's restore log says it failed in ``prepare_cgroup_dirs``: that runs in
     ``prepare_cgroup``, before the root task is forked (cr-restore.c ``cr_restore_tasks``),
@@ -481,6 +505,8 @@ def _restore_once(driver: LxcDriver, spec: InstanceSpec, directory: Path,
             clock.mark("images opened")
             proc = run([*driver._args("lxc-checkpoint", spec), "-r", "-D", str(images)],
                        check=False, timeout=TIMEOUT, env=env, fds=fds)
+            if proc.returncode == 0 and (images / PREFROZEN).exists():
+                _thaw_container(driver, spec)
             resumed_at = time.time()
             clock.mark("lxc-checkpoint -r")
     finally:
