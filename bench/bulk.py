@@ -127,12 +127,16 @@ def timed_bulk(c: CorralClient, request: BulkRequestModel,
     return took, ok
 
 
+def py_spy() -> str:
+    return shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+
+
 def profiler(out: Path | None, pid: int) -> subprocess.Popen[bytes] | None:
     """py-spy recording ``pid`` (the thread holding the GIL: its Python CPU) into ``out``
     until SIGINT."""
     if out is None:
         return None
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    spy = py_spy()
     process = subprocess.Popen([spy, "record", "--gil", "--rate", "100", "--format", "raw",
                                 "-o", str(out), "-p", str(pid)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -181,6 +185,8 @@ def main() -> None:
                         help="py-spy (samples of the thread holding the GIL, raw format) "
                              "of corrald during the CT create")
     args = parser.parse_args()
+    if args.profile is not None and not Path(py_spy()).exists():
+        parser.error("--profile needs py-spy (`pip install py-spy` into this venv)")
     if os.geteuid() != 0:
         sys.exit("run as root")
     root = Path(tempfile.mkdtemp(prefix="corral-bench-bulk-"))
