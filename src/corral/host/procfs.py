@@ -17,24 +17,25 @@ PROC = Path("/proc")
 
 def parent_of(pid: int, proc: Path = PROC) -> int | None:
     """The parent pid of ``pid``; None when it is gone."""
+    return _stat_number(pid, 1, proc)
+
+
+def start_time(pid: int, proc: Path = PROC) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (``stat``'s field 22); None when it
+    is gone. Pids are reused (pid_max wraps): only this orders processes by age."""
+    return _stat_number(pid, 19, proc)
+
+
+def _stat_number(pid: int, index: int, proc: Path) -> int | None:
+    """Field ``index`` of ``pid``'s ``stat`` after its command (0: the state), as a number;
+    None when the process is gone."""
     try:
         text = (proc / str(pid) / "stat").read_text()
     except OSError:
         return None
     # "pid (comm) state ppid ...": comm may hold spaces and parentheses; it ends at the last ')'
     fields = text[text.rfind(")") + 2:].split()
-    return int(fields[1]) if len(fields) > 1 and is_decimal(fields[1]) else None
-
-
-def start_time(pid: int, proc: Path = PROC) -> int | None:
-    """When ``pid`` started, in clock ticks since boot (``stat``'s field 22); None when it
-    is gone. Pids are reused (pid_max wraps): only this orders processes by age."""
-    try:
-        text = (proc / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rfind(")") + 2:].split()
-    return int(fields[19]) if len(fields) > 19 and is_decimal(fields[19]) else None
+    return int(fields[index]) if len(fields) > index and is_decimal(fields[index]) else None
 
 
 def parse_fib_trie(text: str) -> list[str]:

@@ -55,7 +55,7 @@ from corral.drivers.lxc.driver import CONSOLE_LOG, LxcDriver, lxc_name
 from corral.drivers.lxc.resources import apply_live
 from corral.drivers.lxc.state import StateReader
 from corral.drivers.migration import DUMP_COMPLETE, PhaseClock
-from corral.host import criu, idmount, nsmount
+from corral.host import criu, idmount, nsmount, procfs
 from corral.host.idmap import root_idmap
 from corral.host.loopmount import loop_devices
 from corral.host.mounts import mount_image, unmount
@@ -71,7 +71,6 @@ TTY_INFO = "tty.info"  # LXC's: the console's CRIU id, tty[rdev:dev]
 OUR_TTY_INFO = "corral-tty.info"
 RESTORE_CONF = "corral-restore.conf"
 DUMP_CONF = "corral-dump.conf"
-PREFROZEN = "corral-prefrozen"  # the dump's group was frozen by Corral (prefreeze.py)
 DUMPABLE = "criu-dumpable.json"
 DUMPABLE_SECONDS = 600.0
 """How long a trial dump's verdict stands for the same container run and configuration."""
@@ -285,8 +284,6 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool,
     if proc.returncode != 0:
         forget_dumpable(spec)
         raise _failure("dump", spec, directory, proc.stderr or proc.stdout)
-    if group is not None:  # CRIU keeps the freezer state it found: a restore thaws it
-        (directory / PREFROZEN).touch()
     if not stop:
         remember_dumpable(driver, spec)
         criuargs.record(spec.run_dir, key, directory, ran, status.pid, rel)
@@ -305,12 +302,14 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool,
 def dumpable_key(config: Path, pid: int) -> str:
     """What a trial dump's verdict holds for: this run of the container (its init's pid
     and start time) and its LXC configuration (the file ``config``); "" if either is gone."""
+    started = procfs.start_time(pid)
     try:
-        started = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
         text = config.read_bytes()
-    except (OSError, IndexError):
+    except OSError:
         return ""
-    return hashlib.sha256(b"%d %s " % (pid, started.encode()) + text).hexdigest()
+    if started is None:
+        return ""
+    return hashlib.sha256(b"%d %d " % (pid, started) + text).hexdigest()
 
 
 def _config(driver: LxcDriver, spec: InstanceSpec) -> Path:
@@ -426,10 +425,13 @@ _CGROUP_PREPARE = re.compile(
     r"|Cgroup dir \S+ doesn't exist)")
 
 
-def _thaw_container(driver: LxcDriver, spec: InstanceSpec) -> None:
-    """A dump whose group Corral froze first (``prefreeze``) is restored frozen, as CRIU
-    found it, in the group the restore maps the dump's root to (``inner``, see the
-    ``cgroup-root`` line): its processes run again here."""
+def thaw_restored(driver: LxcDriver, spec: InstanceSpec) -> None:
+    """After a restore: every dump is of a running container, but one taken with its group
+    frozen (a move's ``prefreeze``, a memory snapshot's quiescing) is restored frozen, as
+    CRIU found it, in the group the restore maps the dump's root to (``inner``, see the
+    ``cgroup-root`` line) or the container's: its processes run again (a thawed group is
+    left as it is). ``lxc-unfreeze`` leaves such a group FROZEN: the freezer is written
+    directly."""
     layout = driver._cgroups()
     rel = cgroup_dirs(lxc_name(spec))["container"]
     root = layout.v1.get("freezer") or layout.v2_mount
@@ -505,8 +507,8 @@ def _restore_once(driver: LxcDriver, spec: InstanceSpec, directory: Path,
             clock.mark("images opened")
             proc = run([*driver._args("lxc-checkpoint", spec), "-r", "-D", str(images)],
                        check=False, timeout=TIMEOUT, env=env, fds=fds)
-            if proc.returncode == 0 and (images / PREFROZEN).exists():
-                _thaw_container(driver, spec)
+            if proc.returncode == 0:
+                thaw_restored(driver, spec)
             resumed_at = time.time()
             clock.mark("lxc-checkpoint -r")
     finally:

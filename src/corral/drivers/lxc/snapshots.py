@@ -28,9 +28,8 @@ from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
 from corral.drivers.lxc import checkpoint
 from corral.drivers.lxc.attached import attached_refusal
-from corral.drivers.lxc.config import cgroup_dirs
 from corral.drivers.lxc.disks import data_mount
-from corral.drivers.lxc.driver import LxcDriver, lxc_name
+from corral.drivers.lxc.driver import LxcDriver
 from corral.drivers.snapshots import Captured, DiskCopy, clone_all, replace_disks
 from corral.host.run import run
 from corral.templates.image import TemplateImage
@@ -124,24 +123,7 @@ class LxcSnapshots:
             self.driver.stop(spec, force=True, timeout=0)
         replace_disks(copies)
         if memory:
-            checkpoint.restore(self.driver, spec, source / CRIU_DIR)
-            self._thaw_restored(spec)
-
-    def _thaw_restored(self, spec: InstanceSpec) -> None:
-        """The dump was taken while its cgroup was frozen (``_quiesced``), and CRIU gives the
-        freezer state back (its group self-frozen) before ``lxc-checkpoint -r`` returns;
-        ``lxc-unfreeze`` does not thaw such a restored container (it returns 0, the group
-        stays FROZEN), so the v1 freezer is written directly. A memory snapshot is only ever
-        taken of a running container."""
-        if self.driver.status(spec).state is not RuntimeState.SUSPENDED:
-            return
-        layout = self.driver._cgroups()
-        freezer = layout.v1.get("freezer")
-        if freezer is None:
-            self.driver.resume(spec)
-            return
-        state = freezer / cgroup_dirs(lxc_name(spec))["container"] / "freezer.state"
-        state.write_text("THAWED\n")
+            checkpoint.restore(self.driver, spec, source / CRIU_DIR)  # thawed (quiesced)
 
     def capture_disks(self, spec: InstanceSpec, copies: Sequence[DiskCopy],
                       since: Mapping[str, str]) -> Captured:
