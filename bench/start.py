@@ -41,6 +41,7 @@ from common import Samples, Table, accelerator, conditions, paired_rounds, write
 from corral.client import CorralClient
 from corral.domain.instance import InstanceSpec, Kind
 from corral.domain.resources import Resources
+from corral.drivers.lxc.startenv import start_env
 from corral.drivers.qemu.cmdline import VmPaths, build_argv
 from corral.drivers.qemu.driver import QemuDriver
 from corral.host.loopmount import MS_NODEV, mount_loop
@@ -109,8 +110,10 @@ class RawContainer:
         (self.lxcpath / self.name / "config").write_text(config)
 
     def _lxc(self, tool: str, *args: str) -> None:
-        subprocess.run([tool, "-n", self.name, "-P", str(self.lxcpath), *args], check=True,
-                       capture_output=True)
+        # lxc-start in the environment Corral gives it (ids mapped without the shadow tools)
+        env = start_env() if tool == "lxc-start" else None
+        subprocess.run([shutil.which(tool) or tool, "-n", self.name, "-P", str(self.lxcpath),
+                        *args], check=True, capture_output=True, env=env)
 
     def start(self, tool: bool = False) -> float:
         """Mount as Corral does (``tool``: with ``mount -o loop``), then ``lxc-start -d``."""

@@ -27,6 +27,11 @@ PTYS = 64
 _SIGNAL_PREFIX = "SIG"
 RESOURCES_MARKER = "# Resources (rewritten by `corral set`; everything below this line)"
 _SIGNAL = re.compile(r"^SIG(RTMIN\+\d+|RTMAX-\d+|[A-Z][A-Z0-9]*)$")
+TOOL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+HOOK_SHELL = f"/bin/sh -c 'PATH={TOOL_PATH}; "
+"""How every hook's shell script begins: it sets its own PATH, because ``lxc-start`` runs
+with one that lacks the shadow tools' directory (drivers/lxc/startenv.py), and the hooks
+inherit it."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,7 @@ def _rootfs_lines(config: ContainerConfig) -> list[str]:
     lines = [f"lxc.rootfs.path = dir:{config.rootfs_mount}"]
     if config.idmap is not None:
         lines.append("lxc.rootfs.options = idmap=container")
-    lines.append(f"lxc.hook.post-stop = /bin/sh -c '{hold_unmount(config.rootfs_mount)}"
+    lines.append(f"lxc.hook.post-stop = {HOOK_SHELL}{hold_unmount(config.rootfs_mount)}"
                  f"umount {config.rootfs_mount}'")
     return lines
 
@@ -118,7 +123,7 @@ def _disk_lines(config: ContainerConfig) -> list[str]:
     for host, inside in config.data_mounts:
         lines.append(f"lxc.mount.entry = {host} {inside.lstrip('/')} none {options} 0 0")
     for host, _inside in config.data_mounts:
-        lines.append(f"lxc.hook.post-stop = /bin/sh -c 'umount {host} || true'")
+        lines.append(f"lxc.hook.post-stop = {HOOK_SHELL}umount {host} || true'")
     return lines
 
 

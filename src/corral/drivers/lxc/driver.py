@@ -42,6 +42,8 @@ from corral.drivers.lxc import resources as ct_resources
 from corral.drivers.lxc import state as ct_state
 from corral.drivers.lxc.config import (
     DEFAULT_INCLUDE_DIR,
+    HOOK_SHELL,
+    TOOL_PATH,
     ContainerConfig,
     cgroup_dirs,
     render_config,
@@ -54,6 +56,7 @@ from corral.drivers.lxc.disks import (
     unmount_data_disks,
 )
 from corral.drivers.lxc.nics import LxcNics
+from corral.drivers.lxc.startenv import start_env
 from corral.drivers.lxc.watch import Asked, StateCache
 from corral.host import cgroupfs
 from corral.host.cgroups import CgroupLayout, host_layout
@@ -67,7 +70,7 @@ from corral.templates.image import TemplateImage
 
 CONSOLE_LOG = "console.log"
 LXC_LOG = "lxc.log"
-EXEC_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+EXEC_PATH = TOOL_PATH
 START_TIMEOUT = 30.0
 CONSOLE_ATTACH_TIMEOUT = 5.0
 # lxc-console's escape key: etoc("X") is -1, which LXC documents as "no escape sequence",
@@ -75,6 +78,13 @@ CONSOLE_ATTACH_TIMEOUT = 5.0
 _NO_ESCAPE = "X"
 
 log = logging.getLogger("corral.lxc")
+
+
+def _stale_config(text: str) -> bool:
+    """Whether a container's config must be written again before it starts: data disk
+    entries (the disks may have changed), or hooks from before they set their own PATH."""
+    return "lxc.mount.entry" in text or (
+        "lxc.hook.post-stop" in text and f"lxc.hook.post-stop = {HOOK_SHELL}" not in text)
 
 
 def lxc_name(spec: InstanceSpec) -> str:
@@ -208,9 +218,10 @@ class LxcDriver(LxcDiskHotplug):
     def start(self, spec: InstanceSpec, template: TemplateImage) -> None:
         self._require_exists(spec)
         config_file = self._container_dir(spec) / "config"
-        # NICs and data disks may have changed while it was stopped
-        if (spec.directory / NICS_FILE).exists() or spec.data_disks or (
-                "lxc.mount.entry" in config_file.read_text()):
+        # NICs and data disks may have changed while it was stopped; a config written by an
+        # older Corral has hooks that do not set their own PATH (startenv.py)
+        if (spec.directory / NICS_FILE).exists() or spec.data_disks or _stale_config(
+                config_file.read_text()):
             config_file.write_text(render_config(self.config_for(spec, template)))
         ct_resources.prepare_start(  # the persisted resources; a grown disk's filesystem
             spec, self._container_dir(spec) / "config", self._cgroups(),
@@ -227,7 +238,8 @@ class LxcDriver(LxcDiskHotplug):
         # unprivileged container maps it with idmap=container (config.py).
         mount_image(spec.disk_path, spec.run_dir / "rootfs")
         mount_data_disks(spec)
-        proc = run([*self._args("lxc-start", spec), "-d"], check=False, timeout=START_TIMEOUT)
+        proc = run([*self._args("lxc-start", spec), "-d"], check=False, timeout=START_TIMEOUT,
+                   env=start_env())
         if proc.returncode != 0:
             # Asking the state only on failure keeps it off the start path; a running
             # container keeps its mount.

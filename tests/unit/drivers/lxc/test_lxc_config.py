@@ -10,7 +10,12 @@ import pytest
 
 from corral.domain.errors import InvalidInput
 from corral.domain.resources import Resources
-from corral.drivers.lxc.config import ContainerConfig, normalise_signal, render_config
+from corral.drivers.lxc.config import (
+    HOOK_SHELL,
+    ContainerConfig,
+    normalise_signal,
+    render_config,
+)
 from corral.host.cgroups import CgroupLayout, CgroupVersion
 from corral.host.idmap import IdMap, IdRange
 
@@ -84,7 +89,7 @@ def test_privileged_has_no_user_namespace() -> None:
     assert _values(text, "lxc.rootfs.path") == ["dir:/srv/corral/instances/101/run/rootfs"]
     assert _values(text, "lxc.rootfs.options") == []  # no idmap without a user namespace
     assert _values(text, "lxc.hook.post-stop") == [
-        "/bin/sh -c 'i=0; while [ -e /srv/corral/instances/101/run/corral-quiescing ] && "
+        f"{HOOK_SHELL}i=0; while [ -e /srv/corral/instances/101/run/corral-quiescing ] && "
         "[ $i -lt 300 ]; do sleep 0.01; i=$((i+1)); done; "
         "umount /srv/corral/instances/101/run/rootfs'"
     ]
@@ -93,7 +98,7 @@ def test_privileged_has_no_user_namespace() -> None:
 def test_unprivileged_unmounts_its_root_however_it_stops() -> None:
     text = render_config(_config(SHIFT, HYBRID))
     assert _values(text, "lxc.hook.post-stop") == [
-        "/bin/sh -c 'i=0; while [ -e /srv/corral/instances/101/run/corral-quiescing ] && "
+        f"{HOOK_SHELL}i=0; while [ -e /srv/corral/instances/101/run/corral-quiescing ] && "
         "[ $i -lt 300 ]; do sleep 0.01; i=$((i+1)); done; "
         "umount /srv/corral/instances/101/run/rootfs'"
     ]
@@ -137,6 +142,15 @@ def test_data_disks_are_bound_in_idmapped_and_unmounted_at_stop() -> None:
     text = render_config(cfg)
     assert _values(text, "lxc.mount.entry") == [
         f"{host} mnt/data none bind,create=dir,idmap=container 0 0"]
-    assert f"/bin/sh -c 'umount {host} || true'" in _values(text, "lxc.hook.post-stop")
+    assert f"{HOOK_SHELL}umount {host} || true'" in _values(text, "lxc.hook.post-stop")
     privileged = render_config(dc_replace(_config(None, HYBRID), data_mounts=((host, "/srv"),)))
     assert _values(privileged, "lxc.mount.entry") == [f"{host} srv none bind,create=dir 0 0"]
+
+
+def test_hooks_set_their_own_path() -> None:
+    """lxc-start runs without the shadow tools' directories on PATH (startenv.py); the hooks
+    it runs inherit that PATH, so each sets the full one before calling umount or sleep."""
+    text = render_config(_config(SHIFT, HYBRID))
+    for hook in _values(text, "lxc.hook.post-stop"):
+        assert hook.startswith("/bin/sh -c 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                               "/usr/bin:/sbin:/bin; ")
