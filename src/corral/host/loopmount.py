@@ -7,6 +7,13 @@ a free device, bind the image to it with ``LOOP_CONFIGURE`` (one ioctl, with aut
 the device goes away when the last user — the mount — lets go), ``mount(2)`` it and close
 the device. Kernels before 5.8 lack ``LOOP_CONFIGURE``: ``LOOP_SET_FD`` and
 ``LOOP_SET_STATUS64`` do the same in two calls.
+
+The device reads and writes its image with direct I/O (``LO_FLAGS_DIRECT_IO``, as
+``losetup --direct-io``): buffered, every block a container read was copied from the
+image file's page cache into the file system's by the loop worker (~4 ms of the host's CPU
+per tiny container start here, the largest kernel item of a bulk start) and kept cached
+twice. Where the image's file system cannot do direct I/O (or not at the device's block
+size) the kernel keeps the device buffered by itself.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ LOOP_SET_STATUS64 = 0x4C04
 LOOP_CONFIGURE = 0x4C0A
 LOOP_CTL_GET_FREE = 0x4C82
 LO_FLAGS_AUTOCLEAR = 4
+LO_FLAGS_DIRECT_IO = 16
+LOOP_SET_DIRECT_IO = 0x4C08
 LO_NAME_SIZE = 64
 # <linux/mount.h>
 MS_NODEV = 4
@@ -73,7 +82,7 @@ _libc.mount.restype = ctypes.c_int
 
 def _info(image: Path) -> LoopInfo64:
     info = LoopInfo64()
-    info.lo_flags = LO_FLAGS_AUTOCLEAR
+    info.lo_flags = LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO
     info.lo_file_name = os.fsencode(image)[:LO_NAME_SIZE - 1]
     return info
 
@@ -103,11 +112,13 @@ def _bind(device: int, backing: int, image: Path) -> None:
             raise
     fcntl.ioctl(device, LOOP_SET_FD, backing)
     try:
-        fcntl.ioctl(device, LOOP_SET_STATUS64, info)
+        fcntl.ioctl(device, LOOP_SET_STATUS64, info)  # (it cannot set direct I/O)
     except OSError:
         with contextlib.suppress(OSError):
             fcntl.ioctl(device, LOOP_CLR_FD, 0)
         raise
+    with contextlib.suppress(OSError):  # refused where the file cannot: stays buffered
+        fcntl.ioctl(device, LOOP_SET_DIRECT_IO, 1)
 
 
 _ATTACHING = threading.Lock()
