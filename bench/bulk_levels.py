@@ -34,6 +34,8 @@ from corral.templates.builders.tiny import build_tiny
 from corral.wire.bulk import BulkCreate, BulkRequestModel
 from tests.integration.conftest import delete_everything, start_daemon, stop_daemon
 
+MAX_NAMES = 1000
+"""The most names one bulk request takes (the API refuses more)."""
 SPEC = BulkCreate(type="ct", template="tiny", memory="64M", disk="64M", start=True)
 
 
@@ -107,8 +109,9 @@ def main() -> None:
         try:
             with daemon.client() as c:
                 names = [i.name for i in c.list_instances()]
-                if names:
-                    bulk(c, BulkRequestModel(action=BulkAction.DELETE, names=names,
+                for first in range(0, len(names), MAX_NAMES):  # a request takes up to 1000
+                    bulk(c, BulkRequestModel(action=BulkAction.DELETE,
+                                             names=names[first:first + MAX_NAMES],
                                              parallel=args.parallel, force=True))
         finally:
             stop_daemon(daemon)
