@@ -47,7 +47,7 @@ from pathlib import Path
 from corral.domain.errors import CorralError, HostFailure
 from corral.domain.instance import InstanceSpec
 from corral.drivers.base import RuntimeState
-from corral.drivers.lxc import criuargs, prefreeze
+from corral.drivers.lxc import criuargs
 from corral.drivers.lxc.config import INNER, cgroup_dirs
 from corral.drivers.lxc.console import restored_socket
 from corral.drivers.lxc.disks import data_mount, mount_data_disks, unmount_data_disks
@@ -55,7 +55,7 @@ from corral.drivers.lxc.driver import CONSOLE_LOG, LxcDriver, lxc_name
 from corral.drivers.lxc.resources import apply_live
 from corral.drivers.lxc.state import StateReader
 from corral.drivers.migration import DUMP_COMPLETE, PhaseClock
-from corral.host import criu, idmount, nsmount, procfs
+from corral.host import criu, freezer, idmount, nsmount, procfs
 from corral.host.idmap import root_idmap
 from corral.host.loopmount import loop_devices
 from corral.host.mounts import mount_image, unmount
@@ -265,8 +265,8 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool,
     argv, tool = criuargs.dump_argv(driver._args("lxc-checkpoint", spec), spec.run_dir, key,
                                     directory, stop, status.pid, rel)
     clock.mark("console unbind")
-    group = prefreeze.target(argv) if tool == "criu dump" else None
-    if group is not None and prefreeze.freeze(group):
+    group = criuargs.freeze_group(argv) if tool == "criu dump" else None
+    if group is not None and freezer.freeze(group):
         clock.mark("freeze")
     else:
         group = None
@@ -278,7 +278,7 @@ def dump(driver: LxcDriver, spec: InstanceSpec, directory: Path, *, stop: bool,
     finally:
         clock.mark(tool)
         if failed and group is not None:
-            prefreeze.thaw(group)
+            freezer.thaw(group)
         if driver.status(spec).state is not RuntimeState.STOPPED:
             _rebind(status.pid, binds)
     if proc.returncode != 0:
@@ -427,7 +427,7 @@ _CGROUP_PREPARE = re.compile(
 
 def thaw_restored(driver: LxcDriver, spec: InstanceSpec) -> None:
     """After a restore: every dump is of a running container, but one taken with its group
-    frozen (a move's ``prefreeze``, a memory snapshot's quiescing) is restored frozen, as
+    frozen (a move's stopping dump, a memory snapshot's quiescing) is restored frozen, as
     CRIU found it, in the group the restore maps the dump's root to (``inner``, see the
     ``cgroup-root`` line) or the container's: its processes run again (a thawed group is
     left as it is). ``lxc-unfreeze`` leaves such a group FROZEN: the freezer is written
@@ -436,8 +436,8 @@ def thaw_restored(driver: LxcDriver, spec: InstanceSpec) -> None:
     rel = cgroup_dirs(lxc_name(spec))["container"]
     root = layout.v1.get("freezer") or layout.v2_mount
     if root is not None:
-        prefreeze.thaw(root / rel / INNER)
-        prefreeze.thaw(root / rel)
+        freezer.thaw(root / rel / INNER)
+        freezer.thaw(root / rel)
 
 
 def cgroup_race(log_text: str) -> bool:

@@ -34,6 +34,15 @@ WATCH_EVERY = 0.001
 DIR, PID, CGROUP, TTY = "{corral:dir}", "{corral:pid}", "{corral:cgroup}", "{corral:tty}"
 
 
+def freeze_group(argv: list[str]) -> Path | None:
+    """The freezer group a ``criu dump`` command line names (``--freeze-cgroup``): a move's
+    stopping dump freezes it first (host/freezer.py); CRIU takes a frozen group as it is
+    and leaves the thawing to whoever froze it."""
+    if "--freeze-cgroup" not in argv[:-1]:
+        return None
+    return Path(argv[argv.index("--freeze-cgroup") + 1])
+
+
 def watch(process: Spawned) -> list[str] | None:
     """While ``lxc-checkpoint`` (``process``) runs: the argv of the ``criu dump`` it runs as
     its child, read once the child has executed CRIU (None if none was seen)."""

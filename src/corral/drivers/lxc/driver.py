@@ -70,7 +70,6 @@ from corral.templates.image import TemplateImage
 
 CONSOLE_LOG = "console.log"
 LXC_LOG = "lxc.log"
-EXEC_PATH = TOOL_PATH
 START_TIMEOUT = 30.0
 CONSOLE_ATTACH_TIMEOUT = 5.0
 # lxc-console's escape key: etoc("X") is -1, which LXC documents as "no escape sequence",
@@ -379,7 +378,7 @@ class LxcDriver(LxcDiskHotplug):
         command = [
             *self._args("lxc-attach", spec),
             "--clear-env",
-            "--set-var", f"PATH={EXEC_PATH}",
+            "--set-var", f"PATH={TOOL_PATH}",
             "--set-var", "HOME=/root",
             "--set-var", "TERM=dumb",
             "--",

@@ -17,24 +17,19 @@ as before; the container's init gets LXC's clean environment either way; the oth
 
 from __future__ import annotations
 
+import functools
 import os
 
 from corral.drivers.lxc.config import TOOL_PATH
 
 SHADOW_TOOLS = ("newuidmap", "newgidmap")
 
-_PATHS: dict[str, str] = {}
-
-
+@functools.cache
 def start_path(search: str = TOOL_PATH) -> str:
     """``search`` without the directories that hold a shadow tool (kept once computed)."""
-    found = _PATHS.get(search)
-    if found is None:
-        found = ":".join(d for d in search.split(":")
-                         if d and not any(os.path.exists(os.path.join(d, tool))
-                                          for tool in SHADOW_TOOLS))
-        _PATHS[search] = found
-    return found
+    return ":".join(d for d in search.split(":")
+                    if d and not any(os.path.exists(os.path.join(d, tool))
+                                     for tool in SHADOW_TOOLS))
 
 
 def start_env() -> dict[str, str]:

@@ -72,3 +72,10 @@ def test_kept_for_one_run_and_host_only(tmp_path: Path, monkeypatch: pytest.Monk
     assert criuargs.stopping_argv(tmp_path, "run-4", final, 99, REL) is None
     criuargs.forget(tmp_path)
     assert criuargs.stopping_argv(tmp_path, "run-1", final, 4242, REL) is None
+
+
+def test_freeze_group_reads_the_freeze_cgroup_of_a_command_line(tmp_path: Path) -> None:
+    argv = ["criu", "dump", "--freeze-cgroup", str(tmp_path), "-t", "1"]
+    assert criuargs.freeze_group(argv) == tmp_path
+    assert criuargs.freeze_group(["criu", "dump", "-t", "1"]) is None
+    assert criuargs.freeze_group(["criu", "dump", "--freeze-cgroup"]) is None

@@ -1,4 +1,4 @@
-"""``prefreeze`` on a real freezer group (v1 here, v2 where that is the host's) holding a
+"""``host.freezer`` on a real freezer group (v1 here, v2 where that is the host's) holding a
 process the test starts: frozen when it returns, thawed by ``thaw``, and a group already
 frozen is left to whoever froze it."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.drivers.lxc import prefreeze
+from corral.host import freezer
 
 V1 = Path("/sys/fs/cgroup/freezer")
 V2 = Path("/sys/fs/cgroup")
@@ -31,14 +31,14 @@ def group() -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
     root = _root()
     if os.geteuid() != 0 or root is None:
         pytest.skip("needs root and a cgroup freezer (v1 freezer or cgroup2)")
-    path = root / f"corral-test-prefreeze-{uuid.uuid4().hex[:8]}"
+    path = root / f"corral-test-freezer-{uuid.uuid4().hex[:8]}"
     path.mkdir()
     child = subprocess.Popen(["sleep", "60"])
     try:
         (path / "cgroup.procs").write_text(str(child.pid))
         yield path, child
     finally:
-        prefreeze.thaw(path)
+        freezer.thaw(path)
         child.kill()
         child.wait()
         path.rmdir()
@@ -53,16 +53,12 @@ def _state(path: Path) -> str:
 def test_freeze_waits_for_frozen_and_thaw_undoes_it(
         group: tuple[Path, subprocess.Popen[bytes]]) -> None:
     path, _child = group
-    assert prefreeze.freeze(path) is True
+    assert freezer.freeze(path) is True
     assert _state(path) == "FROZEN"
-    assert prefreeze.freeze(path) is False  # frozen already: not this call's to thaw
-    prefreeze.thaw(path)
+    assert freezer.freeze(path) is False  # frozen already: not this call's to thaw
+    freezer.thaw(path)
     assert _state(path) == "THAWED"
 
 
-def test_target_reads_the_freeze_cgroup_of_a_command_line(tmp_path: Path) -> None:
-    argv = ["criu", "dump", "--freeze-cgroup", str(tmp_path), "-t", "1"]
-    assert prefreeze.target(argv) == tmp_path
-    assert prefreeze.target(["criu", "dump", "-t", "1"]) is None
-    assert prefreeze.target(["criu", "dump", "--freeze-cgroup"]) is None
-    assert prefreeze.freeze(tmp_path / "none") is False
+def test_a_missing_group_is_not_frozen(tmp_path: Path) -> None:
+    assert freezer.freeze(tmp_path / "none") is False
